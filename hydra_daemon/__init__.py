@@ -1,0 +1,1 @@
+"""hydra-daemon: bitemporal capture of CME market data and CFTC COT reports into ArcticDB."""
