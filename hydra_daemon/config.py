@@ -1,0 +1,315 @@
+"""Typed daemon configuration loaded from TOML.
+
+Unknown keys, wrong types, missing required values and bad URIs are rejected with a `ConfigError` that names the
+file, the key and what was expected. Secrets never live here: see `hydra_daemon.secrets`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from hydra_daemon.store.uri import default_lmdb_uri, validate_uri
+
+
+class ConfigError(ValueError):
+    """The configuration file is invalid; the message names the file, the key and what was expected."""
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """One market: its name (used in symbols), futures and options parent roots, and CFTC contract market code."""
+
+    name: str
+    futures_root: str
+    options_root: str
+    cftc_code: str
+
+
+@dataclass(frozen=True)
+class DatabentoConfig:
+    """Databento source settings; `live_gateway`/`historical_url` override the production endpoints."""
+
+    dataset: str = "GLBX.MDP3"
+    live_gateway: str | None = None
+    live_port: int = 13000
+    historical_url: str | None = None
+    futures_schemas: tuple[str, ...] = ("ohlcv-1d",)
+    persist_quotes: bool = True
+    heartbeat_interval_s: int = 30
+    replay_window_s: int = 23 * 3600
+    api_key_env: str = "DATABENTO_API_KEY"
+    credential_name: str = "databento_api_key"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where data goes and how the writer batches it."""
+
+    arctic_uri: str
+    lake_dir: Path
+    flush_rows: int = 10_000
+    flush_interval_s: float = 1.0
+    compact_every: int = 500
+
+
+@dataclass(frozen=True)
+class OptionsConfig:
+    """Chain snapshot cadence and the definition of a liquid strike."""
+
+    snapshot_interval_s: float = 60.0
+    liquid_max_spread_ticks: int = 10
+    liquid_min_open_interest: int = 1
+
+
+@dataclass(frozen=True)
+class CotConfig:
+    """CFTC COT fetching: base URL, revision look-back, extra closures, fetch limits."""
+
+    enabled: bool = True
+    base_url: str = "https://www.cftc.gov"
+    revision_weeks: int = 4
+    extra_closures: tuple[date, ...] = ()
+    timeout_s: float = 30.0
+    retries: int = 5
+    poll_interval_s: float = 300.0
+    max_zip_bytes: int = 64 * 1024 * 1024
+    max_uncompressed_bytes: int = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole daemon configuration; `source` is the file it came from (None for defaults)."""
+
+    state_dir: Path
+    health_socket: Path
+    storage: StorageConfig
+    databento: DatabentoConfig
+    options: OptionsConfig
+    cot: CotConfig
+    markets: tuple[MarketConfig, ...]
+    source: Path | None = None
+
+    def market(self, name: str) -> MarketConfig:
+        """The market called `name`; KeyError naming the configured ones otherwise."""
+        for market in self.markets:
+            if market.name == name:
+                return market
+        raise KeyError(f"no market {name!r} configured (have: {', '.join(m.name for m in self.markets)})")
+
+
+_ROOT = re.compile(r"^[A-Z0-9]{1,6}$")
+_CFTC_CODE = re.compile(r"^[0-9A-Z]{6}$")
+
+
+class _Reader:
+    """Pulls typed values out of one TOML table, remembering the dotted path for error messages."""
+
+    def __init__(self, path: Path | None, table: Mapping[str, Any], prefix: str) -> None:
+        self.path = path
+        self.table = dict(table)
+        self.prefix = prefix
+
+    def fail(self, key: str, expected: str) -> ConfigError:
+        where = str(self.path) if self.path else "<config>"
+        got = self.table.get(key, "<missing>")
+        return ConfigError(f"{where}: key '{self.prefix}{key}': expected {expected}, got {got!r}")
+
+    def take(self, key: str, kind: type | tuple[type, ...], expected: str, default: Any = ...) -> Any:
+        if key not in self.table:
+            if default is ...:
+                raise self.fail(key, expected + " (required)")
+            return default
+        value = self.table.pop(key)
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            self.table[key] = value
+            raise self.fail(key, expected)
+        if not isinstance(value, kind):
+            self.table[key] = value
+            raise self.fail(key, expected)
+        return value
+
+    def sub(self, key: str) -> _Reader:
+        value = self.take(key, dict, "a table", {})
+        return _Reader(self.path, value, f"{self.prefix}{key}.")
+
+    def finish(self) -> None:
+        if self.table:
+            key = sorted(self.table)[0]
+            where = str(self.path) if self.path else "<config>"
+            raise ConfigError(f"{where}: unknown key '{self.prefix}{key}' (check spelling; see config.toml)")
+
+    def positive(self, key: str, default: Any, kind: type | tuple[type, ...] = int) -> Any:
+        value = self.take(key, kind, "a positive number", default)
+        if value <= 0:
+            self.table[key] = value
+            raise self.fail(key, "a positive number")
+        return value
+
+
+def _dataclass_defaults(cls: type) -> dict[str, Any]:
+    return {f.name: f.default for f in fields(cls)}
+
+
+def _markets(reader: _Reader) -> tuple[MarketConfig, ...]:
+    raw = reader.take("markets", list, "an array of [[markets]] tables")
+    if not raw:
+        raise reader.fail("markets", "at least one [[markets]] table")
+    markets = []
+    for index, table in enumerate(raw):
+        if not isinstance(table, dict):
+            raise reader.fail("markets", "an array of [[markets]] tables")
+        item = _Reader(reader.path, table, f"markets[{index}].")
+        name = _pattern(item, "name", _ROOT, "an upper-case market name like 'HE'")
+        market = MarketConfig(
+            name=name,
+            futures_root=_pattern(item, "futures_root", _ROOT, "a futures parent root like 'HE'"),
+            options_root=_pattern(item, "options_root", _ROOT, "an options parent root like 'HE'"),
+            cftc_code=_pattern(item, "cftc_code", _CFTC_CODE, "a 6-character CFTC code as a string, like '054642'"),
+        )
+        item.finish()
+        markets.append(market)
+    names = [m.name for m in markets]
+    if len(set(names)) != len(names):
+        raise reader.fail("markets", "unique market names")
+    return tuple(markets)
+
+
+def _pattern(reader: _Reader, key: str, pattern: re.Pattern[str], expected: str) -> str:
+    value: str = reader.take(key, str, expected)
+    if not pattern.match(value):
+        reader.table[key] = value
+        raise reader.fail(key, expected)
+    return value
+
+
+def _databento(reader: _Reader) -> DatabentoConfig:
+    d = _dataclass_defaults(DatabentoConfig)
+    expected = "a list of schemas from ohlcv-1d, ohlcv-1m"
+    schemas = reader.take("futures_schemas", list, expected, list(d["futures_schemas"]))
+    if not schemas or any(s not in ("ohlcv-1d", "ohlcv-1m") for s in schemas):
+        reader.table["futures_schemas"] = schemas
+        raise reader.fail("futures_schemas", "a non-empty list of schemas from ohlcv-1d, ohlcv-1m")
+    config = DatabentoConfig(
+        dataset=reader.take("dataset", str, "a dataset name like 'GLBX.MDP3'", d["dataset"]),
+        live_gateway=reader.take("live_gateway", str, "a host name or address", None),
+        live_port=reader.positive("live_port", d["live_port"]),
+        historical_url=_url(reader, "historical_url", None),
+        futures_schemas=tuple(schemas),
+        persist_quotes=reader.take("persist_quotes", bool, "true or false", d["persist_quotes"]),
+        heartbeat_interval_s=reader.positive("heartbeat_interval_s", d["heartbeat_interval_s"]),
+        replay_window_s=reader.positive("replay_window_s", d["replay_window_s"]),
+        api_key_env=reader.take("api_key_env", str, "an environment variable name", d["api_key_env"]),
+        credential_name=reader.take("credential_name", str, "a systemd credential name", d["credential_name"]),
+    )
+    reader.finish()
+    return config
+
+
+def _url(reader: _Reader, key: str, default: str | None) -> str | None:
+    value: str | None = reader.take(key, str, "an http:// or https:// URL", default)
+    if value is not None and not re.match(r"^https?://[^\s/]+", value):
+        reader.table[key] = value
+        raise reader.fail(key, "an http:// or https:// URL")
+    return value.rstrip("/") if value else value
+
+
+def _cot(reader: _Reader) -> CotConfig:
+    d = _dataclass_defaults(CotConfig)
+    closures = reader.take("extra_closures", list, "a list of dates like 2026-12-24", [])
+    if any(not isinstance(c, date) for c in closures):
+        reader.table["extra_closures"] = closures
+        raise reader.fail("extra_closures", "a list of TOML dates like [2026-12-24]")
+    config = CotConfig(
+        enabled=reader.take("enabled", bool, "true or false", d["enabled"]),
+        base_url=_url(reader, "base_url", d["base_url"]) or d["base_url"],
+        revision_weeks=reader.positive("revision_weeks", d["revision_weeks"]),
+        extra_closures=tuple(closures),
+        timeout_s=float(reader.positive("timeout_s", d["timeout_s"], (int, float))),
+        retries=reader.positive("retries", d["retries"]),
+        poll_interval_s=float(reader.positive("poll_interval_s", d["poll_interval_s"], (int, float))),
+        max_zip_bytes=reader.positive("max_zip_bytes", d["max_zip_bytes"]),
+        max_uncompressed_bytes=reader.positive("max_uncompressed_bytes", d["max_uncompressed_bytes"]),
+    )
+    reader.finish()
+    return config
+
+
+def _options(reader: _Reader) -> OptionsConfig:
+    d = _dataclass_defaults(OptionsConfig)
+    config = OptionsConfig(
+        snapshot_interval_s=float(reader.positive("snapshot_interval_s", d["snapshot_interval_s"], (int, float))),
+        liquid_max_spread_ticks=reader.positive("liquid_max_spread_ticks", d["liquid_max_spread_ticks"]),
+        liquid_min_open_interest=reader.positive("liquid_min_open_interest", d["liquid_min_open_interest"]),
+    )
+    reader.finish()
+    return config
+
+
+def _storage(reader: _Reader, state_dir: Path) -> StorageConfig:
+    d = _dataclass_defaults(StorageConfig)
+    uri = reader.take("arctic_uri", str, "an ArcticDB URI (lmdb:///abs/path or s3://host:bucket?...)", None)
+    if uri is None:
+        uri = default_lmdb_uri(state_dir)
+    else:
+        try:
+            uri = validate_uri(uri)
+        except ValueError as exc:
+            reader.table["arctic_uri"] = uri
+            raise reader.fail("arctic_uri", str(exc)) from None
+    config = StorageConfig(
+        arctic_uri=uri,
+        lake_dir=_path(reader, "lake_dir", state_dir / "lake"),
+        flush_rows=reader.positive("flush_rows", d["flush_rows"]),
+        flush_interval_s=float(reader.positive("flush_interval_s", d["flush_interval_s"], (int, float))),
+        compact_every=reader.positive("compact_every", d["compact_every"]),
+    )
+    reader.finish()
+    return config
+
+
+def _path(reader: _Reader, key: str, default: Path) -> Path:
+    value = reader.take(key, str, "an absolute path", None)
+    if value is None:
+        return default
+    path = Path(value)
+    if not path.is_absolute():
+        reader.table[key] = value
+        raise reader.fail(key, "an absolute path")
+    return path
+
+
+def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
+    """Build a `Config` from parsed TOML; raise `ConfigError` naming the file and key on any problem."""
+    root = _Reader(source, data, "")
+    state_dir = _path(root, "state_dir", Path("/var/lib/hydra-daemon"))
+    config = Config(
+        state_dir=state_dir,
+        health_socket=_path(root, "health_socket", Path("/run/hydra-daemon/health.sock")),
+        storage=_storage(root.sub("storage"), state_dir),
+        databento=_databento(root.sub("databento")),
+        options=_options(root.sub("options")),
+        cot=_cot(root.sub("cot")),
+        markets=_markets(root),
+        source=source,
+    )
+    root.finish()
+    return config
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a TOML config file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, source=path)
