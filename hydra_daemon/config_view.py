@@ -1,0 +1,50 @@
+"""Render a `Config` as TOML-like text for `check-config`, with credentials in URIs redacted."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields, is_dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from hydra_daemon.config import Config
+
+_SECRET_PARAMS = re.compile(r"(?i)\b(access|secret|password|token|key)=([^&]*)")
+
+
+def redact_uri(uri: str) -> str:
+    """Replace credential query parameters and URL user-info in `uri` with `***`."""
+    uri = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}=***", uri)
+    return re.sub(r"//[^/@\s]+@", "//***@", uri)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{redact_uri(value)}"'
+    if isinstance(value, Path):
+        return f'"{value}"'
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if value is None:
+        return '""  # not set'
+    return str(value)
+
+
+def _table(obj: Any) -> list[str]:
+    return [f"{f.name} = {_value(getattr(obj, f.name))}" for f in fields(obj) if not is_dataclass(getattr(obj, f.name))]
+
+
+def render_config(config: Config) -> str:
+    """The effective configuration (defaults filled in, secrets redacted) as TOML-like text."""
+    lines = [f"# effective configuration from {config.source or '<defaults>'}"]
+    lines += [f"state_dir = {_value(config.state_dir)}", f"health_socket = {_value(config.health_socket)}"]
+    for name in ("storage", "databento", "options", "cot"):
+        lines += ["", f"[{name}]", *_table(getattr(config, name))]
+    for market in config.markets:
+        lines += ["", "[[markets]]", *_table(market)]
+    return "\n".join(lines)
