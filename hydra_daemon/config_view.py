@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import fields, is_dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from hydra_daemon.config import Config
-
-_SECRET_PARAMS = re.compile(r"(?i)\b(access|secret|password|token|key)=([^&]*)")
-
-
-def redact_uri(uri: str) -> str:
-    """Replace credential query parameters and URL user-info in `uri` with `***`."""
-    uri = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}=***", uri)
-    return re.sub(r"//[^/@\s]+@", "//***@", uri)
+from hydra_daemon.store.uri import redact_uri
 
 
 def _value(value: Any) -> str:
