@@ -1,0 +1,202 @@
+"""Parquet lake export: real ArcticDB on LMDB, read back with polars and pyarrow."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import arcticdb
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+from arcticdb.version_store.library import Library
+
+from hydra_daemon.store import lake
+from hydra_daemon.store.bitemporal_table import BitemporalTable
+from hydra_daemon.store.lake import dataset_root, export_day, export_range
+
+SYMBOL = "HE.ohlcv-1d"
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Library:
+    arctic = arcticdb.Arctic(f"lmdb://{tmp_path / 'arctic'}")
+    return arctic.get_library("futures", create_if_missing=True)
+
+
+def _bars(start: str, periods: int, freq: str) -> pd.DataFrame:
+    index = pd.date_range(start, periods=periods, freq=freq, tz="UTC", name="ts_event")
+    rng = np.random.default_rng(7)
+    return pd.DataFrame(
+        {
+            "close": rng.normal(80, 1, periods),
+            "volume": rng.integers(0, 1000, periods),
+            "raw_symbol": [None if i % 5 == 0 else f"HEG{i}" for i in range(periods)],
+            "ts_recv": index + pd.Timedelta(microseconds=1500),
+        },
+        index=index,
+    )
+
+
+def _expected(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.reset_index()
+
+
+def _polars(root: Path) -> pl.DataFrame:
+    return pl.scan_parquet(root / "**/*.parquet", hive_partitioning=True).collect().sort("ts_event")
+
+
+def _pyarrow(root: Path) -> pa.Table:
+    return ds.dataset(root, format="parquet", partitioning="hive").to_table().sort_by("ts_event")
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_export_range_is_read_back_exactly_by_polars_and_pyarrow(library: Library, tmp_path: Path) -> None:
+    bars = _bars("2024-01-05 20:00", 12, "h")  # Fri 20:00 .. Sat 07:00 UTC
+    library.write(SYMBOL, bars)
+    lake_dir = tmp_path / "lake"
+
+    written = export_range(library, "futures", SYMBOL, date(2024, 1, 4), date(2024, 1, 7), lake_dir)
+
+    root = dataset_root(lake_dir, "futures", SYMBOL)
+    assert written == [root / "date=2024-01-05", root / "date=2024-01-06"]
+    assert _files(root) == ["date=2024-01-05/part-0.parquet", "date=2024-01-06/part-0.parquet"]
+
+    frame = _polars(root)
+    assert frame.schema["ts_event"] == pl.Datetime("ns", "UTC")
+    assert frame.schema["ts_recv"] == pl.Datetime("ns", "UTC")
+    got = frame.drop("date").to_pandas()
+    pd.testing.assert_frame_equal(got, _expected(bars), check_dtype=False)
+    assert got["ts_event"].dtype == "datetime64[ns, UTC]"
+    assert frame["date"].cast(pl.String).to_list() == ["2024-01-05"] * 4 + ["2024-01-06"] * 8
+
+    table = _pyarrow(root)
+    assert table.schema.field("ts_event").type == pa.timestamp("ns", tz="UTC")
+    assert table.schema.field("ts_recv").type == pa.timestamp("ns", tz="UTC")
+    assert table.schema.field("raw_symbol").type == pa.string()
+    pd.testing.assert_frame_equal(table.drop_columns(["date"]).to_pandas(), _expected(bars), check_dtype=False)
+
+
+def test_re_export_is_idempotent_and_picks_up_new_rows_without_duplicates(library: Library, tmp_path: Path) -> None:
+    bars = _bars("2024-02-01 00:00", 48, "30min")
+    library.write(SYMBOL, bars.iloc[:30])
+    lake_dir = tmp_path / "lake"
+    day = date(2024, 2, 1)
+
+    first = export_day(library, "futures", SYMBOL, day, lake_dir)
+    assert first is not None
+    content = (first / "part-0.parquet").read_bytes()
+    assert export_day(library, "futures", SYMBOL, day, lake_dir) == first
+    assert (first / "part-0.parquet").read_bytes() == content
+
+    library.append(SYMBOL, bars.iloc[30:])
+    export_day(library, "futures", SYMBOL, day, lake_dir)
+    root = dataset_root(lake_dir, "futures", SYMBOL)
+    got = _polars(root).drop("date").to_pandas()
+    pd.testing.assert_frame_equal(got, _expected(bars), check_dtype=False)
+    assert _files(root) == ["date=2024-02-01/part-0.parquet"]
+    assert list((lake_dir / ".staging").iterdir()) == []
+
+
+def test_day_without_rows_writes_nothing(library: Library, tmp_path: Path) -> None:
+    library.write(SYMBOL, _bars("2024-03-01", 3, "h"))
+    assert export_day(library, "futures", SYMBOL, date(2024, 3, 2), tmp_path / "lake") is None
+    assert not dataset_root(tmp_path / "lake", "futures", SYMBOL).exists()
+
+
+class _CrashAfterStaging(RuntimeError):
+    pass
+
+
+def _crashing_write(real_write):  # type: ignore[no-untyped-def]
+    def write(table: pa.Table, where: Path, **kwargs: object) -> None:
+        real_write(table.slice(0, 1), where, **kwargs)
+        raise _CrashAfterStaging("disk went away mid-write")
+
+    return write
+
+
+def test_crash_mid_export_leaves_no_partial_partition(
+    library: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library.write(SYMBOL, _bars("2024-04-01", 30, "h"))
+    lake_dir = tmp_path / "lake"
+    root = dataset_root(lake_dir, "futures", SYMBOL)
+    published = export_day(library, "futures", SYMBOL, date(2024, 4, 1), lake_dir)
+    assert published is not None
+    before = (published / "part-0.parquet").read_bytes()
+
+    monkeypatch.setattr(lake.pq, "write_table", _crashing_write(lake.pq.write_table))
+    with pytest.raises(_CrashAfterStaging):
+        export_day(library, "futures", SYMBOL, date(2024, 4, 2), lake_dir)
+    with pytest.raises(_CrashAfterStaging):
+        export_day(library, "futures", SYMBOL, date(2024, 4, 1), lake_dir)
+    monkeypatch.undo()
+
+    assert _files(root) == ["date=2024-04-01/part-0.parquet"]
+    assert (published / "part-0.parquet").read_bytes() == before
+    assert list((lake_dir / ".staging").iterdir()) == []
+    assert _polars(root).height == 24
+
+
+def test_leftover_staging_from_a_killed_export_is_invisible_to_scans(library: Library, tmp_path: Path) -> None:
+    library.write(SYMBOL, _bars("2024-04-01", 5, "h"))
+    lake_dir = tmp_path / "lake"
+    export_day(library, "futures", SYMBOL, date(2024, 4, 1), lake_dir)
+    leftover = lake_dir / ".staging" / "deadbeef"
+    leftover.mkdir(parents=True)
+    (leftover / "part-0.parquet").write_bytes(b"PAR1 truncated")
+
+    root = dataset_root(lake_dir, "futures", SYMBOL)
+    assert _polars(root).height == 5
+    assert _pyarrow(root).num_rows == 5
+
+
+def test_bitemporal_table_partitions_by_as_of_and_keeps_every_revision(library: Library, tmp_path: Path) -> None:
+    table = BitemporalTable(library, "HE.cot")
+    as_of = pd.to_datetime(["2021-01-05", "2021-01-12"]).tz_localize("UTC")
+    first = pd.DataFrame({"as_of": as_of, "open_interest": [100.0, 110.0]})
+    table.record(
+        first,
+        value_columns=["open_interest"],
+        available_at=pd.Series(as_of + pd.Timedelta(days=3, hours=20, minutes=30)),
+        ingested_at=pd.Timestamp("2021-01-16 12:00", tz="UTC"),
+    )
+    revised = pd.DataFrame({"as_of": as_of[1:], "open_interest": [111.0]})
+    table.record(
+        revised,
+        value_columns=["open_interest"],
+        available_at=pd.Timestamp("2021-01-22 20:30", tz="UTC"),
+        ingested_at=pd.Timestamp("2021-01-23 12:00", tz="UTC"),
+    )
+    lake_dir = tmp_path / "lake"
+
+    written = export_range(library, "cot", "HE.cot", date(2021, 1, 1), date(2021, 1, 31), lake_dir)
+
+    root = dataset_root(lake_dir, "cot", "HE.cot")
+    assert written == [root / "date=2021-01-05", root / "date=2021-01-12"]
+    frame = pl.scan_parquet(root / "**/*.parquet", hive_partitioning=True).collect().sort("as_of", "revision")
+    for column in ("as_of", "available_at", "ingested_at"):
+        assert frame.schema[column] == pl.Datetime("ns", "UTC")
+    assert frame["open_interest"].to_list() == [100.0, 110.0, 111.0]
+    assert frame["revision"].to_list() == [0, 0, 1]
+    assert frame["available_at"].to_list()[2] == pd.Timestamp("2021-01-22 20:30", tz="UTC")
+    assert frame["date"].cast(pl.String).to_list() == ["2021-01-05", "2021-01-12", "2021-01-12"]
+    arrow = ds.dataset(root, format="parquet", partitioning="hive").to_table()
+    assert arrow.num_rows == 3
+    assert arrow.schema.field("available_at").type == pa.timestamp("ns", tz="UTC")
+
+
+def test_bad_names_and_missing_symbols_are_rejected_clearly(library: Library, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"symbol name '\.\./etc'"):
+        dataset_root(tmp_path, "futures", "../etc")
+    with pytest.raises(LookupError, match=r"no symbol 'HE\.nope' in library 'futures'"):
+        export_day(library, "futures", "HE.nope", date(2024, 1, 1), tmp_path / "lake")
+    with pytest.raises(ValueError, match="before start"):
+        export_range(library, "futures", SYMBOL, date(2024, 1, 2), date(2024, 1, 1), tmp_path / "lake")
