@@ -1,0 +1,169 @@
+"""Opening the ArcticDB store: one ``Arctic`` per store per process, the writer lease, libraries, snapshots."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from types import TracebackType
+
+import arcticdb
+import pandas as pd
+import structlog
+from arcticdb.version_store.library import Library
+
+from hydra_daemon.store.lease import FileLease, LeaseLostError, S3Lease, StoreLockedError, lease_key, s3_client
+from hydra_daemon.store.symbols import LIBRARIES
+from hydra_daemon.store.uri import LmdbLocation, parse_uri, redact_uri, validate_uri
+
+__all__ = ["LeaseLostError", "Store", "StoreLockedError", "StoreReadOnlyError"]
+
+log = structlog.get_logger()
+
+LIBRARY_OPTIONS = arcticdb.LibraryOptions(dynamic_schema=True, rows_per_segment=100_000)
+_SNAPSHOT_LABEL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class StoreReadOnlyError(RuntimeError):
+    """A write was attempted through a store opened with ``writer=False``."""
+
+
+class _ArcticRegistry:
+    """One ``Arctic`` per store per process (LMDB must not be opened twice in one process), reference counted."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[arcticdb.Arctic, int]] = {}
+
+    def acquire(self, key: str, uri: str) -> arcticdb.Arctic:
+        with self._lock:
+            arctic, count = self._entries.get(key) or (arcticdb.Arctic(uri), 0)
+            self._entries[key] = (arctic, count + 1)
+            return arctic
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            arctic, count = self._entries[key]
+            if count <= 1:
+                del self._entries[key]
+            else:
+                self._entries[key] = (arctic, count - 1)
+
+
+_ARCTICS = _ArcticRegistry()
+
+
+class Store:
+    """An opened ArcticDB store. ``writer=True`` takes the single-writer lease (flock on LMDB, lease object on S3).
+
+    Methods are blocking: call them from a worker thread, never on the event loop.
+    """
+
+    def __init__(self, uri: str, arctic: arcticdb.Arctic, key: str, lease: FileLease | S3Lease | None) -> None:
+        self.uri = uri
+        self.writer = lease is not None
+        self._arctic = arctic
+        self._key = key
+        self._lease = lease
+        self._libraries: dict[str, Library] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def open(cls, uri: str, *, writer: bool) -> Store:
+        """Open the store at ``uri``; :class:`StoreLockedError` if ``writer`` and another process holds the lease."""
+        location = parse_uri(validate_uri(uri))
+        name = redact_uri(uri)
+        lease: FileLease | S3Lease | None = None
+        if isinstance(location, LmdbLocation):
+            key = str(location.path)
+            if writer:
+                lease = FileLease.acquire(lock_path(location.path), name)
+        else:
+            key = f"s3://{location.host}:{location.port}/{location.bucket}/{location.path_prefix}"
+            if writer:
+                lease = S3Lease.acquire(s3_client(location), location.bucket, lease_key(location), name)
+        try:
+            store = cls(uri, _ARCTICS.acquire(key, uri), key, lease)
+            if writer:
+                store._delete_staged_segments()
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+        log.info("store.opened", store=name, writer=writer)
+        return store
+
+    def library(self, name: str) -> Library:
+        """Library ``name``; created if missing when writing, ``LookupError`` if missing when reading."""
+        self._require_open()
+        with self._lock:
+            if name not in self._libraries:
+                if not self.writer and not self._arctic.has_library(name):
+                    raise LookupError(f"store {redact_uri(self.uri)} has no library {name!r} yet")
+                self._libraries[name] = self._arctic.get_library(
+                    name, create_if_missing=self.writer, library_options=LIBRARY_OPTIONS
+                )
+            return self._libraries[name]
+
+    def has_library(self, name: str) -> bool:
+        """True if library ``name`` exists."""
+        self._require_open()
+        return bool(self._arctic.has_library(name))
+
+    def require_writable(self) -> None:
+        """Raise unless this store may write now (opened as writer, lease still held)."""
+        self._require_open()
+        if self._lease is None:
+            raise StoreReadOnlyError(f"store {redact_uri(self.uri)} was opened read-only (writer=False)")
+        self._lease.check()
+
+    def snapshot(self, label: str) -> str:
+        """Pin the current version of every symbol of every library as snapshot ``<label>-<UTC time>``."""
+        self.require_writable()
+        if not _SNAPSHOT_LABEL.fullmatch(label):
+            raise ValueError(f"snapshot label {label!r} must match {_SNAPSHOT_LABEL.pattern}")
+        name = f"{label}-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S%fZ}"
+        for library_name in LIBRARIES:
+            if self.has_library(library_name):
+                library = self.library(library_name)
+                if library.list_symbols():
+                    library.snapshot(name)
+        log.info("store.snapshot", store=redact_uri(self.uri), snapshot=name)
+        return name
+
+    def close(self) -> None:
+        """Release the lease (if writer) and this process's handle on the store. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._libraries.clear()
+        _ARCTICS.release(self._key)
+        if self._lease is not None:
+            self._lease.release()
+        log.info("store.closed", store=redact_uri(self.uri), writer=self.writer)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"store {redact_uri(self.uri)} is closed")
+
+    def _delete_staged_segments(self) -> None:
+        """Drop staged-but-never-finalised segments a crashed writer may have left (ArcticDB #1993)."""
+        for library_name in self._arctic.list_libraries():
+            library = self._arctic.get_library(library_name)
+            for symbol in library.get_staged_symbols():
+                log.warning("store.staged_segments_deleted", library=library_name, symbol=symbol)
+                library.delete_staged_data(symbol)
+
+
+def lock_path(store_dir: Path) -> Path:
+    """The writer lock file beside an LMDB store directory."""
+    return store_dir.with_name(store_dir.name + ".writer.lock")

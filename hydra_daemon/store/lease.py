@@ -1,0 +1,258 @@
+"""The single-writer lease of a store: one writing daemon per store, readers never involved.
+
+LMDB: an exclusive ``flock`` on ``<store dir>.writer.lock`` held for the life of the process; the kernel drops it
+when the process dies, even on ``kill -9``. The file records the holder (pid, host) for the error message.
+
+S3: a lease object ``<path_prefix>/hydra-writer.lease`` = JSON ``{owner, pid, host, acquired_at, expires_at}``,
+created with ``If-None-Match: *`` and renewed or taken over with ``If-Match: <etag>``, so of two racing processes
+exactly one wins. A live lease of another owner refuses the open; an expired one may be taken over. A daemon
+thread renews every ``ttl/3``; :meth:`S3Lease.check` (called before every write) fails once renewal has failed or
+the lease is within ``ttl/6`` of expiring by the local clock.
+
+Residual risk (S3): the lease guards the lease object, not the ArcticDB writes. A writer frozen longer than the TTL
+(SIGSTOP, VM pause) after its last ``check()`` can finish an in-flight append after another process took over, and
+clock skew between hosts beyond ``ttl/6`` shortens the margin. Keep the TTL far above the time one flush takes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import structlog
+from botocore.exceptions import ClientError
+
+from hydra_daemon.store.uri import S3Location
+
+log = structlog.get_logger()
+
+LEASE_OBJECT = "hydra-writer.lease"
+DEFAULT_TTL_S = 30.0
+_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+
+
+class StoreLockedError(RuntimeError):
+    """Another process holds the writer lease of the store."""
+
+
+class LeaseLostError(StoreLockedError):
+    """This process no longer holds the writer lease; it must stop writing."""
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """Who holds a lease, as recorded in the lock file or lease object."""
+
+    owner: str
+    pid: int
+    host: str
+    acquired_at: float
+    expires_at: float | None = None
+
+    @classmethod
+    def mine(cls, ttl_s: float | None = None) -> LeaseHolder:
+        now = time.time()
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        expires = None if ttl_s is None else now + ttl_s
+        return cls(owner, os.getpid(), socket.gethostname(), now, expires)
+
+    def describe(self) -> str:
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.acquired_at))
+        text = f"pid {self.pid} on host {self.host} (since {since}"
+        if self.expires_at is not None:
+            text += f", lease expires {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.expires_at))}"
+        return text + ")"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> LeaseHolder | None:
+        try:
+            fields = json.loads(raw)
+            return cls(
+                str(fields["owner"]),
+                int(fields["pid"]),
+                str(fields["host"]),
+                float(fields["acquired_at"]),
+                fields.get("expires_at"),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def _locked_message(store: str, holder: LeaseHolder | None) -> str:
+    who = holder.describe() if holder else "an unidentified process"
+    return (
+        f"store {store} is already open for writing by {who}; only one writer per store is allowed. "
+        "Stop that daemon, or open the store read-only (writer=False)."
+    )
+
+
+class FileLease:
+    """Exclusive flock on a lock file beside an LMDB store, held until :meth:`release` or process exit."""
+
+    def __init__(self, fd: int, path: Path, holder: LeaseHolder) -> None:
+        self._fd: int | None = fd
+        self.path = path
+        self.holder = holder
+
+    @classmethod
+    def acquire(cls, path: Path, store: str) -> FileLease:
+        """Take the lock or raise :class:`StoreLockedError` naming the holder; never waits."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = LeaseHolder.from_json(os.pread(fd, 4096, 0))
+            os.close(fd)
+            raise StoreLockedError(_locked_message(store, holder)) from None
+        holder = LeaseHolder.mine()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.to_json(), 0)
+        os.fsync(fd)
+        return cls(fd, path, holder)
+
+    def check(self) -> None:
+        """A held flock cannot be lost; nothing to check."""
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+
+
+def s3_client(location: S3Location) -> Any:
+    """A boto3 S3 client for the location (URI credentials if given, else the default AWS chain)."""
+    session = boto3.session.Session(profile_name=location.aws_profile) if location.aws_profile else boto3
+    return session.client(
+        "s3",
+        endpoint_url=location.endpoint_url,
+        aws_access_key_id=location.access,
+        aws_secret_access_key=location.secret,
+        region_name=location.region or "us-east-1",
+    )
+
+
+def lease_key(location: S3Location) -> str:
+    return f"{location.path_prefix}/{LEASE_OBJECT}" if location.path_prefix else LEASE_OBJECT
+
+
+def _is_conflict(error: ClientError) -> bool:
+    return str(error.response.get("Error", {}).get("Code")) in _CONFLICT_CODES
+
+
+class S3Lease:
+    """Lease object with expiry in the store's bucket; renewed by a daemon thread."""
+
+    def __init__(self, client: Any, bucket: str, key: str, holder: LeaseHolder, etag: str, ttl_s: float) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self.holder = holder
+        self._etag = etag
+        self._ttl_s = ttl_s
+        self._lost: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._renewer = threading.Thread(target=self._renew_loop, name="hydra-s3-lease", daemon=True)
+        self._renewer.start()
+
+    @classmethod
+    def acquire(cls, client: Any, bucket: str, key: str, store: str, ttl_s: float = DEFAULT_TTL_S) -> S3Lease:
+        """Create the lease, or take over an expired one; :class:`StoreLockedError` if another owner holds it."""
+        for _ in range(3):
+            current = _read_lease(client, bucket, key)
+            mine = LeaseHolder.mine(ttl_s)
+            if current is not None:
+                holder, etag = current
+                if holder is not None and (holder.expires_at or 0) > time.time():
+                    raise StoreLockedError(_locked_message(store, holder))
+                condition = {"IfMatch": etag}
+            else:
+                condition = {"IfNoneMatch": "*"}
+            try:
+                response = client.put_object(Bucket=bucket, Key=key, Body=mine.to_json(), **condition)
+            except ClientError as error:
+                if _is_conflict(error):
+                    continue
+                raise
+            if current is not None:
+                log.warning("store.lease_taken_over", store=store, previous=current[0] and current[0].describe())
+            return cls(client, bucket, key, mine, response["ETag"], ttl_s)
+        current = _read_lease(client, bucket, key)
+        raise StoreLockedError(_locked_message(store, current[0] if current else None))
+
+    def renew(self) -> None:
+        """Extend the lease by the TTL; :class:`LeaseLostError` if another owner took it over."""
+        with self._lock:
+            if self._lost:
+                raise LeaseLostError(self._lost)
+            renewed = LeaseHolder(
+                self.holder.owner, self.holder.pid, self.holder.host, self.holder.acquired_at, time.time() + self._ttl_s
+            )
+            try:
+                response = self._client.put_object(
+                    Bucket=self._bucket, Key=self._key, Body=renewed.to_json(), IfMatch=self._etag
+                )
+            except ClientError as error:
+                if _is_conflict(error) or error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                    self._lost = f"writer lease s3://{self._bucket}/{self._key} was taken over by another process"
+                    raise LeaseLostError(self._lost) from error
+                raise
+            self.holder = renewed
+            self._etag = response["ETag"]
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLostError` unless the lease is held with at least ``ttl/6`` to spare."""
+        if self._lost:
+            raise LeaseLostError(self._lost)
+        if (self.holder.expires_at or 0) - time.time() < self._ttl_s / 6:
+            raise LeaseLostError(
+                f"writer lease s3://{self._bucket}/{self._key} is about to expire (renewal failing); stop writing"
+            )
+
+    def release(self) -> None:
+        """Stop renewing and delete the lease object if it is still ours."""
+        self._stop.set()
+        if self._renewer is not threading.current_thread():
+            self._renewer.join()
+        with self._lock:
+            if self._lost:
+                return
+            try:
+                self._client.delete_object(Bucket=self._bucket, Key=self._key, IfMatch=self._etag)
+            except ClientError as error:
+                log.warning("store.lease_not_released", key=self._key, error=str(error))
+            self._lost = "lease released"
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self._ttl_s / 3):
+            try:
+                self.renew()
+            except LeaseLostError as error:
+                log.error("store.lease_lost", error=str(error))
+                return
+            except Exception as error:  # network trouble: keep trying; check() fails if it lasts
+                log.warning("store.lease_renewal_failed", error=str(error))
+
+
+def _read_lease(client: Any, bucket: str, key: str) -> tuple[LeaseHolder | None, str] | None:
+    try:
+        response = client.get_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            return None
+        raise
+    return LeaseHolder.from_json(response["Body"].read()), response["ETag"]

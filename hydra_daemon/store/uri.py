@@ -1,0 +1,92 @@
+"""Store URIs: ``lmdb:///abs/path?map_size=..`` (default, under the state dir) and ``s3[s]://host:bucket?..``.
+
+The query parameters of S3 URIs are ArcticDB's (``access``, ``secret``, ``port``, ``region``, ``path_prefix``,
+``aws_auth``, ``aws_profile``); ``s3s://`` means TLS. Use :func:`redact_uri` before logging or raising:
+S3 URIs may carry credentials.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode
+
+DEFAULT_MAP_SIZE = "20GB"
+_EXPECTED = "expected lmdb:///abs/path[?map_size=20GB] or s3://host:bucket?access=..&secret=..[&port=..]"
+_S3 = re.compile(r"s3(?P<tls>s)?://(?P<host>[^:/?]+):(?P<bucket>[-_a-zA-Z0-9.]+)(?:\?(?P<query>.*))?")
+_SECRET_PARAMS = ("access", "secret")
+
+
+@dataclass(frozen=True)
+class LmdbLocation:
+    """An LMDB store directory."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """An S3 bucket (plus optional key prefix) holding a store."""
+
+    host: str
+    bucket: str
+    tls: bool
+    port: int | None
+    region: str | None
+    path_prefix: str
+    access: str | None
+    secret: str | None
+    aws_profile: str | None
+
+    @property
+    def endpoint_url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}" + (f":{self.port}" if self.port else "")
+
+
+def default_lmdb_uri(state_dir: Path) -> str:
+    """The default store: an LMDB directory ``<state_dir>/arctic``."""
+    return f"lmdb://{Path(state_dir).resolve() / 'arctic'}?map_size={DEFAULT_MAP_SIZE}"
+
+
+def validate_uri(uri: str) -> str:
+    """Return ``uri`` if it names a supported store, else raise ``ValueError`` saying what is expected."""
+    parse_uri(uri)
+    return uri
+
+
+def parse_uri(uri: str) -> LmdbLocation | S3Location:
+    """Parse a store URI into its location; ``ValueError`` if unsupported."""
+    if uri.startswith("lmdb://"):
+        path = uri.removeprefix("lmdb://").split("?", 1)[0]
+        if not path.startswith("/") or path == "/":
+            raise ValueError(f"unsupported store URI {redact_uri(uri)!r}: LMDB path must be absolute; {_EXPECTED}")
+        return LmdbLocation(Path(path))
+    match = _S3.fullmatch(uri)
+    if match is None:
+        raise ValueError(f"unsupported store URI {redact_uri(uri)!r}: {_EXPECTED}")
+    query = {key: values[-1] for key, values in parse_qs(match["query"] or "").items()}
+    port = query.get("port")
+    if port is not None and not port.isdigit():
+        raise ValueError(f"unsupported store URI {redact_uri(uri)!r}: port must be a number; {_EXPECTED}")
+    return S3Location(
+        host=match["host"],
+        bucket=match["bucket"],
+        tls=match["tls"] is not None,
+        port=int(port) if port else None,
+        region=query.get("region"),
+        path_prefix=query.get("path_prefix", "").strip("/"),
+        access=query.get("access"),
+        secret=query.get("secret"),
+        aws_profile=query.get("aws_profile"),
+    )
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with credential values replaced by ``***`` (safe for logs, errors and health answers)."""
+    base, sep, query = uri.partition("?")
+    if not sep:
+        return uri
+    pairs = [(k, "***" if k in _SECRET_PARAMS else v) for k, vs in parse_qs(query).items() for v in vs]
+    return f"{base}?{urlencode(pairs, safe='*/')}"

@@ -1,0 +1,222 @@
+"""Micro-batching, exactly-once writer for ordered streams (market data).
+
+Each flush of a symbol is ONE ArcticDB append whose version metadata carries the symbol's new watermark, so the
+data and the watermark commit atomically: after a crash the store holds whole flushes and the watermark that
+matches them, and redelivered rows (upstream replays from the watermark) are dropped on arrival.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import structlog
+
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.frames import normalise_dtypes, require_utc_columns, require_utc_index, restore_utc
+from hydra_daemon.store.watermark import Watermark, after_watermark, boundary_at
+
+__all__ = ["Commit", "FlushError", "StreamWriter", "Watermark"]
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One append: ``rows`` rows committed to ``library``/``symbol`` together with ``watermark``."""
+
+    library: str
+    symbol: str
+    rows: int
+    watermark: Watermark
+
+
+class FlushError(RuntimeError):
+    """Some symbols failed to flush; their rows stay buffered. ``commits`` lists the flushes that succeeded."""
+
+    def __init__(self, failures: dict[tuple[str, str], Exception], commits: list[Commit]) -> None:
+        names = ", ".join(f"{lib}/{sym}: {err}" for (lib, sym), err in failures.items())
+        super().__init__(f"flush failed for {names}; rows kept buffered (discard() drops them)")
+        self.failures = failures
+        self.commits = commits
+
+
+@dataclass
+class _Pending:
+    key_columns: tuple[str, ...]
+    committed: Watermark | None
+    high: Watermark | None
+    frames: list[pd.DataFrame] = field(default_factory=list)
+    rows: int = 0
+    since: float | None = None
+    appends_since_compaction: int = 0
+    failed: bool = False
+
+
+class StreamWriter:
+    """Sync (call from a worker thread). Buffers per (library, symbol); flushes on rows or interval.
+
+    Each flush = ONE arcticdb append whose version metadata carries the new watermark, so data and watermark commit
+    atomically. Rows at or before the committed/pending watermark are dropped (multiset on key_columns at
+    ts == watermark), making redelivery a no-op. Compacts a symbol every ``compact_every`` appends (in the same
+    append); never prunes versions. Call :meth:`flush_due` after :meth:`add` and on a timer.
+    """
+
+    def __init__(
+        self, store: Store, *, flush_rows: int = 10_000, flush_interval_s: float = 1.0, compact_every: int = 500
+    ) -> None:
+        store.require_writable()
+        self._store = store
+        self._flush_rows = flush_rows
+        self._flush_interval_s = flush_interval_s
+        self._compact_every = compact_every
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._lock = threading.RLock()
+
+    def add(self, library: str, symbol: str, frame: pd.DataFrame, key_columns: Sequence[str]) -> int:
+        """Buffer the rows of ``frame`` not yet committed or buffered; return how many were accepted."""
+        what = f"{library}/{symbol}"
+        missing = [c for c in key_columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{what}: key columns {missing} are not in the frame (columns: {list(frame.columns)})")
+        rows = normalise_dtypes(frame).sort_index(kind="stable")
+        require_utc_index(rows, what=what)
+        require_utc_columns(rows, what=what)
+        rows.index = rows.index.tz_convert("UTC")
+        with self._lock:
+            pending = self._pending_for(library, symbol, tuple(key_columns))
+            accepted, pending.high = after_watermark(rows, pending.high, pending.key_columns)
+            if not accepted.empty:
+                pending.frames.append(accepted)
+                pending.rows += len(accepted)
+                pending.since = pending.since if pending.since is not None else time.monotonic()
+            if len(accepted) < len(rows):
+                log.debug("writer.redelivered_rows_dropped", symbol=what, dropped=len(rows) - len(accepted))
+            return len(accepted)
+
+    def flush_due(self) -> list[Commit]:
+        """Flush symbols holding ``flush_rows`` rows or rows older than ``flush_interval_s``."""
+        now = time.monotonic()
+        with self._lock:
+            due = [
+                key
+                for key, p in self._pending.items()
+                if p.rows >= self._flush_rows or (p.since is not None and now - p.since >= self._flush_interval_s)
+            ]
+            return self._flush(due)
+
+    def flush_all(self) -> list[Commit]:
+        """Flush every symbol holding rows."""
+        with self._lock:
+            return self._flush([key for key, p in self._pending.items() if p.rows])
+
+    def watermark(self, library: str, symbol: str) -> Watermark | None:
+        """The committed watermark of a symbol (None if nothing committed); read from the store once, then cached."""
+        with self._lock:
+            pending = self._pending.get((library, symbol))
+            if pending is not None:
+                return pending.committed
+            return self._load_watermark(library, symbol, None)
+
+    def pending_rows(self) -> int:
+        """Rows buffered and not yet committed, over all symbols."""
+        with self._lock:
+            return sum(p.rows for p in self._pending.values())
+
+    def discard(self, library: str, symbol: str) -> pd.DataFrame:
+        """Drop (and return, for quarantine) a symbol's buffered rows; its watermark goes back to the committed one."""
+        with self._lock:
+            pending = self._pending.get((library, symbol))
+            if pending is None or not pending.frames:
+                return pd.DataFrame()
+            dropped = pd.concat(pending.frames)
+            pending.frames, pending.rows, pending.since, pending.high = [], 0, None, pending.committed
+            return dropped
+
+    def _pending_for(self, library: str, symbol: str, key_columns: tuple[str, ...]) -> _Pending:
+        pending = self._pending.get((library, symbol))
+        if pending is None:
+            committed = self._load_watermark(library, symbol, key_columns)
+            pending = self._pending[(library, symbol)] = _Pending(key_columns, committed, committed)
+        elif pending.key_columns != key_columns:
+            raise ValueError(
+                f"{library}/{symbol}: key columns {list(key_columns)} differ from {list(pending.key_columns)} "
+                "used earlier for this symbol"
+            )
+        return pending
+
+    def _load_watermark(self, library: str, symbol: str, key_columns: Sequence[str] | None) -> Watermark | None:
+        """Watermark from the latest version's metadata; derived from the stored tail if the metadata lacks one."""
+        if not self._store.has_library(library):
+            return None
+        lib = self._store.library(library)
+        if not lib.has_symbol(symbol):
+            return None
+        found = Watermark.from_metadata(lib.read_metadata(symbol).metadata)
+        if found is not None:
+            return found
+        tail = lib.tail(symbol, 1).data
+        if tail.empty:
+            return None
+        last = pd.Timestamp(tail.index[-1])
+        rows = restore_utc(lib.read(symbol, date_range=(last, last)).data)
+        ts_ns = int(restore_utc(tail).index[-1].value)
+        keys = list(key_columns) if key_columns is not None else list(rows.columns)
+        log.warning("writer.watermark_derived_from_data", library=library, symbol=symbol)
+        return Watermark(ts_ns, boundary_at(rows, ts_ns, keys))
+
+    def _flush(self, keys: list[tuple[str, str]]) -> list[Commit]:
+        commits: list[Commit] = []
+        failures: dict[tuple[str, str], Exception] = {}
+        for key in keys:
+            try:
+                commits.append(self._flush_one(*key))
+            except Exception as error:
+                log.error("writer.flush_failed", library=key[0], symbol=key[1], error=str(error))
+                self._pending[key].failed = True
+                failures[key] = error
+        if failures:
+            raise FlushError(failures, commits)
+        return commits
+
+    def _flush_one(self, library: str, symbol: str) -> Commit:
+        pending = self._pending[(library, symbol)]
+        self._store.require_writable()
+        frame = pd.concat(pending.frames) if len(pending.frames) > 1 else pending.frames[0]
+        if pending.failed:
+            frame = self._without_committed(library, symbol, pending, frame)
+            if frame.empty and pending.committed is not None:
+                return Commit(library, symbol, 0, pending.committed)
+        watermark = pending.high
+        if watermark is None:
+            raise RuntimeError(f"{library}/{symbol}: rows buffered without a watermark")
+        compact = pending.appends_since_compaction + 1 >= self._compact_every
+        self._store.library(library).append(
+            symbol,
+            frame,
+            metadata=watermark.to_metadata(pending.key_columns),
+            prune_previous_versions=False,
+            compact_data=compact,
+        )
+        commit = Commit(library, symbol, pending.rows, watermark)
+        pending.committed = watermark
+        pending.frames, pending.rows, pending.since = [], 0, None
+        pending.appends_since_compaction = 0 if compact else pending.appends_since_compaction + 1
+        pending.failed = False
+        return commit
+
+    def _without_committed(self, library: str, symbol: str, pending: _Pending, frame: pd.DataFrame) -> pd.DataFrame:
+        """After a failed append (which may have committed anyway, e.g. a lost S3 response), drop what did commit."""
+        stored = self._load_watermark(library, symbol, pending.key_columns)
+        if stored == pending.committed:
+            return frame
+        log.warning("writer.failed_append_had_committed", library=library, symbol=symbol)
+        pending.committed = stored
+        remaining, _ = after_watermark(frame, stored, pending.key_columns)
+        pending.frames, pending.rows = [remaining], len(remaining)
+        if remaining.empty:
+            pending.frames, pending.since, pending.failed = [], None, False
+        return remaining
