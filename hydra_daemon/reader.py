@@ -1,0 +1,125 @@
+"""Read-only, point-in-time access to the hydra store for backtests and research notebooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import TracebackType
+
+import pandas as pd
+from arcticdb.version_store.library import Library
+
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.bitemporal_table import BitemporalTable
+from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.frames import restore_utc
+from hydra_daemon.store.symbols import (
+    COT,
+    FEATURES,
+    FUTURES,
+    OPTIONS,
+    chain_symbol,
+    cot_symbol,
+    data_symbol,
+    feature_symbol,
+)
+
+# How far back options_chain() looks for the latest snapshot before reading the whole symbol (widening windows).
+_CHAIN_LOOKBACKS = (pd.Timedelta(hours=1), pd.Timedelta(days=1), pd.Timedelta(days=10), pd.Timedelta(days=100))
+
+
+class Reader:
+    """Read-only view of a hydra ArcticDB store, safe to use while the daemon writes.
+
+    ``Reader(uri)`` opens the store with ``writer=False``: it never takes the writer lease, so it is never blocked by
+    the daemon, and it works from any number of other processes (LMDB allows up to 126 readers). New data becomes
+    visible within about 2 s (ArcticDB caches the latest version). Use ``with Reader(uri) as r:`` or call
+    :meth:`close`.
+
+    Every method returns a numpy-backed pandas DataFrame whose timestamps — index and columns — are tz-aware UTC
+    (``datetime64[ns, UTC]``); ArcticDB hands back non-index timestamp columns naive, the Reader restores UTC.
+    Every ``at``/``start``/``end`` must be a tz-aware datetime (any zone; converted to UTC); a naive one raises
+    ``ValueError``. Reads ``at`` a time are point-in-time: nothing is returned that was not available at ``at``
+    (bitemporal tables: ``available_at <= at``; market data: index time ``<= at``).
+    """
+
+    def __init__(self, uri: str) -> None:
+        self._store = Store.open(uri, writer=False)
+
+    def futures_bars(self, market: str, start: dt.datetime, end: dt.datetime, schema: str = "ohlcv-1d") -> pd.DataFrame:
+        """Futures rows of ``schema`` for ``market`` with index time in ``[start, end]`` (inclusive)."""
+        first = _utc("futures_bars", "start", start)
+        last = _utc("futures_bars", "end", end)
+        if last < first:
+            raise ValueError(f"futures_bars: end {last} is before start {first}")
+        library = self._library(FUTURES, data_symbol(market, schema))
+        return restore_utc(library.read(data_symbol(market, schema), date_range=(first, last)).data)
+
+    def options_chain(self, market: str, at: dt.datetime) -> pd.DataFrame:
+        """The latest option-chain snapshot of ``market`` taken at or before ``at`` (all its rows, indexed by
+        ``snapshot_time``); empty if none was taken by then."""
+        when = _utc("options_chain", "at", at)
+        symbol = chain_symbol(market)
+        library = self._library(OPTIONS, symbol)
+        frame = pd.DataFrame()
+        for lookback in (*_CHAIN_LOOKBACKS, None):
+            first = None if lookback is None else when - lookback
+            frame = library.read(symbol, date_range=(first, when)).data
+            if not frame.empty:
+                frame = frame[frame.index == frame.index[-1]]
+                break
+        return restore_utc(frame)
+
+    def cot(self, market: str, at: dt.datetime) -> pd.DataFrame:
+        """The COT reports of ``market`` as known at ``at``: per ``as_of`` the latest revision with
+        ``available_at <= at``."""
+        when = _utc("cot", "at", at)
+        return self._cot_table(market).point_in_time(when)
+
+    def cot_history(self, market: str) -> pd.DataFrame:
+        """Every stored revision of ``market``'s COT reports, sorted by (``as_of``, ``revision``)."""
+        return self._cot_table(market).history()
+
+    def feature(self, market: str, name: str, at: dt.datetime) -> pd.DataFrame:
+        """Feature ``name`` of ``market`` as known at ``at``: per key the latest revision with
+        ``available_at <= at``."""
+        when = _utc("feature", "at", at)
+        self._library(FEATURES, feature_symbol(market, name))
+        return FeatureStore(self._store).read_feature(market, name, when)
+
+    def close(self) -> None:
+        """Release this process's handle on the store. Idempotent."""
+        self._store.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _cot_table(self, market: str) -> BitemporalTable:
+        symbol = cot_symbol(market)
+        return BitemporalTable(self._library(COT, symbol), symbol)
+
+    def _library(self, name: str, symbol: str) -> Library:
+        """Library ``name``; ``LookupError`` saying what is missing if it or ``symbol`` is not in the store."""
+        library = self._store.library(name)
+        if not library.has_symbol(symbol):
+            raise LookupError(
+                f"no symbol {symbol!r} in library {name!r} of the store; check the market/schema/feature name "
+                "or whether the daemon has captured it yet"
+            )
+        return library
+
+
+def _utc(method: str, argument: str, value: dt.datetime) -> pd.Timestamp:
+    """``value`` as a UTC Timestamp; ``ValueError`` naming the method and argument if it is naive."""
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"Reader.{method}: {argument} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        raise ValueError(
+            f"Reader.{method}: {argument}={value} is timezone-naive; pass a UTC-aware datetime, e.g. "
+            "datetime(2024, 1, 2, 21, 0, tzinfo=timezone.utc) or pd.Timestamp('2024-01-02 21:00', tz='UTC')"
+        )
+    return pd.Timestamp(value).tz_convert("UTC")
