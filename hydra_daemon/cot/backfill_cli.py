@@ -1,0 +1,41 @@
+"""`hydra-daemon backfill cot`: run a COT backfill with a rich progress bar."""
+
+from __future__ import annotations
+
+import anyio
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hydra_daemon.config import Config
+from hydra_daemon.cot.backfill import BackfillResult, backfill_cot
+from hydra_daemon.cot.fetch import CotFetcher
+from hydra_daemon.cot.persist import QuarantineLog, quarantine_path
+from hydra_daemon.store.arctic import Store
+
+
+def backfill_cot_command(config: Config, start_year: int, end_year: int, console: Console | None = None) -> int:
+    """Backfill every configured market for [start_year, end_year]; prints a summary; returns an exit code.
+
+    Opens the store as writer, so it refuses (StoreLockedError) while the daemon is running.
+    """
+    console = console or Console()
+    with Store.open(config.storage.arctic_uri, writer=True) as store:
+        result = anyio.run(_run, config, store, start_year, end_year, console)
+    for market, rows in result.written.items():
+        console.print(f"{market}: {rows} new weekly rows")
+    console.print(f"feature rows written: {result.features}; quarantined rows: {result.quarantined} "
+                  f"(see {quarantine_path(config.state_dir)}); unreadable rows: {result.unreadable}")
+    return 0
+
+
+async def _run(config: Config, store: Store, start_year: int, end_year: int, console: Console) -> BackfillResult:
+    columns = (TextColumn("COT backfill {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=label)
+
+        async with CotFetcher(config.cot) as fetcher:
+            return await backfill_cot(store, config.markets, start_year, end_year, fetcher, progress,
+                                      config=config.cot, quarantine=QuarantineLog(quarantine_path(config.state_dir)))

@@ -1,0 +1,140 @@
+"""Blocking store work for COT rows (call from a worker thread): the bitemporal COT table, features, quarantine.
+
+One `HE.cot` symbol per market in the `cot` library, keyed on `as_of`, holding `code` and the 48 position columns
+(All/Old/Other) plus `as_of`, `available_at`, `revision`, `ingested_at`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Collection
+from datetime import date, datetime
+from pathlib import Path
+
+import pandas as pd
+import structlog
+
+from hydra_daemon.cot.calendar import release_time
+from hydra_daemon.cot.features import HISTORY_COLUMNS, cot_features
+from hydra_daemon.cot.parse import POSITION_COLUMNS
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.bitemporal_table import BitemporalTable
+from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.symbols import COT, cot_symbol
+
+COT_KEYS: tuple[str, ...] = ("as_of",)
+COT_VALUE_COLUMNS: tuple[str, ...] = ("code", *POSITION_COLUMNS)
+
+log = structlog.get_logger()
+
+
+def cot_table(store: Store, market: str) -> BitemporalTable:
+    """The bitemporal COT table of `market` (symbol `cot_symbol(market)` in the `cot` library)."""
+    return BitemporalTable(store.library(COT), cot_symbol(market), COT_KEYS)
+
+
+def scheduled_release(as_of: pd.Series, extra_closures: Collection[date]) -> pd.Series:
+    """Per row, the calendar release time of its `as_of` (UTC)."""
+    cache: dict[date, datetime] = {}
+    days = [ts.date() for ts in as_of]
+    for day in set(days):
+        cache[day] = release_time(day, extra_closures)
+    return pd.Series(pd.to_datetime([cache[d] for d in days], utc=True), index=as_of.index, name="available_at")
+
+
+def record_cycle(
+    table: BitemporalTable, rows: pd.DataFrame, *, revealed_at: datetime, ingested_at: datetime,
+    revision_weeks: int, extra_closures: Collection[date],
+) -> pd.DataFrame:
+    """Record a live cycle's rows of one market: a new `as_of` gets its scheduled release time; a known `as_of`
+    among the newest `revision_weeks` whose values changed becomes a revision available at `revealed_at` (the
+    release that revealed it); older known weeks and unchanged rows are skipped."""
+    known = set(table.latest()["as_of"])
+    recent = set(sorted(rows["as_of"].unique())[-revision_weeks:])
+    rows = rows[~rows["as_of"].isin(known) | rows["as_of"].isin(recent)]
+    scheduled = scheduled_release(rows["as_of"], extra_closures)
+    revealed = pd.Series(pd.Timestamp(revealed_at).tz_convert("UTC"), index=rows.index)
+    available_at = revealed.where(rows["as_of"].isin(known), scheduled)
+    return table.record(rows, value_columns=COT_VALUE_COLUMNS, available_at=available_at,
+                        ingested_at=pd.Timestamp(ingested_at))
+
+
+def record_backfill(
+    table: BitemporalTable, rows: pd.DataFrame, *, ingested_at: datetime, extra_closures: Collection[date]
+) -> pd.DataFrame:
+    """Record rows whose `as_of` is not stored yet as revision 0 at their scheduled release time; stored weeks are
+    left alone (a yearly file cannot say when a difference was published, so it must not become a revision)."""
+    known = set(table.latest()["as_of"])
+    fresh = rows[~rows["as_of"].isin(known)]
+    if fresh.empty:
+        return fresh
+    return table.record(fresh, value_columns=COT_VALUE_COLUMNS,
+                        available_at=scheduled_release(fresh["as_of"], extra_closures),
+                        ingested_at=pd.Timestamp(ingested_at))
+
+
+def write_features(store: Store, market: str, history: pd.DataFrame, *, ingested_at: datetime) -> int:
+    """Recompute the point-in-time COT features of `market` from its full history; the feature store writes only
+    values that are new or changed. Returns the number of feature rows written."""
+    if history.empty:
+        return 0
+    features = FeatureStore(store)
+    stamp = pd.Timestamp(ingested_at)
+    return sum(
+        features.write_feature(market, name, frame, ingested_at=stamp)
+        for name, frame in cot_features(history[list(HISTORY_COLUMNS)]).items()
+        if not frame.empty
+    )
+
+
+def quarantine_path(state_dir: Path) -> Path:
+    """Where rows failing validation are kept: `<state_dir>/quarantine/cot.jsonl`."""
+    return state_dir / "quarantine" / "cot.jsonl"
+
+
+class QuarantineLog:
+    """Append-only JSON-lines file of rows that failed validation; each (code, as_of, reason) is written once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._seen: set[tuple[str, str, str]] | None = None
+
+    def add(self, quarantined: pd.DataFrame, *, source: str, ingested_at: datetime) -> int:
+        """Append the rows not already in the file; return how many were appended."""
+        with self._lock:
+            seen = self._load()
+            lines = []
+            for record in quarantined.to_dict("records"):
+                as_of = pd.Timestamp(record["as_of"]).strftime("%Y-%m-%d")
+                key = (str(record["code"]), as_of, str(record["reason"]))
+                if key in seen:
+                    continue
+                seen.add(key)
+                values = {c: _json_number(record.get(c)) for c in POSITION_COLUMNS}
+                lines.append(json.dumps({"code": key[0], "as_of": as_of, "reason": key[2], "source": source,
+                                         "ingested_at": ingested_at.isoformat(), "values": values}))
+            if lines:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8") as handle:
+                    handle.write("\n".join(lines) + "\n")
+                log.warning("cot_quarantined", path=str(self.path), rows=len(lines))
+            return len(lines)
+
+    def entries(self) -> list[dict[str, object]]:
+        """Every quarantined row recorded so far."""
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
+
+    def _load(self) -> set[tuple[str, str, str]]:
+        if self._seen is None:
+            self._seen = {(str(e["code"]), str(e["as_of"]), str(e["reason"])) for e in self.entries()}
+        return self._seen
+
+
+def _json_number(value: object) -> float | None:
+    if value is None or pd.isna(value):
+        return None
+    return float(value)  # type: ignore[arg-type]

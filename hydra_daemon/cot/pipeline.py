@@ -1,0 +1,171 @@
+"""Live COT ingestion: sleep until each scheduled release, poll until the new report appears, record it bitemporally.
+
+Each cycle downloads the year file(s) covering the newest `as_of` and the `revision_weeks` before it, records new
+weeks at their scheduled release time and changed recent weeks as revisions available from the release that
+revealed them, quarantines rows that break the accounting identities, then refreshes the point-in-time features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import anyio
+import pandas as pd
+import structlog
+
+from hydra_daemon.config import CotConfig, MarketConfig
+from hydra_daemon.cot.calendar import latest_as_of_released, next_release_after, release_time
+from hydra_daemon.cot.clock import Clock
+from hydra_daemon.cot.fetch import CotFetcher, CotFetchError, CotFile, NotPublishedYet
+from hydra_daemon.cot.parse import OUTPUT_COLUMNS, CotParseError, parse_report
+from hydra_daemon.cot.persist import QuarantineLog, cot_table, record_cycle, write_features
+from hydra_daemon.cot.validate import validate_rows
+from hydra_daemon.pipelines.base import IngestPipeline, Problem
+from hydra_daemon.store.arctic import Store
+
+MAX_POLL_INTERVAL_S = 3600.0
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class CotCycle:
+    """One poll's result: parsed rows of the configured codes, what could not be read, and when it was seen."""
+
+    rows: pd.DataFrame
+    parse_problems: tuple[Problem, ...]
+    sources: tuple[str, ...]
+    ingested_at: datetime
+    quarantined: pd.DataFrame | None = None
+
+    @property
+    def newest_as_of(self) -> date | None:
+        return None if self.rows.empty else self.rows["as_of"].max().date()
+
+
+class CotIngestPipeline(IngestPipeline[CotCycle]):
+    """fetch() yields a `CotCycle` at start-up and after every scheduled release once the new `as_of` appears."""
+
+    name = "cot"
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        markets: tuple[MarketConfig, ...],
+        config: CotConfig,
+        fetcher: CotFetcher,
+        clock: Clock,
+        quarantine: QuarantineLog,
+    ) -> None:
+        super().__init__(markets=tuple(m.name for m in markets), schema="cot")
+        self._store = store
+        self._markets = markets
+        self._config = config
+        self._fetcher = fetcher
+        self._clock = clock
+        self._quarantine = quarantine
+        self._codes = {m.cftc_code for m in markets}
+        self._log = log.bind(pipeline=self.name)
+
+    async def fetch(self) -> AsyncIterator[CotCycle]:
+        """Forever: poll until the latest released `as_of` is in the file, yield, sleep until the next release."""
+        newest_seen: date | None = None
+        while True:
+            expected = latest_as_of_released(self._clock.now(), self._config.extra_closures)
+            async for cycle in self._poll_until(expected, newest_seen):
+                newest_seen = cycle.newest_as_of or newest_seen
+                yield cycle
+            self.stats.state = "sleeping"
+            _, release = next_release_after(self._clock.now(), self._config.extra_closures)
+            self._log.info("cot_sleeping_until_release", release=release.isoformat())
+            await self._clock.sleep_until(release)
+
+    async def _poll_until(self, expected: date, newest_seen: date | None) -> AsyncIterator[CotCycle]:
+        """Yield a cycle whenever the newest `as_of` grows (and once at start); stop once `expected` is present."""
+        delay = self._config.poll_interval_s
+        while True:
+            self.stats.state = "polling"
+            cycle = await self._fetch_cycle(expected)
+            newest = cycle.newest_as_of if cycle else None
+            if cycle is not None and (newest_seen is None or (newest is not None and newest > newest_seen)):
+                newest_seen = newest
+                yield cycle
+            if newest is not None and newest >= expected:
+                return
+            self.stats.state = "waiting_for_release"
+            self._log.info("cot_not_yet_published", expected_as_of=expected.isoformat(), retry_in_s=delay)
+            await self._clock.sleep_until(self._clock.now() + timedelta(seconds=delay))
+            delay = min(delay * 2, MAX_POLL_INTERVAL_S)
+
+    async def _fetch_cycle(self, expected: date) -> CotCycle | None:
+        """Download and parse the year files covering `expected` and the revision look-back; None if none usable."""
+        first = expected - timedelta(weeks=self._config.revision_weeks)
+        files: list[CotFile] = []
+        for year in sorted({first.year, expected.year}):
+            try:
+                files.append(await self._fetcher.fetch_year(year))
+            except NotPublishedYet as exc:
+                self._log.info("cot_file_not_published", url=exc.url)
+            except CotFetchError as exc:
+                self._failed(str(exc))
+        if not files:
+            return None
+        try:
+            return await anyio.to_thread.run_sync(self._parse, files)
+        except CotParseError as exc:
+            self._failed(str(exc))
+            return None
+
+    def _parse(self, files: list[CotFile]) -> CotCycle:
+        parsed = [parse_report(f.data, source=f.url, codes=self._codes) for f in files]
+        frames = [p.rows for p in parsed if not p.rows.empty]
+        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
+        rows = rows.drop_duplicates(["code", "as_of"], keep="last").reset_index(drop=True)
+        problems = tuple(problem for p in parsed for problem in p.problems)
+        return CotCycle(rows=rows, parse_problems=problems, sources=tuple(f.url for f in files),
+                        ingested_at=self._clock.now())
+
+    def _failed(self, message: str) -> None:
+        self.stats.last_error = message
+        self.stats.reconnects += 1
+        self._log.warning("cot_fetch_failed", error=message)
+
+    def validate(self, batch: CotCycle) -> tuple[CotCycle, list[Problem]]:
+        """Keep rows that satisfy the identities; the rest travel along as `quarantined` for persist()."""
+        checked = validate_rows(batch.rows)
+        clean = CotCycle(rows=checked.good, parse_problems=(), sources=batch.sources, ingested_at=batch.ingested_at,
+                         quarantined=checked.quarantined)
+        return clean, [*batch.parse_problems, *checked.problems()]
+
+    async def persist(self, clean: CotCycle) -> int:
+        """Record every market's rows (worker thread); returns the number of COT rows written."""
+        written = await anyio.to_thread.run_sync(self._persist_sync, clean)
+        return written
+
+    def _persist_sync(self, clean: CotCycle) -> int:
+        if clean.quarantined is not None and not clean.quarantined.empty:
+            self._quarantine.add(clean.quarantined, source=", ".join(clean.sources), ingested_at=clean.ingested_at)
+        newest = clean.newest_as_of
+        if newest is None:
+            return 0
+        revealed_at = release_time(newest, self._config.extra_closures)
+        total = 0
+        for market in self._markets:
+            rows = clean.rows[clean.rows["code"] == market.cftc_code]
+            if rows.empty:
+                continue
+            table = cot_table(self._store, market.name)
+            written = record_cycle(table, rows, revealed_at=revealed_at, ingested_at=clean.ingested_at,
+                                   revision_weeks=self._config.revision_weeks,
+                                   extra_closures=self._config.extra_closures)
+            history = table.history()
+            write_features(self._store, market.name, history, ingested_at=clean.ingested_at)
+            self.stats.last_record_time = history["available_at"].max().to_pydatetime()
+            if not written.empty:
+                self._log.info("cot_recorded", market=market.name, rows=len(written),
+                               revisions=int((written["revision"] > 0).sum()))
+            total += len(written)
+        return total
