@@ -101,8 +101,9 @@ class Store:
             if name not in self._libraries:
                 if not self.writer and not self._arctic.has_library(name):
                     raise LookupError(f"store {redact_uri(self.uri)} has no library {name!r} yet")
+                options = LIBRARY_OPTIONS if self.writer else None
                 self._libraries[name] = self._arctic.get_library(
-                    name, create_if_missing=self.writer, library_options=LIBRARY_OPTIONS
+                    name, create_if_missing=self.writer, library_options=options
                 )
             return self._libraries[name]
 

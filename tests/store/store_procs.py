@@ -1,0 +1,78 @@
+"""Child processes for store tests (run as scripts: ``python store_procs.py COMMAND ...``).
+
+``hold URI``: open URI as writer, print ``ready <pid>``, hold the lease until stdin closes (or SIGKILL).
+``read-loop URI LIBRARY SYMBOL BATCH_ROWS STOP_FILE``: read SYMBOL in a loop until STOP_FILE exists, checking each
+read is a whole-commit prefix; print ``started`` after the first read and a JSON summary at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.frames import restore_utc
+from hydra_daemon.store.watermark import Watermark
+
+
+def hold(uri: str) -> None:
+    store = Store.open(uri, writer=True)
+    print(f"ready {os.getpid()}", flush=True)
+    sys.stdin.read()
+    store.close()
+
+
+def torn_reason(frame: pd.DataFrame, metadata: object, batch_rows: int) -> str | None:
+    """Why ``frame`` is not a prefix of whole commits (each commit = batch_rows rows of one ``batch``), or None."""
+    if frame.empty:
+        return None
+    batches = frame["batch"].to_numpy()
+    expected = np.repeat(np.arange(len(frame) // batch_rows + 1), batch_rows)[: len(frame)]
+    if len(frame) % batch_rows or not np.array_equal(batches, expected):
+        return f"{len(frame)} rows, batches {sorted(set(batches.tolist()))[-3:]} are not whole commits"
+    if not np.array_equal(frame["seq"].to_numpy(), np.arange(len(frame))):
+        return "seq is not 0..n-1"
+    watermark = Watermark.from_metadata(metadata)
+    if watermark is None or watermark.ts_ns != frame.index[-1].value:
+        return f"watermark {watermark} does not match the last row {frame.index[-1]}"
+    return None
+
+
+def read_loop(uri: str, library_name: str, symbol: str, batch_rows: int, stop_file: Path) -> None:
+    reads, errors, torn, last_rows = 0, [], [], 0
+    with Store.open(uri, writer=False) as store:
+        while True:
+            stop = stop_file.exists()
+            try:
+                if store.has_library(library_name) and store.library(library_name).has_symbol(symbol):
+                    item = store.library(library_name).read(symbol)
+                    frame = restore_utc(item.data)
+                    reason = torn_reason(frame, item.metadata, batch_rows)
+                    if reason:
+                        torn.append(reason)
+                    last_rows = len(frame)
+            except Exception as error:
+                errors.append(f"{type(error).__name__}: {error}")
+            reads += 1
+            if reads == 1:
+                print("started", flush=True)
+            if stop:
+                break
+    print(json.dumps({"reads": reads, "errors": errors[:5], "torn": torn[:5], "final_rows": last_rows}), flush=True)
+
+
+if __name__ == "__main__":
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    command, *args = sys.argv[1:]
+    if command == "hold":
+        hold(args[0])
+    elif command == "read-loop":
+        read_loop(args[0], args[1], args[2], int(args[3]), Path(args[4]))
+    else:
+        raise SystemExit(f"unknown command {command}")

@@ -1,0 +1,169 @@
+"""Store opening and the single-writer lease: LMDB flock (also across processes and kill -9) and the S3 lease."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from hydra_daemon.store.arctic import Store, StoreLockedError, StoreReadOnlyError, lock_path
+from hydra_daemon.store.lease import LEASE_OBJECT, LeaseHolder, LeaseLostError, S3Lease
+from hydra_daemon.store.symbols import COT, FUTURES, LIBRARIES
+
+PROCS = Path(__file__).with_name("store_procs.py")
+
+
+def _frame(start: str, periods: int) -> pd.DataFrame:
+    index = pd.date_range(start, periods=periods, freq="min", tz="UTC", name="ts_event")
+    return pd.DataFrame({"close": range(periods)}, index=index, dtype="float64")
+
+
+def _start_holder(uri: str) -> tuple[subprocess.Popen[str], int]:
+    holder = subprocess.Popen(
+        [sys.executable, str(PROCS), "hold", uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None
+    line = holder.stdout.readline()
+    assert line.startswith("ready"), f"holder failed to start: {line!r}"
+    return holder, int(line.split()[1])
+
+
+def test_second_writer_in_same_process_is_refused_until_first_closes(lmdb_uri: str) -> None:
+    first = Store.open(lmdb_uri, writer=True)
+    with pytest.raises(StoreLockedError) as refused:
+        Store.open(lmdb_uri, writer=True)
+    message = str(refused.value)
+    assert "arctic" in message and f"pid {os.getpid()}" in message and socket.gethostname() in message
+    first.close()
+    with Store.open(lmdb_uri, writer=True) as second:
+        assert second.writer
+
+
+def test_second_writer_process_refused_and_lease_freed_by_sigkill(lmdb_uri: str) -> None:
+    holder, pid = _start_holder(lmdb_uri)
+    try:
+        with pytest.raises(StoreLockedError, match=f"pid {pid} on host {socket.gethostname()}"):
+            Store.open(lmdb_uri, writer=True)
+        with Store.open(lmdb_uri, writer=False) as reader:
+            assert not reader.writer
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert holder.returncode == -signal.SIGKILL
+    with Store.open(lmdb_uri, writer=True) as store:
+        store.library(FUTURES).write("HE.ohlcv-1d", _frame("2024-01-02", 3))
+
+
+def test_lease_free_after_writer_process_closes(lmdb_uri: str) -> None:
+    holder, _ = _start_holder(lmdb_uri)
+    holder.communicate("")
+    assert holder.returncode == 0
+    with Store.open(lmdb_uri, writer=True) as store:
+        assert store.writer
+
+
+def test_lock_file_sits_beside_the_lmdb_directory(tmp_path: Path) -> None:
+    with Store.open(f"lmdb://{tmp_path / 'state' / 'arctic'}", writer=True):
+        lock = lock_path(tmp_path / "state" / "arctic")
+        assert lock == tmp_path / "state" / "arctic.writer.lock"
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+def test_reader_never_creates_libraries_and_cannot_write(lmdb_uri: str) -> None:
+    with Store.open(lmdb_uri, writer=True) as writer:
+        writer.library(FUTURES).write("HE.ohlcv-1d", _frame("2024-01-02", 3))
+        with Store.open(lmdb_uri, writer=False) as reader:
+            assert len(reader.library(FUTURES).read("HE.ohlcv-1d").data) == 3
+            with pytest.raises(LookupError, match="no library 'cot'"):
+                reader.library(COT)
+            with pytest.raises(StoreReadOnlyError):
+                reader.require_writable()
+            with pytest.raises(StoreReadOnlyError):
+                reader.snapshot("cycle")
+
+
+def test_snapshot_pins_what_the_store_held(lmdb_uri: str) -> None:
+    with Store.open(lmdb_uri, writer=True) as store:
+        library = store.library(FUTURES)
+        library.write("HE.ohlcv-1d", _frame("2024-01-02", 3))
+        store.library(COT)  # empty library: nothing to pin, must not fail
+        name = store.snapshot("ingest")
+        library.append("HE.ohlcv-1d", _frame("2024-01-03", 2))
+        assert name.startswith("ingest-") and name.endswith("Z")
+        assert len(library.read("HE.ohlcv-1d", as_of=name).data) == 3
+        assert len(library.read("HE.ohlcv-1d").data) == 5
+        with pytest.raises(ValueError, match="snapshot label"):
+            store.snapshot("bad label!")
+
+
+def test_libraries_are_the_documented_four() -> None:
+    assert LIBRARIES == ("futures", "options", "cot", "features")
+
+
+def test_s3_second_lease_holder_refused_and_free_after_close(s3_bucket: Any) -> None:
+    s3_uri = s3_bucket.uri
+    first = Store.open(s3_uri, writer=True)
+    with pytest.raises(StoreLockedError) as refused:
+        Store.open(s3_uri, writer=True)
+    message = str(refused.value)
+    assert f"pid {os.getpid()}" in message and "s3://127.0.0.1:hydra-" in message
+    assert s3_bucket.secret not in message
+    with Store.open(s3_uri, writer=False) as reader:
+        assert not reader.writer
+    first.close()
+    with Store.open(s3_uri, writer=True) as second:
+        second.library(FUTURES).write("HE.ohlcv-1d", _frame("2024-01-02", 3))
+        assert len(second.library(FUTURES).read("HE.ohlcv-1d").data) == 3
+
+
+def test_s3_expired_lease_is_taken_over(s3_bucket: Any) -> None:
+    s3_uri, bucket = s3_bucket.uri, s3_bucket.name
+    stale = LeaseHolder("dead-host:1:x", 1, "dead-host", time.time() - 120, time.time() - 60)
+    s3_bucket.client.put_object(Bucket=bucket, Key=LEASE_OBJECT, Body=stale.to_json())
+    with Store.open(s3_uri, writer=True):
+        body = s3_bucket.client.get_object(Bucket=bucket, Key=LEASE_OBJECT)["Body"].read()
+        current = LeaseHolder.from_json(body)
+        assert current is not None and current.pid == os.getpid() and current.expires_at > time.time()
+
+
+def test_s3_live_lease_of_another_host_refused(s3_bucket: Any) -> None:
+    s3_uri, bucket = s3_bucket.uri, s3_bucket.name
+    live = LeaseHolder("other-host:42:y", 42, "other-host", time.time(), time.time() + 600)
+    s3_bucket.client.put_object(Bucket=bucket, Key=LEASE_OBJECT, Body=live.to_json())
+    with pytest.raises(StoreLockedError, match="pid 42 on host other-host"):
+        Store.open(s3_uri, writer=True)
+
+
+def test_s3_lease_renewal_detects_takeover(s3_bucket: Any) -> None:
+    s3_uri, bucket = s3_bucket.uri, s3_bucket.name
+    client = s3_bucket.client
+    lease = S3Lease.acquire(client, bucket, LEASE_OBJECT, "test store", ttl_s=60)
+    try:
+        lease.renew()
+        lease.check()
+        intruder = LeaseHolder("other:7:z", 7, "other", time.time(), time.time() + 600)
+        client.put_object(Bucket=bucket, Key=LEASE_OBJECT, Body=intruder.to_json())
+        with pytest.raises(LeaseLostError, match="taken over"):
+            lease.renew()
+        with pytest.raises(LeaseLostError):
+            lease.check()
+    finally:
+        lease.release()
+    body = client.get_object(Bucket=bucket, Key=LEASE_OBJECT)["Body"].read()
+    assert LeaseHolder.from_json(body) == intruder, "releasing a lost lease must not delete the new holder's"
+
+
+def test_s3_lease_deleted_on_release(s3_bucket: Any) -> None:
+    s3_uri, bucket = s3_bucket.uri, s3_bucket.name
+    with Store.open(s3_uri, writer=True):
+        assert s3_bucket.client.list_objects_v2(Bucket=bucket, Prefix=LEASE_OBJECT)["KeyCount"] == 1
+    assert s3_bucket.client.list_objects_v2(Bucket=bucket, Prefix=LEASE_OBJECT)["KeyCount"] == 0
