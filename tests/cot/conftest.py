@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -12,6 +12,10 @@ import pytest
 
 from hydra_daemon.cot.columns import COLUMNS
 from hydra_daemon.cot.parse import SOURCE_POSITION_COLUMNS, position_column
+from hydra_daemon.sim.http_server import HttpServer
+from hydra_daemon.sim.http_types import HttpRequest, HttpResponse
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.uri import default_lmdb_uri
 
 REAL_2021_ZIP = Path(__file__).resolve().parents[1] / "data" / "fut_disagg_txt_2021.zip"
 
@@ -100,3 +104,39 @@ def cot() -> CotBuilder:
 def real_2021_text() -> bytes:
     with zipfile.ZipFile(REAL_2021_ZIP) as archive:
         return archive.read("f_year.txt")
+
+
+class ScriptedFiles:
+    """A `Route` serving scripted answers per path, in order; the last answer repeats. Records requested paths."""
+
+    def __init__(self) -> None:
+        self.scripts: dict[str, list[HttpResponse]] = {}
+        self.requested: list[str] = []
+
+    def set(self, path: str, *responses: HttpResponse) -> None:
+        self.scripts[path] = list(responses)
+
+    def respond(self, request: HttpRequest) -> HttpResponse | None:
+        self.requested.append(request.path)
+        script = self.scripts.get(request.path)
+        if not script:
+            return None
+        return script.pop(0) if len(script) > 1 else script[0]
+
+
+@pytest.fixture
+async def scripted_server() -> AsyncIterator[tuple[ScriptedFiles, str]]:
+    """A real loopback HTTP server (the simulated venue's) serving a `ScriptedFiles` route."""
+    files = ScriptedFiles()
+    server = HttpServer("127.0.0.1", 0, [files])
+    await server.start()
+    try:
+        yield files, f"http://127.0.0.1:{server.port}"
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(default_lmdb_uri(tmp_path), writer=True) as opened:
+        yield opened

@@ -1,0 +1,174 @@
+"""COT rows through the real store (LMDB in tmp_path): backfill, point-in-time reads, revisions, idempotence."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from hydra_daemon.config import CotConfig, MarketConfig
+from hydra_daemon.cot.backfill import backfill_cot, backfill_files
+from hydra_daemon.cot.calendar import release_time
+from hydra_daemon.cot.fetch import CotFetcher
+from hydra_daemon.cot.parse import parse_report
+from hydra_daemon.cot.persist import QuarantineLog, cot_table, record_cycle, write_features
+from hydra_daemon.cot.validate import validate_rows
+from hydra_daemon.sim.http_types import HttpResponse
+from hydra_daemon.store.features import FeatureStore
+
+REAL_2021_ZIP = Path(__file__).resolve().parents[1] / "data" / "fut_disagg_txt_2021.zip"
+HE = MarketConfig(name="HE", futures_root="HE", options_root="HE", cftc_code="054642")
+ZC = MarketConfig(name="ZC", futures_root="ZC", options_root="OZC", cftc_code="002602")
+INGESTED = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _utc(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+async def _backfill(store, base_url: str, tmp_path: Path, progress: list) -> object:
+    config = CotConfig(base_url=base_url, timeout_s=5, retries=1)
+    async with CotFetcher(config, backoff_base_s=0.01) as fetcher:
+        return await backfill_cot(
+            store, [HE, ZC], 2021, 2021, fetcher, lambda *a: progress.append(a),
+            config=config, quarantine=QuarantineLog(tmp_path / "q.jsonl"), now=lambda: INGESTED,
+        )
+
+
+async def test_backfill_then_point_in_time_around_a_release(store, scripted_server, tmp_path: Path) -> None:
+    files, base_url = scripted_server
+    files.set("/files/dea/history/fut_disagg_txt_2021.zip",
+              HttpResponse(200, REAL_2021_ZIP.read_bytes(), "application/zip"))
+    progress: list = []
+
+    result = await _backfill(store, base_url, tmp_path, progress)
+
+    assert progress == [(1, 1, "year 2021")]
+    assert result.written["HE"] == result.written["ZC"] >= 10
+    table = cot_table(store, "HE")
+    history = table.history()
+    assert (history["revision"] == 0).all()
+    assert set(history["code"]) == {"054642"}
+    # as_of 2021-03-09 is released Friday 2021-03-12 15:30 New York = 20:30 UTC (EST).
+    assert history.set_index("as_of").loc[_utc("2021-03-09"), "available_at"] == _utc("2021-03-12 20:30")
+    thursday = table.point_in_time(datetime(2021, 3, 11, 23, 0, tzinfo=UTC))
+    saturday = table.point_in_time(datetime(2021, 3, 13, 12, 0, tzinfo=UTC))
+    assert thursday["as_of"].max() == _utc("2021-03-02")
+    assert saturday["as_of"].max() == _utc("2021-03-09")
+    assert (thursday["available_at"] <= _utc("2021-03-11 23:00")).all()
+    mm = FeatureStore(store).read_feature("HE", "cot_managed_money_net", datetime(2021, 3, 11, 23, tzinfo=UTC))
+    expected = history.set_index("as_of").loc[_utc("2021-03-02")]
+    assert mm["as_of"].max() == _utc("2021-03-02")
+    assert mm.set_index("as_of").loc[_utc("2021-03-02"), "value"] == (
+        expected["m_money_long_all"] - expected["m_money_short_all"]
+    )
+    assert result.features > 0
+
+
+async def test_rerunning_a_backfill_writes_nothing_new(store, scripted_server, tmp_path: Path) -> None:
+    files, base_url = scripted_server
+    files.set("/files/dea/history/fut_disagg_txt_2021.zip",
+              HttpResponse(200, REAL_2021_ZIP.read_bytes(), "application/zip"))
+    await _backfill(store, base_url, tmp_path, [])
+    before = len(cot_table(store, "HE").history())
+
+    again = await _backfill(store, base_url, tmp_path, [])
+
+    assert again.written == {"HE": 0, "ZC": 0}
+    assert again.features == 0
+    assert len(cot_table(store, "HE").history()) == before
+
+
+def test_backfill_plan_uses_the_history_zip_up_to_2016() -> None:
+    assert backfill_files(2006, 2018) == [("history", None), ("year", 2017), ("year", 2018)]
+    assert backfill_files(2015, 2016) == [("history", None)]
+    assert backfill_files(2020, 2021) == [("year", 2020), ("year", 2021)]
+
+
+def _he_rows(real_2021_text: bytes) -> pd.DataFrame:
+    rows = validate_rows(parse_report(real_2021_text, source="2021", codes={"054642"}).rows).good
+    return rows
+
+
+def _revise(rows: pd.DataFrame, as_of: str, delta: int) -> pd.DataFrame:
+    """Move `delta` contracts from non-reportable long to managed-money long (identities still hold)."""
+    revised = rows.copy()
+    week = revised["as_of"] == _utc(as_of)
+    for column, sign in (("m_money_long", 1), ("tot_rept_long", 1), ("nonrept_long", -1)):
+        for segment in ("all", "old"):
+            revised.loc[week, f"{column}_{segment}"] += sign * delta
+    assert validate_rows(revised).quarantined.empty
+    return revised
+
+
+def _cycle(store, rows: pd.DataFrame, newest: str, ingested: datetime) -> pd.DataFrame:
+    table = cot_table(store, "HE")
+    visible = rows[rows["as_of"] <= _utc(newest)]
+    written = record_cycle(table, visible, revealed_at=release_time(date.fromisoformat(newest)),
+                           ingested_at=ingested, revision_weeks=4, extra_closures=())
+    write_features(store, "HE", table.history(), ingested_at=ingested)
+    return written
+
+
+def test_revision_is_visible_only_from_its_available_at(store, real_2021_text: bytes) -> None:
+    rows = _he_rows(real_2021_text)
+    first = _cycle(store, rows, "2021-03-02", datetime(2021, 3, 5, 21, tzinfo=UTC))
+    revised = _revise(rows, "2021-03-02", 500)
+
+    second = _cycle(store, revised, "2021-03-09", datetime(2021, 3, 12, 21, tzinfo=UTC))
+
+    assert len(first) == 9 and (first["revision"] == 0).all()
+    assert list(zip(second["as_of"], second["revision"], strict=True)) == [
+        (_utc("2021-03-02"), 1), (_utc("2021-03-09"), 0)
+    ]
+    assert (second["available_at"] == _utc("2021-03-12 20:30")).all()
+    table = cot_table(store, "HE")
+    original = rows.set_index("as_of").loc[_utc("2021-03-02"), "m_money_long_all"]
+    before = table.point_in_time(datetime(2021, 3, 11, 12, tzinfo=UTC)).set_index("as_of")
+    after = table.point_in_time(datetime(2021, 3, 13, 12, tzinfo=UTC)).set_index("as_of")
+    assert before.loc[_utc("2021-03-02"), "m_money_long_all"] == original
+    assert before.loc[_utc("2021-03-02"), "revision"] == 0
+    assert after.loc[_utc("2021-03-02"), "m_money_long_all"] == original + 500
+    features = FeatureStore(store)
+    mm_before = features.read_feature("HE", "cot_managed_money_net", datetime(2021, 3, 11, 12, tzinfo=UTC))
+    mm_after = features.read_feature("HE", "cot_managed_money_net", datetime(2021, 3, 13, 12, tzinfo=UTC))
+    delta = (mm_after.set_index("as_of")["value"] - mm_before.set_index("as_of")["value"]).dropna()
+    assert delta.to_dict() == {_utc(f"2021-{d}"): v for d, v in
+                               [("01-05", 0), ("01-12", 0), ("01-19", 0), ("01-26", 0), ("02-02", 0),
+                                ("02-09", 0), ("02-16", 0), ("02-23", 0), ("03-02", 500)]}
+
+
+def test_rerunning_a_cycle_writes_nothing_new(store, real_2021_text: bytes) -> None:
+    rows = _he_rows(real_2021_text)
+    _cycle(store, rows, "2021-03-09", datetime(2021, 3, 12, 21, tzinfo=UTC))
+    versions = len(cot_table(store, "HE").history())
+
+    again = _cycle(store, rows, "2021-03-09", datetime(2021, 3, 12, 22, tzinfo=UTC))
+
+    assert again.empty
+    assert len(cot_table(store, "HE").history()) == versions
+
+
+def test_changes_older_than_the_revision_window_are_ignored(store, real_2021_text: bytes) -> None:
+    rows = _he_rows(real_2021_text)
+    _cycle(store, rows, "2021-03-09", datetime(2021, 3, 12, 21, tzinfo=UTC))
+
+    written = _cycle(store, _revise(rows, "2021-01-12", 100), "2021-03-16", datetime(2021, 3, 19, 21, tzinfo=UTC))
+
+    assert list(written["as_of"]) == [_utc("2021-03-16")]
+
+
+def test_quarantine_log_writes_each_bad_row_once(tmp_path: Path, real_2021_text: bytes) -> None:
+    rows = _he_rows(real_2021_text).head(2).astype({"m_money_long_all": "float64"})
+    rows.loc[0, "m_money_long_all"] += 1
+    checked = validate_rows(rows)
+    log = QuarantineLog(tmp_path / "quarantine" / "cot.jsonl")
+
+    first = log.add(checked.quarantined, source="u", ingested_at=INGESTED)
+    second = QuarantineLog(log.path).add(checked.quarantined, source="u", ingested_at=INGESTED)
+
+    assert (first, second) == (1, 0)
+    [entry] = log.entries()
+    assert entry["code"] == "054642" and entry["as_of"] == "2021-01-05"
+    assert "tot_rept_long_all != sum of reportable long positions" in str(entry["reason"])
