@@ -1,0 +1,206 @@
+"""Health socket: a Unix stream socket answering each connection with one JSON status document.
+
+Protocol: connect, optionally send a line (``status``), read one JSON document until the server closes. The
+document holds version, pid, uptime, the store URI with credentials masked, per-pipeline stats with restart
+bookkeeping, periodic jobs, and an overall ``status`` of ``ok``, ``degraded`` or ``failing``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import stat
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import SocketStream
+
+from hydra_daemon.redaction import redact_value
+from hydra_daemon.store.uri import redact_uri
+from hydra_daemon.supervisor import Supervisor
+
+DEFAULT_SOCKET = Path("/run/hydra-daemon/health.sock")
+SOCKET_MODE = 0o660
+_MAX_CLIENTS = 16
+_MAX_REQUEST_BYTES = 1024
+_CLIENT_GRACE_S = 2.0
+
+
+class HealthSocketError(RuntimeError):
+    """The health socket cannot be created (in use by a live daemon, or not a socket)."""
+
+
+@dataclass
+class DaemonState:
+    """What the health answer reports besides the supervisor: identity, readiness and the stall threshold."""
+
+    store_uri: str
+    stall_after_s: float
+    started_at: datetime
+    started_monotonic: float
+    ready: bool = False
+    stopping: bool = False
+
+    @classmethod
+    def now(cls, store_uri: str, stall_after_s: float) -> DaemonState:
+        """State for a daemon starting now."""
+        return cls(store_uri, stall_after_s, datetime.now(UTC), time.monotonic())
+
+
+def daemon_version() -> str:
+    """The installed hydra-daemon version."""
+    try:
+        return metadata.version("hydra-daemon")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def overall_status(
+    pipelines: dict[str, dict[str, Any]], jobs: dict[str, dict[str, Any]], *, ready: bool, stalled: bool, stopping: bool
+) -> str:
+    """failing: no pipeline running, or no progress for too long, or stopping; degraded: anything else amiss."""
+    states = [p["supervisor_state"] for p in pipelines.values()]
+    if stopping or stalled or not states or all(s != "running" for s in states):
+        return "failing"
+    if not ready or any(s != "running" for s in states) or any(j["last_ok"] is False for j in jobs.values()):
+        return "degraded"
+    return "ok"
+
+
+def health_document(supervisor: Supervisor, state: DaemonState) -> dict[str, Any]:
+    """The JSON-safe health answer, with every secret masked."""
+    now = time.monotonic()
+    supervisor.sample_progress()
+    pipelines = {name: record.as_dict(now) for name, record in supervisor.records.items()}
+    jobs = {name: job.as_dict() for name, job in supervisor.jobs.items()}
+    progress_age = supervisor.progress_age_s()
+    document = {
+        "daemon": "hydra-daemon",
+        "version": daemon_version(),
+        "pid": os.getpid(),
+        "started_at": state.started_at.isoformat(),
+        "uptime_s": round(now - state.started_monotonic, 3),
+        "store": redact_uri(state.store_uri),
+        "ready": state.ready,
+        "progress_age_s": round(progress_age, 3),
+        "status": overall_status(
+            pipelines, jobs, ready=state.ready, stalled=progress_age > state.stall_after_s, stopping=state.stopping
+        ),
+        "pipelines": pipelines,
+        "jobs": jobs,
+    }
+    redacted: dict[str, Any] = redact_value(document)
+    return redacted
+
+
+async def serve_health(
+    path: Path,
+    answer: Callable[[], dict[str, Any]],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `answer()` on a Unix socket at `path` (mode 0660) until cancelled; the socket file is removed after."""
+    await _prepare_socket_path(path)
+    listener = await anyio.create_unix_listener(path, mode=SOCKET_MODE)
+    limiter = anyio.CapacityLimiter(_MAX_CLIENTS)
+    log = structlog.get_logger()
+    log.info("health_socket_listening", socket=str(path))
+
+    async def handle(stream: SocketStream) -> None:
+        async with limiter, stream:
+            try:
+                payload = (json.dumps(answer(), sort_keys=True) + "\n").encode("utf-8")
+                await stream.send(payload)
+                await stream.send_eof()
+                with anyio.move_on_after(_CLIENT_GRACE_S):
+                    await _drain(stream)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                log.debug("health_client_gone", error=f"{type(exc).__name__}: {exc}")
+
+    try:
+        async with listener:
+            task_status.started()
+            await listener.serve(handle)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(_unlink_socket, path)
+
+
+async def _drain(stream: SocketStream) -> None:
+    """Read (and ignore) what the client sends until it closes, bounded in size."""
+    received = 0
+    while received < _MAX_REQUEST_BYTES:
+        try:
+            chunk = await stream.receive(_MAX_REQUEST_BYTES)
+        except anyio.EndOfStream:
+            return
+        received += len(chunk)
+
+
+async def _prepare_socket_path(path: Path) -> None:
+    """Create the parent directory; refuse a live socket or a non-socket file; remove a stale socket."""
+    if not await anyio.to_thread.run_sync(_socket_file_present, path):
+        return
+    try:
+        with anyio.fail_after(2):
+            stream = await anyio.connect_unix(path)
+    except (OSError, TimeoutError):
+        await anyio.to_thread.run_sync(_unlink_socket, path)
+        return
+    await stream.aclose()
+    raise HealthSocketError(f"{path} is answered by another running daemon; stop it or set health_socket elsewhere")
+
+
+def _socket_file_present(path: Path) -> bool:
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISSOCK(mode):
+        raise HealthSocketError(f"{path} exists and is not a socket; remove it or set health_socket elsewhere")
+    return True
+
+
+def _unlink_socket(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(path.lstat().st_mode):
+            path.unlink()
+
+
+def query_health(path: Path = DEFAULT_SOCKET, *, timeout_s: float = 10.0) -> dict[str, Any]:
+    """Blocking client: ask the daemon at `path` for its status document."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(timeout_s)
+        client.connect(str(path))
+        client.sendall(b"status\n")
+        client.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := client.recv(65536):
+            chunks.append(chunk)
+    answer: dict[str, Any] = json.loads(b"".join(chunks))
+    return answer
+
+
+def health_command(path: Path = DEFAULT_SOCKET) -> int:
+    """`hydra-daemon health`: print the status document; exit code 0 when status is ok, 1 otherwise."""
+    try:
+        answer = query_health(path)
+    except (OSError, ValueError) as exc:
+        print(
+            f"hydra-daemon health: no answer from {path}: {exc} (is the daemon running? is --socket right?)",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(answer, indent=2, sort_keys=True))
+    return 0 if answer.get("status") == "ok" else 1
