@@ -1,0 +1,273 @@
+"""Reader: point-in-time reads over a real LMDB store written through the storage API, and reads while another
+process writes."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hydra_daemon.reader import Reader
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.bitemporal_table import BitemporalTable
+from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.symbols import COT, FUTURES, OPTIONS, chain_symbol, cot_symbol, data_symbol
+from hydra_daemon.store.writer import StreamWriter
+
+UTC = UTC
+T0 = pd.Timestamp("2024-03-04 14:00", tz="UTC")
+COT_AS_OF = pd.Timestamp("2021-01-05", tz="UTC")
+COT_RELEASE = pd.Timestamp("2021-01-08 20:30", tz="UTC")
+COT_REVISED = pd.Timestamp("2021-01-15 20:30", tz="UTC")
+ONE_NS = pd.Timedelta(1, "ns")
+
+
+def _uri(tmp_path: Path) -> str:
+    return f"lmdb://{tmp_path / 'arctic'}?map_size=1GB"
+
+
+def _bars(start: pd.Timestamp, count: int, first_close: float = 0.0) -> pd.DataFrame:
+    index = pd.date_range(start, periods=count, freq="min", tz="UTC", name="ts_event")
+    return pd.DataFrame(
+        {
+            "instrument_id": np.full(count, 42, dtype="uint32"),
+            "close": first_close + np.arange(count, dtype="float64"),
+            "ts_recv": index + pd.Timedelta(milliseconds=3),
+        },
+        index=index,
+    )
+
+
+def _chain(at: pd.Timestamp, iv: float) -> pd.DataFrame:
+    frame = pd.DataFrame({"instrument_id": [1, 2, 3], "strike": [80.0, 85.0, 90.0], "iv": [iv, iv + 0.01, iv + 0.02]})
+    frame["expiration"] = pd.Timestamp("2024-06-14 18:00", tz="UTC")
+    frame.index = pd.DatetimeIndex([at] * 3, name="snapshot_time")
+    return frame
+
+
+def _populate(store_uri: str) -> None:
+    """Write futures bars, chain snapshots, a revised COT report and a revised feature through the storage API."""
+    with Store.open(store_uri, writer=True) as store:
+        writer = StreamWriter(store)
+        writer.add(FUTURES, data_symbol("HE", "ohlcv-1m"), _bars(T0, 10), key_columns=["instrument_id"])
+        for at, iv in ((T0, 0.30), (T0 + pd.Timedelta(minutes=1), 0.31), (T0 + pd.Timedelta(days=20), 0.40)):
+            writer.add(OPTIONS, chain_symbol("HE"), _chain(at, iv), key_columns=["instrument_id"])
+            writer.flush_all()
+
+        cot = BitemporalTable(store.library(COT), cot_symbol("HE"))
+        reports = pd.DataFrame({"as_of": [COT_AS_OF], "open_interest_all": [250_000.0]})
+        for value, available_at, ingested_at in (
+            (250_000.0, COT_RELEASE, "2021-01-09"),
+            (251_000.0, COT_REVISED, "2021-01-16"),
+        ):
+            cot.record(
+                reports.assign(open_interest_all=value),
+                value_columns=["open_interest_all"],
+                available_at=available_at,
+                ingested_at=pd.Timestamp(ingested_at, tz="UTC"),
+            )
+
+        features = FeatureStore(store)
+        for value, available_at, ingested_at in (
+            (1_000.0, COT_RELEASE, "2021-01-09"),
+            (1_500.0, COT_REVISED, "2021-01-16"),
+        ):
+            feature = pd.DataFrame({"as_of": [COT_AS_OF], "available_at": [available_at], "value": [value]})
+            features.write_feature(
+                "HE", "cot_managed_money_net", feature, ingested_at=pd.Timestamp(ingested_at, tz="UTC")
+            )
+
+
+def _release_arctic_handles() -> None:
+    """Drop this process's closed ArcticDB objects so the next Store opens the LMDB path afresh (one per process)."""
+    gc.collect()
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store populated by a writer that has since closed (like a researcher's process next to the daemon)."""
+    store_uri = _uri(tmp_path_factory.mktemp("reader"))
+    _populate(store_uri)
+    _release_arctic_handles()
+    return store_uri
+
+
+def test_futures_bars_are_the_inclusive_range_with_utc_columns(uri: str) -> None:
+    with Reader(uri) as reader:
+        bars = reader.futures_bars("HE", T0 + pd.Timedelta(minutes=2), T0 + pd.Timedelta(minutes=5), "ohlcv-1m")
+    assert bars["close"].tolist() == [2.0, 3.0, 4.0, 5.0]
+    assert str(bars.index.dtype) == "datetime64[ns, UTC]"
+    assert str(bars["ts_recv"].dtype) == "datetime64[ns, UTC]"
+    assert (bars["ts_recv"] - bars.index == pd.Timedelta(milliseconds=3)).all()
+
+
+@pytest.mark.parametrize(
+    ("at", "expected_iv"),
+    [
+        (T0 - ONE_NS, None),
+        (T0, 0.30),
+        (T0 + pd.Timedelta(seconds=59), 0.30),
+        (T0 + pd.Timedelta(minutes=1), 0.31),
+        (T0 + pd.Timedelta(days=15), 0.31),
+        (T0 + pd.Timedelta(days=400), 0.40),
+    ],
+)
+def test_options_chain_is_the_latest_snapshot_at_or_before(
+    uri: str, at: pd.Timestamp, expected_iv: float | None
+) -> None:
+    with Reader(uri) as reader:
+        chain = reader.options_chain("HE", at)
+    if expected_iv is None:
+        assert chain.empty
+        return
+    assert chain["iv"].round(6).tolist() == [expected_iv, round(expected_iv + 0.01, 6), round(expected_iv + 0.02, 6)]
+    assert chain.index.nunique() == 1
+    assert chain.index[0] <= at
+    assert str(chain["expiration"].dtype) == "datetime64[ns, UTC]"
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        (COT_RELEASE - ONE_NS, None),
+        (COT_RELEASE, (0, 250_000.0)),
+        (COT_REVISED - ONE_NS, (0, 250_000.0)),
+        (COT_REVISED, (1, 251_000.0)),
+        (COT_REVISED + pd.Timedelta(days=365), (1, 251_000.0)),
+    ],
+)
+def test_cot_is_point_in_time_around_a_revision(uri: str, at: pd.Timestamp, expected: tuple[int, float] | None) -> None:
+    with Reader(uri) as reader:
+        report = reader.cot("HE", at)
+    if expected is None:
+        assert report.empty
+        return
+    assert len(report) == 1
+    assert (int(report["revision"].iloc[0]), float(report["open_interest_all"].iloc[0])) == expected
+    assert (report["available_at"] <= at).all()
+    for column in ("as_of", "available_at", "ingested_at"):
+        assert str(report[column].dtype) == "datetime64[ns, UTC]"
+
+
+def test_cot_history_holds_every_revision(uri: str) -> None:
+    with Reader(uri) as reader:
+        history = reader.cot_history("HE")
+    assert history["revision"].tolist() == [0, 1]
+    assert history["available_at"].tolist() == [COT_RELEASE, COT_REVISED]
+    assert str(history["as_of"].dtype) == "datetime64[ns, UTC]"
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [(COT_RELEASE - ONE_NS, None), (COT_RELEASE, 1_000.0), (COT_REVISED - ONE_NS, 1_000.0), (COT_REVISED, 1_500.0)],
+)
+def test_feature_is_point_in_time_around_a_revision(uri: str, at: pd.Timestamp, expected: float | None) -> None:
+    with Reader(uri) as reader:
+        values = reader.feature("HE", "cot_managed_money_net", at)
+    assert values["value"].tolist() == ([] if expected is None else [expected])
+    assert str(values["available_at"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_any_time_zone_is_accepted_and_converted_to_utc(uri: str) -> None:
+    chicago = COT_REVISED.tz_convert(ZoneInfo("America/Chicago")).to_pydatetime()
+    with Reader(uri) as reader:
+        assert reader.cot("HE", chicago)["revision"].tolist() == [1]
+
+
+def test_naive_times_and_unknown_symbols_are_rejected_clearly(uri: str) -> None:
+    with Reader(uri) as reader:
+        with pytest.raises(
+            ValueError, match=r"Reader\.cot: at=2021-01-09 00:00:00 is timezone-naive; pass a UTC-aware"
+        ):
+            reader.cot("HE", datetime(2021, 1, 9))
+        with pytest.raises(ValueError, match=r"Reader\.futures_bars: start=.* is timezone-naive"):
+            reader.futures_bars("HE", datetime(2024, 3, 4), datetime(2024, 3, 5, tzinfo=UTC), "ohlcv-1m")
+        with pytest.raises(ValueError, match=r"end .* is before start"):
+            reader.futures_bars("HE", T0, T0 - timedelta(days=1), "ohlcv-1m")
+        with pytest.raises(LookupError, match=r"no symbol 'LE\.ohlcv-1d' in library 'futures'"):
+            reader.futures_bars("LE", T0, T0)
+        with pytest.raises(LookupError, match=r"no symbol 'HE\.atm_iv' in library 'features'"):
+            reader.feature("HE", "atm_iv", T0)
+
+
+def test_reader_opens_while_the_writer_lease_is_held(tmp_path: Path) -> None:
+    uri = _uri(tmp_path)
+    with Store.open(uri, writer=True) as store:
+        writer = StreamWriter(store)
+        writer.add(FUTURES, data_symbol("HE", "ohlcv-1d"), _bars(T0, 3), ["instrument_id"])
+        writer.flush_all()
+        with Reader(uri) as reader:
+            assert reader.futures_bars("HE", T0, T0 + timedelta(hours=1))["close"].tolist() == [0.0, 1.0, 2.0]
+
+
+BATCH = 10
+WRITER_SCRIPT = """
+import select, sys
+import numpy as np, pandas as pd, structlog
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.writer import StreamWriter
+
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+BATCH = 10
+start = pd.Timestamp("2024-03-04 14:00", tz="UTC")
+with Store.open(sys.argv[1], writer=True) as store:
+    writer = StreamWriter(store, compact_every=20)
+    batches = 0
+    while True:
+        index = pd.date_range(start + pd.Timedelta(minutes=batches * BATCH), periods=BATCH, freq="min", tz="UTC",
+                              name="ts_event")
+        frame = pd.DataFrame({"instrument_id": np.full(BATCH, 42, dtype="uint32"),
+                              "close": batches * BATCH + np.arange(BATCH, dtype="float64"),
+                              "ts_recv": index}, index=index)
+        writer.add("futures", "HE.ohlcv-1m", frame, ["instrument_id"])
+        writer.flush_all()
+        batches += 1
+        if batches == 1:
+            print("ready", flush=True)
+        if batches >= 60 and select.select([sys.stdin], [], [], 0)[0]:
+            break
+print(f"done {batches * BATCH}", flush=True)
+"""
+
+
+def test_reader_reads_consistent_prefixes_while_another_process_appends(tmp_path: Path) -> None:
+    uri = _uri(tmp_path)
+    Store.open(uri, writer=True).close()
+    _release_arctic_handles()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER_SCRIPT, uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdin is not None and writer.stdout is not None
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        end = T0 + pd.Timedelta(days=365)
+        counts = []
+        with Reader(uri) as reader:
+            for _ in range(30):
+                bars = reader.futures_bars("HE", T0, end, "ohlcv-1m")
+                counts.append(len(bars))
+                assert len(bars) % BATCH == 0
+                assert bars["close"].tolist() == [float(i) for i in range(len(bars))]
+                assert (bars["ts_recv"] == bars.index).all()
+            writer.stdin.write("stop\n")
+            writer.stdin.flush()
+            done = writer.stdout.readline().split()
+        del reader
+        _release_arctic_handles()
+        assert writer.wait() == 0
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert done[0] == "done"
+    assert counts == sorted(counts) and counts[0] >= BATCH
+    with Reader(uri) as reader:
+        final = reader.futures_bars("HE", T0, end, "ohlcv-1m")
+    assert len(final) == int(done[1])
+    assert final["close"].tolist() == [float(i) for i in range(int(done[1]))]
