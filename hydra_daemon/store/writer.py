@@ -165,6 +165,11 @@ class StreamWriter:
         rows = restore_utc(lib.read(symbol, date_range=(last, last)).data)
         ts_ns = int(restore_utc(tail).index[-1].value)
         keys = list(key_columns) if key_columns is not None else list(rows.columns)
+        if not set(keys) <= set(rows.columns):
+            raise ValueError(
+                f"{library}/{symbol}: stored rows lack key columns {sorted(set(keys) - set(rows.columns))} "
+                "and carry no watermark; cannot tell redelivered rows from new ones"
+            )
         log.warning("writer.watermark_derived_from_data", library=library, symbol=symbol)
         return Watermark(ts_ns, boundary_at(rows, ts_ns, keys))
 

@@ -144,7 +144,7 @@ def test_s3_live_lease_of_another_host_refused(s3_bucket: Any) -> None:
 
 
 def test_s3_lease_renewal_detects_takeover(s3_bucket: Any) -> None:
-    s3_uri, bucket = s3_bucket.uri, s3_bucket.name
+    bucket = s3_bucket.name
     client = s3_bucket.client
     lease = S3Lease.acquire(client, bucket, LEASE_OBJECT, "test store", ttl_s=60)
     try:

@@ -1,0 +1,274 @@
+"""StreamWriter on real ArcticDB (LMDB): UTC enforcement, dtype normalisation, micro-batching, exactly-once."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hydra_daemon.store.arctic import Store, StoreReadOnlyError
+from hydra_daemon.store.frames import restore_utc
+from hydra_daemon.store.symbols import FUTURES
+from hydra_daemon.store.writer import FlushError, StreamWriter, Watermark
+
+SYMBOL = "HE.trades"
+BASE = pd.Timestamp("2024-03-01 14:30", tz="UTC")
+
+
+@pytest.fixture
+def store(lmdb_uri: str) -> Iterator[Store]:
+    with Store.open(lmdb_uri, writer=True) as opened:
+        yield opened
+
+
+def _trades(seconds: list[int], keys: list[int] | None = None, start: int = 0) -> pd.DataFrame:
+    index = pd.DatetimeIndex([BASE + pd.Timedelta(seconds=s) for s in seconds], name="ts_event")
+    keys = keys if keys is not None else list(range(start, start + len(seconds)))
+    return pd.DataFrame(
+        {"sequence": np.array(keys, dtype="int64"), "price": np.arange(len(seconds)) * 0.25}, index=index
+    )
+
+
+def _stored(store: Store, symbol: str = SYMBOL) -> pd.DataFrame:
+    return restore_utc(store.library(FUTURES).read(symbol).data)
+
+
+def test_naive_index_rejected_naming_the_symbol(store: Store) -> None:
+    writer = StreamWriter(store)
+    naive = _trades([0, 1]).tz_localize(None)
+    with pytest.raises(ValueError, match=f"futures/{SYMBOL}: index is timezone-naive"):
+        writer.add(FUTURES, SYMBOL, naive, ["sequence"])
+    assert writer.pending_rows() == 0
+
+
+def test_non_utc_index_rejected_naming_the_symbol(store: Store) -> None:
+    writer = StreamWriter(store)
+    chicago = _trades([0, 1]).tz_convert("America/Chicago")
+    with pytest.raises(ValueError, match=f"futures/{SYMBOL}: index time zone is America/Chicago"):
+        writer.add(FUTURES, SYMBOL, chicago, ["sequence"])
+
+
+def test_naive_datetime_column_rejected_naming_the_symbol(store: Store) -> None:
+    frame = _trades([0, 1]).assign(ts_recv=pd.Timestamp("2024-03-01 14:30"))
+    with pytest.raises(ValueError, match=rf"futures/{SYMBOL}: datetime columns \['ts_recv'\] are timezone-naive"):
+        StreamWriter(store).add(FUTURES, SYMBOL, frame, ["sequence"])
+
+
+def test_tz_columns_stored_as_utc_and_unsorted_input_sorted_stably(store: Store) -> None:
+    frame = _trades([2, 0, 1]).assign(ts_recv=pd.Timestamp("2024-03-01 08:30", tz="America/Chicago"))
+    writer = StreamWriter(store)
+    assert writer.add(FUTURES, SYMBOL, frame, ["sequence"]) == 3
+    writer.flush_all()
+    stored = _stored(store)
+    assert list(stored["sequence"]) == [1, 2, 0]
+    assert (stored["ts_recv"] == pd.Timestamp("2024-03-01 14:30", tz="UTC")).all()
+    assert str(stored.index.tz) == "UTC"
+
+
+def test_read_only_store_cannot_write(lmdb_uri: str) -> None:
+    with Store.open(lmdb_uri, writer=False) as reader, pytest.raises(StoreReadOnlyError):
+        StreamWriter(reader)
+
+
+def test_dtypes_arctic_cannot_append_are_normalised(store: Store) -> None:
+    writer = StreamWriter(store, flush_rows=1)
+    first = _trades([0, 1, 2]).assign(
+        side=pd.Categorical(["A", "B", None]),
+        size=pd.array([1, 2, 3], dtype="Int64"),
+        venue=pd.array(["X", None, "Z"], dtype="string[pyarrow]"),
+        flags=pd.array([1, None, 3], dtype="int64[pyarrow]"),
+    )
+    second = _trades([3, 4], start=3).assign(
+        side=pd.Categorical(["B", "B"]),
+        size=pd.array([None, 5], dtype="Int64"),
+        venue=pd.array(["Y", "Y"], dtype=pd.ArrowDtype(__import__("pyarrow").string())),
+        flags=pd.array([4, 5], dtype="int64[pyarrow]"),
+    )
+    writer.add(FUTURES, SYMBOL, first, ["sequence"])
+    writer.flush_due()
+    writer.add(FUTURES, SYMBOL, second, ["sequence"])
+    assert len(writer.flush_due()) == 1
+    stored = _stored(store)
+    assert list(stored["side"]) == ["A", "B", None, "B", "B"]
+    np.testing.assert_array_equal(stored["size"].to_numpy(), [1, 2, 3, np.nan, 5])
+    assert list(stored["venue"]) == ["X", None, "Z", "Y", "Y"]
+    np.testing.assert_array_equal(stored["flags"].to_numpy(), [1, np.nan, 3, 4, 5])
+
+
+def test_micro_batches_flush_on_rows_not_per_add(store: Store) -> None:
+    writer = StreamWriter(store, flush_rows=5, flush_interval_s=3600)
+    for second in range(4):
+        writer.add(FUTURES, SYMBOL, _trades([second], start=second), ["sequence"])
+        assert writer.flush_due() == []
+    writer.add(FUTURES, SYMBOL, _trades([4], start=4), ["sequence"])
+    commits = writer.flush_due()
+    assert [(c.symbol, c.rows) for c in commits] == [(SYMBOL, 5)]
+    assert len(store.library(FUTURES).list_versions(SYMBOL)) == 1
+    assert writer.pending_rows() == 0
+
+
+def test_interval_flush(store: Store) -> None:
+    writer = StreamWriter(store, flush_rows=1_000, flush_interval_s=0)
+    writer.add(FUTURES, SYMBOL, _trades([0]), ["sequence"])
+    assert [c.rows for c in writer.flush_due()] == [1]
+
+
+def test_watermark_commits_with_the_data(store: Store) -> None:
+    writer = StreamWriter(store)
+    writer.add(FUTURES, SYMBOL, _trades([0, 1, 1]), ["sequence"])
+    (commit,) = writer.flush_all()
+    expected = Watermark((BASE + pd.Timedelta(seconds=1)).value, {"[1]": 1, "[2]": 1})
+    assert commit.watermark == expected
+    assert Watermark.from_metadata(store.library(FUTURES).read(SYMBOL).metadata) == expected
+    assert StreamWriter(store).watermark(FUTURES, SYMBOL) == expected
+
+
+def test_redelivered_rows_are_not_duplicated(store: Store) -> None:
+    writer = StreamWriter(store)
+    assert writer.add(FUTURES, SYMBOL, _trades(list(range(10))), ["sequence"]) == 10
+    writer.flush_all()
+    assert writer.add(FUTURES, SYMBOL, _trades(list(range(5, 15)), start=5), ["sequence"]) == 5
+    assert writer.add(FUTURES, SYMBOL, _trades(list(range(12, 15)), start=12), ["sequence"]) == 0  # pending
+    writer.flush_all()
+    assert list(_stored(store)["sequence"]) == list(range(15))
+
+
+def test_restart_resumes_from_committed_watermark(lmdb_uri: str) -> None:
+    with Store.open(lmdb_uri, writer=True) as store:
+        writer = StreamWriter(store)
+        writer.add(FUTURES, SYMBOL, _trades([0, 1, 2, 2], keys=[0, 1, 2, 3]), ["sequence"])
+        writer.flush_all()
+        writer.add(FUTURES, SYMBOL, _trades([3, 4], keys=[4, 5]), ["sequence"])  # lost in the "crash"
+    with Store.open(lmdb_uri, writer=True) as store:
+        writer = StreamWriter(store)
+        assert writer.watermark(FUTURES, SYMBOL) == Watermark(
+            (BASE + pd.Timedelta(seconds=2)).value, {"[2]": 1, "[3]": 1}
+        )
+        replay = _trades([2, 2, 3, 4], keys=[2, 3, 4, 5])  # upstream replays from the watermark time
+        assert writer.add(FUTURES, SYMBOL, replay, ["sequence"]) == 2
+        writer.flush_all()
+        assert list(_stored(store)["sequence"]) == [0, 1, 2, 3, 4, 5]
+
+
+def test_boundary_rows_with_equal_timestamps(store: Store) -> None:
+    """Rows sharing the watermark timestamp: replayed ones dropped, unseen ones kept, identical keys counted."""
+    writer = StreamWriter(store)
+    writer.add(FUTURES, SYMBOL, _trades([0, 5, 5], keys=[7, 1, 1]), ["sequence"])
+    writer.flush_all()
+    # replay of ts=5: both 1s already stored; a third identical row and a new key 2 at ts=5 are new
+    assert writer.add(FUTURES, SYMBOL, _trades([5, 5, 5, 5], keys=[1, 1, 1, 2]), ["sequence"]) == 2
+    writer.flush_all()
+    restarted = StreamWriter(store)
+    assert restarted.add(FUTURES, SYMBOL, _trades([5, 5, 5, 5, 6], keys=[1, 1, 1, 2, 3]), ["sequence"]) == 1
+    restarted.flush_all()
+    assert list(_stored(store)["sequence"]) == [7, 1, 1, 1, 2, 3]
+
+
+def test_key_columns_must_exist_and_stay_the_same(store: Store) -> None:
+    writer = StreamWriter(store)
+    with pytest.raises(ValueError, match=r"key columns \['instrument_id'\] are not in the frame"):
+        writer.add(FUTURES, SYMBOL, _trades([0]), ["instrument_id"])
+    writer.add(FUTURES, SYMBOL, _trades([0]), ["sequence"])
+    with pytest.raises(ValueError, match="differ from"):
+        writer.add(FUTURES, SYMBOL, _trades([1]), ["price"])
+
+
+def test_failed_flush_keeps_rows_and_other_symbols_flush(store: Store) -> None:
+    writer = StreamWriter(store)
+    clash = _trades([0], keys=[0]).assign(price="not a number")
+    store.library(FUTURES).write("HE.bad", clash)
+    writer.add(FUTURES, SYMBOL, _trades([0, 1]), ["sequence"])
+    writer.add(FUTURES, "HE.bad", _trades([1, 2]), ["sequence"])  # float price onto a string column: append fails
+    with pytest.raises(FlushError, match=r"HE\.bad") as failed:
+        writer.flush_all()
+    assert [c.symbol for c in failed.value.commits] == [SYMBOL]
+    assert writer.pending_rows() == 2
+    assert len(writer.discard(FUTURES, "HE.bad")) == 2
+    assert writer.pending_rows() == 0 and writer.flush_all() == []
+
+
+def test_compaction_keeps_data_and_watermark(store: Store) -> None:
+    writer = StreamWriter(store, flush_rows=1, compact_every=3)
+    for second in range(7):
+        writer.add(FUTURES, SYMBOL, _trades([second], start=second), ["sequence"])
+        writer.flush_due()
+    versions = store.library(FUTURES).list_versions(SYMBOL)
+    assert len(versions) == 7, "compaction happens inside an append and prunes nothing"
+    assert list(_stored(store)["sequence"]) == list(range(7))
+    assert StreamWriter(store).watermark(FUTURES, SYMBOL) == Watermark(
+        (BASE + pd.Timedelta(seconds=6)).value, {"[6]": 1}
+    )
+
+
+def test_watermark_derived_from_data_when_metadata_missing(store: Store) -> None:
+    store.library(FUTURES).write(SYMBOL, _trades([0, 3, 3], keys=[0, 1, 2]))
+    writer = StreamWriter(store)
+    assert writer.add(FUTURES, SYMBOL, _trades([3, 3, 4], keys=[1, 2, 3]), ["sequence"]) == 1
+    writer.flush_all()
+    assert list(_stored(store)["sequence"]) == [0, 1, 2, 3]
+
+
+# --- property: any redelivery pattern stores each row exactly once -------------------------------------------------
+
+_counter = itertools.count()
+
+
+@st.composite
+def _deliveries(draw: st.DrawFn, unique_keys: bool) -> tuple[list[int], list[int], list[tuple[int, int, str]]]:
+    gaps = draw(st.lists(st.integers(0, 2), min_size=1, max_size=40))
+    seconds = list(itertools.accumulate(gaps))
+    keys = (
+        list(range(len(seconds)))
+        if unique_keys
+        else draw(st.lists(st.integers(0, 2), min_size=len(seconds), max_size=len(seconds)))
+    )
+    group_starts = [i for i in range(len(seconds)) if i == 0 or seconds[i] != seconds[i - 1]]
+    steps: list[tuple[int, int, str]] = []
+    delivered = committed = 0
+    while delivered < len(seconds):
+        if unique_keys:
+            start = draw(st.integers(0, delivered))
+        else:  # replay from a timestamp: whole groups from a group start at or before what was delivered
+            start = draw(st.sampled_from([g for g in group_starts if g <= delivered]))
+        end = draw(st.integers(delivered + 1, len(seconds)))
+        after = draw(st.sampled_from(["none", "flush", "crash"]))
+        steps.append((start, end, after))
+        delivered = max(delivered, end)
+        if after == "flush":
+            committed = delivered
+        elif after == "crash":
+            delivered = committed
+    return seconds, keys, steps
+
+
+def _run_deliveries(store: Store, seconds: list[int], keys: list[int], steps: list[tuple[int, int, str]]) -> None:
+    symbol = f"HE.prop{next(_counter)}"
+    stream = _trades(seconds, keys=keys).assign(row=np.arange(len(seconds)))
+    writer = StreamWriter(store, flush_rows=10**9, flush_interval_s=10**9)
+    for start, end, after in steps:
+        writer.add(FUTURES, symbol, stream.iloc[start:end], ["sequence"])
+        if after == "flush":
+            writer.flush_all()
+        elif after == "crash":
+            writer = StreamWriter(store, flush_rows=10**9, flush_interval_s=10**9)  # pending rows are lost
+    writer.flush_all()
+    stored = _stored(store, symbol)
+    assert list(stored["row"]) == list(range(len(seconds)))
+    pd.testing.assert_index_equal(stored.index, stream.index, check_names=False)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_deliveries(unique_keys=False))
+def test_property_replayed_timestamps_store_each_row_once(store: Store, data: tuple) -> None:
+    _run_deliveries(store, *data)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_deliveries(unique_keys=True))
+def test_property_overlapping_chunks_with_unique_keys_store_each_row_once(store: Store, data: tuple) -> None:
+    _run_deliveries(store, *data)
