@@ -1,0 +1,163 @@
+"""Databento Historical `POST /v0/timeseries.get_range` served from the venue's tape.
+
+Accepts the form fields `databento.Historical.timeseries.get_range` sends (dataset, start, end, symbols, schema,
+stype_in, stype_out, encoding, compression, limit) with HTTP Basic auth (`key:`); answers zstd DBN (Metadata with
+schema and symbol mappings, then records with start <= ts_recv (ts_event for bars) < end), or `{"detail": ...}` JSON
+errors: 401 bad key, 422 bad parameters or `end` after the available data, faults' 5xx/429.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import pandas as pd
+import zstandard
+from databento_dbn import Metadata, Schema, SType
+
+from hydra_daemon.sim.config import DATASET
+from hydra_daemon.sim.faults import FaultState
+from hydra_daemon.sim.feed import MarketFeed
+from hydra_daemon.sim.http_server import json_response
+from hydra_daemon.sim.http_types import HttpRequest, HttpResponse
+from hydra_daemon.sim.market import NS_PER_DAY, SCHEMAS
+from hydra_daemon.sim.symbols import ALL_SYMBOLS, SUPPORTED_STYPES, resolve
+
+GET_RANGE_PATH = "/v0/timeseries.get_range"
+
+
+@dataclass(frozen=True)
+class _Interval:
+    start_date: date
+    end_date: date
+    symbol: str
+
+
+@dataclass(frozen=True)
+class _Mapping:
+    raw_symbol: str
+    intervals: list[_Interval]
+
+
+class BadRequest(Exception):
+    """A request parameter the real API would reject (422)."""
+
+
+def parse_time_ns(value: str, name: str) -> int:
+    """Databento accepts ns integers, ISO 8601 datetimes (naive = UTC) and dates."""
+    if value.isdigit():
+        return int(value)
+    try:
+        stamp = pd.Timestamp(value)
+    except ValueError:
+        raise BadRequest(f"Invalid `{name}` {value!r}: expected ISO 8601 or UNIX nanoseconds.") from None
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return int(stamp.value)
+
+
+def _day(ts_ns: int) -> date:
+    return datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=UTC).date()
+
+
+class HistoricalApi:
+    """Route for the Historical timeseries endpoint (other `/v0/` paths: 404 JSON)."""
+
+    def __init__(self, feed: MarketFeed, api_keys: tuple[str, ...], faults: FaultState) -> None:
+        self.feed = feed
+        self.api_keys = api_keys
+        self.faults = faults
+
+    def respond(self, request: HttpRequest) -> HttpResponse | None:
+        if not request.path.startswith("/v0/"):
+            return None
+        delay = self.faults.http_delay_s
+        if not self._authorized(request.headers.get("authorization", "")):
+            return json_response(401, {"detail": "Authentication failed. Check your API key."})
+        failure = self.faults.take_http_failure()
+        if failure is not None:
+            return _delayed(json_response(failure, {"detail": f"Simulated venue fault: HTTP {failure}."}), delay)
+        if request.path != GET_RANGE_PATH:
+            return json_response(404, {"detail": f"The simulated venue does not serve {request.path}."})
+        if request.method != "POST":
+            return json_response(405, {"detail": f"Use POST {GET_RANGE_PATH}."})
+        try:
+            body = self._get_range(request.form)
+        except BadRequest as exc:
+            return json_response(422, {"detail": str(exc)})
+        return _delayed(HttpResponse(status=200, body=body, content_type="application/octet-stream"), delay)
+
+    def _authorized(self, header: str) -> bool:
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, _ = base64.b64decode(encoded).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return user in self.api_keys
+
+    def _get_range(self, form: dict[str, str] | object) -> bytes:
+        assert isinstance(form, dict)
+        dataset = form.get("dataset", "")
+        if dataset != DATASET:
+            raise BadRequest(f"Unknown dataset {dataset!r}; the simulated venue serves {DATASET}.")
+        schema = form.get("schema", "trades")
+        if schema not in SCHEMAS:
+            raise BadRequest(f"Unsupported schema {schema!r}; the simulated venue serves {', '.join(SCHEMAS)}.")
+        stype_in = form.get("stype_in", "raw_symbol")
+        if stype_in not in SUPPORTED_STYPES:
+            raise BadRequest(f"Unsupported stype_in {stype_in!r}; use one of {', '.join(SUPPORTED_STYPES)}.")
+        if form.get("stype_out", "instrument_id") != "instrument_id":
+            raise BadRequest("Only stype_out=instrument_id is supported.")
+        if form.get("encoding", "dbn") != "dbn":
+            raise BadRequest("Only encoding=dbn is supported.")
+        if "start" not in form:
+            raise BadRequest("Missing required parameter `start`.")
+        available_end = self.feed.model.now_ns
+        start = parse_time_ns(form["start"], "start")
+        end = parse_time_ns(form["end"], "end") if form.get("end") else available_end
+        if end > available_end:
+            raise BadRequest(
+                f"The requested `end` ({end}) is after the available data end ({available_end}); retry later."
+            )
+        if start >= end:
+            raise BadRequest(f"Invalid range: `start` ({start}) must be before `end` ({end}).")
+        limit = int(form["limit"]) if form.get("limit") else None
+        symbols = [s for s in form.get("symbols", "").split(",") if s] or [ALL_SYMBOLS]
+        pairs = resolve(self.feed.model.instruments, stype_in, symbols)
+        wanted = {inst.instrument_id for _, inst in pairs}
+        records = [e.data for e in self.feed.tape.slice(schema, start, end) if e.instrument_id in wanted]
+        if limit is not None:
+            records = records[:limit]
+        metadata = Metadata(
+            DATASET,
+            start,
+            SType(stype_in),
+            SType.INSTRUMENT_ID,
+            Schema(schema),
+            symbols=symbols,
+            mappings=_mappings(pairs, start, end),
+            end=end,
+            limit=limit,
+        )
+        payload = metadata.encode() + b"".join(records)
+        if form.get("compression", "zstd") == "none":
+            return payload
+        return zstandard.ZstdCompressor().compress(payload)
+
+
+def _mappings(pairs: list[tuple[str, object]], start: int, end: int) -> list[_Mapping]:
+    start_date = _day(start)
+    end_date = _day(end - 1) + timedelta(days=1) if end - start < 400 * NS_PER_DAY else _day(end)
+    grouped: dict[str, list[_Interval]] = {}
+    for symbol, inst in pairs:
+        grouped.setdefault(symbol, []).append(_Interval(start_date, end_date, str(inst.instrument_id)))  # type: ignore[attr-defined]
+    return [_Mapping(symbol, intervals) for symbol, intervals in grouped.items()]
+
+
+def _delayed(response: HttpResponse, delay_s: float) -> HttpResponse:
+    if delay_s <= 0:
+        return response
+    return HttpResponse(response.status, response.body, response.content_type, response.headers, delay_s)

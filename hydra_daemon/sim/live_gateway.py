@@ -1,0 +1,389 @@
+"""A Databento Live Subscription Gateway (LSG) on loopback: CRAM auth, subscriptions, DBN streaming from the tape.
+
+Speaks exactly the text-then-DBN protocol of `databento.live` (0.88): greeting + `cram=`, `auth=...` reply
+`success=1|session_id=N` or `success=0|error=...`, subscription lines, `start_session`, then Metadata, one
+SymbolMappingMsg per (subscribed symbol, instrument), and records merged across schemas in emission order.
+Sessions stream from tape cursors (no per-session copies) and wait on socket drain, so slow clients cost no memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import secrets
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+import structlog
+import zstandard
+from databento_dbn import (
+    UNDEF_TIMESTAMP,
+    ErrorCode,
+    ErrorMsg,
+    Metadata,
+    SType,
+    SymbolMappingMsg,
+    SystemCode,
+    SystemMsg,
+)
+
+from hydra_daemon.sim.config import DATASET
+from hydra_daemon.sim.faults import FaultState, SessionAction
+from hydra_daemon.sim.feed import MarketFeed
+from hydra_daemon.sim.market import SCHEMAS, Emission
+from hydra_daemon.sim.symbols import resolve
+
+log = structlog.get_logger()
+
+LSG_VERSION = "0.9.9"
+DEFAULT_HEARTBEAT_S = 30
+_BATCH_RECORDS = 512
+_IDLE_POLL_S = 0.1
+_CORRUPT_BYTES = b"\xff\x7f" * 64
+
+
+class ProtocolViolation(Exception):
+    """The client sent something the gateway cannot parse."""
+
+
+def parse_control_line(line: bytes) -> dict[str, str]:
+    """`a=1|b=2\\n` -> {"a": "1", "b": "2"}."""
+    text = line.decode("utf-8", errors="replace").strip()
+    if not text:
+        raise ProtocolViolation("empty control line")
+    fields: dict[str, str] = {}
+    for token in text.split("|"):
+        key, sep, value = token.partition("=")
+        if not sep:
+            raise ProtocolViolation(f"control token without '=': {token!r}")
+        fields[key] = value
+    return fields
+
+
+def expected_auth(challenge: str, api_key: str) -> str:
+    """The CRAM response a client holding `api_key` sends (see databento.common.cram)."""
+    return f"{hashlib.sha256(f'{challenge}|{api_key}'.encode()).hexdigest()}-{api_key[-5:]}"
+
+
+@dataclass
+class _Subscription:
+    instruments: set[int] = field(default_factory=set)
+    start_ns: int | None = None
+    replay: bool = False
+
+
+@dataclass
+class _Session:
+    session_id: int
+    writer: asyncio.StreamWriter
+    ts_out: bool
+    heartbeat_s: float
+    compressor: zstandard.ZstdCompressionObj | None
+    subscriptions: dict[str, _Subscription] = field(default_factory=dict)
+    mappings: list[tuple[str, int, str]] = field(default_factory=list)
+    actions: list[SessionAction] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class LiveGateway:
+    """asyncio TCP server; many concurrent sessions; faults from the shared `FaultState` and `apply()`."""
+
+    def __init__(
+        self,
+        feed: MarketFeed,
+        api_keys: tuple[str, ...],
+        faults: FaultState,
+        host: str,
+        port: int,
+        replay_window_ns: int,
+    ) -> None:
+        self.feed = feed
+        self.replay_window_ns = replay_window_ns
+        self.api_keys = api_keys
+        self.faults = faults
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._sessions: dict[int, _Session] = {}
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reopen: asyncio.TimerHandle | None = None
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._reopen is not None:
+            self._reopen.cancel()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for session in list(self._sessions.values()):
+            session.writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def apply(self, action: SessionAction) -> int:
+        """Apply a one-shot action to every open session; returns how many sessions it hit."""
+        for session in self._sessions.values():
+            session.actions.append(action)
+            session.wake.set()
+        return len(self._sessions)
+
+    async def go_down(self, seconds: float) -> None:
+        """Reset every session and refuse connections for `seconds` wall seconds."""
+        self.apply(SessionAction.RESET)
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        loop = asyncio.get_running_loop()
+        if self._reopen is not None:
+            self._reopen.cancel()
+        self._reopen = loop.call_later(seconds, lambda: self._spawn(self.start()))
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- connection handling ----------------------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        session_id = next(self._ids)
+        try:
+            session = await self._handshake(session_id, reader, writer)
+            if session is None:
+                return
+            self._sessions[session_id] = session
+            await self._stream(session, reader)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:
+            pass  # venue shutdown; finishing normally avoids asyncio's 3.11 client_connected_cb noise
+        except ProtocolViolation as exc:
+            log.warning("sim_lsg_protocol_violation", session_id=session_id, error=str(exc))
+        finally:
+            self._sessions.pop(session_id, None)
+            if task is not None:
+                self._tasks.discard(task)
+            if not writer.is_closing():
+                writer.close()
+
+    async def _handshake(
+        self, session_id: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> _Session | None:
+        challenge = secrets.token_urlsafe(24)
+        writer.write(f"lsg_version={LSG_VERSION}\ncram={challenge}\n".encode())
+        await writer.drain()
+        request = parse_control_line(await reader.readuntil(b"\n"))
+        error = self._auth_error(challenge, request)
+        if error is not None:
+            writer.write(f"success=0|error={error}\n".encode())
+            await writer.drain()
+            return None
+        writer.write(f"success=1|session_id={session_id}\n".encode())
+        await writer.drain()
+        heartbeat = request.get("heartbeat_interval_s") or DEFAULT_HEARTBEAT_S
+        compressor = zstandard.ZstdCompressor().compressobj() if request.get("compression") == "zstd" else None
+        session = _Session(session_id, writer, request.get("ts_out") == "1", float(heartbeat), compressor)
+        while True:
+            fields = parse_control_line(await reader.readuntil(b"\n"))
+            if "start_session" in fields:
+                return session
+            self._subscribe(session, fields, before_start=True)
+
+    def _auth_error(self, challenge: str, request: dict[str, str]) -> str | None:
+        if "auth" not in request:
+            return "Expected an authentication request"
+        if self.faults.auth_failure or request["auth"] not in {expected_auth(challenge, k) for k in self.api_keys}:
+            return "Authentication failed."
+        if request.get("dataset") != DATASET:
+            return f"Unknown dataset {request.get('dataset')!r}; this venue serves {DATASET}"
+        if request.get("encoding", "dbn") != "dbn":
+            return f"Unsupported encoding {request.get('encoding')!r}; only dbn"
+        return None
+
+    def _subscribe(self, session: _Session, fields: dict[str, str], before_start: bool) -> None:
+        schema = fields.get("schema", "")
+        if schema not in SCHEMAS:
+            raise ProtocolViolation(f"unsupported schema {schema!r}; the simulated venue serves {SCHEMAS}")
+        pairs = resolve(self.feed.model.instruments, fields.get("stype_in", "raw_symbol"), fields["symbols"].split(","))
+        sub = session.subscriptions.setdefault(schema, _Subscription())
+        if not before_start and not sub.instruments:
+            sub.start_ns = None
+        sub.instruments.update(inst.instrument_id for _, inst in pairs)
+        start = fields.get("start")
+        if before_start and start:
+            sub.replay = True
+            start_ns = int(start)
+            sub.start_ns = start_ns if sub.start_ns is None else min(sub.start_ns, start_ns)
+        known = {(s, i) for s, i, _ in session.mappings}
+        for symbol, inst in pairs:
+            if (symbol, inst.instrument_id) not in known:
+                session.mappings.append((symbol, inst.instrument_id, inst.raw_symbol))
+                known.add((symbol, inst.instrument_id))
+
+    # --- streaming --------------------------------------------------------------------------------------------
+
+    def _initial_cursor(self, schema: str, sub: _Subscription) -> int:
+        tape = self.feed.tape
+        if sub.replay and sub.start_ns is not None:
+            oldest = self.feed.clock.now_ns() - self.replay_window_ns
+            return tape.first_published_index(schema, max(sub.start_ns, oldest))
+        last = tape.last_key(schema)
+        if schema == "definition" and last is not None:
+            return tape.first_index(schema, last)  # the latest definitions snapshot, as the real gateway sends
+        return tape.end(schema)
+
+    async def _stream(self, session: _Session, reader: asyncio.StreamReader) -> None:
+        now = self.feed.clock.now_ns()
+        metadata = Metadata(DATASET, now, None, SType.INSTRUMENT_ID, None, ts_out=session.ts_out)
+        out = bytearray(metadata.encode())
+        for symbol, iid, raw in session.mappings:
+            msg = SymbolMappingMsg(0, iid, now, SType.PARENT, symbol, SType.RAW_SYMBOL, raw, now, UNDEF_TIMESTAMP)
+            out += self._frame(session, bytes(msg))
+        await self._send(session, bytes(out))
+        cursors = {schema: self._initial_cursor(schema, sub) for schema, sub in session.subscriptions.items()}
+        listener = asyncio.ensure_future(self._listen(session, reader, cursors))
+        try:
+            await self._pump(session, cursors)
+        finally:
+            listener.cancel()
+
+    async def _listen(self, session: _Session, reader: asyncio.StreamReader, cursors: dict[str, int]) -> None:
+        """Subscriptions sent on a running session (no replay: cursor at the tape's end)."""
+        while True:
+            line = await reader.readuntil(b"\n")
+            fields = parse_control_line(line)
+            if "schema" in fields:
+                before = len(session.mappings)
+                self._subscribe(session, fields, before_start=False)
+                schema = fields["schema"]
+                cursors.setdefault(schema, self.feed.tape.end(schema))
+                now = self.feed.clock.now_ns()
+                out = bytearray()
+                for symbol, iid, raw in session.mappings[before:]:
+                    msg = SymbolMappingMsg(
+                        0, iid, now, SType.PARENT, symbol, SType.RAW_SYMBOL, raw, now, UNDEF_TIMESTAMP
+                    )
+                    out += self._frame(session, bytes(msg))
+                if out:
+                    await self._send(session, bytes(out))
+
+    async def _pump(self, session: _Session, cursors: dict[str, int]) -> None:
+        last_sent = time.monotonic()
+        while True:
+            if session.actions and await self._run_actions(session):
+                return
+            if self.faults.stall:
+                await self._idle(session)
+                last_sent = time.monotonic()  # stall is silent; restart the heartbeat clock afterwards
+                continue
+            chunk = b"" if self.faults.pause else self._collect(session, cursors)
+            if chunk:
+                await self._send(session, chunk)
+                last_sent = time.monotonic()
+                continue
+            if time.monotonic() - last_sent >= session.heartbeat_s:
+                heartbeat = SystemMsg(self.feed.clock.now_ns(), "Heartbeat", SystemCode.HEARTBEAT)
+                await self._send(session, self._frame(session, bytes(heartbeat)))
+                last_sent = time.monotonic()
+                continue
+            await self._idle(session)
+
+    async def _idle(self, session: _Session) -> None:
+        session.wake.clear()
+        waits = [
+            asyncio.ensure_future(session.wake.wait()),
+            asyncio.ensure_future(self.feed.wait_for_data(_IDLE_POLL_S)),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    def _collect(self, session: _Session, cursors: dict[str, int]) -> bytes:
+        tape = self.feed.tape
+        out = bytearray()
+        count = 0
+        while count < _BATCH_RECORDS:
+            best: tuple[int, str, Emission] | None = None
+            for schema, index in cursors.items():
+                index = max(index, tape.base(schema))
+                end = tape.end(schema)
+                wanted = session.subscriptions[schema].instruments
+                while index < end:
+                    seq, emission = tape.get(schema, index)
+                    if emission.instrument_id in wanted:
+                        if best is None or seq < best[0]:
+                            best = (seq, schema, emission)
+                        break
+                    index += 1
+                cursors[schema] = index
+            if best is None:
+                break
+            _, schema, emission = best
+            cursors[schema] += 1
+            out += self._frame(session, emission.data)
+            count += 1
+        return bytes(out)
+
+    def _frame(self, session: _Session, record: bytes) -> bytes:
+        if not session.ts_out:
+            return record
+        framed = bytearray(record)
+        framed[0] += 2
+        framed += struct.pack("<Q", self.feed.clock.now_ns())
+        return bytes(framed)
+
+    async def _send(self, session: _Session, data: bytes) -> None:
+        if session.compressor is not None:
+            data = session.compressor.compress(data) + session.compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        rate = self.faults.slow_bytes_per_s
+        if rate > 0:
+            step = max(1, int(rate / 10))
+            for offset in range(0, len(data), step):
+                session.writer.write(data[offset : offset + step])
+                await session.writer.drain()
+                await asyncio.sleep(0.1)
+            return
+        session.writer.write(data)
+        await session.writer.drain()
+
+    async def _run_actions(self, session: _Session) -> bool:
+        """Run queued one-shot actions; True when the session is over."""
+        actions, session.actions = session.actions, []
+        for action in actions:
+            if action is SessionAction.CORRUPT:
+                session.writer.write(_CORRUPT_BYTES)
+                await session.writer.drain()
+                continue
+            if action is SessionAction.ERROR:
+                error = ErrorMsg(self.feed.clock.now_ns(), "Simulated gateway error", code=ErrorCode.INTERNAL_ERROR)
+                await self._send(session, self._frame(session, bytes(error)))
+            if action is SessionAction.RESET:
+                sock = session.writer.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                session.writer.transport.abort()
+                return True
+            if session.compressor is not None:
+                session.writer.write(session.compressor.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
+            session.writer.close()
+            await session.writer.wait_closed()
+            return True
+        return False

@@ -1,0 +1,55 @@
+"""Helpers for tests that drive the real Databento clients against the simulated venue."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import databento as db
+
+from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
+from hydra_daemon.sim.venue import VenueConfig, VenueThread
+
+# Monday 23:55 UTC: at speed 600 the first wall second crosses midnight, so minute bars, daily bars, settlements
+# and the next day's definitions are all on the tape early.
+FAST_START = datetime(2026, 11, 2, 23, 55, tzinfo=UTC)
+
+
+def fast_config(seed: int = 11, **overrides: Any) -> VenueConfig:
+    """A venue on lean hogs running 10 sim minutes per wall second, ~300 events per wall second."""
+    market = MarketConfig(seed=seed, products=(LEAN_HOGS,), start=FAST_START, speed=600.0, base_rate=300.0)
+    return VenueConfig(market=market, **overrides)
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """Poll `condition` until truthy; raise AssertionError naming `what` after `timeout` s (a hang guard)."""
+    pause = threading.Event()
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        pause.wait(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def live_client(venue: VenueThread, **kwargs: Any) -> db.Live:
+    """A real `databento.Live` pointed at the venue's gateway with its API key."""
+    info = venue.info
+    return db.Live(key=info.api_key, gateway=info.live_host, port=info.live_port, **kwargs)
+
+
+class Collector:
+    """Thread-safe record sink for `Live.add_callback`."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, record: Any) -> None:
+        with self._lock:
+            self.records.append(record)
+
+    def of(self, kind: type) -> list[Any]:
+        with self._lock:
+            return [r for r in self.records if isinstance(r, kind)]
