@@ -25,6 +25,7 @@ Sync API: call from a worker thread (``anyio.to_thread.run_sync``).
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
@@ -37,6 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
+from arcticdb import QueryBuilder
 from arcticdb.version_store.library import Library
 
 from hydra_daemon.store.bitemporal import BITEMPORAL_COLUMNS
@@ -98,10 +100,12 @@ def publish_partition(frame: pd.DataFrame, dataset: Path, day: date, lake_dir: P
         _fsync_path(part)
         _fsync_path(staging)
         _make_dirs_durable(dataset)
-        if target.exists():
-            os.replace(part, target / PART_FILE)
-        else:
+        try:
             os.replace(staging, target)
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            os.replace(part, target / PART_FILE)
         _fsync_path(target)
         _fsync_path(dataset)
     return target
@@ -136,11 +140,13 @@ def _market_day(library: Library, symbol: str, day: date) -> pd.DataFrame:
 
 
 def _bitemporal_days(library: Library, symbol: str, start: date, end: date) -> Iterator[tuple[date, pd.DataFrame]]:
-    frame = restore_utc(library.read(symbol).data)
+    query = QueryBuilder()
+    first = pd.Timestamp(start, tz="UTC")
+    after_last = pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1)
+    query = query[(query["as_of"] >= first) & (query["as_of"] < after_last)]
+    frame = restore_utc(library.read(symbol, query_builder=query).data)
     days = frame["as_of"].dt.date
-    selected = frame[(days >= start) & (days <= end)]
-    selected_days = days[(days >= start) & (days <= end)]
-    for day, rows in selected.groupby(selected_days.to_numpy(), sort=True):
+    for day, rows in frame.groupby(days.to_numpy(), sort=True):
         yield day, rows.sort_values("as_of", kind="stable")
 
 

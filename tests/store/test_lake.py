@@ -176,10 +176,13 @@ def test_bitemporal_table_partitions_by_as_of_and_keeps_every_revision(library: 
         ingested_at=pd.Timestamp("2021-01-23 12:00", tz="UTC"),
     )
     lake_dir = tmp_path / "lake"
+    root = dataset_root(lake_dir, "cot", "HE.cot")
 
+    assert export_range(library, "cot", "HE.cot", date(2021, 1, 6), date(2021, 1, 11), lake_dir) == []
+    assert export_day(library, "cot", "HE.cot", date(2021, 1, 12), lake_dir) == root / "date=2021-01-12"
+    assert _files(root) == ["date=2021-01-12/part-0.parquet"]
     written = export_range(library, "cot", "HE.cot", date(2021, 1, 1), date(2021, 1, 31), lake_dir)
 
-    root = dataset_root(lake_dir, "cot", "HE.cot")
     assert written == [root / "date=2021-01-05", root / "date=2021-01-12"]
     frame = pl.scan_parquet(root / "**/*.parquet", hive_partitioning=True).collect().sort("as_of", "revision")
     for column in ("as_of", "available_at", "ingested_at"):
