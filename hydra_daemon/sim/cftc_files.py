@@ -309,7 +309,8 @@ class SimulatedCotFiles:
 
         All/Tot/OI/percentages/traders are re-derived, so the accounting identities keep holding; each book must
         stay balanced (long side total == short side total), e.g. move contracts from M_Money_Positions_Long_Old to
-        NonRept_Positions_Long_Old, or change one long and one short column by the same amount.
+        NonRept_Positions_Long_Old, or change one long and one short column by the same amount. The revised row's
+        Change_in_* columns are recomputed; the following week keeps the changes it was published with.
         """
         market = self._market(code)
         self._require_as_of(as_of)
