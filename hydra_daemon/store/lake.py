@@ -11,7 +11,8 @@ Partition date (UTC calendar day):
   goes into the partition; the point-in-time selection stays the reader's job (``available_at`` is kept).
 
 Files carry the Arctic index as a column (its name, or ``ts_index`` if unnamed) and every timestamp as
-``timestamp[ns, tz=UTC]``; the ``date`` column comes from the directory name only.
+``timestamp[ns, tz=UTC]``; the ``date`` column comes from the directory name only (polars reads it as ``Date``,
+pyarrow as ``string``).
 
 Publishing is atomic: a partition is written under ``<lake_dir>/.staging/<uuid>`` (same filesystem, outside every
 dataset root, so scans never see half-written files), fsynced, then moved into place with ``os.replace`` and the
@@ -41,6 +42,7 @@ import structlog
 from arcticdb import QueryBuilder
 from arcticdb.version_store.library import Library
 
+from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal import BITEMPORAL_COLUMNS
 from hydra_daemon.store.frames import restore_utc
 
@@ -77,9 +79,15 @@ def export_range(
     for day, frame in days:
         if frame.empty:
             continue
-        written.append(publish_partition(frame, dataset, day, lake_dir))
+        written.append(_publish_partition(frame, dataset, day, lake_dir))
         log.info("lake.partition_published", library=library_name, symbol=symbol, day=day.isoformat(), rows=len(frame))
     return written
+
+
+def export_from_store(uri: str, library_name: str, symbol: str, start: date, end: date, lake_dir: Path) -> list[Path]:
+    """`export_range` on the store at `uri`, opened read-only (works beside a running daemon; for the CLI)."""
+    with Store.open(uri, writer=False) as store:
+        return export_range(store.library(library_name), library_name, symbol, start, end, lake_dir)
 
 
 def dataset_root(lake_dir: Path, library_name: str, symbol: str) -> Path:
@@ -90,9 +98,9 @@ def dataset_root(lake_dir: Path, library_name: str, symbol: str) -> Path:
     return lake_dir / library_name / symbol
 
 
-def publish_partition(frame: pd.DataFrame, dataset: Path, day: date, lake_dir: Path) -> Path:
+def _publish_partition(frame: pd.DataFrame, dataset: Path, day: date, lake_dir: Path) -> Path:
     """Write `frame` (index becomes a column) as the `day` partition of `dataset`, atomically; the partition dir."""
-    table = to_arrow(frame)
+    table = _to_arrow(frame)
     target = dataset / f"{PARTITION_COLUMN}={day.isoformat()}"
     with _staging_dir(lake_dir) as staging:
         part = staging / PART_FILE
@@ -111,7 +119,7 @@ def publish_partition(frame: pd.DataFrame, dataset: Path, day: date, lake_dir: P
     return target
 
 
-def to_arrow(frame: pd.DataFrame) -> pa.Table:
+def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     """The frame as an Arrow table: index as a column, every datetime column `timestamp[ns, tz=UTC]`."""
     if PARTITION_COLUMN in frame.columns:
         raise ValueError(f"lake: column {PARTITION_COLUMN!r} clashes with the hive partition column; rename it")

@@ -11,12 +11,16 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from arcticdb.version_store.library import Library
 
 from hydra_daemon.store import lake
+from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
-from hydra_daemon.store.lake import dataset_root, export_day, export_range
+from hydra_daemon.store.lake import dataset_root, export_day, export_from_store, export_range
+from hydra_daemon.store.symbols import FUTURES
+from hydra_daemon.store.writer import StreamWriter
 
 SYMBOL = "HE.ohlcv-1d"
 
@@ -67,6 +71,7 @@ def test_export_range_is_read_back_exactly_by_polars_and_pyarrow(library: Librar
     root = dataset_root(lake_dir, "futures", SYMBOL)
     assert written == [root / "date=2024-01-05", root / "date=2024-01-06"]
     assert _files(root) == ["date=2024-01-05/part-0.parquet", "date=2024-01-06/part-0.parquet"]
+    assert pq.ParquetFile(written[0] / "part-0.parquet").metadata.row_group(0).column(0).compression == "ZSTD"
 
     frame = _polars(root)
     assert frame.schema["ts_event"] == pl.Datetime("ns", "UTC")
@@ -203,3 +208,17 @@ def test_bad_names_and_missing_symbols_are_rejected_clearly(library: Library, tm
         export_day(library, "futures", "HE.nope", date(2024, 1, 1), tmp_path / "lake")
     with pytest.raises(ValueError, match="before start"):
         export_range(library, "futures", SYMBOL, date(2024, 1, 2), date(2024, 1, 1), tmp_path / "lake")
+
+
+def test_export_from_store_reads_beside_a_writer_holding_the_lease(tmp_path: Path) -> None:
+    uri = f"lmdb://{tmp_path / 'store'}?map_size=1GB"
+    bars = _bars("2024-05-01 23:00", 4, "30min")
+    with Store.open(uri, writer=True) as store:
+        writer = StreamWriter(store)
+        writer.add(FUTURES, SYMBOL, bars, key_columns=["raw_symbol"])
+        writer.flush_all()
+        written = export_from_store(uri, FUTURES, SYMBOL, date(2024, 5, 1), date(2024, 5, 2), tmp_path / "lake")
+
+    root = dataset_root(tmp_path / "lake", FUTURES, SYMBOL)
+    assert written == [root / "date=2024-05-01", root / "date=2024-05-02"]
+    pd.testing.assert_frame_equal(_polars(root).drop("date").to_pandas(), _expected(bars), check_dtype=False)
