@@ -56,6 +56,11 @@ class RecordHandoff:
             self._closed = True
             self._cond.notify_all()
 
+    def touch(self) -> None:
+        """Restart the idle clock (e.g. when the session starts streaming)."""
+        with self._cond:
+            self._last_put = time.monotonic()
+
     @property
     def closed(self) -> bool:
         return self._closed

@@ -1,0 +1,330 @@
+"""The streaming core shared by the futures and options pipelines: one Databento Live session covering every
+configured market, reconnected forever, resumed from the store's watermarks, gaps filled from Historical.
+
+Flow per connection:
+
+1. ask `resume(schema)` for the committed watermark of each schema (UTC ns, None = nothing stored yet);
+2. a watermark older than `now - replay_window_s` is first filled from Historical up to that limit
+   (`source="historical"` batches), so Live only has to replay the last window;
+3. subscribe each schema with ``start = watermark - REPLAY_OVERLAP_NS`` (``start=0``: the whole replay window when
+   nothing is stored) and start the session — in a worker thread, because the first subscribe blocks;
+4. records leave the client's thread through a bounded `RecordHandoff` and are decoded in a worker thread;
+5. the session ends on a gateway error, a reset, a graceful close, or our own watchdog (no record or heartbeat for
+   `watchdog_s`); we back off with jitter and start again at 1.
+
+Overlapping replays are harmless: the `StreamWriter` drops every row at or before its watermark, so the store ends
+up with each record exactly once. Each `Live` client runs on its own event-loop thread, so a full handoff stalls only
+its own socket reads (TCP back-pressure), never another pipeline's session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import aclosing, suppress
+from dataclasses import dataclass, field
+
+import anyio
+import databento
+import pandas as pd
+import structlog
+
+from hydra_daemon.config import DatabentoConfig, MarketConfig
+from hydra_daemon.pipelines.backoff import Backoff
+from hydra_daemon.pipelines.base import PipelineStats
+from hydra_daemon.pipelines.handoff import RecordHandoff
+from hydra_daemon.pipelines.historical_fill import HistoricalSource
+from hydra_daemon.pipelines.records import DecodedBatch, MarketFrame, SymbolMap, decode_records
+from hydra_daemon.redaction import redact_text, register_secret
+from hydra_daemon.secrets import ApiKey
+
+log = structlog.get_logger()
+
+NS_PER_S = 1_000_000_000
+REPLAY_OVERLAP_NS = 60 * NS_PER_S
+"""Live replay starts this much before the watermark (records at the edge may be published late); the writer
+drops the overlap."""
+
+ResumePoint = Callable[[str], int | None]
+"""schema -> committed watermark in UTC ns (None = nothing stored yet). Called from a worker thread."""
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """Where and how to connect; built from `DatabentoConfig` plus the API key."""
+
+    key: ApiKey
+    dataset: str = "GLBX.MDP3"
+    gateway: str | None = None
+    port: int = 13000
+    historical_url: str | None = None
+    heartbeat_interval_s: int = 30
+    replay_window_s: int = 23 * 3600
+
+    @classmethod
+    def from_config(cls, config: DatabentoConfig, key: ApiKey) -> LiveSettings:
+        return cls(
+            key=key,
+            dataset=config.dataset,
+            gateway=config.live_gateway,
+            port=config.live_port,
+            historical_url=config.historical_url,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+            replay_window_s=config.replay_window_s,
+        )
+
+    @property
+    def watchdog_s(self) -> float:
+        """Silence (no record, no heartbeat) after which we drop the session ourselves."""
+        return self.heartbeat_interval_s * 1.5 + 1.0
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What one session subscribes: `schemas` for every parent symbol in `parents` (parent symbol -> market)."""
+
+    schemas: tuple[str, ...]
+    parents: Mapping[str, str]
+
+    @classmethod
+    def for_markets(cls, markets: Sequence[MarketConfig], kind: str, schemas: Sequence[str]) -> StreamSpec:
+        """`kind` "FUT" subscribes ``{futures_root}.FUT``, "OPT" ``{options_root}.OPT`` of each market."""
+        if kind not in ("FUT", "OPT"):
+            raise ValueError(f"kind must be 'FUT' or 'OPT', got {kind!r}")
+        root = (lambda m: m.futures_root) if kind == "FUT" else (lambda m: m.options_root)
+        return cls(tuple(schemas), {f"{root(m)}.{kind}": m.name for m in markets})
+
+    def parents_of(self, market: str) -> list[str]:
+        return [parent for parent, name in self.parents.items() if name == market]
+
+
+@dataclass(frozen=True)
+class StreamBatch:
+    """Decoded rows per (market, schema) in stream order. `source`: "live", "historical" (gap fill) or "idle" (an
+    empty tick so consumers can flush on time)."""
+
+    frames: tuple[MarketFrame, ...]
+    source: str
+    received_at: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.now(tz="UTC"))
+
+    @property
+    def rows(self) -> int:
+        return sum(len(item.frame) for item in self.frames)
+
+
+class SessionStalled(RuntimeError):
+    """Our watchdog saw neither records nor heartbeats for too long."""
+
+
+class SessionClosed(RuntimeError):
+    """The gateway closed the session gracefully (it does not come back by itself)."""
+
+
+class LiveStream:
+    """Yields `StreamBatch`es forever from one Live session per connection; owns reconnects and gap fills.
+
+    `clock` returns "now" in UTC ns (the venue's clock in tests); `stats` is updated in place (state, reconnects,
+    gaps_filled, last_error).
+    """
+
+    def __init__(
+        self,
+        settings: LiveSettings,
+        spec: StreamSpec,
+        resume: ResumePoint,
+        stats: PipelineStats,
+        *,
+        symbols: SymbolMap | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        backoff: Backoff | None = None,
+        handoff_capacity: int = 50_000,
+        idle_tick_s: float = 1.0,
+    ) -> None:
+        register_secret(settings.key.reveal())
+        self.settings = settings
+        self.spec = spec
+        self.symbols = symbols if symbols is not None else SymbolMap(spec.parents)
+        self._resume = resume
+        self._stats = stats
+        self._clock = clock
+        self._backoff = backoff or Backoff()
+        self._capacity = handoff_capacity
+        self._idle_tick_s = idle_tick_s
+        self._historical = HistoricalSource(settings.dataset, settings.key, settings.historical_url)
+
+    async def batches(self) -> AsyncGenerator[StreamBatch, None]:
+        """Forever: connect, fill, stream; on any session end back off and reconnect."""
+        loop = _ClientLoop()
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    async with aclosing(self._session(loop)) as session:
+                        async for batch in session:
+                            yield batch
+                    raise SessionClosed("the gateway closed the session")
+                except Exception as exc:  # every session end is retried; cancellation is not an Exception
+                    reason = redact_text(f"{type(exc).__name__}: {exc}")
+                if time.monotonic() - started > max(10.0, 2 * self.settings.heartbeat_interval_s):
+                    self._backoff.reset()
+                delay = self._backoff.next_delay()
+                self._stats.state = "reconnecting"
+                self._stats.reconnects += 1
+                self._stats.last_error = reason
+                log.warning("live_session_ended", error=reason, retry_in_s=round(delay, 3))
+                await anyio.sleep(delay)
+        finally:
+            loop.stop()
+
+    async def _session(self, loop: _ClientLoop) -> AsyncGenerator[StreamBatch, None]:
+        self._stats.state = "connecting"
+        starts = {schema: await anyio.to_thread.run_sync(self._resume, schema) for schema in self.spec.schemas}
+        live_floor = self._clock() - self.settings.replay_window_s * NS_PER_S
+        for schema in _fill_order(self.spec.schemas):
+            start = starts[schema]
+            if start is not None and start < live_floor:
+                self._stats.state = "filling"
+                async with aclosing(self._fill(schema, start, live_floor)) as filled:
+                    async for batch in filled:
+                        yield batch
+                self._stats.gaps_filled += 1
+                starts[schema] = live_floor
+        replay = {schema: 0 if start is None else max(1, start - REPLAY_OVERLAP_NS) for schema, start in starts.items()}
+        handoff = RecordHandoff(self._capacity)
+        client = await anyio.to_thread.run_sync(self._connect, loop, handoff, replay, abandon_on_cancel=True)
+        try:
+            self._stats.state = "streaming"
+            log.info("live_session_started", session_id=client.session_id, replay_from_ns=replay)
+            async with aclosing(self._drain(client, handoff)) as drained:
+                async for batch in drained:
+                    yield batch
+        finally:
+            handoff.close()
+            client.terminate()
+
+    async def _fill(self, schema: str, start_ns: int, end_ns: int) -> AsyncGenerator[StreamBatch, None]:
+        """Historical [start - overlap, end) for every market, one batch per request chunk."""
+        log.info("gap_fill_started", schema=schema, start_ns=start_ns, end_ns=end_ns)
+        client = await anyio.to_thread.run_sync(self._historical.client)
+        for parent, market in self.spec.parents.items():
+            chunks = self._historical.fetch_chunks(client, parent, schema, max(0, start_ns - REPLAY_OVERLAP_NS), end_ns)
+            while True:
+                decoded = await anyio.to_thread.run_sync(_next_decoded, chunks, self.symbols, market)
+                if decoded is None:
+                    break
+                yield StreamBatch(decoded.frames, "historical")
+
+    def _connect(self, loop: _ClientLoop, handoff: RecordHandoff, replay: Mapping[str, int]) -> databento.Live:
+        """Blocking: connect, authenticate, subscribe every schema with its replay start, start the session."""
+        settings = self.settings
+        client = databento.Live(
+            key=settings.key.reveal(),
+            gateway=settings.gateway,
+            port=settings.port,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            reconnect_policy="none",
+            loop=loop.loop,
+        )
+        client.add_callback(handoff.put, self._callback_failed)
+        try:
+            for schema in self.spec.schemas:
+                client.subscribe(
+                    dataset=settings.dataset,
+                    schema=schema,
+                    symbols=list(self.spec.parents),
+                    stype_in="parent",
+                    start=replay[schema],
+                )
+            client.start()
+        except BaseException:
+            client.terminate()
+            raise
+        handoff.touch()
+        return client
+
+    @staticmethod
+    def _callback_failed(exc: Exception) -> None:
+        log.error("live_callback_failed", error=redact_text(f"{type(exc).__name__}: {exc}"))
+
+    async def _drain(self, client: databento.Live, handoff: RecordHandoff) -> AsyncGenerator[StreamBatch, None]:
+        last_yield = time.monotonic()
+        while True:
+            decoded = await anyio.to_thread.run_sync(self._take, handoff, 0.2)
+            if decoded is not None:
+                yield StreamBatch(decoded.frames, "live")
+                last_yield = time.monotonic()
+            elif time.monotonic() - last_yield >= self._idle_tick_s:
+                yield StreamBatch((), "idle")
+                last_yield = time.monotonic()
+            if not client.is_connected():
+                rest = await anyio.to_thread.run_sync(self._take, handoff, 0.0)
+                if rest is not None:
+                    yield StreamBatch(rest.frames, "live")
+                await anyio.to_thread.run_sync(client.block_for_close)  # raises BentoError on an abnormal close
+                return
+            idle = handoff.idle_s()
+            if idle > self.settings.watchdog_s:
+                raise SessionStalled(
+                    f"no record or heartbeat for {idle:.1f} s "
+                    f"(heartbeat_interval_s={self.settings.heartbeat_interval_s}); dropping the session"
+                )
+
+    def _take(self, handoff: RecordHandoff, timeout: float) -> DecodedBatch | None:
+        records = handoff.take(timeout)
+        if not records:
+            return None
+        decoded = decode_records(records, self.symbols)
+        _log_decoded(decoded)
+        return decoded
+
+
+def _next_decoded(chunks: object, symbols: SymbolMap, market: str) -> DecodedBatch | None:
+    records = next(chunks, None)  # type: ignore[call-overload]
+    if records is None:
+        return None
+    decoded = decode_records(records, symbols, market=market)
+    _log_decoded(decoded)
+    return decoded
+
+
+def _log_decoded(decoded: DecodedBatch) -> None:
+    for notice in decoded.notices:
+        event = "gateway_error" if notice.kind == "error" else "gateway_system_message"
+        log.warning(event, code=notice.code, message=redact_text(notice.message), ts_event=notice.ts_event)
+    if decoded.unmapped:
+        log.error("records_without_market", instrument_ids=list(decoded.unmapped)[:20], count=len(decoded.unmapped))
+    if decoded.unsupported:
+        log.error("records_of_unsupported_type", counts=dict(decoded.unsupported))
+
+
+def _fill_order(schemas: Sequence[str]) -> list[str]:
+    """Definitions first, so fills of other schemas already know their instruments' raw symbols."""
+    return sorted(schemas, key=lambda schema: schema != "definition")
+
+
+class _ClientLoop:
+    """A private asyncio loop on a daemon thread for this stream's `Live` clients."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="hydra-live-client", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Cancel what the clients left on the loop (heartbeat monitors), then stop and close it."""
+        with suppress(TimeoutError, RuntimeError):
+            asyncio.run_coroutine_threadsafe(_cancel_pending(), self.loop).result(timeout=2)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=2)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+async def _cancel_pending() -> None:
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
