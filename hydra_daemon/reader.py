@@ -46,13 +46,18 @@ class Reader:
         self._store = Store.open(uri, writer=False)
 
     def futures_bars(self, market: str, start: dt.datetime, end: dt.datetime, schema: str = "ohlcv-1d") -> pd.DataFrame:
-        """Futures rows of ``schema`` for ``market`` with index time in ``[start, end]`` (inclusive)."""
+        """Futures rows of ``schema`` for ``market`` with index time in ``[start, end]`` (inclusive).
+
+        The index is ``ts_recv`` where the schema has one (mbp-1, trades, ...), else ``ts_event``: for OHLCV bars
+        that is the bar's OPEN time, and a bar is only known at its close — for a lookahead-free read "as of T",
+        pass ``end = T - bar length`` (e.g. one day for ``ohlcv-1d``)."""
         first = _utc("futures_bars", "start", start)
         last = _utc("futures_bars", "end", end)
         if last < first:
             raise ValueError(f"futures_bars: end {last} is before start {first}")
-        library = self._library(FUTURES, data_symbol(market, schema))
-        return restore_utc(library.read(data_symbol(market, schema), date_range=(first, last)).data)
+        symbol = data_symbol(market, schema)
+        frame = self._library(FUTURES, symbol).read(symbol, date_range=(first, last)).data
+        return restore_utc(frame)
 
     def options_chain(self, market: str, at: dt.datetime) -> pd.DataFrame:
         """The latest option-chain snapshot of ``market`` taken at or before ``at`` (all its rows, indexed by
