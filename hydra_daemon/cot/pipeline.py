@@ -71,13 +71,17 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         self._log = log.bind(pipeline=self.name)
 
     async def fetch(self) -> AsyncIterator[CotCycle]:
-        """Forever: poll until the latest released `as_of` is in the file, yield, sleep until the next release."""
+        """Forever: poll until the latest released `as_of` is in the file, yield, sleep until the next release.
+
+        A release that passed while a cycle was being stored is polled for at once, not slept through."""
         newest_seen: date | None = None
         while True:
             expected = latest_as_of_released(self._clock.now(), self._config.extra_closures)
-            async for cycle in self._poll_until(expected, newest_seen):
-                newest_seen = cycle.newest_as_of or newest_seen
-                yield cycle
+            if newest_seen is None or expected > newest_seen:
+                async for cycle in self._poll_until(expected, newest_seen):
+                    newest_seen = cycle.newest_as_of or newest_seen
+                    yield cycle
+                continue
             self.stats.state = "sleeping"
             _, release = next_release_after(self._clock.now(), self._config.extra_closures)
             self._log.info("cot_sleeping_until_release", release=release.isoformat())

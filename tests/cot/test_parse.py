@@ -22,7 +22,7 @@ from hydra_daemon.cot.parse import (
 from hydra_daemon.cot.validate import validate_rows
 
 REAL_2021_ZIP = Path(__file__).resolve().parents[1] / "data" / "fut_disagg_txt_2021.zip"
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _raw_frame(text: bytes) -> pd.DataFrame:
