@@ -2,7 +2,8 @@
 
 Protocol: connect, optionally send a line (``status``), read one JSON document until the server closes. The
 document holds version, pid, uptime, the store URI with credentials masked, per-pipeline stats with restart
-bookkeeping, periodic jobs, and an overall ``status`` of ``ok``, ``degraded`` or ``failing``.
+bookkeeping, periodic jobs, and an overall ``status`` of ``ok``, ``degraded`` or ``failing``. The client side
+(`hydra-daemon health`) lives in `hydra_daemon.health_client`, which imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import stat
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ from hydra_daemon.redaction import redact_value
 from hydra_daemon.store.uri import redact_uri
 from hydra_daemon.supervisor import Supervisor
 
-DEFAULT_SOCKET = Path("/run/hydra-daemon/health.sock")
 SOCKET_MODE = 0o660
 _MAX_CLIENTS = 16
 _MAX_REQUEST_BYTES = 1024
@@ -176,31 +174,3 @@ def _unlink_socket(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(path.lstat().st_mode):
             path.unlink()
-
-
-def query_health(path: Path = DEFAULT_SOCKET, *, timeout_s: float = 10.0) -> dict[str, Any]:
-    """Blocking client: ask the daemon at `path` for its status document."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.settimeout(timeout_s)
-        client.connect(str(path))
-        client.sendall(b"status\n")
-        client.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := client.recv(65536):
-            chunks.append(chunk)
-    answer: dict[str, Any] = json.loads(b"".join(chunks))
-    return answer
-
-
-def health_command(path: Path = DEFAULT_SOCKET) -> int:
-    """`hydra-daemon health`: print the status document; exit code 0 when status is ok, 1 otherwise."""
-    try:
-        answer = query_health(path)
-    except (OSError, ValueError) as exc:
-        print(
-            f"hydra-daemon health: no answer from {path}: {exc} (is the daemon running? is --socket right?)",
-            file=sys.stderr,
-        )
-        return 1
-    print(json.dumps(answer, indent=2, sort_keys=True))
-    return 0 if answer.get("status") == "ok" else 1

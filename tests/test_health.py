@@ -12,15 +12,8 @@ from typing import Any
 import anyio
 import pytest
 
-from hydra_daemon.health import (
-    DaemonState,
-    HealthSocketError,
-    health_command,
-    health_document,
-    overall_status,
-    query_health,
-    serve_health,
-)
+from hydra_daemon.health import DaemonState, HealthSocketError, health_document, overall_status, serve_health
+from hydra_daemon.health_client import health_command, query_health
 from hydra_daemon.pipelines.base import IngestPipeline, Problem
 from hydra_daemon.redaction import clear_secrets, register_secret, register_uri_secrets
 from hydra_daemon.supervisor import Supervisor

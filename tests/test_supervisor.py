@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
 import anyio
@@ -149,7 +149,7 @@ async def test_factory_failure_is_a_restart_and_its_secret_is_masked() -> None:
 
 
 async def test_periodic_jobs_count_failures_and_mark_progress() -> None:
-    outcomes = iter([ValueError("compaction failed"), 0, 3])
+    outcomes: Iterator[ValueError | int] = iter([ValueError("compaction failed"), 0, 3])
     done = anyio.Event()
 
     async def job() -> int:
