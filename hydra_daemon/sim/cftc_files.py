@@ -276,8 +276,9 @@ class SimulatedCotFiles:
 
     def released_as_of_dates(self, year: int, now: datetime) -> list[date]:
         """The as_of dates of `year` (ascending) whose report is public at `now`."""
+        now = _aware(now)
         candidates = weekly_as_of_dates(max(date(year, 1, 1), self.first_as_of), date(year, 12, 31))
-        return [d for d in candidates if release_time(d, self.extra_closures) <= _aware(now)]
+        return [d for d in candidates if release_time(d, self.extra_closures) <= now]
 
     def records(self, years: Sequence[int], now: datetime) -> list[dict[str, Value]]:
         """Typed rows of the file covering `years` as published at `now`, in file order (code, then as_of desc)."""
@@ -596,11 +597,6 @@ def _cell_template(column: str) -> str:
 
 
 _TEMPLATES: Final = tuple(_cell_template(c) for c in COLUMNS)
-
-
-def format_cell(column: str, value: Value) -> str:
-    """One cell exactly as the real file writes it: padded numbers, `.` placeholders, quoted text columns."""
-    return "." if value is None else _cell_template(column) % value
 
 
 def render_text(records: Sequence[Mapping[str, Value]]) -> bytes:
