@@ -111,7 +111,8 @@ class MarketConfig:
     rate: float = 0.045  # risk-free rate used by Black-76 discounting
 
     def __post_init__(self) -> None:
-        if self.start.tzinfo is None or self.start.utcoffset() is None or self.start.utcoffset().total_seconds() != 0:
+        offset = self.start.utcoffset()
+        if offset is None or offset.total_seconds() != 0:
             raise ValueError(f"MarketConfig.start must be UTC-aware, got {self.start!r}")
         if self.speed <= 0 or self.base_rate <= 0:
             raise ValueError("MarketConfig speed and base_rate must be > 0")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import zstandard
@@ -22,6 +24,7 @@ from hydra_daemon.sim.faults import FaultState
 from hydra_daemon.sim.feed import MarketFeed
 from hydra_daemon.sim.http_server import json_response
 from hydra_daemon.sim.http_types import HttpRequest, HttpResponse
+from hydra_daemon.sim.instruments import Instrument
 from hydra_daemon.sim.market import NS_PER_DAY, SCHEMAS
 from hydra_daemon.sim.symbols import ALL_SYMBOLS, SUPPORTED_STYPES, resolve
 
@@ -135,7 +138,7 @@ class HistoricalApi:
             DATASET,
             start,
             SType(stype_in),
-            SType.INSTRUMENT_ID,
+            SType("instrument_id"),
             Schema(schema),
             symbols=symbols,
             mappings=_mappings(pairs, start, end),
@@ -148,12 +151,12 @@ class HistoricalApi:
         return zstandard.ZstdCompressor().compress(payload)
 
 
-def _mappings(pairs: list[tuple[str, object]], start: int, end: int) -> list[_Mapping]:
+def _mappings(pairs: Sequence[tuple[str, Instrument]], start: int, end: int) -> list[Any]:
     start_date = _day(start)
     end_date = _day(end - 1) + timedelta(days=1) if end - start < 400 * NS_PER_DAY else _day(end)
     grouped: dict[str, list[_Interval]] = {}
     for symbol, inst in pairs:
-        grouped.setdefault(symbol, []).append(_Interval(start_date, end_date, str(inst.instrument_id)))  # type: ignore[attr-defined]
+        grouped.setdefault(symbol, []).append(_Interval(start_date, end_date, str(inst.instrument_id)))
     return [_Mapping(symbol, intervals) for symbol, intervals in grouped.items()]
 
 

@@ -144,9 +144,7 @@ def definition_record(instrument: Instrument, ts_ns: int, activation_ns: int) ->
     """The GLBX-style InstrumentDefMsg for `instrument`, as published at `ts_ns`."""
     product = instrument.product
     underlying = instrument.underlying
-    instrument_class = {"F": InstrumentClass.FUTURE, "C": InstrumentClass.CALL, "P": InstrumentClass.PUT}[
-        instrument.kind
-    ]
+    instrument_class = InstrumentClass(instrument.kind)  # "F", "C", "P" are the DBN codes
     return InstrumentDefMsg(
         publisher_id=PUBLISHER_ID,
         instrument_id=instrument.instrument_id,
@@ -158,7 +156,7 @@ def definition_record(instrument: Instrument, ts_ns: int, activation_ns: int) ->
         asset=product.option_root if instrument.is_option else product.future_root,
         security_type="OOF" if instrument.is_option else "FUT",
         instrument_class=instrument_class,
-        security_update_action=SecurityUpdateAction.ADD,
+        security_update_action=SecurityUpdateAction("A"),
         expiration=instrument.expiration_ns,
         activation=activation_ns,
         unit_of_measure_qty=fixed_price(product.unit_of_measure_qty),
@@ -177,6 +175,6 @@ def definition_record(instrument: Instrument, ts_ns: int, activation_ns: int) ->
         unit_of_measure=product.unit_of_measure,
         underlying=underlying.raw_symbol if underlying else "",
         strike_price_currency="USD" if instrument.is_option else "",
-        match_algorithm=MatchAlgorithm.FIFO,
-        user_defined_instrument=UserDefinedInstrument.NO,
+        match_algorithm=MatchAlgorithm("F"),
+        user_defined_instrument=UserDefinedInstrument("N"),
     )

@@ -15,7 +15,9 @@ import secrets
 import socket
 import struct
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 import zstandard
@@ -37,6 +39,11 @@ from hydra_daemon.sim.market import SCHEMAS, Emission
 from hydra_daemon.sim.symbols import resolve
 
 log = structlog.get_logger()
+
+# DBN enum members are typed as plain str/int in databento_dbn's stubs; constructing them keeps mypy exact.
+_INSTRUMENT_ID, _PARENT, _RAW_SYMBOL = SType("instrument_id"), SType("parent"), SType("raw_symbol")
+_HEARTBEAT = SystemCode(0)
+_INTERNAL_ERROR = ErrorCode(6)
 
 LSG_VERSION = "0.9.9"
 DEFAULT_HEARTBEAT_S = 30
@@ -151,8 +158,8 @@ class LiveGateway:
             self._reopen.cancel()
         self._reopen = loop.call_later(seconds, lambda: self._spawn(self.start()))
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -250,10 +257,10 @@ class LiveGateway:
 
     async def _stream(self, session: _Session, reader: asyncio.StreamReader) -> None:
         now = self.feed.clock.now_ns()
-        metadata = Metadata(DATASET, now, None, SType.INSTRUMENT_ID, None, ts_out=session.ts_out)
+        metadata = Metadata(DATASET, now, None, _INSTRUMENT_ID, None, ts_out=session.ts_out)
         out = bytearray(metadata.encode())
         for symbol, iid, raw in session.mappings:
-            msg = SymbolMappingMsg(0, iid, now, SType.PARENT, symbol, SType.RAW_SYMBOL, raw, now, UNDEF_TIMESTAMP)
+            msg = SymbolMappingMsg(0, iid, now, _PARENT, symbol, _RAW_SYMBOL, raw, now, UNDEF_TIMESTAMP)
             out += self._frame(session, bytes(msg))
         await self._send(session, bytes(out))
         cursors = {schema: self._initial_cursor(schema, sub) for schema, sub in session.subscriptions.items()}
@@ -276,9 +283,7 @@ class LiveGateway:
                 now = self.feed.clock.now_ns()
                 out = bytearray()
                 for symbol, iid, raw in session.mappings[before:]:
-                    msg = SymbolMappingMsg(
-                        0, iid, now, SType.PARENT, symbol, SType.RAW_SYMBOL, raw, now, UNDEF_TIMESTAMP
-                    )
+                    msg = SymbolMappingMsg(0, iid, now, _PARENT, symbol, _RAW_SYMBOL, raw, now, UNDEF_TIMESTAMP)
                     out += self._frame(session, bytes(msg))
                 if out:
                     await self._send(session, bytes(out))
@@ -298,7 +303,7 @@ class LiveGateway:
                 last_sent = time.monotonic()
                 continue
             if time.monotonic() - last_sent >= session.heartbeat_s:
-                heartbeat = SystemMsg(self.feed.clock.now_ns(), "Heartbeat", SystemCode.HEARTBEAT)
+                heartbeat = SystemMsg(self.feed.clock.now_ns(), "Heartbeat", _HEARTBEAT)
                 await self._send(session, self._frame(session, bytes(heartbeat)))
                 last_sent = time.monotonic()
                 continue
@@ -373,7 +378,7 @@ class LiveGateway:
                 await session.writer.drain()
                 continue
             if action is SessionAction.ERROR:
-                error = ErrorMsg(self.feed.clock.now_ns(), "Simulated gateway error", code=ErrorCode.INTERNAL_ERROR)
+                error = ErrorMsg(self.feed.clock.now_ns(), "Simulated gateway error", code=_INTERNAL_ERROR)
                 await self._send(session, self._frame(session, bytes(error)))
             if action is SessionAction.RESET:
                 sock = session.writer.get_extra_info("socket")

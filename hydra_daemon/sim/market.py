@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from databento_dbn import (
     FIXED_PRICE_SCALE,
@@ -38,6 +39,12 @@ NS_PER_DAY = 86_400 * NS_PER_S
 _NS_PER_YEAR = 365 * NS_PER_DAY
 _UNDEF_STAT_QUANTITY = 2**63 - 1
 _F_LAST = 128
+# DBN enum members are typed as plain str/int in databento_dbn's stubs; constructing them keeps mypy exact.
+_MODIFY, _TRADE = Action("M"), Action("T")
+_BID, _ASK = Side("B"), Side("A")
+_OHLCV_1M, _OHLCV_1D = RType(0x21), RType(0x23)
+_SETTLEMENT, _OPEN_INTEREST = StatType(3), StatType(9)
+_NEW = StatUpdateAction(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,11 +195,11 @@ class MarketModel:
     # --- scheduled events -------------------------------------------------------------------------------------
 
     def _close_minute(self, boundary: int, out: list[Emission]) -> None:
-        self._emit_bars(self._state.minute_bars, RType.OHLCV_1M, "ohlcv-1m", boundary - NS_PER_MINUTE, boundary, out)
+        self._emit_bars(self._state.minute_bars, _OHLCV_1M, "ohlcv-1m", boundary - NS_PER_MINUTE, boundary, out)
         if boundary % NS_PER_DAY == 0:
             day_start = boundary - NS_PER_DAY
             if is_trading_day(day_start):
-                self._emit_bars(self._state.day_bars, RType.OHLCV_1D, "ohlcv-1d", day_start, boundary, out)
+                self._emit_bars(self._state.day_bars, _OHLCV_1D, "ohlcv-1d", day_start, boundary, out)
                 self._emit_settlements(boundary, day_start, out)
             if is_trading_day(boundary):
                 self._open_day(boundary, out)
@@ -218,7 +225,7 @@ class MarketModel:
             quantity=quantity,
             stat_type=stat_type,
             sequence=self._state.sequence,
-            update_action=StatUpdateAction.NEW,
+            update_action=_NEW,
         )
         return Emission("statistics", ts, inst.instrument_id, bytes(msg))
 
@@ -227,11 +234,11 @@ class MarketModel:
             book = self._state.books.get(inst.instrument_id)
             if book is not None:
                 settle = (book.bid_px + book.ask_px) // 2
-                out.append(self._stat(inst, ts, day_start, StatType.SETTLEMENT_PRICE, settle, _UNDEF_STAT_QUANTITY))
+                out.append(self._stat(inst, ts, day_start, _SETTLEMENT, settle, _UNDEF_STAT_QUANTITY))
             oi = self._state.open_interest[inst.instrument_id]
             oi = max(0, oi + int(self._rng.uniform(-0.02, 0.03) * oi))
             self._state.open_interest[inst.instrument_id] = oi
-            out.append(self._stat(inst, ts, day_start, StatType.OPEN_INTEREST, UNDEF_PRICE, oi))
+            out.append(self._stat(inst, ts, day_start, _OPEN_INTEREST, UNDEF_PRICE, oi))
 
     def _open_day(self, ts: int, out: list[Emission]) -> None:
         live = self._live_instruments(ts)
@@ -297,9 +304,9 @@ class MarketModel:
         if trade:
             self._trade(inst, ts, latency, delta, book, out, truth)
             return
-        side = Side.BID if self._rng.random() < 0.5 else Side.ASK
-        price, size = (book.bid_px, book.bid_sz) if side == Side.BID else (book.ask_px, book.ask_sz)
-        out.append(self._mbp(inst, ts, latency, delta, Action.MODIFY, side, price, size, book, truth))
+        side = _BID if self._rng.random() < 0.5 else _ASK
+        price, size = (book.bid_px, book.bid_sz) if side == _BID else (book.ask_px, book.ask_sz)
+        out.append(self._mbp(inst, ts, latency, delta, _MODIFY, side, price, size, book, truth))
 
     def _mbp(
         self,
@@ -315,7 +322,8 @@ class MarketModel:
         truth: OptionTruth | None,
     ) -> Emission:
         self._state.sequence += 1
-        level = BidAskPair(book.bid_px, book.ask_px, book.bid_sz, book.ask_sz, 1, 1)
+        # the stub says list[BidAskPair]; the runtime takes exactly one pair
+        level: Any = BidAskPair(book.bid_px, book.ask_px, book.bid_sz, book.ask_sz, 1, 1)
         msg = MBP1Msg(
             PUBLISHER_ID,
             inst.instrument_id,
@@ -344,7 +352,7 @@ class MarketModel:
         truth: OptionTruth | None,
     ) -> None:
         buy = self._rng.random() < 0.5
-        side = Side.BID if buy else Side.ASK  # aggressor side
+        side = _BID if buy else _ASK  # aggressor side
         price = book.ask_px if buy else book.bid_px
         size = self._rng.randint(1, 10)
         self._state.sequence += 1
@@ -354,7 +362,7 @@ class MarketModel:
             ts - latency,
             price,
             size,
-            Action.TRADE,
+            _TRADE,
             side,
             0,
             ts,
@@ -363,7 +371,7 @@ class MarketModel:
             sequence=self._state.sequence,
         )
         out.append(Emission("trades", ts, inst.instrument_id, bytes(msg)))
-        out.append(self._mbp(inst, ts, latency, delta, Action.TRADE, side, price, size, book, truth))
+        out.append(self._mbp(inst, ts, latency, delta, _TRADE, side, price, size, book, truth))
         for bars in (self._state.minute_bars, self._state.day_bars):
             bar = bars.get(inst.instrument_id)
             if bar is None:

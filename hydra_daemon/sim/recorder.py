@@ -17,7 +17,7 @@ class Recorder:
     def __init__(self, path: Path, start_ns: int) -> None:
         self.path = path
         self._file: BinaryIO = path.open("wb")
-        metadata = Metadata(DATASET, start_ns, None, SType.INSTRUMENT_ID, None, ts_out=False)
+        metadata = Metadata(DATASET, start_ns, None, SType("instrument_id"), None, ts_out=False)
         self._file.write(metadata.encode())
         self._file.flush()
 

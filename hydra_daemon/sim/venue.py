@@ -184,11 +184,18 @@ def _down(venue: Venue, value: str) -> None:
     asyncio.get_running_loop().create_task(venue.gateway_down(float(value or "5")))
 
 
+def _sessions(action: SessionAction) -> Callable[[Venue, str], None]:
+    def handler(venue: Venue, _: str) -> None:
+        venue.act_on_sessions(action)
+
+    return handler
+
+
 _FAULTS: dict[str, Callable[[Venue, str], None]] = {
-    "close": lambda v, _: v.act_on_sessions(SessionAction.CLOSE) and None,
-    "reset": lambda v, _: v.act_on_sessions(SessionAction.RESET) and None,
-    "error": lambda v, _: v.act_on_sessions(SessionAction.ERROR) and None,
-    "corrupt": lambda v, _: v.act_on_sessions(SessionAction.CORRUPT) and None,
+    "close": _sessions(SessionAction.CLOSE),
+    "reset": _sessions(SessionAction.RESET),
+    "error": _sessions(SessionAction.ERROR),
+    "corrupt": _sessions(SessionAction.CORRUPT),
     "stall": _set("stall", _flag),
     "pause": _set("pause", _flag),
     "slow": _set("slow_bytes_per_s", lambda s: float(s or "0")),

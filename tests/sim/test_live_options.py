@@ -1,0 +1,76 @@
+"""Live session options with the real client: zstd, ts_out, replay start, subscriptions on a running session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from databento_dbn import Compression, MBP1Msg, SymbolMappingMsg, TradeMsg
+
+from hydra_daemon.sim.testing import Collector, fast_config, live_client, wait_until
+from hydra_daemon.sim.venue import VenueThread
+
+DATASET = "GLBX.MDP3"
+
+
+@pytest.fixture(scope="module")
+def venue() -> Iterator[VenueThread]:
+    with VenueThread(fast_config()) as running:
+        yield running
+
+
+def test_zstd_session_decodes(venue: VenueThread) -> None:
+    client = live_client(venue, compression=Compression.ZSTD)
+    sink = Collector()
+    client.add_callback(sink)
+    client.subscribe(DATASET, "mbp-1", ["HE.FUT"], stype_in="parent")
+    client.start()
+    wait_until(lambda: len(sink.of(MBP1Msg)) >= 20, "20 zstd-compressed quotes")
+    client.stop()
+    client.block_for_close()
+    assert all(r.levels[0].bid_px < r.levels[0].ask_px for r in sink.of(MBP1Msg))
+
+
+def test_ts_out_is_appended(venue: VenueThread) -> None:
+    client = live_client(venue, ts_out=True)
+    sink = Collector()
+    client.add_callback(sink)
+    client.subscribe(DATASET, "trades", ["HE.FUT", "HE.OPT"], stype_in="parent")
+    client.start()
+    wait_until(lambda: len(sink.of(TradeMsg)) >= 5, "5 trades")
+    client.stop()
+    client.block_for_close()
+    assert client.metadata is None or client.metadata.ts_out
+    assert all(t.ts_out >= t.ts_recv for t in sink.of(TradeMsg))
+
+
+def test_replay_is_exactly_the_tape_from_start(venue: VenueThread) -> None:
+    wait_until(lambda: venue.call(lambda v: v.tape.end("trades")) > 50, "50 trades on the tape")
+    trades = venue.call(lambda v: v.tape.slice("trades", v.model.start_ns, v.model.now_ns))
+    start = trades[len(trades) // 2].key_ns
+    expected = [t.data for t in trades if t.key_ns >= start]
+    client = live_client(venue)
+    sink = Collector()
+    client.add_callback(sink)
+    client.subscribe(DATASET, "trades", ["HE.FUT", "HE.OPT"], stype_in="parent", start=start)
+    client.start()
+    wait_until(lambda: len(sink.of(TradeMsg)) >= len(expected), "the replayed trades")
+    client.stop()
+    client.block_for_close()
+    assert [bytes(t) for t in sink.of(TradeMsg)][: len(expected)] == expected
+
+
+def test_subscribe_on_a_running_session(venue: VenueThread) -> None:
+    client = live_client(venue)
+    sink = Collector()
+    client.add_callback(sink)
+    client.subscribe(DATASET, "trades", ["HE.FUT"], stype_in="parent")
+    client.start()
+    raw = venue.call(lambda v: next(i.raw_symbol for i in v.model.instruments if i.kind == "F"))
+    client.subscribe(DATASET, "mbp-1", [raw])
+    wait_until(lambda: sink.of(MBP1Msg), "quotes from the second subscription")
+    client.stop()
+    client.block_for_close()
+    assert {m.stype_out_symbol for m in sink.of(SymbolMappingMsg) if m.stype_in_symbol == raw} == {raw}
+    assert {q.instrument_id for q in sink.of(MBP1Msg)} == {m.instrument_id for m in sink.of(SymbolMappingMsg)
+                                                            if m.stype_in_symbol == raw}  # fmt: skip

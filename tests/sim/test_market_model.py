@@ -1,0 +1,109 @@
+"""The pure market model: determinism, option prices that recover the venue's vol, consistent bars."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import replace
+from typing import Any
+
+import databento as db
+import pytest
+from databento_dbn import FIXED_PRICE_SCALE, MBP1Msg, Metadata, OHLCVMsg, RType, SType, TradeMsg
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from vollib.black.implied_volatility import implied_volatility
+
+from hydra_daemon.sim.black76 import black76_price, implied_vol
+from hydra_daemon.sim.config import CRUDE_OIL, LIVE_CATTLE, MarketConfig
+from hydra_daemon.sim.market import NS_PER_DAY, NS_PER_MINUTE, Emission, MarketModel
+from hydra_daemon.sim.testing import fast_config
+
+CONFIG = fast_config().market
+
+
+def stream(config: MarketConfig, until_ns: int, steps: int) -> bytes:
+    model = MarketModel(config)
+    out = bytearray()
+    for k in range(1, steps + 1):
+        out += b"".join(e.data for e in model.advance(model.start_ns + (until_ns - model.start_ns) * k // steps))
+    return bytes(out)
+
+
+def test_same_seed_same_bytes_whatever_the_tick_spacing() -> None:
+    until = MarketModel(CONFIG).start_ns + NS_PER_DAY // 16
+    assert stream(CONFIG, until, 1) == stream(CONFIG, until, 97)
+    assert stream(CONFIG, until, 1) != stream(replace(CONFIG, seed=CONFIG.seed + 1), until, 1)
+
+
+def test_option_quotes_recover_the_venue_vol() -> None:
+    model = MarketModel(CONFIG)
+    emissions = model.advance(model.start_ns + NS_PER_DAY // 8)
+    checked = 0
+    for emission, record in zip(emissions, decode(emissions), strict=True):
+        truth = emission.truth
+        if truth is None:
+            continue
+        assert isinstance(record, MBP1Msg)
+        mid = (record.levels[0].bid_px + record.levels[0].ask_px) / 2 / FIXED_PRICE_SCALE
+        assert mid == truth.mid
+        flag = "c" if truth.is_call else "p"
+        recovered = implied_volatility(mid, truth.forward, truth.strike, truth.rate, truth.t_years, flag)
+        assert recovered == pytest.approx(truth.vol, abs=1e-6)
+        checked += 1
+    assert checked > 100
+
+
+def decode(emissions: list[Emission]) -> list[Any]:
+    metadata = Metadata("GLBX.MDP3", 0, None, SType("instrument_id"), None).encode()
+    return list(db.DBNStore.from_bytes(metadata + b"".join(e.data for e in emissions)))
+
+
+def test_bars_are_consistent_with_trades() -> None:
+    model = MarketModel(CONFIG)
+    emissions = model.advance(model.start_ns + NS_PER_DAY // 8)
+    trades: dict[tuple[int, int], list[TradeMsg]] = defaultdict(list)
+    bars = []
+    for record in decode(emissions):
+        if isinstance(record, TradeMsg):
+            trades[(record.instrument_id, record.ts_recv // NS_PER_MINUTE * NS_PER_MINUTE)].append(record)
+        elif isinstance(record, OHLCVMsg) and record.rtype == RType.OHLCV_1M:
+            bars.append(record)
+    assert bars
+    for bar in bars:
+        minute = trades.pop((bar.instrument_id, bar.ts_event))
+        prices = [t.price for t in minute]
+        assert (bar.open, bar.high, bar.low, bar.close) == (prices[0], max(prices), min(prices), prices[-1])
+        assert bar.volume == sum(t.size for t in minute)
+    assert all(key[1] >= bars[-1].ts_event for key in trades)  # only the still-open minute has no bar yet
+
+
+def test_other_roots_list_options_on_their_future() -> None:
+    model = MarketModel(MarketConfig(products=(CRUDE_OIL, LIVE_CATTLE)))
+    options = [i for i in model.instruments if i.is_option]
+    assert {i.parent for i in options} == {"LO.OPT", "LE.OPT"}
+    crude = next(i for i in options if i.product is CRUDE_OIL)
+    assert crude.underlying is not None and crude.underlying.raw_symbol.startswith("CL")
+    assert crude.raw_symbol.startswith("LO") and crude.expiration_ns < crude.underlying.expiration_ns
+    assert len({i.instrument_id for i in model.instruments}) == len(model.instruments)
+    assert [i.instrument_id for i in MarketModel(MarketConfig(products=(CRUDE_OIL, LIVE_CATTLE))).instruments] == [
+        i.instrument_id for i in model.instruments
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    is_call=st.booleans(),
+    forward=st.floats(20, 300),
+    moneyness=st.floats(-0.2, 0.2),
+    t_years=st.floats(0.05, 2.0),
+    vol=st.floats(0.1, 1.5),
+)
+def test_black76_inversion_recovers_the_vol(
+    is_call: bool, forward: float, moneyness: float, t_years: float, vol: float
+) -> None:
+    assume(abs(math.log(1 + moneyness)) <= 2.5 * vol * math.sqrt(t_years))  # enough time value to invert
+    strike = forward * (1 + moneyness)
+    price = black76_price(is_call, forward, strike, t_years, 0.04, vol)
+    recovered = implied_vol(is_call, price, forward, strike, t_years, 0.04)
+    assert recovered == pytest.approx(vol, abs=1e-6)
