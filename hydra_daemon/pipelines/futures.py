@@ -34,7 +34,7 @@ from hydra_daemon.secrets import ApiKey
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.symbols import FUTURES, data_symbol
-from hydra_daemon.store.writer import StreamWriter
+from hydra_daemon.store.writer import StreamWriter, Watermark
 
 log = structlog.get_logger()
 
@@ -141,6 +141,10 @@ class FuturesIngestPipeline(IngestPipeline[StreamBatch]):
             clock=clock,
             backoff=backoff,
         )
+
+    def watermark(self, market: str, schema: str) -> Watermark | None:
+        """Committed watermark of ``futures/<market>.<schema>`` (None before the first commit)."""
+        return self._writer.watermark(FUTURES, data_symbol(market, schema))
 
     async def fetch(self) -> AsyncGenerator[StreamBatch, None]:
         await anyio.to_thread.run_sync(seed_symbols, self._store, self.markets, self._stream.symbols, FUTURES)
