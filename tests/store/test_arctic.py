@@ -132,7 +132,8 @@ def test_s3_expired_lease_is_taken_over(s3_bucket: Any) -> None:
     with Store.open(s3_uri, writer=True):
         body = s3_bucket.client.get_object(Bucket=bucket, Key=LEASE_OBJECT)["Body"].read()
         current = LeaseHolder.from_json(body)
-        assert current is not None and current.pid == os.getpid() and current.expires_at > time.time()
+        assert current is not None and current.pid == os.getpid()
+        assert current.expires_at is not None and current.expires_at > time.time()
 
 
 def test_s3_live_lease_of_another_host_refused(s3_bucket: Any) -> None:
