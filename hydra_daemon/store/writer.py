@@ -74,6 +74,7 @@ class StreamWriter:
         self._flush_interval_s = flush_interval_s
         self._compact_every = compact_every
         self._pending: dict[tuple[str, str], _Pending] = {}
+        self._loaded: dict[tuple[str, str], Watermark | None] = {}
         self._lock = threading.RLock()
 
     def add(self, library: str, symbol: str, frame: pd.DataFrame, key_columns: Sequence[str]) -> int:
@@ -119,7 +120,9 @@ class StreamWriter:
             pending = self._pending.get((library, symbol))
             if pending is not None:
                 return pending.committed
-            return self._load_watermark(library, symbol, None)
+            if (library, symbol) not in self._loaded:
+                self._loaded[(library, symbol)] = self._load_watermark(library, symbol, None)
+            return self._loaded[(library, symbol)]
 
     def pending_rows(self) -> int:
         """Rows buffered and not yet committed, over all symbols."""
@@ -139,6 +142,7 @@ class StreamWriter:
     def _pending_for(self, library: str, symbol: str, key_columns: tuple[str, ...]) -> _Pending:
         pending = self._pending.get((library, symbol))
         if pending is None:
+            self._loaded.pop((library, symbol), None)
             committed = self._load_watermark(library, symbol, key_columns)
             pending = self._pending[(library, symbol)] = _Pending(key_columns, committed, committed)
         elif pending.key_columns != key_columns:
