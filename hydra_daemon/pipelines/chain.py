@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from databento_dbn import FIXED_PRICE_SCALE, UNDEF_PRICE, InstrumentDefMsg, MBP1Msg, StatMsg, StatType
+from databento_dbn import StatType
 
 from hydra_daemon.pipelines.base import Problem
 from hydra_daemon.pipelines.implied_vol import IvStatus, black76_implied_vol, year_fraction
@@ -45,12 +45,8 @@ FUTURE = "F"
 OPTION_CLASSES = (CALL, PUT)
 OPEN_INTEREST = int(StatType.OPEN_INTEREST)
 CLEARED_VOLUME = int(StatType.CLEARED_VOLUME)
-_UNDEF_QUANTITIES = (2**63 - 1, 2**31 - 1)
+_UNDEF_QUANTITY = 2**63 - 1
 _STAT_DELETE = 2
-
-
-def _price(fixed: int) -> float:
-    return math.nan if fixed == UNDEF_PRICE else fixed / FIXED_PRICE_SCALE
 
 
 @dataclass(frozen=True)
@@ -68,21 +64,6 @@ class Definition:
     min_price_increment: float
     deleted: bool = False
 
-    @classmethod
-    def from_dbn(cls, msg: InstrumentDefMsg) -> Definition:
-        return cls(
-            instrument_id=int(msg.instrument_id),
-            ts_recv=int(msg.ts_recv),
-            raw_symbol=str(msg.raw_symbol),
-            instrument_class=str(msg.instrument_class),
-            expiration_ns=int(msg.expiration),
-            strike=_price(int(msg.strike_price)),
-            underlying=str(msg.underlying),
-            underlying_id=int(msg.underlying_id),
-            min_price_increment=_price(int(msg.min_price_increment)),
-            deleted=str(msg.security_update_action) == "D",
-        )
-
 
 @dataclass(frozen=True)
 class Quote:
@@ -94,18 +75,6 @@ class Quote:
     ask: float
     bid_size: int
     ask_size: int
-
-    @classmethod
-    def from_dbn(cls, msg: MBP1Msg) -> Quote:
-        level = msg.levels[0]
-        return cls(
-            instrument_id=int(msg.instrument_id),
-            ts_recv=int(msg.ts_recv),
-            bid=_price(int(level.bid_px)),
-            ask=_price(int(level.ask_px)),
-            bid_size=int(level.bid_sz),
-            ask_size=int(level.ask_sz),
-        )
 
     @property
     def two_sided(self) -> bool:
@@ -129,19 +98,59 @@ class Statistic:
     quantity: int | None
     deleted: bool = False
 
-    @classmethod
-    def from_dbn(cls, msg: StatMsg) -> Statistic:
-        quantity = int(msg.quantity)
-        return cls(
-            instrument_id=int(msg.instrument_id),
-            ts_recv=int(msg.ts_recv),
-            stat_type=int(msg.stat_type),
-            quantity=None if quantity in _UNDEF_QUANTITIES else quantity,
-            deleted=int(msg.update_action) == _STAT_DELETE,
-        )
-
 
 ChainEvent = Definition | Quote | Statistic
+
+
+def events_from_frame(schema: str, frame: pd.DataFrame) -> list[ChainEvent]:
+    """Chain events from one decoded frame (`hydra_daemon.pipelines.records.to_frame`: UTC `ts_recv` index, decimal
+    prices with NaN for undefined), in frame order; schemas other than definition/mbp-1/statistics give none."""
+    if frame.empty or schema not in ("definition", "mbp-1", "statistics"):
+        return []
+    ts = pd.DatetimeIndex(frame.index).asi8.tolist()
+    ids = frame["instrument_id"].to_numpy(dtype=np.int64).tolist()
+    if schema == "definition":
+        return [
+            Definition(*fields)
+            for fields in zip(
+                ids,
+                ts,
+                frame["raw_symbol"].tolist(),
+                frame["instrument_class"].tolist(),
+                pd.DatetimeIndex(frame["expiration"]).asi8.tolist(),
+                frame["strike_price"].to_numpy(dtype=np.float64).tolist(),
+                frame["underlying"].tolist(),
+                frame["underlying_id"].to_numpy(dtype=np.int64).tolist(),
+                frame["min_price_increment"].to_numpy(dtype=np.float64).tolist(),
+                (frame["security_update_action"] == "D").tolist(),
+                strict=True,
+            )
+        ]
+    if schema == "mbp-1":
+        return [
+            Quote(*fields)
+            for fields in zip(
+                ids,
+                ts,
+                frame["bid_px_00"].to_numpy(dtype=np.float64).tolist(),
+                frame["ask_px_00"].to_numpy(dtype=np.float64).tolist(),
+                frame["bid_sz_00"].to_numpy(dtype=np.int64).tolist(),
+                frame["ask_sz_00"].to_numpy(dtype=np.int64).tolist(),
+                strict=True,
+            )
+        ]
+    quantities = [None if q == _UNDEF_QUANTITY else q for q in frame["quantity"].to_numpy(dtype=np.int64).tolist()]
+    return [
+        Statistic(*fields)
+        for fields in zip(
+            ids,
+            ts,
+            frame["stat_type"].to_numpy(dtype=np.int64).tolist(),
+            quantities,
+            (frame["update_action"] == _STAT_DELETE).tolist(),
+            strict=True,
+        )
+    ]
 
 
 @dataclass

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from databento_dbn import Action, BidAskPair, MBP1Msg, Side, StatMsg, StatType, StatUpdateAction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hydra_daemon.pipelines.chain import ChainEvent, ChainState, Definition, Quote, Statistic, snapshot_chain
+from hydra_daemon.pipelines.chain import (
+    ChainEvent,
+    ChainState,
+    Definition,
+    Quote,
+    Statistic,
+    events_from_frame,
+    snapshot_chain,
+)
 from hydra_daemon.pipelines.implied_vol import black76_implied_vol, year_fraction
+from hydra_daemon.pipelines.records import layout, structured, to_frame
 from hydra_daemon.sim.black76 import black76_price
 from hydra_daemon.sim.config import CRUDE_OIL, MarketConfig
 from hydra_daemon.sim.instruments import build_instruments, definition_record
@@ -111,50 +122,64 @@ def test_held_instruments_are_bounded_and_evictions_counted() -> None:
     assert set(state.quotes) == {2, 3}
 
 
+def decoded(schema: str, records: list[Any]) -> pd.DataFrame:
+    """`records` through the streaming core's decoder, as the pipeline sees them."""
+    array = structured(records, layout(schema).record_type)
+    return to_frame(array, schema, np.array([""] * len(records), dtype=object))
+
+
 def test_option_links_to_its_future_by_symbol_across_roots() -> None:
     instruments = build_instruments(MarketConfig(products=(CRUDE_OIL,)))
     future = next(i for i in instruments if i.kind == "F")
     option = next(i for i in instruments if i.underlying is future and i.kind == "P")
+    unlinked = definition_record(option, T0, T0)
+    unlinked.underlying_id = 0  # a venue that fills only the underlying's symbol
     state = ChainState()
-    state.apply(Definition.from_dbn(definition_record(future, T0, T0)))
-    unlinked = Definition.from_dbn(definition_record(option, T0, T0))
-    state.apply(
-        Definition(**{**unlinked.__dict__, "underlying_id": 0})  # a venue that fills only the symbol
-    )
+    for event in events_from_frame("definition", decoded("definition", [definition_record(future, T0, T0), unlinked])):
+        state.apply(event)
     state.apply(quote(future.instrument_id, T0 + 1, 70.0, 70.02))
     row = snapshot_chain(state, T0 + 2).frame.iloc[0]
-    assert (
-        row.raw_symbol.startswith("LO") and row.underlying == future.raw_symbol and future.raw_symbol.startswith("CL")
-    )
+    assert row.raw_symbol.startswith("LO") and row.underlying == future.raw_symbol
+    assert future.raw_symbol.startswith("CL")
     assert row.underlying_price == pytest.approx(70.01, abs=1e-12)
 
 
-def test_dbn_records_convert_with_decimal_prices() -> None:
+def test_decoded_frames_become_events_with_decimal_prices() -> None:
     instruments = build_instruments(MarketConfig())
     option = next(i for i in instruments if i.kind == "C")
-    definition = Definition.from_dbn(definition_record(option, T0, T0))
-    assert definition.instrument_class == "C" and definition.strike == option.strike
     assert option.underlying is not None
-    assert definition.underlying_id == option.underlying.instrument_id and definition.min_price_increment == 0.025
+    (definition,) = events_from_frame("definition", decoded("definition", [definition_record(option, T0, T0)]))
+    assert definition == Definition(
+        option.instrument_id, T0, option.raw_symbol, "C", option.expiration_ns, option.strike or 0.0,
+        option.underlying.raw_symbol, option.underlying.instrument_id, 0.025,
+    )  # fmt: skip
     mbp = MBP1Msg(
         1, 7, T0 - 5, 4_000_000_000, 3, Action.ADD, Side.BID, 0, T0, levels=BidAskPair(4_000_000_000, 2**63 - 1, 3, 0)
     )
-    converted = Quote.from_dbn(mbp)
+    (converted,) = events_from_frame("mbp-1", decoded("mbp-1", [mbp]))
+    assert isinstance(converted, Quote)
     assert (converted.instrument_id, converted.ts_recv, converted.bid, converted.bid_size) == (7, T0, 4.0, 3)
     assert math.isnan(converted.ask) and converted.ask_size == 0 and not converted.two_sided
-    stat = StatMsg(
-        publisher_id=1,
-        instrument_id=7,
-        ts_event=T0,
-        ts_recv=T0 + 1,
-        ts_ref=T0,
-        price=2**63 - 1,
-        quantity=420,
-        stat_type=StatType.OPEN_INTEREST,
-        sequence=1,
-        update_action=StatUpdateAction.DELETE,
-    )
-    assert Statistic.from_dbn(stat) == Statistic(7, T0 + 1, 9, 420, deleted=True)
+    stats = [
+        StatMsg(
+            publisher_id=1,
+            instrument_id=7,
+            ts_event=T0,
+            ts_recv=T0 + 1,
+            ts_ref=T0,
+            price=2**63 - 1,
+            quantity=quantity,
+            stat_type=StatType.OPEN_INTEREST,
+            sequence=1,
+            update_action=action,
+        )
+        for quantity, action in ((420, StatUpdateAction.DELETE), (2**63 - 1, StatUpdateAction.NEW))
+    ]
+    assert events_from_frame("statistics", decoded("statistics", stats)) == [
+        Statistic(7, T0 + 1, 9, 420, deleted=True),
+        Statistic(7, T0 + 1, 9, None, deleted=False),
+    ]
+    assert events_from_frame("ohlcv-1d", decoded("mbp-1", [mbp])) == []
 
 
 def test_deleted_definition_and_statistic_leave_the_chain() -> None:

@@ -1,0 +1,203 @@
+"""Options capture: one Live session with ``definition``, ``mbp-1`` and ``statistics`` for every market's
+``{options_root}.OPT`` (plus its ``{futures_root}.FUT`` for the underlying price), stored exactly once in the
+``options`` library, assembled into chains snapshotted every `OptionsConfig.snapshot_interval_s` of event time and at
+session end, with per-expiry features.
+
+Stored, per market (library ``options``):
+- ``<M>.definition``, ``<M>.statistics`` and, when `DatabentoConfig.persist_quotes`, ``<M>.mbp-1``: the option
+  records verbatim (capture is exactly-once whatever the chain rules think of a quote); the underlying futures
+  records of this session only feed the chains (the futures pipeline owns the ``futures`` library);
+- ``<M>.chain``: one row per option per snapshot, indexed by ``snapshot_time`` (columns: `chain.CHAIN_COLUMNS`),
+  written through the `StreamWriter` keyed on ``instrument_id``, so a snapshot is stored once across restarts;
+- features ``put_call_oi_ratio``, ``total_oi``, ``atm_iv``, ``liquid_strike_count`` keyed by ``expiration``
+  (``as_of`` = ``available_at`` = snapshot time), written only for snapshots the chain symbol accepted.
+
+Problems found in snapshots (rejected options, flagged quotes) are logged as ``option_chain_problem`` the first time
+per (market, instrument, rule) and counted in ``stats.rejects``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
+
+import anyio
+import structlog
+
+from hydra_daemon.config import Config
+from hydra_daemon.pipelines.backoff import Backoff
+from hydra_daemon.pipelines.base import IngestPipeline, PipelineStats, Problem
+from hydra_daemon.pipelines.futures import seed_symbols
+from hydra_daemon.pipelines.live_stream import LiveSettings, LiveStream, StreamBatch, StreamSpec
+from hydra_daemon.pipelines.options_chains import ChainBook, MarketSnapshot, is_underlying, stream_parents
+from hydra_daemon.pipelines.options_features import chain_features
+from hydra_daemon.pipelines.records import MarketFrame
+from hydra_daemon.pipelines.stream_commit import StreamCommitter
+from hydra_daemon.secrets import ApiKey
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol
+from hydra_daemon.store.writer import StreamWriter, Watermark
+
+log = structlog.get_logger()
+
+OPTION_SCHEMAS = ("definition", "mbp-1", "statistics")
+CHAIN_KEY = ("instrument_id",)
+NS_PER_S = 1_000_000_000
+
+
+class OptionsCommitter:
+    """Stores option records, feeds the chains, stores snapshots and features (sync: call from a worker thread)."""
+
+    def __init__(self, config: Config, store: Store, writer: StreamWriter, stats: PipelineStats) -> None:
+        self.config = config
+        self.markets = tuple(m.name for m in config.markets)
+        self.writer = writer
+        self.streams = StreamCommitter(writer, OPTIONS, self.markets)
+        self.features = FeatureStore(store)
+        self.book = ChainBook(config.markets, round(config.options.snapshot_interval_s * NS_PER_S))
+        self.stats = stats
+        self._chain_marks: dict[str, int] | None = None
+        self._logged: set[tuple[str, str, str]] = set()
+
+    def stored_schemas(self) -> tuple[str, ...]:
+        """Option schemas persisted raw (mbp-1 only with `persist_quotes`)."""
+        return tuple(s for s in OPTION_SCHEMAS if s != "mbp-1" or self.config.databento.persist_quotes)
+
+    def commit(self, frames: Sequence[MarketFrame]) -> int:
+        """Store the option records of `frames`, advance the chains, store the snapshots that came due."""
+        stored_schemas = self.stored_schemas()
+        raw = [f for f in frames if not is_underlying(f.market) and f.schema in stored_schemas]
+        stored = self.streams.add(raw)
+        self._store_snapshots(self.book.ingest(frames))
+        self.streams.flush_due()
+        return stored
+
+    def close(self) -> None:
+        """Session end: snapshot at the last record's time, then flush everything."""
+        self._store_snapshots(self.book.close())
+        self.streams.flush_all()
+
+    def resume_ns(self, schema: str) -> int | None:
+        """Replay start of `schema`: its committed watermark; for unstored quotes, the oldest chain snapshot mark."""
+        if schema in self.stored_schemas():
+            return self.streams.resume_ns(schema)
+        marks = self.chain_marks()
+        if len(marks) < len(self.markets):
+            return None
+        return min(marks.values())
+
+    def chain_marks(self) -> dict[str, int]:
+        """Per market, the time of the newest stored snapshot (markets without one are absent)."""
+        if self._chain_marks is None:
+            self._chain_marks = {}
+            for market in self.markets:
+                mark: Watermark | None = self.writer.watermark(OPTIONS, chain_symbol(market))
+                if mark is not None:
+                    self._chain_marks[market] = mark.ts_ns
+        return self._chain_marks
+
+    def _store_snapshots(self, snapshots: Sequence[MarketSnapshot]) -> None:
+        marks = self.chain_marks()
+        for item in snapshots:
+            at_ns = item.snapshot.at.value
+            if at_ns <= marks.get(item.market, -1):
+                continue  # already stored before a restart: never rewrite it from a partial chain
+            marks[item.market] = at_ns
+            self._report(item)
+            frame = item.snapshot.frame
+            if not frame.empty:
+                self.writer.add(OPTIONS, chain_symbol(item.market), frame, CHAIN_KEY)
+            for name, values in chain_features(frame, self.config.options).items():
+                if not values.empty:
+                    self.features.write_feature(item.market, name, values)
+
+    def _report(self, item: MarketSnapshot) -> None:
+        frame = item.snapshot.frame
+        log.info(
+            "option_chain_snapshot",
+            market=item.market,
+            at=item.snapshot.at.isoformat(),
+            options=len(frame),
+            with_iv=int(frame["implied_vol"].notna().sum()),
+            problems=len(item.snapshot.problems),
+        )
+        for problem in item.snapshot.problems:
+            self._log_problem(item.market, problem)
+        evicted = self.book.chains[item.market].evicted_undefined
+        if evicted:
+            log.warning("option_chain_evicted_undefined", market=item.market, instruments=evicted)
+
+    def _log_problem(self, market: str, problem: Problem) -> None:
+        instrument = problem.where.split(" at ", 1)[0]
+        rule = problem.what.split(":", 1)[0]
+        key = (market, instrument, rule)
+        if key in self._logged:
+            return
+        self._logged.add(key)
+        self.stats.rejects += 1
+        log.warning("option_chain_problem", market=market, what=problem.what, where=problem.where)
+
+
+class OptionsIngestPipeline(IngestPipeline[StreamBatch]):
+    """Live options (+ underlying futures) for all configured markets → ``options`` library and features."""
+
+    name = "options"
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        key: ApiKey,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__(markets=tuple(m.name for m in config.markets), schema=",".join(OPTION_SCHEMAS))
+        storage = config.storage
+        self._store = store
+        self._writer = StreamWriter(
+            store,
+            flush_rows=storage.flush_rows,
+            flush_interval_s=storage.flush_interval_s,
+            compact_every=storage.compact_every,
+        )
+        self.committer = OptionsCommitter(config, store, self._writer, self.stats)
+        self._stream = LiveStream(
+            LiveSettings.from_config(config.databento, key),
+            StreamSpec(OPTION_SCHEMAS, stream_parents(config.markets)),
+            self.committer.resume_ns,
+            self.stats,
+            clock=clock,
+            backoff=backoff,
+        )
+
+    def watermark(self, market: str, schema: str) -> Watermark | None:
+        """Committed watermark of ``options/<market>.<schema>`` (``"chain"`` for the chain snapshots)."""
+        symbol = chain_symbol(market) if schema == "chain" else data_symbol(market, schema)
+        return self._writer.watermark(OPTIONS, symbol)
+
+    async def fetch(self) -> AsyncGenerator[StreamBatch, None]:
+        await anyio.to_thread.run_sync(seed_symbols, self._store, self.markets, self._stream.symbols, OPTIONS)
+        try:
+            async with aclosing(self._stream.batches()) as batches:
+                async for batch in batches:
+                    yield batch
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.committer.close)
+
+    def validate(self, batch: StreamBatch) -> tuple[StreamBatch, list[Problem]]:
+        """Records are captured verbatim; chain rules are applied at snapshot time (see `quote_validation`)."""
+        return batch, []
+
+    async def persist(self, clean: StreamBatch) -> int:
+        stored = await anyio.to_thread.run_sync(self.committer.commit, clean.frames)
+        newest = max(
+            (f.frame.index.max() for f in clean.frames if not f.frame.empty and not is_underlying(f.market)),
+            default=None,
+        )
+        if stored and newest is not None:
+            self.stats.last_record_time = newest.to_pydatetime(warn=False)
+        return stored

@@ -1,0 +1,261 @@
+"""Options pipeline against the simulated venue: real Live client on loopback, real ArcticDB on LMDB.
+
+The venue prices every option quote with undiscounted Black-76 (rate 0, ACT/365 from the quote's ts_recv, forward =
+its future's mid at that moment) from a vol smile and keeps those inputs (`option_truth`), so the stored chains can
+be checked against what the venue meant, not against a re-computation of ours.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import databento_dbn as dbn
+import numpy as np
+import pandas as pd
+import pytest
+import structlog
+
+from hydra_daemon.config import Config, parse_config
+from hydra_daemon.pipelines.backoff import Backoff
+from hydra_daemon.pipelines.options import OptionsIngestPipeline
+from hydra_daemon.pipelines.options_features import FEATURE_NAMES
+from hydra_daemon.secrets import ApiKey
+from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
+from hydra_daemon.sim.market import Emission
+from hydra_daemon.sim.testing import FAST_START
+from hydra_daemon.sim.venue import Venue, VenueConfig, VenueThread
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol
+from hydra_daemon.store.uri import default_lmdb_uri
+
+NS_PER_S = 1_000_000_000
+INTERVAL_S = 600  # one snapshot per wall second at speed 600
+
+
+def venue_config() -> VenueConfig:
+    market = MarketConfig(seed=5, products=(LEAN_HOGS,), start=FAST_START, speed=600.0, base_rate=300.0, rate=0.0)
+    return VenueConfig(market=market)
+
+
+@pytest.fixture(scope="module")
+def venue() -> Iterator[VenueThread]:
+    with VenueThread(venue_config()) as running:
+        yield running
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(default_lmdb_uri(tmp_path), writer=True)
+    yield opened
+    opened.close()
+
+
+def make_config(venue: VenueThread, state_dir: Path) -> Config:
+    info = venue.info
+    return parse_config(
+        {
+            "state_dir": str(state_dir),
+            "storage": {"arctic_uri": default_lmdb_uri(state_dir), "flush_interval_s": 0.05},
+            "databento": {
+                "live_gateway": info.live_host,
+                "live_port": info.live_port,
+                "historical_url": info.historical_url,
+                "heartbeat_interval_s": 1,
+            },
+            "options": {"snapshot_interval_s": INTERVAL_S, "liquid_max_spread_ticks": 6},
+            "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
+        }
+    )
+
+
+def make_pipeline(venue: VenueThread, config: Config, store: Store) -> OptionsIngestPipeline:
+    clock = venue.venue.clock
+    assert clock is not None
+    return OptionsIngestPipeline(
+        config, store, ApiKey(venue.info.api_key), clock=clock.now_ns, backoff=Backoff(base_s=0.05, cap_s=0.4)
+    )
+
+
+@asynccontextmanager
+async def running(pipeline: OptionsIngestPipeline) -> AsyncIterator[OptionsIngestPipeline]:
+    async with anyio.create_task_group() as group:
+        group.start_soon(pipeline.run)
+        yield pipeline
+        group.cancel_scope.cancel()
+
+
+async def eventually(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    """Poll until `condition()` holds; fail naming `what` if it never does (a hang guard, not a timing check)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await anyio.sleep(0.05)
+
+
+async def snapshots_after(venue: VenueThread, pipeline: OptionsIngestPipeline, count: int) -> None:
+    """Wait until a chain snapshot `count` intervals newer than the venue's clock now is committed."""
+    target = venue.now_ns() + count * INTERVAL_S * NS_PER_S
+
+    def reached() -> bool:
+        mark = pipeline.watermark("HE", "chain")
+        return mark is not None and mark.ts_ns >= target
+
+    await eventually(reached, f"{count} more chain snapshots")
+
+
+def utc(values: pd.Series | pd.Index) -> pd.DatetimeIndex:
+    index = pd.DatetimeIndex(values)
+    return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+
+
+def read(store: Store, symbol: str) -> pd.DataFrame:
+    frame = store.library(OPTIONS).read(symbol).data
+    frame.index = utc(frame.index)
+    return frame
+
+
+def latest_before(frame: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
+    """Last row per instrument strictly before `at` (stream order)."""
+    return frame[frame.index < at].groupby("instrument_id").tail(1).set_index("instrument_id")
+
+
+async def test_chains_land_with_venue_values_and_iv_recovers_the_input_vol(
+    venue: VenueThread, store: Store, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
+    async with running(pipeline):
+        await snapshots_after(venue, pipeline, 3)
+    chain = read(store, chain_symbol("HE"))
+    times = chain.index.unique()
+    assert len(times) >= 3
+    assert not chain.reset_index().duplicated(["snapshot_time", "instrument_id"]).any()
+    boundaries = times[times.asi8 % (INTERVAL_S * NS_PER_S) == 0]
+    assert len(boundaries) >= len(times) - 1  # all but the session-end snapshot sit on the interval grid
+
+    model = venue.venue.model
+    options = {i.instrument_id: i for i in model.instruments if i.kind != "F"}
+    assert set(chain["instrument_id"]) <= set(options)
+    for row in chain.itertuples():
+        option = options[row.instrument_id]
+        assert (row.raw_symbol, row.strike, row.put_call) == (option.raw_symbol, option.strike, option.kind)
+        assert option.underlying is not None and row.underlying == option.underlying.raw_symbol
+        assert utc(pd.Series([row.expiration]))[0].value == option.expiration_ns
+
+    ok = chain[chain["iv_status"] == "ok"]
+    assert len(ok) >= 0.9 * len(chain[chain["quote_time"].notna()]) and len(ok) > 100
+    quote_times = utc(ok["quote_time"]).asi8
+    for row, quote_ns in zip(ok.itertuples(), quote_times, strict=True):
+        truth = venue.option_truth(int(row.instrument_id), int(quote_ns))
+        assert truth is not None, f"no venue truth for {row.raw_symbol} at {quote_ns}"
+        assert abs(row.implied_vol - truth.vol) < 1e-6, row.raw_symbol
+        assert row.iv_underlying_price == pytest.approx(truth.forward, abs=1e-9)
+        assert (row.bid + row.ask) / 2 == pytest.approx(truth.mid, abs=1e-9)
+
+    quotes = read(store, data_symbol("HE", "mbp-1"))
+    stats = read(store, data_symbol("HE", "statistics"))
+    oi = stats[stats["stat_type"] == int(dbn.StatType.OPEN_INTEREST)]
+    for at in boundaries:
+        snapshot = chain[chain.index == at].set_index("instrument_id")
+        last_quotes = latest_before(quotes, at)
+        quoted = snapshot.index.intersection(last_quotes.index)
+        assert len(quoted) == snapshot["quote_time"].notna().sum() > 0
+        np.testing.assert_array_equal(snapshot.loc[quoted, "bid"], last_quotes.loc[quoted, "bid_px_00"])
+        np.testing.assert_array_equal(snapshot.loc[quoted, "ask"], last_quotes.loc[quoted, "ask_px_00"])
+        np.testing.assert_array_equal(snapshot.loc[quoted, "bid_size"], last_quotes.loc[quoted, "bid_sz_00"])
+        last_oi = latest_before(oi, at)
+        with_oi = snapshot.index.intersection(last_oi.index)
+        np.testing.assert_array_equal(snapshot.loc[with_oi, "open_interest"], last_oi.loc[with_oi, "quantity"])
+        assert snapshot.drop(with_oi)["open_interest"].isna().all()
+
+
+async def test_features_are_written_per_snapshot_and_expiry(venue: VenueThread, store: Store, tmp_path: Path) -> None:
+    pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
+    async with running(pipeline):
+        await snapshots_after(venue, pipeline, 2)
+    chain = read(store, chain_symbol("HE"))
+    features = FeatureStore(store)
+    for name in FEATURE_NAMES:
+        history = features.read_feature("HE", name)
+        keys = set(zip(utc(history["as_of"]).asi8, utc(history["expiration"]).asi8, strict=True))
+        expected = set(zip(chain.index.asi8, utc(chain["expiration"]).asi8, strict=True))
+        assert keys == expected, name
+        assert (history["revision"] == 0).all()
+        assert (utc(history["available_at"]) == utc(history["as_of"])).all()
+    atm = features.read_feature("HE", "atm_iv")
+    last = chain.index.max()
+    expirations = utc(chain["expiration"]).asi8
+    latest = atm[utc(atm["as_of"]) == last]
+    assert len(latest) == 3  # three optioned futures in the venue
+    for value, expiration in zip(latest["value"], utc(latest["expiration"]).asi8, strict=True):
+        expiry = chain[(chain.index == last) & (expirations == expiration)]
+        distance = (expiry["strike"] - expiry["underlying_price"].dropna().iloc[0]).abs()
+        nearest = expiry.loc[distance == distance.min(), "strike"].min()
+        vols = expiry.loc[expiry["strike"] == nearest, "implied_vol"].dropna()
+        assert value == pytest.approx(vols.mean(), abs=1e-12)
+        assert 0.1 < value < 0.6
+
+
+async def test_restart_stores_every_snapshot_once(venue: VenueThread, store: Store, tmp_path: Path) -> None:
+    config = make_config(venue, tmp_path)
+    first = make_pipeline(venue, config, store)
+    async with running(first):
+        await snapshots_after(venue, first, 1)
+    mark = first.watermark("HE", "chain")
+    assert mark is not None
+    second = make_pipeline(venue, config, store)
+    with structlog.testing.capture_logs() as logs:
+        async with running(second):
+            await snapshots_after(venue, second, 2)
+    chain = read(store, chain_symbol("HE"))
+    assert not chain.reset_index().duplicated(["snapshot_time", "instrument_id"]).any()
+    assert (chain.index > pd.Timestamp(mark.ts_ns, tz="UTC")).any()
+    atm = FeatureStore(store).read_feature("HE", "atm_iv")
+    assert (atm["revision"] == 0).all()
+    started = [e for e in logs if e["event"] == "live_session_started"]
+    quotes_mark = second.watermark("HE", "mbp-1")
+    assert quotes_mark is not None and started[0]["replay_from_ns"]["mbp-1"] > 0
+    quotes = read(store, data_symbol("HE", "mbp-1"))
+    key = ["instrument_id", "ts_event", "sequence"]
+    assert not quotes.reset_index().duplicated(["ts_recv", *key]).any()
+
+
+def _inject_crossed_quote(venue: Venue, instrument_id: int, at_ns: int) -> None:
+    """Append a crossed quote for `instrument_id` with ts_recv `at_ns` to the tape (published now)."""
+    assert venue.clock is not None
+    level = dbn.BidAskPair(2_000_000_000, 1_900_000_000, 4, 4)
+    msg = dbn.MBP1Msg(
+        1, instrument_id, at_ns - 1000, 2_000_000_000, 4, dbn.Action.MODIFY, dbn.Side.BID, 0, at_ns, levels=level
+    )
+    venue.tape.append([Emission("mbp-1", at_ns, instrument_id, bytes(msg), emitted_ns=venue.clock.now_ns())])
+
+
+async def test_crossed_quote_is_stored_flagged_and_logged_once(store: Store, tmp_path: Path) -> None:
+    with VenueThread(venue_config()) as venue:
+        option = next(i for i in venue.venue.model.instruments if i.kind == "C")
+        pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
+        with structlog.testing.capture_logs() as logs:
+            async with running(pipeline):
+                await snapshots_after(venue, pipeline, 1)
+                interval = INTERVAL_S * NS_PER_S
+                boundary = (venue.now_ns() // interval + 2) * interval
+                venue.call(lambda v: _inject_crossed_quote(v, option.instrument_id, boundary - 1))
+                await snapshots_after(venue, pipeline, 3)
+    chain = read(store, chain_symbol("HE"))
+    row = chain[(chain.index == pd.Timestamp(boundary, tz="UTC")) & (chain["instrument_id"] == option.instrument_id)]
+    assert (row["bid"].item(), row["ask"].item()) == (2.0, 1.9)
+    assert row["quote_flags"].item() == "crossed" and row["iv_status"].item() == "invalid_quote"
+    assert math.isnan(row["implied_vol"].item())
+    problems = [e for e in logs if e["event"] == "option_chain_problem" and "crossed" in e["what"]]
+    assert len(problems) == 1
+    assert problems[0]["where"] == f"{option.raw_symbol} at {pd.Timestamp(boundary, tz='UTC').isoformat()}"
+    assert problems[0]["what"] == "quote flagged crossed: ask 1.9 < bid 2.0 (kept, no IV)"
+    assert pipeline.stats.rejects >= 1
+    stored = read(store, data_symbol("HE", "mbp-1"))
+    assert ((stored["bid_px_00"] == 2.0) & (stored["ask_px_00"] == 1.9)).sum() == 1  # captured verbatim
