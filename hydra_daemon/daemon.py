@@ -19,10 +19,10 @@ from anyio import CancelScope
 from anyio.abc import TaskStatus
 
 from hydra_daemon.config import Config
-from hydra_daemon.health import DaemonState, health_document, serve_health
+from hydra_daemon.health import DaemonState, health_document, open_health_socket, serve_health
 from hydra_daemon.redaction import register_secret, register_uri_secrets
 from hydra_daemon.secrets import ApiKey
-from hydra_daemon.supervisor import PeriodicJob, PipelineFactory, RestartPolicy, Supervisor
+from hydra_daemon.supervisor import FatalError, PeriodicJob, PipelineFactory, RestartPolicy, Supervisor
 from hydra_daemon.systemd_notify import Notifier, watchdog_interval_s
 
 
@@ -42,32 +42,44 @@ async def run_daemon(
     pipelines: Sequence[tuple[str, PipelineFactory]],
     *,
     jobs: Sequence[PeriodicJob] = (),
+    fatal: tuple[type[Exception], ...] = (),
     options: RuntimeOptions | None = None,
     environ: Mapping[str, str] | None = None,
-) -> None:
-    """Run `pipelines` (name, factory) and `jobs` under supervision until SIGTERM/SIGINT; return after a clean stop."""
+) -> int:
+    """Run `pipelines` (name, factory) and `jobs` under supervision until SIGTERM/SIGINT.
+
+    Returns the process exit code: 0 after a signalled, clean stop; 1 when a pipeline or job raised one of the
+    `fatal` exception types (e.g. `LeaseLostError`), so systemd's Restart=on-failure starts a fresh daemon.
+    """
     opts = options or RuntimeOptions()
     env = os.environ if environ is None else environ
     log = structlog.get_logger()
     notifier = Notifier(env)
-    supervisor = Supervisor(pipelines, policy=opts.restart, jobs=jobs)
+    supervisor = Supervisor(pipelines, policy=opts.restart, jobs=jobs, fatal=fatal)
     state = DaemonState.now(config.storage.arctic_uri, opts.stall_after_s)
     watchdog_s = watchdog_interval_s(env)
     log.info("daemon_starting", pid=os.getpid(), pipelines=list(supervisor.records), watchdog_s=watchdog_s)
+    listener = await open_health_socket(config.health_socket)
     try:
         async with anyio.create_task_group() as group:
             await group.start(_handle_signals, group.cancel_scope, notifier, state)
-            await group.start(serve_health, config.health_socket, lambda: health_document(supervisor, state))
+            group.start_soon(serve_health, listener, config.health_socket, lambda: health_document(supervisor, state))
             group.start_soon(supervisor.run)
             group.start_soon(_monitor, supervisor, notifier, state, opts)
             if watchdog_s is not None:
                 group.start_soon(_watchdog, supervisor, notifier, watchdog_s / 2, opts.stall_after_s)
+    except BaseExceptionGroup as errors:
+        _, others = errors.split(FatalError)
+        if others is not None:
+            raise
+        return 1
     finally:
         if not state.stopping:
             state.stopping = True
             notifier.stopping()
         notifier.close()
         log.info("daemon_stopped", summary=supervisor.summary())
+    return 0
 
 
 async def _handle_signals(

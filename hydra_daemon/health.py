@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 import structlog
-from anyio.abc import SocketStream
+from anyio.abc import SocketListener, SocketStream
 
 from hydra_daemon.redaction import redact_value
 from hydra_daemon.store.uri import redact_uri
@@ -101,18 +101,18 @@ def health_document(supervisor: Supervisor, state: DaemonState) -> dict[str, Any
     return redacted
 
 
-async def serve_health(
-    path: Path,
-    answer: Callable[[], dict[str, Any]],
-    *,
-    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve `answer()` on a Unix socket at `path` (mode 0660) until cancelled; the socket file is removed after."""
+async def open_health_socket(path: Path) -> SocketListener:
+    """Listen at `path` (mode 0660, parent created); a stale socket is replaced, a live one refused."""
     await _prepare_socket_path(path)
     listener = await anyio.create_unix_listener(path, mode=SOCKET_MODE)
+    structlog.get_logger().info("health_socket_listening", socket=str(path))
+    return listener
+
+
+async def serve_health(listener: SocketListener, path: Path, answer: Callable[[], dict[str, Any]]) -> None:
+    """Answer every connection with `answer()` as JSON until cancelled; then close and remove the socket file."""
     limiter = anyio.CapacityLimiter(_MAX_CLIENTS)
     log = structlog.get_logger()
-    log.info("health_socket_listening", socket=str(path))
 
     async def handle(stream: SocketStream) -> None:
         async with limiter, stream:
@@ -127,7 +127,6 @@ async def serve_health(
 
     try:
         async with listener:
-            task_status.started()
             await listener.serve(handle)
     finally:
         with anyio.CancelScope(shield=True):

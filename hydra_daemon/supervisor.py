@@ -130,6 +130,10 @@ class JobRecord:
         }
 
 
+class FatalError(RuntimeError):
+    """A pipeline or job raised one of the supervisor's fatal exception types: the daemon must stop (exit 1)."""
+
+
 def describe_error(exc: BaseException) -> str:
     """`Type: message`, secrets masked, cut to a readable length."""
     text = redact_text(f"{type(exc).__name__}: {exc}")
@@ -137,7 +141,11 @@ def describe_error(exc: BaseException) -> str:
 
 
 class Supervisor:
-    """Runs every pipeline (restarting it on failure) and every periodic job inside one task group."""
+    """Runs every pipeline (restarting it on failure) and every periodic job inside one task group.
+
+    An exception of a `fatal` type (e.g. the store's `LeaseLostError`: restarting cannot help) is not retried:
+    `run()` raises `FatalError` (inside an ExceptionGroup) after cancelling everything else.
+    """
 
     def __init__(
         self,
@@ -145,6 +153,7 @@ class Supervisor:
         *,
         policy: RestartPolicy | None = None,
         jobs: Sequence[PeriodicJob] = (),
+        fatal: tuple[type[Exception], ...] = (),
         rng: random.Random | None = None,
     ) -> None:
         names = [name for name, _ in pipelines]
@@ -153,6 +162,7 @@ class Supervisor:
         self.policy = policy or RestartPolicy()
         self.records = {name: PipelineRecord(name, factory) for name, factory in pipelines}
         self.jobs = {job.name: JobRecord(job) for job in jobs}
+        self.fatal = fatal
         self._rng = rng or random.Random()
         self._external_progress = time.monotonic()
 
@@ -233,6 +243,7 @@ class Supervisor:
             await record.current.run()
         except Exception as exc:
             message = describe_error(exc)
+            self._raise_if_fatal(exc, f"pipeline {record.name}")
             record.last_failure = message
             record.last_failure_at = datetime.now(UTC)
             if record.current is not None:
@@ -255,6 +266,7 @@ class Supervisor:
             try:
                 committed = await job.job.run()
             except Exception as exc:
+                self._raise_if_fatal(exc, f"job {job.job.name}")
                 job.failures += 1
                 job.last_ok = False
                 job.last_error = describe_error(exc)
@@ -263,3 +275,12 @@ class Supervisor:
             job.last_ok = True
             if committed > 0:
                 self.mark_progress()
+
+    def _raise_if_fatal(self, exc: Exception, where: str) -> None:
+        fatal = self.fatal and (
+            exc.subgroup(self.fatal) is not None if isinstance(exc, ExceptionGroup) else isinstance(exc, self.fatal)
+        )
+        if fatal:
+            message = f"{where}: {describe_error(exc)}"
+            structlog.get_logger().error("fatal_error", error=message, error_type=type(exc).__name__, exc_info=exc)
+            raise FatalError(message) from exc

@@ -3,6 +3,7 @@ restarts, signals and secrets, observed from outside exactly as systemd and an o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,13 +12,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hydra_daemon.config import parse_config
+from hydra_daemon.daemon import run_daemon
 from hydra_daemon.health_client import query_health
+from hydra_daemon.pipelines.base import IngestPipeline, Problem
 
 APP = Path(__file__).with_name("runtime_app.py")
 API_KEY = "db-SubprocessKey0123456789"
@@ -221,3 +225,48 @@ def test_ready_after_sources_start_and_watchdog_stops_when_wedged(start: Callabl
     assert not any(e["event"] == "ready_timeout" for e in logs)
     withheld = [e for e in logs if e["event"] == "watchdog_withheld"]
     assert all(e["progress_age_s"] > 1.0 and e["stall_after_s"] == 1.0 for e in withheld)
+
+
+class LeaseLost(RuntimeError):
+    """Stands for the store's LeaseLostError."""
+
+
+class LosingPipeline(IngestPipeline[list[int]]):
+    """Streams one batch, then finds its writer lease gone."""
+
+    async def fetch(self) -> AsyncIterator[list[int]]:
+        self.stats.state = "streaming"
+        yield [1]
+        raise LeaseLost("writer lease taken over by host-b")
+
+    def validate(self, batch: list[int]) -> tuple[list[int], list[Problem]]:
+        return batch, []
+
+    async def persist(self, clean: list[int]) -> int:
+        return len(clean)
+
+
+async def test_fatal_error_exits_1_after_stopping_cleanly(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "health_socket": str(tmp_path / "run" / "health.sock"),
+            "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
+        }
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(tmp_path / "notify.sock"))
+        notify.setblocking(False)
+        rc = await run_daemon(
+            config,
+            [("futures", lambda: LosingPipeline(markets=("HE",), schema="ohlcv-1d"))],
+            fatal=(LeaseLost,),
+            environ={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")},
+        )
+        messages = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                messages.append(notify.recv(65536).decode())
+    assert rc == 1
+    assert any("STOPPING=1" in m.splitlines() for m in messages)
+    assert not config.health_socket.exists()

@@ -12,7 +12,14 @@ from typing import Any
 import anyio
 import pytest
 
-from hydra_daemon.health import DaemonState, HealthSocketError, health_document, overall_status, serve_health
+from hydra_daemon.health import (
+    DaemonState,
+    HealthSocketError,
+    health_document,
+    open_health_socket,
+    overall_status,
+    serve_health,
+)
 from hydra_daemon.health_client import health_command, query_health
 from hydra_daemon.pipelines.base import IngestPipeline, Problem
 from hydra_daemon.redaction import clear_secrets, register_secret, register_uri_secrets
@@ -54,7 +61,7 @@ def sock_path(tmp_path: Path) -> Path:
 async def test_answers_json_with_mode_0660_then_removes_the_socket(sock_path: Path, capsys: Any) -> None:
     answer = {"status": "ok", "daemon": "hydra-daemon"}
     async with anyio.create_task_group() as group:
-        await group.start(serve_health, sock_path, lambda: answer)
+        group.start_soon(serve_health, await open_health_socket(sock_path), sock_path, lambda: answer)
         assert stat.S_IMODE(sock_path.stat().st_mode) == 0o660
         assert await anyio.to_thread.run_sync(query_health, sock_path) == answer
         assert await anyio.to_thread.run_sync(_raw_query_without_request, sock_path) == answer
@@ -85,16 +92,16 @@ async def test_stale_socket_is_replaced(sock_path: Path) -> None:
         dead.bind(str(sock_path))
     assert stat.S_ISSOCK(sock_path.lstat().st_mode)
     async with anyio.create_task_group() as group:
-        await group.start(serve_health, sock_path, lambda: {"status": "ok"})
+        group.start_soon(serve_health, await open_health_socket(sock_path), sock_path, lambda: {"status": "ok"})
         assert await anyio.to_thread.run_sync(query_health, sock_path) == {"status": "ok"}
         group.cancel_scope.cancel()
 
 
 async def test_socket_of_a_live_daemon_is_refused(sock_path: Path) -> None:
     async with anyio.create_task_group() as group:
-        await group.start(serve_health, sock_path, lambda: {"status": "ok"})
+        group.start_soon(serve_health, await open_health_socket(sock_path), sock_path, lambda: {"status": "ok"})
         with pytest.raises(HealthSocketError, match="another running daemon"):
-            await serve_health(sock_path, lambda: {"status": "second"})
+            await open_health_socket(sock_path)
         assert await anyio.to_thread.run_sync(query_health, sock_path) == {"status": "ok"}
         group.cancel_scope.cancel()
 
@@ -103,7 +110,7 @@ async def test_regular_file_in_the_way_is_refused(sock_path: Path) -> None:
     sock_path.parent.mkdir(parents=True)
     sock_path.write_text("not a socket")
     with pytest.raises(HealthSocketError, match="is not a socket"):
-        await serve_health(sock_path, lambda: {})
+        await open_health_socket(sock_path)
     assert sock_path.read_text() == "not a socket"
 
 

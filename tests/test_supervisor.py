@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from hydra_daemon.pipelines.base import IngestPipeline, Problem
 from hydra_daemon.redaction import MASK, clear_secrets, register_secret
-from hydra_daemon.supervisor import PeriodicJob, PipelineRecord, RestartPolicy, Supervisor
+from hydra_daemon.supervisor import FatalError, PeriodicJob, PipelineRecord, RestartPolicy, Supervisor
 
 FAST = RestartPolicy(initial_s=0.01, max_s=1.0, multiplier=2.0, jitter=0.2, healthy_after_s=60.0)
 
@@ -215,3 +215,28 @@ def test_backoff_delay_is_bounded_and_jittered(attempt: int, seed: int) -> None:
     delay = policy.delay_s(attempt, random.Random(seed))
     base = min(300.0, 2.0**attempt)
     assert base * 0.8 <= delay <= base * 1.2
+
+
+class LeaseLost(RuntimeError):
+    """Stands for the store's LeaseLostError: restarting the pipeline cannot help."""
+
+
+async def test_fatal_error_is_not_retried_and_stops_everything() -> None:
+    steady = Sink()
+
+    async def lease_check() -> int:
+        raise LeaseLost("lease taken over by host-b")
+
+    supervisor = Supervisor(
+        [("steady", lambda: CountingPipeline(steady))],
+        jobs=[PeriodicJob("lease", 0.05, lease_check)],
+        fatal=(LeaseLost,),
+    )
+    with pytest.raises(ExceptionGroup) as caught:
+        await supervisor.run()
+    fatal, rest = caught.value.split(FatalError)
+    assert rest is None and fatal is not None
+    assert "job lease: LeaseLost: lease taken over by host-b" in str(caught.value.exceptions[0])
+    assert steady.closed == 1
+    assert supervisor.records["steady"].state == "stopped"
+    assert supervisor.jobs["lease"].failures == 0
