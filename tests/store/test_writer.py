@@ -272,3 +272,26 @@ def test_property_replayed_timestamps_store_each_row_once(store: Store, data: tu
 @given(data=_deliveries(unique_keys=True))
 def test_property_overlapping_chunks_with_unique_keys_store_each_row_once(store: Store, data: tuple) -> None:
     _run_deliveries(store, *data)
+
+
+def test_append_that_committed_but_reported_failure_is_not_repeated(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost response (the append committed, the client saw an error): the retry must not append it again."""
+    library = store.library(FUTURES)
+    real_append = library.append
+
+    def append_then_lose_response(*args: object, **kwargs: object) -> None:
+        real_append(*args, **kwargs)  # type: ignore[arg-type]
+        raise ConnectionError("response lost")
+
+    writer = StreamWriter(store)
+    writer.add(FUTURES, SYMBOL, _trades([0, 1]), ["sequence"])
+    monkeypatch.setattr(library, "append", append_then_lose_response)
+    with pytest.raises(FlushError, match="response lost"):
+        writer.flush_all()
+    monkeypatch.undo()
+    writer.add(FUTURES, SYMBOL, _trades([1, 2], start=1), ["sequence"])
+    commits = writer.flush_all()
+    assert [c.rows for c in commits] == [1]
+    assert list(_stored(store)["sequence"]) == [0, 1, 2]
