@@ -282,7 +282,7 @@ def test_append_that_committed_but_reported_failure_is_not_repeated(
     real_append = library.append
 
     def append_then_lose_response(*args: object, **kwargs: object) -> None:
-        real_append(*args, **kwargs)  # type: ignore[arg-type]
+        real_append(*args, **kwargs)
         raise ConnectionError("response lost")
 
     writer = StreamWriter(store)
