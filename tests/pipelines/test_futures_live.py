@@ -260,3 +260,26 @@ def _inject_bad_bar(venue: Venue, instrument_id: int) -> int:
     )
     tape.append([Emission("ohlcv-1m", ts_event, instrument_id, bytes(bar), emitted_ns=venue.clock.now_ns())])
     return ts_event
+
+
+async def test_gap_older_than_the_replay_window_is_filled_from_historical(tmp_path: Path) -> None:
+    truth = tmp_path / "truth.dbn"
+    with VenueThread(fast_config(seed=5, record_path=truth, replay_window_s=900.0)) as venue:
+        clock = venue.venue.clock
+        assert clock is not None
+        config = make_config(venue, tmp_path, replay_window_s=600)
+        with Store.open(default_lmdb_uri(tmp_path), writer=True) as store:
+            first = make_pipeline(venue, config, store)
+            async with running(first):
+                await caught_up(venue, first, minutes=2)
+            mark = first.watermark("HE", "ohlcv-1m")
+            assert mark is not None
+            await eventually(lambda: clock.now_ns() > mark.ts_ns + 1200 * 1_000_000_000, "the venue to move 20 min on")
+            second = make_pipeline(venue, config, store)
+            with structlog.testing.capture_logs() as logs:
+                async with running(second):
+                    await caught_up(venue, second)
+            assert second.stats.gaps_filled >= 1
+            fills = {e["schema"] for e in logs if e["event"] == "gap_fill_started"}
+            assert {"ohlcv-1m", "definition"} <= fills
+            assert_store_matches_truth(venue, store)
