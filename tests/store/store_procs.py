@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import structlog
+from arcticdb_ext import set_config_int
 
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import restore_utc
@@ -45,6 +46,7 @@ def torn_reason(frame: pd.DataFrame, metadata: object, batch_rows: int) -> str |
 
 
 def read_loop(uri: str, library_name: str, symbol: str, batch_rows: int, stop_file: Path) -> None:
+    set_config_int("VersionMap.ReloadInterval", 0)  # no 2 s latest-version cache: every read sees the newest commit
     reads, errors, torn, last_rows = 0, [], [], 0
     with Store.open(uri, writer=False) as store:
         while True:

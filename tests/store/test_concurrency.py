@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +37,6 @@ def test_reader_process_sees_only_whole_commits_while_writer_appends(lmdb_uri: s
             [sys.executable, str(PROCS), "read-loop", lmdb_uri, FUTURES, SYMBOL, str(BATCH_ROWS), str(stop_file)],
             stdout=subprocess.PIPE,
             text=True,
-            env={**os.environ, "ARCTICDB_VersionMap_ReloadInterval_int": "0"},
         )
         assert reader.stdout is not None
         assert reader.stdout.readline().strip() == "started"
