@@ -104,5 +104,10 @@ class ChainBook:
         for item in frames:
             targets = self._targets.get(item.market, ())
             if targets:
-                lists.append((event.ts_recv, targets, event) for event in events_from_frame(item.schema, item.frame))
+                lists.append(_routed(events_from_frame(item.schema, item.frame), targets))
         return lists
+
+
+def _routed(events: Sequence[ChainEvent], targets: tuple[str, ...]) -> Iterator[_Routed]:
+    for event in events:
+        yield event.ts_recv, targets, event
