@@ -33,7 +33,7 @@ class RuntimeOptions:
 
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     ready_timeout_s: float = 120.0
-    stall_after_s: float = 600.0
+    stall_after_s: float = 300.0
     monitor_interval_s: float = 1.0
 
 

@@ -9,6 +9,7 @@ bookkeeping, periodic jobs, and an overall ``status`` of ``ok``, ``degraded`` or
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import stat
@@ -55,6 +56,7 @@ class DaemonState:
         return cls(store_uri, stall_after_s, datetime.now(UTC), time.monotonic())
 
 
+@functools.cache
 def daemon_version() -> str:
     """The installed hydra-daemon version."""
     try:

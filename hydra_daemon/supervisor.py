@@ -22,9 +22,10 @@ from hydra_daemon.pipelines.base import IngestPipeline
 from hydra_daemon.redaction import redact_text
 
 PipelineFactory = Callable[[], IngestPipeline[Any]]
-"""Builds a fresh pipeline (reading its resume point from the store) for each (re)start."""
+"""Builds a fresh pipeline for each (re)start. Runs on the event loop, so it must be cheap: the pipeline reads
+its resume point (the store's watermarks) in `run()`, in a worker thread."""
 
-STARTED_STATES = frozenset({"streaming", "idle"})
+STARTED_STATES = frozenset({"streaming"})
 """Pipeline `stats.state` values meaning "the source is really up" even before the first batch."""
 
 _ERROR_CHARS = 500
