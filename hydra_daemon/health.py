@@ -79,8 +79,8 @@ def overall_status(
 
 def health_document(supervisor: Supervisor, state: DaemonState) -> dict[str, Any]:
     """The JSON-safe health answer, with every secret masked."""
-    now = time.monotonic()
     supervisor.sample_progress()
+    now = time.monotonic()
     pipelines = {name: record.as_dict(now) for name, record in supervisor.records.items()}
     jobs = {name: job.as_dict() for name, job in supervisor.jobs.items()}
     progress_age = supervisor.progress_age_s()
