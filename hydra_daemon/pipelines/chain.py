@@ -102,10 +102,28 @@ class Statistic:
 ChainEvent = Definition | Quote | Statistic
 
 
+EVENT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "definition": (
+        "instrument_id",
+        "raw_symbol",
+        "instrument_class",
+        "expiration",
+        "strike_price",
+        "underlying",
+        "underlying_id",
+        "min_price_increment",
+        "security_update_action",
+    ),
+    "mbp-1": ("instrument_id", "bid_px_00", "ask_px_00", "bid_sz_00", "ask_sz_00"),
+    "statistics": ("instrument_id", "stat_type", "quantity", "update_action"),
+}
+"""Per schema, the frame columns `events_from_frame` reads (besides the `ts_recv` index)."""
+
+
 def events_from_frame(schema: str, frame: pd.DataFrame) -> list[ChainEvent]:
     """Chain events from one decoded frame (`hydra_daemon.pipelines.records.to_frame`: UTC `ts_recv` index, decimal
     prices with NaN for undefined), in frame order; schemas other than definition/mbp-1/statistics give none."""
-    if frame.empty or schema not in ("definition", "mbp-1", "statistics"):
+    if frame.empty or schema not in EVENT_COLUMNS:
         return []
     ts = pd.DatetimeIndex(frame.index).asi8.tolist()
     ids = frame["instrument_id"].to_numpy(dtype=np.int64).tolist()

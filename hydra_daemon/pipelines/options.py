@@ -12,6 +12,9 @@ Stored, per market (library ``options``):
 - features ``put_call_oi_ratio``, ``total_oi``, ``atm_iv``, ``liquid_strike_count`` keyed by ``expiration``
   (``as_of`` = ``available_at`` = snapshot time), written only for snapshots the chain symbol accepted.
 
+After a restart the chains are first rebuilt from the stored option records (`OptionsCommitter.restore`), so a
+snapshot after a restart is not limited to what the Live replay (from the watermarks) brings back.
+
 Problems found in snapshots (rejected options, flagged quotes) are logged as ``option_chain_problem`` the first time
 per (market, instrument, rule) and counted in ``stats.rejects``.
 """
@@ -23,11 +26,13 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 
 import anyio
+import pandas as pd
 import structlog
 
 from hydra_daemon.config import Config
 from hydra_daemon.pipelines.backoff import Backoff
 from hydra_daemon.pipelines.base import IngestPipeline, PipelineStats, Problem
+from hydra_daemon.pipelines.chain import EVENT_COLUMNS
 from hydra_daemon.pipelines.futures import seed_symbols
 from hydra_daemon.pipelines.live_stream import LiveSettings, LiveStream, StreamBatch, StreamSpec
 from hydra_daemon.pipelines.options_chains import ChainBook, MarketSnapshot, is_underlying, stream_parents
@@ -45,6 +50,8 @@ log = structlog.get_logger()
 OPTION_SCHEMAS = ("definition", "mbp-1", "statistics")
 CHAIN_KEY = ("instrument_id",)
 NS_PER_S = 1_000_000_000
+RESTORE_REFERENCE_S = 7 * 86_400
+"""How far back a warm start reads definitions and statistics (venues resend them daily; 7 days spans holidays)."""
 
 
 class OptionsCommitter:
@@ -73,6 +80,30 @@ class OptionsCommitter:
         self._store_snapshots(self.book.ingest(frames))
         self.streams.flush_due()
         return stored
+
+    def restore(self, store: Store) -> int:
+        """Warm start after a restart: rebuild the chains from stored option records — definitions and statistics
+        of the last `RESTORE_REFERENCE_S`, quotes of the last replay window — so options not requoted since the
+        restart keep their quote. Returns the number of records applied. Their underlying futures quotes are not
+        stored, so restored quotes get an implied vol only once requoted."""
+        if not store.has_library(OPTIONS):
+            return 0
+        library = store.library(OPTIONS)
+        lookback = {"mbp-1": self.config.databento.replay_window_s, "definition": RESTORE_REFERENCE_S}
+        frames = []
+        for market in self.markets:
+            for schema in self.stored_schemas():
+                symbol = data_symbol(market, schema)
+                mark = self.writer.watermark(OPTIONS, symbol)
+                if mark is None:
+                    continue
+                since = pd.Timestamp(mark.ts_ns - lookback.get(schema, RESTORE_REFERENCE_S) * NS_PER_S, tz="UTC")
+                columns = list(EVENT_COLUMNS[schema])
+                frame = library.read(symbol, date_range=(since, None), columns=columns).data
+                frames.append(MarketFrame(market, schema, frame))
+        applied = self.book.restore(frames)
+        log.info("option_chains_restored", records=applied, markets=list(self.markets))
+        return applied
 
     def close(self) -> None:
         """Session end: snapshot at the last record's time, then flush everything."""
@@ -180,6 +211,7 @@ class OptionsIngestPipeline(IngestPipeline[StreamBatch]):
 
     async def fetch(self) -> AsyncGenerator[StreamBatch, None]:
         await anyio.to_thread.run_sync(seed_symbols, self._store, self.markets, self._stream.symbols, OPTIONS)
+        await anyio.to_thread.run_sync(self.committer.restore, self._store)
         try:
             async with aclosing(self._stream.batches()) as batches:
                 async for batch in batches:

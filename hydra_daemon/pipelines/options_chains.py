@@ -8,7 +8,8 @@ of every market written on that root and are not stored by the options pipeline.
 Snapshots are taken in the data's event time (`ts_recv`), so an accelerated venue produces them: when the first
 record at or after the next multiple of `interval_ns` arrives, every market's chain is snapshotted AT that boundary
 (holding exactly the records before it), then the record is applied. Boundaries with no record in between are not
-repeated. `close()` snapshots at the last record's time (session end).
+repeated. `close()` snapshots at the last record's time (session end). `restore()` replays stored records into the
+chains after a restart, without snapshots.
 """
 
 from __future__ import annotations
@@ -84,6 +85,15 @@ class ChainBook:
                 self.chains[market].apply(event)
             self.last_event_ns = ts_recv if self.last_event_ns is None else max(self.last_event_ns, ts_recv)
         return snapshots
+
+    def restore(self, frames: Sequence[MarketFrame]) -> int:
+        """Apply stored records (warm start) in `ts_recv` order without taking snapshots; returns the count."""
+        applied = 0
+        for _, targets, event in heapq.merge(*self._event_lists(frames), key=lambda item: item[0]):
+            for market in targets:
+                self.chains[market].apply(event)
+            applied += 1
+        return applied
 
     def close(self) -> list[MarketSnapshot]:
         """Snapshots at the last record's time (none if nothing arrived)."""
