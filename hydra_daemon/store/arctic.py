@@ -119,6 +119,12 @@ class Store:
             raise StoreReadOnlyError(f"store {redact_uri(self.uri)} was opened read-only (writer=False)")
         self._lease.check()
 
+    def renew_lease(self) -> None:
+        """Extend the writer lease now (S3; a background thread also renews it); ``LeaseLostError`` if taken over."""
+        self.require_writable()
+        assert self._lease is not None
+        self._lease.renew()
+
     def snapshot(self, label: str) -> str:
         """Pin the current version of every symbol of every library as snapshot ``<label>-<UTC time>``."""
         self.require_writable()

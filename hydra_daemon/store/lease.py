@@ -126,6 +126,9 @@ class FileLease:
     def check(self) -> None:
         """A held flock cannot be lost; nothing to check."""
 
+    def renew(self) -> None:
+        """A flock does not expire; nothing to renew."""
+
     def release(self) -> None:
         if self._fd is not None:
             os.ftruncate(self._fd, 0)

@@ -35,7 +35,9 @@ class Commit:
 
 
 class FlushError(RuntimeError):
-    """Some symbols failed to flush; their rows stay buffered. ``commits`` lists the flushes that succeeded."""
+    """Some symbols failed to flush; their rows stay buffered. ``commits`` lists the flushes that succeeded.
+
+    A lost writer lease is not a FlushError: ``LeaseLostError`` propagates and the daemon must stop writing."""
 
     def __init__(self, failures: dict[tuple[str, str], Exception], commits: list[Commit]) -> None:
         names = ", ".join(f"{lib}/{sym}: {err}" for (lib, sym), err in failures.items())
@@ -181,6 +183,7 @@ class StreamWriter:
         commits: list[Commit] = []
         failures: dict[tuple[str, str], Exception] = {}
         for key in keys:
+            self._store.require_writable()  # lease lost / read-only: stop writing altogether, not per symbol
             try:
                 commits.append(self._flush_one(*key))
             except Exception as error:
@@ -193,7 +196,6 @@ class StreamWriter:
 
     def _flush_one(self, library: str, symbol: str) -> Commit:
         pending = self._pending[(library, symbol)]
-        self._store.require_writable()
         frame = pd.concat(pending.frames) if len(pending.frames) > 1 else pending.frames[0]
         if pending.failed:
             frame = self._without_committed(library, symbol, pending, frame)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,6 +14,7 @@ from hydra_daemon.store.arctic import Store, StoreReadOnlyError
 from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.frames import restore_utc
+from hydra_daemon.store.lease import LEASE_OBJECT, LeaseHolder, LeaseLostError
 from hydra_daemon.store.symbols import COT, FEATURES, FUTURES, cot_symbol
 from hydra_daemon.store.writer import StreamWriter
 
@@ -126,3 +129,20 @@ def test_feature_store_read_only_store_reads_but_cannot_write(lmdb_uri: str) -> 
             with pytest.raises(StoreReadOnlyError):
                 FeatureStore(reader).write_feature("HE", "cot_managed_money_net", frame)
     assert FEATURES == "features"
+
+
+def test_s3_lost_lease_stops_the_writer(s3_bucket: Any) -> None:
+    index = pd.date_range("2024-01-02", periods=2, freq="D", tz="UTC", name="ts_event")
+    bars = pd.DataFrame({"instrument_id": [1, 2], "close": [70.0, 71.0]}, index=index)
+    with Store.open(s3_bucket.uri, writer=True) as store:
+        store.renew_lease()
+        writer = StreamWriter(store)
+        writer.add(FUTURES, "HE.ohlcv-1d", bars, ["instrument_id"])
+        intruder = LeaseHolder("other:7:z", 7, "other", time.time(), time.time() + 600)
+        s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=LEASE_OBJECT, Body=intruder.to_json())
+        with pytest.raises(LeaseLostError, match="taken over"):
+            store.renew_lease()
+        with pytest.raises(LeaseLostError):
+            writer.flush_all()
+        assert writer.pending_rows() == 2
+        assert not store.library(FUTURES).has_symbol("HE.ohlcv-1d")
