@@ -48,8 +48,9 @@ def record_cycle(
     revision_weeks: int, extra_closures: Collection[date],
 ) -> pd.DataFrame:
     """Record a live cycle's rows of one market: a new `as_of` gets its scheduled release time; a known `as_of`
-    among the newest `revision_weeks` whose values changed becomes a revision available at `revealed_at` (the
-    release that revealed it); older known weeks and unchanged rows are skipped."""
+    among the newest `revision_weeks` whose values changed becomes a revision available at `revealed_at` (when the
+    cycle that revealed it could see it; see `pipeline.revealed_at_for`); older known weeks and unchanged rows are
+    skipped."""
     known = set(table.latest()["as_of"])
     recent = set(sorted(rows["as_of"].unique())[-revision_weeks:])
     rows = rows[~rows["as_of"].isin(known) | rows["as_of"].isin(recent)]

@@ -1,13 +1,13 @@
 """Live COT ingestion: sleep until each scheduled release, poll until the new report appears, record it bitemporally.
 
 Each cycle downloads the year file(s) covering the newest `as_of` and the `revision_weeks` before it, records new
-weeks at their scheduled release time and changed recent weeks as revisions available from the release that
-revealed them, quarantines rows that break the accounting identities, then refreshes the point-in-time features.
+weeks at their scheduled release time and changed recent weeks as revisions (see `revealed_at_for`), quarantines
+rows that break the accounting identities, then refreshes the point-in-time features.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -15,12 +15,12 @@ import anyio
 import pandas as pd
 import structlog
 
-from hydra_daemon.config import CotConfig, MarketConfig
+from hydra_daemon.config import Config, CotConfig, MarketConfig
 from hydra_daemon.cot.calendar import latest_as_of_released, next_release_after, release_time
-from hydra_daemon.cot.clock import Clock
+from hydra_daemon.cot.clock import Clock, WallClock
 from hydra_daemon.cot.fetch import CotFetcher, CotFetchError, CotFile, NotPublishedYet
 from hydra_daemon.cot.parse import OUTPUT_COLUMNS, CotParseError, parse_report
-from hydra_daemon.cot.persist import QuarantineLog, cot_table, record_cycle, write_features
+from hydra_daemon.cot.persist import QuarantineLog, cot_table, quarantine_path, record_cycle, write_features
 from hydra_daemon.cot.validate import validate_rows
 from hydra_daemon.pipelines.base import IngestPipeline, Problem
 from hydra_daemon.store.arctic import Store
@@ -45,8 +45,20 @@ class CotCycle:
         return None if self.rows.empty else self.rows["as_of"].max().date()
 
 
+def revealed_at_for(newest_as_of: date, observed_at: datetime, extra_closures: Collection[date]) -> datetime:
+    """When a revision first seen at `observed_at`, in a file whose newest week is `newest_as_of`, became public:
+    the release time of that newest week, or `observed_at` if later. In the live schedule we poll right at the
+    release, so this is the release time (plus the seconds the download took); when catching up after downtime the
+    correction may have been published after that release (e.g. a mid-week republication), and claiming the
+    release time would be lookahead, so the time we actually saw it is used instead."""
+    return max(release_time(newest_as_of, extra_closures), observed_at)
+
+
 class CotIngestPipeline(IngestPipeline[CotCycle]):
-    """fetch() yields a `CotCycle` at start-up and after every scheduled release once the new `as_of` appears."""
+    """fetch() yields a `CotCycle` at start-up and after every scheduled release once the new `as_of` appears.
+
+    The pipeline owns `fetcher` and closes it when `run()` ends. States: polling, waiting_for_release, idle.
+    """
 
     name = "cot"
 
@@ -70,6 +82,14 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         self._codes = {m.cftc_code for m in markets}
         self._log = log.bind(pipeline=self.name)
 
+    async def run(self) -> None:
+        """Run until cancelled; the fetcher's HTTP client is closed on the way out."""
+        try:
+            await super().run()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._fetcher.aclose()
+
     async def fetch(self) -> AsyncIterator[CotCycle]:
         """Forever: poll until the latest released `as_of` is in the file, yield, sleep until the next release.
 
@@ -82,7 +102,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
                     newest_seen = cycle.newest_as_of or newest_seen
                     yield cycle
                 continue
-            self.stats.state = "sleeping"
+            self.stats.state = "idle"
             _, release = next_release_after(self._clock.now(), self._config.extra_closures)
             self._log.info("cot_sleeping_until_release", release=release.isoformat())
             await self._clock.sleep_until(release)
@@ -155,7 +175,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         newest = clean.newest_as_of
         if newest is None:
             return 0
-        revealed_at = release_time(newest, self._config.extra_closures)
+        revealed_at = revealed_at_for(newest, clean.ingested_at, self._config.extra_closures)
         total = 0
         for market in self._markets:
             rows = clean.rows[clean.rows["code"] == market.cftc_code]
@@ -173,3 +193,15 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
                                revisions=int((written["revision"] > 0).sum()))
             total += len(written)
         return total
+
+
+def build_cot_pipeline(config: Config, store: Store, clock: Clock | None = None) -> CotIngestPipeline:
+    """The COT pipeline for every configured market, on wall time unless `clock` is given (a supervisor factory)."""
+    return CotIngestPipeline(
+        store=store,
+        markets=config.markets,
+        config=config.cot,
+        fetcher=CotFetcher(config.cot),
+        clock=clock or WallClock(),
+        quarantine=QuarantineLog(quarantine_path(config.state_dir)),
+    )

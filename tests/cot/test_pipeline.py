@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import anyio
 import pandas as pd
+from structlog.testing import capture_logs
 
 from hydra_daemon.config import CotConfig, MarketConfig
 from hydra_daemon.cot.clock import SimulatedClock
 from hydra_daemon.cot.fetch import CotFetcher
 from hydra_daemon.cot.persist import QuarantineLog, cot_table
-from hydra_daemon.cot.pipeline import CotIngestPipeline
+from hydra_daemon.cot.pipeline import CotIngestPipeline, revealed_at_for
 from hydra_daemon.sim.cftc_files import SimulatedCotFiles
 from hydra_daemon.sim.cftc_server import CftcFiles
 from hydra_daemon.sim.clock import SimClock
 from hydra_daemon.sim.http_server import HttpServer
+from hydra_daemon.sim.http_types import HttpRequest, HttpResponse, Route
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
 
+REAL_2021_ZIP = Path(__file__).resolve().parents[1] / "data" / "fut_disagg_txt_2021.zip"
 HE = MarketConfig(name="HE", futures_root="HE", options_root="HE", cftc_code="054642")
 LE = MarketConfig(name="LE", futures_root="LE", options_root="LE", cftc_code="057642")
 THURSDAY = datetime(2026, 3, 19, 12, tzinfo=UTC)
+PUBLISHED = datetime(2026, 3, 21, 12, tzinfo=UTC)  # a Saturday, between two releases
 SPEED = 100_000.0  # one simulated week in about six wall seconds
 
 
@@ -37,13 +43,12 @@ async def _until(condition: Callable[[], bool]) -> None:
             await anyio.sleep(0.05)
 
 
-async def _run_pipeline(store: Store, tmp_path: Path, files: SimulatedCotFiles, sim: SimClock,
-                        stop_when: Callable[[], bool], closures: tuple[date, ...] = ()) -> CotIngestPipeline:
-    route = CftcFiles(files, sim)
+async def _run_pipeline(store: Store, tmp_path: Path, route: Route, sim: SimClock,
+                        stop_when: Callable[[], bool]) -> CotIngestPipeline:
     server = HttpServer("127.0.0.1", 0, [route], threaded=[route])
     await server.start()
     config = CotConfig(base_url=f"http://127.0.0.1:{server.port}", poll_interval_s=600, revision_weeks=4,
-                       timeout_s=5, retries=2, extra_closures=closures)
+                       timeout_s=5, retries=2)
     try:
         async with CotFetcher(config, backoff_base_s=0.01) as fetcher:
             pipeline = CotIngestPipeline(store=store, markets=(HE, LE), config=config, fetcher=fetcher,
@@ -55,6 +60,13 @@ async def _run_pipeline(store: Store, tmp_path: Path, files: SimulatedCotFiles, 
     finally:
         await server.stop()
     return pipeline
+
+
+def test_a_revision_is_available_from_the_release_or_when_seen_if_later() -> None:
+    friday = datetime(2026, 3, 27, 19, 30, tzinfo=UTC)  # release of as_of 2026-03-24 (EDT)
+
+    assert revealed_at_for(date(2026, 3, 24), datetime(2026, 3, 27, 19, 0, tzinfo=UTC), ()) == friday
+    assert revealed_at_for(date(2026, 3, 24), friday + timedelta(seconds=3), ()) == friday + timedelta(seconds=3)
 
 
 def _has(store: Store, market: str, as_of: str, revision: int = 0) -> Callable[[], bool]:
@@ -73,10 +85,12 @@ async def test_release_then_revision_end_to_end(store: Store, tmp_path: Path) ->
     files.revise("054642", date(2026, 3, 10), {
         "M_Money_Positions_Long_Old": int(original["M_Money_Positions_Long_Old"]) - 700,
         "NonRept_Positions_Long_Old": int(original["NonRept_Positions_Long_Old"]) + 700,
-    }, published_at=datetime(2026, 3, 21, 12, tzinfo=UTC))
+    }, published_at=PUBLISHED)
     sim = SimClock(start=THURSDAY, speed=SPEED)
 
-    pipeline = await _run_pipeline(store, tmp_path, files, sim, _has(store, "HE", "2026-03-10", revision=1))
+    route = CftcFiles(files, sim)
+
+    pipeline = await _run_pipeline(store, tmp_path, route, sim, _has(store, "HE", "2026-03-10", revision=1))
 
     history = cot_table(store, "HE").history().set_index(["as_of", "revision"])
     # Start-up cycle on Thursday 2026-03-19 recorded every released week up to 2026-03-10.
@@ -85,20 +99,21 @@ async def test_release_then_revision_end_to_end(store: Store, tmp_path: Path) ->
     week = history.loc[(_utc("2026-03-17"), 0)]
     assert week["available_at"] == _utc("2026-03-20 19:30")
     assert week["ingested_at"] >= _utc("2026-03-20 19:30")
-    # The correction is revision 1, available from the release that revealed it (2026-03-27, as_of 2026-03-24).
+    # The correction is revision 1: never available before it was published (Saturday), nor before a release.
     revised = history.loc[(_utc("2026-03-10"), 1)]
-    assert revised["available_at"] == _utc("2026-03-27 19:30")
+    assert PUBLISHED <= revised["available_at"] <= revised["ingested_at"]
     assert revised["m_money_long_old"] == int(original["M_Money_Positions_Long_Old"]) - 700
     assert revised["m_money_long_all"] == history.loc[(_utc("2026-03-10"), 0), "m_money_long_all"] - 700
     assert history.loc[(_utc("2026-03-24"), 0), "available_at"] == _utc("2026-03-27 19:30")
     assert len(history) == len(history.index.get_level_values(0).unique()) + 1  # no other rows were re-written
     table = cot_table(store, "HE")
-    before = table.point_in_time(datetime(2026, 3, 27, 19, 0, tzinfo=UTC)).set_index("as_of")
-    after = table.point_in_time(datetime(2026, 3, 27, 20, 0, tzinfo=UTC)).set_index("as_of")
-    assert before.loc[_utc("2026-03-10"), "revision"] == 0 and _utc("2026-03-24") not in before.index
+    just_before = revised["available_at"] - pd.Timedelta(microseconds=1)
+    before = table.point_in_time(just_before.to_pydatetime()).set_index("as_of")
+    after = table.point_in_time(revised["available_at"].to_pydatetime()).set_index("as_of")
+    assert before.loc[_utc("2026-03-10"), "revision"] == 0
     assert after.loc[_utc("2026-03-10"), "revision"] == 1
     mm = FeatureStore(store).read_feature("HE", "cot_managed_money_net").set_index(["as_of", "available_at"])
-    assert mm.loc[(_utc("2026-03-10"), _utc("2026-03-27 19:30")), "value"].item() == (
+    assert mm.loc[(_utc("2026-03-10"), revised["available_at"]), "value"].item() == (
         mm.loc[(_utc("2026-03-10"), _utc("2026-03-13 19:30")), "value"].item() - 700
     )
     assert cot_table(store, "LE").history()["as_of"].max() >= _utc("2026-03-24")
@@ -111,9 +126,57 @@ async def test_late_release_is_polled_with_backoff_until_it_appears(store: Store
     files = SimulatedCotFiles(seed=5, first_as_of=date(2026, 1, 6), extra_closures=[date(2026, 3, 20)])
     sim = SimClock(start=THURSDAY, speed=SPEED)
 
-    pipeline = await _run_pipeline(store, tmp_path, files, sim, _has(store, "HE", "2026-03-17"))
+    route = CftcFiles(files, sim)
+
+    with capture_logs() as events:
+        await _run_pipeline(store, tmp_path, route, sim, _has(store, "HE", "2026-03-17"))
 
     week = cot_table(store, "HE").history().set_index("as_of").loc[_utc("2026-03-17")]
     assert week["ingested_at"] >= _utc("2026-03-23 19:30")  # published Monday 15:30 New York
     assert week["available_at"] == _utc("2026-03-20 19:30")  # the configured calendar's release time
-    assert pipeline.stats.state in {"polling", "sleeping", "running"}
+    waits = [e["retry_in_s"] for e in events if e["event"] == "cot_not_yet_published"]
+    assert waits[:4] == [600, 1200, 2400, 3600]
+    assert set(waits[4:]) <= {3600}
+    assert route.requests_served >= 1 + len(waits)
+
+
+async def test_rows_breaking_identities_are_quarantined_not_stored(store: Store, tmp_path: Path) -> None:
+    text = zipfile.ZipFile(REAL_2021_ZIP).read("f_year.txt").decode()
+    lines = text.splitlines(keepends=True)
+    [index] = [i for i, line in enumerate(lines) if ',210309,' in line and ',054642,' in line]
+    fields = lines[index].split(",")
+    fields[13] = str(int(fields[13]) + 1)  # M_Money_Positions_Long_All (after 7 id columns and 6 positions)
+    lines[index] = ",".join(fields)
+    files = ScriptedFiles()
+    files.set("/files/dea/history/fut_disagg_txt_2021.zip",
+              HttpResponse(200, _zip("".join(lines).encode()), "application/zip"))
+    sim = SimClock(start=datetime(2021, 3, 20, 12, tzinfo=UTC), speed=SPEED)  # the file ends with as_of 2021-03-16
+
+    pipeline = await _run_pipeline(store, tmp_path, files, sim, _has(store, "HE", "2021-03-16"))
+
+    stored = set(cot_table(store, "HE").history()["as_of"])
+    assert _utc("2021-03-02") in stored and _utc("2021-03-09") not in stored
+    [entry] = QuarantineLog(tmp_path / "q.jsonl").entries()
+    assert (entry["code"], entry["as_of"]) == ("054642", "2021-03-09")
+    assert entry["reason"] == "tot_rept_long_all != sum of reportable long positions"
+    assert pipeline.stats.rejects == 1
+
+
+class ScriptedFiles:
+    """A route answering fixed responses per path."""
+
+    def __init__(self) -> None:
+        self.responses: dict[str, HttpResponse] = {}
+
+    def set(self, path: str, response: HttpResponse) -> None:
+        self.responses[path] = response
+
+    def respond(self, request: HttpRequest) -> HttpResponse | None:
+        return self.responses.get(request.path)
+
+
+def _zip(text: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("f_year.txt", text)
+    return buffer.getvalue()
