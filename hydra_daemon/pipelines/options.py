@@ -72,12 +72,13 @@ class OptionsCommitter:
         """Option schemas persisted raw (mbp-1 only with `persist_quotes`)."""
         return tuple(s for s in OPTION_SCHEMAS if s != "mbp-1" or self.config.databento.persist_quotes)
 
-    def commit(self, frames: Sequence[MarketFrame]) -> int:
-        """Store the option records of `frames`, advance the chains, store the snapshots that came due."""
+    def commit(self, frames: Sequence[MarketFrame], *, live: bool = True) -> int:
+        """Store the option records of `frames`, advance the chains, store the snapshots that came due (only from
+        live data: a Historical gap fill arrives schema by schema, not in time order)."""
         stored_schemas = self.stored_schemas()
         raw = [f for f in frames if not is_underlying(f.market) and f.schema in stored_schemas]
         stored = self.streams.add(raw)
-        self._store_snapshots(self.book.ingest(frames))
+        self._store_snapshots(self.book.ingest(frames, snapshots=live))
         self.streams.flush_due()
         return stored
 
@@ -101,7 +102,8 @@ class OptionsCommitter:
                 columns = list(EVENT_COLUMNS[schema])
                 frame = library.read(symbol, date_range=(since, None), columns=columns).data
                 frames.append(MarketFrame(market, schema, frame))
-        applied = self.book.restore(frames)
+        applied = sum(len(item.frame) for item in frames)
+        self.book.ingest(frames, snapshots=False)
         log.info("option_chains_restored", records=applied, markets=list(self.markets))
         return applied
 
@@ -225,7 +227,8 @@ class OptionsIngestPipeline(IngestPipeline[StreamBatch]):
         return batch, []
 
     async def persist(self, clean: StreamBatch) -> int:
-        stored = await anyio.to_thread.run_sync(self.committer.commit, clean.frames)
+        live = clean.source != "historical"
+        stored = await anyio.to_thread.run_sync(lambda: self.committer.commit(clean.frames, live=live))
         newest = max(
             (f.frame.index.max() for f in clean.frames if not f.frame.empty and not is_underlying(f.market)),
             default=None,

@@ -8,8 +8,9 @@ of every market written on that root and are not stored by the options pipeline.
 Snapshots are taken in the data's event time (`ts_recv`), so an accelerated venue produces them: when the first
 record at or after the next multiple of `interval_ns` arrives, every market's chain is snapshotted AT that boundary
 (holding exactly the records before it), then the record is applied. Boundaries with no record in between are not
-repeated. `close()` snapshots at the last record's time (session end). `restore()` replays stored records into the
-chains after a restart, without snapshots.
+repeated. `close()` snapshots at the last record's time (session end). Records that are not live (the warm start
+from the store after a restart, Historical gap fills) update the chains and move the schedule past them without
+snapshots: a snapshot never contains a record newer than its time.
 """
 
 from __future__ import annotations
@@ -72,28 +73,24 @@ class ChainBook:
             label = underlying_label(market)
             self._targets[label] = (*self._targets.get(label, ()), market.name)
 
-    def ingest(self, frames: Sequence[MarketFrame]) -> list[MarketSnapshot]:
-        """Apply the records of `frames` in `ts_recv` order; return the snapshots of the boundaries crossed."""
-        snapshots: list[MarketSnapshot] = []
+    def ingest(self, frames: Sequence[MarketFrame], *, snapshots: bool = True) -> list[MarketSnapshot]:
+        """Apply the records of `frames` in `ts_recv` order; return the snapshots of the boundaries crossed.
+
+        With `snapshots=False` (warm start from the store, Historical gap fills — whose batches are not in time
+        order across schemas) the crossed boundaries are skipped, never snapshotted later with newer records in.
+        """
+        taken: list[MarketSnapshot] = []
         for ts_recv, targets, event in heapq.merge(*self._event_lists(frames), key=lambda item: item[0]):
+            if self._next_boundary is not None and ts_recv >= self._next_boundary:
+                if snapshots:
+                    taken.extend(self.snapshot_all(self._next_boundary))
+                self._next_boundary = None
             if self._next_boundary is None:
-                self._next_boundary = self._boundary_after(ts_recv)
-            elif ts_recv >= self._next_boundary:
-                snapshots.extend(self.snapshot_all(self._next_boundary))
                 self._next_boundary = self._boundary_after(ts_recv)
             for market in targets:
                 self.chains[market].apply(event)
             self.last_event_ns = ts_recv if self.last_event_ns is None else max(self.last_event_ns, ts_recv)
-        return snapshots
-
-    def restore(self, frames: Sequence[MarketFrame]) -> int:
-        """Apply stored records (warm start) in `ts_recv` order without taking snapshots; returns the count."""
-        applied = 0
-        for _, targets, event in heapq.merge(*self._event_lists(frames), key=lambda item: item[0]):
-            for market in targets:
-                self.chains[market].apply(event)
-            applied += 1
-        return applied
+        return taken
 
     def close(self) -> list[MarketSnapshot]:
         """Snapshots at the last record's time (none if nothing arrived)."""

@@ -127,3 +127,16 @@ def test_records_are_merged_across_frames_in_time_order() -> None:
     row = snapshot.snapshot.frame.iloc[0]
     assert row.bid == 1.0 and math.isnan(row.open_interest)
     assert book.close()[0].snapshot.frame["open_interest"].item() == 77
+
+
+def test_records_that_are_not_live_move_the_schedule_without_snapshots() -> None:
+    book = ChainBook([HE], 60 * S)
+    book.ingest([MarketFrame("HE", "mbp-1", quotes([(T0 + 10 * S, 10, 1.0, 1.1)]))])
+    restored = [
+        MarketFrame("HE", "definition", definitions(T0, [(10, "HEG7 C0900", "C", 90.0, 0)])),
+        MarketFrame("HE", "mbp-1", quotes([(T0 + 200 * S, 10, 2.0, 2.1)])),
+    ]
+    assert book.ingest(restored, snapshots=False) == []
+    (taken,) = book.ingest([MarketFrame("HE", "mbp-1", quotes([(T0 + 250 * S, 10, 3.0, 3.1)]))])
+    assert taken.snapshot.at.value == T0 + 240 * S  # not T0 + 60 s: that chain would hold the record at T0 + 200 s
+    assert taken.snapshot.frame["bid"].item() == 2.0
