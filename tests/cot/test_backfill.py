@@ -1,0 +1,106 @@
+"""Backfill over the 2006-2016 history zip and yearly zips from the simulated CFTC server, and its CLI wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from hydra_daemon.config import CotConfig, MarketConfig, parse_config
+from hydra_daemon.cot.backfill import backfill_cot
+from hydra_daemon.cot.backfill_cli import backfill_cot_command
+from hydra_daemon.cot.calendar import release_time, weekly_as_of_dates
+from hydra_daemon.cot.fetch import CotFetcher
+from hydra_daemon.cot.persist import QuarantineLog, cot_table
+from hydra_daemon.sim.cftc_files import SimulatedCotFiles
+from hydra_daemon.sim.cftc_server import CftcFiles
+from hydra_daemon.sim.clock import SimClock
+from hydra_daemon.sim.http_server import HttpServer
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.uri import default_lmdb_uri
+
+HE = MarketConfig(name="HE", futures_root="HE", options_root="HE", cftc_code="054642")
+ZC = MarketConfig(name="ZC", futures_root="ZC", options_root="OZC", cftc_code="002602")
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+FIRST = date(2014, 1, 7)
+
+
+def _route() -> CftcFiles:
+    return CftcFiles(SimulatedCotFiles(seed=21, first_as_of=FIRST), SimClock(start=NOW))
+
+
+async def _backfill(store: Store, base_url: str, tmp_path: Path, progress: list) -> object:
+    config = CotConfig(base_url=base_url, timeout_s=10, retries=1)
+    async with CotFetcher(config, backoff_base_s=0.01) as fetcher:
+        return await backfill_cot(store, [HE, ZC], 2015, 2017, fetcher, lambda *a: progress.append(a),
+                                  config=config, quarantine=QuarantineLog(tmp_path / "q.jsonl"), now=lambda: NOW)
+
+
+async def test_backfill_over_history_and_yearly_zips_is_idempotent(store: Store, tmp_path: Path) -> None:
+    route = _route()
+    server = HttpServer("127.0.0.1", 0, [route], threaded=[route])
+    await server.start()
+    try:
+        progress: list = []
+        first = await _backfill(store, f"http://127.0.0.1:{server.port}", tmp_path, progress)
+        history = cot_table(store, "HE").history()
+        again = await _backfill(store, f"http://127.0.0.1:{server.port}", tmp_path, [])
+    finally:
+        await server.stop()
+
+    weeks = weekly_as_of_dates(date(2015, 1, 1), date(2017, 12, 31))
+    assert progress == [(1, 2, "history 2006-2016"), (2, 2, "year 2017")]
+    assert list(history["as_of"]) == [pd.Timestamp(d, tz="UTC") for d in weeks]
+    assert (history["revision"] == 0).all()
+    assert list(history["available_at"]) == [pd.Timestamp(release_time(d)) for d in weeks]
+    assert first.written == {"HE": len(weeks), "ZC": len(weeks)}
+    assert first.quarantined == 0 and first.unreadable == 0
+    assert again.written == {"HE": 0, "ZC": 0} and again.features == 0
+    assert len(cot_table(store, "HE").history()) == len(weeks)
+    z = FeatureStore(store).read_feature("HE", "cot_managed_money_net_z156")
+    assert z["as_of"].min() == pd.Timestamp(weeks[155], tz="UTC")  # first full 156-week window
+    assert len(z) == len(weeks) - 155
+
+
+@pytest.fixture
+def threaded_venue() -> Iterator[str]:
+    """The simulated CFTC server on its own event loop in a thread (the CLI runs its own loop)."""
+    loop = asyncio.new_event_loop()
+    route = _route()
+    server = HttpServer("127.0.0.1", 0, [route], threaded=[route])
+    loop.run_until_complete(server.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
+
+
+def test_cli_backfill_prints_progress_and_summary(threaded_venue: str, tmp_path: Path) -> None:
+    config = parse_config({
+        "state_dir": str(tmp_path), "health_socket": str(tmp_path / "health.sock"),
+        "cot": {"base_url": threaded_venue},
+        "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
+    })
+    output = io.StringIO()
+
+    code = backfill_cot_command(config, 2017, 2017, console=Console(file=output, width=120))
+
+    assert code == 0
+    text = output.getvalue()
+    assert f"HE: {len(weekly_as_of_dates(date(2017, 1, 1), date(2017, 12, 31)))} new weekly rows" in text
+    assert "COT backfill year 2017" in text
+    with Store.open(default_lmdb_uri(tmp_path), writer=False) as store:
+        assert cot_table(store, "HE").history()["as_of"].dt.year.unique().tolist() == [2017]
