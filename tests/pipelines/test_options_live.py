@@ -259,3 +259,33 @@ async def test_crossed_quote_is_stored_flagged_and_logged_once(store: Store, tmp
     assert pipeline.stats.rejects >= 1
     stored = read(store, data_symbol("HE", "mbp-1"))
     assert ((stored["bid_px_00"] == 2.0) & (stored["ask_px_00"] == 1.9)).sum() == 1  # captured verbatim
+
+
+def _tape_option_quotes(venue: Venue, start_ns: int, end_ns: int) -> list[tuple[int, int, int]]:
+    """(ts_recv, instrument_id, sequence) of every option quote the venue published in [start, end)."""
+    options = {i.instrument_id for i in venue.model.instruments if i.kind != "F"}
+    dtype = np.dtype(dbn.MBP1Msg._dtypes)  # type: ignore[attr-defined]
+    rows = []
+    for emission in venue.tape.slice("mbp-1", start_ns, end_ns):
+        if emission.instrument_id in options:
+            sequence = int(np.frombuffer(emission.data, dtype=dtype)["sequence"][0])
+            rows.append((emission.key_ns, emission.instrument_id, sequence))
+    return rows
+
+
+async def test_reset_mid_stream_keeps_quotes_and_chains_exactly_once(
+    venue: VenueThread, store: Store, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
+    async with running(pipeline):
+        await snapshots_after(venue, pipeline, 1)
+        venue.fault("reset")
+        await eventually(lambda: pipeline.stats.reconnects >= 1, "a reconnect after the reset")
+        await snapshots_after(venue, pipeline, 2)
+    chain = read(store, chain_symbol("HE"))
+    assert not chain.reset_index().duplicated(["snapshot_time", "instrument_id"]).any()
+    quotes = read(store, data_symbol("HE", "mbp-1"))
+    first, newest = quotes.index.min().value, quotes.index.max().value
+    stored = sorted(zip(quotes.index.asi8, quotes["instrument_id"], quotes["sequence"], strict=True))
+    expected = sorted(venue.call(lambda v: _tape_option_quotes(v, first, newest + 1)))
+    assert [(int(a), int(b), int(c)) for a, b, c in stored] == expected
