@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -75,12 +75,18 @@ class HistoricalApi:
     def respond(self, request: HttpRequest) -> HttpResponse | None:
         if not request.path.startswith("/v0/"):
             return None
+        response = self._answer(request)
         delay = self.faults.http_delay_s
+        if delay <= 0:
+            return response
+        return HttpResponse(response.status, response.body, response.content_type, response.headers, delay)
+
+    def _answer(self, request: HttpRequest) -> HttpResponse:
         if not self._authorized(request.headers.get("authorization", "")):
             return json_response(401, {"detail": "Authentication failed. Check your API key."})
         failure = self.faults.take_http_failure()
         if failure is not None:
-            return _delayed(json_response(failure, {"detail": f"Simulated venue fault: HTTP {failure}."}), delay)
+            return json_response(failure, {"detail": f"Simulated venue fault: HTTP {failure}."})
         if request.path != GET_RANGE_PATH:
             return json_response(404, {"detail": f"The simulated venue does not serve {request.path}."})
         if request.method != "POST":
@@ -89,7 +95,7 @@ class HistoricalApi:
             body = self._get_range(request.form)
         except BadRequest as exc:
             return json_response(422, {"detail": str(exc)})
-        return _delayed(HttpResponse(status=200, body=body, content_type="application/octet-stream"), delay)
+        return HttpResponse(status=200, body=body, content_type="application/octet-stream")
 
     def _authorized(self, header: str) -> bool:
         scheme, _, encoded = header.partition(" ")
@@ -101,8 +107,7 @@ class HistoricalApi:
             return False
         return user in self.api_keys
 
-    def _get_range(self, form: dict[str, str] | object) -> bytes:
-        assert isinstance(form, dict)
+    def _get_range(self, form: Mapping[str, str]) -> bytes:
         dataset = form.get("dataset", "")
         if dataset != DATASET:
             raise BadRequest(f"Unknown dataset {dataset!r}; the simulated venue serves {DATASET}.")
@@ -158,9 +163,3 @@ def _mappings(pairs: Sequence[tuple[str, Instrument]], start: int, end: int) -> 
     for symbol, inst in pairs:
         grouped.setdefault(symbol, []).append(_Interval(start_date, end_date, str(inst.instrument_id)))
     return [_Mapping(symbol, intervals) for symbol, intervals in grouped.items()]
-
-
-def _delayed(response: HttpResponse, delay_s: float) -> HttpResponse:
-    if delay_s <= 0:
-        return response
-    return HttpResponse(response.status, response.body, response.content_type, response.headers, delay_s)

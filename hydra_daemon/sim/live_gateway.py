@@ -50,6 +50,7 @@ DEFAULT_HEARTBEAT_S = 30
 _BATCH_RECORDS = 512
 _IDLE_POLL_S = 0.1
 _CORRUPT_BYTES = b"\xff\x7f" * 64
+_SEND_BUFFER = 64 * 1024  # fixed kernel send buffer: a stalled reader backs up into drain() quickly
 
 
 class ProtocolViolation(Exception):
@@ -140,6 +141,10 @@ class LiveGateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def write_buffer_bytes(self) -> int:
+        """Bytes queued in all session transports (bounded by backpressure, whatever the clients' speed)."""
+        return sum(s.writer.transport.get_write_buffer_size() for s in self._sessions.values())
+
     def apply(self, action: SessionAction) -> int:
         """Apply a one-shot action to every open session; returns how many sessions it hit."""
         for session in self._sessions.values():
@@ -170,6 +175,9 @@ class LiveGateway:
         if task is not None:
             self._tasks.add(task)
         session_id = next(self._ids)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
         try:
             session = await self._handshake(session_id, reader, writer)
             if session is None:

@@ -17,9 +17,9 @@ from hydra_daemon.sim.venue import VenueConfig, VenueThread
 FAST_START = datetime(2026, 11, 2, 23, 55, tzinfo=UTC)
 
 
-def fast_config(seed: int = 11, **overrides: Any) -> VenueConfig:
-    """A venue on lean hogs running 10 sim minutes per wall second, ~300 events per wall second."""
-    market = MarketConfig(seed=seed, products=(LEAN_HOGS,), start=FAST_START, speed=600.0, base_rate=300.0)
+def fast_config(seed: int = 11, base_rate: float = 300.0, **overrides: Any) -> VenueConfig:
+    """A venue on lean hogs running 10 sim minutes per wall second, `base_rate` events per wall second."""
+    market = MarketConfig(seed=seed, products=(LEAN_HOGS,), start=FAST_START, speed=600.0, base_rate=base_rate)
     return VenueConfig(market=market, **overrides)
 
 

@@ -17,8 +17,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-import structlog
-
 from hydra_daemon.sim.clock import SimClock
 from hydra_daemon.sim.config import DATASET, DEFAULT_API_KEY, MarketConfig
 from hydra_daemon.sim.control import FaultControl
@@ -32,7 +30,6 @@ from hydra_daemon.sim.market import NS_PER_S, MarketModel, OptionTruth
 from hydra_daemon.sim.recorder import Recorder
 from hydra_daemon.sim.tape import Tape
 
-log = structlog.get_logger()
 T = TypeVar("T")
 
 
@@ -107,7 +104,6 @@ class Venue:
         self.http = HttpServer(cfg.host, cfg.http_port, routes, threaded=[self.cftc] if self.cftc else [])
         await self.http.start()
         self._engine = asyncio.create_task(self.feed.run())
-        log.info("sim_venue_started", live_port=self.gateway.port, http_port=self.http.port)
 
     async def stop(self) -> None:
         if self._engine is not None:
