@@ -44,7 +44,8 @@ def require_utc_index(frame: pd.DataFrame, *, what: str) -> None:
 
 def require_utc_columns(frame: pd.DataFrame, *, what: str) -> None:
     """Raise ``ValueError`` naming ``what`` and the columns if any datetime column is timezone-naive."""
-    naive = [str(c) for c, dtype in frame.dtypes.items() if isinstance(dtype, np.dtype) and dtype.kind == "M"]
+    dtypes = frame.dtypes.items()
+    naive = [str(c) for c, t in dtypes if isinstance(t, np.dtype) and t.kind == "M"]
     if naive:
         raise ValueError(f"{what}: datetime columns {naive} are timezone-naive; localise them to UTC explicitly")
     other = [str(c) for c, t in frame.dtypes.items() if isinstance(t, pd.DatetimeTZDtype) and not is_utc(t.tz)]
@@ -60,9 +61,11 @@ def normalise_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
     tz-aware datetime columns become ``datetime64[ns, UTC]``. The index keeps its time zone (only its unit
     becomes ns) so that :func:`require_utc_index` still sees what the caller passed.
     """
-    columns = {name: _normalise_series(frame[name], str(name)) for name in frame.columns}
-    out = pd.DataFrame(columns, index=_normalise_index(frame.index))
-    out.columns = frame.columns
+    out = frame.copy(deep=False)
+    out.index = _normalise_index(frame.index)
+    for position, dtype in enumerate(frame.dtypes):
+        if _needs_conversion(dtype):
+            out.isetitem(position, _normalise_series(frame.iloc[:, position], str(frame.columns[position])))
     return out
 
 
@@ -84,6 +87,14 @@ def _normalise_index(index: pd.Index) -> pd.Index:
     if isinstance(index, pd.DatetimeIndex):
         return index.as_unit("ns")
     return index
+
+
+def _needs_conversion(dtype: Any) -> bool:
+    if isinstance(dtype, np.dtype):
+        return dtype.kind == "M" and dtype != np.dtype("datetime64[ns]")
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return dtype.unit != "ns" or str(dtype.tz) != "UTC"
+    return True
 
 
 def _normalise_series(series: pd.Series, name: str) -> pd.Series:

@@ -54,9 +54,10 @@ def row_keys(frame: pd.DataFrame, key_columns: Sequence[str]) -> list[str]:
 
 
 def boundary_at(frame: pd.DataFrame, ts_ns: int, key_columns: Sequence[str]) -> dict[str, int]:
-    """Multiset of keys of the rows of ``frame`` whose index value is ``ts_ns``."""
-    at = frame[np.asarray(frame.index.asi8) == ts_ns]
-    return dict(Counter(row_keys(at, key_columns)))
+    """Multiset of keys of the rows of index-sorted ``frame`` whose index value is ``ts_ns``."""
+    ts = np.asarray(frame.index.asi8)
+    first, last = np.searchsorted(ts, ts_ns, side="left"), np.searchsorted(ts, ts_ns, side="right")
+    return dict(Counter(row_keys(frame.iloc[first:last], key_columns)))
 
 
 def after_watermark(
@@ -73,7 +74,7 @@ def after_watermark(
         at = np.flatnonzero(ts == watermark.ts_ns)
         if len(at):
             keep[at] = _unseen(row_keys(frame.iloc[at], key_columns), watermark.boundary)
-    accepted = frame[keep]
+    accepted = frame if keep.all() else frame[keep]
     if accepted.empty:
         return accepted, watermark
     last = int(ts[keep][-1])
