@@ -10,7 +10,8 @@ Stored, per market (library ``options``):
 - ``<M>.chain``: one row per option per snapshot, indexed by ``snapshot_time`` (columns: `chain.CHAIN_COLUMNS`),
   written through the `StreamWriter` keyed on ``instrument_id``, so a snapshot is stored once across restarts;
 - features ``put_call_oi_ratio``, ``total_oi``, ``atm_iv``, ``liquid_strike_count`` keyed by ``expiration``
-  (``as_of`` = ``available_at`` = snapshot time), written only for snapshots the chain symbol accepted.
+  (``as_of`` = ``available_at`` = snapshot time), written after the snapshot's chain is committed and only for
+  snapshots newer than the newest stored one, so a restart never recomputes (revises) them from a partial chain.
 
 After a restart the chains are first rebuilt from the stored option records (`OptionsCommitter.restore`), so a
 snapshot after a restart is not limited to what the Live replay (from the watermarks) brings back.
@@ -132,17 +133,19 @@ class OptionsCommitter:
         return self._chain_marks
 
     def _store_snapshots(self, snapshots: Sequence[MarketSnapshot]) -> None:
+        """Chains first (committed), then their features: a crash in between loses features, never revises them."""
         marks = self.chain_marks()
-        for item in snapshots:
-            at_ns = item.snapshot.at.value
-            if at_ns <= marks.get(item.market, -1):
-                continue  # already stored before a restart: never rewrite it from a partial chain
-            marks[item.market] = at_ns
+        fresh = [item for item in snapshots if item.snapshot.at.value > marks.get(item.market, -1)]
+        if not fresh:
+            return
+        for item in fresh:
+            marks[item.market] = item.snapshot.at.value
             self._report(item)
-            frame = item.snapshot.frame
-            if not frame.empty:
-                self.writer.add(OPTIONS, chain_symbol(item.market), frame, CHAIN_KEY)
-            for name, values in chain_features(frame, self.config.options).items():
+            if not item.snapshot.frame.empty:
+                self.writer.add(OPTIONS, chain_symbol(item.market), item.snapshot.frame, CHAIN_KEY)
+        self.streams.flush_all()
+        for item in fresh:
+            for name, values in chain_features(item.snapshot.frame, self.config.options).items():
                 if not values.empty:
                     self.features.write_feature(item.market, name, values)
 
