@@ -165,3 +165,16 @@ def test_restart_restores_the_chain_from_the_store(store: Store, tmp_path: Path)
     assert (after["bid"], after["ask"], after["open_interest"]) == (4.0, 4.05, 150)
     assert after["underlying_price"] == 91.025
     assert after["iv_status"] == "no_underlying" and math.isnan(after["implied_vol"])  # futures quotes are not stored
+
+
+def test_quotes_and_statistics_before_their_definitions_reach_the_chain(store: Store, tmp_path: Path) -> None:
+    first = committer(make_config(tmp_path), store)
+    early = [quote(FUTURE, T0 + 1, 89.975, 90.025), quote(CALL, T0 + 2, 4.0, 4.05), open_interest(CALL, T0 + 3, 150)]
+    first.commit(frames(early))
+    assert first.book.chains["HE"].undefined_count == 2
+    first.commit(frames([definition_record(i, T0 + 4, T0) for i in (FUTURE, CALL, PUT)]))
+    first.commit(frames([quote(FUTURE, T0 + 61 * S, 90.0, 90.05)]))
+    chain = read(store, chain_symbol("HE"))
+    call = chain[chain["instrument_id"] == CALL.instrument_id].iloc[0]
+    assert (call["bid"], call["ask"], call["open_interest"], call["iv_status"]) == (4.0, 4.05, 150, "ok")
+    assert first.book.chains["HE"].undefined_count == 0

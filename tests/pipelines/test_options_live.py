@@ -264,7 +264,7 @@ async def test_crossed_quote_is_stored_flagged_and_logged_once(store: Store, tmp
 def _tape_option_quotes(venue: Venue, start_ns: int, end_ns: int) -> list[tuple[int, int, int]]:
     """(ts_recv, instrument_id, sequence) of every option quote the venue published in [start, end)."""
     options = {i.instrument_id for i in venue.model.instruments if i.kind != "F"}
-    dtype = np.dtype(dbn.MBP1Msg._dtypes)  # type: ignore[attr-defined]
+    dtype = np.dtype(dbn.MBP1Msg._dtypes)
     rows = []
     for emission in venue.tape.slice("mbp-1", start_ns, end_ns):
         if emission.instrument_id in options:
