@@ -168,3 +168,13 @@ def test_s3_lease_deleted_on_release(s3_bucket: Any) -> None:
     with Store.open(s3_uri, writer=True):
         assert s3_bucket.client.list_objects_v2(Bucket=bucket, Prefix=LEASE_OBJECT)["KeyCount"] == 1
     assert s3_bucket.client.list_objects_v2(Bucket=bucket, Prefix=LEASE_OBJECT)["KeyCount"] == 0
+
+
+def test_writer_open_deletes_staged_segments_left_by_a_crash(lmdb_uri: str) -> None:
+    with Store.open(lmdb_uri, writer=True) as store:
+        store.library(FUTURES).stage("HE.trades", _frame("2024-01-02", 3))  # never finalised: a crash
+        assert store.library(FUTURES).get_staged_symbols() == ["HE.trades"]
+    with Store.open(lmdb_uri, writer=False) as reader:
+        assert reader.library(FUTURES).get_staged_symbols() == ["HE.trades"], "readers leave them alone"
+    with Store.open(lmdb_uri, writer=True) as store:
+        assert store.library(FUTURES).get_staged_symbols() == []
