@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from hydra_daemon.config import CotConfig, MarketConfig, parse_config
-from hydra_daemon.cot.backfill import backfill_cot
+from hydra_daemon.cot.backfill import BackfillResult, backfill_cot
 from hydra_daemon.cot.backfill_cli import backfill_cot_command
 from hydra_daemon.cot.calendar import release_time, weekly_as_of_dates
 from hydra_daemon.cot.fetch import CotFetcher
@@ -37,7 +37,7 @@ def _route() -> CftcFiles:
     return CftcFiles(SimulatedCotFiles(seed=21, first_as_of=FIRST), SimClock(start=NOW))
 
 
-async def _backfill(store: Store, base_url: str, tmp_path: Path, progress: list) -> object:
+async def _backfill(store: Store, base_url: str, tmp_path: Path, progress: list) -> BackfillResult:
     config = CotConfig(base_url=base_url, timeout_s=10, retries=1)
     async with CotFetcher(config, backoff_base_s=0.01) as fetcher:
         return await backfill_cot(store, [HE, ZC], 2015, 2017, fetcher, lambda *a: progress.append(a),

@@ -8,6 +8,7 @@ import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
@@ -182,7 +183,9 @@ def _lying_bomb(declared: int, actual: int) -> bytes:
     return bytes(payload)
 
 
-async def test_zip_bomb_lying_about_its_size_never_inflates_past_the_declared_size(scripted_server) -> None:
+async def test_zip_bomb_lying_about_its_size_never_inflates_past_the_declared_size(
+    scripted_server: tuple[Any, str],
+) -> None:
     files, base_url = scripted_server
     files.set("/files/dea/history/fut_disagg_txt_2026.zip",
               HttpResponse(200, _lying_bomb(declared=1000, actual=32 << 20), "application/zip"))

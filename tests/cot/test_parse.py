@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,7 +64,7 @@ def test_only_requested_codes_are_kept(real_2021_text: bytes) -> None:
     assert rows.groupby("code")["as_of"].is_monotonic_increasing.all()
 
 
-def test_matches_cot_reports_oracle(real_2021_text: bytes, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_matches_cot_reports_oracle(real_2021_text: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import cot_reports.cot_reports as cot_module
 
     class _Response:
@@ -101,7 +102,9 @@ _as_of = st.dates(min_value=date(2006, 1, 1), max_value=date(2068, 12, 31))
 
 @SETTINGS
 @given(old=_free_segment, other=_free_segment, code=_codes, as_of=_as_of)
-def test_generated_consistent_rows_pass(cot, old, other, code: str, as_of: date) -> None:
+def test_generated_consistent_rows_pass(
+    cot: Any, old: dict[str, int], other: dict[str, int], code: str, as_of: date
+) -> None:
     positions = cot.positions(cot.segment(old), cot.segment(other))
     text = cot.csv([cot.row(code, as_of, positions)])
 
@@ -124,7 +127,7 @@ def test_generated_consistent_rows_pass(cot, old, other, code: str, as_of: date)
     sign=st.sampled_from([-1, 1]),
 )
 def test_any_single_perturbed_position_is_quarantined_with_code_and_date(
-    cot, old, other, code: str, as_of: date, column: str, delta: int, sign: int
+    cot: Any, old: dict[str, int], other: dict[str, int], code: str, as_of: date, column: str, delta: int, sign: int
 ) -> None:
     positions = cot.positions(cot.segment(old), cot.segment(other))
     good_row = cot.row("AAAAAA" if code != "AAAAAA" else "BBBBBB", as_of, positions)
@@ -143,7 +146,9 @@ def test_any_single_perturbed_position_is_quarantined_with_code_and_date(
 
 @SETTINGS
 @given(code=_codes, pad_left=st.integers(0, 3), pad_right=st.integers(0, 3), column=st.sampled_from(POSITION_COLUMNS))
-def test_padding_is_trimmed_and_dot_means_missing(cot, code: str, pad_left: int, pad_right: int, column: str) -> None:
+def test_padding_is_trimmed_and_dot_means_missing(
+    cot: Any, code: str, pad_left: int, pad_right: int, column: str
+) -> None:
     positions: dict[str, int | str] = dict(cot.simple_positions(3))
     padded = cot.row(" " * pad_left + code + " " * pad_right, date(2021, 3, 16), positions)
     missing = cot.row(code, date(2021, 3, 23), {**positions, column: "     ."})
@@ -158,7 +163,7 @@ def test_padding_is_trimmed_and_dot_means_missing(cot, code: str, pad_left: int,
     assert f"missing {column}" in checked.quarantined["reason"].iloc[0]
 
 
-def test_as_of_is_taken_from_the_file_not_assumed_tuesday(cot) -> None:
+def test_as_of_is_taken_from_the_file_not_assumed_tuesday(cot: Any) -> None:
     monday = date(2018, 12, 24)
     text = cot.csv([cot.row("054642", monday, cot.simple_positions(1))])
 
@@ -167,7 +172,7 @@ def test_as_of_is_taken_from_the_file_not_assumed_tuesday(cot) -> None:
     assert as_of == pd.Timestamp(monday, tz="UTC")
 
 
-def test_combined_rows_and_other_codes_are_dropped(cot) -> None:
+def test_combined_rows_and_other_codes_are_dropped(cot: Any) -> None:
     day = date(2021, 3, 16)
     text = cot.csv([
         cot.row("054642", day, cot.simple_positions(1)),
@@ -181,7 +186,7 @@ def test_combined_rows_and_other_codes_are_dropped(cot) -> None:
     assert list(rows["as_of"]) == [pd.Timestamp(day, tz="UTC")]
 
 
-def test_unreadable_values_become_problems_not_crashes(cot) -> None:
+def test_unreadable_values_become_problems_not_crashes(cot: Any) -> None:
     day = date(2021, 3, 16)
     broken = cot.row("054642", day, {**cot.simple_positions(1), position_column("m_money_long", "old"): "12x4"})
     bad_date = cot.row("057642", day, cot.simple_positions(2))

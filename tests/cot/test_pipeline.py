@@ -83,8 +83,8 @@ async def test_release_then_revision_end_to_end(store: Store, tmp_path: Path) ->
     original = files.record("054642", date(2026, 3, 10), THURSDAY)
     # Corrected on Saturday 2026-03-21: 700 contracts move from managed-money long to non-reportable long (Old).
     files.revise("054642", date(2026, 3, 10), {
-        "M_Money_Positions_Long_Old": int(original["M_Money_Positions_Long_Old"]) - 700,
-        "NonRept_Positions_Long_Old": int(original["NonRept_Positions_Long_Old"]) + 700,
+        "M_Money_Positions_Long_Old": int(str(original["M_Money_Positions_Long_Old"])) - 700,
+        "NonRept_Positions_Long_Old": int(str(original["NonRept_Positions_Long_Old"])) + 700,
     }, published_at=PUBLISHED)
     sim = SimClock(start=THURSDAY, speed=SPEED)
 
@@ -102,7 +102,7 @@ async def test_release_then_revision_end_to_end(store: Store, tmp_path: Path) ->
     # The correction is revision 1: never available before it was published (Saturday), nor before a release.
     revised = history.loc[(_utc("2026-03-10"), 1)]
     assert PUBLISHED <= revised["available_at"] <= revised["ingested_at"]
-    assert revised["m_money_long_old"] == int(original["M_Money_Positions_Long_Old"]) - 700
+    assert revised["m_money_long_old"] == int(str(original["M_Money_Positions_Long_Old"])) - 700
     assert revised["m_money_long_all"] == history.loc[(_utc("2026-03-10"), 0), "m_money_long_all"] - 700
     assert history.loc[(_utc("2026-03-24"), 0), "available_at"] == _utc("2026-03-27 19:30")
     assert len(history) == len(history.index.get_level_values(0).unique()) + 1  # no other rows were re-written

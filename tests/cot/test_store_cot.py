@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from hydra_daemon.config import CotConfig, MarketConfig
-from hydra_daemon.cot.backfill import backfill_cot, backfill_files
+from hydra_daemon.cot.backfill import BackfillResult, backfill_cot, backfill_files
 from hydra_daemon.cot.calendar import release_time
 from hydra_daemon.cot.fetch import CotFetcher
 from hydra_daemon.cot.parse import parse_report
 from hydra_daemon.cot.persist import QuarantineLog, cot_table, record_cycle, write_features
 from hydra_daemon.cot.validate import validate_rows
 from hydra_daemon.sim.http_types import HttpResponse
+from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
 
 REAL_2021_ZIP = Path(__file__).resolve().parents[1] / "data" / "fut_disagg_txt_2021.zip"
@@ -27,7 +29,7 @@ def _utc(text: str) -> pd.Timestamp:
     return pd.Timestamp(text, tz="UTC")
 
 
-async def _backfill(store, base_url: str, tmp_path: Path, progress: list) -> object:
+async def _backfill(store: Store, base_url: str, tmp_path: Path, progress: list) -> BackfillResult:
     config = CotConfig(base_url=base_url, timeout_s=5, retries=1)
     async with CotFetcher(config, backoff_base_s=0.01) as fetcher:
         return await backfill_cot(
@@ -36,7 +38,9 @@ async def _backfill(store, base_url: str, tmp_path: Path, progress: list) -> obj
         )
 
 
-async def test_backfill_then_point_in_time_around_a_release(store, scripted_server, tmp_path: Path) -> None:
+async def test_backfill_then_point_in_time_around_a_release(
+    store: Store, scripted_server: tuple[Any, str], tmp_path: Path
+) -> None:
     files, base_url = scripted_server
     files.set("/files/dea/history/fut_disagg_txt_2021.zip",
               HttpResponse(200, REAL_2021_ZIP.read_bytes(), "application/zip"))
@@ -66,7 +70,9 @@ async def test_backfill_then_point_in_time_around_a_release(store, scripted_serv
     assert result.features > 0
 
 
-async def test_rerunning_a_backfill_writes_nothing_new(store, scripted_server, tmp_path: Path) -> None:
+async def test_rerunning_a_backfill_writes_nothing_new(
+    store: Store, scripted_server: tuple[Any, str], tmp_path: Path
+) -> None:
     files, base_url = scripted_server
     files.set("/files/dea/history/fut_disagg_txt_2021.zip",
               HttpResponse(200, REAL_2021_ZIP.read_bytes(), "application/zip"))
@@ -102,7 +108,7 @@ def _revise(rows: pd.DataFrame, as_of: str, delta: int) -> pd.DataFrame:
     return revised
 
 
-def _cycle(store, rows: pd.DataFrame, newest: str, ingested: datetime) -> pd.DataFrame:
+def _cycle(store: Store, rows: pd.DataFrame, newest: str, ingested: datetime) -> pd.DataFrame:
     table = cot_table(store, "HE")
     visible = rows[rows["as_of"] <= _utc(newest)]
     written = record_cycle(table, visible, revealed_at=release_time(date.fromisoformat(newest)),
@@ -111,7 +117,7 @@ def _cycle(store, rows: pd.DataFrame, newest: str, ingested: datetime) -> pd.Dat
     return written
 
 
-def test_revision_is_visible_only_from_its_available_at(store, real_2021_text: bytes) -> None:
+def test_revision_is_visible_only_from_its_available_at(store: Store, real_2021_text: bytes) -> None:
     rows = _he_rows(real_2021_text)
     first = _cycle(store, rows, "2021-03-02", datetime(2021, 3, 5, 21, tzinfo=UTC))
     revised = _revise(rows, "2021-03-02", 500)
@@ -139,7 +145,7 @@ def test_revision_is_visible_only_from_its_available_at(store, real_2021_text: b
                                 ("02-09", 0), ("02-16", 0), ("02-23", 0), ("03-02", 500)]}
 
 
-def test_rerunning_a_cycle_writes_nothing_new(store, real_2021_text: bytes) -> None:
+def test_rerunning_a_cycle_writes_nothing_new(store: Store, real_2021_text: bytes) -> None:
     rows = _he_rows(real_2021_text)
     _cycle(store, rows, "2021-03-09", datetime(2021, 3, 12, 21, tzinfo=UTC))
     versions = len(cot_table(store, "HE").history())
@@ -150,7 +156,7 @@ def test_rerunning_a_cycle_writes_nothing_new(store, real_2021_text: bytes) -> N
     assert len(cot_table(store, "HE").history()) == versions
 
 
-def test_changes_older_than_the_revision_window_are_ignored(store, real_2021_text: bytes) -> None:
+def test_changes_older_than_the_revision_window_are_ignored(store: Store, real_2021_text: bytes) -> None:
     rows = _he_rows(real_2021_text)
     _cycle(store, rows, "2021-03-09", datetime(2021, 3, 12, 21, tzinfo=UTC))
 
