@@ -18,8 +18,10 @@ Publishing is atomic: a partition is written under ``<lake_dir>/.staging/<uuid>`
 dataset root, so scans never see half-written files), fsynced, then moved into place with ``os.replace`` and the
 parent directory fsynced. A new partition is one directory rename; an existing one is replaced by renaming the new
 ``part-0.parquet`` over the old file, so readers see the old or the new file and never a missing partition.
-Re-exporting the same rows writes identical content (idempotent). A day with no rows writes nothing. A process killed
-mid-export can leave a directory under ``.staging`` and nothing inside the datasets.
+Re-exporting the same rows writes identical content (idempotent); re-exporting a day that has gained rows (e.g. today,
+exported while capture runs) replaces the partition with all of them. A day with no rows writes nothing and leaves an
+existing partition alone. A process killed mid-export can leave a directory under ``.staging``, never anything inside
+a dataset.
 
 Sync API: call from a worker thread (``anyio.to_thread.run_sync``).
 """
@@ -124,8 +126,17 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     if PARTITION_COLUMN in frame.columns:
         raise ValueError(f"lake: column {PARTITION_COLUMN!r} clashes with the hive partition column; rename it")
     flat = restore_utc(_index_as_column(frame))
-    table = pa.Table.from_pandas(flat, preserve_index=False)
-    return table.replace_schema_metadata(None)
+    table = pa.Table.from_pandas(flat, preserve_index=False).replace_schema_metadata(None)
+    return table.cast(_stable_schema(table.schema, flat))
+
+
+def _stable_schema(schema: pa.Schema, frame: pd.DataFrame) -> pa.Schema:
+    """`schema` with all-missing object columns typed `string` (ArcticDB object columns hold strings), not `null`,
+    so every partition of a dataset has the same schema."""
+    for position, field in enumerate(schema):
+        if pa.types.is_null(field.type) and frame[field.name].dtype == object:
+            schema = schema.set(position, field.with_type(pa.string()))
+    return schema
 
 
 def _index_as_column(frame: pd.DataFrame) -> pd.DataFrame:

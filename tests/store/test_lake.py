@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from arcticdb.version_store.library import Library
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hydra_daemon.store import lake
 from hydra_daemon.store.arctic import Store
@@ -86,6 +89,16 @@ def test_export_range_is_read_back_exactly_by_polars_and_pyarrow(library: Librar
     assert table.schema.field("ts_recv").type == pa.timestamp("ns", tz="UTC")
     assert table.schema.field("raw_symbol").type == pa.string()
     pd.testing.assert_frame_equal(table.drop_columns(["date"]).to_pandas(), _expected(bars), check_dtype=False)
+
+
+def test_a_day_whose_strings_are_all_missing_keeps_the_string_type(library: Library, tmp_path: Path) -> None:
+    bars = _bars("2024-01-05 22:00", 4, "h").assign(raw_symbol=[None, None, "HEG4", "HEG4"])
+    library.write(SYMBOL, bars)
+    export_range(library, "futures", SYMBOL, date(2024, 1, 5), date(2024, 1, 6), tmp_path / "lake")
+
+    root = dataset_root(tmp_path / "lake", "futures", SYMBOL)
+    assert pq.read_schema(root / "date=2024-01-05" / "part-0.parquet").field("raw_symbol").type == pa.string()
+    assert _polars(root)["raw_symbol"].to_list() == [None, None, "HEG4", "HEG4"]
 
 
 def test_re_export_is_idempotent_and_picks_up_new_rows_without_duplicates(library: Library, tmp_path: Path) -> None:
@@ -222,3 +235,43 @@ def test_export_from_store_reads_beside_a_writer_holding_the_lease(tmp_path: Pat
     root = dataset_root(tmp_path / "lake", FUTURES, SYMBOL)
     assert written == [root / "date=2024-05-01", root / "date=2024-05-02"]
     pd.testing.assert_frame_equal(_polars(root).drop("date").to_pandas(), _expected(bars), check_dtype=False)
+
+
+_timestamps = st.integers(min_value=1_700_000_000 * 10**9, max_value=1_700_400_000 * 10**9)
+_rows = st.lists(
+    st.tuples(
+        _timestamps,
+        st.floats(allow_nan=True, allow_infinity=False, width=64),
+        st.integers(min_value=-(2**62), max_value=2**62),
+        st.one_of(st.none(), st.text(max_size=8)),
+        _timestamps,
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=_rows)
+def test_any_rows_round_trip_through_the_lake(library: Library, tmp_path: Path, rows: list[tuple]) -> None:
+    index = pd.DatetimeIndex(sorted(r[0] for r in rows), tz="UTC", name="ts_event")
+    frame = pd.DataFrame(
+        {
+            "price": [r[1] for r in rows],
+            "size": np.array([r[2] for r in rows], dtype="int64"),
+            "note": [r[3] for r in rows],
+            "ts_recv": pd.to_datetime([r[4] for r in rows], utc=True),
+        },
+        index=index,
+    )
+    symbol = f"HE.prop-{uuid.uuid4().hex[:8]}"
+    library.write(symbol, frame)
+    lake_dir = tmp_path / uuid.uuid4().hex
+    days = index.date
+    written = export_range(library, "futures", symbol, days.min(), days.max(), lake_dir)
+
+    assert [p.name for p in written] == [f"date={d.isoformat()}" for d in sorted(set(days))]
+    got = _polars(dataset_root(lake_dir, "futures", symbol))
+    assert got.schema["ts_recv"] == pl.Datetime("ns", "UTC")
+    assert got["date"].to_list() == [ts.date() for ts in got["ts_event"].to_list()]
+    pd.testing.assert_frame_equal(got.drop("date").to_pandas(), _expected(frame), check_dtype=False)
