@@ -27,6 +27,7 @@ from hydra_daemon.config import CotConfig
 HISTORY_FIRST_YEAR, HISTORY_LAST_YEAR = 2006, 2016
 HISTORY_ZIP, HISTORY_MEMBER = "fut_disagg_txt_hist_2006_2016.zip", "F_Disagg06_16.txt"
 YEAR_MEMBER = "f_year.txt"
+ATTEMPT_DEADLINE_FACTOR = 4  # one attempt may take at most 4 x cot.timeout_s in total (slow-drip servers)
 _CHUNK = 64 * 1024
 _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
@@ -59,12 +60,11 @@ class UnsafeZipError(CotFetchError):
 
 @dataclass(frozen=True)
 class CotFile:
-    """One downloaded text file: where it came from, the zip member name, its bytes and when we received it."""
+    """One downloaded text file: where it came from, the zip member name and its bytes."""
 
     url: str
     member: str
     data: bytes
-    fetched_at: datetime
 
 
 def year_zip_name(year: int) -> str:
@@ -82,13 +82,11 @@ class CotFetcher:
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._config = config
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._sleep = sleep
-        self._now = now
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(config.timeout_s), follow_redirects=True)
         self._log = structlog.get_logger().bind(component="cot_fetch")
 
@@ -121,8 +119,10 @@ class CotFetcher:
         for attempt in range(1, attempts + 1):
             try:
                 payload = await self._download(url)
-                data = extract_member(url, payload, member, self._config.max_uncompressed_bytes)
-                return CotFile(url=url, member=member, data=data, fetched_at=self._now())
+                data = await anyio.to_thread.run_sync(
+                    extract_member, url, payload, member, self._config.max_uncompressed_bytes
+                )
+                return CotFile(url=url, member=member, data=data)
             except TransientFetchError as retry:
                 if attempt == attempts:
                     raise TransientFetchError(url, f"{retry.reason} (gave up after {attempts} attempts)") from None
@@ -139,12 +139,16 @@ class CotFetcher:
         return jittered
 
     async def _download(self, url: str) -> bytes:
+        deadline = self._config.timeout_s * ATTEMPT_DEADLINE_FACTOR
         try:
-            async with self._client.stream("GET", url) as response:
-                _check_status(url, response)
-                return await _read_limited(url, response, self._config.max_zip_bytes)
+            with anyio.fail_after(deadline):
+                async with self._client.stream("GET", url) as response:
+                    _check_status(url, response)
+                    return await _read_limited(url, response, self._config.max_zip_bytes)
         except httpx.TimeoutException as exc:
             raise TransientFetchError(url, f"timed out ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise TransientFetchError(url, f"timed out (download took over {deadline:g} s)") from None
         except httpx.TransportError as exc:
             raise TransientFetchError(url, f"connection failed ({type(exc).__name__}: {exc})") from None
 

@@ -101,7 +101,7 @@ def _read_strings(data: bytes, source: str) -> pd.DataFrame:
     except UnicodeDecodeError:
         text = data.decode("latin-1")
     try:
-        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False)
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise CotParseError(f"{source}: not a readable COT CSV file: {exc}") from None
     raw.columns = [str(c).strip() for c in raw.columns]
