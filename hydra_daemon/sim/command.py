@@ -72,13 +72,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=int, default=8080, help="Historical/CFTC/control HTTP port (0 = free)")
     parser.add_argument("--seed", type=int, default=7, help="market seed: same seed, same records")
     parser.add_argument("--speed", type=float, default=1.0, help="sim seconds per wall second (1440 = a day a minute)")
-    parser.add_argument("--start", type=_utc, help="sim start instant, ISO 8601 UTC (default: now, to the minute)")
+    parser.add_argument("--start", type=_utc, help="sim start instant, ISO 8601 UTC (default: now)")
     parser.add_argument("--roots", type=_roots, default=("HE",), help=f"futures roots, from {', '.join(PRODUCTS)}")
     parser.add_argument("--rate", type=float, default=50.0, help="market events per WALL second (default 50)")
     parser.add_argument("--burst-multiplier", type=float, default=1.0, help="rate multiple during bursts")
     parser.add_argument("--burst-duration", type=float, default=0.0, help="burst length, wall seconds")
     parser.add_argument("--burst-period", type=float, default=0.0, help="a burst starts every this many wall seconds")
     parser.add_argument("--replay-window", type=float, default=86_400.0, help="Live start= reach-back, sim seconds")
+    parser.add_argument("--history", type=float, default=2 * 86_400.0, help="Historical look-back, sim seconds")
     parser.add_argument("--api-key", action="append", help="accepted API key (repeatable; default: a fixed test key)")
     parser.add_argument("--record", type=Path, help="write every emitted record to this DBN file (ground truth)")
     parser.add_argument("--json", action="store_true", help="print connection info as one JSON line first")
@@ -101,7 +102,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def venue_config(args: argparse.Namespace) -> VenueConfig:
     """The VenueConfig the parsed `args` describe."""
-    start = args.start or datetime.now(UTC).replace(second=0, microsecond=0)
+    start = args.start or datetime.now(UTC)
     market = MarketConfig(
         seed=args.seed,
         products=tuple(PRODUCTS[r] for r in args.roots),
@@ -119,6 +120,7 @@ def venue_config(args: argparse.Namespace) -> VenueConfig:
         live_port=args.live_port,
         http_port=args.http_port,
         replay_window_s=args.replay_window,
+        history_s=args.history,
         record_path=args.record,
     )
 

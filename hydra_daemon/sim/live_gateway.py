@@ -9,6 +9,7 @@ Sessions stream from tape cursors (no per-session copies) and wait on socket dra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import secrets
@@ -41,9 +42,9 @@ from hydra_daemon.sim.symbols import resolve
 log = structlog.get_logger()
 
 # DBN enum members are typed as plain str/int in databento_dbn's stubs; constructing them keeps mypy exact.
-_INSTRUMENT_ID, _PARENT, _RAW_SYMBOL = SType("instrument_id"), SType("parent"), SType("raw_symbol")
+_INSTRUMENT_ID, _RAW_SYMBOL = SType("instrument_id"), SType("raw_symbol")
 _HEARTBEAT = SystemCode(0)
-_INTERNAL_ERROR = ErrorCode(6)
+_INTERNAL_ERROR, _INVALID_SUBSCRIPTION = ErrorCode(6), ErrorCode(5)
 
 LSG_VERSION = "0.9.9"
 DEFAULT_HEARTBEAT_S = 30
@@ -91,7 +92,8 @@ class _Session:
     heartbeat_s: float
     compressor: zstandard.ZstdCompressionObj | None
     subscriptions: dict[str, _Subscription] = field(default_factory=dict)
-    mappings: list[tuple[str, int, str]] = field(default_factory=list)
+    mappings: list[tuple[str, str, int, str]] = field(default_factory=list)  # (stype_in, symbol, id, raw)
+    outbox: list[bytes] = field(default_factory=list)  # framed control records queued by the listener
     actions: list[SessionAction] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -183,13 +185,16 @@ class LiveGateway:
             if session is None:
                 return
             self._sessions[session_id] = session
+            try:
+                await self._read_subscriptions(session, reader)
+            except ProtocolViolation as exc:
+                await self._reject(session, str(exc), with_metadata=True)
+                return
             await self._stream(session, reader)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         except asyncio.CancelledError:
             pass  # venue shutdown; finishing normally avoids asyncio's 3.11 client_connected_cb noise
-        except ProtocolViolation as exc:
-            log.warning("sim_lsg_protocol_violation", session_id=session_id, error=str(exc))
         finally:
             self._sessions.pop(session_id, None)
             if task is not None:
@@ -213,12 +218,27 @@ class LiveGateway:
         await writer.drain()
         heartbeat = request.get("heartbeat_interval_s") or DEFAULT_HEARTBEAT_S
         compressor = zstandard.ZstdCompressor().compressobj() if request.get("compression") == "zstd" else None
-        session = _Session(session_id, writer, request.get("ts_out") == "1", float(heartbeat), compressor)
+        return _Session(session_id, writer, request.get("ts_out") == "1", float(heartbeat), compressor)
+
+    async def _read_subscriptions(self, session: _Session, reader: asyncio.StreamReader) -> None:
         while True:
             fields = parse_control_line(await reader.readuntil(b"\n"))
             if "start_session" in fields:
-                return session
+                return
             self._subscribe(session, fields, before_start=True)
+
+    async def _reject(self, session: _Session, error: str, with_metadata: bool) -> None:
+        """After auth the client only parses DBN: say why in an ErrorMsg (after Metadata if none was sent yet)."""
+        log.warning("sim_lsg_rejected_subscription", session_id=session.session_id, error=error)
+        now = self.feed.clock.now_ns()
+        head = (
+            Metadata(DATASET, now, None, _INSTRUMENT_ID, None, ts_out=session.ts_out).encode() if with_metadata else b""
+        )
+        with contextlib.suppress(ConnectionError):
+            await self._send(
+                session, head + self._frame(session, bytes(ErrorMsg(now, error, code=_INVALID_SUBSCRIPTION)))
+            )
+            await self._close(session)
 
     def _auth_error(self, challenge: str, request: dict[str, str]) -> str | None:
         if "auth" not in request:
@@ -235,7 +255,11 @@ class LiveGateway:
         schema = fields.get("schema", "")
         if schema not in SCHEMAS:
             raise ProtocolViolation(f"unsupported schema {schema!r}; the simulated venue serves {SCHEMAS}")
-        pairs = resolve(self.feed.model.instruments, fields.get("stype_in", "raw_symbol"), fields["symbols"].split(","))
+        stype_in = fields.get("stype_in", "raw_symbol")
+        try:
+            pairs = resolve(self.feed.model.instruments, stype_in, fields.get("symbols", "").split(","))
+        except ValueError as exc:
+            raise ProtocolViolation(str(exc)) from None
         sub = session.subscriptions.setdefault(schema, _Subscription())
         if not before_start and not sub.instruments:
             sub.start_ns = None
@@ -245,10 +269,10 @@ class LiveGateway:
             sub.replay = True
             start_ns = int(start)
             sub.start_ns = start_ns if sub.start_ns is None else min(sub.start_ns, start_ns)
-        known = {(s, i) for s, i, _ in session.mappings}
+        known = {(symbol, iid) for _, symbol, iid, _ in session.mappings}
         for symbol, inst in pairs:
             if (symbol, inst.instrument_id) not in known:
-                session.mappings.append((symbol, inst.instrument_id, inst.raw_symbol))
+                session.mappings.append((stype_in, symbol, inst.instrument_id, inst.raw_symbol))
                 known.add((symbol, inst.instrument_id))
 
     # --- streaming --------------------------------------------------------------------------------------------
@@ -263,38 +287,43 @@ class LiveGateway:
             return tape.first_index(schema, last)  # the latest definitions snapshot, as the real gateway sends
         return tape.end(schema)
 
-    async def _stream(self, session: _Session, reader: asyncio.StreamReader) -> None:
+    def _mapping_records(self, session: _Session, first: int) -> bytes:
         now = self.feed.clock.now_ns()
-        metadata = Metadata(DATASET, now, None, _INSTRUMENT_ID, None, ts_out=session.ts_out)
-        out = bytearray(metadata.encode())
-        for symbol, iid, raw in session.mappings:
-            msg = SymbolMappingMsg(0, iid, now, _PARENT, symbol, _RAW_SYMBOL, raw, now, UNDEF_TIMESTAMP)
+        out = bytearray()
+        for stype_in, symbol, iid, raw in session.mappings[first:]:
+            msg = SymbolMappingMsg(0, iid, now, SType(stype_in), symbol, _RAW_SYMBOL, raw, now, UNDEF_TIMESTAMP)
             out += self._frame(session, bytes(msg))
-        await self._send(session, bytes(out))
+        return bytes(out)
+
+    async def _stream(self, session: _Session, reader: asyncio.StreamReader) -> None:
+        metadata = Metadata(DATASET, self.feed.clock.now_ns(), None, _INSTRUMENT_ID, None, ts_out=session.ts_out)
+        await self._send(session, metadata.encode() + self._mapping_records(session, 0))
         cursors = {schema: self._initial_cursor(schema, sub) for schema, sub in session.subscriptions.items()}
+        pump = asyncio.ensure_future(self._pump(session, cursors))
         listener = asyncio.ensure_future(self._listen(session, reader, cursors))
         try:
-            await self._pump(session, cursors)
+            done, _ = await asyncio.wait([pump, listener], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            listener.cancel()
+            for task in (pump, listener):
+                task.cancel()
+            await asyncio.gather(pump, listener, return_exceptions=True)
+        for task in done:
+            try:
+                task.result()
+            except ProtocolViolation as exc:
+                await self._reject(session, str(exc), with_metadata=False)
 
     async def _listen(self, session: _Session, reader: asyncio.StreamReader, cursors: dict[str, int]) -> None:
-        """Subscriptions sent on a running session (no replay: cursor at the tape's end)."""
+        """Read until the client hangs up; subscriptions on a running session start at the tape's end (no replay)."""
         while True:
-            line = await reader.readuntil(b"\n")
-            fields = parse_control_line(line)
-            if "schema" in fields:
-                before = len(session.mappings)
-                self._subscribe(session, fields, before_start=False)
-                schema = fields["schema"]
-                cursors.setdefault(schema, self.feed.tape.end(schema))
-                now = self.feed.clock.now_ns()
-                out = bytearray()
-                for symbol, iid, raw in session.mappings[before:]:
-                    msg = SymbolMappingMsg(0, iid, now, _PARENT, symbol, _RAW_SYMBOL, raw, now, UNDEF_TIMESTAMP)
-                    out += self._frame(session, bytes(msg))
-                if out:
-                    await self._send(session, bytes(out))
+            fields = parse_control_line(await reader.readuntil(b"\n"))
+            if "schema" not in fields:
+                continue
+            before = len(session.mappings)
+            self._subscribe(session, fields, before_start=False)
+            cursors.setdefault(fields["schema"], self.feed.tape.end(fields["schema"]))
+            session.outbox.append(self._mapping_records(session, before))
+            session.wake.set()
 
     async def _pump(self, session: _Session, cursors: dict[str, int]) -> None:
         last_sent = time.monotonic()
@@ -304,6 +333,10 @@ class LiveGateway:
             if self.faults.stall:
                 await self._idle(session)
                 last_sent = time.monotonic()  # stall is silent; restart the heartbeat clock afterwards
+                continue
+            if session.outbox:
+                queued, session.outbox = b"".join(session.outbox), []
+                await self._send(session, queued)
                 continue
             chunk = b"" if self.faults.pause else self._collect(session, cursors)
             if chunk:
@@ -394,9 +427,13 @@ class LiveGateway:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 session.writer.transport.abort()
                 return True
-            if session.compressor is not None:
-                session.writer.write(session.compressor.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
-            session.writer.close()
-            await session.writer.wait_closed()
+            await self._close(session)
             return True
         return False
+
+    async def _close(self, session: _Session) -> None:
+        """Graceful close (FIN), ending the zstd frame first."""
+        if session.compressor is not None:
+            session.writer.write(session.compressor.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
+        session.writer.close()
+        await session.writer.wait_closed()

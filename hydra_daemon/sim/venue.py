@@ -36,7 +36,8 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class VenueConfig:
     """Venue settings. Ports 0 = pick free ports. Windows are in SIM seconds: Live `start=` replay reaches back at most
-    `replay_window_s`; Historical serves the last `history_s`. `record_path`: ground-truth DBN file."""
+    `replay_window_s`; Historical serves the last `history_s` (the tape costs ~250 B per record in memory).
+    `record_path`: ground-truth DBN file."""
 
     market: MarketConfig = field(default_factory=MarketConfig)
     api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
@@ -44,7 +45,7 @@ class VenueConfig:
     live_port: int = 0
     http_port: int = 0
     replay_window_s: float = 86_400.0
-    history_s: float = 7 * 86_400.0
+    history_s: float = 2 * 86_400.0
     record_path: Path | None = None
 
 

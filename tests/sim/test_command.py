@@ -24,11 +24,14 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_flags_map_onto_the_venue_config(tmp_path: Path) -> None:
-    args = parse("--seed", "3", "--speed", "1440", "--roots", "he,cl", "--start", "2026-11-02T14:30:00",
-                 "--rate", "80", "--record", str(tmp_path / "t.dbn"), "--fault-stall", "--fault-http-fail", "503:2",
-                 "--fault-at", "5:down=2", "--api-key", "db-AnotherKeyAnotherKeyAnother12")  # fmt: skip
+    args = parse(
+        *("--seed", "3", "--speed", "1440", "--roots", "he,cl", "--start", "2026-11-02T14:30:00", "--rate", "80"),
+        *("--history", "3600", "--record", str(tmp_path / "t.dbn"), "--fault-stall", "--fault-http-fail", "503:2"),
+        *("--fault-at", "5:down=2", "--api-key", "db-AnotherKeyAnotherKeyAnother12"),
+    )
     config = venue_config(args)
     assert config.market.seed == 3 and config.market.speed == 1440 and config.market.base_rate == 80
+    assert config.history_s == 3600
     assert [p.option_root for p in config.market.products] == ["HE", "LO"]
     assert config.market.start.isoformat() == "2026-11-02T14:30:00+00:00"
     assert config.record_path == tmp_path / "t.dbn" and config.api_keys == ("db-AnotherKeyAnotherKeyAnother12",)

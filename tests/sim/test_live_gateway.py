@@ -13,6 +13,7 @@ from databento_dbn import (
     RType,
     StatMsg,
     StatType,
+    SType,
     SymbolMappingMsg,
     SystemMsg,
     TradeMsg,
@@ -107,3 +108,46 @@ def test_idle_session_gets_heartbeats(venue: VenueThread) -> None:
     wait_until(lambda: any(m.is_heartbeat() for m in sink.of(SystemMsg)), "a heartbeat")
     client.stop()
     client.block_for_close()
+
+
+def test_unsupported_schema_is_an_error_message(venue: VenueThread) -> None:
+    client = live_client(venue)
+    client.subscribe(DATASET, "mbo", ["HE.FUT"], stype_in="parent")
+    client.start()
+    with pytest.raises(db.BentoError, match="unsupported schema 'mbo'"):
+        client.block_for_close(timeout=30)
+
+
+def test_raw_symbol_subscription_maps_with_raw_symbol_stype(venue: VenueThread) -> None:
+    raw = venue.call(lambda v: v.model.instruments[0].raw_symbol)
+    client = live_client(venue)
+    sink = Collector()
+    client.add_callback(sink)
+    client.subscribe(DATASET, "definition", [raw])
+    client.start()
+    wait_until(lambda: sink.of(InstrumentDefMsg), "the definition")
+    client.stop()
+    client.block_for_close()
+    [mapping] = sink.of(SymbolMappingMsg)
+    assert (mapping.stype_in, mapping.stype_in_symbol, mapping.stype_out_symbol) == (SType.RAW_SYMBOL, raw, raw)
+    assert {d.raw_symbol for d in sink.of(InstrumentDefMsg)} == {raw}
+
+
+def test_many_concurrent_sessions_get_the_same_replay(venue: VenueThread) -> None:
+    start = venue.call(lambda v: v.model.start_ns)
+    wait_until(lambda: venue.call(lambda v: v.tape.end("trades")) >= 30, "30 trades on the tape")
+    clients, sinks = [], []
+    for _ in range(6):
+        client = live_client(venue)
+        sink = Collector()
+        client.add_callback(sink)
+        client.subscribe(DATASET, "trades", ["HE.FUT", "HE.OPT"], stype_in="parent", start=start)
+        client.start()
+        clients.append(client)
+        sinks.append(sink)
+    wait_until(lambda: all(len(sink.of(TradeMsg)) >= 30 for sink in sinks), "30 replayed trades per session")
+    for client in clients:
+        client.stop()
+        client.block_for_close()
+    streams = [[bytes(t) for t in sink.of(TradeMsg)][:30] for sink in sinks]
+    assert all(stream == streams[0] for stream in streams)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from databento_dbn import Compression, MBP1Msg, SymbolMappingMsg, TradeMsg
+from databento_dbn import FIXED_PRICE_SCALE, Compression, MBP1Msg, SymbolMappingMsg, TradeMsg
+from vollib.black.implied_volatility import implied_volatility
 
+from hydra_daemon.sim.historical_client import historical_client
 from hydra_daemon.sim.testing import Collector, fast_config, live_client, wait_until
 from hydra_daemon.sim.venue import VenueThread
 
@@ -74,3 +76,42 @@ def test_subscribe_on_a_running_session(venue: VenueThread) -> None:
     assert {m.stype_out_symbol for m in sink.of(SymbolMappingMsg) if m.stype_in_symbol == raw} == {raw}
     assert {q.instrument_id for q in sink.of(MBP1Msg)} == {m.instrument_id for m in sink.of(SymbolMappingMsg)
                                                             if m.stype_in_symbol == raw}  # fmt: skip
+
+
+def test_option_quotes_carry_recoverable_venue_vols(venue: VenueThread) -> None:
+    client = live_client(venue)
+    sink = Collector()
+    client.add_callback(sink)
+    client.subscribe(DATASET, "mbp-1", ["HE.OPT"], stype_in="parent")
+    client.start()
+    wait_until(lambda: len(sink.of(MBP1Msg)) >= 20, "20 option quotes")
+    client.stop()
+    client.block_for_close()
+    for quote in sink.of(MBP1Msg)[:20]:
+        truth = venue.option_truth(quote.instrument_id, quote.ts_recv)
+        assert truth is not None
+        mid = (quote.levels[0].bid_px + quote.levels[0].ask_px) / 2 / FIXED_PRICE_SCALE
+        flag = "c" if truth.is_call else "p"
+        vol = implied_volatility(mid, truth.forward, truth.strike, truth.rate, truth.t_years, flag)
+        assert vol == pytest.approx(truth.vol, abs=1e-6)
+
+
+def test_replay_reaches_back_only_the_replay_window_historical_has_the_rest() -> None:
+    with VenueThread(fast_config(replay_window_s=300.0)) as venue:  # 5 sim minutes = 0.5 wall seconds
+        start = venue.call(lambda v: v.model.start_ns)
+        wait_until(lambda: venue.call(lambda v: v.model.now_ns) > start + 900 * 10**9, "15 sim minutes")
+        client = live_client(venue)
+        sink = Collector()
+        client.add_callback(sink)
+        client.subscribe(DATASET, "trades", ["HE.FUT", "HE.OPT"], stype_in="parent", start=start)
+        subscribed_at = venue.now_ns()
+        client.start()
+        wait_until(lambda: len(sink.of(TradeMsg)) >= 5, "replayed trades")
+        client.stop()
+        client.block_for_close()
+        first = sink.of(TradeMsg)[0].ts_recv
+        assert first >= subscribed_at - 300 * 10**9 - 60 * 10**9  # window (+ the session start latency)
+        older = historical_client(venue.info.api_key, venue.info.historical_url).timeseries.get_range(
+            DATASET, start, first, ["HE.FUT", "HE.OPT"], "trades", stype_in="parent"
+        )
+        assert len(list(older)) > 0  # the gap a daemon must fill from Historical

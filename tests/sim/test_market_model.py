@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import databento as db
@@ -107,3 +108,44 @@ def test_black76_inversion_recovers_the_vol(
     price = black76_price(is_call, forward, strike, t_years, 0.04, vol)
     recovered = implied_vol(is_call, price, forward, strike, t_years, 0.04)
     assert recovered == pytest.approx(vol, abs=1e-6)
+
+
+def quote_count(config: MarketConfig, wall_seconds: float) -> int:
+    model = MarketModel(config)
+    emissions = model.advance(model.start_ns + int(wall_seconds * config.speed * 1e9))
+    return sum(1 for e in emissions if e.schema == "mbp-1")
+
+
+def test_rates_are_per_wall_second_whatever_the_speed() -> None:
+    monday = datetime(2026, 11, 2, 15, tzinfo=UTC)
+    real_time = quote_count(MarketConfig(start=monday, speed=1.0, base_rate=50.0), 60)
+    accelerated = quote_count(MarketConfig(start=monday, speed=100.0, base_rate=50.0), 60)
+    assert 2500 < real_time < 3600 and 2500 < accelerated < 3600  # 50/s * 60 s, plus the opening quotes
+
+
+def test_bursts_multiply_the_rate_inside_their_windows() -> None:
+    config = MarketConfig(start=datetime(2026, 11, 2, 15, tzinfo=UTC), speed=10.0, base_rate=100.0,
+                          burst_multiplier=5.0, burst_duration_s=2.0, burst_period_s=10.0)  # fmt: skip
+    model = MarketModel(config)
+    emissions = model.advance(model.start_ns + int(100 * config.speed * 1e9))  # 100 wall seconds
+    inside = outside = 0
+    for e in emissions:
+        if e.schema != "mbp-1" or e.key_ns == model.start_ns:
+            continue
+        wall = (e.key_ns - model.start_ns) / 1e9 / config.speed
+        if wall % 10.0 < 2.0:
+            inside += 1
+        else:
+            outside += 1
+    assert 3.5 < (inside / 20.0) / (outside / 80.0) < 6.5  # 20 s of bursts vs 80 s of base rate
+
+
+def test_weekends_are_silent() -> None:
+    friday_evening = datetime(2026, 11, 6, 22, tzinfo=UTC)
+    model = MarketModel(MarketConfig(start=friday_evening, speed=3600.0, base_rate=20.0))
+    saturday = int(datetime(2026, 11, 7, tzinfo=UTC).timestamp()) * 10**9
+    emissions = model.advance(saturday + 2 * NS_PER_DAY + NS_PER_DAY // 2)  # to Monday noon
+    weekend = [e for e in emissions if saturday <= e.key_ns < saturday + 2 * NS_PER_DAY]
+    assert weekend and {e.schema for e in weekend} <= {"ohlcv-1d", "statistics"}  # Friday's close, at midnight
+    assert all(e.key_ns == saturday or e.schema == "ohlcv-1d" for e in weekend)
+    assert any(e.schema == "definition" and e.key_ns == saturday + 2 * NS_PER_DAY for e in emissions)
