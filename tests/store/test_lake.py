@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -132,7 +133,7 @@ class _CrashAfterStaging(RuntimeError):
     pass
 
 
-def _crashing_write(real_write):  # type: ignore[no-untyped-def]
+def _crashing_write(real_write: Callable[..., None]) -> Callable[..., None]:
     def write(table: pa.Table, where: Path, **kwargs: object) -> None:
         real_write(table.slice(0, 1), where, **kwargs)
         raise _CrashAfterStaging("disk went away mid-write")
@@ -253,7 +254,9 @@ _rows = st.lists(
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=_rows)
-def test_any_rows_round_trip_through_the_lake(library: Library, tmp_path: Path, rows: list[tuple]) -> None:
+def test_any_rows_round_trip_through_the_lake(
+    library: Library, tmp_path: Path, rows: list[tuple[int, float, int, str | None, int]]
+) -> None:
     index = pd.DatetimeIndex(sorted(r[0] for r in rows), tz="UTC", name="ts_event")
     frame = pd.DataFrame(
         {
