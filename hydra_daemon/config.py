@@ -96,11 +96,12 @@ class Config:
     source: Path | None = None
 
     def market(self, name: str) -> MarketConfig:
-        """The market called `name`; KeyError naming the configured ones otherwise."""
+        """The market called `name`; ConfigError naming the configured ones otherwise."""
         for market in self.markets:
             if market.name == name:
                 return market
-        raise KeyError(f"no market {name!r} configured (have: {', '.join(m.name for m in self.markets)})")
+        have = ", ".join(m.name for m in self.markets)
+        raise ConfigError(f"{self.source or '<config>'}: no market {name!r} in [[markets]] (have: {have})")
 
 
 _ROOT = re.compile(r"^[A-Z0-9]{1,6}$")
