@@ -44,7 +44,9 @@ log = structlog.get_logger()
 # DBN enum members are typed as plain str/int in databento_dbn's stubs; constructing them keeps mypy exact.
 _INSTRUMENT_ID, _RAW_SYMBOL = SType("instrument_id"), SType("raw_symbol")
 _HEARTBEAT = SystemCode(0)
-_INTERNAL_ERROR, _INVALID_SUBSCRIPTION = ErrorCode(6), ErrorCode(5)
+_INTERNAL_ERROR, _INVALID_SUBSCRIPTION, _SKIPPED_RECORDS = ErrorCode(6), ErrorCode(5), ErrorCode(7)
+_REPLAY_COMPLETED = SystemCode(3)
+_SKIPPED = "Skipped records after slow reading: the session fell behind the venue's history window"
 
 LSG_VERSION = "0.9.9"
 DEFAULT_HEARTBEAT_S = 30
@@ -93,6 +95,7 @@ class _Session:
     compressor: zstandard.ZstdCompressionObj | None
     subscriptions: dict[str, _Subscription] = field(default_factory=dict)
     mappings: list[tuple[str, str, int, str]] = field(default_factory=list)  # (stype_in, symbol, id, raw)
+    replaying: bool = False  # a `start=` replay whose end has not been announced yet
     outbox: list[bytes] = field(default_factory=list)  # framed control records queued by the listener
     actions: list[SessionAction] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -299,6 +302,7 @@ class LiveGateway:
         metadata = Metadata(DATASET, self.feed.clock.now_ns(), None, _INSTRUMENT_ID, None, ts_out=session.ts_out)
         await self._send(session, metadata.encode() + self._mapping_records(session, 0))
         cursors = {schema: self._initial_cursor(schema, sub) for schema, sub in session.subscriptions.items()}
+        session.replaying = any(sub.replay for sub in session.subscriptions.values())
         pump = asyncio.ensure_future(self._pump(session, cursors))
         listener = asyncio.ensure_future(self._listen(session, reader, cursors))
         try:
@@ -338,9 +342,20 @@ class LiveGateway:
                 queued, session.outbox = b"".join(session.outbox), []
                 await self._send(session, queued)
                 continue
+            if self._fell_off_the_tape(cursors):
+                error = ErrorMsg(self.feed.clock.now_ns(), _SKIPPED, code=_SKIPPED_RECORDS)
+                await self._send(session, self._frame(session, bytes(error)))
+                await self._close(session)
+                return
             chunk = b"" if self.faults.pause else self._collect(session, cursors)
             if chunk:
                 await self._send(session, chunk)
+                last_sent = time.monotonic()
+                continue
+            if session.replaying:
+                session.replaying = False
+                done = SystemMsg(self.feed.clock.now_ns(), "Finished replay", _REPLAY_COMPLETED)
+                await self._send(session, self._frame(session, bytes(done)))
                 last_sent = time.monotonic()
                 continue
             if time.monotonic() - last_sent >= session.heartbeat_s:
@@ -362,6 +377,10 @@ class LiveGateway:
             for waiter in waits:
                 waiter.cancel()
 
+    def _fell_off_the_tape(self, cursors: dict[str, int]) -> bool:
+        """True when history pruning overtook this session's cursor (records would silently go missing)."""
+        return any(index < self.feed.tape.base(schema) for schema, index in cursors.items())
+
     def _collect(self, session: _Session, cursors: dict[str, int]) -> bytes:
         tape = self.feed.tape
         out = bytearray()
@@ -369,7 +388,6 @@ class LiveGateway:
         while count < _BATCH_RECORDS:
             best: tuple[int, str, Emission] | None = None
             for schema, index in cursors.items():
-                index = max(index, tape.base(schema))
                 end = tape.end(schema)
                 wanted = session.subscriptions[schema].instruments
                 while index < end:

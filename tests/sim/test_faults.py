@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import databento as db
 import httpx
 import pytest
-from databento_dbn import MBP1Msg, SystemMsg
+from databento_dbn import DBNDecoder, ErrorMsg, MBP1Msg, SystemMsg
 
 from hydra_daemon.sim.testing import Collector, fast_config, live_client, wait_until
 from hydra_daemon.sim.venue import VenueThread
@@ -153,20 +153,26 @@ def test_a_client_that_never_reads_does_not_grow_venue_memory() -> None:
         never_read(venue)
 
 
-def never_read(venue: VenueThread) -> None:
+def raw_session(venue: VenueThread) -> socket.socket:
+    """A hand-rolled LSG client with a tiny receive window, subscribed to a replay of HE.OPT quotes."""
     info = venue.info
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small receive window
-        sock.connect((info.live_host, info.live_port))
-        greeting = b""
-        while greeting.count(b"\n") < 2:
-            greeting += sock.recv(1024)
-        challenge = greeting.decode().split("cram=")[1].strip()
-        digest = hashlib.sha256(f"{challenge}|{info.api_key}".encode()).hexdigest()
-        sock.sendall(f"auth={digest}-{info.api_key[-5:]}|dataset={DATASET}|encoding=dbn|ts_out=0\n".encode())
-        assert sock.recv(1024).startswith(b"success=1")
-        start = venue.call(lambda v: v.model.start_ns)
-        sock.sendall(f"schema=mbp-1|stype_in=parent|symbols=HE.OPT|start={start}\nstart_session=0\n".encode())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small receive window
+    sock.connect((info.live_host, info.live_port))
+    greeting = b""
+    while greeting.count(b"\n") < 2:
+        greeting += sock.recv(1024)
+    challenge = greeting.decode().split("cram=")[1].strip()
+    digest = hashlib.sha256(f"{challenge}|{info.api_key}".encode()).hexdigest()
+    sock.sendall(f"auth={digest}-{info.api_key[-5:]}|dataset={DATASET}|encoding=dbn|ts_out=0\n".encode())
+    assert sock.recv(1024).startswith(b"success=1")
+    start = venue.call(lambda v: v.model.start_ns)
+    sock.sendall(f"schema=mbp-1|stype_in=parent|symbols=HE.OPT|start={start}\nstart_session=0\n".encode())
+    return sock
+
+
+def never_read(venue: VenueThread) -> None:
+    with raw_session(venue):
 
         def buffered() -> int:
             return venue.call(lambda v: v.gateway.write_buffer_bytes() if v.gateway else -1)
@@ -186,3 +192,13 @@ def test_historical_delay_makes_clients_time_out(venue: VenueThread) -> None:
 def test_control_endpoint_rejects_unknown_faults(venue: VenueThread) -> None:
     response = httpx.post(f"{venue.info.historical_url}/sim/faults", data={"name": "meteor"})
     assert response.status_code == 422 and "unknown fault" in response.json()["detail"]
+
+
+def test_a_session_overtaken_by_history_pruning_gets_an_error_not_a_silent_gap() -> None:
+    with VenueThread(fast_config(seed=6, base_rate=3000.0, history_s=30.0)) as venue, raw_session(venue) as sock:
+        wait_until(lambda: venue.call(lambda v: v.tape.base("mbp-1")) > 6_000, "history pruning past the reader")
+        decoder = DBNDecoder()
+        records: list[object] = []
+        while chunk := sock.recv(65536):
+            records.extend(decoder.write_and_decode(chunk))
+        assert isinstance(records[-1], ErrorMsg) and "Skipped records after slow reading" in records[-1].err

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from databento_dbn import FIXED_PRICE_SCALE, Compression, MBP1Msg, SymbolMappingMsg, TradeMsg
+from databento_dbn import FIXED_PRICE_SCALE, Compression, MBP1Msg, SymbolMappingMsg, SystemCode, SystemMsg, TradeMsg
 from vollib.black.implied_volatility import implied_volatility
 
 from hydra_daemon.sim.historical_client import historical_client
@@ -56,10 +56,12 @@ def test_replay_is_exactly_the_tape_from_start(venue: VenueThread) -> None:
     client.add_callback(sink)
     client.subscribe(DATASET, "trades", ["HE.FUT", "HE.OPT"], stype_in="parent", start=start)
     client.start()
-    wait_until(lambda: len(sink.of(TradeMsg)) >= len(expected), "the replayed trades")
+    wait_until(lambda: [m for m in sink.of(SystemMsg) if m.code == SystemCode.REPLAY_COMPLETED], "end of replay")
     client.stop()
     client.block_for_close()
     assert [bytes(t) for t in sink.of(TradeMsg)][: len(expected)] == expected
+    done = next(i for i, r in enumerate(sink.records) if isinstance(r, SystemMsg))
+    assert len([r for r in sink.records[:done] if isinstance(r, TradeMsg)]) >= len(expected)
 
 
 def test_subscribe_on_a_running_session(venue: VenueThread) -> None:
