@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -192,4 +194,52 @@ async def test_zip_bomb_lying_about_its_size_never_inflates_past_the_declared_si
     config = CotConfig(base_url=base_url, retries=0, max_uncompressed_bytes=1 << 20)
     async with CotFetcher(config) as fetcher:
         with pytest.raises(TransientFetchError, match=re.escape("corrupt zip member f_year.txt")):
+            await fetcher.fetch_year(2026)
+
+
+@asynccontextmanager
+async def _raw_server(handler: Callable[[asyncio.StreamWriter], Awaitable[None]]) -> AsyncIterator[str]:
+    """A bare loopback HTTP server whose answers `handler` writes by hand (no Content-Length, slow drips)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        try:
+            await handler(writer)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_body_without_content_length_is_cut_off_past_the_limit() -> None:
+    async def endless(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\nConnection: close\r\n\r\nPK\x03\x04")
+        for _ in range(64):
+            writer.write(b"\0" * 65536)
+            await writer.drain()
+
+    async with _raw_server(endless) as base_url, CotFetcher(CotConfig(base_url=base_url, retries=0,
+                                                                       max_zip_bytes=200_000)) as fetcher:
+        with pytest.raises(UnsafeZipError, match=re.escape("exceeds the limit of 200000 bytes (cot.max_zip_bytes)")):
+            await fetcher.fetch_year(2026)
+
+
+async def test_slow_drip_download_hits_the_attempt_deadline() -> None:
+    async def drip(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\nContent-Length: 100000\r\n\r\n")
+        for _ in range(100):
+            writer.write(b"P")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+    async with _raw_server(drip) as base_url, CotFetcher(CotConfig(base_url=base_url, retries=0,
+                                                                    timeout_s=0.3)) as fetcher:
+        with pytest.raises(TransientFetchError, match=re.escape("timed out (download took over 1.2 s)")):
             await fetcher.fetch_year(2026)

@@ -180,3 +180,18 @@ def _zip(text: bytes) -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("f_year.txt", text)
     return buffer.getvalue()
+
+
+async def test_year_boundary_reads_both_year_files(store: Store, tmp_path: Path) -> None:
+    # Saturday 2027-01-09: as_of 2027-01-05 is out (Friday 2027-01-08); its revision look-back reaches into 2026.
+    files = SimulatedCotFiles(seed=2, first_as_of=date(2026, 10, 6))
+    sim = SimClock(start=datetime(2027, 1, 9, 12, tzinfo=UTC), speed=SPEED)
+    route = CftcFiles(files, sim)
+
+    await _run_pipeline(store, tmp_path, route, sim, _has(store, "HE", "2027-01-05"))
+
+    history = cot_table(store, "HE").history()
+    assert history["as_of"].min() == _utc("2026-10-06")
+    assert _utc("2026-12-29") in set(history["as_of"])
+    # 2026-12-29: Friday 2027-01-01 is New Year's Day, so the release moved to Monday 2027-01-04 (EST).
+    assert history.set_index("as_of").loc[_utc("2026-12-29"), "available_at"] == _utc("2027-01-04 20:30")
