@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import databento as db
+import httpx
 import pytest
 from databento_dbn import TradeMsg
 
@@ -50,6 +51,7 @@ def test_subprocess_venue_serves_live_and_historical_and_takes_faults(tmp_path: 
     with VenueProcess(args) as venue:
         info = venue.info
         assert info.dataset == DATASET and info.live_port > 0 and info.historical_url.startswith("http://127.0.0.1:")
+        assert httpx.get(f"{info.historical_url}/sim/info").json() == info.as_dict()
         live = db.Live(key=info.api_key, gateway=info.live_host, port=info.live_port)
         sink = Collector()
         live.add_callback(sink)
