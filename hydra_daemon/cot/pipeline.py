@@ -42,6 +42,7 @@ class CotCycle:
 
     @property
     def newest_as_of(self) -> date | None:
+        """The newest report date in the cycle's rows (None when it has no rows)."""
         return None if self.rows.empty else self.rows["as_of"].max().date()
 
 
