@@ -151,8 +151,14 @@ class LiveGateway:
         return sum(s.writer.transport.get_write_buffer_size() for s in self._sessions.values())
 
     def apply(self, action: SessionAction) -> int:
-        """Apply a one-shot action to every open session; returns how many sessions it hit."""
-        for session in self._sessions.values():
+        """Apply a one-shot action to every open session; returns how many sessions it hit.
+
+        RESET happens at once (even to a session blocked on a full socket); the others go through the session's
+        pump so they land between whole records."""
+        for session in list(self._sessions.values()):
+            if action is SessionAction.RESET:
+                _reset(session.writer)
+                continue
             session.actions.append(action)
             session.wake.set()
         return len(self._sessions)
@@ -439,12 +445,6 @@ class LiveGateway:
             if action is SessionAction.ERROR:
                 error = ErrorMsg(self.feed.clock.now_ns(), "Simulated gateway error", code=_INTERNAL_ERROR)
                 await self._send(session, self._frame(session, bytes(error)))
-            if action is SessionAction.RESET:
-                sock = session.writer.get_extra_info("socket")
-                if sock is not None:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                session.writer.transport.abort()
-                return True
             await self._close(session)
             return True
         return False
@@ -455,3 +455,11 @@ class LiveGateway:
             session.writer.write(session.compressor.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
         session.writer.close()
         await session.writer.wait_closed()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Abort with SO_LINGER 0, so the peer gets a TCP RST instead of a FIN."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()

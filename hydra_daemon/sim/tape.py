@@ -72,10 +72,6 @@ class Tape:
         tape = self._tapes[schema]
         return tape.keys[-1] if tape.keys else None
 
-    def oldest_key(self, schema: str) -> int | None:
-        tape = self._tapes[schema]
-        return tape.keys[0] if tape.keys else None
-
     def get(self, schema: str, index: int) -> tuple[int, Emission]:
         """(seq, emission) at absolute `index` (caller keeps base <= index < end)."""
         tape = self._tapes[schema]
