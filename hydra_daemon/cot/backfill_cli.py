@@ -8,19 +8,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hydra_daemon.config import Config
 from hydra_daemon.cot.backfill import BackfillResult, backfill_cot
-from hydra_daemon.cot.fetch import CotFetcher
+from hydra_daemon.cot.fetch import CotFetcher, CotFetchError
+from hydra_daemon.cot.parse import CotParseError
 from hydra_daemon.cot.persist import QuarantineLog, quarantine_path
-from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.arctic import Store, StoreLockedError
 
 
 def backfill_cot_command(config: Config, start_year: int, end_year: int, console: Console | None = None) -> int:
     """Backfill every configured market for [start_year, end_year]; prints a summary; returns an exit code.
 
-    Opens the store as writer, so it refuses (StoreLockedError) while the daemon is running.
+    Opens the store as writer, so it refuses (exit code 1, message on the console) while the daemon is running.
     """
     console = console or Console()
-    with Store.open(config.storage.arctic_uri, writer=True) as store:
-        result = anyio.run(_run, config, store, start_year, end_year, console)
+    try:
+        with Store.open(config.storage.arctic_uri, writer=True) as store:
+            result = anyio.run(_run, config, store, start_year, end_year, console)
+    except (StoreLockedError, CotFetchError, CotParseError, ValueError) as exc:
+        console.print(f"error: {exc}", markup=False)
+        return 1
     for market, rows in result.written.items():
         console.print(f"{market}: {rows} new weekly rows")
     console.print(f"feature rows written: {result.features}; quarantined rows: {result.quarantined} "

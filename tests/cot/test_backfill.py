@@ -104,3 +104,17 @@ def test_cli_backfill_prints_progress_and_summary(threaded_venue: str, tmp_path:
     assert "COT backfill year 2017" in text
     with Store.open(default_lmdb_uri(tmp_path), writer=False) as store:
         assert cot_table(store, "HE").history()["as_of"].dt.year.unique().tolist() == [2017]
+
+
+def test_cli_backfill_refuses_while_another_writer_holds_the_store(tmp_path: Path) -> None:
+    config = parse_config({
+        "state_dir": str(tmp_path), "health_socket": str(tmp_path / "health.sock"),
+        "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
+    })
+    output = io.StringIO()
+
+    with Store.open(config.storage.arctic_uri, writer=True):
+        code = backfill_cot_command(config, 2017, 2017, console=Console(file=output, width=200))
+
+    assert code == 1
+    assert output.getvalue().startswith("error: ")
