@@ -144,10 +144,17 @@ class OptionsCommitter:
             if not item.snapshot.frame.empty:
                 self.writer.add(OPTIONS, chain_symbol(item.market), item.snapshot.frame, CHAIN_KEY)
         self.streams.flush_all()
-        for item in fresh:
+        self._write_features(fresh)
+
+    def _write_features(self, snapshots: Sequence[MarketSnapshot]) -> None:
+        """One feature-store write per (market, feature) for all `snapshots` (a catch-up brings many at once)."""
+        rows: dict[tuple[str, str], list[pd.DataFrame]] = {}
+        for item in snapshots:
             for name, values in chain_features(item.snapshot.frame, self.config.options).items():
                 if not values.empty:
-                    self.features.write_feature(item.market, name, values)
+                    rows.setdefault((item.market, name), []).append(values)
+        for (market, name), frames in rows.items():
+            self.features.write_feature(market, name, pd.concat(frames, ignore_index=True))
 
     def _report(self, item: MarketSnapshot) -> None:
         frame = item.snapshot.frame

@@ -25,7 +25,7 @@ from hydra_daemon.pipelines.backoff import Backoff
 from hydra_daemon.pipelines.options import OptionsIngestPipeline
 from hydra_daemon.pipelines.options_features import FEATURE_NAMES
 from hydra_daemon.secrets import ApiKey
-from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
+from hydra_daemon.sim.config import CRUDE_OIL, LEAN_HOGS, MarketConfig
 from hydra_daemon.sim.market import Emission
 from hydra_daemon.sim.testing import FAST_START
 from hydra_daemon.sim.venue import Venue, VenueConfig, VenueThread
@@ -39,7 +39,8 @@ INTERVAL_S = 600  # one snapshot per wall second at speed 600
 
 
 def venue_config() -> VenueConfig:
-    market = MarketConfig(seed=5, products=(LEAN_HOGS,), start=FAST_START, speed=600.0, base_rate=300.0, rate=0.0)
+    products = (LEAN_HOGS, CRUDE_OIL)  # crude: LO options on CL futures
+    market = MarketConfig(seed=5, products=products, start=FAST_START, speed=600.0, base_rate=300.0, rate=0.0)
     return VenueConfig(market=market)
 
 
@@ -69,7 +70,10 @@ def make_config(venue: VenueThread, state_dir: Path) -> Config:
                 "heartbeat_interval_s": 1,
             },
             "options": {"snapshot_interval_s": INTERVAL_S, "liquid_max_spread_ticks": 6},
-            "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
+            "markets": [
+                {"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"},
+                {"name": "CL", "futures_root": "CL", "options_root": "LO", "cftc_code": "067651"},
+            ],
         }
     )
 
@@ -132,7 +136,15 @@ async def test_chains_land_with_venue_values_and_iv_recovers_the_input_vol(
     pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
     async with running(pipeline):
         await snapshots_after(venue, pipeline, 3)
-    chain = read(store, chain_symbol("HE"))
+    for market, option_root, future_root in (("HE", "HE", "HE"), ("CL", "LO", "CL")):
+        chain = read(store, chain_symbol(market))
+        assert chain["raw_symbol"].str.startswith(option_root).all()
+        assert chain["underlying"].str.startswith(future_root).all()
+        assert_chain_matches_venue(venue, store, market, chain)
+
+
+def assert_chain_matches_venue(venue: VenueThread, store: Store, market: str, chain: pd.DataFrame) -> None:
+    """Definitions, quotes and open interest as the venue published them; IVs equal to the venue's input vols."""
     times = chain.index.unique()
     assert len(times) >= 3
     assert not chain.reset_index().duplicated(["snapshot_time", "instrument_id"]).any()
@@ -158,8 +170,8 @@ async def test_chains_land_with_venue_values_and_iv_recovers_the_input_vol(
         assert row.iv_underlying_price == pytest.approx(truth.forward, abs=1e-9)
         assert (row.bid + row.ask) / 2 == pytest.approx(truth.mid, abs=1e-9)
 
-    quotes = read(store, data_symbol("HE", "mbp-1"))
-    stats = read(store, data_symbol("HE", "statistics"))
+    quotes = read(store, data_symbol(market, "mbp-1"))
+    stats = read(store, data_symbol(market, "statistics"))
     oi = stats[stats["stat_type"] == int(dbn.StatType.OPEN_INTEREST)]
     for at in boundaries:
         snapshot = chain[chain.index == at].set_index("instrument_id")
@@ -212,7 +224,7 @@ async def test_restart_stores_every_snapshot_once(venue: VenueThread, store: Sto
     second = make_pipeline(venue, config, store)
     with structlog.testing.capture_logs() as logs:
         async with running(second):
-            await snapshots_after(venue, second, 2)
+            await snapshots_after(venue, second, 1)
     chain = read(store, chain_symbol("HE"))
     assert not chain.reset_index().duplicated(["snapshot_time", "instrument_id"]).any()
     assert (chain.index > pd.Timestamp(mark.ts_ns, tz="UTC")).any()
@@ -226,14 +238,19 @@ async def test_restart_stores_every_snapshot_once(venue: VenueThread, store: Sto
     assert not quotes.reset_index().duplicated(["ts_recv", *key]).any()
 
 
-def _inject_crossed_quote(venue: Venue, instrument_id: int, at_ns: int) -> None:
-    """Append a crossed quote for `instrument_id` with ts_recv `at_ns` to the tape (published now)."""
+def _inject_crossed_quote(venue: Venue, instrument_id: int) -> int:
+    """Append a crossed quote for `instrument_id` to the tape, 1 ns before the next snapshot boundary after
+    everything generated so far (atomic on the venue loop); return that boundary."""
     assert venue.clock is not None
+    interval = INTERVAL_S * NS_PER_S
+    boundary = (venue.model.now_ns // interval + 1) * interval
+    at_ns = boundary - 1
     level = dbn.BidAskPair(2_000_000_000, 1_900_000_000, 4, 4)
     msg = dbn.MBP1Msg(
         1, instrument_id, at_ns - 1000, 2_000_000_000, 4, dbn.Action.MODIFY, dbn.Side.BID, 0, at_ns, levels=level
     )
     venue.tape.append([Emission("mbp-1", at_ns, instrument_id, bytes(msg), emitted_ns=venue.clock.now_ns())])
+    return boundary
 
 
 async def test_crossed_quote_is_stored_flagged_and_logged_once(store: Store, tmp_path: Path) -> None:
@@ -243,10 +260,8 @@ async def test_crossed_quote_is_stored_flagged_and_logged_once(store: Store, tmp
         with structlog.testing.capture_logs() as logs:
             async with running(pipeline):
                 await snapshots_after(venue, pipeline, 1)
-                interval = INTERVAL_S * NS_PER_S
-                boundary = (venue.now_ns() // interval + 2) * interval
-                venue.call(lambda v: _inject_crossed_quote(v, option.instrument_id, boundary - 1))
-                await snapshots_after(venue, pipeline, 3)
+                boundary = venue.call(lambda v: _inject_crossed_quote(v, option.instrument_id))
+                await snapshots_after(venue, pipeline, 2)
     chain = read(store, chain_symbol("HE"))
     row = chain[(chain.index == pd.Timestamp(boundary, tz="UTC")) & (chain["instrument_id"] == option.instrument_id)]
     assert (row["bid"].item(), row["ask"].item()) == (2.0, 1.9)
@@ -262,8 +277,8 @@ async def test_crossed_quote_is_stored_flagged_and_logged_once(store: Store, tmp
 
 
 def _tape_option_quotes(venue: Venue, start_ns: int, end_ns: int) -> list[tuple[int, int, int]]:
-    """(ts_recv, instrument_id, sequence) of every option quote the venue published in [start, end)."""
-    options = {i.instrument_id for i in venue.model.instruments if i.kind != "F"}
+    """(ts_recv, instrument_id, sequence) of every HE option quote the venue published in [start, end)."""
+    options = {i.instrument_id for i in venue.model.instruments if i.parent == "HE.OPT"}
     dtype = np.dtype(dbn.MBP1Msg._dtypes)
     rows = []
     for emission in venue.tape.slice("mbp-1", start_ns, end_ns):
@@ -281,7 +296,7 @@ async def test_reset_mid_stream_keeps_quotes_and_chains_exactly_once(
         await snapshots_after(venue, pipeline, 1)
         venue.fault("reset")
         await eventually(lambda: pipeline.stats.reconnects >= 1, "a reconnect after the reset")
-        await snapshots_after(venue, pipeline, 2)
+        await snapshots_after(venue, pipeline, 1)
     chain = read(store, chain_symbol("HE"))
     assert not chain.reset_index().duplicated(["snapshot_time", "instrument_id"]).any()
     quotes = read(store, data_symbol("HE", "mbp-1"))
