@@ -29,7 +29,7 @@ from hydra_daemon.pipelines.bar_validation import validate_bars
 from hydra_daemon.pipelines.base import IngestPipeline, Problem
 from hydra_daemon.pipelines.live_stream import LiveSettings, LiveStream, StreamBatch, StreamSpec
 from hydra_daemon.pipelines.records import MarketFrame, SymbolMap
-from hydra_daemon.pipelines.stream_commit import StreamCommitter
+from hydra_daemon.pipelines.stream_commit import StreamCommitter, capture_start_ns
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
@@ -124,6 +124,7 @@ class FuturesIngestPipeline(IngestPipeline[StreamBatch]):
         markets: Sequence[MarketConfig] = config.markets
         schemas = futures_schemas(config)
         super().__init__(markets=tuple(m.name for m in markets), schema=",".join(schemas))
+        self._schemas = schemas
         storage = config.storage
         self._store = store
         self._writer = StreamWriter(
@@ -136,11 +137,19 @@ class FuturesIngestPipeline(IngestPipeline[StreamBatch]):
         self._stream = LiveStream(
             LiveSettings.from_config(config.databento, key),
             StreamSpec.for_markets(markets, "FUT", schemas),
-            self._committer.streams.resume_ns,
+            self._resume_ns,
             self.stats,
             clock=clock,
             backoff=backoff,
         )
+
+    def _resume_ns(self, schema: str) -> int | None:
+        """Committed watermark of `schema`; for a schema with nothing stored yet, when capture began (so what it
+        published while we were down is filled from Historical); None on a fresh store."""
+        committed = self._committer.streams.resume_ns(schema)
+        if committed is not None:
+            return committed
+        return capture_start_ns(self._store, FUTURES, self.markets, self._schemas)
 
     def watermark(self, market: str, schema: str) -> Watermark | None:
         """Committed watermark of ``futures/<market>.<schema>`` (None before the first commit)."""

@@ -40,11 +40,16 @@ class RecordHandoff:
             if len(self._records) == 1:
                 self._cond.notify_all()
 
-    def take(self, timeout: float) -> list[Any]:
-        """All pending records (oldest first), waiting up to `timeout` seconds for the first one."""
+    def take(self, timeout: float, linger_s: float = 0.0, enough: int = 0) -> list[Any]:
+        """All pending records (oldest first), waiting up to `timeout` seconds for the first one; then, if fewer than
+        `enough` are pending, lingering `linger_s` once so the batch grows (fewer, larger batches are cheaper)."""
         with self._cond:
             if not self._records and not self._closed:
                 self._cond.wait(timeout)
+            pending = len(self._records)
+        if 0 < pending < enough and linger_s > 0:
+            time.sleep(linger_s)
+        with self._cond:
             records, self._records = self._records, []
             if records:
                 self._cond.notify_all()

@@ -8,7 +8,8 @@ Flow per connection:
    (`source="historical"` batches), so Live only has to replay the last window;
 3. subscribe each schema with ``start = watermark - REPLAY_OVERLAP_NS`` (``start=0``: the whole replay window when
    nothing is stored) and start the session — in a worker thread, because the first subscribe blocks;
-4. records leave the client's thread through a bounded `RecordHandoff` and are decoded in a worker thread;
+4. records leave the client's thread through a bounded `RecordHandoff` and are decoded on a `BatchDecoder` thread
+   (overlapping with the consumer committing the previous batch);
 5. the session ends on a gateway error, a reset, a graceful close, or our own watchdog (no record or heartbeat for
    `watchdog_s`); we back off with jitter and start again at 1.
 
@@ -34,6 +35,7 @@ import structlog
 from hydra_daemon.config import DatabentoConfig, MarketConfig
 from hydra_daemon.pipelines.backoff import Backoff
 from hydra_daemon.pipelines.base import PipelineStats
+from hydra_daemon.pipelines.batch_decoder import BatchDecoder, DecoderFinished
 from hydra_daemon.pipelines.handoff import RecordHandoff
 from hydra_daemon.pipelines.historical_fill import HistoricalSource
 from hydra_daemon.pipelines.records import DecodedBatch, MarketFrame, SymbolMap, decode_records
@@ -46,6 +48,10 @@ NS_PER_S = 1_000_000_000
 REPLAY_OVERLAP_NS = 60 * NS_PER_S
 """Live replay starts this much before the watermark (records at the edge may be published late); the writer
 drops the overlap."""
+
+BAR_NS = {"ohlcv-1s": NS_PER_S, "ohlcv-1m": 60 * NS_PER_S, "ohlcv-1h": 3600 * NS_PER_S, "ohlcv-1d": 86_400 * NS_PER_S}
+"""Historical filters bars on ts_event (the bar's start) but they are published at its end: fills reach back one bar
+further, so a bar published after the resume point is fetched even though it started before it."""
 
 ResumePoint = Callable[[str], int | None]
 """schema -> committed watermark in UTC ns (None = nothing stored yet). Called from a worker thread."""
@@ -205,11 +211,12 @@ class LiveStream:
             client.terminate()
 
     async def _fill(self, schema: str, start_ns: int, end_ns: int) -> AsyncGenerator[StreamBatch, None]:
-        """Historical [start - overlap, end) for every market, one batch per request chunk."""
+        """Historical [start - overlap (- one bar), end) for every market, one batch per request chunk."""
         log.info("gap_fill_started", schema=schema, start_ns=start_ns, end_ns=end_ns)
         client = await anyio.to_thread.run_sync(self._historical.client)
         for parent, market in self.spec.parents.items():
-            chunks = self._historical.fetch_chunks(client, parent, schema, max(0, start_ns - REPLAY_OVERLAP_NS), end_ns)
+            first = max(0, start_ns - REPLAY_OVERLAP_NS - BAR_NS.get(schema, 0))
+            chunks = self._historical.fetch_chunks(client, parent, schema, first, end_ns)
             while True:
                 decoded = await anyio.to_thread.run_sync(_next_decoded, chunks, self.symbols, market)
                 if decoded is None:
@@ -249,35 +256,36 @@ class LiveStream:
         log.error("live_callback_failed", error=redact_text(f"{type(exc).__name__}: {exc}"))
 
     async def _drain(self, client: databento.Live, handoff: RecordHandoff) -> AsyncGenerator[StreamBatch, None]:
-        last_yield = time.monotonic()
-        while True:
-            decoded = await anyio.to_thread.run_sync(self._take, handoff, 0.2)
-            if decoded is not None:
-                yield StreamBatch(decoded.frames, "live")
-                last_yield = time.monotonic()
-            elif time.monotonic() - last_yield >= self._idle_tick_s:
-                yield StreamBatch((), "idle")
-                last_yield = time.monotonic()
-            if not client.is_connected():
-                rest = await anyio.to_thread.run_sync(self._take, handoff, 0.0)
+        decoder = BatchDecoder(handoff, self.symbols, _log_decoded)
+        try:
+            last_yield = time.monotonic()
+            while True:
+                decoded = await anyio.to_thread.run_sync(decoder.get, 0.2)
+                if decoded is not None:
+                    yield StreamBatch(decoded.frames, "live")
+                    last_yield = time.monotonic()
+                elif time.monotonic() - last_yield >= self._idle_tick_s:
+                    yield StreamBatch((), "idle")
+                    last_yield = time.monotonic()
+                if not client.is_connected():
+                    break
+                idle = handoff.idle_s()
+                if idle > self.settings.watchdog_s:
+                    raise SessionStalled(
+                        f"no record or heartbeat for {idle:.1f} s "
+                        f"(heartbeat_interval_s={self.settings.heartbeat_interval_s}); dropping the session"
+                    )
+            handoff.close()  # the session is over: deliver what it sent, then learn why it ended
+            while True:
+                try:
+                    rest = await anyio.to_thread.run_sync(decoder.get, 0.2)
+                except DecoderFinished:
+                    break
                 if rest is not None:
                     yield StreamBatch(rest.frames, "live")
-                await anyio.to_thread.run_sync(client.block_for_close)  # raises BentoError on an abnormal close
-                return
-            idle = handoff.idle_s()
-            if idle > self.settings.watchdog_s:
-                raise SessionStalled(
-                    f"no record or heartbeat for {idle:.1f} s "
-                    f"(heartbeat_interval_s={self.settings.heartbeat_interval_s}); dropping the session"
-                )
-
-    def _take(self, handoff: RecordHandoff, timeout: float) -> DecodedBatch | None:
-        records = handoff.take(timeout)
-        if not records:
-            return None
-        decoded = decode_records(records, self.symbols)
-        _log_decoded(decoded)
-        return decoded
+            await anyio.to_thread.run_sync(client.block_for_close)  # raises BentoError on an abnormal close
+        finally:
+            decoder.stop()
 
 
 def _next_decoded(chunks: object, symbols: SymbolMap, market: str) -> DecodedBatch | None:

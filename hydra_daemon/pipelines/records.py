@@ -14,7 +14,6 @@ non-heartbeat SystemMsg); heartbeats are only counted.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,9 +178,7 @@ class DecodedBatch:
 def decode_records(records: Sequence[Any], symbols: SymbolMap, market: str | None = None) -> DecodedBatch:
     """Decode `records` (in stream order). `market` routes every data record to one market (Historical requests
     made per market); otherwise the market comes from the SymbolMappingMsgs seen so far."""
-    by_type: defaultdict[type, list[Any]] = defaultdict(list)
-    for record in records:
-        by_type[type(record)].append(record)
+    by_type = _group_by_type(records)
     notices: list[GatewayNotice] = []
     heartbeats = 0
     for record in by_type.pop(dbn.SymbolMappingMsg, ()):
@@ -210,6 +207,14 @@ def decode_records(records: Sequence[Any], symbols: SymbolMap, market: str | Non
         for schema, part in _schemas_of(record_type, array):
             _split(frames, unmapped, part, schema, symbols, market)
     return DecodedBatch(tuple(frames), tuple(notices), heartbeats, tuple(sorted(set(unmapped))), unsupported)
+
+
+def _group_by_type(records: Sequence[Any]) -> dict[type, list[Any]]:
+    """Records per type, each list in stream order (one C-level pass per distinct type, no per-record Python)."""
+    types = set(map(type, records))
+    if len(types) == 1:
+        return {types.pop(): list(records)}
+    return {kind: [r for r in records if type(r) is kind] for kind in types}
 
 
 def structured(records: Sequence[Any], record_type: type) -> np.ndarray:
@@ -247,7 +252,11 @@ def _split(
         frames.append(MarketFrame(market, schema, to_frame(array, schema, symbols.symbols(ids))))
         return
     markets = symbols.markets(ids)
-    for name in sorted(set(markets.tolist())):
+    names = set(markets.tolist())
+    if len(names) == 1 and "" not in names:
+        frames.append(MarketFrame(names.pop(), schema, to_frame(array, schema, symbols.symbols(ids))))
+        return
+    for name in sorted(names):
         mask = markets == name
         if name == "":
             unmapped.extend(int(i) for i in ids[mask])

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import pandas as pd
+
 from hydra_daemon.pipelines.records import MarketFrame, layout
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.symbols import data_symbol
 from hydra_daemon.store.writer import Commit, StreamWriter
 
@@ -44,3 +48,22 @@ class StreamCommitter:
         if not marks or any(mark is None for mark in marks):
             return None
         return min(mark.ts_ns for mark in marks if mark is not None)
+
+
+def capture_start_ns(store: Store, library: str, markets: Sequence[str], schemas: Sequence[str]) -> int | None:
+    """When capture into these symbols began: the earliest stored row over (markets × schemas); None if all empty.
+
+    A schema with nothing stored while its siblings have data must resume from here, not from "now": records of it
+    published while we were down (even beyond the replay window) are then filled from Historical."""
+    if not store.has_library(library):
+        return None
+    lib = store.library(library)
+    firsts: list[int] = []
+    for market in markets:
+        for schema in schemas:
+            symbol = data_symbol(market, schema)
+            if lib.has_symbol(symbol):
+                head = restore_utc(lib.head(symbol, 1).data)
+                if not head.empty:
+                    firsts.append(int(pd.Timestamp(head.index[0]).value))
+    return min(firsts, default=None)
