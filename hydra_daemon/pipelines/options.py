@@ -1,7 +1,9 @@
 """Options capture: one Live session with ``definition``, ``mbp-1`` and ``statistics`` for every market's
 ``{options_root}.OPT`` (plus its ``{futures_root}.FUT`` for the underlying price), stored exactly once in the
 ``options`` library, assembled into chains snapshotted every `OptionsConfig.snapshot_interval_s` of event time and at
-session end, with per-expiry features.
+session end, with per-expiry features. Session end = the stream carried no record for `snapshot_interval_s` of wall
+time (the trading session closed, or the venue went quiet), or the pipeline stops: the chain is then snapshotted at
+the last record's time, once.
 
 Stored, per market (library ``options``):
 - ``<M>.definition``, ``<M>.statistics`` and, when `DatabentoConfig.persist_quotes`, ``<M>.mbp-1``: the option
@@ -108,8 +110,8 @@ class OptionsCommitter:
         log.info("option_chains_restored", records=applied, markets=list(self.markets))
         return applied
 
-    def close(self) -> None:
-        """Session end: snapshot at the last record's time, then flush everything."""
+    def end_session(self) -> None:
+        """Session end (the stream went quiet, or we stop): snapshot at the last record's time, flush everything."""
         self._store_snapshots(self.book.close())
         self.streams.flush_all()
 
@@ -207,6 +209,8 @@ class OptionsIngestPipeline(IngestPipeline[StreamBatch]):
             compact_every=storage.compact_every,
         )
         self.committer = OptionsCommitter(config, store, self._writer, self.stats)
+        self._quiet_s = config.options.snapshot_interval_s
+        self._last_data_monotonic = time.monotonic()
         self._stream = LiveStream(
             LiveSettings.from_config(config.databento, key),
             StreamSpec(OPTION_SCHEMAS, stream_parents(config.markets)),
@@ -230,13 +234,18 @@ class OptionsIngestPipeline(IngestPipeline[StreamBatch]):
                     yield batch
         finally:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.committer.close)
+                await anyio.to_thread.run_sync(self.committer.end_session)
 
     def validate(self, batch: StreamBatch) -> tuple[StreamBatch, list[Problem]]:
         """Records are captured verbatim; chain rules are applied at snapshot time (see `quote_validation`)."""
         return batch, []
 
     async def persist(self, clean: StreamBatch) -> int:
+        if not clean.rows:
+            if time.monotonic() - self._last_data_monotonic >= self._quiet_s:
+                await anyio.to_thread.run_sync(self.committer.end_session)
+            return 0
+        self._last_data_monotonic = time.monotonic()
         live = clean.source != "historical"
         stored = await anyio.to_thread.run_sync(lambda: self.committer.commit(clean.frames, live=live))
         newest = max(

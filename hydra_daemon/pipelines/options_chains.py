@@ -61,6 +61,7 @@ class ChainBook:
     chains: dict[str, ChainState] = field(default_factory=dict)
     last_event_ns: int | None = None
     _next_boundary: int | None = None
+    _closed_ns: int | None = None
     _targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -93,8 +94,11 @@ class ChainBook:
         return taken
 
     def close(self) -> list[MarketSnapshot]:
-        """Snapshots at the last record's time (none if nothing arrived)."""
-        return [] if self.last_event_ns is None else self.snapshot_all(self.last_event_ns)
+        """Snapshots at the last record's time (session end); none if nothing arrived since the last close."""
+        if self.last_event_ns is None or self.last_event_ns == self._closed_ns:
+            return []
+        self._closed_ns = self.last_event_ns
+        return self.snapshot_all(self.last_event_ns)
 
     def snapshot_all(self, at_ns: int) -> list[MarketSnapshot]:
         """Every market's chain as of `at_ns`; trims the futures mid histories afterwards."""

@@ -101,6 +101,7 @@ def test_snapshots_at_each_crossed_boundary_hold_only_earlier_records() -> None:
     assert [item.snapshot.frame["bid"].item() for item in taken] == [1.0, 2.0]
     (closing,) = book.close()
     assert closing.snapshot.at.value == T0 + 500 * S and closing.snapshot.frame["bid"].item() == 3.0
+    assert book.close() == []  # once per last record
 
 
 def test_records_are_merged_across_frames_in_time_order() -> None:

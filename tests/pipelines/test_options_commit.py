@@ -110,7 +110,7 @@ def read(store: Store, symbol: str) -> pd.DataFrame:
 def test_option_records_are_stored_and_futures_only_feed_the_chain(store: Store, tmp_path: Path) -> None:
     first = committer(make_config(tmp_path), store)
     stored = first.commit(frames([*opening(T0), quote(FUTURE, T0 + 61 * S, 90.0, 90.05)]))
-    first.close()
+    first.end_session()
     assert stored == 4  # 2 option definitions, 1 option quote, 1 statistic; no futures record
     definitions = read(store, data_symbol("HE", "definition"))
     assert sorted(definitions["raw_symbol"]) == sorted([CALL.raw_symbol, PUT.raw_symbol])
@@ -126,7 +126,7 @@ def test_option_records_are_stored_and_futures_only_feed_the_chain(store: Store,
 def test_quotes_not_persisted_when_configured_off(store: Store, tmp_path: Path) -> None:
     first = committer(make_config(tmp_path, persist_quotes=False), store)
     first.commit(frames([*opening(T0), quote(FUTURE, T0 + 61 * S, 90.0, 90.05)]))
-    first.close()
+    first.end_session()
     assert not store.library(OPTIONS).has_symbol(data_symbol("HE", "mbp-1"))
     assert first.resume_ns("mbp-1") == T0 + 61 * S  # replay quotes from the newest stored snapshot
     assert first.resume_ns("definition") == T0
@@ -151,13 +151,13 @@ def test_restart_restores_the_chain_from_the_store(store: Store, tmp_path: Path)
     config = make_config(tmp_path)
     first = committer(config, store)
     first.commit(frames([*opening(T0), quote(FUTURE, T0 + 61 * S, 90.0, 90.05)]))
-    first.close()
+    first.end_session()
     second = committer(config, store)
     assert second.restore(store) == 4
     reconnect = [definition_record(FUTURE, T0 + 130 * S, T0)]  # the gateway's definitions snapshot on connect
     live = [quote(FUTURE, T0 + 130 * S, 91.0, 91.05), quote(FUTURE, T0 + 185 * S, 91.0, 91.05)]
     second.commit(frames([*reconnect, *live]))
-    second.close()
+    second.end_session()
     chain = read(store, chain_symbol("HE"))
     times = pd.DatetimeIndex(chain.index).asi8
     assert sorted(set(times)) == [T0 + 60 * S, T0 + 61 * S, T0 + 180 * S, T0 + 185 * S]

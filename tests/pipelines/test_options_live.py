@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -304,3 +305,33 @@ async def test_reset_mid_stream_keeps_quotes_and_chains_exactly_once(
     stored = sorted(zip(quotes.index.asi8, quotes["instrument_id"], quotes["sequence"], strict=True))
     expected = sorted(venue.call(lambda v: _tape_option_quotes(v, first, newest + 1)))
     assert [(int(a), int(b), int(c)) for a, b, c in stored] == expected
+
+
+async def test_quiet_stream_ends_the_session_with_one_snapshot_at_the_last_record(store: Store, tmp_path: Path) -> None:
+    realtime = MarketConfig(seed=9, products=(LEAN_HOGS,), start=FAST_START, speed=1.0, base_rate=100.0, rate=0.0)
+    with VenueThread(VenueConfig(market=realtime)) as venue:
+        config = make_config(venue, tmp_path)
+        config = replace(config, options=replace(config.options, snapshot_interval_s=1.0))
+        pipeline = make_pipeline(venue, config, store)
+        async with running(pipeline):
+            await eventually(lambda: pipeline.watermark("HE", "chain") is not None, "a first snapshot")
+            venue.fault("pause", "1")  # heartbeats only: the session stays up, no record arrives
+            try:
+                await eventually(lambda: off_grid(pipeline), "a session-end snapshot")
+                quiet_mark = pipeline.watermark("HE", "chain")
+                await anyio.sleep(1.5)  # longer quiet: no second session-end snapshot
+                assert pipeline.watermark("HE", "chain") == quiet_mark
+            finally:
+                venue.fault("pause", "0")
+            await eventually(lambda: not off_grid(pipeline), "boundary snapshots after the pause")
+    assert quiet_mark is not None
+    times = read(store, chain_symbol("HE")).index.unique()
+    assert list(times) == sorted(times)
+    off = [t.value for t in times if t.value % NS_PER_S]
+    assert off[0] == quiet_mark.ts_ns
+    assert off[1:] in ([], [times[-1].value])  # the other session end: stopping the pipeline
+
+
+def off_grid(pipeline: OptionsIngestPipeline) -> bool:
+    mark = pipeline.watermark("HE", "chain")
+    return mark is not None and mark.ts_ns % NS_PER_S != 0
