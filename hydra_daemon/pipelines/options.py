@@ -70,6 +70,7 @@ class OptionsCommitter:
         self.stats = stats
         self._chain_marks: dict[str, int] | None = None
         self._logged: set[tuple[str, str, str]] = set()
+        self._evicted_reported: dict[str, int] = {}
 
     def stored_schemas(self) -> tuple[str, ...]:
         """Option schemas persisted raw (mbp-1 only with `persist_quotes`)."""
@@ -93,7 +94,6 @@ class OptionsCommitter:
         if not store.has_library(OPTIONS):
             return 0
         library = store.library(OPTIONS)
-        lookback = {"mbp-1": self.config.databento.replay_window_s, "definition": RESTORE_REFERENCE_S}
         frames = []
         for market in self.markets:
             for schema in self.stored_schemas():
@@ -101,7 +101,8 @@ class OptionsCommitter:
                 mark = self.writer.watermark(OPTIONS, symbol)
                 if mark is None:
                     continue
-                since = pd.Timestamp(mark.ts_ns - lookback.get(schema, RESTORE_REFERENCE_S) * NS_PER_S, tz="UTC")
+                lookback_s = self.config.databento.replay_window_s if schema == "mbp-1" else RESTORE_REFERENCE_S
+                since = pd.Timestamp(mark.ts_ns - lookback_s * NS_PER_S, tz="UTC")
                 columns = list(EVENT_COLUMNS[schema])
                 frame = library.read(symbol, date_range=(since, None), columns=columns).data
                 frames.append(MarketFrame(market, schema, frame))
@@ -171,8 +172,14 @@ class OptionsCommitter:
         for problem in item.snapshot.problems:
             self._log_problem(item.market, problem)
         evicted = self.book.chains[item.market].evicted_undefined
-        if evicted:
-            log.warning("option_chain_evicted_undefined", market=item.market, instruments=evicted)
+        if evicted > self._evicted_reported.get(item.market, 0):
+            self._evicted_reported[item.market] = evicted
+            log.warning(
+                "option_chain_evicted_undefined",
+                market=item.market,
+                instruments=evicted,
+                hint="quotes kept waiting for definitions that never came; check the definition subscription",
+            )
 
     def _log_problem(self, market: str, problem: Problem) -> None:
         instrument = problem.where.split(" at ", 1)[0]

@@ -178,3 +178,14 @@ def test_quotes_and_statistics_before_their_definitions_reach_the_chain(store: S
     call = chain[chain["instrument_id"] == CALL.instrument_id].iloc[0]
     assert (call["bid"], call["ask"], call["open_interest"], call["iv_status"]) == (4.0, 4.05, 150, "ok")
     assert first.book.chains["HE"].undefined_count == 0
+
+
+def test_evicting_quotes_that_wait_too_long_for_definitions_is_logged_once(store: Store, tmp_path: Path) -> None:
+    first = committer(make_config(tmp_path), store)
+    first.book.chains["HE"].max_undefined = 1
+    with structlog.testing.capture_logs() as logs:
+        first.commit(frames([quote(CALL, T0 + 1, 4.0, 4.05), quote(PUT, T0 + 2, 1.0, 1.05)]))
+        first.commit(frames([quote(PUT, T0 + 61 * S, 1.0, 1.05), quote(PUT, T0 + 121 * S, 1.0, 1.05)]))
+    evictions = [e for e in logs if e["event"] == "option_chain_evicted_undefined"]
+    assert [e["instruments"] for e in evictions] == [1]
+    assert first.book.chains["HE"].evicted_undefined == 1
