@@ -265,3 +265,17 @@ def test_history_is_trimmed_to_what_held_option_quotes_need() -> None:
     state.forget_stale_history()
     assert state.mid_history[FUTURE_ID].times == [T0 + t for t in range(5, 10)]
     pd.testing.assert_frame_equal(snapshot_chain(state, T0 + 20).frame, before)
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_any_arrival_order_of_distinctly_timed_events_gives_the_same_chain(data: st.DataObject) -> None:
+    definitions, stream = _stream()
+    reference = ChainState()
+    for event in [*definitions, *stream]:
+        reference.apply(event)
+    state = ChainState()
+    for event in data.draw(st.permutations([*definitions, *stream])):
+        state.apply(event)
+    at = stream[-1].ts_recv + 1
+    pd.testing.assert_frame_equal(snapshot_chain(state, at).frame, snapshot_chain(reference, at).frame)
