@@ -33,8 +33,18 @@ def underlying_label(market: MarketConfig) -> str:
 
 
 def stream_parents(markets: Sequence[MarketConfig]) -> dict[str, str]:
-    """Parent symbol → routing label: ``HE.OPT`` → ``HE`` (a market), ``HE.FUT`` → ``HE.FUT`` (underlying)."""
-    parents = {f"{m.options_root}.OPT": m.name for m in markets}
+    """Parent symbol → routing label: ``HE.OPT`` → ``HE`` (a market), ``HE.FUT`` → ``HE.FUT`` (underlying).
+
+    ValueError if two markets share an options root (their records could not be told apart)."""
+    parents: dict[str, str] = {}
+    for market in markets:
+        parent = f"{market.options_root}.OPT"
+        if parent in parents:
+            raise ValueError(
+                f"markets {parents[parent]!r} and {market.name!r} both use options_root {market.options_root!r}; "
+                "give each market its own options root in the config"
+            )
+        parents[parent] = market.name
     parents.update({underlying_label(m): underlying_label(m) for m in markets})
     return parents
 

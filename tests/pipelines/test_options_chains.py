@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 from databento_dbn import StatType
 
 from hydra_daemon.config import MarketConfig
@@ -66,6 +67,8 @@ def test_parents_route_options_to_markets_and_futures_to_underlying_labels() -> 
         "CL.FUT": "CL.FUT",
     }
     assert [is_underlying(label) for label in ("HE", "CL.FUT")] == [False, True]
+    with pytest.raises(ValueError, match="'CL' and 'LO2' both use options_root 'LO'"):
+        stream_parents([CL, MarketConfig("LO2", "CL", "LO", "067651")])
 
 
 def test_underlying_quotes_feed_every_market_on_that_root() -> None:
