@@ -199,7 +199,11 @@ class LiveStream:
                 starts[schema] = live_floor
         replay = {schema: 0 if start is None else max(1, start - REPLAY_OVERLAP_NS) for schema, start in starts.items()}
         handoff = RecordHandoff(self._capacity)
-        client = await anyio.to_thread.run_sync(self._connect, loop, handoff, replay, abandon_on_cancel=True)
+        try:
+            client = await anyio.to_thread.run_sync(self._connect, loop, handoff, replay, abandon_on_cancel=True)
+        except BaseException:
+            handoff.close()  # a connect abandoned on cancellation must not block its client on a full handoff
+            raise
         try:
             self._stats.state = "streaming"
             log.info("live_session_started", session_id=client.session_id, replay_from_ns=replay)
@@ -248,6 +252,8 @@ class LiveStream:
         except BaseException:
             client.terminate()
             raise
+        if handoff.closed:  # our caller was cancelled while we connected
+            client.terminate()
         handoff.touch()
         return client
 
@@ -299,8 +305,9 @@ def _next_decoded(chunks: object, symbols: SymbolMap, market: str) -> DecodedBat
 
 def _log_decoded(decoded: DecodedBatch) -> None:
     for notice in decoded.notices:
+        emit = log.warning if notice.kind == "error" else log.info
         event = "gateway_error" if notice.kind == "error" else "gateway_system_message"
-        log.warning(event, code=notice.code, message=redact_text(notice.message), ts_event=notice.ts_event)
+        emit(event, code=notice.code, message=redact_text(notice.message), ts_event=notice.ts_event)
     if decoded.unmapped:
         log.error("records_without_market", instrument_ids=list(decoded.unmapped)[:20], count=len(decoded.unmapped))
     if decoded.unsupported:
