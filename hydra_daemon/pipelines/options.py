@@ -41,7 +41,7 @@ from hydra_daemon.pipelines.live_stream import LiveSettings, LiveStream, StreamB
 from hydra_daemon.pipelines.options_chains import ChainBook, MarketSnapshot, is_underlying, stream_parents
 from hydra_daemon.pipelines.options_features import chain_features
 from hydra_daemon.pipelines.records import MarketFrame
-from hydra_daemon.pipelines.stream_commit import StreamCommitter
+from hydra_daemon.pipelines.stream_commit import StreamCommitter, capture_start_ns
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
@@ -62,6 +62,7 @@ class OptionsCommitter:
 
     def __init__(self, config: Config, store: Store, writer: StreamWriter, stats: PipelineStats) -> None:
         self.config = config
+        self.store = store
         self.markets = tuple(m.name for m in config.markets)
         self.writer = writer
         self.streams = StreamCommitter(writer, OPTIONS, self.markets)
@@ -117,9 +118,15 @@ class OptionsCommitter:
         self.streams.flush_all()
 
     def resume_ns(self, schema: str) -> int | None:
-        """Replay start of `schema`: its committed watermark; for unstored quotes, the oldest chain snapshot mark."""
-        if schema in self.stored_schemas():
-            return self.streams.resume_ns(schema)
+        """Replay start of `schema`: its committed watermark, or when capture began if nothing of it is stored yet
+        (what it published meanwhile is then filled from Historical); None on a fresh store. Quotes that are not
+        stored resume from the oldest newest-snapshot over the markets."""
+        stored = self.stored_schemas()
+        if schema in stored:
+            committed = self.streams.resume_ns(schema)
+            if committed is not None:
+                return committed
+            return capture_start_ns(self.store, OPTIONS, self.markets, stored)
         marks = self.chain_marks()
         if len(marks) < len(self.markets):
             return None

@@ -189,3 +189,12 @@ def test_evicting_quotes_that_wait_too_long_for_definitions_is_logged_once(store
     evictions = [e for e in logs if e["event"] == "option_chain_evicted_undefined"]
     assert [e["instruments"] for e in evictions] == [1]
     assert first.book.chains["HE"].evicted_undefined == 1
+
+
+def test_a_schema_with_nothing_stored_resumes_from_capture_start(store: Store, tmp_path: Path) -> None:
+    first = committer(make_config(tmp_path), store)
+    assert first.resume_ns("statistics") is None  # fresh store: the whole replay window
+    first.commit(frames([*(definition_record(i, T0, T0) for i in (FUTURE, CALL)), quote(CALL, T0 + 5 * S, 4.0, 4.05)]))
+    first.end_session()
+    assert first.resume_ns("mbp-1") == T0 + 5 * S
+    assert first.resume_ns("statistics") == T0  # no statistic yet: from when capture began
