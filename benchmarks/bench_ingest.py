@@ -2,7 +2,8 @@
 to ArcticDB (LMDB), both replaying the same mbp-1 tape from the simulated venue. Not a test; prints numbers.
 
 The venue runs in a child process on a silent (weekend) market whose tape is pre-filled with N quotes, so a replay
-(``start=0``) streams as fast as the gateway can send: the consumer side is what saturates.
+(``start=0``) streams as fast as the gateway can send: the consumer side is what saturates. The three measurements
+alternate `ROUNDS` times and the best of each is printed, with every run, because the 2-core machine is shared.
 
     uv run python benchmarks/bench_ingest.py [N]
 """
@@ -43,8 +44,8 @@ from hydra_daemon.store.writer import StreamWriter
 SATURDAY = datetime(2026, 11, 7, 12, 0, tzinfo=UTC)  # no trading: the model adds nothing to the tape
 SCHEMAS = ("definition", "mbp-1", "statistics")
 PARENTS = ["HE.OPT", "HE.FUT"]
-SWITCH_INTERVAL_S = 0.0005
-"""The daemon's GIL switch interval (see `hydra_daemon.pipelines.live_stream.STREAMING_SWITCH_INTERVAL_S`)."""
+ROUNDS = 2
+"""The three measurements alternate this many times; the best of each is reported (the machine is shared)."""
 
 
 def _fill_tape(venue: Venue, quotes: int) -> dict[str, int]:
@@ -155,25 +156,31 @@ async def bench_pipeline(info: dict[str, Any], state_dir: Path) -> float:
 
 
 def main() -> None:
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     quotes = int(sys.argv[1]) if len(sys.argv) > 1 else 500_000
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     child = context.Process(target=serve_venue, args=(quotes, theirs), daemon=True)
     child.start()
     info = ours.recv()
+    rates: dict[str, list[float]] = {"bare": [], "core": [], "options": []}
     try:
-        bare = bench_bare_client(info)
         with tempfile.TemporaryDirectory() as tmp:
-            core = anyio.run(bench_core, info, Path(tmp) / "core")
-            full = anyio.run(bench_pipeline, info, Path(tmp) / "options")
+            for round_ in range(ROUNDS):
+                rates["bare"].append(bench_bare_client(info))
+                rates["core"].append(anyio.run(bench_core, info, Path(tmp) / f"core{round_}"))
+                rates["options"].append(anyio.run(bench_pipeline, info, Path(tmp) / f"options{round_}"))
     finally:
         ours.send("stop")
         child.join(timeout=30)
-    print(f"records replayed per run:            {info['records']:>12,}")
-    print(f"bare Live client (discard):          {bare:>12,.0f} records/s")
-    print(f"streaming core + StreamWriter:       {core:>12,.0f} records/s   ratio {core / bare:.2f}")
-    print(f"options pipeline -> ArcticDB (LMDB): {full:>12,.0f} records/s   ratio {full / bare:.2f}   (target >= 0.8)")
+    bare, core, full = (max(rates[name]) for name in ("bare", "core", "options"))
+    runs = {name: ", ".join(f"{rate:,.0f}" for rate in values) for name, values in rates.items()}
+    print(f"records replayed per run: {info['records']:,}; best of {ROUNDS} alternating runs (all runs in brackets)")
+    print(f"bare Live client (discard):          {bare:>10,.0f} records/s  [{runs['bare']}]")
+    print(f"streaming core + StreamWriter:       {core:>10,.0f} records/s  [{runs['core']}]  ratio {core / bare:.2f}")
+    print(
+        f"options pipeline -> ArcticDB (LMDB): {full:>10,.0f} records/s  [{runs['options']}]  ratio {full / bare:.2f}"
+    )
+    print("target ratio >= 0.8")
 
 
 if __name__ == "__main__":
