@@ -6,6 +6,7 @@ futures records of that ground truth — none missing, none twice — up to the 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -287,3 +288,24 @@ async def test_gap_older_than_the_replay_window_is_filled_from_historical(tmp_pa
             fills = {e["schema"] for e in logs if e["event"] == "gap_fill_started"}
             assert {"ohlcv-1m", "definition"} <= fills
             assert_store_matches_truth(venue, store)
+
+
+async def test_auth_failures_are_retried_and_never_leak_the_key(
+    venue: VenueThread, store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = venue.info.api_key
+    pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
+    caplog.set_level(logging.DEBUG)
+    venue.fault("auth_failure", "1")
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with running(pipeline):
+                await eventually(lambda: pipeline.stats.reconnects >= 2, "repeated authentication failures")
+                venue.fault("auth_failure", "0")
+                await caught_up(venue, pipeline, minutes=1)
+    finally:
+        venue.fault("auth_failure", "0")
+    assert "Authentication failed" in " ".join(str(e.get("error")) for e in logs)
+    assert key not in repr(logs)
+    assert key not in caplog.text
+    assert key not in repr(pipeline.stats.as_dict())
