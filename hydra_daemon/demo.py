@@ -1,0 +1,140 @@
+"""`hydra-daemon demo`: the simulated venue and the real daemon on loopback, then a report of what was captured.
+
+No API key and no network: the venue (`hydra_daemon.sim`) runs in this process on its own thread with an
+accelerated clock (one trading day every few seconds), the daemon runs its real pipelines against it with the
+real `databento` clients, a COT correction is published mid-run, and SIGTERM ends the capture after `seconds`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from hydra_daemon.app import run_app
+from hydra_daemon.config import Config, parse_config
+from hydra_daemon.daemon import RuntimeOptions
+from hydra_daemon.demo_report import print_report
+from hydra_daemon.health_client import query_health
+from hydra_daemon.logging_setup import configure_logging
+from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
+from hydra_daemon.sim.venue import VenueConfig, VenueInfo, VenueThread
+from hydra_daemon.store.uri import default_lmdb_uri
+
+DEMO_START = datetime(2026, 2, 2, tzinfo=UTC)
+"""A Monday: COT for as_of Tue Feb 3 is released Fri Feb 6 20:30 UTC, as_of Feb 10 on Fri Feb 13."""
+DEMO_SPEED = 86_400 / 3.5
+"""One simulated day every 3.5 wall seconds: a 60 s demo covers about 17 days and two COT releases."""
+LEAN_HOGS_CODE = "054642"
+REVISED_AS_OF = date(2026, 2, 3)
+REVISION_PUBLISHED = datetime(2026, 2, 10, 12, tzinfo=UTC)
+MOVED_CONTRACTS = 1_500
+
+
+def run_demo(seconds: float = 60.0, state_dir: Path | None = None) -> int:
+    """Run venue + daemon for `seconds` wall seconds, print the report; returns the daemon's exit code."""
+    console = Console()
+    configure_logging(json=False, level=30)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    with _state_dir(state_dir) as root:
+        venue_config = VenueConfig(
+            market=MarketConfig(seed=7, products=(LEAN_HOGS,), start=DEMO_START, speed=DEMO_SPEED, base_rate=200.0),
+            record_path=root / "venue-ground-truth.dbn",
+        )
+        with VenueThread(venue_config) as venue:
+            _publish_revision(venue)
+            config = demo_config(root, venue.info)
+            console.print(f"[bold]hydra-daemon demo[/]: venue on {venue.info.live_host}:{venue.info.live_port}, "
+                          f"store {config.storage.arctic_uri}, capturing for {seconds:.0f} s")
+            stop = _stop_after(seconds, config, console)
+            clock = venue.venue.clock
+            assert clock is not None
+            env = {"DATABENTO_API_KEY": venue.info.api_key}
+            options = RuntimeOptions(ready_timeout_s=30.0)
+            code = run_app(config, environ=env, options=options, sim_clock=clock)
+            stop.set()
+            gc.collect()
+            print_report(console, config, venue)
+    return code
+
+
+def demo_config(root: Path, info: VenueInfo) -> Config:
+    """A daemon config pointed at the venue, with event-time cadences scaled to the accelerated clock."""
+    return parse_config(
+        {
+            "state_dir": str(root),
+            "health_socket": str(root / "health.sock"),
+            "storage": {"arctic_uri": default_lmdb_uri(root), "flush_interval_s": 0.25},
+            "databento": {
+                "live_gateway": info.live_host,
+                "live_port": info.live_port,
+                "historical_url": info.historical_url,
+                "futures_schemas": ["ohlcv-1d", "ohlcv-1m"],
+                "heartbeat_interval_s": 5,
+            },
+            "options": {"snapshot_interval_s": 6 * 3600},
+            "cot": {"base_url": info.cftc_url, "timeout_s": 10, "poll_interval_s": 600},
+            "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": LEAN_HOGS_CODE}],
+        }
+    )
+
+
+def _publish_revision(venue: VenueThread) -> None:
+    """Schedule a CFTC correction of the Feb 3 lean hogs report: managed-money longs move to non-reportable."""
+
+    def revise(v: object) -> None:
+        files = venue.venue.cftc.files
+        row = files.record(LEAN_HOGS_CODE, REVISED_AS_OF, REVISION_PUBLISHED)
+        changes = {
+            "M_Money_Positions_Long_Old": int(row["M_Money_Positions_Long_Old"]) - MOVED_CONTRACTS,
+            "NonRept_Positions_Long_Old": int(row["NonRept_Positions_Long_Old"]) + MOVED_CONTRACTS,
+        }
+        files.revise(LEAN_HOGS_CODE, REVISED_AS_OF, changes, REVISION_PUBLISHED)
+
+    venue.call(revise)
+
+
+def _stop_after(seconds: float, config: Config, console: Console) -> threading.Event:
+    """Print a health line every 5 s, then SIGTERM this process (the daemon's real shutdown path)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        deadline = seconds
+        while deadline > 0 and not done.wait(min(5.0, deadline)):
+            deadline -= 5.0
+            _print_health(config, console)
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="demo-timer", daemon=True).start()
+    return done
+
+
+def _print_health(config: Config, console: Console) -> None:
+    try:
+        health = query_health(config.health_socket, timeout_s=2.0)
+    except OSError:
+        return
+    parts = [
+        f"{name}: {p.get('state')} {p.get('records', 0)} rows" for name, p in health.get("pipelines", {}).items()
+    ]
+    console.print(f"  health {health.get('status')}: " + "; ".join(parts))
+
+
+@contextlib.contextmanager
+def _state_dir(state_dir: Path | None) -> Iterator[Path]:
+    if state_dir is not None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        yield state_dir.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="hydra-demo-") as tmp:
+        yield Path(tmp)
