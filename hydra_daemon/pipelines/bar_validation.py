@@ -7,8 +7,6 @@ import pandas as pd
 
 from hydra_daemon.pipelines.base import Problem
 
-BAR_COLUMNS = ("open", "high", "low", "close", "volume")
-
 
 def bar_faults(frame: pd.DataFrame) -> pd.Series:
     """Per row, "" for a valid bar or a '; '-joined description of every rule it breaks.

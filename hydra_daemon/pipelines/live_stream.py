@@ -102,9 +102,6 @@ class StreamSpec:
         root = (lambda m: m.futures_root) if kind == "FUT" else (lambda m: m.options_root)
         return cls(tuple(schemas), {f"{root(m)}.{kind}": m.name for m in markets})
 
-    def parents_of(self, market: str) -> list[str]:
-        return [parent for parent, name in self.parents.items() if name == market]
-
 
 @dataclass(frozen=True)
 class StreamBatch:

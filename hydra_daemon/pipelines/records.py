@@ -120,10 +120,6 @@ class SymbolMap:
             if market is not None:
                 self._market[int(instrument_id)] = market
 
-    def symbol(self, instrument_id: int) -> str:
-        """Raw symbol of one instrument ("" if unknown)."""
-        return self._symbol.get(instrument_id, "")
-
     def symbols(self, instrument_ids: np.ndarray) -> np.ndarray:
         """Raw symbols of `instrument_ids` as an object array ("" where unknown)."""
         return _lookup(instrument_ids, self._symbol, "")
