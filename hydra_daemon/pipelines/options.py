@@ -175,6 +175,7 @@ class OptionsCommitter:
             options=len(frame),
             with_iv=int(frame["implied_vol"].notna().sum()),
             problems=len(item.snapshot.problems),
+            awaiting_definitions=self.book.chains[item.market].undefined_count,
         )
         for problem in item.snapshot.problems:
             self._log_problem(item.market, problem)

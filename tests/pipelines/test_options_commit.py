@@ -145,6 +145,7 @@ def test_problems_are_logged_once_per_instrument_and_rule(store: Store, tmp_path
     assert problems[0]["where"] == f"{PUT.raw_symbol} at {pd.Timestamp(T0 + 60 * S, tz='UTC').isoformat()}"
     snapshots = [e for e in logs if e["event"] == "option_chain_snapshot"]
     assert [e["problems"] for e in snapshots] == [1, 1]
+    assert [e["awaiting_definitions"] for e in snapshots] == [0, 0]
 
 
 def test_restart_restores_the_chain_from_the_store(store: Store, tmp_path: Path) -> None:
@@ -186,6 +187,7 @@ def test_evicting_quotes_that_wait_too_long_for_definitions_is_logged_once(store
     with structlog.testing.capture_logs() as logs:
         first.commit(frames([quote(CALL, T0 + 1, 4.0, 4.05), quote(PUT, T0 + 2, 1.0, 1.05)]))
         first.commit(frames([quote(PUT, T0 + 61 * S, 1.0, 1.05), quote(PUT, T0 + 121 * S, 1.0, 1.05)]))
+    assert [e["awaiting_definitions"] for e in logs if e["event"] == "option_chain_snapshot"] == [1, 1]
     evictions = [e for e in logs if e["event"] == "option_chain_evicted_undefined"]
     assert [e["instruments"] for e in evictions] == [1]
     assert first.book.chains["HE"].evicted_undefined == 1
