@@ -26,6 +26,7 @@ from hydra_daemon.daemon import RuntimeOptions
 from hydra_daemon.demo_report import print_report
 from hydra_daemon.health_client import query_health
 from hydra_daemon.logging_setup import configure_logging
+from hydra_daemon.pipelines.implied_vol import RATE as IV_RATE
 from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
 from hydra_daemon.sim.venue import VenueConfig, VenueInfo, VenueThread
 from hydra_daemon.store.uri import default_lmdb_uri
@@ -40,6 +41,9 @@ REVISION_PUBLISHED = datetime(2026, 2, 10, 12, tzinfo=UTC)
 MOVED_CONTRACTS = 1_500
 
 
+# The venue prices options with the daemon's implied-vol rate, so the report's IVs equal the venue's input vols.
+
+
 def run_demo(seconds: float = 60.0, state_dir: Path | None = None) -> int:
     """Run venue + daemon for `seconds` wall seconds, print the report; returns the daemon's exit code."""
     console = Console()
@@ -47,7 +51,9 @@ def run_demo(seconds: float = 60.0, state_dir: Path | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     with _state_dir(state_dir) as root:
         venue_config = VenueConfig(
-            market=MarketConfig(seed=7, products=(LEAN_HOGS,), start=DEMO_START, speed=DEMO_SPEED, base_rate=200.0),
+            market=MarketConfig(
+                seed=7, products=(LEAN_HOGS,), start=DEMO_START, speed=DEMO_SPEED, base_rate=200.0, rate=IV_RATE
+            ),
             record_path=root / "venue-ground-truth.dbn",
         )
         with VenueThread(venue_config) as venue:

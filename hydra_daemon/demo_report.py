@@ -107,7 +107,7 @@ def _chain(console: Console, reader: Reader, venue: VenueThread) -> None:
     near["distance"] = (near["strike"] - near["underlying_price"]).abs()
     near = near.sort_values(["expiration", "distance"]).groupby("expiration").head(2).head(6)
     table = Table(title=f"Option chain {REPORT_MARKET} at {at:%Y-%m-%d %H:%M} UTC (near the money)")
-    for column in ("symbol", "bid", "ask", "open interest", "underlying", "implied vol", "venue's input vol"):
+    for column in ("symbol", "bid", "ask", "OI", "future", "implied vol", "venue's input vol"):
         table.add_column(column)
     for _, row in near.iterrows():
         truth = venue.option_truth(int(row["instrument_id"]), int(row["quote_time"].value))
