@@ -259,6 +259,8 @@ class OptionsIngestPipeline(IngestPipeline[StreamBatch]):
         if not clean.rows:
             if time.monotonic() - self._last_data_monotonic >= self._quiet_s:
                 await anyio.to_thread.run_sync(self.committer.end_session)
+            else:  # an idle tick: rows buffered by the last data batch must not wait for the quiet period
+                await anyio.to_thread.run_sync(self.committer.streams.flush_due)
             return 0
         self._last_data_monotonic = time.monotonic()
         live = clean.source != "historical"
