@@ -20,31 +20,30 @@ its own socket reads (TCP back-pressure), never another pipeline's session.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from contextlib import aclosing, suppress
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import anyio
-import databento
 import pandas as pd
 import structlog
 
 from hydra_daemon.config import DatabentoConfig, MarketConfig
 from hydra_daemon.pipelines.backoff import Backoff
 from hydra_daemon.pipelines.base import PipelineStats
-from hydra_daemon.pipelines.batch_decoder import BatchDecoder, DecoderFinished
-from hydra_daemon.pipelines.handoff import RecordHandoff
 from hydra_daemon.pipelines.historical_fill import HistoricalSource
+from hydra_daemon.pipelines.live_process import LiveProcess, SessionRequest
 from hydra_daemon.pipelines.records import DecodedBatch, MarketFrame, SymbolMap, decode_records
+from hydra_daemon.pipelines.stream_decoder import DecoderFinished, StreamDecoder
 from hydra_daemon.redaction import redact_text, register_secret
 from hydra_daemon.secrets import ApiKey
 
 log = structlog.get_logger()
 
 NS_PER_S = 1_000_000_000
+CONNECT_TIMEOUT_S = 45.0
+"""Connect (10 s) + authenticate (30 s) in the client, plus slack."""
 REPLAY_OVERLAP_NS = 60 * NS_PER_S
 """Live replay starts this much before the watermark (records at the edge may be published late); the writer
 drops the overlap."""
@@ -142,7 +141,6 @@ class LiveStream:
         symbols: SymbolMap | None = None,
         clock: Callable[[], int] = time.time_ns,
         backoff: Backoff | None = None,
-        handoff_capacity: int = 50_000,
         idle_tick_s: float = 1.0,
     ) -> None:
         register_secret(settings.key.reveal())
@@ -153,35 +151,30 @@ class LiveStream:
         self._stats = stats
         self._clock = clock
         self._backoff = backoff or Backoff()
-        self._capacity = handoff_capacity
         self._idle_tick_s = idle_tick_s
         self._historical = HistoricalSource(settings.dataset, settings.key, settings.historical_url)
 
     async def batches(self) -> AsyncGenerator[StreamBatch, None]:
         """Forever: connect, fill, stream; on any session end back off and reconnect."""
-        loop = _ClientLoop()
-        try:
-            while True:
-                started = time.monotonic()
-                try:
-                    async with aclosing(self._session(loop)) as session:
-                        async for batch in session:
-                            yield batch
-                    raise SessionClosed("the gateway closed the session")
-                except Exception as exc:  # every session end is retried; cancellation is not an Exception
-                    reason = redact_text(f"{type(exc).__name__}: {exc}")
-                if time.monotonic() - started > max(10.0, 2 * self.settings.heartbeat_interval_s):
-                    self._backoff.reset()
-                delay = self._backoff.next_delay()
-                self._stats.state = "reconnecting"
-                self._stats.reconnects += 1
-                self._stats.last_error = reason
-                log.warning("live_session_ended", error=reason, retry_in_s=round(delay, 3))
-                await anyio.sleep(delay)
-        finally:
-            loop.stop()
+        while True:
+            started = time.monotonic()
+            try:
+                async with aclosing(self._session()) as session:
+                    async for batch in session:
+                        yield batch
+                raise SessionClosed("the gateway closed the session")
+            except Exception as exc:  # every session end is retried; cancellation is not an Exception
+                reason = redact_text(f"{type(exc).__name__}: {exc}")
+            if time.monotonic() - started > max(10.0, 2 * self.settings.heartbeat_interval_s):
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
+            self._stats.state = "reconnecting"
+            self._stats.reconnects += 1
+            self._stats.last_error = reason
+            log.warning("live_session_ended", error=reason, retry_in_s=round(delay, 3))
+            await anyio.sleep(delay)
 
-    async def _session(self, loop: _ClientLoop) -> AsyncGenerator[StreamBatch, None]:
+    async def _session(self) -> AsyncGenerator[StreamBatch, None]:
         self._stats.state = "connecting"
         starts = {schema: await anyio.to_thread.run_sync(self._resume, schema) for schema in self.spec.schemas}
         live_floor = self._clock() - self.settings.replay_window_s * NS_PER_S
@@ -195,21 +188,16 @@ class LiveStream:
                 self._stats.gaps_filled += 1
                 starts[schema] = live_floor
         replay = {schema: 0 if start is None else max(1, start - REPLAY_OVERLAP_NS) for schema, start in starts.items()}
-        handoff = RecordHandoff(self._capacity)
+        child = LiveProcess(self.settings.key.reveal(), self._request(replay))
         try:
-            client = await anyio.to_thread.run_sync(self._connect, loop, handoff, replay, abandon_on_cancel=True)
-        except BaseException:
-            handoff.close()  # a connect abandoned on cancellation must not block its client on a full handoff
-            raise
-        try:
+            session_id = await anyio.to_thread.run_sync(child.wait_started, CONNECT_TIMEOUT_S, abandon_on_cancel=True)
             self._stats.state = "streaming"
-            log.info("live_session_started", session_id=client.session_id, replay_from_ns=replay)
-            async with aclosing(self._drain(client, handoff)) as drained:
+            log.info("live_session_started", session_id=session_id, replay_from_ns=replay)
+            async with aclosing(self._drain(child)) as drained:
                 async for batch in drained:
                     yield batch
         finally:
-            handoff.close()
-            client.terminate()
+            child.stop()
 
     async def _fill(self, schema: str, start_ns: int, end_ns: int) -> AsyncGenerator[StreamBatch, None]:
         """Historical [start - overlap (- one bar), end) for every market, one batch per request chunk."""
@@ -224,69 +212,40 @@ class LiveStream:
                     break
                 yield StreamBatch(decoded.frames, "historical")
 
-    def _connect(self, loop: _ClientLoop, handoff: RecordHandoff, replay: Mapping[str, int]) -> databento.Live:
-        """Blocking: connect, authenticate, subscribe every schema with its replay start, start the session."""
+    def _request(self, replay: Mapping[str, int]) -> SessionRequest:
         settings = self.settings
-        client = databento.Live(
-            key=settings.key.reveal(),
+        return SessionRequest(
+            dataset=settings.dataset,
             gateway=settings.gateway,
             port=settings.port,
             heartbeat_interval_s=settings.heartbeat_interval_s,
-            reconnect_policy="none",
-            loop=loop.loop,
+            symbols=tuple(self.spec.parents),
+            replay={schema: replay[schema] for schema in self.spec.schemas},
         )
-        client.add_callback(handoff.put, self._callback_failed)
-        try:
-            for schema in self.spec.schemas:
-                client.subscribe(
-                    dataset=settings.dataset,
-                    schema=schema,
-                    symbols=list(self.spec.parents),
-                    stype_in="parent",
-                    start=replay[schema],
-                )
-            client.start()
-        except BaseException:
-            client.terminate()
-            raise
-        if handoff.closed:  # our caller was cancelled while we connected
-            client.terminate()
-        handoff.touch()
-        return client
 
-    @staticmethod
-    def _callback_failed(exc: Exception) -> None:
-        log.error("live_callback_failed", error=redact_text(f"{type(exc).__name__}: {exc}"))
-
-    async def _drain(self, client: databento.Live, handoff: RecordHandoff) -> AsyncGenerator[StreamBatch, None]:
-        decoder = BatchDecoder(handoff, self.symbols, _log_decoded)
+    async def _drain(self, child: LiveProcess) -> AsyncGenerator[StreamBatch, None]:
+        """Batches until the child's stream ends; then raise how the session ended (or SessionClosed by caller)."""
+        decoder = StreamDecoder(child, self.symbols, _log_decoded)
         try:
             last_yield = time.monotonic()
             while True:
-                decoded = await anyio.to_thread.run_sync(decoder.get, 0.2)
+                try:
+                    decoded = await anyio.to_thread.run_sync(decoder.get, 0.2)
+                except DecoderFinished:
+                    break
                 if decoded is not None:
                     yield StreamBatch(decoded.frames, "live")
                     last_yield = time.monotonic()
                 elif time.monotonic() - last_yield >= self._idle_tick_s:
                     yield StreamBatch((), "idle")
                     last_yield = time.monotonic()
-                if not client.is_connected():
-                    break
-                idle = handoff.idle_s()
+                idle = decoder.idle_s()
                 if idle > self.settings.watchdog_s:
                     raise SessionStalled(
                         f"no record or heartbeat for {idle:.1f} s "
                         f"(heartbeat_interval_s={self.settings.heartbeat_interval_s}); dropping the session"
                     )
-            handoff.close()  # the session is over: deliver what it sent, then learn why it ended
-            while True:
-                try:
-                    rest = await anyio.to_thread.run_sync(decoder.get, 0.2)
-                except DecoderFinished:
-                    break
-                if rest is not None:
-                    yield StreamBatch(rest.frames, "live")
-            await anyio.to_thread.run_sync(client.block_for_close)  # raises BentoError on an abnormal close
+            await anyio.to_thread.run_sync(child.outcome)  # raises LiveSessionError on an abnormal close
         finally:
             decoder.stop()
 
@@ -314,29 +273,3 @@ def _log_decoded(decoded: DecodedBatch) -> None:
 def _fill_order(schemas: Sequence[str]) -> list[str]:
     """Definitions first, so fills of other schemas already know their instruments' raw symbols."""
     return sorted(schemas, key=lambda schema: schema != "definition")
-
-
-class _ClientLoop:
-    """A private asyncio loop on a daemon thread for this stream's `Live` clients."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="hydra-live-client", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Cancel what the clients left on the loop (heartbeat monitors), then stop and close it."""
-        with suppress(TimeoutError, RuntimeError):
-            asyncio.run_coroutine_threadsafe(_cancel_pending(), self.loop).result(timeout=2)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=2)
-        if not self._thread.is_alive():
-            self.loop.close()
-
-
-async def _cancel_pending() -> None:
-    current = asyncio.current_task()
-    pending = [task for task in asyncio.all_tasks() if task is not current]
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)

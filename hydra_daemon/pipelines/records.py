@@ -22,6 +22,8 @@ import databento_dbn as dbn
 import numpy as np
 import pandas as pd
 
+from hydra_daemon.pipelines.raw_records import split_runs
+
 UNDEF_PRICE = dbn.UNDEF_PRICE
 UNDEF_TIMESTAMP = dbn.UNDEF_TIMESTAMP
 _PRICE_SCALE = float(dbn.FIXED_PRICE_SCALE)
@@ -85,6 +87,14 @@ LAYOUTS: Mapping[str, SchemaLayout] = {
 
 
 _DATA_TYPES = frozenset(item.record_type for item in LAYOUTS.values())
+_DATA_BY_RTYPE: Mapping[int, type] = {
+    int(dbn.RType.MBP_0): dbn.TradeMsg,
+    int(dbn.RType.MBP_1): dbn.MBP1Msg,
+    int(dbn.RType.INSTRUMENT_DEF): dbn.InstrumentDefMsg,
+    int(dbn.RType.STATISTICS): dbn.StatMsg,
+    **{rtype: dbn.OHLCVMsg for rtype in _OHLCV_BY_RTYPE},
+}
+"""Record types decoded straight from raw bytes into structured arrays (by rtype)."""
 
 
 def layout(schema: str) -> SchemaLayout:
@@ -174,7 +184,40 @@ class DecodedBatch:
 def decode_records(records: Sequence[Any], symbols: SymbolMap, market: str | None = None) -> DecodedBatch:
     """Decode `records` (in stream order). `market` routes every data record to one market (Historical requests
     made per market); otherwise the market comes from the SymbolMappingMsgs seen so far."""
-    by_type = _group_by_type(records)
+    return _decode(_group_by_type(records), {}, symbols, market)
+
+
+def decode_raw(data: bytes, symbols: SymbolMap, market: str | None = None) -> tuple[DecodedBatch, int]:
+    """Decode the complete records at the head of `data` (raw DBN records, no Metadata header) like
+    `decode_records`; returns the batch and how many bytes it used (a trailing partial record is left over).
+
+    Runs of data records become structured arrays straight from the bytes; only control records (mappings, system
+    and error messages) and records of unexpected size are decoded into objects."""
+    runs, used = split_runs(data)
+    parts: dict[type, list[np.ndarray]] = {}
+    others: list[bytes] = []
+    for run in runs:
+        kind = _DATA_BY_RTYPE.get(run.rtype)
+        if kind is not None and run.length == _dtype(kind).itemsize:
+            parts.setdefault(kind, []).append(np.frombuffer(data, _dtype(kind), count=run.count, offset=run.start))
+        else:
+            others.append(data[run.start : run.end])
+    objects = _decode_objects(b"".join(others)) if others else []
+    arrays = {kind: np.concatenate(items) if len(items) > 1 else items[0] for kind, items in parts.items()}
+    return _decode(_group_by_type(objects), arrays, symbols, market), used
+
+
+def _decode_objects(payload: bytes) -> list[Any]:
+    return list(dbn.DBNDecoder(has_metadata=False, input_version=dbn.DBN_VERSION).write_and_decode(payload))
+
+
+def _dtype(record_type: type) -> np.dtype:
+    return np.dtype(record_type._dtypes)  # type: ignore[attr-defined]
+
+
+def _decode(
+    by_type: dict[type, list[Any]], arrays: dict[type, np.ndarray], symbols: SymbolMap, market: str | None
+) -> DecodedBatch:
     notices: list[GatewayNotice] = []
     heartbeats = 0
     for record in by_type.pop(dbn.SymbolMappingMsg, ()):
@@ -186,20 +229,21 @@ def decode_records(records: Sequence[Any], symbols: SymbolMap, market: str | Non
             notices.append(GatewayNotice("system", int(record.code), record.msg, record.ts_event))
     for record in by_type.pop(dbn.ErrorMsg, ()):
         notices.append(GatewayNotice("error", int(record.code), record.err, record.ts_event))
-    definitions = by_type.pop(dbn.InstrumentDefMsg, None)
-    frames: list[MarketFrame] = []
-    unmapped: list[int] = []
-    if definitions is not None:
-        array = structured(definitions, dbn.InstrumentDefMsg)
-        raw = _text(array["raw_symbol"])
-        symbols.learn(array["instrument_id"].tolist(), raw.tolist(), market)
-        _split(frames, unmapped, array, "definition", symbols, market)
     unsupported: dict[str, int] = {}
     for record_type, group in by_type.items():
         if record_type not in _DATA_TYPES:
             unsupported[record_type.__name__] = len(group)
             continue
         array = structured(group, record_type)
+        arrays[record_type] = np.concatenate([arrays[record_type], array]) if record_type in arrays else array
+    frames: list[MarketFrame] = []
+    unmapped: list[int] = []
+    definitions = arrays.pop(dbn.InstrumentDefMsg, None)
+    if definitions is not None:
+        raw = _text(definitions["raw_symbol"])
+        symbols.learn(definitions["instrument_id"].tolist(), raw.tolist(), market)
+        _split(frames, unmapped, definitions, "definition", symbols, market)
+    for record_type, array in arrays.items():
         for schema, part in _schemas_of(record_type, array):
             _split(frames, unmapped, part, schema, symbols, market)
     return DecodedBatch(tuple(frames), tuple(notices), heartbeats, tuple(sorted(set(unmapped))), unsupported)
@@ -215,7 +259,7 @@ def _group_by_type(records: Sequence[Any]) -> dict[type, list[Any]]:
 
 def structured(records: Sequence[Any], record_type: type) -> np.ndarray:
     """One numpy structured array holding `records` (all of `record_type`), without per-field Python work."""
-    dtype = np.dtype(record_type._dtypes)  # type: ignore[attr-defined]
+    dtype = _dtype(record_type)
     payload = b"".join(map(bytes, records))
     if len(payload) != dtype.itemsize * len(records):
         raise ValueError(
