@@ -121,6 +121,11 @@ class _Reader:
         got = self.table.get(key, "<missing>")
         return ConfigError(f"{where}: key '{self.prefix}{key}': expected {expected}, got {got!r}")
 
+    def error(self, key: str, message: str) -> ConfigError:
+        """A ConfigError for `key` with `message` as is (for values that must not be echoed, like store URIs)."""
+        where = str(self.path) if self.path else "<config>"
+        return ConfigError(f"{where}: key '{self.prefix}{key}': {message}")
+
     def take(self, key: str, kind: type | tuple[type, ...], expected: str, default: Any = ...) -> Any:
         if key not in self.table:
             if default is ...:
@@ -261,8 +266,7 @@ def _storage(reader: _Reader, state_dir: Path) -> StorageConfig:
         try:
             uri = validate_uri(uri)
         except ValueError as exc:
-            reader.table["arctic_uri"] = uri
-            raise reader.fail("arctic_uri", str(exc)) from None
+            raise reader.error("arctic_uri", str(exc)) from None
     config = StorageConfig(
         arctic_uri=uri,
         lake_dir=_path(reader, "lake_dir", state_dir / "lake"),

@@ -63,6 +63,17 @@ def test_errors_name_file_key_and_expectation(tmp_path: Path, text: str, key: st
     assert expected in message
 
 
+def test_bad_store_uri_error_never_echoes_its_credentials(tmp_path: Path) -> None:
+    uri = "s3://127.0.0.1:bucket?access=AKIALEAKED&secret=TOPSECRETLEAKED&port=notanumber"
+    path = _write(tmp_path, f'state_dir = "/x"\n[storage]\narctic_uri = "{uri}"\n' + MARKET_TOML)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message and "'storage.arctic_uri'" in message and "port must be a number" in message
+    assert "TOPSECRETLEAKED" not in message and "AKIALEAKED" not in message
+    assert "secret=***" in message
+
+
 def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
     path = _write(tmp_path, "state_dir = \n")
     with pytest.raises(ConfigError, match="not valid TOML") as info:
