@@ -1,139 +1,56 @@
-"""One Databento Live session in a child process, so the client's per-record decoding runs under its own GIL.
+"""Parent side of one Databento Live session running in a child process (`live_child`, forked by `live_launcher`),
+so the client's per-record decoding runs under its own GIL, on another core than our decoding and commits.
 
-The child (`child_main`) connects with the real `databento.Live` client, subscribes, starts, and writes every record
-as raw DBN bytes (`Live.add_stream`) into a buffered pipe, flushed every `FLUSH_S`; a full pipe blocks the client's
-socket reads, so a slow parent pushes back on the gateway through TCP. It reports on a control pipe: ``started``
-(with the session id), then ``closed`` or ``failed`` (with the redacted error) when the session ends.
-
-The API key travels over the private control pipe, never in argv or the environment of other processes. Children are
-forked from a forkserver that has this module preloaded, so a (re)connect does not pay for importing the client.
+The child streams raw DBN bytes (Metadata header, then records) into a pipe we read; it reports ``started``,
+``closed`` or ``failed`` on a control socket. Stopping tells it to terminate its client and kills it if it lingers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import multiprocessing
 import os
 import select
+import signal
+import socket
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import IO, Any
+from typing import Any
 
-import databento
+from hydra_daemon.pipelines.live_child import SessionRequest
+from hydra_daemon.pipelines.live_launcher import Launcher
 
-from hydra_daemon.redaction import redact_text, register_secret
-
-FLUSH_S = 0.02
-"""The child flushes records to the parent at least this often."""
-CHILD_BUFFER_BYTES = 1 << 18
 PIPE_BYTES = 1 << 20
 READ_BYTES = 1 << 22
 OUTCOME_WAIT_S = 5.0
-
-_context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload([__name__])
+STOP_GRACE_S = 2.0
 
 
 class LiveSessionError(RuntimeError):
     """The child's session failed: connecting, authenticating, or an abnormal close (message already redacted)."""
 
 
-@dataclass(frozen=True)
-class SessionRequest:
-    """What the child subscribes: every schema for `symbols` (parent stype), each with its replay start."""
-
-    dataset: str
-    gateway: str | None
-    port: int
-    heartbeat_interval_s: int
-    symbols: tuple[str, ...]
-    replay: Mapping[str, int]
-
-
-def child_main(control: Connection, data: Connection) -> None:
-    """Child process entry: run one session, stream raw records into `data`, report on `control`."""
-    key, request = control.recv()
-    register_secret(key)
-    out = open(os.dup(data.fileno()), "wb", buffering=CHILD_BUFFER_BYTES)  # noqa: SIM115 - closed below
-    data.close()
-    try:
-        try:
-            client = _connect(key, request, out)
-        except Exception as exc:
-            control.send(("failed", _describe(exc)))
-            return
-        control.send(("started", client.session_id))
-        outcome = _pump(client, out, control)
-        with contextlib.suppress(OSError):
-            out.close()  # EOF for the parent: everything the session sent is in the pipe
-        control.send(outcome)
-    except (BrokenPipeError, EOFError, ConnectionResetError):
-        return  # the parent went away
-
-
-def _connect(key: str, request: SessionRequest, out: IO[bytes]) -> databento.Live:
-    client = databento.Live(
-        key=key,
-        gateway=request.gateway,
-        port=request.port,
-        heartbeat_interval_s=request.heartbeat_interval_s,
-        reconnect_policy="none",
-    )
-    client.add_stream(out)
-    try:
-        for schema, start in request.replay.items():
-            client.subscribe(
-                dataset=request.dataset, schema=schema, symbols=list(request.symbols), stype_in="parent", start=start
-            )
-        client.start()
-    except BaseException:
-        client.terminate()
-        raise
-    return client
-
-
-def _pump(client: databento.Live, out: IO[bytes], control: Connection) -> tuple[str, str | None]:
-    """Flush records to the parent until the session closes (or the parent says stop); the session's outcome."""
-    while client.is_connected():
-        try:
-            if control.poll(FLUSH_S):
-                control.recv()  # "stop"
-                client.terminate()
-        except EOFError:
-            client.terminate()
-            raise
-        out.flush()
-    try:
-        client.block_for_close()
-    except Exception as exc:
-        return "failed", _describe(exc)
-    out.flush()
-    return "closed", None
-
-
-def _describe(exc: BaseException) -> str:
-    return redact_text(f"{type(exc).__name__}: {exc}")
-
-
 class LiveProcess:
-    """Parent side of one child session: start it, read its raw record bytes, learn how it ended, stop it."""
+    """One child session: start it, read its raw record bytes, learn how it ended, stop it."""
 
     def __init__(self, key: str, request: SessionRequest) -> None:
-        self._control, child_control = _context.Pipe()
-        self._data, child_data = _context.Pipe(duplex=False)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        read_fd, write_fd = os.pipe()
         with contextlib.suppress(OSError):
-            fcntl.fcntl(self._data.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        self._process = _context.Process(
-            target=child_main, args=(child_control, child_data), name="hydra-live-client", daemon=True
-        )
-        self._process.start()
-        child_control.close()
-        child_data.close()
-        self._control.send((key, request))
+            fcntl.fcntl(read_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        try:
+            self._pid = Launcher.shared().fork(theirs.fileno(), write_fd)
+        except BaseException:
+            ours.close()
+            os.close(read_fd)
+            raise
+        finally:
+            theirs.close()
+            os.close(write_fd)
+        self._control = Connection(ours.detach())
+        self._data_fd = read_fd
         self._stopped = False
+        self._control.send((key, request))
 
     def wait_started(self, timeout: float) -> str | None:
         """Block until the child's session streams; its session id. LiveSessionError if it could not start."""
@@ -144,11 +61,10 @@ class LiveProcess:
 
     def read(self, timeout: float) -> bytes | None:
         """Raw record bytes the child sent (b"" at end of stream), or None if none within `timeout`."""
-        fd = self._data.fileno()
-        ready, _, _ = select.select([fd], [], [], timeout)
+        ready, _, _ = select.select([self._data_fd], [], [], timeout)
         if not ready:
             return None
-        return os.read(fd, READ_BYTES)
+        return os.read(self._data_fd, READ_BYTES)
 
     def outcome(self) -> None:
         """After end of stream: return if the gateway closed the session, raise LiveSessionError if it failed."""
@@ -157,21 +73,23 @@ class LiveProcess:
             raise LiveSessionError(detail)
 
     def stop(self) -> None:
-        """Abandon the session: tell the child, close our ends, make sure the process goes (without blocking)."""
+        """Abandon the session: tell the child, close our ends, kill it if it lingers (without blocking us)."""
         if self._stopped:
             return
         self._stopped = True
         with contextlib.suppress(OSError, ValueError):
             self._control.send("stop")
+        os.close(self._data_fd)  # a child blocked on a full pipe gets EPIPE
         threading.Thread(target=self._reap, name="hydra-live-reaper", daemon=True).start()
 
     def _reap(self) -> None:
-        self._process.join(timeout=2.0)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(timeout=5.0)
-        for conn in (self._control, self._data):
-            conn.close()
+        """The child closes its control end when it exits; kill it if that does not happen in time."""
+        with contextlib.suppress(OSError, EOFError):
+            while self._control.poll(STOP_GRACE_S):
+                self._control.recv()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+        self._control.close()
 
     def _next_status(self, timeout: float) -> tuple[str, Any]:
         try:
@@ -179,7 +97,5 @@ class LiveProcess:
                 status, detail = self._control.recv()
                 return str(status), detail
         except (EOFError, OSError):
-            return "exited", None
-        if not self._process.is_alive():
             return "exited", None
         return "timeout", None

@@ -33,7 +33,9 @@ from hydra_daemon.config import DatabentoConfig, MarketConfig
 from hydra_daemon.pipelines.backoff import Backoff
 from hydra_daemon.pipelines.base import PipelineStats
 from hydra_daemon.pipelines.historical_fill import HistoricalSource
-from hydra_daemon.pipelines.live_process import LiveProcess, SessionRequest
+from hydra_daemon.pipelines.live_child import SessionRequest
+from hydra_daemon.pipelines.live_launcher import Launcher
+from hydra_daemon.pipelines.live_process import LiveProcess
 from hydra_daemon.pipelines.records import DecodedBatch, MarketFrame, SymbolMap, decode_records
 from hydra_daemon.pipelines.stream_decoder import DecoderFinished, StreamDecoder
 from hydra_daemon.redaction import redact_text, register_secret
@@ -153,6 +155,7 @@ class LiveStream:
         self._backoff = backoff or Backoff()
         self._idle_tick_s = idle_tick_s
         self._historical = HistoricalSource(settings.dataset, settings.key, settings.historical_url)
+        Launcher.shared()  # starts importing the client in the launcher now, not at the first connect
 
     async def batches(self) -> AsyncGenerator[StreamBatch, None]:
         """Forever: connect, fill, stream; on any session end back off and reconnect."""

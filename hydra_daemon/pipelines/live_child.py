@@ -1,0 +1,103 @@
+"""The child side of a Live session (runs in a process forked by `live_launcher`, under its own GIL).
+
+It connects with the real `databento.Live` client, subscribes, starts, and writes every record as raw DBN bytes
+(`Live.add_stream`) into a buffered pipe, flushed every `FLUSH_S`; a full pipe blocks the client's socket reads, so
+a slow parent pushes back on the gateway through TCP. It reports on a control connection: ``started`` (with the
+session id), then ``closed`` or ``failed`` (with the redacted error) when the session ends. The API key arrives
+over that private connection, never in argv or an environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import IO
+
+import databento
+
+from hydra_daemon.redaction import redact_text, register_secret
+
+FLUSH_S = 0.02
+"""The child flushes records to the parent at least this often."""
+CHILD_BUFFER_BYTES = 1 << 18
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """What the child subscribes: every schema of `replay` (schema -> replay start, UTC ns) for `symbols` (parent
+    stype)."""
+
+    dataset: str
+    gateway: str | None
+    port: int
+    heartbeat_interval_s: int
+    symbols: tuple[str, ...]
+    replay: Mapping[str, int]
+
+
+def child_main(control: Connection, data_fd: int) -> None:
+    """Run one session: stream raw records into `data_fd`, report on `control`."""
+    out = open(data_fd, "wb", buffering=CHILD_BUFFER_BYTES)  # noqa: SIM115 - closed below
+    try:
+        key, request = control.recv()
+        register_secret(key)
+        try:
+            client = _connect(key, request, out)
+        except Exception as exc:
+            control.send(("failed", _describe(exc)))
+            return
+        control.send(("started", client.session_id))
+        outcome = _pump(client, out, control)
+        out.close()  # EOF for the parent: everything the session sent is in the pipe
+        control.send(outcome)
+    except (BrokenPipeError, EOFError, ConnectionResetError):
+        return  # the parent went away
+    finally:
+        with contextlib.suppress(OSError):
+            out.close()
+
+
+def _connect(key: str, request: SessionRequest, out: IO[bytes]) -> databento.Live:
+    client = databento.Live(
+        key=key,
+        gateway=request.gateway,
+        port=request.port,
+        heartbeat_interval_s=request.heartbeat_interval_s,
+        reconnect_policy="none",
+    )
+    client.add_stream(out)
+    try:
+        for schema, start in request.replay.items():
+            client.subscribe(
+                dataset=request.dataset, schema=schema, symbols=list(request.symbols), stype_in="parent", start=start
+            )
+        client.start()
+    except BaseException:
+        client.terminate()
+        raise
+    return client
+
+
+def _pump(client: databento.Live, out: IO[bytes], control: Connection) -> tuple[str, str | None]:
+    """Flush records to the parent until the session closes (or the parent says stop); the session's outcome."""
+    while client.is_connected():
+        try:
+            if control.poll(FLUSH_S):
+                control.recv()  # "stop"
+                client.terminate()
+        except EOFError:
+            client.terminate()
+            raise
+        out.flush()
+    try:
+        client.block_for_close()
+    except Exception as exc:
+        return "failed", _describe(exc)
+    out.flush()
+    return "closed", None
+
+
+def _describe(exc: BaseException) -> str:
+    return redact_text(f"{type(exc).__name__}: {exc}")
