@@ -102,6 +102,55 @@ class Statistic:
 ChainEvent = Definition | Quote | Statistic
 
 
+@dataclass(frozen=True)
+class QuoteBatch:
+    """Many quotes as columns (numpy arrays of equal length), in stream order; prices decimal, NaN when missing."""
+
+    instrument_id: np.ndarray
+    ts_recv: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    bid_size: np.ndarray
+    ask_size: np.ndarray
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> QuoteBatch:
+        """From a decoded mbp-1 frame (UTC `ts_recv` index)."""
+        return cls(
+            frame["instrument_id"].to_numpy(dtype=np.int64),
+            pd.DatetimeIndex(frame.index).asi8,
+            frame["bid_px_00"].to_numpy(dtype=np.float64),
+            frame["ask_px_00"].to_numpy(dtype=np.float64),
+            frame["bid_sz_00"].to_numpy(dtype=np.int64),
+            frame["ask_sz_00"].to_numpy(dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.instrument_id)
+
+    def take(self, rows: np.ndarray) -> QuoteBatch:
+        """The quotes selected by `rows` (a boolean mask or indices), in that order."""
+        return QuoteBatch(*(column[rows] for column in self._columns()))
+
+    def mids(self) -> np.ndarray:
+        """Mid of each two-sided, uncrossed quote; NaN otherwise (as `Quote.mid`)."""
+        valid = np.isfinite(self.bid) & np.isfinite(self.ask) & (self.ask >= self.bid)
+        return np.where(valid, (self.bid + self.ask) / 2, np.nan)
+
+    def quote(self, row: int) -> Quote:
+        return Quote(
+            int(self.instrument_id[row]),
+            int(self.ts_recv[row]),
+            float(self.bid[row]),
+            float(self.ask[row]),
+            int(self.bid_size[row]),
+            int(self.ask_size[row]),
+        )
+
+    def _columns(self) -> tuple[np.ndarray, ...]:
+        return (self.instrument_id, self.ts_recv, self.bid, self.ask, self.bid_size, self.ask_size)
+
+
 EVENT_COLUMNS: dict[str, tuple[str, ...]] = {
     "definition": (
         "instrument_id",
@@ -183,6 +232,16 @@ class MidHistory:
         self.times.insert(index, ts_recv)
         self.mids.insert(index, mid)
 
+    def extend(self, times: np.ndarray, mids: np.ndarray) -> None:
+        """`add` each pair, in order (appended directly when they continue the history in time order)."""
+        in_order = bool(np.all(times[1:] >= times[:-1]))
+        if in_order and (not self.times or not len(times) or int(times[0]) >= self.times[-1]):
+            self.times.extend(times.tolist())
+            self.mids.extend(mids.tolist())
+            return
+        for ts_recv, mid in zip(times.tolist(), mids.tolist(), strict=True):
+            self.add(ts_recv, mid)
+
     def at(self, ts_recv: int) -> float:
         """The mid in force at `ts_recv` (the last one at or before it); NaN if none is known."""
         index = bisect.bisect_right(self.times, ts_recv) - 1
@@ -227,9 +286,33 @@ class ChainState:
         definition = self.definitions.get(instrument_id)
         return definition is not None and definition.instrument_class in OPTION_CLASSES
 
+    def apply_quotes(self, batch: QuoteBatch) -> None:
+        """Fold many quotes at once; the same state as `apply` of each in order, without per-quote Python for all
+        but the newest quote of each instrument (non-option mids are appended to their histories in bulk)."""
+        if not len(batch):
+            return
+        unique, inverse = np.unique(batch.instrument_id, return_inverse=True)
+        option = np.array([self._is_option(int(iid)) for iid in unique.tolist()], dtype=bool)
+        history = ~option[inverse]
+        if history.any():
+            self._extend_histories(batch.take(np.flatnonzero(history)))
+        for row in _newest_rows(batch.instrument_id, batch.ts_recv).tolist():
+            self._keep_newest(batch.quote(row))
+
+    def _extend_histories(self, batch: QuoteBatch) -> None:
+        order = np.argsort(batch.instrument_id, kind="stable")
+        ids, times, mids = batch.instrument_id[order], batch.ts_recv[order], batch.mids()[order]
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        for start, stop in zip(starts.tolist(), [*starts[1:].tolist(), len(ids)], strict=True):
+            history = self.mid_history.setdefault(int(ids[start]), MidHistory())
+            history.extend(times[start:stop], mids[start:stop])
+
     def _apply_quote(self, quote: Quote) -> None:
         if not self._is_option(quote.instrument_id):
             self.mid_history.setdefault(quote.instrument_id, MidHistory()).add(quote.ts_recv, quote.mid)
+        self._keep_newest(quote)
+
+    def _keep_newest(self, quote: Quote) -> None:
         current = self.quotes.get(quote.instrument_id)
         if current is None or quote.ts_recv >= current.ts_recv:
             self.quotes[quote.instrument_id] = quote
@@ -299,6 +382,17 @@ class ChainState:
         for history in self.mid_history.values():
             if history.times:
                 history.forget_before(oldest if oldest is not None else history.times[-1], self.max_history)
+
+
+def _newest_rows(instrument_ids: np.ndarray, ts_recv: np.ndarray) -> np.ndarray:
+    """Per instrument, the row `apply` in stream order would keep: the latest of its newest `ts_recv`; ordered by
+    first appearance of the instrument."""
+    positions = np.arange(len(instrument_ids))
+    order = np.lexsort((positions, ts_recv, instrument_ids))
+    ids = instrument_ids[order]
+    last = order[np.r_[ids[1:] != ids[:-1], True]]
+    _, first = np.unique(instrument_ids, return_index=True)
+    return last[np.argsort(first, kind="stable")]
 
 
 CHAIN_COLUMNS = (

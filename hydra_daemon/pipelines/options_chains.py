@@ -15,16 +15,24 @@ snapshots: a snapshot never contains a record newer than its time.
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import pandas as pd
+
 from hydra_daemon.config import MarketConfig
-from hydra_daemon.pipelines.chain import ChainEvent, ChainSnapshot, ChainState, events_from_frame, snapshot_chain
+from hydra_daemon.pipelines.chain import (
+    EVENT_COLUMNS,
+    ChainSnapshot,
+    ChainState,
+    QuoteBatch,
+    events_from_frame,
+    snapshot_chain,
+)
 from hydra_daemon.pipelines.records import MarketFrame
 
 UNDERLYING_SUFFIX = ".FUT"
-_Routed = tuple[int, tuple[str, ...], ChainEvent]  # (ts_recv, target markets, event)
 
 
 def underlying_label(market: MarketConfig) -> str:
@@ -87,21 +95,58 @@ class ChainBook:
     def ingest(self, frames: Sequence[MarketFrame], *, snapshots: bool = True) -> list[MarketSnapshot]:
         """Apply the records of `frames` in `ts_recv` order; return the snapshots of the boundaries crossed.
 
+        The boundaries crossed are found over all records' times first; the records between two of them are then
+        applied together (quotes in bulk, see `ChainState.apply_quotes`), which gives the state record-by-record
+        application would: the newest record wins whatever the order within a stretch.
+
         With `snapshots=False` (warm start from the store, Historical gap fills — whose batches are not in time
         order across schemas) the crossed boundaries are skipped, never snapshotted later with newer records in.
         """
+        parts = [
+            _Part(targets, item.schema, item.frame)
+            for item in frames
+            if (targets := self._targets.get(item.market)) and item.schema in EVENT_COLUMNS and not item.frame.empty
+        ]
+        if not parts:
+            return []
+        times = np.sort(np.concatenate([part.times for part in parts]))
+        cuts = self._crossed_boundaries(times)
         taken: list[MarketSnapshot] = []
-        for ts_recv, targets, event in heapq.merge(*self._event_lists(frames), key=lambda item: item[0]):
-            if self._next_boundary is not None and ts_recv >= self._next_boundary:
-                if snapshots:
-                    taken.extend(self.snapshot_all(self._next_boundary))
-                self._next_boundary = None
-            if self._next_boundary is None:
-                self._next_boundary = self._boundary_after(ts_recv)
-            for market in targets:
-                self.chains[market].apply(event)
-            self.last_event_ns = ts_recv if self.last_event_ns is None else max(self.last_event_ns, ts_recv)
+        for stretch in range(len(cuts) + 1):
+            if stretch and snapshots:
+                taken.extend(self.snapshot_all(cuts[stretch - 1]))
+            self._apply_stretch(parts, np.asarray(cuts, dtype=np.int64), stretch)
+        newest = int(times[-1])
+        self.last_event_ns = newest if self.last_event_ns is None else max(self.last_event_ns, newest)
         return taken
+
+    def _crossed_boundaries(self, times: np.ndarray) -> list[int]:
+        """Boundaries the sorted `times` cross, in order (a boundary is set after the first record past the last
+        one, so empty intervals are not repeated); advances the schedule."""
+        crossed: list[int] = []
+        boundary = self._next_boundary if self._next_boundary is not None else self._boundary_after(int(times[0]))
+        while (at := int(np.searchsorted(times, boundary, side="left"))) < len(times):
+            crossed.append(boundary)
+            boundary = self._boundary_after(int(times[at]))
+        self._next_boundary = boundary
+        return crossed
+
+    def _apply_stretch(self, parts: Sequence[_Part], cuts: np.ndarray, stretch: int) -> None:
+        """Apply the records between boundary `stretch - 1` and `stretch`: definitions and statistics, then quotes."""
+        for part in sorted(parts, key=lambda p: p.schema == "mbp-1"):
+            rows = part.rows_in(cuts, stretch)
+            if rows is not None and not rows.any():
+                continue
+            if part.schema == "mbp-1":
+                quotes = part.quotes() if rows is None else part.quotes().take(rows)
+                for market in part.targets:
+                    self.chains[market].apply_quotes(quotes)
+                continue
+            events = events_from_frame(part.schema, part.frame if rows is None else part.frame[rows])
+            for market in part.targets:
+                chain = self.chains[market]
+                for event in events:
+                    chain.apply(event)
 
     def close(self) -> list[MarketSnapshot]:
         """Snapshots at the last record's time (session end); none if nothing arrived since the last close."""
@@ -120,15 +165,24 @@ class ChainBook:
     def _boundary_after(self, ts_ns: int) -> int:
         return (ts_ns // self.interval_ns + 1) * self.interval_ns
 
-    def _event_lists(self, frames: Sequence[MarketFrame]) -> list[Iterator[_Routed]]:
-        lists: list[Iterator[_Routed]] = []
-        for item in frames:
-            targets = self._targets.get(item.market, ())
-            if targets:
-                lists.append(_routed(events_from_frame(item.schema, item.frame), targets))
-        return lists
 
+class _Part:
+    """One frame's records routed to `targets`, with their times (and quotes as columns, built once)."""
 
-def _routed(events: Sequence[ChainEvent], targets: tuple[str, ...]) -> Iterator[_Routed]:
-    for event in events:
-        yield event.ts_recv, targets, event
+    def __init__(self, targets: tuple[str, ...], schema: str, frame: pd.DataFrame) -> None:
+        self.targets = targets
+        self.schema = schema
+        self.frame = frame
+        self.times = pd.DatetimeIndex(frame.index).asi8
+        self._quotes: QuoteBatch | None = None
+
+    def quotes(self) -> QuoteBatch:
+        if self._quotes is None:
+            self._quotes = QuoteBatch.from_frame(self.frame)
+        return self._quotes
+
+    def rows_in(self, cuts: np.ndarray, stretch: int) -> np.ndarray | None:
+        """Mask of the rows between boundary `stretch - 1` and `stretch` (None: all rows, no boundary crossed)."""
+        if not len(cuts):
+            return None
+        return np.searchsorted(cuts, self.times, side="right") == stretch
