@@ -66,9 +66,7 @@ def _truth(
 ) -> dict[str, pd.DataFrame]:
     roots = {market.futures_root} if kinds == frozenset("F") else {market.options_root}
     wanted = {
-        i.instrument_id: i.raw_symbol
-        for i in model.instruments
-        if i.kind in kinds and i.parent.split(".")[0] in roots
+        i.instrument_id: i.raw_symbol for i in model.instruments if i.kind in kinds and i.parent.split(".")[0] in roots
     }
     symbols = SymbolMap({})
     symbols.learn(list(wanted), list(wanted.values()), market.name)

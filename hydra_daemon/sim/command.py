@@ -2,8 +2,42 @@
 
 With `--json` the first stdout line is one JSON object: live_host, live_port, historical_url, cftc_url, dataset,
 api_key (ports 0 = free ports; the JSON has the real ones). Logs go to stderr (the caller configures logging).
-Faults: persistent ones as flags, one-shot/timed ones as `--fault-at SECONDS:NAME[=VALUE]` (wall seconds after
-start), and at run time via `POST /sim/faults` (form fields name, value) on the HTTP port.
+The real `databento.Historical` reaches `historical_url` through `hydra_daemon.sim.historical_client` (an endpoint
+override: the client forces https on `gateway=`); CFTC zips are under `{cftc_url}/files/dea/history/`.
+
+Faults are switched three ways, all ending in `Venue.apply_fault(name, value)`:
+- at run time: `POST /sim/faults` on the HTTP port, form fields `name` and `value`
+  (422 with a JSON `detail` for an unknown name or a bad value);
+- at start: the flags below, or `--fault-at 0:NAME[=VALUE]` for any name;
+- on a timer: `--fault-at SECONDS:NAME[=VALUE]` (wall seconds after start; repeatable).
+
+Fault names (`/sim/faults` name=value):
+  Live gateway, one-shot on every open session:
+    close                     graceful close (FIN); the client's stream just ends
+    reset                     TCP reset (RST)
+    error                     ErrorMsg "Simulated gateway error", then close
+    corrupt                   garbage bytes in the DBN stream
+    down=SECONDS              reset every session and refuse connections for SECONDS (default 5)
+    invalid_bar[=RAW_SYMBOL]  an OHLCV-1m bar with high < low for a future (default the first listed), on Live
+                              and Historical but not in the --record ground truth
+  Live gateway, persistent (value 1 = on, 0 = off):
+    stall=1|0                 send nothing at all, not even heartbeats (the client's watchdog trips)  --fault-stall
+    pause=1|0                 send heartbeats only                                                    --fault-pause
+    slow=BYTES_PER_S          throttle every session (0 = off)                                        --fault-slow
+    auth_failure=1|0          reject every login with success=0|error=Authentication failed.    --fault-auth-failure
+  Historical API:
+    http_fail=STATUS[:COUNT]  answer STATUS with a JSON detail (COUNT times; default until cleared) --fault-http-fail
+    http_delay=SECONDS        delay every answer (client timeouts; 0 = off)                      --fault-http-delay
+  CFTC files (COUNT = how many answers it affects; default until cleared):
+    cftc_fail=STATUS[:COUNT]  answer STATUS (429/503 carry Retry-After: 1)                        --fault-cftc-fail
+    cftc_slow=SECONDS[:COUNT] stall before answering (client timeouts)                            --fault-cftc-slow
+    cftc_truncated[=COUNT]    the first half of the zip                               --fault-cftc-zip truncated
+    cftc_corrupt[=COUNT]      a zip whose compressed data is garbled (CRC / inflate error)  --fault-cftc-zip corrupt
+    cftc_zip_bomb[=BYTES[:COUNT]]  a ~1/1000-size zip inflating to BYTES (default 1 GiB)  --fault-cftc-zip zip_bomb
+    cftc_wrong_member[=MEMBER[:COUNT]]  the right data under another member name  --fault-cftc-zip wrong_member
+    cftc_html[=COUNT]         200 with an HTML page instead of the zip                     --fault-cftc-zip html
+  All of them:
+    clear                     every fault above off
 """
 
 from __future__ import annotations
@@ -23,6 +57,8 @@ from hydra_daemon.sim.config import DEFAULT_API_KEY, PRODUCTS, MarketConfig
 from hydra_daemon.sim.venue import FAULT_NAMES, Venue, VenueConfig
 
 log = structlog.get_logger()
+
+CFTC_ZIP_FAULTS = ("truncated", "corrupt", "zip_bomb", "wrong_member", "html")
 
 
 @dataclass(frozen=True)
@@ -66,7 +102,9 @@ def _roots(text: str) -> tuple[str, ...]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the `sim` options to `parser`."""
+    """Add the `sim` options to `parser`; its help ends with the fault list."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__[__doc__.index("Faults are switched") :] if __doc__ else None
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--live-port", type=int, default=13000, help="Live gateway TCP port (0 = pick a free one)")
     parser.add_argument("--http-port", type=int, default=8080, help="Historical/CFTC/control HTTP port (0 = free)")
@@ -90,6 +128,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--fault-auth-failure", action="store_true", help="reject every Live login")
     faults.add_argument("--fault-http-fail", metavar="STATUS[:COUNT]", help="Historical answers STATUS (COUNT times)")
     faults.add_argument("--fault-http-delay", type=float, metavar="SECONDS", help="delay every Historical answer")
+    faults.add_argument("--fault-cftc-fail", metavar="STATUS[:COUNT]", help="CFTC files answer STATUS (COUNT times)")
+    faults.add_argument("--fault-cftc-slow", type=float, metavar="SECONDS", help="delay every CFTC file answer")
+    faults.add_argument("--fault-cftc-zip", choices=CFTC_ZIP_FAULTS, help="serve every CFTC zip broken this way")
     faults.add_argument(
         "--fault-at",
         type=parse_timed_fault,
@@ -140,6 +181,12 @@ def initial_faults(args: argparse.Namespace) -> list[tuple[str, str]]:
         faults.append(("http_fail", args.fault_http_fail))
     if args.fault_http_delay:
         faults.append(("http_delay", str(args.fault_http_delay)))
+    if args.fault_cftc_fail:
+        faults.append(("cftc_fail", args.fault_cftc_fail))
+    if args.fault_cftc_slow:
+        faults.append(("cftc_slow", str(args.fault_cftc_slow)))
+    if args.fault_cftc_zip:
+        faults.append((f"cftc_{args.fault_cftc_zip}", ""))
     return faults
 
 
@@ -160,8 +207,13 @@ async def _serve(config: VenueConfig, args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot listen ({exc}); pick other ports with --live-port/--http-port (0 = any)", file=sys.stderr)
         return 1
-    for name, value in initial_faults(args):
-        venue.apply_fault(name, value)
+    try:
+        for name, value in initial_faults(args):
+            venue.apply_fault(name, value)
+    except ValueError as exc:
+        await venue.stop()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     info = venue.info
     if args.json:
         sys.stdout.write(json.dumps(info.as_dict()) + "\n")
@@ -171,7 +223,7 @@ async def _serve(config: VenueConfig, args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    timers = [loop.call_later(f.after_s, venue.apply_fault, f.name, f.value) for f in args.fault_at]
+    timers = [loop.call_later(f.after_s, _apply_timed, venue, f) for f in args.fault_at]
     try:
         await stop.wait()
     finally:
@@ -180,3 +232,12 @@ async def _serve(config: VenueConfig, args: argparse.Namespace) -> int:
         await venue.stop()
     log.info("sim_venue_stopped")
     return 0
+
+
+def _apply_timed(venue: Venue, fault: TimedFault) -> None:
+    try:
+        venue.apply_fault(fault.name, fault.value)
+    except ValueError as exc:
+        log.error("sim_fault_rejected", fault=fault.name, value=fault.value, error=str(exc))
+    else:
+        log.info("sim_fault_applied", fault=fault.name, value=fault.value)

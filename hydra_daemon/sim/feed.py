@@ -33,6 +33,10 @@ class MarketFeed:
         if self.recorder is not None and emissions:
             self.recorder.write(emissions)
         self.tape.prune(now)
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake every session waiting in `wait_for_data` (new records are on the tape)."""
         tick, self._tick = self._tick, asyncio.Event()
         tick.set()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -17,16 +16,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from databento_dbn import OHLCVMsg, RType
+
+from hydra_daemon.sim.cftc_files import SimulatedCotFiles
+from hydra_daemon.sim.cftc_server import ONE_GIB, CftcFiles
 from hydra_daemon.sim.clock import SimClock
-from hydra_daemon.sim.config import DATASET, DEFAULT_API_KEY, MarketConfig
+from hydra_daemon.sim.config import DATASET, DEFAULT_API_KEY, PUBLISHER_ID, MarketConfig
 from hydra_daemon.sim.control import FaultControl
 from hydra_daemon.sim.faults import FaultState, SessionAction
 from hydra_daemon.sim.feed import MarketFeed
 from hydra_daemon.sim.historical import HistoricalApi
 from hydra_daemon.sim.http_server import HttpServer
 from hydra_daemon.sim.http_types import Route
+from hydra_daemon.sim.instruments import Instrument
 from hydra_daemon.sim.live_gateway import LiveGateway
-from hydra_daemon.sim.market import NS_PER_S, MarketModel, OptionTruth
+from hydra_daemon.sim.market import NS_PER_MINUTE, NS_PER_S, Emission, MarketModel, OptionTruth
 from hydra_daemon.sim.recorder import Recorder
 from hydra_daemon.sim.tape import Tape
 
@@ -83,7 +87,7 @@ class Venue:
         self.feed: MarketFeed | None = None
         self.gateway: LiveGateway | None = None
         self.http: HttpServer | None = None
-        self.cftc: Any = None  # hydra_daemon.sim.cftc_server.CftcFiles when mounted (its own fault methods)
+        self._cftc: CftcFiles | None = None
         self._recorder: Recorder | None = None
         self._engine: asyncio.Task[None] | None = None
 
@@ -98,11 +102,9 @@ class Venue:
             self.feed, cfg.api_keys, self.faults, cfg.host, cfg.live_port, int(cfg.replay_window_s * NS_PER_S)
         )
         await self.gateway.start()
-        self.cftc = _cftc_route(self.clock, cfg.market.seed)
-        routes: list[Route] = [FaultControl(self), HistoricalApi(self.feed, cfg.api_keys, self.faults)]
-        if self.cftc is not None:
-            routes.append(self.cftc)
-        self.http = HttpServer(cfg.host, cfg.http_port, routes, threaded=[self.cftc] if self.cftc else [])
+        self._cftc = CftcFiles(SimulatedCotFiles(cfg.market.seed), self.clock)
+        routes: list[Route] = [FaultControl(self), HistoricalApi(self.feed, cfg.api_keys, self.faults), self._cftc]
+        self.http = HttpServer(cfg.host, cfg.http_port, routes, threaded=[self._cftc])
         await self.http.start()
         self._engine = asyncio.create_task(self.feed.run())
 
@@ -126,11 +128,16 @@ class Venue:
         await self.stop()
 
     @property
+    def cftc(self) -> Any:  # a CftcFiles; Any keeps callers' untyped use of `.files.record(...)` values checking
+        """The simulated cftc.gov route (CftcFiles): `.files` (SimulatedCotFiles, `.revise(...)`) and fault methods."""
+        assert self._cftc is not None, "venue not started"
+        return self._cftc
+
+    @property
     def info(self) -> VenueInfo:
         assert self.gateway is not None and self.http is not None, "venue not started"
         base = f"http://{self.config.host}:{self.http.port}"
-        cftc = base if self.cftc is not None else ""
-        return VenueInfo(self.config.host, self.gateway.port, base, cftc, DATASET, self.config.api_keys[0])
+        return VenueInfo(self.config.host, self.gateway.port, base, base, DATASET, self.config.api_keys[0])
 
     def option_truth(self, instrument_id: int, ts_recv: int) -> OptionTruth | None:
         """The Black-76 inputs behind the option quote (instrument_id, ts_recv), while it is retained in the tape."""
@@ -152,12 +159,45 @@ class Venue:
         assert self.gateway is not None
         await self.gateway.go_down(seconds)
 
+    def inject_invalid_bar(self, raw_symbol: str = "") -> int:
+        """Put an OHLCV-1m bar with high < low for future `raw_symbol` (default: the first listed) on the tape, at
+        the newest bar minute; returns its ts_event. Live sessions and Historical serve it; the ground-truth
+        recording does not hold it (a correct consumer rejects it)."""
+        assert self.clock is not None, "venue not started"
+        future = self._future(raw_symbol)
+        ts_event = self.tape.last_key("ohlcv-1m")
+        if ts_event is None:
+            ts_event = self.model.start_ns // NS_PER_MINUTE * NS_PER_MINUTE
+        price = round(future.product.base_price * 1e9)
+        low, high = price + 10**9, price - 10**9
+        bar = OHLCVMsg(int(RType(0x21)), PUBLISHER_ID, future.instrument_id, ts_event, price, high, low, price, 3)
+        emission = Emission("ohlcv-1m", ts_event, future.instrument_id, bytes(bar), emitted_ns=self.clock.now_ns())
+        self.tape.append([emission])
+        assert self.feed is not None
+        self.feed.wake()
+        return ts_event
+
+    def _future(self, raw_symbol: str) -> Instrument:
+        futures = [i for i in self.model.instruments if i.kind == "F"]
+        if not raw_symbol:
+            return futures[0]
+        for future in futures:
+            if future.raw_symbol == raw_symbol:
+                return future
+        raise ValueError(f"no listed future {raw_symbol!r}; choose one of {[f.raw_symbol for f in futures]}")
+
     def apply_fault(self, name: str, value: str = "") -> None:
-        """One entry point for the HTTP control route and CLI flags: `name` as in FAULT_NAMES, `value` its argument."""
-        handler = _FAULTS.get(name)
-        if handler is None:
+        """One entry point for the HTTP control route and CLI flags: `name` as in FAULT_NAMES, `value` its argument.
+
+        Raises ValueError naming the fault and its expected value when either is wrong."""
+        fault = _FAULTS.get(name)
+        if fault is None:
             raise ValueError(f"unknown fault {name!r}; choose one of {sorted(_FAULTS)}")
-        handler(self, value)
+        handler, usage = fault
+        try:
+            handler(self, value)
+        except ValueError as exc:
+            raise ValueError(f"fault {name}={value!r}: {exc} (expected {name}{usage})") from None
 
 
 def _flag(value: str) -> bool:
@@ -178,7 +218,8 @@ def _http_fail(venue: Venue, value: str) -> None:
 
 
 def _down(venue: Venue, value: str) -> None:
-    asyncio.get_running_loop().create_task(venue.gateway_down(float(value or "5")))
+    seconds = float(value or "5")
+    asyncio.get_running_loop().create_task(venue.gateway_down(seconds))
 
 
 def _sessions(action: SessionAction) -> Callable[[Venue, str], None]:
@@ -188,31 +229,76 @@ def _sessions(action: SessionAction) -> Callable[[Venue, str], None]:
     return handler
 
 
-_FAULTS: dict[str, Callable[[Venue, str], None]] = {
-    "close": _sessions(SessionAction.CLOSE),
-    "reset": _sessions(SessionAction.RESET),
-    "error": _sessions(SessionAction.ERROR),
-    "corrupt": _sessions(SessionAction.CORRUPT),
-    "stall": _set("stall", _flag),
-    "pause": _set("pause", _flag),
-    "slow": _set("slow_bytes_per_s", lambda s: float(s or "0")),
-    "auth_failure": _set("auth_failure", _flag),
-    "down": _down,
-    "http_fail": _http_fail,
-    "http_delay": _set("http_delay_s", lambda s: float(s or "0")),
-    "clear": lambda v, _: v.faults.clear(),
+def _cftc(venue: Venue) -> CftcFiles:
+    route: CftcFiles = venue.cftc
+    return route
+
+
+def _clear(venue: Venue, _: str) -> None:
+    venue.faults.clear()
+    _cftc(venue).clear_faults()
+
+
+def _times(text: str) -> int | None:
+    """A fault's optional COUNT: "" = until cleared."""
+    return int(text) if text else None
+
+
+def _cftc_fail(venue: Venue, value: str) -> None:
+    status, _, count = value.partition(":")
+    _cftc(venue).fail_status(int(status or "503"), _times(count))
+
+
+def _cftc_slow(venue: Venue, value: str) -> None:
+    seconds, _, count = value.partition(":")
+    _cftc(venue).slow(float(seconds), _times(count))
+
+
+def _cftc_zip_bomb(venue: Venue, value: str) -> None:
+    size, _, count = value.partition(":")
+    _cftc(venue).serve_zip_bomb(int(size) if size else ONE_GIB, _times(count))
+
+
+def _cftc_wrong_member(venue: Venue, value: str) -> None:
+    member, _, count = value.partition(":")
+    _cftc(venue).wrong_member(member or "annual.txt", _times(count))
+
+
+def _cftc_times(switch: Callable[[CftcFiles, int | None], None]) -> Callable[[Venue, str], None]:
+    def handler(venue: Venue, value: str) -> None:
+        switch(_cftc(venue), _times(value))
+
+    return handler
+
+
+def _invalid_bar(venue: Venue, value: str) -> None:
+    venue.inject_invalid_bar(value)
+
+
+# name -> (handler, how its value is written after the name); `command.py`'s docstring documents each one.
+_FAULTS: dict[str, tuple[Callable[[Venue, str], None], str]] = {
+    "close": (_sessions(SessionAction.CLOSE), ""),
+    "reset": (_sessions(SessionAction.RESET), ""),
+    "error": (_sessions(SessionAction.ERROR), ""),
+    "corrupt": (_sessions(SessionAction.CORRUPT), ""),
+    "stall": (_set("stall", _flag), "=1|0"),
+    "pause": (_set("pause", _flag), "=1|0"),
+    "slow": (_set("slow_bytes_per_s", lambda s: float(s or "0")), "=BYTES_PER_S (0 = off)"),
+    "auth_failure": (_set("auth_failure", _flag), "=1|0"),
+    "down": (_down, "=SECONDS"),
+    "invalid_bar": (_invalid_bar, "[=FUTURE_RAW_SYMBOL]"),
+    "http_fail": (_http_fail, "=STATUS[:COUNT]"),
+    "http_delay": (_set("http_delay_s", lambda s: float(s or "0")), "=SECONDS (0 = off)"),
+    "cftc_fail": (_cftc_fail, "=STATUS[:COUNT]"),
+    "cftc_slow": (_cftc_slow, "=SECONDS[:COUNT]"),
+    "cftc_truncated": (_cftc_times(CftcFiles.truncate_zip), "[=COUNT]"),
+    "cftc_corrupt": (_cftc_times(CftcFiles.corrupt_zip), "[=COUNT]"),
+    "cftc_zip_bomb": (_cftc_zip_bomb, "[=BYTES[:COUNT]]"),
+    "cftc_wrong_member": (_cftc_wrong_member, "[=MEMBER[:COUNT]]"),
+    "cftc_html": (_cftc_times(CftcFiles.html_instead), "[=COUNT]"),
+    "clear": (_clear, ""),
 }
 FAULT_NAMES = tuple(sorted(_FAULTS))
-
-
-def _cftc_route(clock: SimClock, seed: int) -> Any:
-    """The CFTC files route (`hydra_daemon.sim.cftc_server.CftcFiles`) when that module is present, else None."""
-    try:
-        server = importlib.import_module("hydra_daemon.sim.cftc_server")
-        files = importlib.import_module("hydra_daemon.sim.cftc_files")
-    except ImportError:
-        return None
-    return server.CftcFiles(files.SimulatedCotFiles(seed), clock)
 
 
 class VenueThread:
