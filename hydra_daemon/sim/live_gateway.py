@@ -230,11 +230,19 @@ class LiveGateway:
         return _Session(session_id, writer, request.get("ts_out") == "1", float(heartbeat), compressor)
 
     async def _read_subscriptions(self, session: _Session, reader: asyncio.StreamReader) -> None:
+        """Read subscription lines up to `start_session`; a bad one is raised only then (the client expects nothing
+        from the gateway before it starts the session)."""
+        violation: ProtocolViolation | None = None
         while True:
             fields = parse_control_line(await reader.readuntil(b"\n"))
             if "start_session" in fields:
+                if violation is not None:
+                    raise violation
                 return
-            self._subscribe(session, fields, before_start=True)
+            try:
+                self._subscribe(session, fields, before_start=True)
+            except ProtocolViolation as exc:
+                violation = violation or exc
 
     async def _reject(self, session: _Session, error: str, with_metadata: bool) -> None:
         """After auth the client only parses DBN: say why in an ErrorMsg (after Metadata if none was sent yet)."""
