@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from hydra_daemon.config import Config, ConfigError, load_config
-from hydra_daemon.redaction import redact_text
+from hydra_daemon.redaction import redact_text, register_uri_secrets
 
 _USER_ERRORS = (
     ("hydra_daemon.secrets", "SecretError"),
@@ -81,9 +81,16 @@ def _export(args: argparse.Namespace) -> int:
     from hydra_daemon.store.lake import export_from_store
 
     config = _config(args)
-    paths = export_from_store(
-        config.storage.arctic_uri, args.library, args.symbol, args.start, args.end, config.storage.lake_dir
-    )
+    if args.end < args.start:
+        print(f"error: --end {args.end} is before --start {args.start}", file=sys.stderr)
+        return 1
+    try:
+        paths = export_from_store(
+            config.storage.arctic_uri, args.library, args.symbol, args.start, args.end, config.storage.lake_dir
+        )
+    except LookupError as exc:  # no such library or symbol in the store
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
+        return 1
     for path in paths:
         print(path)
     print(f"{len(paths)} partition(s) published under {config.storage.lake_dir}", file=sys.stderr)
@@ -91,7 +98,13 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(Path(args.config))
+    """The command's config; logs go to stderr (stdout carries the command's output), store credentials masked."""
+    from hydra_daemon.logging_setup import configure_logging
+
+    config = load_config(Path(args.config))
+    configure_logging()
+    register_uri_secrets(config.storage.arctic_uri)
+    return config
 
 
 def _utc_day(value: date) -> datetime:

@@ -70,9 +70,8 @@ def export_range(
         raise ValueError(f"export of {library_name}/{symbol}: end {end} is before start {start}")
     dataset = dataset_root(lake_dir, library_name, symbol)
     if not library.has_symbol(symbol):
-        raise LookupError(
-            f"export: no symbol {symbol!r} in library {library_name!r}; list them with library.list_symbols()"
-        )
+        held = ", ".join(sorted(library.list_symbols())[:20]) or "nothing yet"
+        raise LookupError(f"export: no symbol {symbol!r} in library {library_name!r} (it holds: {held})")
     if _is_bitemporal(library, symbol):
         days = _bitemporal_days(library, symbol, start, end)
     else:
