@@ -93,6 +93,7 @@ def test_injected_http_failure_then_recovery(
     with pytest.raises(error) as failure:
         client.timeseries.get_range(DATASET, start, available_end(venue), "HE.FUT", "trades", stype_in="parent")
     assert failure.value.http_status == status  # type: ignore[attr-defined]
+    assert f"Simulated venue fault: HTTP {status}." in str(failure.value)  # the JSON `detail` is the message
     store = client.timeseries.get_range(DATASET, start, available_end(venue), "HE.FUT", "trades", stype_in="parent")
     assert list(store)
 

@@ -6,11 +6,12 @@ import math
 from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import databento as db
 import pytest
-from databento_dbn import FIXED_PRICE_SCALE, MBP1Msg, Metadata, OHLCVMsg, RType, SType, TradeMsg
+from databento_dbn import FIXED_PRICE_SCALE, UNDEF_PRICE, MBP1Msg, Metadata, OHLCVMsg, RType, SType, TradeMsg
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from vollib.black.implied_volatility import implied_volatility
@@ -149,3 +150,73 @@ def test_weekends_are_silent() -> None:
     assert weekend and {e.schema for e in weekend} <= {"ohlcv-1d", "statistics"}  # Friday's close, at midnight
     assert all(e.key_ns == saturday or e.schema == "ohlcv-1d" for e in weekend)
     assert any(e.schema == "definition" and e.key_ns == saturday + 2 * NS_PER_DAY for e in emissions)
+
+
+def test_daily_bars_are_consistent_with_the_days_trades_and_minute_bars() -> None:
+    model = MarketModel(replace(CONFIG, base_rate=60.0))
+    emissions = model.advance(model.start_ns + NS_PER_DAY + NS_PER_DAY // 4)  # Mon 23:55 .. Wed 05:55: two closes
+    trades: dict[tuple[int, int], list[TradeMsg]] = defaultdict(list)
+    minutes: dict[tuple[int, int], list[OHLCVMsg]] = defaultdict(list)
+    days = []
+    for record in decode(emissions):
+        if isinstance(record, TradeMsg):
+            trades[(record.instrument_id, record.ts_recv // NS_PER_DAY * NS_PER_DAY)].append(record)
+        elif isinstance(record, OHLCVMsg) and record.rtype == RType.OHLCV_1M:
+            minutes[(record.instrument_id, record.ts_event // NS_PER_DAY * NS_PER_DAY)].append(record)
+        elif isinstance(record, OHLCVMsg):
+            days.append(record)
+    full_days = {bar.ts_event for bar in days}
+    assert len(full_days) == 2 and all(t % NS_PER_DAY == 0 for t in full_days)
+    for bar in days:
+        day = trades.pop((bar.instrument_id, bar.ts_event))
+        prices = [t.price for t in day]
+        assert (bar.open, bar.high, bar.low, bar.close) == (prices[0], max(prices), min(prices), prices[-1])
+        assert bar.volume == sum(t.size for t in day)
+        bars = minutes[(bar.instrument_id, bar.ts_event)]
+        assert (bar.open, bar.close) == (bars[0].open, bars[-1].close)
+        assert (bar.high, bar.low) == (max(b.high for b in bars), min(b.low for b in bars))
+        assert bar.volume == sum(b.volume for b in bars)
+    assert all(day > max(full_days) for _, day in trades)  # only the still-open day has no daily bar yet
+
+
+def test_definitions_carry_the_fields_of_real_glbx_definitions() -> None:
+    real = next(iter(db.DBNStore.from_file(REAL_DEFINITIONS)))
+    model = MarketModel(CONFIG)
+    definitions = {r.instrument_id: r for r in decode(model.advance(model.start_ns + 1)) if hasattr(r, "raw_symbol")}
+    assert set(definitions) == set(model.by_id)
+    for iid, definition in definitions.items():
+        inst = model.by_id[iid]
+        assert definition.raw_symbol == inst.raw_symbol and definition.instrument_class == inst.kind
+        assert definition.expiration == inst.expiration_ns > definition.activation
+        assert definition.min_price_increment == round(inst.product.tick * FIXED_PRICE_SCALE)
+        assert definition.display_factor == round(inst.product.display_factor * FIXED_PRICE_SCALE)
+        if inst.underlying is None:
+            assert (definition.strike_price, definition.underlying_id, definition.underlying) == (UNDEF_PRICE, 0, "")
+        else:
+            assert definition.strike_price == round(inst.strike * FIXED_PRICE_SCALE)  # type: ignore[operator]
+            assert definition.strike_price % definition.min_price_increment == 0
+            assert (definition.underlying_id, definition.underlying) == (
+                inst.underlying.instrument_id,
+                inst.underlying.raw_symbol,
+            )
+        populated = {name for name in DEFINITION_FIELDS if _is_set(getattr(real, name))}
+        missing = {name for name in populated if not _is_set(getattr(definition, name))}
+        assert missing == NOT_SIMULATED, inst.raw_symbol
+
+
+REAL_DEFINITIONS = Path(__file__).resolve().parents[1] / "data" / "test_data.definition.dbn.zst"
+DEFINITION_FIELDS = (
+    "activation", "asset", "cfi", "currency", "display_factor", "exchange", "expiration", "group", "instrument_class",
+    "market_depth", "match_algorithm", "maturity_month", "maturity_year", "max_trade_vol", "min_price_increment",
+    "min_price_increment_amount", "min_trade_vol", "publisher_id", "raw_symbol", "security_type",
+    "security_update_action", "unit_of_measure", "unit_of_measure_qty", "user_defined_instrument",
+    "appl_id", "high_limit_price", "low_limit_price", "max_price_variation", "inst_attrib_value",
+    "market_segment_id", "underlying_product",
+)  # fmt: skip
+# Exchange-session details a real future carries that the venue leaves unset (no consumer needs them yet).
+NOT_SIMULATED = {"appl_id", "high_limit_price", "low_limit_price", "max_price_variation", "inst_attrib_value",
+                 "market_segment_id", "underlying_product"}  # fmt: skip
+
+
+def _is_set(value: object) -> bool:
+    return value not in (None, "", 0, UNDEF_PRICE, 2**31 - 1, 2**32 - 1, 2**64 - 1, 255, 127, 32767, 65535, "\x00")
