@@ -288,21 +288,22 @@ def _split(
     market: str | None,
 ) -> None:
     ids = array["instrument_id"]
+    unique, inverse = np.unique(ids, return_inverse=True)
+    symbol = symbols.symbols(unique)[inverse]
     if market is not None:
-        frames.append(MarketFrame(market, schema, to_frame(array, schema, symbols.symbols(ids))))
+        frames.append(MarketFrame(market, schema, to_frame(array, schema, symbol)))
         return
-    markets = symbols.markets(ids)
-    names = set(markets.tolist())
-    if len(names) == 1 and "" not in names:
-        frames.append(MarketFrame(names.pop(), schema, to_frame(array, schema, symbols.symbols(ids))))
+    names, codes = np.unique(symbols.markets(unique).astype(str), return_inverse=True)
+    if len(names) == 1 and names[0] != "":
+        frames.append(MarketFrame(str(names[0]), schema, to_frame(array, schema, symbol)))
         return
-    for name in sorted(names):
-        mask = markets == name
+    rows = codes[inverse]
+    for code, name in enumerate(names.tolist()):
         if name == "":
-            unmapped.extend(int(i) for i in ids[mask])
+            unmapped.extend(unique[codes == code].tolist())
             continue
-        part = array[mask]
-        frames.append(MarketFrame(name, schema, to_frame(part, schema, symbols.symbols(part["instrument_id"]))))
+        mask = rows == code
+        frames.append(MarketFrame(name, schema, to_frame(array[mask], schema, symbol[mask])))
 
 
 def to_frame(array: np.ndarray, schema: str, symbol: np.ndarray) -> pd.DataFrame:
