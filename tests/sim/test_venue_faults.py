@@ -89,6 +89,13 @@ def test_every_cftc_fault_is_switched_over_http_and_clear_restores_the_file(venu
     assert get_zip(venue).content == normal.content
 
 
+def test_the_year_zip_holds_the_weeks_released_by_the_venue_clock(venue: VenueThread) -> None:
+    with zipfile.ZipFile(io.BytesIO(get_zip(venue).content)) as archive:
+        text = archive.read("f_year.txt")
+    assert b",261027,2026-10-27," in text  # released Fri 2026-10-30, before the clock's Mon 2026-11-02 start
+    assert b"2026-11-03" not in text  # released Fri 2026-11-06: minutes of wall time away at speed 600
+
+
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
