@@ -36,6 +36,8 @@ Fault names (`/sim/faults` name=value):
     cftc_zip_bomb[=BYTES[:COUNT]]  a ~1/1000-size zip inflating to BYTES (default 1 GiB)  --fault-cftc-zip zip_bomb
     cftc_wrong_member[=MEMBER[:COUNT]]  the right data under another member name  --fault-cftc-zip wrong_member
     cftc_html[=COUNT]         200 with an HTML page instead of the zip                     --fault-cftc-zip html
+    cftc_revision=CODE:YYYY-MM-DD[:CONTRACTS]  not a fault: publish now (sim time) a correction of that released
+                              week, CONTRACTS (default 100) Old-crop managed-money longs become non-reportable
   All of them:
     clear                     every fault above off
 """

@@ -12,6 +12,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -229,6 +230,9 @@ def _sessions(action: SessionAction) -> Callable[[Venue, str], None]:
     return handler
 
 
+_REVISED_FROM, _REVISED_TO = "M_Money_Positions_Long_Old", "NonRept_Positions_Long_Old"
+
+
 def _cftc(venue: Venue) -> CftcFiles:
     route: CftcFiles = venue.cftc
     return route
@@ -271,6 +275,26 @@ def _cftc_times(switch: Callable[[CftcFiles, int | None], None]) -> Callable[[Ve
     return handler
 
 
+def _cftc_revision(venue: Venue, value: str) -> None:
+    """Publish now (sim time) a correction of one released week: CONTRACTS managed-money longs (Old crop) become
+    non-reportable longs, so every accounting identity keeps holding."""
+    code, _, rest = value.partition(":")
+    as_of_text, _, contracts_text = rest.partition(":")
+    as_of = date.fromisoformat(as_of_text)
+    contracts = int(contracts_text or "100")
+    assert venue.clock is not None, "venue not started"
+    files = _cftc(venue).files
+    now = venue.clock.now()
+    try:
+        row = files.record(code, as_of, now)
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+    moved_from, moved_to = int(str(row[_REVISED_FROM])), int(str(row[_REVISED_TO]))
+    if not 0 < contracts <= moved_from:
+        raise ValueError(f"CONTRACTS must be in 1..{moved_from} ({_REVISED_FROM} of {code} {as_of})")
+    files.revise(code, as_of, {_REVISED_FROM: moved_from - contracts, _REVISED_TO: moved_to + contracts}, now)
+
+
 def _invalid_bar(venue: Venue, value: str) -> None:
     venue.inject_invalid_bar(value)
 
@@ -296,6 +320,7 @@ _FAULTS: dict[str, tuple[Callable[[Venue, str], None], str]] = {
     "cftc_zip_bomb": (_cftc_zip_bomb, "[=BYTES[:COUNT]]"),
     "cftc_wrong_member": (_cftc_wrong_member, "[=MEMBER[:COUNT]]"),
     "cftc_html": (_cftc_times(CftcFiles.html_instead), "[=COUNT]"),
+    "cftc_revision": (_cftc_revision, "=CODE:YYYY-MM-DD[:CONTRACTS]"),
     "clear": (_clear, ""),
 }
 FAULT_NAMES = tuple(sorted(_FAULTS))

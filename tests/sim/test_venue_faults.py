@@ -6,6 +6,7 @@ import io
 import zipfile
 import zlib
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import databento as db
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from databento_dbn import OHLCVMsg, SymbolMappingMsg
 
+from hydra_daemon.sim.cftc_files import Value
 from hydra_daemon.sim.historical_client import historical_client
 from hydra_daemon.sim.testing import Collector, fast_config, live_client, wait_until
 from hydra_daemon.sim.venue import FAULT_NAMES, VenueThread
@@ -90,10 +92,30 @@ def test_every_cftc_fault_is_switched_over_http_and_clear_restores_the_file(venu
 
 
 def test_the_year_zip_holds_the_weeks_released_by_the_venue_clock(venue: VenueThread) -> None:
-    with zipfile.ZipFile(io.BytesIO(get_zip(venue).content)) as archive:
-        text = archive.read("f_year.txt")
+    text = year_text(venue)
     assert b",261027,2026-10-27," in text  # released Fri 2026-10-30, before the clock's Mon 2026-11-02 start
     assert b"2026-11-03" not in text  # released Fri 2026-11-06: minutes of wall time away at speed 600
+
+
+def test_a_cot_revision_posted_at_run_time_is_served_with_identities_intact(venue: VenueThread) -> None:
+    as_of = date(2026, 10, 20)
+
+    def lean_hogs() -> dict[str, Value]:
+        return venue.call(lambda v: v.cftc.files.record("054642", as_of, v.clock.now() if v.clock else None))
+
+    before, text_before = lean_hogs(), year_text(venue)
+    assert post_fault(venue, "cftc_revision", f"054642:{as_of}:250").status_code == 200
+    after, text_after = lean_hogs(), year_text(venue)
+    assert after["M_Money_Positions_Long_Old"] == int(str(before["M_Money_Positions_Long_Old"])) - 250
+    assert after["NonRept_Positions_Long_All"] == int(str(before["NonRept_Positions_Long_All"])) + 250
+    assert after["Open_Interest_All"] == before["Open_Interest_All"]
+    changed = [a for b, a in zip(text_before.split(b"\r\n"), text_after.split(b"\r\n"), strict=True) if a != b]
+    assert len(changed) == 1 and b",261020,2026-10-20,054642," in changed[0]
+
+
+def year_text(venue: VenueThread) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(get_zip(venue).content)) as archive:
+        return archive.read("f_year.txt")
 
 
 @pytest.mark.parametrize(
@@ -104,6 +126,10 @@ def test_the_year_zip_holds_the_weeks_released_by_the_venue_clock(venue: VenueTh
         ("cftc_truncated", "0", "times must be >= 1"),
         ("http_fail", "", "http_fail=STATUS[:COUNT]"),
         ("invalid_bar", "ZZZ9", "no listed future 'ZZZ9'"),
+        ("cftc_revision", "054642", "cftc_revision=CODE:YYYY-MM-DD[:CONTRACTS]"),
+        ("cftc_revision", "999999:2026-10-20", "unknown market code '999999'"),
+        ("cftc_revision", "054642:2026-11-03", "must be published after its release"),
+        ("cftc_revision", "054642:2026-10-20:0", "CONTRACTS must be in 1.."),
     ],
 )
 def test_bad_fault_values_are_422_naming_the_expected_form(
