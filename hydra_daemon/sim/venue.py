@@ -164,7 +164,7 @@ class Venue:
         """Put an OHLCV-1m bar with high < low for future `raw_symbol` (default: the first listed) on the tape, at
         the newest bar minute; returns its ts_event. Live sessions and Historical serve it; the ground-truth
         recording does not hold it (a correct consumer rejects it)."""
-        assert self.clock is not None, "venue not started"
+        assert self.feed is not None, "venue not started"
         future = self._future(raw_symbol)
         ts_event = self.tape.last_key("ohlcv-1m")
         if ts_event is None:
@@ -172,9 +172,9 @@ class Venue:
         price = round(future.product.base_price * 1e9)
         low, high = price + 10**9, price - 10**9
         bar = OHLCVMsg(int(RType(0x21)), PUBLISHER_ID, future.instrument_id, ts_event, price, high, low, price, 3)
-        emission = Emission("ohlcv-1m", ts_event, future.instrument_id, bytes(bar), emitted_ns=self.clock.now_ns())
+        # published at the model's horizon: the tape's publication order (Live replay bisects it) stays sorted
+        emission = Emission("ohlcv-1m", ts_event, future.instrument_id, bytes(bar), emitted_ns=self.model.now_ns)
         self.tape.append([emission])
-        assert self.feed is not None
         self.feed.wake()
         return ts_event
 

@@ -17,7 +17,7 @@ from databento_dbn import OHLCVMsg, SymbolMappingMsg
 from hydra_daemon.sim.cftc_files import Value
 from hydra_daemon.sim.historical_client import historical_client
 from hydra_daemon.sim.testing import Collector, fast_config, live_client, wait_until
-from hydra_daemon.sim.venue import FAULT_NAMES, VenueThread
+from hydra_daemon.sim.venue import FAULT_NAMES, Venue, VenueThread
 
 DATASET = "GLBX.MDP3"
 YEAR_ZIP = "/files/dea/history/fut_disagg_txt_2026.zip"  # the venue's clock is in Nov 2026
@@ -181,5 +181,19 @@ def test_invalid_bar_reaches_live_and_historical_but_not_the_ground_truth(tmp_pa
             DATASET, bar.ts_event, end, "HE.FUT", "ohlcv-1m", stype_in="parent"
         )
         assert bytes(bar) in {bytes(r) for r in history}
+        injected_at = venue.call(lambda v: v.tape.end("ohlcv-1m"))
+        wait_until(
+            lambda: venue.call(lambda v: v.tape.end("ohlcv-1m")) > injected_at + 10, "bars after the invalid one"
+        )
+        assert published_order(venue) == sorted(published_order(venue))  # Live replay bisects on it
     recorded = [r for r in db.DBNStore.from_file(truth) if isinstance(r, OHLCVMsg)]
     assert recorded and all(r.high >= r.low for r in recorded)
+
+
+def published_order(venue: VenueThread) -> list[int]:
+    def read(v: Venue) -> list[int]:
+        return [
+            v.tape.get("ohlcv-1m", i)[1].published_ns for i in range(v.tape.base("ohlcv-1m"), v.tape.end("ohlcv-1m"))
+        ]
+
+    return venue.call(read)
