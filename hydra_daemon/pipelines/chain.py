@@ -385,14 +385,15 @@ class ChainState:
 
 
 def _newest_rows(instrument_ids: np.ndarray, ts_recv: np.ndarray) -> np.ndarray:
-    """Per instrument, the row `apply` in stream order would keep: the latest of its newest `ts_recv`; ordered by
-    first appearance of the instrument."""
+    """Per instrument, the row `apply` in stream order would keep: the latest of its newest `ts_recv`; in stream
+    order of those rows."""
+    if bool(np.all(ts_recv[1:] >= ts_recv[:-1])):  # the usual case: the last row of each instrument
+        _, from_end = np.unique(instrument_ids[::-1], return_index=True)
+        return np.sort(len(instrument_ids) - 1 - from_end)
     positions = np.arange(len(instrument_ids))
     order = np.lexsort((positions, ts_recv, instrument_ids))
     ids = instrument_ids[order]
-    last = order[np.r_[ids[1:] != ids[:-1], True]]
-    _, first = np.unique(instrument_ids, return_index=True)
-    return last[np.argsort(first, kind="stable")]
+    return np.sort(order[np.r_[ids[1:] != ids[:-1], True]])
 
 
 CHAIN_COLUMNS = (

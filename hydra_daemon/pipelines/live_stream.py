@@ -7,15 +7,16 @@ Flow per connection:
 2. a watermark older than `now - replay_window_s` is first filled from Historical up to that limit
    (`source="historical"` batches), so Live only has to replay the last window;
 3. subscribe each schema with ``start = watermark - REPLAY_OVERLAP_NS`` (``start=0``: the whole replay window when
-   nothing is stored) and start the session — in a worker thread, because the first subscribe blocks;
-4. records leave the client's thread through a bounded `RecordHandoff` and are decoded on a `BatchDecoder` thread
-   (overlapping with the consumer committing the previous batch);
+   nothing is stored) and start the session — in a child process (`LiveProcess`), so the client's per-record work
+   runs under its own GIL, on another core than our decoding and commits;
+4. the child streams raw DBN bytes through a pipe; a `StreamDecoder` thread turns them into column batches with
+   numpy (overlapping with the consumer committing the previous batch);
 5. the session ends on a gateway error, a reset, a graceful close, or our own watchdog (no record or heartbeat for
-   `watchdog_s`); we back off with jitter and start again at 1.
+   `watchdog_s`); we stop the child, back off with jitter and start again at 1.
 
 Overlapping replays are harmless: the `StreamWriter` drops every row at or before its watermark, so the store ends
-up with each record exactly once. Each `Live` client runs on its own event-loop thread, so a full handoff stalls only
-its own socket reads (TCP back-pressure), never another pipeline's session.
+up with each record exactly once. A slow consumer fills the pipe, which blocks the child's client, which stops
+reading its socket: TCP back-pressure on the gateway, nothing dropped, memory bounded.
 """
 
 from __future__ import annotations
