@@ -51,6 +51,11 @@ class Launcher:
                 cls._shared = cls()
             return cls._shared
 
+    @property
+    def pid(self) -> int:
+        """The launcher's process id."""
+        return self._process.pid
+
     def fork(self, control_fd: int, data_fd: int) -> int:
         """Fork a child running a session on these descriptors (the caller closes its copies); the child's pid.
         Blocks while the launcher still imports (first use)."""

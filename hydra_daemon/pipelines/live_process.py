@@ -52,6 +52,11 @@ class LiveProcess:
         self._stopped = False
         self._control.send((key, request))
 
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self._pid
+
     def wait_started(self, timeout: float) -> str | None:
         """Block until the child's session streams; its session id. LiveSessionError if it could not start."""
         status, detail = self._next_status(timeout)

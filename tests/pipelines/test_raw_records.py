@@ -20,9 +20,9 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 SCHEMAS = ("live", "mbp-1", "definition", "statistics", "ohlcv-1d", "trades")
 POOL: list[Any] = [r for schema in SCHEMAS for r in db.DBNStore.from_file(DATA / f"test_data.{schema}.dbn.zst")]
 POOL += [
-    dbn.SystemMsg(1, "Heartbeat", code=dbn.SystemCode.HEARTBEAT),
-    dbn.SystemMsg(2, "Finished replay", code=dbn.SystemCode.REPLAY_COMPLETED),
-    dbn.ErrorMsg(3, "Authentication failed", code=dbn.ErrorCode.AUTH_FAILED),
+    dbn.SystemMsg(1, "Heartbeat", code=dbn.SystemCode.HEARTBEAT),  # type: ignore[arg-type]
+    dbn.SystemMsg(2, "Finished replay", code=dbn.SystemCode.REPLAY_COMPLETED),  # type: ignore[arg-type]
+    dbn.ErrorMsg(3, "Authentication failed", code=dbn.ErrorCode.AUTH_FAILED),  # type: ignore[arg-type]
 ]
 
 
@@ -66,7 +66,7 @@ def _records_within(records: list[Any], size: int) -> list[Any]:
 def test_runs_follow_the_stream_order_of_types() -> None:
     mbp = [r for r in POOL if isinstance(r, dbn.MBP1Msg)]
     stat = next(r for r in POOL if isinstance(r, dbn.StatMsg))
-    payload = b"".join(bytes(r) for r in [*mbp, stat, *mbp])
+    payload = b"".join(bytes(r) for r in [*mbp, stat, *mbp])  # type: ignore[call-overload]
     runs, used = split_runs(payload)
     assert used == len(payload)
     assert [(run.rtype, run.count) for run in runs] == [(1, len(mbp)), (24, 1), (1, len(mbp))]
