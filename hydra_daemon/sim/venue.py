@@ -214,6 +214,8 @@ def _set(attr: str, convert: Callable[[str], Any]) -> Callable[[Venue, str], Non
 
 def _http_fail(venue: Venue, value: str) -> None:
     status, _, count = value.partition(":")
+    if not 400 <= int(status) <= 599:
+        raise ValueError(f"STATUS must be a 4xx/5xx code, got {status}")
     venue.faults.http_status = int(status)
     venue.faults.http_fail_count = int(count) if count else -1
 

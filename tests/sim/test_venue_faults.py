@@ -125,6 +125,7 @@ def year_text(venue: VenueThread) -> bytes:
         ("cftc_fail", "200", "4xx/5xx"),
         ("cftc_truncated", "0", "times must be >= 1"),
         ("http_fail", "", "http_fail=STATUS[:COUNT]"),
+        ("http_fail", "200", "4xx/5xx"),
         ("invalid_bar", "ZZZ9", "no listed future 'ZZZ9'"),
         ("cftc_revision", "054642", "cftc_revision=CODE:YYYY-MM-DD[:CONTRACTS]"),
         ("cftc_revision", "999999:2026-10-20", "unknown market code '999999'"),
