@@ -232,9 +232,6 @@ def _sessions(action: SessionAction) -> Callable[[Venue, str], None]:
     return handler
 
 
-_REVISED_FROM, _REVISED_TO = "M_Money_Positions_Long_Old", "NonRept_Positions_Long_Old"
-
-
 def _cftc(venue: Venue) -> CftcFiles:
     route: CftcFiles = venue.cftc
     return route
@@ -275,6 +272,9 @@ def _cftc_times(switch: Callable[[CftcFiles, int | None], None]) -> Callable[[Ve
         switch(_cftc(venue), _times(value))
 
     return handler
+
+
+_REVISED_FROM, _REVISED_TO = "M_Money_Positions_Long_Old", "NonRept_Positions_Long_Old"
 
 
 def _cftc_revision(venue: Venue, value: str) -> None:
