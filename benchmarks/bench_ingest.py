@@ -193,14 +193,15 @@ async def bench_pipeline(info: dict[str, Any], state_dir: Path) -> Rates:
         async with anyio.create_task_group() as group:
             group.start_soon(pipeline.run)
             while True:
-                mark = pipeline.watermark("HE", "mbp-1")
+                # in a worker thread: the writer holds its lock during an append, the event loop must not wait
+                mark = await anyio.to_thread.run_sync(pipeline.watermark, "HE", "mbp-1")
                 committed = -1 if mark is None else mark.ts_ns
                 for edge in info["window_ts"][len(window.times) :]:
                     if committed >= edge:
                         window.times.append(time.perf_counter())
                 if committed >= info["last_option_ts"]:
                     break
-                await anyio.sleep(0.005)
+                await anyio.sleep(0.01)
             ended = time.perf_counter()
             group.cancel_scope.cancel()
     return window.rates(info["records"], info["window_records"], started, ended)

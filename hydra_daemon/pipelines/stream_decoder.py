@@ -21,6 +21,8 @@ BATCH_BYTES = 1 << 21
 BATCH_LINGER_S = 0.05
 """A read of fewer than BATCH_BYTES waits BATCH_LINGER_S once for more: decoding cost is dominated by a fixed
 per-frame pandas overhead, and the writer buffers for `flush_interval_s` anyway, so the latency is free."""
+MAX_BATCH_BYTES = 1 << 24
+"""While the consumer is behind, a batch grows up to this (about 200k mbp-1 records); memory stays bounded."""
 
 
 class ByteSource(Protocol):
@@ -103,6 +105,7 @@ class StreamDecoder:
             pending += chunk
             if len(pending) < BATCH_BYTES:
                 pending += self._more(BATCH_LINGER_S)
+            pending += self._while_consumer_busy(MAX_BATCH_BYTES - len(pending))
             if header is None:
                 header = metadata_length(pending)
                 if header is None:
@@ -113,6 +116,20 @@ class StreamDecoder:
             if decoded.rows or decoded.notices or decoded.unmapped or decoded.unsupported or decoded.heartbeats:
                 self._on_decoded(decoded)
                 self._put(decoded)
+
+    def _while_consumer_busy(self, room: int) -> bytes:
+        """Keep reading while the consumer still has batches queued (up to `room` bytes): under load, batches grow
+        and every per-batch cost downstream (frames, chain, writer appends) is paid less often."""
+        parts: list[bytes] = []
+        while self._out.full() and room > 0 and not self._stopped.is_set():
+            chunk = self._source.read(0.01)
+            if chunk == b"":
+                break
+            if chunk:
+                self._seen_at = time.monotonic()
+                parts.append(chunk)
+                room -= len(chunk)
+        return b"".join(parts)
 
     def _more(self, linger_s: float) -> bytes:
         """Whatever arrives within `linger_s` (stops early at end of stream)."""
