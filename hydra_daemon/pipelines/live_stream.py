@@ -144,7 +144,7 @@ class LiveStream:
         symbols: SymbolMap | None = None,
         clock: Callable[[], int] = time.time_ns,
         backoff: Backoff | None = None,
-        idle_tick_s: float = 1.0,
+        idle_tick_s: float = 0.25,
     ) -> None:
         register_secret(settings.key.reveal())
         self.settings = settings
