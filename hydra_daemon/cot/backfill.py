@@ -3,7 +3,8 @@
 Backfilled weeks are revision 0 with `available_at` = their scheduled release time from the calendar (rule plus
 override tables). Past revisions are invisible: yearly files are overwritten in place when the CFTC corrects a week,
 so a backfill records only the latest values, as if they had been right at first release. Weeks already stored are
-never touched, so re-running a backfill writes nothing new.
+never touched, so re-running a backfill writes nothing new. A backfill that wrote anything ends with a store
+snapshot `cot-backfill-<UTC time>`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hydra_daemon.cot.persist import QuarantineLog, cot_table, record_backfill, 
 from hydra_daemon.cot.validate import validate_rows
 from hydra_daemon.store.arctic import Store
 
+SNAPSHOT_LABEL = "cot-backfill"
 Progress = Callable[[int, int, str], None]
 """Called as progress(done, total, label) after each downloaded file."""
 
@@ -30,12 +32,14 @@ log = structlog.get_logger()
 
 @dataclass
 class BackfillResult:
-    """Rows written per market, rows quarantined, unreadable rows and feature rows written."""
+    """Rows written per market, rows quarantined, unreadable rows, feature rows written and the store snapshot taken
+    at the end (None when nothing was written)."""
 
     written: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0
     unreadable: int = 0
     features: int = 0
+    snapshot: str | None = None
 
 
 def backfill_files(start_year: int, end_year: int) -> list[tuple[str, int | None]]:
@@ -75,6 +79,8 @@ async def backfill_cot(
         )
         progress(done, len(plan), f"{kind} {year or f'{HISTORY_FIRST_YEAR}-{HISTORY_LAST_YEAR}'}")
     result.features = await anyio.to_thread.run_sync(_refresh_features, store, markets, now())
+    if result.features or any(result.written.values()):
+        result.snapshot = await anyio.to_thread.run_sync(store.snapshot, SNAPSHOT_LABEL)
     log.info("cot_backfill_done", written=result.written, quarantined=result.quarantined, features=result.features)
     return result
 

@@ -2,7 +2,7 @@
 
 Each cycle downloads the year file(s) covering the newest `as_of` and the `revision_weeks` before it, records new
 weeks at their scheduled release time and changed recent weeks as revisions (see `revealed_at_for`), quarantines
-rows that break the accounting identities, then refreshes the point-in-time features.
+rows that break the accounting identities, refreshes the point-in-time features, then snapshots the store.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from hydra_daemon.pipelines.base import IngestPipeline, Problem
 from hydra_daemon.store.arctic import Store
 
 MAX_POLL_INTERVAL_S = 3600.0
+SNAPSHOT_LABEL = "cot"
+"""A cycle that wrote anything ends with `Store.snapshot("cot")`: "what did the store hold then" stays answerable."""
 
 log = structlog.get_logger()
 
@@ -177,7 +179,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         if newest is None:
             return 0
         revealed_at = revealed_at_for(newest, clean.ingested_at, self._config.extra_closures)
-        total = 0
+        total = features = 0
         for market in self._markets:
             rows = clean.rows[clean.rows["code"] == market.cftc_code]
             if rows.empty:
@@ -187,12 +189,14 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
                                    revision_weeks=self._config.revision_weeks,
                                    extra_closures=self._config.extra_closures)
             history = table.history()
-            write_features(self._store, market.name, history, ingested_at=clean.ingested_at)
+            features += write_features(self._store, market.name, history, ingested_at=clean.ingested_at)
             self.stats.last_record_time = history["available_at"].max().to_pydatetime()
             if not written.empty:
                 self._log.info("cot_recorded", market=market.name, rows=len(written),
                                revisions=int((written["revision"] > 0).sum()))
             total += len(written)
+        if total or features:
+            self._store.snapshot(SNAPSHOT_LABEL)
         return total
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import pandas as pd
+import pytest
 from structlog.testing import capture_logs
 
 from hydra_daemon.config import CotConfig, MarketConfig
@@ -41,6 +42,16 @@ async def _until(condition: Callable[[], bool]) -> None:
     with anyio.fail_after(90):  # a guard against hanging, not a timing assertion
         while not await anyio.to_thread.run_sync(condition):
             await anyio.sleep(0.05)
+
+
+@pytest.fixture
+def store(store: Store) -> Store:
+    """The conftest store with its symbol lists warmed: ArcticDB's first symbol listing of a library in a process
+    waits ~1 s on its storage lock, each cycle's snapshot lists symbols, and at `SPEED` one wall second is a
+    simulated day, so pay it before any simulation clock starts."""
+    for library in ("cot", "features"):
+        store.library(library).list_symbols()
+    return store
 
 
 async def _run_pipeline(store: Store, tmp_path: Path, route: Route, sim: SimClock,
@@ -118,6 +129,13 @@ async def test_release_then_revision_end_to_end(store: Store, tmp_path: Path) ->
     )
     assert cot_table(store, "LE").history()["as_of"].max() >= _utc("2026-03-24")
     assert pipeline.stats.rejects == 0
+    # Every cycle that wrote something ended with a store snapshot: the first one pins the start-up state.
+    snapshots = sorted(store.library("cot").list_snapshots())
+    assert len(snapshots) >= 3 and all(name.startswith("cot-") for name in snapshots)
+    assert sorted(store.library("features").list_snapshots()) == snapshots
+    first = store.library("cot").read("HE.cot", as_of=snapshots[0]).data
+    assert first["as_of"].max() == pd.Timestamp("2026-03-10") and (first["revision"] == 0).all()
+    assert len(store.library("cot").read("HE.cot", as_of=snapshots[-1]).data) == len(history)
     assert pipeline.stats.records == len(history) + len(cot_table(store, "LE").history())
 
 

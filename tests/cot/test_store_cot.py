@@ -68,6 +68,9 @@ async def test_backfill_then_point_in_time_around_a_release(
         expected["m_money_long_all"] - expected["m_money_short_all"]
     )
     assert result.features > 0
+    assert result.snapshot is not None and result.snapshot.startswith("cot-backfill-")
+    assert list(store.library("cot").list_snapshots()) == [result.snapshot]
+    assert len(store.library("cot").read("HE.cot", as_of=result.snapshot).data) == len(history)
 
 
 async def test_rerunning_a_backfill_writes_nothing_new(
@@ -84,6 +87,7 @@ async def test_rerunning_a_backfill_writes_nothing_new(
     assert again.written == {"HE": 0, "ZC": 0}
     assert again.features == 0
     assert len(cot_table(store, "HE").history()) == before
+    assert again.snapshot is None, "a backfill that wrote nothing takes no snapshot"
 
 
 def test_backfill_plan_uses_the_history_zip_up_to_2016() -> None:
