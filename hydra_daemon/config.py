@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hydra_daemon.store.uri import default_lmdb_uri, validate_uri
 
@@ -289,22 +289,54 @@ def _path(reader: _Reader, key: str, default: Path) -> Path:
     return path
 
 
+_DEFAULT_STATE_DIR = Path("/var/lib/hydra-daemon")
+T = TypeVar("T")
+
+
+class _Problems:
+    """Collects one ConfigError per top-level key or table, so a config's errors are all reported at once."""
+
+    def __init__(self, root: _Reader) -> None:
+        self._root = root
+        self.messages: list[str] = []
+
+    def check(self, key: str, build: Callable[[], T]) -> T | None:
+        try:
+            return build()
+        except ConfigError as exc:
+            self.messages.append(str(exc))
+            self._root.table.pop(key, None)  # reported already; not an unknown key too
+            return None
+
+
 def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
-    """Build a `Config` from parsed TOML; raise `ConfigError` naming the file and key on any problem."""
+    """Build a `Config` from parsed TOML; raise `ConfigError` naming the file and key of every problem (one per
+    top-level key or table, one line each)."""
     root = _Reader(source, data, "")
-    state_dir = _path(root, "state_dir", Path("/var/lib/hydra-daemon"))
-    config = Config(
+    problems = _Problems(root)
+    state_dir = problems.check("state_dir", lambda: _path(root, "state_dir", _DEFAULT_STATE_DIR)) or _DEFAULT_STATE_DIR
+    health_socket = problems.check(
+        "health_socket", lambda: _path(root, "health_socket", Path("/run/hydra-daemon/health.sock"))
+    )
+    storage = problems.check("storage", lambda: _storage(root.sub("storage"), state_dir))
+    databento = problems.check("databento", lambda: _databento(root.sub("databento")))
+    options = problems.check("options", lambda: _options(root.sub("options")))
+    cot = problems.check("cot", lambda: _cot(root.sub("cot")))
+    markets = problems.check("markets", lambda: _markets(root))
+    problems.check("", root.finish)
+    if problems.messages:
+        raise ConfigError("\n".join(problems.messages))
+    assert health_socket and storage and databento and options and cot and markets
+    return Config(
         state_dir=state_dir,
-        health_socket=_path(root, "health_socket", Path("/run/hydra-daemon/health.sock")),
-        storage=_storage(root.sub("storage"), state_dir),
-        databento=_databento(root.sub("databento")),
-        options=_options(root.sub("options")),
-        cot=_cot(root.sub("cot")),
-        markets=_markets(root),
+        health_socket=health_socket,
+        storage=storage,
+        databento=databento,
+        options=options,
+        cot=cot,
+        markets=markets,
         source=source,
     )
-    root.finish()
-    return config
 
 
 def load_config(path: Path) -> Config:

@@ -42,6 +42,8 @@ def test_check_config_errors_exit_1_naming_file_and_key(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert str(config) in result.stderr
     assert "databento.heartbeat_interval_s" in result.stderr
+    assert result.stdout == ""
+    assert "markets" in result.stderr, "the missing [[markets]] is reported with the other error, not after a fix"
 
 
 def _export_config(tmp_path: Path) -> Path:

@@ -63,6 +63,21 @@ def test_errors_name_file_key_and_expectation(tmp_path: Path, text: str, key: st
     assert expected in message
 
 
+def test_every_broken_table_is_reported_at_once(tmp_path: Path) -> None:
+    text = (
+        'state_dir = "relative"\nsurprise = 1\n[databento]\nlive_port = 0\n[cot]\nretries = "5"\n'
+        "[options]\nsnapshot_interval_s = 60\n" + MARKET_TOML
+    )
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 4
+    assert all(line.startswith(f"{path}: ") for line in lines)
+    for key in ("'state_dir'", "'databento.live_port'", "'cot.retries'", "unknown key 'surprise'"):
+        assert sum(key in line for line in lines) == 1, key
+
+
 def test_bad_store_uri_error_never_echoes_its_credentials(tmp_path: Path) -> None:
     uri = "s3://127.0.0.1:bucket?access=AKIALEAKED&secret=TOPSECRETLEAKED&port=notanumber"
     path = _write(tmp_path, f'state_dir = "/x"\n[storage]\narctic_uri = "{uri}"\n' + MARKET_TOML)
