@@ -28,7 +28,7 @@ from hydra_daemon.health_client import query_health
 from hydra_daemon.logging_setup import configure_logging
 from hydra_daemon.pipelines.implied_vol import RATE as IV_RATE
 from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
-from hydra_daemon.sim.venue import VenueConfig, VenueInfo, VenueThread
+from hydra_daemon.sim.venue import Venue, VenueConfig, VenueInfo, VenueThread
 from hydra_daemon.store.uri import default_lmdb_uri
 
 DEMO_START = datetime(2026, 2, 2, tzinfo=UTC)
@@ -59,8 +59,10 @@ def run_demo(seconds: float = 60.0, state_dir: Path | None = None) -> int:
         with VenueThread(venue_config) as venue:
             _publish_revision(venue)
             config = demo_config(root, venue.info)
-            console.print(f"[bold]hydra-daemon demo[/]: venue on {venue.info.live_host}:{venue.info.live_port}, "
-                          f"store {config.storage.arctic_uri}, capturing for {seconds:.0f} s")
+            console.print(
+                f"[bold]hydra-daemon demo[/]: venue on {venue.info.live_host}:{venue.info.live_port}, "
+                f"store {config.storage.arctic_uri}, capturing for {seconds:.0f} s"
+            )
             stop = _stop_after(seconds, config, console)
             clock = venue.venue.clock
             assert clock is not None
@@ -97,14 +99,8 @@ def demo_config(root: Path, info: VenueInfo) -> Config:
 def _publish_revision(venue: VenueThread) -> None:
     """Schedule a CFTC correction of the Feb 3 lean hogs report: managed-money longs move to non-reportable."""
 
-    def revise(v: object) -> None:
-        files = venue.venue.cftc.files
-        row = files.record(LEAN_HOGS_CODE, REVISED_AS_OF, REVISION_PUBLISHED)
-        changes = {
-            "M_Money_Positions_Long_Old": int(row["M_Money_Positions_Long_Old"]) - MOVED_CONTRACTS,
-            "NonRept_Positions_Long_Old": int(row["NonRept_Positions_Long_Old"]) + MOVED_CONTRACTS,
-        }
-        files.revise(LEAN_HOGS_CODE, REVISED_AS_OF, changes, REVISION_PUBLISHED)
+    def revise(v: Venue) -> None:
+        v.cftc.files.reclassify_managed_money(LEAN_HOGS_CODE, REVISED_AS_OF, MOVED_CONTRACTS, REVISION_PUBLISHED)
 
     venue.call(revise)
 
@@ -130,9 +126,7 @@ def _print_health(config: Config, console: Console) -> None:
         health = query_health(config.health_socket, timeout_s=2.0)
     except OSError:
         return
-    parts = [
-        f"{name}: {p.get('state')} {p.get('records', 0)} rows" for name, p in health.get("pipelines", {}).items()
-    ]
+    parts = [f"{name}: {p.get('state')} {p.get('records', 0)} rows" for name, p in health.get("pipelines", {}).items()]
     console.print(f"  health {health.get('status')}: " + "; ".join(parts))
 
 

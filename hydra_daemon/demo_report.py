@@ -73,8 +73,12 @@ def _cot(console: Console, reader: Reader) -> None:
             table.add_row(label, "-", "-", "-")
             continue
         target = rows.iloc[-1] if revised.empty else _row_for(rows, revised["as_of"].iloc[0])
-        table.add_row(label, str(rows["as_of"].max().date()), str(int(target["revision"])),
-                      f"{int(target['m_money_long_old'])} (as_of {target['as_of'].date()})")
+        table.add_row(
+            label,
+            str(rows["as_of"].max().date()),
+            str(int(target["revision"])),
+            f"{int(target['m_money_long_old'])} (as_of {target['as_of'].date()})",
+        )
     console.print(table)
 
 
@@ -86,8 +90,13 @@ def _cot_moments(newest: date, revised: pd.DataFrame) -> list[tuple[str, datetim
     ]
     if not revised.empty:
         available = revised["available_at"].iloc[0].to_pydatetime()
-        moments.insert(1, (f"{available - timedelta(minutes=1):%a %H:%M} UTC, just before the correction",
-                           available - timedelta(minutes=1)))
+        moments.insert(
+            1,
+            (
+                f"{available - timedelta(minutes=1):%a %H:%M} UTC, just before the correction",
+                available - timedelta(minutes=1),
+            ),
+        )
         moments.insert(2, (f"{available:%a %H:%M} UTC, correction available", available))
     return sorted(moments, key=lambda item: item[1])
 
@@ -111,9 +120,15 @@ def _chain(console: Console, reader: Reader, venue: VenueThread) -> None:
         table.add_column(column)
     for _, row in near.iterrows():
         truth = venue.option_truth(int(row["instrument_id"]), int(row["quote_time"].value))
-        table.add_row(row["raw_symbol"], f"{row['bid']:.3f}", f"{row['ask']:.3f}", f"{row['open_interest']:.0f}",
-                      f"{row['underlying_price']:.3f}", f"{row['implied_vol']:.6f}",
-                      "-" if truth is None else f"{truth.vol:.6f}")
+        table.add_row(
+            row["raw_symbol"],
+            f"{row['bid']:.3f}",
+            f"{row['ask']:.3f}",
+            f"{row['open_interest']:.0f}",
+            f"{row['underlying_price']:.3f}",
+            f"{row['implied_vol']:.6f}",
+            "-" if truth is None else f"{truth.vol:.6f}",
+        )
     console.print(table)
 
 
@@ -143,5 +158,7 @@ def _lake(console: Console, config: Config, store: Store) -> None:
     paths = export_range(library, "futures", symbol, index.min().date(), index.max().date(), config.storage.lake_dir)
     root = config.storage.lake_dir / "futures" / symbol
     rows = pl.scan_parquet(root / "**/*.parquet", hive_partitioning=True).select(pl.len()).collect().item()
-    console.print(f"Parquet lake: {len(paths)} daily partitions of {symbol} under {root}; "
-                  f"polars.scan_parquet reads {rows} rows (ArcticDB holds {len(index)})")
+    console.print(
+        f"Parquet lake: {len(paths)} daily partitions of {symbol} under {root}; "
+        f"polars.scan_parquet reads {rows} rows (ArcticDB holds {len(index)})"
+    )

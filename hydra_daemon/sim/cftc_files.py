@@ -30,6 +30,7 @@ YEAR_MEMBER: Final = "f_year.txt"
 HISTORY_MEMBER: Final = "F_Disagg06_16.txt"
 HISTORY_YEARS: Final = range(2006, 2017)
 _ZIP_CACHE_SIZE = 16
+_REVISED_FROM, _REVISED_TO = "M_Money_Positions_Long_Old", "NonRept_Positions_Long_Old"
 
 _GROUPS = ("Swap", "M_Money", "Other_Rept")
 # Non-derived book components (column stems without the `_Old`/`_Other` suffix), in file order.
@@ -304,6 +305,16 @@ class SimulatedCotFiles:
     def history_zip(self, now: datetime) -> bytes | None:
         """`fut_disagg_txt_hist_2006_2016.zip` (member `F_Disagg06_16.txt`, same header), or None if empty."""
         return self._zip(list(HISTORY_YEARS), HISTORY_MEMBER, now)
+
+    def reclassify_managed_money(self, code: str, as_of: date, contracts: int, published_at: datetime) -> Revision:
+        """A balanced correction published at `published_at`: `contracts` managed-money longs (Old crop) of the
+        report become non-reportable longs, so every accounting identity keeps holding."""
+        row = self.record(code, as_of, published_at)
+        moved_from, moved_to = int(str(row[_REVISED_FROM])), int(str(row[_REVISED_TO]))
+        if not 0 < contracts <= moved_from:
+            raise ValueError(f"CONTRACTS must be in 1..{moved_from} ({_REVISED_FROM} of {code} {as_of})")
+        changes = {_REVISED_FROM: moved_from - contracts, _REVISED_TO: moved_to + contracts}
+        return self.revise(code, as_of, changes, published_at)
 
     def revise(self, code: str, as_of: date, changes: Mapping[str, int], published_at: datetime) -> Revision:
         """Schedule a correction of Old/Other components (absolute new values) visible from `published_at`.

@@ -274,9 +274,6 @@ def _cftc_times(switch: Callable[[CftcFiles, int | None], None]) -> Callable[[Ve
     return handler
 
 
-_REVISED_FROM, _REVISED_TO = "M_Money_Positions_Long_Old", "NonRept_Positions_Long_Old"
-
-
 def _cftc_revision(venue: Venue, value: str) -> None:
     """Publish now (sim time) a correction of one released week: CONTRACTS managed-money longs (Old crop) become
     non-reportable longs, so every accounting identity keeps holding."""
@@ -285,16 +282,10 @@ def _cftc_revision(venue: Venue, value: str) -> None:
     as_of = date.fromisoformat(as_of_text)
     contracts = int(contracts_text or "100")
     assert venue.clock is not None, "venue not started"
-    files = _cftc(venue).files
-    now = venue.clock.now()
     try:
-        row = files.record(code, as_of, now)
+        _cftc(venue).files.reclassify_managed_money(code, as_of, contracts, venue.clock.now())
     except KeyError as exc:
         raise ValueError(exc.args[0]) from None
-    moved_from, moved_to = int(str(row[_REVISED_FROM])), int(str(row[_REVISED_TO]))
-    if not 0 < contracts <= moved_from:
-        raise ValueError(f"CONTRACTS must be in 1..{moved_from} ({_REVISED_FROM} of {code} {as_of})")
-    files.revise(code, as_of, {_REVISED_FROM: moved_from - contracts, _REVISED_TO: moved_to + contracts}, now)
 
 
 def _invalid_bar(venue: Venue, value: str) -> None:
