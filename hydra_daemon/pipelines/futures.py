@@ -78,20 +78,29 @@ def settlement_rows(bars: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+SNAPSHOT_LABEL = "futures"
+
+
 class FuturesCommitter:
     """Persists validated futures frames (sync; call from a worker thread): bars and definitions through the
-    `StreamCommitter`, daily closes as settlement features."""
+    `StreamCommitter`, daily closes as settlement features. Daily bars close a trading day's ingestion cycle: they
+    are flushed at once and the store is snapshotted, so "what did the store hold then" stays answerable."""
 
     def __init__(self, store: Store, writer: StreamWriter, markets: Sequence[str]) -> None:
+        self.store = store
         self.streams = StreamCommitter(writer, FUTURES, markets)
         self.features = FeatureStore(store)
 
     def commit(self, frames: Sequence[MarketFrame]) -> int:
         stored = self.streams.add(frames)
-        for item in frames:
-            if item.schema == "ohlcv-1d" and not item.frame.empty:
-                self.features.write_feature(item.market, SETTLEMENT, settlement_rows(item.frame))
-        self.streams.flush_due()
+        daily = [item for item in frames if item.schema == "ohlcv-1d" and not item.frame.empty]
+        for item in daily:
+            self.features.write_feature(item.market, SETTLEMENT, settlement_rows(item.frame))
+        if daily:
+            self.streams.flush_all()
+            self.store.snapshot(SNAPSHOT_LABEL)
+        else:
+            self.streams.flush_due()
         return stored
 
 

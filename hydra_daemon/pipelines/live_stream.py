@@ -181,6 +181,29 @@ class LiveStream:
     async def _session(self) -> AsyncGenerator[StreamBatch, None]:
         self._stats.state = "connecting"
         starts = {schema: await anyio.to_thread.run_sync(self._resume, schema) for schema in self.spec.schemas}
+        async with aclosing(self._fill_older_than_replay(starts)) as filled:
+            async for batch in filled:
+                yield batch
+        replay = {schema: 0 if start is None else max(1, start - REPLAY_OVERLAP_NS) for schema, start in starts.items()}
+        child = LiveProcess(self.settings.key.reveal(), self._request(replay))
+        try:
+            session_id = await anyio.to_thread.run_sync(child.wait_started, CONNECT_TIMEOUT_S, abandon_on_cancel=True)
+            # The replay window moved on while we filled and connected: fill what slipped out of it before reading
+            # the live stream (the child blocks on its full pipe meanwhile, so nothing is lost or reordered).
+            async with aclosing(self._fill_older_than_replay(starts)) as filled:
+                async for batch in filled:
+                    yield batch
+            self._stats.state = "streaming"
+            log.info("live_session_started", session_id=session_id, replay_from_ns=replay)
+            async with aclosing(self._drain(child)) as drained:
+                async for batch in drained:
+                    yield batch
+        finally:
+            child.stop()
+
+    async def _fill_older_than_replay(self, starts: dict[str, int | None]) -> AsyncGenerator[StreamBatch, None]:
+        """Fill from Historical every schema whose resume point is older than the replay window now; advance
+        `starts` to the window's edge."""
         live_floor = self._clock() - self.settings.replay_window_s * NS_PER_S
         for schema in _fill_order(self.spec.schemas):
             start = starts[schema]
@@ -191,17 +214,6 @@ class LiveStream:
                         yield batch
                 self._stats.gaps_filled += 1
                 starts[schema] = live_floor
-        replay = {schema: 0 if start is None else max(1, start - REPLAY_OVERLAP_NS) for schema, start in starts.items()}
-        child = LiveProcess(self.settings.key.reveal(), self._request(replay))
-        try:
-            session_id = await anyio.to_thread.run_sync(child.wait_started, CONNECT_TIMEOUT_S, abandon_on_cancel=True)
-            self._stats.state = "streaming"
-            log.info("live_session_started", session_id=session_id, replay_from_ns=replay)
-            async with aclosing(self._drain(child)) as drained:
-                async for batch in drained:
-                    yield batch
-        finally:
-            child.stop()
 
     async def _fill(self, schema: str, start_ns: int, end_ns: int) -> AsyncGenerator[StreamBatch, None]:
         """Historical [start - overlap (- one bar), end) for every market, one batch per request chunk."""

@@ -54,6 +54,7 @@ OPTION_SCHEMAS = ("definition", "mbp-1", "statistics")
 CHAIN_KEY = ("instrument_id",)
 NS_PER_S = 1_000_000_000
 RESTORE_REFERENCE_S = 7 * 86_400
+SNAPSHOT_LABEL = "options"
 """How far back a warm start reads definitions and statistics (venues resend them daily; 7 days spans holidays)."""
 
 
@@ -113,9 +114,11 @@ class OptionsCommitter:
         return applied
 
     def end_session(self) -> None:
-        """Session end (the stream went quiet, or we stop): snapshot at the last record's time, flush everything."""
+        """Session end (the stream went quiet, or we stop): snapshot the chains at the last record's time, flush
+        everything, and snapshot the store (the end of an ingestion cycle)."""
         self._store_snapshots(self.book.close())
         self.streams.flush_all()
+        self.store.snapshot(SNAPSHOT_LABEL)
 
     def resume_ns(self, schema: str) -> int | None:
         """Replay start of `schema`: its committed watermark, or when capture began if nothing of it is stored yet
