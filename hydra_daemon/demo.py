@@ -35,6 +35,9 @@ DEMO_START = datetime(2026, 2, 2, tzinfo=UTC)
 """A Monday: COT for as_of Tue Feb 3 is released Fri Feb 6 20:30 UTC, as_of Feb 10 on Fri Feb 13."""
 DEMO_SPEED = 86_400 / 3.5
 """One simulated day every 3.5 wall seconds: a 60 s demo covers about 17 days and two COT releases."""
+REPLAY_WINDOW_S = 30 * 86_400
+"""Databento replays the last 24 h; at the demo's speed that is 3.5 wall seconds, less than the daemon takes to start,
+so the venue replays its whole (short) history and the report can compare the store with all of it."""
 LEAN_HOGS_CODE = "054642"
 REVISED_AS_OF = date(2026, 2, 3)
 REVISION_PUBLISHED = datetime(2026, 2, 10, 12, tzinfo=UTC)
@@ -55,6 +58,8 @@ def run_demo(seconds: float = 60.0, state_dir: Path | None = None) -> int:
                 seed=7, products=(LEAN_HOGS,), start=DEMO_START, speed=DEMO_SPEED, base_rate=200.0, rate=IV_RATE
             ),
             record_path=root / "venue-ground-truth.dbn",
+            replay_window_s=REPLAY_WINDOW_S,
+            history_s=REPLAY_WINDOW_S,
         )
         with VenueThread(venue_config) as venue:
             _publish_revision(venue)
@@ -88,6 +93,7 @@ def demo_config(root: Path, info: VenueInfo) -> Config:
                 "historical_url": info.historical_url,
                 "futures_schemas": ["ohlcv-1d", "ohlcv-1m"],
                 "heartbeat_interval_s": 5,
+                "replay_window_s": REPLAY_WINDOW_S - 3600,
             },
             "options": {"snapshot_interval_s": 6 * 3600},
             "cot": {"base_url": info.cftc_url, "timeout_s": 10, "poll_interval_s": 600},

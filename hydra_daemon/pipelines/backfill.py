@@ -19,11 +19,11 @@ from hydra_daemon.config import Config
 from hydra_daemon.pipelines.futures import FuturesCommitter, seed_symbols, validate_frames
 from hydra_daemon.pipelines.historical_fill import NS_PER_DAY, HistoricalSource, chunks
 from hydra_daemon.pipelines.records import SymbolMap, decode_records
+from hydra_daemon.pipelines.stream_commit import configured_writer
 from hydra_daemon.redaction import register_secret
 from hydra_daemon.secrets import load_api_key
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.symbols import FUTURES
-from hydra_daemon.store.writer import StreamWriter
 
 log = structlog.get_logger()
 
@@ -60,13 +60,7 @@ def backfill_futures(
     register_secret(key.reveal())
     source = HistoricalSource(config.databento.dataset, key, config.databento.historical_url)
     client = source.client()
-    storage = config.storage
-    writer = StreamWriter(
-        store,
-        flush_rows=storage.flush_rows,
-        flush_interval_s=storage.flush_interval_s,
-        compact_every=storage.compact_every,
-    )
+    writer = configured_writer(store, config.storage)
     committer = FuturesCommitter(store, writer, [market])
     symbols = SymbolMap({parent: market})
     seed_symbols(store, [market], symbols, FUTURES)

@@ -29,7 +29,7 @@ from hydra_daemon.pipelines.bar_validation import validate_bars
 from hydra_daemon.pipelines.base import IngestPipeline, Problem
 from hydra_daemon.pipelines.live_stream import LiveSettings, LiveStream, StreamBatch, StreamSpec
 from hydra_daemon.pipelines.records import MarketFrame, SymbolMap
-from hydra_daemon.pipelines.stream_commit import StreamCommitter, capture_start_ns
+from hydra_daemon.pipelines.stream_commit import StreamCommitter, capture_start_ns, configured_writer
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
@@ -134,14 +134,8 @@ class FuturesIngestPipeline(IngestPipeline[StreamBatch]):
         schemas = futures_schemas(config)
         super().__init__(markets=tuple(m.name for m in markets), schema=",".join(schemas))
         self._schemas = schemas
-        storage = config.storage
         self._store = store
-        self._writer = StreamWriter(
-            store,
-            flush_rows=storage.flush_rows,
-            flush_interval_s=storage.flush_interval_s,
-            compact_every=storage.compact_every,
-        )
+        self._writer = configured_writer(store, config.storage)
         self._committer = FuturesCommitter(store, self._writer, self.markets)
         self._stream = LiveStream(
             LiveSettings.from_config(config.databento, key),

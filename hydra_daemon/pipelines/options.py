@@ -41,7 +41,7 @@ from hydra_daemon.pipelines.live_stream import LiveSettings, LiveStream, StreamB
 from hydra_daemon.pipelines.options_chains import ChainBook, MarketSnapshot, is_underlying, stream_parents
 from hydra_daemon.pipelines.options_features import chain_features
 from hydra_daemon.pipelines.records import MarketFrame
-from hydra_daemon.pipelines.stream_commit import StreamCommitter, capture_start_ns
+from hydra_daemon.pipelines.stream_commit import StreamCommitter, capture_start_ns, configured_writer
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
@@ -218,14 +218,8 @@ class OptionsIngestPipeline(IngestPipeline[StreamBatch]):
         backoff: Backoff | None = None,
     ) -> None:
         super().__init__(markets=tuple(m.name for m in config.markets), schema=",".join(OPTION_SCHEMAS))
-        storage = config.storage
         self._store = store
-        self._writer = StreamWriter(
-            store,
-            flush_rows=storage.flush_rows,
-            flush_interval_s=storage.flush_interval_s,
-            compact_every=storage.compact_every,
-        )
+        self._writer = configured_writer(store, config.storage)
         self.committer = OptionsCommitter(config, store, self._writer, self.stats)
         self._quiet_s = config.options.snapshot_interval_s
         self._last_data_monotonic = time.monotonic()

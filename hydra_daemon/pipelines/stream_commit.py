@@ -10,11 +10,22 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
+from hydra_daemon.config import StorageConfig
 from hydra_daemon.pipelines.records import MarketFrame, layout
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.symbols import data_symbol
 from hydra_daemon.store.writer import Commit, StreamWriter
+
+
+def configured_writer(store: Store, storage: StorageConfig) -> StreamWriter:
+    """A `StreamWriter` batching and compacting as `storage` says."""
+    return StreamWriter(
+        store,
+        flush_rows=storage.flush_rows,
+        flush_interval_s=storage.flush_interval_s,
+        compact_every=storage.compact_every,
+    )
 
 
 class StreamCommitter:
