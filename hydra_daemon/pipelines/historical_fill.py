@@ -12,8 +12,8 @@ from typing import Any
 
 import databento
 
+from hydra_daemon.pipelines.historical_client import historical_client
 from hydra_daemon.secrets import ApiKey
-from hydra_daemon.sim.historical_client import historical_client
 
 NS_PER_S = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_S
