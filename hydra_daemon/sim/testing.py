@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+import anyio
 import databento as db
 
 from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
@@ -31,6 +34,31 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0
             return
         pause.wait(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class Runnable(Protocol):
+    async def run(self) -> None: ...
+
+
+R = TypeVar("R", bound=Runnable)
+
+
+@asynccontextmanager
+async def running(pipeline: R) -> AsyncIterator[R]:
+    """Run `pipeline.run()` in a task group for the block; cancel it (as a shutdown would) on exit."""
+    async with anyio.create_task_group() as group:
+        group.start_soon(pipeline.run)
+        yield pipeline
+        group.cancel_scope.cancel()
+
+
+async def eventually(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    """Poll until `condition()` holds; fail naming `what` if it never does (a hang guard, not a timing check)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await anyio.sleep(0.05)
 
 
 def live_client(venue: VenueThread, **kwargs: Any) -> db.Live:

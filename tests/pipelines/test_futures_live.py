@@ -7,10 +7,8 @@ futures records of that ground truth — none missing, none twice — up to the 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from hydra_daemon.pipelines.futures import FuturesIngestPipeline
 from hydra_daemon.pipelines.records import SymbolMap, decode_records, layout
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.sim.market import Emission
-from hydra_daemon.sim.testing import fast_config
+from hydra_daemon.sim.testing import eventually, fast_config, running
 from hydra_daemon.sim.venue import Venue, VenueThread
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.symbols import FUTURES, data_symbol
@@ -69,23 +67,6 @@ def make_pipeline(venue: VenueThread, config: Config, store: Store) -> FuturesIn
     return FuturesIngestPipeline(
         config, store, ApiKey(venue.info.api_key), clock=clock.now_ns, backoff=Backoff(base_s=0.05, cap_s=0.4)
     )
-
-
-@asynccontextmanager
-async def running(pipeline: FuturesIngestPipeline) -> AsyncIterator[FuturesIngestPipeline]:
-    async with anyio.create_task_group() as group:
-        group.start_soon(pipeline.run)
-        yield pipeline
-        group.cancel_scope.cancel()
-
-
-async def eventually(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
-    """Poll until `condition()` holds; fail naming `what` if it never does (a hang guard, not a timing check)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await anyio.sleep(0.05)
 
 
 def minute_mark(pipeline: FuturesIngestPipeline) -> int:

@@ -8,9 +8,7 @@ be checked against what the venue meant, not against a re-computation of ours.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from hydra_daemon.pipelines.options_features import FEATURE_NAMES
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.sim.config import CRUDE_OIL, LEAN_HOGS, MarketConfig
 from hydra_daemon.sim.market import Emission
-from hydra_daemon.sim.testing import FAST_START
+from hydra_daemon.sim.testing import FAST_START, eventually, running
 from hydra_daemon.sim.venue import Venue, VenueConfig, VenueThread
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
@@ -85,23 +83,6 @@ def make_pipeline(venue: VenueThread, config: Config, store: Store) -> OptionsIn
     return OptionsIngestPipeline(
         config, store, ApiKey(venue.info.api_key), clock=clock.now_ns, backoff=Backoff(base_s=0.05, cap_s=0.4)
     )
-
-
-@asynccontextmanager
-async def running(pipeline: OptionsIngestPipeline) -> AsyncIterator[OptionsIngestPipeline]:
-    async with anyio.create_task_group() as group:
-        group.start_soon(pipeline.run)
-        yield pipeline
-        group.cancel_scope.cancel()
-
-
-async def eventually(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
-    """Poll until `condition()` holds; fail naming `what` if it never does (a hang guard, not a timing check)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await anyio.sleep(0.05)
 
 
 async def snapshots_after(venue: VenueThread, pipeline: OptionsIngestPipeline, count: int) -> None:
