@@ -35,11 +35,11 @@ import databento as db
 import numpy as np
 from databento_dbn import MBP1Msg
 
+from hydra_daemon.capture.commit import StreamCommitter
 from hydra_daemon.config import parse_config
-from hydra_daemon.pipelines.base import PipelineStats
-from hydra_daemon.pipelines.live_stream import LiveSettings, LiveStream, StreamSpec
-from hydra_daemon.pipelines.options import OptionsIngestPipeline
-from hydra_daemon.pipelines.stream_commit import StreamCommitter
+from hydra_daemon.databento.live_stream import LiveSettings, LiveStream, StreamSpec
+from hydra_daemon.ingest import PipelineStats
+from hydra_daemon.options.pipeline import OptionsIngestPipeline
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
 from hydra_daemon.sim.instruments import definition_record

@@ -17,7 +17,7 @@ from hydra_daemon.redaction import redact_text, register_uri_secrets
 _USER_ERRORS = (
     ("hydra_daemon.secrets", "SecretError"),
     ("hydra_daemon.store.lease", "StoreLockedError"),
-    ("hydra_daemon.health", "HealthSocketError"),
+    ("hydra_daemon.runtime.health", "HealthSocketError"),
 )
 """Errors that are the operator's to fix: printed as one line, exit 1. Their modules are loaded once raised."""
 
@@ -35,8 +35,8 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hydra_daemon.app import run_app
     from hydra_daemon.logging_setup import configure_logging
+    from hydra_daemon.runtime.app import run_app
 
     configure_logging()
     return run_app(load_config(Path(args.config)))
@@ -60,13 +60,13 @@ def _sim(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    from hydra_daemon.health_client import DEFAULT_SOCKET, health_command
+    from hydra_daemon.runtime.health_client import DEFAULT_SOCKET, health_command
 
     return health_command(Path(args.socket) if args.socket else DEFAULT_SOCKET)
 
 
 def _backfill_futures(args: argparse.Namespace) -> int:
-    from hydra_daemon.pipelines.backfill_cli import backfill_futures_command
+    from hydra_daemon.futures.backfill_cli import backfill_futures_command
 
     return backfill_futures_command(_config(args), args.market, _utc_day(args.start), _utc_day(args.end))
 

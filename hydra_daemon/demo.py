@@ -20,13 +20,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hydra_daemon.app import run_app
 from hydra_daemon.config import Config, parse_config
-from hydra_daemon.daemon import RuntimeOptions
 from hydra_daemon.demo_report import print_report
-from hydra_daemon.health_client import query_health
 from hydra_daemon.logging_setup import configure_logging
-from hydra_daemon.pipelines.implied_vol import RATE as IV_RATE
+from hydra_daemon.options.implied_vol import RATE as IV_RATE
+from hydra_daemon.runtime.app import run_app
+from hydra_daemon.runtime.daemon import RuntimeOptions
+from hydra_daemon.runtime.health_client import query_health
 from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
 from hydra_daemon.sim.venue import Venue, VenueConfig, VenueInfo, VenueThread
 from hydra_daemon.store.uri import default_lmdb_uri

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hydra_daemon.pipelines.base import Problem
+from hydra_daemon.ingest import Problem
 
 SEGMENTS: tuple[str, ...] = ("all", "old", "other")
 

@@ -22,7 +22,7 @@ from hydra_daemon.cot.fetch import CotFetcher, CotFetchError, CotFile, NotPublis
 from hydra_daemon.cot.parse import OUTPUT_COLUMNS, CotParseError, parse_report
 from hydra_daemon.cot.persist import QuarantineLog, cot_table, quarantine_path, record_cycle, write_features
 from hydra_daemon.cot.validate import validate_rows
-from hydra_daemon.pipelines.base import IngestPipeline, Problem
+from hydra_daemon.ingest import IngestPipeline, Problem
 from hydra_daemon.store.arctic import Store
 
 MAX_POLL_INTERVAL_S = 3600.0

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from hydra_daemon.cot.parse import POSITION_COLUMNS, SEGMENTS, position_column
-from hydra_daemon.pipelines.base import Problem
+from hydra_daemon.ingest import Problem
 
 _LONG_PARTS = ("prod_merc_long", "swap_long", "swap_spread", "m_money_long", "m_money_spread", "other_rept_long",
                "other_rept_spread")

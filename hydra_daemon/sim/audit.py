@@ -17,7 +17,7 @@ import databento_dbn as dbn
 import pandas as pd
 
 from hydra_daemon.config import MarketConfig
-from hydra_daemon.pipelines.records import SymbolMap, decode_records, layout
+from hydra_daemon.databento.decode import SymbolMap, decode_records, layout
 from hydra_daemon.sim.market import MarketModel
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import restore_utc

@@ -2,7 +2,7 @@
 
 With `--json` the first stdout line is one JSON object: live_host, live_port, historical_url, cftc_url, dataset,
 api_key (ports 0 = free ports; the JSON has the real ones). Logs go to stderr (the caller configures logging).
-The real `databento.Historical` reaches `historical_url` through `hydra_daemon.pipelines.historical_client` (an endpoint
+The real `databento.Historical` reaches `historical_url` through `hydra_daemon.databento.historical_client` (an endpoint
 override: the client forces https on `gateway=`); CFTC zips are under `{cftc_url}/files/dea/history/`.
 
 Faults are switched three ways, all ending in `Venue.apply_fault(name, value)`:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from databento_dbn import TradeMsg
 
-from hydra_daemon.pipelines.historical_client import historical_client
+from hydra_daemon.databento.historical_client import historical_client
 from hydra_daemon.sim import command
 from hydra_daemon.sim.command import configure, initial_faults, parse_timed_fault, run, venue_config
 from hydra_daemon.sim.process import VenueProcess

@@ -8,7 +8,7 @@ import databento as db
 import pytest
 from databento_dbn import InstrumentDefMsg, Schema, TradeMsg
 
-from hydra_daemon.pipelines.historical_client import historical_client
+from hydra_daemon.databento.historical_client import historical_client
 from hydra_daemon.sim.market import NS_PER_DAY, SCHEMAS
 from hydra_daemon.sim.testing import fast_config, wait_until
 from hydra_daemon.sim.venue import VenueThread

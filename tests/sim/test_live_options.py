@@ -17,7 +17,7 @@ from databento_dbn import (
 )
 from vollib.black.implied_volatility import implied_volatility
 
-from hydra_daemon.pipelines.historical_client import historical_client
+from hydra_daemon.databento.historical_client import historical_client
 from hydra_daemon.sim.testing import Collector, fast_config, live_client, wait_until
 from hydra_daemon.sim.venue import VenueThread
 

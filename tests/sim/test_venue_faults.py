@@ -14,7 +14,7 @@ import httpx
 import pytest
 from databento_dbn import OHLCVMsg, SymbolMappingMsg
 
-from hydra_daemon.pipelines.historical_client import historical_client
+from hydra_daemon.databento.historical_client import historical_client
 from hydra_daemon.sim.cftc_files import Value
 from hydra_daemon.sim.testing import Collector, fast_config, live_client, wait_until
 from hydra_daemon.sim.venue import FAULT_NAMES, Venue, VenueThread

@@ -1,0 +1,355 @@
+"""Decode batches of DBN records into per-(market, schema) pandas frames, vectorised (pure, no I/O).
+
+Data records are grouped by record type and turned into one numpy structured array per type with
+`np.frombuffer(b"".join(map(bytes, records)))`, so no per-record pandas work happens. Frames carry:
+
+- a UTC `DatetimeIndex` named after the schema's index field (`ts_recv` where the schema has it, else `ts_event`);
+- every record field except framing (`length`, `rtype`, reserved bytes); prices as float64 (fixed 1e-9 → float,
+  UNDEF → NaN), timestamps as UTC datetimes (UNDEF → NaT), text as `str`;
+- `instrument_id` and `symbol` (the raw symbol, e.g. ``HEJ7``; "" while unknown).
+
+Control records update a `SymbolMap` (SymbolMappingMsg, definitions) or become `GatewayNotice`s (ErrorMsg,
+non-heartbeat SystemMsg); heartbeats are only counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import databento_dbn as dbn
+import numpy as np
+import pandas as pd
+
+from hydra_daemon.databento.dbn_runs import split_runs
+
+UNDEF_PRICE = dbn.UNDEF_PRICE
+UNDEF_TIMESTAMP = dbn.UNDEF_TIMESTAMP
+_PRICE_SCALE = float(dbn.FIXED_PRICE_SCALE)
+_DROPPED_FIELDS = frozenset({"length", "rtype", "_reserved"})
+_OHLCV_BY_RTYPE = {32: "ohlcv-1s", 33: "ohlcv-1m", 34: "ohlcv-1h", 35: "ohlcv-1d", 36: "ohlcv-eod"}
+_OHLCV_KEYS = ("instrument_id", "open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class SchemaLayout:
+    """How one Databento schema is decoded and stored: its record type, index field and dedup key columns."""
+
+    schema: str
+    record_type: type
+    index: str
+    key_columns: tuple[str, ...]
+
+
+def _ohlcv(schema: str) -> SchemaLayout:
+    return SchemaLayout(schema, dbn.OHLCVMsg, "ts_event", _OHLCV_KEYS)
+
+
+LAYOUTS: Mapping[str, SchemaLayout] = {
+    layout.schema: layout
+    for layout in (
+        *(_ohlcv(schema) for schema in _OHLCV_BY_RTYPE.values()),
+        SchemaLayout(
+            "mbp-1",
+            dbn.MBP1Msg,
+            "ts_recv",
+            (
+                "instrument_id",
+                "ts_event",
+                "sequence",
+                "action",
+                "side",
+                "price",
+                "size",
+                "flags",
+                "bid_px_00",
+                "ask_px_00",
+                "bid_sz_00",
+                "ask_sz_00",
+            ),
+        ),
+        SchemaLayout("trades", dbn.TradeMsg, "ts_recv", ("instrument_id", "ts_event", "sequence", "price", "size")),
+        SchemaLayout(
+            "definition",
+            dbn.InstrumentDefMsg,
+            "ts_recv",
+            ("instrument_id", "ts_event", "raw_symbol", "security_update_action", "expiration", "strike_price"),
+        ),
+        SchemaLayout(
+            "statistics",
+            dbn.StatMsg,
+            "ts_recv",
+            ("instrument_id", "ts_event", "stat_type", "sequence", "price", "quantity", "update_action"),
+        ),
+    )
+}
+
+
+_DATA_TYPES = frozenset(item.record_type for item in LAYOUTS.values())
+_DATA_BY_RTYPE: Mapping[int, type] = {
+    int(dbn.RType.MBP_0): dbn.TradeMsg,
+    int(dbn.RType.MBP_1): dbn.MBP1Msg,
+    int(dbn.RType.INSTRUMENT_DEF): dbn.InstrumentDefMsg,
+    int(dbn.RType.STATISTICS): dbn.StatMsg,
+    **{rtype: dbn.OHLCVMsg for rtype in _OHLCV_BY_RTYPE},
+}
+"""Record types decoded straight from raw bytes into structured arrays (by rtype)."""
+
+
+def layout(schema: str) -> SchemaLayout:
+    """The layout of `schema`; ValueError naming the supported schemas otherwise."""
+    try:
+        return LAYOUTS[schema]
+    except KeyError:
+        raise ValueError(f"unsupported schema {schema!r} (supported: {', '.join(sorted(LAYOUTS))})") from None
+
+
+class SymbolMap:
+    """instrument_id → raw symbol and → market, learned from SymbolMappingMsg and definitions.
+
+    `parents` maps the subscribed parent symbols to market names, e.g. ``{"HE.FUT": "HE", "HE.OPT": "HE"}``.
+    """
+
+    def __init__(self, parents: Mapping[str, str]) -> None:
+        self._parents = dict(parents)
+        self._symbol: dict[int, str] = {}
+        self._market: dict[int, str] = {}
+
+    def learn_mapping(self, record: dbn.SymbolMappingMsg) -> None:
+        """Apply one SymbolMappingMsg (stype_in_symbol = parent, stype_out_symbol = raw symbol)."""
+        self._symbol[record.instrument_id] = record.stype_out_symbol
+        market = self._parents.get(record.stype_in_symbol)
+        if market is not None:
+            self._market[record.instrument_id] = market
+
+    def learn(self, instrument_ids: Iterable[int], symbols: Iterable[str], market: str | None = None) -> None:
+        """Remember raw symbols (and optionally the market) of instruments, e.g. from stored definitions."""
+        for instrument_id, symbol in zip(instrument_ids, symbols, strict=True):
+            self._symbol[int(instrument_id)] = str(symbol)
+            if market is not None:
+                self._market[int(instrument_id)] = market
+
+    def symbols(self, instrument_ids: np.ndarray) -> np.ndarray:
+        """Raw symbols of `instrument_ids` as an object array ("" where unknown)."""
+        return _lookup(instrument_ids, self._symbol, "")
+
+    def markets(self, instrument_ids: np.ndarray) -> np.ndarray:
+        """Market of each instrument as an object array ("" where unknown)."""
+        return _lookup(instrument_ids, self._market, "")
+
+
+def _lookup(keys: np.ndarray, table: Mapping[int, str], default: str) -> np.ndarray:
+    if len(keys) == 0:
+        return np.empty(0, dtype=object)
+    unique, inverse = np.unique(keys, return_inverse=True)
+    values = np.array([table.get(int(key), default) for key in unique], dtype=object)
+    return values[inverse]
+
+
+@dataclass(frozen=True)
+class GatewayNotice:
+    """An ErrorMsg or a non-heartbeat SystemMsg from the gateway."""
+
+    kind: str  # "error" | "system"
+    code: int
+    message: str
+    ts_event: int
+
+
+@dataclass(frozen=True)
+class MarketFrame:
+    """Decoded rows of one schema for one market, in stream order."""
+
+    market: str
+    schema: str
+    frame: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    """Everything decoded from one batch of records."""
+
+    frames: tuple[MarketFrame, ...]
+    notices: tuple[GatewayNotice, ...] = ()
+    heartbeats: int = 0
+    unmapped: tuple[int, ...] = ()  # instrument ids of data records whose market is unknown (not stored)
+    unsupported: Mapping[str, int] = field(default_factory=dict)  # record type name -> count (not stored)
+
+    @property
+    def rows(self) -> int:
+        return sum(len(item.frame) for item in self.frames)
+
+
+def decode_records(records: Sequence[Any], symbols: SymbolMap, market: str | None = None) -> DecodedBatch:
+    """Decode `records` (in stream order). `market` routes every data record to one market (Historical requests
+    made per market); otherwise the market comes from the SymbolMappingMsgs seen so far."""
+    return _decode(_group_by_type(records), {}, symbols, market)
+
+
+def decode_raw(data: bytes, symbols: SymbolMap, market: str | None = None) -> tuple[DecodedBatch, int]:
+    """Decode the complete records at the head of `data` (raw DBN records, no Metadata header) like
+    `decode_records`; returns the batch and how many bytes it used (a trailing partial record is left over).
+
+    Runs of data records become structured arrays straight from the bytes; only control records (mappings, system
+    and error messages) and records of unexpected size are decoded into objects."""
+    runs, used = split_runs(data)
+    parts: dict[type, list[np.ndarray]] = {}
+    others: list[bytes] = []
+    for run in runs:
+        kind = _DATA_BY_RTYPE.get(run.rtype)
+        if kind is not None and run.length == _dtype(kind).itemsize:
+            parts.setdefault(kind, []).append(np.frombuffer(data, _dtype(kind), count=run.count, offset=run.start))
+        else:
+            others.append(data[run.start : run.end])
+    objects = _decode_objects(b"".join(others)) if others else []
+    arrays = {kind: np.concatenate(items) if len(items) > 1 else items[0] for kind, items in parts.items()}
+    return _decode(_group_by_type(objects), arrays, symbols, market), used
+
+
+def _decode_objects(payload: bytes) -> list[Any]:
+    return list(dbn.DBNDecoder(has_metadata=False, input_version=dbn.DBN_VERSION).write_and_decode(payload))
+
+
+def _dtype(record_type: type) -> np.dtype:
+    return np.dtype(record_type._dtypes)  # type: ignore[attr-defined]
+
+
+def _decode(
+    by_type: dict[type, list[Any]], arrays: dict[type, np.ndarray], symbols: SymbolMap, market: str | None
+) -> DecodedBatch:
+    notices: list[GatewayNotice] = []
+    heartbeats = 0
+    for record in by_type.pop(dbn.SymbolMappingMsg, ()):
+        symbols.learn_mapping(record)
+    for record in by_type.pop(dbn.SystemMsg, ()):
+        if record.is_heartbeat():
+            heartbeats += 1
+        else:
+            notices.append(GatewayNotice("system", int(record.code), record.msg, record.ts_event))
+    for record in by_type.pop(dbn.ErrorMsg, ()):
+        notices.append(GatewayNotice("error", int(record.code), record.err, record.ts_event))
+    unsupported: dict[str, int] = {}
+    for record_type, group in by_type.items():
+        if record_type not in _DATA_TYPES:
+            unsupported[record_type.__name__] = len(group)
+            continue
+        array = structured(group, record_type)
+        arrays[record_type] = np.concatenate([arrays[record_type], array]) if record_type in arrays else array
+    frames: list[MarketFrame] = []
+    unmapped: list[int] = []
+    definitions = arrays.pop(dbn.InstrumentDefMsg, None)
+    if definitions is not None:
+        raw = _text(definitions["raw_symbol"])
+        symbols.learn(definitions["instrument_id"].tolist(), raw.tolist(), market)
+        _split(frames, unmapped, definitions, "definition", symbols, market)
+    for record_type, array in arrays.items():
+        for schema, part in _schemas_of(record_type, array):
+            _split(frames, unmapped, part, schema, symbols, market)
+    return DecodedBatch(tuple(frames), tuple(notices), heartbeats, tuple(sorted(set(unmapped))), unsupported)
+
+
+def _group_by_type(records: Sequence[Any]) -> dict[type, list[Any]]:
+    """Records per type, each list in stream order (one C-level pass per distinct type, no per-record Python)."""
+    types = set(map(type, records))
+    if len(types) == 1:
+        return {types.pop(): list(records)}
+    return {kind: [r for r in records if type(r) is kind] for kind in types}
+
+
+def structured(records: Sequence[Any], record_type: type) -> np.ndarray:
+    """One numpy structured array holding `records` (all of `record_type`), without per-field Python work."""
+    dtype = _dtype(record_type)
+    payload = b"".join(map(bytes, records))
+    if len(payload) != dtype.itemsize * len(records):
+        raise ValueError(
+            f"{record_type.__name__}: {len(payload)} bytes for {len(records)} records, expected "
+            f"{dtype.itemsize} bytes each (DBN version mismatch? decode with the current databento-dbn)"
+        )
+    return np.frombuffer(payload, dtype=dtype)
+
+
+def _schemas_of(record_type: type, array: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    if record_type is dbn.OHLCVMsg:
+        return [
+            (_OHLCV_BY_RTYPE[int(rtype)], array[array["rtype"] == rtype])
+            for rtype in np.unique(array["rtype"])
+            if int(rtype) in _OHLCV_BY_RTYPE
+        ]
+    return [next((schema, array) for schema, item in LAYOUTS.items() if item.record_type is record_type)]
+
+
+def _split(
+    frames: list[MarketFrame],
+    unmapped: list[int],
+    array: np.ndarray,
+    schema: str,
+    symbols: SymbolMap,
+    market: str | None,
+) -> None:
+    ids = array["instrument_id"]
+    unique, inverse = np.unique(ids, return_inverse=True)
+    symbol = symbols.symbols(unique)[inverse]
+    if market is not None:
+        frames.append(MarketFrame(market, schema, to_frame(array, schema, symbol)))
+        return
+    names, codes = np.unique(symbols.markets(unique).astype(str), return_inverse=True)
+    if len(names) == 1 and names[0] != "":
+        frames.append(MarketFrame(str(names[0]), schema, to_frame(array, schema, symbol)))
+        return
+    rows = codes[inverse]
+    for code, name in enumerate(names.tolist()):
+        if name == "":
+            unmapped.extend(unique[codes == code].tolist())
+            continue
+        mask = rows == code
+        frames.append(MarketFrame(name, schema, to_frame(array[mask], schema, symbol[mask])))
+
+
+def to_frame(array: np.ndarray, schema: str, symbol: np.ndarray) -> pd.DataFrame:
+    """Frame of one schema's structured array: UTC index on the layout's index field, converted columns, symbol."""
+    spec = layout(schema)
+    record_type = spec.record_type
+    prices = set(record_type._price_fields)  # type: ignore[attr-defined]
+    times = set(record_type._timestamp_fields)  # type: ignore[attr-defined]
+    columns: dict[str, Any] = {}
+    for name in array.dtype.names or ():
+        if name in _DROPPED_FIELDS or name == spec.index:
+            continue
+        values = array[name]
+        if name in prices:
+            columns[name] = fixed_to_float(values)
+        elif name in times:
+            columns[name] = utc_times(values)
+        elif values.dtype.kind == "S":
+            columns[name] = _text(values)
+        else:
+            columns[name] = np.ascontiguousarray(values)
+    columns["symbol"] = symbol
+    index = pd.DatetimeIndex(utc_times(array[spec.index]), name=spec.index)
+    return pd.DataFrame(columns, index=index)
+
+
+def fixed_to_float(values: np.ndarray) -> np.ndarray:
+    """Fixed-point 1e-9 prices → float64, UNDEF_PRICE → NaN."""
+    out = values.astype(np.float64) / _PRICE_SCALE
+    out[values == UNDEF_PRICE] = np.nan
+    return out
+
+
+def utc_times(values: np.ndarray) -> pd.DatetimeIndex:
+    """UTC nanosecond timestamps (uint64) → tz-aware datetimes, UNDEF_TIMESTAMP → NaT."""
+    raw = values.astype(np.uint64)
+    ns = raw.astype(np.int64)
+    ns[raw == np.uint64(UNDEF_TIMESTAMP)] = np.iinfo(np.int64).min  # NaT
+    return pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC")
+
+
+_ONE_CHAR = np.array([chr(code) if code else "" for code in range(256)], dtype=object)
+
+
+def _text(values: np.ndarray) -> np.ndarray:
+    """Fixed-width C strings → object array of str (single chars through a lookup table)."""
+    if values.dtype.itemsize == 1:
+        return _ONE_CHAR[values.view(np.uint8)]
+    return np.char.decode(values, "utf-8", "replace").astype(object)

@@ -1,0 +1,67 @@
+"""Fetching ranges from Databento Historical (`timeseries.get_range`), chunked, one market at a time (sync I/O).
+
+Requests are made per market parent symbol (``HE.FUT``), so every returned record belongs to that market without
+relying on symbol mappings. Call from a worker thread (`anyio.to_thread.run_sync`) in async code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import databento
+
+from hydra_daemon.databento.historical_client import historical_client
+from hydra_daemon.secrets import ApiKey
+
+NS_PER_S = 1_000_000_000
+NS_PER_DAY = 86_400 * NS_PER_S
+
+CHUNK_NS: dict[str, int] = {
+    "ohlcv-1d": 366 * NS_PER_DAY,
+    "definition": 7 * NS_PER_DAY,
+    "ohlcv-1h": 60 * NS_PER_DAY,
+    "ohlcv-1m": 7 * NS_PER_DAY,
+    "statistics": 7 * NS_PER_DAY,
+}
+"""Request span per schema (end exclusive); schemas not listed (quotes, trades) use `DEFAULT_CHUNK_NS`."""
+DEFAULT_CHUNK_NS = 3600 * NS_PER_S
+
+
+def chunks(schema: str, start_ns: int, end_ns: int) -> list[tuple[int, int]]:
+    """[start, end) cut into consecutive request spans for `schema`; empty if start >= end."""
+    step = CHUNK_NS.get(schema, DEFAULT_CHUNK_NS)
+    return [(a, min(a + step, end_ns)) for a in range(start_ns, end_ns, step)]
+
+
+@dataclass(frozen=True)
+class HistoricalSource:
+    """A Historical client for one dataset; `base_url` (DatabentoConfig.historical_url) overrides the endpoint."""
+
+    dataset: str
+    key: ApiKey
+    base_url: str | None = None
+
+    def client(self) -> databento.Historical:
+        return historical_client(self.key.reveal(), self.base_url)
+
+    def fetch(self, client: databento.Historical, parent: str, schema: str, start_ns: int, end_ns: int) -> list[Any]:
+        """All records of `schema` for the instruments of `parent` (e.g. ``HE.FUT``) with start <= ts < end."""
+        store = client.timeseries.get_range(
+            dataset=self.dataset,
+            start=start_ns,
+            end=end_ns,
+            symbols=[parent],
+            schema=schema,
+            stype_in="parent",
+            stype_out="instrument_id",
+        )
+        return list(store)
+
+    def fetch_chunks(
+        self, client: databento.Historical, parent: str, schema: str, start_ns: int, end_ns: int
+    ) -> Iterator[list[Any]]:
+        """`fetch` over `chunks(schema, start_ns, end_ns)`, one list of records per chunk, in time order."""
+        for a, b in chunks(schema, start_ns, end_ns):
+            yield self.fetch(client, parent, schema, a, b)

@@ -1,0 +1,291 @@
+"""The streaming core shared by the futures and options pipelines: one Databento Live session covering every
+configured market, reconnected forever, resumed from the store's watermarks, gaps filled from Historical.
+
+Flow per connection:
+
+1. ask `resume(schema)` for the committed watermark of each schema (UTC ns, None = nothing stored yet);
+2. a watermark older than `now - replay_window_s` is first filled from Historical up to that limit
+   (`source="historical"` batches), so Live only has to replay the last window;
+3. subscribe each schema with ``start = watermark - REPLAY_OVERLAP_NS`` (``start=0``: the whole replay window when
+   nothing is stored) and start the session — in a child process (`LiveProcess`), so the client's per-record work
+   runs under its own GIL, on another core than our decoding and commits;
+4. the child streams raw DBN bytes through a pipe; a `StreamDecoder` thread turns them into column batches with
+   numpy (overlapping with the consumer committing the previous batch);
+5. the session ends on a gateway error, a reset, a graceful close, or our own watchdog (no record or heartbeat for
+   `watchdog_s`); we stop the child, back off with jitter and start again at 1.
+
+Overlapping replays are harmless: the `StreamWriter` drops every row at or before its watermark, so the store ends
+up with each record exactly once. A slow consumer fills the pipe, which blocks the child's client, which stops
+reading its socket: TCP back-pressure on the gateway, nothing dropped, memory bounded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+import anyio
+import pandas as pd
+import structlog
+
+from hydra_daemon.backoff import Backoff
+from hydra_daemon.config import DatabentoConfig, MarketConfig
+from hydra_daemon.databento.child import SessionRequest
+from hydra_daemon.databento.decode import DecodedBatch, MarketFrame, SymbolMap, decode_records
+from hydra_daemon.databento.historical_fill import HistoricalSource
+from hydra_daemon.databento.launcher import Launcher
+from hydra_daemon.databento.process import LiveProcess
+from hydra_daemon.databento.stream_decoder import DecoderFinished, StreamDecoder
+from hydra_daemon.ingest import PipelineStats
+from hydra_daemon.redaction import redact_text, register_secret
+from hydra_daemon.secrets import ApiKey
+
+log = structlog.get_logger()
+
+NS_PER_S = 1_000_000_000
+CONNECT_TIMEOUT_S = 45.0
+"""Connect (10 s) + authenticate (30 s) in the client, plus slack."""
+REPLAY_OVERLAP_NS = 60 * NS_PER_S
+"""Live replay starts this much before the watermark (records at the edge may be published late); the writer
+drops the overlap."""
+
+BAR_NS = {"ohlcv-1s": NS_PER_S, "ohlcv-1m": 60 * NS_PER_S, "ohlcv-1h": 3600 * NS_PER_S, "ohlcv-1d": 86_400 * NS_PER_S}
+"""Historical filters bars on ts_event (the bar's start) but they are published at its end: fills reach back one bar
+further, so a bar published after the resume point is fetched even though it started before it."""
+
+ResumePoint = Callable[[str], int | None]
+"""schema -> committed watermark in UTC ns (None = nothing stored yet). Called from a worker thread."""
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """Where and how to connect; built from `DatabentoConfig` plus the API key."""
+
+    key: ApiKey
+    dataset: str = "GLBX.MDP3"
+    gateway: str | None = None
+    port: int = 13000
+    historical_url: str | None = None
+    heartbeat_interval_s: int = 30
+    replay_window_s: int = 23 * 3600
+
+    @classmethod
+    def from_config(cls, config: DatabentoConfig, key: ApiKey) -> LiveSettings:
+        return cls(
+            key=key,
+            dataset=config.dataset,
+            gateway=config.live_gateway,
+            port=config.live_port,
+            historical_url=config.historical_url,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+            replay_window_s=config.replay_window_s,
+        )
+
+    @property
+    def watchdog_s(self) -> float:
+        """Silence (no record, no heartbeat) after which we drop the session ourselves."""
+        return self.heartbeat_interval_s * 1.5 + 1.0
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What one session subscribes: `schemas` for every parent symbol in `parents` (parent symbol -> market)."""
+
+    schemas: tuple[str, ...]
+    parents: Mapping[str, str]
+
+    @classmethod
+    def for_markets(cls, markets: Sequence[MarketConfig], kind: str, schemas: Sequence[str]) -> StreamSpec:
+        """`kind` "FUT" subscribes ``{futures_root}.FUT``, "OPT" ``{options_root}.OPT`` of each market."""
+        if kind not in ("FUT", "OPT"):
+            raise ValueError(f"kind must be 'FUT' or 'OPT', got {kind!r}")
+        root = (lambda m: m.futures_root) if kind == "FUT" else (lambda m: m.options_root)
+        return cls(tuple(schemas), {f"{root(m)}.{kind}": m.name for m in markets})
+
+
+@dataclass(frozen=True)
+class StreamBatch:
+    """Decoded rows per (market, schema) in stream order. `source`: "live", "historical" (gap fill) or "idle" (an
+    empty tick so consumers can flush on time)."""
+
+    frames: tuple[MarketFrame, ...]
+    source: str
+    received_at: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.now(tz="UTC"))
+
+    @property
+    def rows(self) -> int:
+        return sum(len(item.frame) for item in self.frames)
+
+
+class SessionStalled(RuntimeError):
+    """Our watchdog saw neither records nor heartbeats for too long."""
+
+
+class SessionClosed(RuntimeError):
+    """The gateway closed the session gracefully (it does not come back by itself)."""
+
+
+class LiveStream:
+    """Yields `StreamBatch`es forever from one Live session per connection; owns reconnects and gap fills.
+
+    `clock` returns "now" in UTC ns (the venue's clock in tests); `stats` is updated in place (state, reconnects,
+    gaps_filled, last_error).
+    """
+
+    def __init__(
+        self,
+        settings: LiveSettings,
+        spec: StreamSpec,
+        resume: ResumePoint,
+        stats: PipelineStats,
+        *,
+        symbols: SymbolMap | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        backoff: Backoff | None = None,
+        idle_tick_s: float = 0.25,
+    ) -> None:
+        register_secret(settings.key.reveal())
+        self.settings = settings
+        self.spec = spec
+        self.symbols = symbols if symbols is not None else SymbolMap(spec.parents)
+        self._resume = resume
+        self._stats = stats
+        self._clock = clock
+        self._backoff = backoff or Backoff()
+        self._idle_tick_s = idle_tick_s
+        self._historical = HistoricalSource(settings.dataset, settings.key, settings.historical_url)
+        Launcher.shared()  # starts importing the client in the launcher now, not at the first connect
+
+    async def batches(self) -> AsyncGenerator[StreamBatch, None]:
+        """Forever: connect, fill, stream; on any session end back off and reconnect."""
+        while True:
+            started = time.monotonic()
+            try:
+                async with aclosing(self._session()) as session:
+                    async for batch in session:
+                        yield batch
+                raise SessionClosed("the gateway closed the session")
+            except Exception as exc:  # every session end is retried; cancellation is not an Exception
+                reason = redact_text(f"{type(exc).__name__}: {exc}")
+            if time.monotonic() - started > max(10.0, 2 * self.settings.heartbeat_interval_s):
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
+            self._stats.state = "reconnecting"
+            self._stats.reconnects += 1
+            self._stats.last_error = reason
+            log.warning("live_session_ended", error=reason, retry_in_s=round(delay, 3))
+            await anyio.sleep(delay)
+
+    async def _session(self) -> AsyncGenerator[StreamBatch, None]:
+        self._stats.state = "connecting"
+        starts = {schema: await anyio.to_thread.run_sync(self._resume, schema) for schema in self.spec.schemas}
+        async with aclosing(self._fill_older_than_replay(starts)) as filled:
+            async for batch in filled:
+                yield batch
+        replay = {schema: 0 if start is None else max(1, start - REPLAY_OVERLAP_NS) for schema, start in starts.items()}
+        child = LiveProcess(self.settings.key.reveal(), self._request(replay))
+        try:
+            session_id = await anyio.to_thread.run_sync(child.wait_started, CONNECT_TIMEOUT_S, abandon_on_cancel=True)
+            # The replay window moved on while we filled and connected: fill what slipped out of it before reading
+            # the live stream (the child blocks on its full pipe meanwhile, so nothing is lost or reordered).
+            async with aclosing(self._fill_older_than_replay(starts)) as filled:
+                async for batch in filled:
+                    yield batch
+            self._stats.state = "streaming"
+            log.info("live_session_started", session_id=session_id, replay_from_ns=replay)
+            async with aclosing(self._drain(child)) as drained:
+                async for batch in drained:
+                    yield batch
+        finally:
+            child.stop()
+
+    async def _fill_older_than_replay(self, starts: dict[str, int | None]) -> AsyncGenerator[StreamBatch, None]:
+        """Fill from Historical every schema whose resume point is older than the replay window now; advance
+        `starts` to the window's edge."""
+        live_floor = self._clock() - self.settings.replay_window_s * NS_PER_S
+        for schema in _fill_order(self.spec.schemas):
+            start = starts[schema]
+            if start is not None and start < live_floor:
+                self._stats.state = "filling"
+                async with aclosing(self._fill(schema, start, live_floor)) as filled:
+                    async for batch in filled:
+                        yield batch
+                self._stats.gaps_filled += 1
+                starts[schema] = live_floor
+
+    async def _fill(self, schema: str, start_ns: int, end_ns: int) -> AsyncGenerator[StreamBatch, None]:
+        """Historical [start - overlap (- one bar), end) for every market, one batch per request chunk."""
+        log.info("gap_fill_started", schema=schema, start_ns=start_ns, end_ns=end_ns)
+        client = await anyio.to_thread.run_sync(self._historical.client)
+        for parent, market in self.spec.parents.items():
+            first = max(0, start_ns - REPLAY_OVERLAP_NS - BAR_NS.get(schema, 0))
+            chunks = self._historical.fetch_chunks(client, parent, schema, first, end_ns)
+            while True:
+                decoded = await anyio.to_thread.run_sync(_next_decoded, chunks, self.symbols, market)
+                if decoded is None:
+                    break
+                yield StreamBatch(decoded.frames, "historical")
+
+    def _request(self, replay: Mapping[str, int]) -> SessionRequest:
+        settings = self.settings
+        return SessionRequest(
+            dataset=settings.dataset,
+            gateway=settings.gateway,
+            port=settings.port,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            symbols=tuple(self.spec.parents),
+            replay={schema: replay[schema] for schema in self.spec.schemas},
+        )
+
+    async def _drain(self, child: LiveProcess) -> AsyncGenerator[StreamBatch, None]:
+        """Batches until the child's stream ends; then raise how the session ended (or SessionClosed by caller)."""
+        decoder = StreamDecoder(child, self.symbols, _log_decoded)
+        try:
+            last_yield = time.monotonic()
+            while True:
+                try:
+                    decoded = await anyio.to_thread.run_sync(decoder.get, 0.2)
+                except DecoderFinished:
+                    break
+                if decoded is not None:
+                    yield StreamBatch(decoded.frames, "live")
+                    last_yield = time.monotonic()
+                elif time.monotonic() - last_yield >= self._idle_tick_s:
+                    yield StreamBatch((), "idle")
+                    last_yield = time.monotonic()
+                idle = decoder.idle_s()
+                if idle > self.settings.watchdog_s:
+                    raise SessionStalled(
+                        f"no record or heartbeat for {idle:.1f} s "
+                        f"(heartbeat_interval_s={self.settings.heartbeat_interval_s}); dropping the session"
+                    )
+            await anyio.to_thread.run_sync(child.outcome)  # raises LiveSessionError on an abnormal close
+        finally:
+            decoder.stop()
+
+
+def _next_decoded(chunks: object, symbols: SymbolMap, market: str) -> DecodedBatch | None:
+    records = next(chunks, None)  # type: ignore[call-overload]
+    if records is None:
+        return None
+    decoded = decode_records(records, symbols, market=market)
+    _log_decoded(decoded)
+    return decoded
+
+
+def _log_decoded(decoded: DecodedBatch) -> None:
+    for notice in decoded.notices:
+        emit = log.warning if notice.kind == "error" else log.info
+        event = "gateway_error" if notice.kind == "error" else "gateway_system_message"
+        emit(event, code=notice.code, message=redact_text(notice.message), ts_event=notice.ts_event)
+    if decoded.unmapped:
+        log.error("records_without_market", instrument_ids=list(decoded.unmapped)[:20], count=len(decoded.unmapped))
+    if decoded.unsupported:
+        log.error("records_of_unsupported_type", counts=dict(decoded.unsupported))
+
+
+def _fill_order(schemas: Sequence[str]) -> list[str]:
+    """Definitions first, so fills of other schemas already know their instruments' raw symbols."""
+    return sorted(schemas, key=lambda schema: schema != "definition")

@@ -1,0 +1,83 @@
+"""Futures backfill from Databento Historical into the same ``futures`` symbols the live pipeline writes.
+
+Rows go through the same `StreamWriter` watermarks, so a backfill never duplicates what is stored: rows at or
+before a symbol's watermark are skipped (ArcticDB symbols are append-only, so history OLDER than what a symbol
+already holds cannot be inserted this way — backfill before starting live capture, or into a fresh store).
+Settlement features are recorded with the same `available_at` rule as live bars (see `futures`).
+Sync (blocking HTTP and ArcticDB): the CLI calls it directly; async callers use a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import pandas as pd
+import structlog
+
+from hydra_daemon.capture.commit import configured_writer
+from hydra_daemon.config import Config
+from hydra_daemon.databento.decode import SymbolMap, decode_records
+from hydra_daemon.databento.historical_fill import NS_PER_DAY, HistoricalSource, chunks
+from hydra_daemon.futures.pipeline import FuturesCommitter, seed_symbols, validate_frames
+from hydra_daemon.redaction import register_secret
+from hydra_daemon.secrets import load_api_key
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.symbols import FUTURES
+
+log = structlog.get_logger()
+
+Progress = Callable[[int, int], None]
+"""progress(done_requests, total_requests), called after each Historical request."""
+
+DEFINITION_LOOKBACK_NS = 4 * NS_PER_DAY
+"""Definitions are published once per trading day: look back this far (without storing) to learn raw symbols of
+instruments whose definition precedes `start`."""
+
+
+def _utc_ns(value: datetime | pd.Timestamp, name: str) -> int:
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        raise ValueError(f"backfill {name} must be timezone-aware (UTC), got {value!r}")
+    return int(stamp.tz_convert("UTC").value)
+
+
+def backfill_futures(
+    config: Config,
+    store: Store,
+    market: str,
+    start: datetime | pd.Timestamp,
+    end: datetime | pd.Timestamp,
+    progress: Progress | None = None,
+) -> int:
+    """Fetch `market`'s futures definitions and configured bar schemas for [start, end) from Historical, validate
+    the bars, store them in the ``futures`` library; return the number of rows stored (after de-duplication)."""
+    start_ns, end_ns = _utc_ns(start, "start"), _utc_ns(end, "end")
+    if start_ns >= end_ns:
+        raise ValueError(f"backfill start {start} must be before end {end}")
+    parent = f"{config.market(market).futures_root}.FUT"
+    key = load_api_key(config.databento)
+    register_secret(key.reveal())
+    source = HistoricalSource(config.databento.dataset, key, config.databento.historical_url)
+    client = source.client()
+    writer = configured_writer(store, config.storage)
+    committer = FuturesCommitter(store, writer, [market])
+    symbols = SymbolMap({parent: market})
+    seed_symbols(store, [market], symbols, FUTURES)
+    decode_records(
+        source.fetch(client, parent, "definition", start_ns - DEFINITION_LOOKBACK_NS, start_ns), symbols, market
+    )
+    schemas = ("definition", *config.databento.futures_schemas)
+    plan = [(schema, a, b) for schema in schemas for a, b in chunks(schema, start_ns, end_ns)]
+    stored = 0
+    for done, (schema, a, b) in enumerate(plan, start=1):
+        decoded = decode_records(source.fetch(client, parent, schema, a, b), symbols, market)
+        clean, problems = validate_frames(decoded.frames)
+        for problem in problems:
+            log.warning("record_rejected", pipeline="futures-backfill", what=problem.what, where=problem.where)
+        stored += committer.commit(clean)
+        if progress is not None:
+            progress(done, len(plan))
+    writer.flush_all()
+    log.info("futures_backfill_done", market=market, start=str(start), end=str(end), rows=stored)
+    return stored

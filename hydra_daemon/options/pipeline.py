@@ -1,0 +1,271 @@
+"""Options capture: one Live session with ``definition``, ``mbp-1`` and ``statistics`` for every market's
+``{options_root}.OPT`` (plus its ``{futures_root}.FUT`` for the underlying price), stored exactly once in the
+``options`` library, assembled into chains snapshotted every `OptionsConfig.snapshot_interval_s` of event time and at
+session end, with per-expiry features. Session end = the stream carried no record for `snapshot_interval_s` of wall
+time (the trading session closed, or the venue went quiet), or the pipeline stops: the chain is then snapshotted at
+the last record's time, once.
+
+Stored, per market (library ``options``):
+- ``<M>.definition``, ``<M>.statistics`` and, when `DatabentoConfig.persist_quotes`, ``<M>.mbp-1``: the option
+  records verbatim (capture is exactly-once whatever the chain rules think of a quote); the underlying futures
+  records of this session only feed the chains (the futures pipeline owns the ``futures`` library);
+- ``<M>.chain``: one row per option per snapshot, indexed by ``snapshot_time`` (columns: `chain.CHAIN_COLUMNS`),
+  written through the `StreamWriter` keyed on ``instrument_id``, so a snapshot is stored once across restarts;
+- features ``put_call_oi_ratio``, ``total_oi``, ``atm_iv``, ``liquid_strike_count`` keyed by ``expiration``
+  (``as_of`` = ``available_at`` = snapshot time), written after the snapshot's chain is committed and only for
+  snapshots newer than the newest stored one, so a restart never recomputes (revises) them from a partial chain.
+
+After a restart the chains are first rebuilt from the stored option records (`OptionsCommitter.restore`), so a
+snapshot after a restart is not limited to what the Live replay (from the watermarks) brings back.
+
+Problems found in snapshots (rejected options, flagged quotes) are logged as ``option_chain_problem`` the first time
+per (market, instrument, rule) and counted in ``stats.rejects``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
+
+import anyio
+import pandas as pd
+import structlog
+
+from hydra_daemon.backoff import Backoff
+from hydra_daemon.capture.commit import StreamCommitter, capture_start_ns, configured_writer
+from hydra_daemon.config import Config
+from hydra_daemon.databento.decode import MarketFrame
+from hydra_daemon.databento.live_stream import LiveSettings, LiveStream, StreamBatch, StreamSpec
+from hydra_daemon.futures.pipeline import seed_symbols
+from hydra_daemon.ingest import IngestPipeline, PipelineStats, Problem
+from hydra_daemon.options.book import ChainBook, MarketSnapshot, is_underlying, stream_parents
+from hydra_daemon.options.chain import EVENT_COLUMNS
+from hydra_daemon.options.features import chain_features
+from hydra_daemon.secrets import ApiKey
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol
+from hydra_daemon.store.writer import StreamWriter, Watermark
+
+log = structlog.get_logger()
+
+OPTION_SCHEMAS = ("definition", "mbp-1", "statistics")
+CHAIN_KEY = ("instrument_id",)
+NS_PER_S = 1_000_000_000
+RESTORE_REFERENCE_S = 7 * 86_400
+SNAPSHOT_LABEL = "options"
+"""How far back a warm start reads definitions and statistics (venues resend them daily; 7 days spans holidays)."""
+
+
+class OptionsCommitter:
+    """Stores option records, feeds the chains, stores snapshots and features (sync: call from a worker thread)."""
+
+    def __init__(self, config: Config, store: Store, writer: StreamWriter, stats: PipelineStats) -> None:
+        self.config = config
+        self.store = store
+        self.markets = tuple(m.name for m in config.markets)
+        self.writer = writer
+        self.streams = StreamCommitter(writer, OPTIONS, self.markets)
+        self.features = FeatureStore(store)
+        self.book = ChainBook(config.markets, round(config.options.snapshot_interval_s * NS_PER_S))
+        self.stats = stats
+        self._chain_marks: dict[str, int] | None = None
+        self._logged: set[tuple[str, str, str]] = set()
+        self._evicted_reported: dict[str, int] = {}
+
+    def stored_schemas(self) -> tuple[str, ...]:
+        """Option schemas persisted raw (mbp-1 only with `persist_quotes`)."""
+        return tuple(s for s in OPTION_SCHEMAS if s != "mbp-1" or self.config.databento.persist_quotes)
+
+    def commit(self, frames: Sequence[MarketFrame], *, live: bool = True) -> int:
+        """Store the option records of `frames`, advance the chains, store the snapshots that came due (only from
+        live data: a Historical gap fill arrives schema by schema, not in time order)."""
+        stored_schemas = self.stored_schemas()
+        raw = [f for f in frames if not is_underlying(f.market) and f.schema in stored_schemas]
+        stored = self.streams.add(raw)
+        self._store_snapshots(self.book.ingest(frames, snapshots=live))
+        self.streams.flush_due()
+        return stored
+
+    def restore(self, store: Store) -> int:
+        """Warm start after a restart: rebuild the chains from stored option records — definitions and statistics
+        of the last `RESTORE_REFERENCE_S`, quotes of the last replay window — so options not requoted since the
+        restart keep their quote. Returns the number of records applied. Their underlying futures quotes are not
+        stored, so restored quotes get an implied vol only once requoted."""
+        if not store.has_library(OPTIONS):
+            return 0
+        library = store.library(OPTIONS)
+        frames = []
+        for market in self.markets:
+            for schema in self.stored_schemas():
+                symbol = data_symbol(market, schema)
+                mark = self.writer.watermark(OPTIONS, symbol)
+                if mark is None:
+                    continue
+                lookback_s = self.config.databento.replay_window_s if schema == "mbp-1" else RESTORE_REFERENCE_S
+                since = pd.Timestamp(mark.ts_ns - lookback_s * NS_PER_S, tz="UTC")
+                columns = list(EVENT_COLUMNS[schema])
+                frame = library.read(symbol, date_range=(since, None), columns=columns).data
+                frames.append(MarketFrame(market, schema, frame))
+        applied = sum(len(item.frame) for item in frames)
+        self.book.ingest(frames, snapshots=False)
+        log.info("option_chains_restored", records=applied, markets=list(self.markets))
+        return applied
+
+    def end_session(self) -> None:
+        """Session end (the stream went quiet, or we stop): snapshot the chains at the last record's time, flush
+        everything, and snapshot the store (the end of an ingestion cycle)."""
+        self._store_snapshots(self.book.close())
+        self.streams.flush_all()
+        self.store.snapshot(SNAPSHOT_LABEL)
+
+    def resume_ns(self, schema: str) -> int | None:
+        """Replay start of `schema`: its committed watermark, or when capture began if nothing of it is stored yet
+        (what it published meanwhile is then filled from Historical); None on a fresh store. Quotes that are not
+        stored resume from the oldest newest-snapshot over the markets."""
+        stored = self.stored_schemas()
+        if schema in stored:
+            committed = self.streams.resume_ns(schema)
+            if committed is not None:
+                return committed
+            return capture_start_ns(self.store, OPTIONS, self.markets, stored)
+        marks = self.chain_marks()
+        if len(marks) < len(self.markets):
+            return None
+        return min(marks.values())
+
+    def chain_marks(self) -> dict[str, int]:
+        """Per market, the time of the newest stored snapshot (markets without one are absent)."""
+        if self._chain_marks is None:
+            self._chain_marks = {}
+            for market in self.markets:
+                mark: Watermark | None = self.writer.watermark(OPTIONS, chain_symbol(market))
+                if mark is not None:
+                    self._chain_marks[market] = mark.ts_ns
+        return self._chain_marks
+
+    def _store_snapshots(self, snapshots: Sequence[MarketSnapshot]) -> None:
+        """Chains first (committed), then their features: a crash in between loses features, never revises them."""
+        marks = self.chain_marks()
+        fresh = [item for item in snapshots if item.snapshot.at.value > marks.get(item.market, -1)]
+        if not fresh:
+            return
+        for item in fresh:
+            marks[item.market] = item.snapshot.at.value
+            self._report(item)
+            if not item.snapshot.frame.empty:
+                self.writer.add(OPTIONS, chain_symbol(item.market), item.snapshot.frame, CHAIN_KEY)
+        self.streams.flush_all()
+        self._write_features(fresh)
+
+    def _write_features(self, snapshots: Sequence[MarketSnapshot]) -> None:
+        """One feature-store write per (market, feature) for all `snapshots` (a catch-up brings many at once)."""
+        rows: dict[tuple[str, str], list[pd.DataFrame]] = {}
+        for item in snapshots:
+            for name, values in chain_features(item.snapshot.frame, self.config.options).items():
+                if not values.empty:
+                    rows.setdefault((item.market, name), []).append(values)
+        for (market, name), frames in rows.items():
+            self.features.write_feature(market, name, pd.concat(frames, ignore_index=True))
+
+    def _report(self, item: MarketSnapshot) -> None:
+        frame = item.snapshot.frame
+        log.info(
+            "option_chain_snapshot",
+            market=item.market,
+            at=item.snapshot.at.isoformat(),
+            options=len(frame),
+            with_iv=int(frame["implied_vol"].notna().sum()),
+            problems=len(item.snapshot.problems),
+            awaiting_definitions=self.book.chains[item.market].undefined_count,
+        )
+        for problem in item.snapshot.problems:
+            self._log_problem(item.market, problem)
+        evicted = self.book.chains[item.market].evicted_undefined
+        if evicted > self._evicted_reported.get(item.market, 0):
+            self._evicted_reported[item.market] = evicted
+            log.warning(
+                "option_chain_evicted_undefined",
+                market=item.market,
+                instruments=evicted,
+                hint="quotes kept waiting for definitions that never came; check the definition subscription",
+            )
+
+    def _log_problem(self, market: str, problem: Problem) -> None:
+        instrument = problem.where.split(" at ", 1)[0]
+        rule = problem.what.split(":", 1)[0]
+        key = (market, instrument, rule)
+        if key in self._logged:
+            return
+        self._logged.add(key)
+        self.stats.rejects += 1
+        log.warning("option_chain_problem", market=market, what=problem.what, where=problem.where)
+
+
+class OptionsIngestPipeline(IngestPipeline[StreamBatch]):
+    """Live options (+ underlying futures) for all configured markets → ``options`` library and features."""
+
+    name = "options"
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        key: ApiKey,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__(markets=tuple(m.name for m in config.markets), schema=",".join(OPTION_SCHEMAS))
+        self._store = store
+        self._writer = configured_writer(store, config.storage)
+        self.committer = OptionsCommitter(config, store, self._writer, self.stats)
+        self._quiet_s = config.options.snapshot_interval_s
+        self._last_data_monotonic = time.monotonic()
+        self._stream = LiveStream(
+            LiveSettings.from_config(config.databento, key),
+            StreamSpec(OPTION_SCHEMAS, stream_parents(config.markets)),
+            self.committer.resume_ns,
+            self.stats,
+            clock=clock,
+            backoff=backoff,
+        )
+
+    def watermark(self, market: str, schema: str) -> Watermark | None:
+        """Committed watermark of ``options/<market>.<schema>`` (``"chain"`` for the chain snapshots)."""
+        symbol = chain_symbol(market) if schema == "chain" else data_symbol(market, schema)
+        return self._writer.watermark(OPTIONS, symbol)
+
+    async def fetch(self) -> AsyncGenerator[StreamBatch, None]:
+        await anyio.to_thread.run_sync(seed_symbols, self._store, self.markets, self._stream.symbols, OPTIONS)
+        await anyio.to_thread.run_sync(self.committer.restore, self._store)
+        try:
+            async with aclosing(self._stream.batches()) as batches:
+                async for batch in batches:
+                    yield batch
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.committer.end_session)
+
+    def validate(self, batch: StreamBatch) -> tuple[StreamBatch, list[Problem]]:
+        """Records are captured verbatim; chain rules are applied at snapshot time (see `quote_validation`)."""
+        return batch, []
+
+    async def persist(self, clean: StreamBatch) -> int:
+        if not clean.rows:
+            if time.monotonic() - self._last_data_monotonic >= self._quiet_s:
+                await anyio.to_thread.run_sync(self.committer.end_session)
+            else:  # an idle tick: rows buffered by the last data batch must not wait for the quiet period
+                await anyio.to_thread.run_sync(self.committer.streams.flush_due)
+            return 0
+        self._last_data_monotonic = time.monotonic()
+        live = clean.source != "historical"
+        stored = await anyio.to_thread.run_sync(lambda: self.committer.commit(clean.frames, live=live))
+        newest = max(
+            (f.frame.index.max() for f in clean.frames if not f.frame.empty and not is_underlying(f.market)),
+            default=None,
+        )
+        if stored and newest is not None:
+            self.stats.last_record_time = newest.to_pydatetime(warn=False)
+        return stored

@@ -1,0 +1,96 @@
+"""A Live session in a child process against the simulated venue: raw records arrive in order, failures come back
+redacted, the key is never on a command line or in an environment, stopping ends the child."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hydra_daemon.databento.child import SessionRequest
+from hydra_daemon.databento.decode import SymbolMap
+from hydra_daemon.databento.launcher import Launcher
+from hydra_daemon.databento.process import LiveProcess, LiveSessionError
+from hydra_daemon.databento.stream_decoder import StreamDecoder
+from hydra_daemon.sim.testing import fast_config, wait_until
+from hydra_daemon.sim.venue import VenueThread
+
+
+@pytest.fixture(scope="module")
+def venue() -> Iterator[VenueThread]:
+    with VenueThread(fast_config(seed=3)) as running:
+        yield running
+
+
+def request(venue: VenueThread, port: int | None = None) -> SessionRequest:
+    info = venue.info
+    return SessionRequest(
+        info.dataset, info.live_host, port or info.live_port, 1, ("HE.FUT",), {"ohlcv-1m": 0, "definition": 0}
+    )
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and "(Z)" not in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:4]
+
+
+def test_records_stream_from_the_child_and_stop_ends_it(venue: VenueThread) -> None:
+    child = LiveProcess(venue.info.api_key, request(venue))
+    try:
+        assert child.wait_started(30) is not None
+        decoder = StreamDecoder(child, SymbolMap({"HE.FUT": "HE"}))
+        seen: dict[str, int] = {}
+        try:
+            wait_until(lambda: _collect(decoder, seen) >= 2, "minute bars and definitions from the child", 30)
+        finally:
+            decoder.stop()
+        assert seen["definition"] > 0 and seen["ohlcv-1m"] > 0
+    finally:
+        child.stop()
+    wait_until(lambda: not _alive(child.pid), "the stopped child to exit", 10)
+
+
+def _collect(decoder: StreamDecoder, seen: dict[str, int]) -> int:
+    batch = decoder.get(0.1)
+    for item in () if batch is None else batch.frames:
+        seen[item.schema] = seen.get(item.schema, 0) + len(item.frame)
+    return len(seen)
+
+
+def test_the_key_is_in_no_command_line_or_environment(venue: VenueThread) -> None:
+    key = venue.info.api_key
+    child = LiveProcess(key, request(venue))
+    try:
+        child.wait_started(30)
+        launcher = Launcher.shared().pid
+        for pid in (child.pid, launcher):
+            for part in ("cmdline", "environ"):
+                assert key.encode() not in Path(f"/proc/{pid}/{part}").read_bytes(), f"{part} of {pid}"
+    finally:
+        child.stop()
+
+
+def test_authentication_failure_comes_back_redacted(venue: VenueThread) -> None:
+    venue.fault("auth_failure", "1")
+    try:
+        child = LiveProcess(venue.info.api_key, request(venue))
+        with pytest.raises(LiveSessionError, match="Authentication failed") as failure:
+            child.wait_started(30)
+        child.stop()
+    finally:
+        venue.fault("auth_failure", "0")
+    assert venue.info.api_key not in str(failure.value)
+
+
+def test_refused_connection_is_reported(venue: VenueThread) -> None:
+    child = LiveProcess(venue.info.api_key, request(venue, port=_closed_port()))
+    with pytest.raises(LiveSessionError, match="Connection to"):
+        child.wait_started(30)
+    child.stop()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

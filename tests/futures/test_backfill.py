@@ -1,0 +1,112 @@
+"""Futures backfill through the real Historical client against the simulated venue, into real ArcticDB (LMDB)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import databento_dbn as dbn
+import pandas as pd
+import pytest
+
+from hydra_daemon.config import Config, parse_config
+from hydra_daemon.databento.decode import SymbolMap, decode_records
+from hydra_daemon.futures.backfill import backfill_futures
+from hydra_daemon.futures.pipeline import SETTLEMENT
+from hydra_daemon.sim.testing import fast_config
+from hydra_daemon.sim.venue import VenueThread
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.symbols import FUTURES, data_symbol
+from hydra_daemon.store.uri import default_lmdb_uri
+
+DAY_NS = 86_400 * 1_000_000_000
+
+
+def _config(venue: VenueThread, state_dir: Path) -> Config:
+    info = venue.info
+    return parse_config(
+        {
+            "state_dir": str(state_dir),
+            "storage": {"arctic_uri": default_lmdb_uri(state_dir)},
+            "databento": {
+                "historical_url": info.historical_url,
+                "futures_schemas": ["ohlcv-1d", "ohlcv-1m"],
+                "api_key_env": "HYDRA_TEST_DATABENTO_KEY",
+            },
+            "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
+        }
+    )
+
+
+def _truth(venue: VenueThread) -> dict[str, pd.DataFrame]:
+    path = venue.venue.config.record_path
+    assert path is not None
+    records = [r for r in dbn.DBNDecoder().write_and_decode(path.read_bytes()) if not isinstance(r, dbn.Metadata)]
+    futures = {i.instrument_id: i.raw_symbol for i in venue.venue.model.instruments if i.kind == "F"}
+    symbols = SymbolMap({})
+    symbols.learn(list(futures), list(futures.values()), "HE")
+    decoded = decode_records([r for r in records if r.instrument_id in futures], symbols, market="HE")
+    return {item.schema: item.frame for item in decoded.frames}
+
+
+def _rows(frame: pd.DataFrame) -> Counter[tuple[Any, ...]]:
+    columns = [
+        c for c in ("instrument_id", "symbol", "open", "high", "low", "close", "volume", "raw_symbol") if c in frame
+    ]
+    index = pd.DatetimeIndex(frame.index)
+    ns = (index.tz_localize("UTC") if index.tz is None else index).asi8
+    return Counter(zip(ns, *(frame[c].astype(str).to_numpy() for c in columns), strict=True))
+
+
+def _wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_backfill_lands_ground_truth_once_and_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with VenueThread(fast_config(seed=3, record_path=tmp_path / "truth.dbn")) as venue:
+        monkeypatch.setenv("HYDRA_TEST_DATABENTO_KEY", venue.info.api_key)
+        clock = venue.venue.clock
+        assert clock is not None
+        start = pd.Timestamp("2026-11-02", tz="UTC")
+        end = pd.Timestamp("2026-11-03 00:30", tz="UTC")
+        _wait_for(lambda: clock.now_ns() > end.value + 60 * 1_000_000_000, "the venue to pass the backfill end")
+        config = _config(venue, tmp_path)
+        calls: list[tuple[int, int]] = []
+        with Store.open(config.storage.arctic_uri, writer=True) as store:
+            stored = backfill_futures(config, store, "HE", start, end, lambda done, total: calls.append((done, total)))
+            again = backfill_futures(config, store, "HE", start, end)
+            library = store.library(FUTURES)
+            frames = {s: library.read(data_symbol("HE", s)).data for s in ("ohlcv-1d", "ohlcv-1m", "definition")}
+            settlement = FeatureStore(store).read_feature("HE", SETTLEMENT)
+        truth = _truth(venue)
+        for schema, frame in frames.items():
+            want = truth[schema][(truth[schema].index >= start) & (truth[schema].index < end)]
+            assert _rows(frame) == _rows(want), schema
+            assert len(frame) > 0
+        assert stored == sum(len(f) for f in frames.values())
+        assert again == 0
+        assert calls[-1][0] == calls[-1][1] == len(calls)
+        daily = frames["ohlcv-1d"]
+        assert sorted(settlement["symbol"]) == sorted(daily["symbol"])
+        by_symbol = settlement.set_index("symbol")
+        for when, bar in daily.iterrows():
+            row = by_symbol.loc[bar["symbol"]]
+            assert row["value"] == bar["close"]
+            assert pd.Timestamp(row["as_of"]).value == pd.Timestamp(when).value
+            assert pd.Timestamp(row["available_at"]).value == pd.Timestamp(when).value + DAY_NS
+
+
+def test_naive_times_are_refused(tmp_path: Path) -> None:
+    with VenueThread(fast_config(seed=3)) as venue:
+        config = _config(venue, tmp_path)
+        with (
+            Store.open(config.storage.arctic_uri, writer=True) as store,
+            pytest.raises(ValueError, match="timezone-aware"),
+        ):
+            backfill_futures(config, store, "HE", pd.Timestamp("2026-11-02"), pd.Timestamp("2026-11-03", tz="UTC"))

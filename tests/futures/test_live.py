@@ -1,0 +1,300 @@
+"""Futures pipeline against the simulated venue: real Live/Historical clients on loopback, real ArcticDB on LMDB.
+
+The venue records every record it emits (`record_path`); after each scenario the store must hold exactly the
+futures records of that ground truth — none missing, none twice — up to the newest stored row of each symbol.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import databento_dbn as dbn
+import pandas as pd
+import pytest
+import structlog
+
+from hydra_daemon.backoff import Backoff
+from hydra_daemon.config import Config, parse_config
+from hydra_daemon.databento.decode import SymbolMap, decode_records, layout
+from hydra_daemon.futures.pipeline import FuturesIngestPipeline
+from hydra_daemon.secrets import ApiKey
+from hydra_daemon.sim.market import Emission
+from hydra_daemon.sim.testing import eventually, fast_config, running
+from hydra_daemon.sim.venue import Venue, VenueThread
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.symbols import FUTURES, data_symbol
+from hydra_daemon.store.uri import default_lmdb_uri
+
+SCHEMAS = ("ohlcv-1d", "ohlcv-1m", "definition")
+MINUTE_NS = 60 * 1_000_000_000
+
+
+@pytest.fixture(scope="module")
+def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VenueThread]:
+    truth = tmp_path_factory.mktemp("venue") / "truth.dbn"
+    with VenueThread(fast_config(record_path=truth)) as running:
+        yield running
+
+
+def make_config(venue: VenueThread, state_dir: Path, **databento: Any) -> Config:
+    info = venue.info
+    settings = {
+        "live_gateway": info.live_host,
+        "live_port": info.live_port,
+        "historical_url": info.historical_url,
+        "futures_schemas": ["ohlcv-1d", "ohlcv-1m"],
+        "heartbeat_interval_s": 1,
+        **databento,
+    }
+    return parse_config(
+        {
+            "state_dir": str(state_dir),
+            "storage": {"arctic_uri": default_lmdb_uri(state_dir), "flush_interval_s": 0.05},
+            "databento": settings,
+            "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
+        }
+    )
+
+
+def make_pipeline(venue: VenueThread, config: Config, store: Store) -> FuturesIngestPipeline:
+    clock = venue.venue.clock
+    assert clock is not None
+    return FuturesIngestPipeline(
+        config, store, ApiKey(venue.info.api_key), clock=clock.now_ns, backoff=Backoff(base_s=0.05, cap_s=0.4)
+    )
+
+
+def minute_mark(pipeline: FuturesIngestPipeline) -> int:
+    mark = pipeline.watermark("HE", "ohlcv-1m")
+    return -1 if mark is None else mark.ts_ns
+
+
+async def caught_up(venue: VenueThread, pipeline: FuturesIngestPipeline, minutes: int = 3) -> None:
+    """Wait until minute bars at least `minutes` sim-minutes newer than the venue's clock now are committed."""
+    clock = venue.venue.clock
+    assert clock is not None
+    target = clock.now_ns() + minutes * MINUTE_NS
+    await eventually(lambda: minute_mark(pipeline) >= target, "minute bars newer than the fault to be committed")
+
+
+def truth_frames(venue: VenueThread) -> dict[str, pd.DataFrame]:
+    """The venue's ground truth (recorded DBN file) for HE futures, decoded like the pipeline decodes."""
+    path = venue.venue.config.record_path
+    assert path is not None
+    decoder = dbn.DBNDecoder()
+    records = [r for r in decoder.write_and_decode(path.read_bytes()) if not isinstance(r, dbn.Metadata)]
+    futures = {i.instrument_id: i.raw_symbol for i in venue.venue.model.instruments if i.kind == "F"}
+    symbols = SymbolMap({})
+    symbols.learn(list(futures), list(futures.values()), "HE")
+    wanted = [r for r in records if r.instrument_id in futures]
+    decoded = decode_records(wanted, symbols, market="HE")
+    return {item.schema: item.frame for item in decoded.frames}
+
+
+def _rows(frame: pd.DataFrame, schema: str) -> Counter[tuple[Any, ...]]:
+    columns = [c for c in (*layout(schema).key_columns, "symbol") if c in frame.columns]
+    index = frame.index.tz_convert("UTC").asi8 if frame.index.tz is not None else frame.index.asi8
+    values = [index, *(_canonical(frame[c]) for c in columns)]
+    return Counter(zip(*values, strict=True))
+
+
+def _canonical(column: pd.Series) -> Any:
+    """Datetimes as UTC ns (ArcticDB returns non-index datetimes naive), everything else as text."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return pd.DatetimeIndex(column).asi8
+    return column.astype(str).to_numpy()
+
+
+def assert_store_matches_truth(venue: VenueThread, store: Store, since_ns: int = 0) -> dict[str, int]:
+    """Every stored symbol equals the ground truth from `since_ns` (when capture began) up to its newest row;
+    returns the row counts compared."""
+    truth = {schema: frame[frame.index.asi8 >= since_ns] for schema, frame in truth_frames(venue).items()}
+    library = store.library(FUTURES)
+    counts: dict[str, int] = {}
+    for schema in SCHEMAS:
+        if not library.has_symbol(data_symbol("HE", schema)):
+            assert schema not in truth, f"{schema}: nothing stored, but the venue emitted {len(truth[schema])} rows"
+            counts[schema] = 0
+            continue
+        stored = library.read(data_symbol("HE", schema)).data
+        stored.index = pd.DatetimeIndex(stored.index).tz_localize("UTC") if stored.index.tz is None else stored.index
+        stored = stored[stored.index.asi8 >= since_ns]
+        if stored.empty:
+            counts[schema] = 0
+            continue
+        assert stored.index.is_monotonic_increasing, schema
+        newest = stored.index.max()
+        expected = truth[schema]
+        got_before, want_before = (
+            _rows(stored[stored.index < newest], schema),
+            _rows(expected[expected.index < newest], schema),
+        )
+        missing, extra = want_before - got_before, got_before - want_before
+        assert not missing and not extra, f"{schema}: missing {list(missing)[:3]}, extra/duplicated {list(extra)[:3]}"
+        at_newest = _rows(stored[stored.index == newest], schema)
+        assert not (at_newest - _rows(expected[expected.index == newest], schema)), f"{schema}: duplicate at the end"
+        assert max(at_newest.values()) == 1 or schema == "definition"
+        counts[schema] = len(stored)
+    return counts
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(default_lmdb_uri(tmp_path), writer=True)
+    yield opened
+    opened.close()
+
+
+async def test_bars_land_with_the_venue_values(venue: VenueThread, store: Store, tmp_path: Path) -> None:
+    pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
+    async with running(pipeline):
+        await caught_up(venue, pipeline)
+        await eventually(lambda: pipeline.watermark("HE", "ohlcv-1d") is not None, "a daily bar")
+    counts = assert_store_matches_truth(venue, store)
+    assert counts["ohlcv-1m"] > 0 and counts["ohlcv-1d"] > 0 and counts["definition"] > 0
+    bars = store.library(FUTURES).read(data_symbol("HE", "ohlcv-1d")).data
+    assert set(bars["symbol"]) <= {i.raw_symbol for i in venue.venue.model.instruments if i.kind == "F"}
+    assert (bars["high"] >= bars["low"]).all()
+    assert pipeline.stats.reconnects == 0
+
+
+@pytest.mark.parametrize("fault", ["reset", "error", "close", "corrupt"])
+async def test_one_shot_fault_then_recovery_keeps_store_exact(
+    venue: VenueThread, store: Store, tmp_path: Path, fault: str
+) -> None:
+    pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
+    async with running(pipeline):
+        await caught_up(venue, pipeline, minutes=1)
+        venue.fault(fault)
+        await eventually(lambda: pipeline.stats.reconnects >= 1, f"a reconnect after {fault}")
+        await caught_up(venue, pipeline)
+    assert pipeline.stats.last_error is not None
+    assert venue.info.api_key not in pipeline.stats.last_error
+    assert_store_matches_truth(venue, store)
+
+
+async def test_stall_is_detected_by_our_watchdog(venue: VenueThread, store: Store, tmp_path: Path) -> None:
+    pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
+    async with running(pipeline):
+        await caught_up(venue, pipeline, minutes=1)
+        venue.fault("stall", "1")
+        try:
+            await eventually(lambda: pipeline.stats.reconnects >= 1, "the watchdog to drop the silent session")
+        finally:
+            venue.fault("stall", "0")
+        await caught_up(venue, pipeline)
+    assert "no record or heartbeat" in (pipeline.stats.last_error or "")
+    assert_store_matches_truth(venue, store)
+
+
+async def test_gateway_down_for_a_while(venue: VenueThread, store: Store, tmp_path: Path) -> None:
+    pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
+    async with running(pipeline):
+        await caught_up(venue, pipeline, minutes=1)
+        venue.fault("down", "1.5")
+        await eventually(lambda: pipeline.stats.reconnects >= 2, "failed reconnects while the gateway is down")
+        await caught_up(venue, pipeline)
+    assert pipeline.stats.state == "streaming"
+    assert "Connection to" in (pipeline.stats.last_error or "")  # refused while down (the RST came first)
+    assert_store_matches_truth(venue, store)
+
+
+async def test_restart_resumes_from_the_watermark(venue: VenueThread, store: Store, tmp_path: Path) -> None:
+    config = make_config(venue, tmp_path)
+    first = make_pipeline(venue, config, store)
+    async with running(first):
+        await caught_up(venue, first, minutes=2)
+    mark = first.watermark("HE", "ohlcv-1m")
+    assert mark is not None
+    await anyio.sleep(0.3)  # let the venue move on while nothing is running
+    second = make_pipeline(venue, config, store)
+    with structlog.testing.capture_logs() as logs:
+        async with running(second):
+            await caught_up(venue, second)
+    started = [e for e in logs if e["event"] == "live_session_started"]
+    assert started[0]["replay_from_ns"]["ohlcv-1m"] == mark.ts_ns - 60_000_000_000
+    assert_store_matches_truth(venue, store)
+
+
+async def test_invalid_bar_is_rejected_logged_and_never_stored(
+    venue: VenueThread, store: Store, tmp_path: Path
+) -> None:
+    future = next(i for i in venue.venue.model.instruments if i.kind == "F")
+    pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
+    with structlog.testing.capture_logs() as logs:
+        async with running(pipeline):
+            await caught_up(venue, pipeline, minutes=1)
+            ts_event = venue.call(lambda v: _inject_bad_bar(v, future.instrument_id))
+            await caught_up(venue, pipeline)
+    rejected = [e for e in logs if e["event"] == "record_rejected"]
+    assert len(rejected) == 1
+    assert "high < low" in rejected[0]["what"]
+    assert rejected[0]["where"] == f"HE {future.raw_symbol} at {pd.Timestamp(ts_event, tz='UTC').isoformat()}"
+    assert pipeline.stats.rejects == 1
+    bars = store.library(FUTURES).read(data_symbol("HE", "ohlcv-1m")).data
+    assert not ((bars["high"] < bars["low"]).any())
+    assert_store_matches_truth(venue, store)
+
+
+def _inject_bad_bar(venue: Venue, instrument_id: int) -> int:
+    """Append an OHLCV-1m bar with high < low to the venue's tape (not to its ground truth) at the newest minute."""
+    tape = venue.tape
+    ts_event = tape.last_key("ohlcv-1m")
+    assert ts_event is not None and venue.clock is not None
+    price = 90 * 1_000_000_000
+    bar = dbn.OHLCVMsg(
+        int(dbn.RType.OHLCV_1M), 1, instrument_id, ts_event, price, price - 10**9, price + 10**9, price, 3
+    )
+    tape.append([Emission("ohlcv-1m", ts_event, instrument_id, bytes(bar), emitted_ns=venue.clock.now_ns())])
+    return ts_event
+
+
+async def test_gap_older_than_the_replay_window_is_filled_from_historical(tmp_path: Path) -> None:
+    truth = tmp_path / "truth.dbn"
+    with VenueThread(fast_config(seed=5, record_path=truth, replay_window_s=900.0)) as venue:
+        clock = venue.venue.clock
+        assert clock is not None
+        config = make_config(venue, tmp_path, replay_window_s=600)
+        with Store.open(default_lmdb_uri(tmp_path), writer=True) as store:
+            first = make_pipeline(venue, config, store)
+            async with running(first):
+                await caught_up(venue, first, minutes=2)
+            mark = first.watermark("HE", "ohlcv-1m")
+            assert mark is not None
+            # A fresh store captures from the start of the venue's replay window (older history is a backfill).
+            captured_from = int(store.library(FUTURES).read(data_symbol("HE", "ohlcv-1m")).data.index.asi8.min())
+            await eventually(lambda: clock.now_ns() > mark.ts_ns + 1200 * 1_000_000_000, "the venue to move 20 min on")
+            second = make_pipeline(venue, config, store)
+            with structlog.testing.capture_logs() as logs:
+                async with running(second):
+                    await caught_up(venue, second)
+            assert second.stats.gaps_filled >= 1
+            fills = {e["schema"] for e in logs if e["event"] == "gap_fill_started"}
+            assert {"ohlcv-1m", "definition"} <= fills
+            assert_store_matches_truth(venue, store, since_ns=captured_from)
+
+
+async def test_auth_failures_are_retried_and_never_leak_the_key(
+    venue: VenueThread, store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = venue.info.api_key
+    pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
+    caplog.set_level(logging.DEBUG)
+    venue.fault("auth_failure", "1")
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with running(pipeline):
+                await eventually(lambda: pipeline.stats.reconnects >= 2, "repeated authentication failures")
+                venue.fault("auth_failure", "0")
+                await caught_up(venue, pipeline, minutes=1)
+    finally:
+        venue.fault("auth_failure", "0")
+    assert "Authentication failed" in " ".join(str(e.get("error")) for e in logs)
+    assert key not in repr(logs)
+    assert key not in caplog.text
+    assert key not in repr(pipeline.stats.as_dict())

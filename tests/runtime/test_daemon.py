@@ -1,0 +1,272 @@
+"""The daemon as a real subprocess (tests/runtime/runtime_app.py → run_daemon): systemd notify, watchdog, health socket,
+restarts, signals and secrets, observed from outside exactly as systemd and an operator would."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hydra_daemon.config import parse_config
+from hydra_daemon.ingest import IngestPipeline, Problem
+from hydra_daemon.runtime.daemon import run_daemon
+from hydra_daemon.runtime.health_client import query_health
+
+APP = Path(__file__).with_name("runtime_app.py")
+API_KEY = "db-SubprocessKey0123456789"
+S3_ACCESS = "AKIADAEMONTESTACCESS"
+S3_SECRET = "DaemonTestS3SecretValue"
+SECRETS = (API_KEY, S3_ACCESS, S3_SECRET)
+PATIENCE_S = 90.0
+
+
+class Daemon:
+    """One runtime_app process plus the notify socket it reports to and its stderr log."""
+
+    def __init__(self, tmp_path: Path, args: list[str], extra_env: dict[str, str] | None = None) -> None:
+        self.workdir = tmp_path
+        self.health_socket = tmp_path / "run" / "health.sock"
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'state_dir = "{tmp_path / "state"}"\n'
+            f'health_socket = "{self.health_socket}"\n'
+            "[storage]\n"
+            f'arctic_uri = "s3://127.0.0.1:capture?access={S3_ACCESS}&secret={S3_SECRET}&port=9"\n'
+            "[[markets]]\n"
+            'name = "HE"\nfutures_root = "HE"\noptions_root = "HE"\ncftc_code = "054642"\n'
+        )
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        name = f"hydra-test-{uuid.uuid4().hex}"
+        self.notify.bind("\0" + name)
+        self.datagrams: list[str] = []
+        self.stderr_path = tmp_path / "stderr.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
+        env |= {"NOTIFY_SOCKET": "@" + name, "DATABENTO_API_KEY": API_KEY, **(extra_env or {})}
+        with self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(APP), str(config), str(tmp_path), *args], env=env, stderr=err
+            )
+
+    def receive(self, timeout_s: float) -> str | None:
+        """Next datagram (also kept in `datagrams`), or None after `timeout_s`."""
+        self.notify.settimeout(timeout_s)
+        try:
+            message = self.notify.recv(65536).decode()
+        except TimeoutError:
+            return None
+        self.datagrams.append(message)
+        return message
+
+    def drain(self) -> list[str]:
+        """Every datagram already queued."""
+        got = []
+        while (message := self.receive(0.001)) is not None:
+            got.append(message)
+        return got
+
+    def wait_datagram(self, predicate: Callable[[str], bool]) -> str:
+        deadline = time.monotonic() + PATIENCE_S
+        while time.monotonic() < deadline:
+            self._fail_if_exited()
+            message = self.receive(0.5)
+            if message is not None and predicate(message):
+                return message
+        raise AssertionError(f"no matching datagram; got {self.datagrams[-5:]}")
+
+    def logs(self) -> list[dict[str, Any]]:
+        text = self.stderr_path.read_text()
+        complete = text[: text.rfind("\n") + 1]
+        return [json.loads(line) for line in complete.splitlines()]
+
+    def wait_logs(self, predicate: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + PATIENCE_S
+        while time.monotonic() < deadline:
+            self._fail_if_exited()
+            logs = self.logs()
+            if predicate(logs):
+                return logs
+            time.sleep(0.05)
+        raise AssertionError(f"log condition not met; last events {[e['event'] for e in self.logs()[-5:]]}")
+
+    def wait_health(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        deadline = time.monotonic() + PATIENCE_S
+        while time.monotonic() < deadline:
+            self._fail_if_exited()
+            answer = query_health(self.health_socket)
+            if predicate(answer):
+                return answer
+            time.sleep(0.05)
+        raise AssertionError(f"health condition not met: {answer}")
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(signum)
+        rc = self.proc.wait(PATIENCE_S)
+        self.drain()
+        return rc
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.notify.close()
+
+    def _fail_if_exited(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"daemon exited with {self.proc.returncode}: {self.stderr_path.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    daemons: list[Daemon] = []
+
+    def _start(args: list[str], extra_env: dict[str, str] | None = None) -> Daemon:
+        daemons.append(Daemon(tmp_path, args, extra_env))
+        return daemons[-1]
+
+    yield _start
+    for daemon in daemons:
+        daemon.close()
+
+
+def stored(path: Path) -> list[int]:
+    return [int(line) for line in path.read_text().splitlines() if not line.startswith("#")]
+
+
+def test_lifecycle_restarts_health_signals_and_secrets(start: Callable[..., Daemon]) -> None:
+    daemon = start(["--counter", "futures", "--flaky", "options", "--backoff", "0.05", "--ready-timeout", "5"])
+    daemon.wait_datagram(lambda m: "READY=1" in m.splitlines())
+
+    first = daemon.wait_health(lambda h: h["pipelines"]["futures"]["records"] > 0)
+    answer = daemon.wait_health(
+        lambda h: (
+            h["pipelines"]["options"]["restarts"] >= 3
+            and h["pipelines"]["futures"]["records"] > first["pipelines"]["futures"]["records"]
+        )
+    )
+    futures, options = answer["pipelines"]["futures"], answer["pipelines"]["options"]
+    assert futures["supervisor_state"] == "running"
+    assert futures["restarts"] == 0
+    assert options["last_failure"] == "ConnectionError: venue dropped session for key ***"
+    assert answer["pid"] == daemon.proc.pid
+    assert answer["ready"] is True
+    assert answer["store"] == "s3://127.0.0.1:capture?access=***&secret=***&port=9"
+    assert answer["status"] in ("ok", "degraded")
+    assert not any(secret in json.dumps(answer) for secret in SECRETS)
+
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_logs(lambda logs: any(e["event"] == "sighup_ignored" for e in logs))
+    assert daemon.wait_health(lambda h: True)["pid"] == daemon.proc.pid
+
+    assert daemon.stop(signal.SIGTERM) == 0
+
+    lines = [m.splitlines() for m in daemon.datagrams]
+    ready_at = [i for i, m in enumerate(lines) if "READY=1" in m]
+    stopping_at = [i for i, m in enumerate(lines) if "STOPPING=1" in m]
+    assert len(ready_at) == 1
+    assert len(stopping_at) == 1 and stopping_at[0] > ready_at[0]
+    assert not any("WATCHDOG=1" in m for m in lines), "no WATCHDOG_USEC, no pings"
+    assert not daemon.health_socket.exists()
+
+    assert (daemon.workdir / "futures.out").read_text().endswith("# closed\n"), "shutdown let the pipeline flush"
+    for name in ("futures", "options"):
+        values = stored(daemon.workdir / f"{name}.out")
+        assert values == list(range(len(values))), f"{name}: every value stored exactly once across restarts"
+
+    logs = daemon.logs()
+    stderr = daemon.stderr_path.read_text()
+    assert not any(secret in stderr for secret in SECRETS)
+    restarts = [e for e in logs if e["event"] == "pipeline_restarting"]
+    assert {e["pipeline"] for e in restarts} == {"options"}
+    delays = [e["retry_in_s"] for e in restarts[:3]]
+    assert delays == sorted(delays) and delays[0] < delays[-1], "exponential backoff between quick failures"
+    failure = next(e for e in logs if e["event"] == "pipeline_failed")
+    assert failure["error"] == "ConnectionError: venue dropped session for key ***"
+    assert "ConnectionError: venue dropped session for key ***" in failure["exception"]
+    assert logs[-1]["event"] == "daemon_stopped"
+
+
+def test_ready_after_sources_start_and_watchdog_stops_when_wedged(start: Callable[..., Daemon]) -> None:
+    daemon = start(
+        ["--wedge", "futures", "--wedge-after", "3", "--stall-after", "1.0", "--ready-timeout", "60"],
+        {"WATCHDOG_USEC": "200000"},
+    )
+    ready = daemon.wait_datagram(lambda m: "READY=1" in m.splitlines())
+    assert "STATUS=futures: running" in ready and "running 0 rec" not in ready, "READY only after a real batch"
+    daemon.wait_datagram(lambda m: m == "WATCHDOG=1")
+
+    daemon.wait_logs(lambda logs: any(e["event"] == "watchdog_withheld" for e in logs))
+    daemon.drain()
+    pings_before_stall = sum(m == "WATCHDOG=1" for m in daemon.datagrams)
+    seen = len(daemon.datagrams)
+    daemon.wait_logs(lambda logs: sum(e["event"] == "watchdog_withheld" for e in logs) >= 4)
+    daemon.drain()
+    assert pings_before_stall >= 1
+    assert "WATCHDOG=1" not in daemon.datagrams[seen:], "a wedged daemon gets no watchdog pings"
+
+    answer = query_health(daemon.health_socket)
+    assert answer["status"] == "failing"
+    assert answer["pipelines"]["futures"]["batches"] == 3
+    assert answer["progress_age_s"] > 1.0
+
+    assert daemon.stop(signal.SIGINT) == 0
+    assert any("STOPPING=1" in m.splitlines() for m in daemon.datagrams)
+    logs = daemon.logs()
+    assert not any(e["event"] == "ready_timeout" for e in logs)
+    withheld = [e for e in logs if e["event"] == "watchdog_withheld"]
+    assert all(e["progress_age_s"] > 1.0 and e["stall_after_s"] == 1.0 for e in withheld)
+
+
+class LeaseLost(RuntimeError):
+    """Stands for the store's LeaseLostError."""
+
+
+class LosingPipeline(IngestPipeline[list[int]]):
+    """Streams one batch, then finds its writer lease gone."""
+
+    async def fetch(self) -> AsyncIterator[list[int]]:
+        self.stats.state = "streaming"
+        yield [1]
+        raise LeaseLost("writer lease taken over by host-b")
+
+    def validate(self, batch: list[int]) -> tuple[list[int], list[Problem]]:
+        return batch, []
+
+    async def persist(self, clean: list[int]) -> int:
+        return len(clean)
+
+
+async def test_fatal_error_exits_1_after_stopping_cleanly(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "health_socket": str(tmp_path / "run" / "health.sock"),
+            "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
+        }
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(tmp_path / "notify.sock"))
+        notify.setblocking(False)
+        rc = await run_daemon(
+            config,
+            [("futures", lambda: LosingPipeline(markets=("HE",), schema="ohlcv-1d"))],
+            fatal=(LeaseLost,),
+            environ={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")},
+        )
+        messages = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                messages.append(notify.recv(65536).decode())
+    assert rc == 1
+    assert any("STOPPING=1" in m.splitlines() for m in messages)
+    assert not config.health_socket.exists()
