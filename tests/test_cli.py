@@ -82,12 +82,34 @@ def test_export_of_a_missing_symbol_or_backwards_range_is_one_line_exit_1(tmp_pa
     config = _export_config(tmp_path)
     with Store.open(f"lmdb://{tmp_path / 'arctic'}?map_size=1GB", writer=True) as store:
         store.library("cot")
-    missing = _cli("export", "--config", str(config), "--library", "cot", "--symbol", "LE.cot",
-                   "--start", "2024-01-01", "--end", "2024-01-31")
+    missing = _cli(
+        "export",
+        "--config",
+        str(config),
+        "--library",
+        "cot",
+        "--symbol",
+        "LE.cot",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-31",
+    )
     assert missing.returncode == 1
     assert "Traceback" not in missing.stderr
     assert "error: export: no symbol 'LE.cot' in library 'cot'" in missing.stderr
-    backwards = _cli("export", "--config", str(config), "--library", "cot", "--symbol", "HE.cot",
-                     "--start", "2024-02-01", "--end", "2024-01-01")
+    backwards = _cli(
+        "export",
+        "--config",
+        str(config),
+        "--library",
+        "cot",
+        "--symbol",
+        "HE.cot",
+        "--start",
+        "2024-02-01",
+        "--end",
+        "2024-01-01",
+    )
     assert backwards.returncode == 1
     assert "error: --end 2024-01-01 is before --start 2024-02-01" in backwards.stderr

@@ -46,8 +46,11 @@ def test_defaults_fill_in_and_lmdb_lives_under_state_dir() -> None:
         ('state_dir = "relative/dir"\n', "state_dir", "an absolute path"),
         ('state_dir = "/x"\n', "markets", "required"),
         ('state_dir = "/x"\n[storage]\narctic_uri = "ftp://nowhere"\n', "storage.arctic_uri", "expected"),
-        ('state_dir = "/x"\n[[markets]]\nname="HE"\nfutures_root="HE"\noptions_root="HE"\ncftc_code=54642\n',
-         "markets[0].cftc_code", "as a string"),
+        (
+            'state_dir = "/x"\n[[markets]]\nname="HE"\nfutures_root="HE"\noptions_root="HE"\ncftc_code=54642\n',
+            "markets[0].cftc_code",
+            "as a string",
+        ),
         ('state_dir = "/x"\n[cot]\nextra_closures = ["2024-12-24"]\n', "cot.extra_closures", "TOML dates"),
         ('state_dir = "/x"\n[databento]\nfutures_schemas = ["mbp-10"]\n', "databento.futures_schemas", "ohlcv-1d"),
         ('state_dir = "/x"\n[databento]\npersist_quotes = 1\n', "databento.persist_quotes", "true or false"),

@@ -18,7 +18,11 @@ def test_demo_captures_exactly_once_and_exits_cleanly(tmp_path: Path) -> None:
     env.pop("DATABENTO_API_KEY", None)
     result = subprocess.run(
         [sys.executable, "-m", "hydra_daemon.cli", "demo", "--seconds", "20", "--state-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=240, cwd=REPO, env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {m.group(1): tuple(int(g) for g in m.groups()[1:]) for m in AUDIT_ROW.finditer(result.stdout)}

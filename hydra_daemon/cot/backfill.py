@@ -86,8 +86,15 @@ async def backfill_cot(
 
 
 def _record_file(
-    store: Store, markets: Sequence[MarketConfig], file: CotFile, codes: set[str], years: tuple[int, int],
-    config: CotConfig, quarantine: QuarantineLog, ingested_at: datetime, result: BackfillResult,
+    store: Store,
+    markets: Sequence[MarketConfig],
+    file: CotFile,
+    codes: set[str],
+    years: tuple[int, int],
+    config: CotConfig,
+    quarantine: QuarantineLog,
+    ingested_at: datetime,
+    result: BackfillResult,
 ) -> None:
     parsed = parse_report(file.data, source=file.url, codes=codes)
     for problem in parsed.problems:
@@ -103,8 +110,9 @@ def _record_file(
         market_rows = checked.good[checked.good["code"] == market.cftc_code]
         if market_rows.empty:
             continue
-        written = record_backfill(cot_table(store, market.name), market_rows, ingested_at=ingested_at,
-                                  extra_closures=config.extra_closures)
+        written = record_backfill(
+            cot_table(store, market.name), market_rows, ingested_at=ingested_at, extra_closures=config.extra_closures
+        )
         result.written[market.name] += len(written)
 
 

@@ -28,8 +28,10 @@ def backfill_cot_command(config: Config, start_year: int, end_year: int, console
         return 1
     for market, rows in result.written.items():
         console.print(f"{market}: {rows} new weekly rows")
-    console.print(f"feature rows written: {result.features}; quarantined rows: {result.quarantined} "
-                  f"(see {quarantine_path(config.state_dir)}); unreadable rows: {result.unreadable}")
+    console.print(
+        f"feature rows written: {result.features}; quarantined rows: {result.quarantined} "
+        f"(see {quarantine_path(config.state_dir)}); unreadable rows: {result.unreadable}"
+    )
     return 0
 
 
@@ -42,5 +44,13 @@ async def _run(config: Config, store: Store, start_year: int, end_year: int, con
             bar.update(task, completed=done, total=total, description=label)
 
         async with CotFetcher(config.cot) as fetcher:
-            return await backfill_cot(store, config.markets, start_year, end_year, fetcher, progress,
-                                      config=config.cot, quarantine=QuarantineLog(quarantine_path(config.state_dir)))
+            return await backfill_cot(
+                store,
+                config.markets,
+                start_year,
+                end_year,
+                fetcher,
+                progress,
+                config=config.cot,
+                quarantine=QuarantineLog(quarantine_path(config.state_dir)),
+            )

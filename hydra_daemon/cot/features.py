@@ -30,8 +30,16 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"{name}_z{Z_WINDOW}" for name in _RAW),
 )
 HISTORY_COLUMNS: tuple[str, ...] = (
-    "as_of", "available_at", "revision", "open_interest_all", "m_money_long_all", "m_money_short_all",
-    "prod_merc_long_all", "prod_merc_short_all", "swap_long_all", "swap_short_all",
+    "as_of",
+    "available_at",
+    "revision",
+    "open_interest_all",
+    "m_money_long_all",
+    "m_money_short_all",
+    "prod_merc_long_all",
+    "prod_merc_short_all",
+    "swap_long_all",
+    "swap_short_all",
 )
 
 

@@ -229,8 +229,9 @@ def _inflate(url: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: i
                 out.extend(chunk)
                 if len(out) > limit:
                     raise UnsafeZipError(
-                        url, f"{info.filename} inflates past cot.max_uncompressed_bytes={limit} (declared "
-                        f"{info.file_size}): zip bomb; stopped"
+                        url,
+                        f"{info.filename} inflates past cot.max_uncompressed_bytes={limit} (declared "
+                        f"{info.file_size}): zip bomb; stopped",
                     )
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         raise TransientFetchError(url, f"corrupt zip member {info.filename} ({exc})") from None

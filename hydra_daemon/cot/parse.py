@@ -82,8 +82,12 @@ def parse_report(data: bytes, *, source: str, codes: Collection[str] | None = No
     as_of = _parse_as_of(raw[AS_OF])
     values = {ours: _parse_numbers(raw[theirs]) for ours, theirs in SOURCE_POSITION_COLUMNS.items()}
     frame = pd.DataFrame(
-        {"code": raw[CODE].to_numpy(dtype=object), "market_name": raw[MARKET_NAME].to_numpy(dtype=object),
-         "as_of": as_of.to_numpy(), **{k: v.to_numpy() for k, v in values.items()}},
+        {
+            "code": raw[CODE].to_numpy(dtype=object),
+            "market_name": raw[MARKET_NAME].to_numpy(dtype=object),
+            "as_of": as_of.to_numpy(),
+            **{k: v.to_numpy() for k, v in values.items()},
+        },
         columns=list(OUTPUT_COLUMNS),
     )
     frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True)

@@ -44,8 +44,13 @@ def scheduled_release(as_of: pd.Series, extra_closures: Collection[date]) -> pd.
 
 
 def record_cycle(
-    table: BitemporalTable, rows: pd.DataFrame, *, revealed_at: datetime, ingested_at: datetime,
-    revision_weeks: int, extra_closures: Collection[date],
+    table: BitemporalTable,
+    rows: pd.DataFrame,
+    *,
+    revealed_at: datetime,
+    ingested_at: datetime,
+    revision_weeks: int,
+    extra_closures: Collection[date],
 ) -> pd.DataFrame:
     """Record a live cycle's rows of one market: a new `as_of` gets its scheduled release time; a known `as_of`
     among the newest `revision_weeks` whose values changed becomes a revision available at `revealed_at` (when the
@@ -57,8 +62,9 @@ def record_cycle(
     scheduled = scheduled_release(rows["as_of"], extra_closures)
     revealed = pd.Series(pd.Timestamp(revealed_at).tz_convert("UTC"), index=rows.index)
     available_at = revealed.where(rows["as_of"].isin(known), scheduled)
-    return table.record(rows, value_columns=COT_VALUE_COLUMNS, available_at=available_at,
-                        ingested_at=pd.Timestamp(ingested_at))
+    return table.record(
+        rows, value_columns=COT_VALUE_COLUMNS, available_at=available_at, ingested_at=pd.Timestamp(ingested_at)
+    )
 
 
 def record_backfill(
@@ -70,9 +76,12 @@ def record_backfill(
     fresh = rows[~rows["as_of"].isin(known)]
     if fresh.empty:
         return fresh
-    return table.record(fresh, value_columns=COT_VALUE_COLUMNS,
-                        available_at=scheduled_release(fresh["as_of"], extra_closures),
-                        ingested_at=pd.Timestamp(ingested_at))
+    return table.record(
+        fresh,
+        value_columns=COT_VALUE_COLUMNS,
+        available_at=scheduled_release(fresh["as_of"], extra_closures),
+        ingested_at=pd.Timestamp(ingested_at),
+    )
 
 
 def write_features(store: Store, market: str, history: pd.DataFrame, *, ingested_at: datetime) -> int:
@@ -114,8 +123,18 @@ class QuarantineLog:
                     continue
                 seen.add(key)
                 values = {c: _json_number(record.get(c)) for c in POSITION_COLUMNS}
-                lines.append(json.dumps({"code": key[0], "as_of": as_of, "reason": key[2], "source": source,
-                                         "ingested_at": ingested_at.isoformat(), "values": values}))
+                lines.append(
+                    json.dumps(
+                        {
+                            "code": key[0],
+                            "as_of": as_of,
+                            "reason": key[2],
+                            "source": source,
+                            "ingested_at": ingested_at.isoformat(),
+                            "values": values,
+                        }
+                    )
+                )
             if lines:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with self.path.open("a", encoding="utf-8") as handle:

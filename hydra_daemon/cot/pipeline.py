@@ -152,8 +152,9 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
         rows = rows.drop_duplicates(["code", "as_of"], keep="last").reset_index(drop=True)
         problems = tuple(problem for p in parsed for problem in p.problems)
-        return CotCycle(rows=rows, parse_problems=problems, sources=tuple(f.url for f in files),
-                        ingested_at=self._clock.now())
+        return CotCycle(
+            rows=rows, parse_problems=problems, sources=tuple(f.url for f in files), ingested_at=self._clock.now()
+        )
 
     def _failed(self, message: str) -> None:
         self.stats.last_error = message
@@ -163,8 +164,13 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
     def validate(self, batch: CotCycle) -> tuple[CotCycle, list[Problem]]:
         """Keep rows that satisfy the identities; the rest travel along as `quarantined` for persist()."""
         checked = validate_rows(batch.rows)
-        clean = CotCycle(rows=checked.good, parse_problems=(), sources=batch.sources, ingested_at=batch.ingested_at,
-                         quarantined=checked.quarantined)
+        clean = CotCycle(
+            rows=checked.good,
+            parse_problems=(),
+            sources=batch.sources,
+            ingested_at=batch.ingested_at,
+            quarantined=checked.quarantined,
+        )
         return clean, [*batch.parse_problems, *checked.problems()]
 
     async def persist(self, clean: CotCycle) -> int:
@@ -185,15 +191,24 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
             if rows.empty:
                 continue
             table = cot_table(self._store, market.name)
-            written = record_cycle(table, rows, revealed_at=revealed_at, ingested_at=clean.ingested_at,
-                                   revision_weeks=self._config.revision_weeks,
-                                   extra_closures=self._config.extra_closures)
+            written = record_cycle(
+                table,
+                rows,
+                revealed_at=revealed_at,
+                ingested_at=clean.ingested_at,
+                revision_weeks=self._config.revision_weeks,
+                extra_closures=self._config.extra_closures,
+            )
             history = table.history()
             features += write_features(self._store, market.name, history, ingested_at=clean.ingested_at)
             self.stats.last_record_time = history["available_at"].max().to_pydatetime()
             if not written.empty:
-                self._log.info("cot_recorded", market=market.name, rows=len(written),
-                               revisions=int((written["revision"] > 0).sum()))
+                self._log.info(
+                    "cot_recorded",
+                    market=market.name,
+                    rows=len(written),
+                    revisions=int((written["revision"] > 0).sum()),
+                )
             total += len(written)
         if total or features:
             self._store.snapshot(SNAPSHOT_LABEL)

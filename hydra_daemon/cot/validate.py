@@ -17,10 +17,24 @@ import pandas as pd
 from hydra_daemon.cot.parse import POSITION_COLUMNS, SEGMENTS, position_column
 from hydra_daemon.ingest import Problem
 
-_LONG_PARTS = ("prod_merc_long", "swap_long", "swap_spread", "m_money_long", "m_money_spread", "other_rept_long",
-               "other_rept_spread")
-_SHORT_PARTS = ("prod_merc_short", "swap_short", "swap_spread", "m_money_short", "m_money_spread",
-                "other_rept_short", "other_rept_spread")
+_LONG_PARTS = (
+    "prod_merc_long",
+    "swap_long",
+    "swap_spread",
+    "m_money_long",
+    "m_money_spread",
+    "other_rept_long",
+    "other_rept_spread",
+)
+_SHORT_PARTS = (
+    "prod_merc_short",
+    "swap_short",
+    "swap_spread",
+    "m_money_short",
+    "m_money_spread",
+    "other_rept_short",
+    "other_rept_spread",
+)
 
 
 @dataclass(frozen=True)
@@ -73,10 +87,14 @@ def _segment_checks(rows: pd.DataFrame, segment: str) -> list[tuple[str, np.ndar
     return [
         (f"tot_rept_long_{segment} != sum of reportable long positions", tot_long != long_sum),
         (f"tot_rept_short_{segment} != sum of reportable short positions", tot_short != short_sum),
-        (f"open_interest_{segment} != tot_rept_long + nonrept_long",
-         oi != tot_long + _col(rows, "nonrept_long", segment)),
-        (f"open_interest_{segment} != tot_rept_short + nonrept_short",
-         oi != tot_short + _col(rows, "nonrept_short", segment)),
+        (
+            f"open_interest_{segment} != tot_rept_long + nonrept_long",
+            oi != tot_long + _col(rows, "nonrept_long", segment),
+        ),
+        (
+            f"open_interest_{segment} != tot_rept_short + nonrept_short",
+            oi != tot_short + _col(rows, "nonrept_short", segment),
+        ),
     ]
 
 

@@ -20,9 +20,20 @@ from hydra_daemon.store.uri import default_lmdb_uri
 REAL_2021_ZIP = Path(__file__).resolve().parents[1] / "data" / "fut_disagg_txt_2021.zip"
 
 # Position stems that are free inputs; totals, open interest and non-reportable short are derived.
-FREE_STEMS = ("prod_merc_long", "prod_merc_short", "swap_long", "swap_short", "swap_spread", "m_money_long",
-              "m_money_short", "m_money_spread", "other_rept_long", "other_rept_short", "other_rept_spread",
-              "nonrept_long")
+FREE_STEMS = (
+    "prod_merc_long",
+    "prod_merc_short",
+    "swap_long",
+    "swap_short",
+    "swap_spread",
+    "m_money_long",
+    "m_money_short",
+    "m_money_spread",
+    "other_rept_long",
+    "other_rept_short",
+    "other_rept_spread",
+    "nonrept_long",
+)
 
 
 class CotBuilder:
@@ -31,10 +42,30 @@ class CotBuilder:
     def segment(self, free: Mapping[str, int]) -> dict[str, int]:
         """Complete one segment from the free stems so every identity holds (non-negative throughout)."""
         s = dict(free)
-        s["tot_rept_long"] = sum(s[k] for k in ("prod_merc_long", "swap_long", "swap_spread", "m_money_long",
-                                                  "m_money_spread", "other_rept_long", "other_rept_spread"))
-        s["tot_rept_short"] = sum(s[k] for k in ("prod_merc_short", "swap_short", "swap_spread", "m_money_short",
-                                                   "m_money_spread", "other_rept_short", "other_rept_spread"))
+        s["tot_rept_long"] = sum(
+            s[k]
+            for k in (
+                "prod_merc_long",
+                "swap_long",
+                "swap_spread",
+                "m_money_long",
+                "m_money_spread",
+                "other_rept_long",
+                "other_rept_spread",
+            )
+        )
+        s["tot_rept_short"] = sum(
+            s[k]
+            for k in (
+                "prod_merc_short",
+                "swap_short",
+                "swap_spread",
+                "m_money_short",
+                "m_money_spread",
+                "other_rept_short",
+                "other_rept_spread",
+            )
+        )
         shortfall = max(0, s["tot_rept_short"] - s["tot_rept_long"] - s["nonrept_long"])
         s["nonrept_long"] += shortfall
         s["open_interest"] = s["tot_rept_long"] + s["nonrept_long"]
@@ -56,33 +87,49 @@ class CotBuilder:
         other = self.segment({stem: 10 + 3 * i + seed for i, stem in enumerate(FREE_STEMS)})
         return self.positions(old, other)
 
-    def row(self, code: str, as_of: date, positions: Mapping[str, int | str], *, fut_only: str = "FutOnly",
-            name: str = "LEAN HOGS - CHICAGO MERCANTILE EXCHANGE") -> dict[str, str]:
+    def row(
+        self,
+        code: str,
+        as_of: date,
+        positions: Mapping[str, int | str],
+        *,
+        fut_only: str = "FutOnly",
+        name: str = "LEAN HOGS - CHICAGO MERCANTILE EXCHANGE",
+    ) -> dict[str, str]:
         """One raw row (CFTC column -> text) with CFTC-like padding; unlisted numeric columns get '.'."""
         raw = {column: "." for column in COLUMNS}
-        raw.update({
-            "Market_and_Exchange_Names": name,
-            "As_of_Date_In_Form_YYMMDD": as_of.strftime("%y%m%d"),
-            "Report_Date_as_YYYY-MM-DD": as_of.isoformat(),
-            "CFTC_Contract_Market_Code": code,
-            "CFTC_Market_Code": "CME ",
-            "CFTC_Region_Code": "00",
-            "CFTC_Commodity_Code": "054 ",
-            "Contract_Units": "(CONTRACTS OF 40,000 POUNDS)",
-            "CFTC_Contract_Market_Code_Quotes": code,
-            "CFTC_Market_Code_Quotes": "CME ",
-            "CFTC_Commodity_Code_Quotes": "054 ",
-            "CFTC_SubGroup_Code": "A10",
-            "FutOnly_or_Combined": fut_only,
-        })
+        raw.update(
+            {
+                "Market_and_Exchange_Names": name,
+                "As_of_Date_In_Form_YYMMDD": as_of.strftime("%y%m%d"),
+                "Report_Date_as_YYYY-MM-DD": as_of.isoformat(),
+                "CFTC_Contract_Market_Code": code,
+                "CFTC_Market_Code": "CME ",
+                "CFTC_Region_Code": "00",
+                "CFTC_Commodity_Code": "054 ",
+                "Contract_Units": "(CONTRACTS OF 40,000 POUNDS)",
+                "CFTC_Contract_Market_Code_Quotes": code,
+                "CFTC_Market_Code_Quotes": "CME ",
+                "CFTC_Commodity_Code_Quotes": "054 ",
+                "CFTC_SubGroup_Code": "A10",
+                "FutOnly_or_Combined": fut_only,
+            }
+        )
         for ours, value in positions.items():
             raw[SOURCE_POSITION_COLUMNS[ours]] = f"{value:>8}" if isinstance(value, int) else value
         return raw
 
     def csv(self, rows: Sequence[Mapping[str, str]]) -> bytes:
         """CFTC layout: quoted header, quoted text columns, padded unquoted numbers."""
-        quoted = {"Market_and_Exchange_Names", "Contract_Units", "CFTC_Contract_Market_Code_Quotes",
-                  "CFTC_Market_Code_Quotes", "CFTC_Commodity_Code_Quotes", "CFTC_SubGroup_Code", "FutOnly_or_Combined"}
+        quoted = {
+            "Market_and_Exchange_Names",
+            "Contract_Units",
+            "CFTC_Contract_Market_Code_Quotes",
+            "CFTC_Market_Code_Quotes",
+            "CFTC_Commodity_Code_Quotes",
+            "CFTC_SubGroup_Code",
+            "FutOnly_or_Combined",
+        }
         lines = [",".join(f'"{c}"' for c in COLUMNS)]
         for row in rows:
             lines.append(",".join(f'"{row[c]}"' if c in quoted else row[c] for c in COLUMNS))

@@ -40,8 +40,17 @@ def _route() -> CftcFiles:
 async def _backfill(store: Store, base_url: str, tmp_path: Path, progress: list) -> BackfillResult:
     config = CotConfig(base_url=base_url, timeout_s=10, retries=1)
     async with CotFetcher(config, backoff_base_s=0.01) as fetcher:
-        return await backfill_cot(store, [HE, ZC], 2015, 2017, fetcher, lambda *a: progress.append(a),
-                                  config=config, quarantine=QuarantineLog(tmp_path / "q.jsonl"), now=lambda: NOW)
+        return await backfill_cot(
+            store,
+            [HE, ZC],
+            2015,
+            2017,
+            fetcher,
+            lambda *a: progress.append(a),
+            config=config,
+            quarantine=QuarantineLog(tmp_path / "q.jsonl"),
+            now=lambda: NOW,
+        )
 
 
 async def test_backfill_over_history_and_yearly_zips_is_idempotent(store: Store, tmp_path: Path) -> None:
@@ -89,11 +98,14 @@ def threaded_venue() -> Iterator[str]:
 
 
 def test_cli_backfill_prints_progress_and_summary(threaded_venue: str, tmp_path: Path) -> None:
-    config = parse_config({
-        "state_dir": str(tmp_path), "health_socket": str(tmp_path / "health.sock"),
-        "cot": {"base_url": threaded_venue},
-        "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
-    })
+    config = parse_config(
+        {
+            "state_dir": str(tmp_path),
+            "health_socket": str(tmp_path / "health.sock"),
+            "cot": {"base_url": threaded_venue},
+            "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
+        }
+    )
     output = io.StringIO()
 
     code = backfill_cot_command(config, 2017, 2017, console=Console(file=output, width=120))
@@ -107,10 +119,13 @@ def test_cli_backfill_prints_progress_and_summary(threaded_venue: str, tmp_path:
 
 
 def test_cli_backfill_refuses_while_another_writer_holds_the_store(tmp_path: Path) -> None:
-    config = parse_config({
-        "state_dir": str(tmp_path), "health_socket": str(tmp_path / "health.sock"),
-        "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
-    })
+    config = parse_config(
+        {
+            "state_dir": str(tmp_path),
+            "health_socket": str(tmp_path / "health.sock"),
+            "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
+        }
+    )
     output = io.StringIO()
 
     with Store.open(config.storage.arctic_uri, writer=True):

@@ -17,10 +17,16 @@ def _week(i: int) -> pd.Timestamp:
 def _row(i: int, mm_net: int, *, revision: int = 0, available_week: int | None = None, oi: int = 1000) -> dict:
     available = _week(available_week if available_week is not None else i) + pd.Timedelta(days=3, hours=20)
     return {
-        "as_of": _week(i), "available_at": available, "revision": revision, "open_interest_all": oi,
-        "m_money_long_all": 500 + mm_net, "m_money_short_all": 500,
-        "prod_merc_long_all": 300, "prod_merc_short_all": 100 + 10 * i,
-        "swap_long_all": 50, "swap_short_all": 80,
+        "as_of": _week(i),
+        "available_at": available,
+        "revision": revision,
+        "open_interest_all": oi,
+        "m_money_long_all": 500 + mm_net,
+        "m_money_short_all": 500,
+        "prod_merc_long_all": 300,
+        "prod_merc_short_all": 100 + 10 * i,
+        "swap_long_all": 50,
+        "swap_short_all": 80,
     }
 
 
@@ -30,9 +36,17 @@ def _values(features: dict[str, pd.DataFrame], name: str) -> list[float]:
 
 def test_feature_names() -> None:
     assert set(FEATURE_NAMES) == {
-        "cot_managed_money_net", "cot_producer_net", "cot_swap_net", "cot_total_oi",
-        "cot_managed_money_net_pct_oi", "cot_producer_net_pct_oi", "cot_swap_net_pct_oi",
-        "cot_managed_money_net_z156", "cot_producer_net_z156", "cot_swap_net_z156", "cot_total_oi_z156",
+        "cot_managed_money_net",
+        "cot_producer_net",
+        "cot_swap_net",
+        "cot_total_oi",
+        "cot_managed_money_net_pct_oi",
+        "cot_producer_net_pct_oi",
+        "cot_swap_net_pct_oi",
+        "cot_managed_money_net_z156",
+        "cot_producer_net_z156",
+        "cot_swap_net_z156",
+        "cot_total_oi_z156",
     }
     assert set(cot_features(pd.DataFrame([_row(0, 1)]))) == set(FEATURE_NAMES)
 
@@ -71,9 +85,15 @@ def test_constant_window_has_no_zscore() -> None:
 
 def test_revision_of_an_old_week_does_not_leak_into_earlier_feature_values() -> None:
     # Week 1 is revised from 2 to 20, revealed with week 3's release.
-    history = pd.DataFrame([
-        _row(0, 1), _row(1, 2), _row(2, 3), _row(3, 5), _row(1, 20, revision=1, available_week=3),
-    ])
+    history = pd.DataFrame(
+        [
+            _row(0, 1),
+            _row(1, 2),
+            _row(2, 3),
+            _row(3, 5),
+            _row(1, 20, revision=1, available_week=3),
+        ]
+    )
 
     features = cot_features(history, window=3)
     z = features["cot_managed_money_net_z3"].set_index("as_of")["value"]

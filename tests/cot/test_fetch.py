@@ -121,8 +121,10 @@ async def test_damaged_zip_is_retried_then_succeeds(venue: Venue, fault: str) ->
     assert venue.route.requests_served == 2
 
 
-@pytest.mark.parametrize(("fault", "reason"), [("truncate_zip", "corrupt or truncated zip"),
-                                                ("corrupt_zip", "corrupt zip member f_year.txt")])
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [("truncate_zip", "corrupt or truncated zip"), ("corrupt_zip", "corrupt zip member f_year.txt")],
+)
 async def test_persistently_damaged_zip_is_a_clear_error(venue: Venue, fault: str, reason: str) -> None:
     getattr(venue.route, fault)()
     async with venue.fetcher(retries=1) as fetcher:
@@ -181,7 +183,7 @@ def _lying_bomb(declared: int, actual: int) -> bytes:
         archive.writestr("f_year.txt", b" " * actual)
     payload = bytearray(buffer.getvalue())
     for offset in (22, payload.rfind(b"PK\x01\x02") + 24):  # local and central uncompressed-size fields
-        payload[offset:offset + 4] = declared.to_bytes(4, "little")
+        payload[offset : offset + 4] = declared.to_bytes(4, "little")
     return bytes(payload)
 
 
@@ -189,8 +191,10 @@ async def test_zip_bomb_lying_about_its_size_never_inflates_past_the_declared_si
     scripted_server: tuple[Any, str],
 ) -> None:
     files, base_url = scripted_server
-    files.set("/files/dea/history/fut_disagg_txt_2026.zip",
-              HttpResponse(200, _lying_bomb(declared=1000, actual=32 << 20), "application/zip"))
+    files.set(
+        "/files/dea/history/fut_disagg_txt_2026.zip",
+        HttpResponse(200, _lying_bomb(declared=1000, actual=32 << 20), "application/zip"),
+    )
     config = CotConfig(base_url=base_url, retries=0, max_uncompressed_bytes=1 << 20)
     async with CotFetcher(config) as fetcher:
         with pytest.raises(TransientFetchError, match=re.escape("corrupt zip member f_year.txt")):
@@ -225,8 +229,10 @@ async def test_body_without_content_length_is_cut_off_past_the_limit() -> None:
             writer.write(b"\0" * 65536)
             await writer.drain()
 
-    async with _raw_server(endless) as base_url, CotFetcher(CotConfig(base_url=base_url, retries=0,
-                                                                       max_zip_bytes=200_000)) as fetcher:
+    async with (
+        _raw_server(endless) as base_url,
+        CotFetcher(CotConfig(base_url=base_url, retries=0, max_zip_bytes=200_000)) as fetcher,
+    ):
         with pytest.raises(UnsafeZipError, match=re.escape("exceeds the limit of 200000 bytes (cot.max_zip_bytes)")):
             await fetcher.fetch_year(2026)
 
@@ -239,7 +245,9 @@ async def test_slow_drip_download_hits_the_attempt_deadline() -> None:
             await writer.drain()
             await asyncio.sleep(0.1)
 
-    async with _raw_server(drip) as base_url, CotFetcher(CotConfig(base_url=base_url, retries=0,
-                                                                    timeout_s=0.3)) as fetcher:
+    async with (
+        _raw_server(drip) as base_url,
+        CotFetcher(CotConfig(base_url=base_url, retries=0, timeout_s=0.3)) as fetcher,
+    ):
         with pytest.raises(TransientFetchError, match=re.escape("timed out (download took over 1.2 s)")):
             await fetcher.fetch_year(2026)

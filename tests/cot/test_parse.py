@@ -78,24 +78,42 @@ def test_matches_cot_reports_oracle(real_2021_text: bytes, tmp_path: Path, monke
 
     assert len(ours) == len(oracle)
     oracle_keys = pd.to_datetime(oracle["As_of_Date_In_Form_YYMMDD"].astype(str).str.zfill(6), format="%y%m%d")
-    oracle = oracle.assign(
-        _code=oracle["CFTC_Contract_Market_Code"].astype(str).str.strip().str.zfill(6),
-        _as_of=oracle_keys.dt.tz_localize("UTC"),
-    ).sort_values(["_code", "_as_of"], kind="stable").reset_index(drop=True)
+    oracle = (
+        oracle.assign(
+            _code=oracle["CFTC_Contract_Market_Code"].astype(str).str.strip().str.zfill(6),
+            _as_of=oracle_keys.dt.tz_localize("UTC"),
+        )
+        .sort_values(["_code", "_as_of"], kind="stable")
+        .reset_index(drop=True)
+    )
     assert list(oracle["_code"]) == list(ours["code"])
     assert list(oracle["_as_of"]) == list(ours["as_of"])
     assert list(oracle["Market_and_Exchange_Names"].str.strip()) == list(ours["market_name"])
     for ours_column, their_column in SOURCE_POSITION_COLUMNS.items():
-        np.testing.assert_array_equal(ours[ours_column].to_numpy(), oracle[their_column].to_numpy(dtype="float64"),
-                                      err_msg=ours_column)
+        np.testing.assert_array_equal(
+            ours[ours_column].to_numpy(), oracle[their_column].to_numpy(dtype="float64"), err_msg=ours_column
+        )
 
 
-_free_segment = st.fixed_dictionaries({
-    stem: st.integers(min_value=0, max_value=5_000_000)
-    for stem in ("prod_merc_long", "prod_merc_short", "swap_long", "swap_short", "swap_spread", "m_money_long",
-                 "m_money_short", "m_money_spread", "other_rept_long", "other_rept_short", "other_rept_spread",
-                 "nonrept_long")
-})
+_free_segment = st.fixed_dictionaries(
+    {
+        stem: st.integers(min_value=0, max_value=5_000_000)
+        for stem in (
+            "prod_merc_long",
+            "prod_merc_short",
+            "swap_long",
+            "swap_short",
+            "swap_spread",
+            "m_money_long",
+            "m_money_short",
+            "m_money_spread",
+            "other_rept_long",
+            "other_rept_short",
+            "other_rept_spread",
+            "nonrept_long",
+        )
+    }
+)
 _codes = st.text(alphabet="0123456789ABCDEFGHJKLMNPQRSTUVWXYZ", min_size=6, max_size=6)
 _as_of = st.dates(min_value=date(2006, 1, 1), max_value=date(2068, 12, 31))
 
@@ -121,7 +139,10 @@ def test_generated_consistent_rows_pass(
 
 @SETTINGS
 @given(
-    old=_free_segment, other=_free_segment, code=_codes, as_of=_as_of,
+    old=_free_segment,
+    other=_free_segment,
+    code=_codes,
+    as_of=_as_of,
     column=st.sampled_from(POSITION_COLUMNS),
     delta=st.integers(min_value=1, max_value=1000),
     sign=st.sampled_from([-1, 1]),
@@ -174,11 +195,13 @@ def test_as_of_is_taken_from_the_file_not_assumed_tuesday(cot: Any) -> None:
 
 def test_combined_rows_and_other_codes_are_dropped(cot: Any) -> None:
     day = date(2021, 3, 16)
-    text = cot.csv([
-        cot.row("054642", day, cot.simple_positions(1)),
-        cot.row("054642", day + timedelta(days=7), cot.simple_positions(2), fut_only="Combined"),
-        cot.row("057642", day, cot.simple_positions(3)),
-    ])
+    text = cot.csv(
+        [
+            cot.row("054642", day, cot.simple_positions(1)),
+            cot.row("054642", day + timedelta(days=7), cot.simple_positions(2), fut_only="Combined"),
+            cot.row("057642", day, cot.simple_positions(3)),
+        ]
+    )
 
     rows = parse_report(text, source="generated", codes=["054642"]).rows
 

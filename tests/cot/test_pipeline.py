@@ -54,16 +54,24 @@ def store(store: Store) -> Store:
     return store
 
 
-async def _run_pipeline(store: Store, tmp_path: Path, route: Route, sim: SimClock,
-                        stop_when: Callable[[], bool]) -> CotIngestPipeline:
+async def _run_pipeline(
+    store: Store, tmp_path: Path, route: Route, sim: SimClock, stop_when: Callable[[], bool]
+) -> CotIngestPipeline:
     server = HttpServer("127.0.0.1", 0, [route], threaded=[route])
     await server.start()
-    config = CotConfig(base_url=f"http://127.0.0.1:{server.port}", poll_interval_s=600, revision_weeks=4,
-                       timeout_s=5, retries=2)
+    config = CotConfig(
+        base_url=f"http://127.0.0.1:{server.port}", poll_interval_s=600, revision_weeks=4, timeout_s=5, retries=2
+    )
     try:
         async with CotFetcher(config, backoff_base_s=0.01) as fetcher:
-            pipeline = CotIngestPipeline(store=store, markets=(HE, LE), config=config, fetcher=fetcher,
-                                         clock=SimulatedClock(sim), quarantine=QuarantineLog(tmp_path / "q.jsonl"))
+            pipeline = CotIngestPipeline(
+                store=store,
+                markets=(HE, LE),
+                config=config,
+                fetcher=fetcher,
+                clock=SimulatedClock(sim),
+                quarantine=QuarantineLog(tmp_path / "q.jsonl"),
+            )
             async with anyio.create_task_group() as group:
                 group.start_soon(pipeline.run)
                 await _until(stop_when)
@@ -86,6 +94,7 @@ def _has(store: Store, market: str, as_of: str, revision: int = 0) -> Callable[[
         if history is None:
             return False
         return bool(((history["as_of"] == _utc(as_of)) & (history["revision"] == revision)).any())
+
     return check
 
 
@@ -93,10 +102,15 @@ async def test_release_then_revision_end_to_end(store: Store, tmp_path: Path) ->
     files = SimulatedCotFiles(seed=11, first_as_of=date(2026, 1, 6))
     original = files.record("054642", date(2026, 3, 10), THURSDAY)
     # Corrected on Saturday 2026-03-21: 700 contracts move from managed-money long to non-reportable long (Old).
-    files.revise("054642", date(2026, 3, 10), {
-        "M_Money_Positions_Long_Old": int(str(original["M_Money_Positions_Long_Old"])) - 700,
-        "NonRept_Positions_Long_Old": int(str(original["NonRept_Positions_Long_Old"])) + 700,
-    }, published_at=PUBLISHED)
+    files.revise(
+        "054642",
+        date(2026, 3, 10),
+        {
+            "M_Money_Positions_Long_Old": int(str(original["M_Money_Positions_Long_Old"])) - 700,
+            "NonRept_Positions_Long_Old": int(str(original["NonRept_Positions_Long_Old"])) + 700,
+        },
+        published_at=PUBLISHED,
+    )
     sim = SimClock(start=THURSDAY, speed=SPEED)
 
     route = CftcFiles(files, sim)
@@ -161,13 +175,15 @@ async def test_late_release_is_polled_with_backoff_until_it_appears(store: Store
 async def test_rows_breaking_identities_are_quarantined_not_stored(store: Store, tmp_path: Path) -> None:
     text = zipfile.ZipFile(REAL_2021_ZIP).read("f_year.txt").decode()
     lines = text.splitlines(keepends=True)
-    [index] = [i for i, line in enumerate(lines) if ',210309,' in line and ',054642,' in line]
+    [index] = [i for i, line in enumerate(lines) if ",210309," in line and ",054642," in line]
     fields = lines[index].split(",")
     fields[13] = str(int(fields[13]) + 1)  # M_Money_Positions_Long_All (after 7 id columns and 6 positions)
     lines[index] = ",".join(fields)
     files = ScriptedFiles()
-    files.set("/files/dea/history/fut_disagg_txt_2021.zip",
-              HttpResponse(200, _zip("".join(lines).encode()), "application/zip"))
+    files.set(
+        "/files/dea/history/fut_disagg_txt_2021.zip",
+        HttpResponse(200, _zip("".join(lines).encode()), "application/zip"),
+    )
     sim = SimClock(start=datetime(2021, 3, 20, 12, tzinfo=UTC), speed=SPEED)  # the file ends with as_of 2021-03-16
 
     pipeline = await _run_pipeline(store, tmp_path, files, sim, _has(store, "HE", "2021-03-16"))

@@ -33,8 +33,15 @@ async def _backfill(store: Store, base_url: str, tmp_path: Path, progress: list)
     config = CotConfig(base_url=base_url, timeout_s=5, retries=1)
     async with CotFetcher(config, backoff_base_s=0.01) as fetcher:
         return await backfill_cot(
-            store, [HE, ZC], 2021, 2021, fetcher, lambda *a: progress.append(a),
-            config=config, quarantine=QuarantineLog(tmp_path / "q.jsonl"), now=lambda: INGESTED,
+            store,
+            [HE, ZC],
+            2021,
+            2021,
+            fetcher,
+            lambda *a: progress.append(a),
+            config=config,
+            quarantine=QuarantineLog(tmp_path / "q.jsonl"),
+            now=lambda: INGESTED,
         )
 
 
@@ -42,8 +49,9 @@ async def test_backfill_then_point_in_time_around_a_release(
     store: Store, scripted_server: tuple[Any, str], tmp_path: Path
 ) -> None:
     files, base_url = scripted_server
-    files.set("/files/dea/history/fut_disagg_txt_2021.zip",
-              HttpResponse(200, REAL_2021_ZIP.read_bytes(), "application/zip"))
+    files.set(
+        "/files/dea/history/fut_disagg_txt_2021.zip", HttpResponse(200, REAL_2021_ZIP.read_bytes(), "application/zip")
+    )
     progress: list = []
 
     result = await _backfill(store, base_url, tmp_path, progress)
@@ -77,8 +85,9 @@ async def test_rerunning_a_backfill_writes_nothing_new(
     store: Store, scripted_server: tuple[Any, str], tmp_path: Path
 ) -> None:
     files, base_url = scripted_server
-    files.set("/files/dea/history/fut_disagg_txt_2021.zip",
-              HttpResponse(200, REAL_2021_ZIP.read_bytes(), "application/zip"))
+    files.set(
+        "/files/dea/history/fut_disagg_txt_2021.zip", HttpResponse(200, REAL_2021_ZIP.read_bytes(), "application/zip")
+    )
     await _backfill(store, base_url, tmp_path, [])
     before = len(cot_table(store, "HE").history())
 
@@ -115,8 +124,14 @@ def _revise(rows: pd.DataFrame, as_of: str, delta: int) -> pd.DataFrame:
 def _cycle(store: Store, rows: pd.DataFrame, newest: str, ingested: datetime) -> pd.DataFrame:
     table = cot_table(store, "HE")
     visible = rows[rows["as_of"] <= _utc(newest)]
-    written = record_cycle(table, visible, revealed_at=release_time(date.fromisoformat(newest)),
-                           ingested_at=ingested, revision_weeks=4, extra_closures=())
+    written = record_cycle(
+        table,
+        visible,
+        revealed_at=release_time(date.fromisoformat(newest)),
+        ingested_at=ingested,
+        revision_weeks=4,
+        extra_closures=(),
+    )
     write_features(store, "HE", table.history(), ingested_at=ingested)
     return written
 
@@ -130,7 +145,8 @@ def test_revision_is_visible_only_from_its_available_at(store: Store, real_2021_
 
     assert len(first) == 9 and (first["revision"] == 0).all()
     assert list(zip(second["as_of"], second["revision"], strict=True)) == [
-        (_utc("2021-03-02"), 1), (_utc("2021-03-09"), 0)
+        (_utc("2021-03-02"), 1),
+        (_utc("2021-03-09"), 0),
     ]
     assert (second["available_at"] == _utc("2021-03-12 20:30")).all()
     table = cot_table(store, "HE")
@@ -144,9 +160,20 @@ def test_revision_is_visible_only_from_its_available_at(store: Store, real_2021_
     mm_before = features.read_feature("HE", "cot_managed_money_net", datetime(2021, 3, 11, 12, tzinfo=UTC))
     mm_after = features.read_feature("HE", "cot_managed_money_net", datetime(2021, 3, 13, 12, tzinfo=UTC))
     delta = (mm_after.set_index("as_of")["value"] - mm_before.set_index("as_of")["value"]).dropna()
-    assert delta.to_dict() == {_utc(f"2021-{d}"): v for d, v in
-                               [("01-05", 0), ("01-12", 0), ("01-19", 0), ("01-26", 0), ("02-02", 0),
-                                ("02-09", 0), ("02-16", 0), ("02-23", 0), ("03-02", 500)]}
+    assert delta.to_dict() == {
+        _utc(f"2021-{d}"): v
+        for d, v in [
+            ("01-05", 0),
+            ("01-12", 0),
+            ("01-19", 0),
+            ("01-26", 0),
+            ("02-02", 0),
+            ("02-09", 0),
+            ("02-16", 0),
+            ("02-23", 0),
+            ("03-02", 500),
+        ]
+    }
 
 
 def test_rerunning_a_cycle_writes_nothing_new(store: Store, real_2021_text: bytes) -> None:
