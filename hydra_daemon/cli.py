@@ -6,6 +6,7 @@ Each command imports what it needs when it runs, so `health` and `--help` answer
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -118,6 +119,23 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
+def _year(text: str) -> int:
+    """A report year: disaggregated COT files exist from 2006."""
+    if not text.strip().isascii() or not text.strip().isdigit() or not 2006 <= int(text) <= 2100:
+        raise argparse.ArgumentTypeError(f"expected a year from 2006 to 2100, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds in (0, 86400], got {text!r}")
+    return value
+
+
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="path to config.toml")
 
@@ -133,8 +151,8 @@ def _add_backfill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     futures.set_defaults(handler=_backfill_futures)
     cot = kinds.add_parser("cot", help="CFTC disaggregated futures-only reports from the yearly files")
     _add_config(cot)
-    cot.add_argument("--start-year", required=True, type=int)
-    cot.add_argument("--end-year", required=True, type=int)
+    cot.add_argument("--start-year", required=True, type=_year)
+    cot.add_argument("--end-year", required=True, type=_year)
     cot.set_defaults(handler=_backfill_cot)
 
 
@@ -148,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     demo = sub.add_parser("demo", help="simulated venue + daemon on loopback, then a report (no key, no network)")
-    demo.add_argument("--seconds", type=float, default=60.0, help="how long to capture (wall seconds)")
+    demo.add_argument("--seconds", type=_seconds, default=60.0, help="how long to capture (wall seconds)")
     demo.add_argument("--state-dir", help="keep the demo's store here (default: a temporary directory)")
     demo.set_defaults(handler=_demo)
 

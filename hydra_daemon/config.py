@@ -1,16 +1,18 @@
 """Typed daemon configuration loaded from TOML.
 
-Unknown keys, wrong types, missing required values and bad URIs are rejected with a `ConfigError` that names the
-file, the key and what was expected. Secrets never live here: see `hydra_daemon.secrets`.
+Unknown keys, wrong types, missing required values, bad URIs and numbers outside their range (NaN and infinity
+included) are rejected with a `ConfigError` that names the file, the key and what was expected; so is a file that
+is not UTF-8 or not TOML. Secrets never live here: see `hydra_daemon.secrets`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -104,8 +106,18 @@ class Config:
         raise ConfigError(f"{self.source or '<config>'}: no market {name!r} in [[markets]] (have: {have})")
 
 
-_ROOT = re.compile(r"^[A-Z0-9]{1,6}$")
-_CFTC_CODE = re.compile(r"^[0-9A-Z]{6}$")
+_ROOT = re.compile(r"[A-Z0-9]{1,6}")
+_CFTC_CODE = re.compile(r"[0-9A-Z]{6}")
+_DATASET = re.compile(r"[A-Z0-9]{1,16}(\.[A-Z0-9]{1,16}){0,3}")
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]{2,45}\]?")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+_CREDENTIAL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
+_URL = re.compile(r"https?://([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?(/[!-~]*)?")
+_MAX_INT64 = 2**63 - 1
+_MAX_PATH_BYTES = 4096
+_MAX_SOCKET_PATH_BYTES = 107
+"""AF_UNIX paths are limited to 108 bytes including the terminating NUL."""
+_SHOWN_CHARS = 80
 
 
 class _Reader:
@@ -117,9 +129,10 @@ class _Reader:
         self.prefix = prefix
 
     def fail(self, key: str, expected: str) -> ConfigError:
-        where = str(self.path) if self.path else "<config>"
-        got = self.table.get(key, "<missing>")
-        return ConfigError(f"{where}: key '{self.prefix}{key}': expected {expected}, got {got!r}")
+        """A ConfigError for `key` naming what was expected and, when the key is present, what was found."""
+        if key not in self.table:
+            return self.error(key, f"expected {expected}")
+        return self.error(key, f"expected {expected}, got {_shown(self.table[key])}")
 
     def error(self, key: str, message: str) -> ConfigError:
         """A ConfigError for `key` with `message` as is (for values that must not be echoed, like store URIs)."""
@@ -150,12 +163,20 @@ class _Reader:
             where = str(self.path) if self.path else "<config>"
             raise ConfigError(f"{where}: unknown key '{self.prefix}{key}' (check spelling; see config.toml)")
 
-    def positive(self, key: str, default: Any, kind: type | tuple[type, ...] = int) -> Any:
-        value = self.take(key, kind, "a positive number", default)
-        if value <= 0:
+    def positive(self, key: str, default: Any, kind: type | tuple[type, ...] = int, maximum: int = _MAX_INT64) -> Any:
+        """A number in (0, maximum]: an integer for `kind=int`, a finite int or float for `kind=(int, float)`."""
+        expected = f"a positive number up to {maximum}" if maximum != _MAX_INT64 else "a positive number"
+        value = self.take(key, kind, expected, default)
+        if (isinstance(value, float) and not math.isfinite(value)) or not 0 < value <= maximum:
             self.table[key] = value
-            raise self.fail(key, "a positive number")
+            raise self.fail(key, expected)
         return value
+
+
+def _shown(value: Any) -> str:
+    """`repr(value)`, cut short: an error line stays one readable line whatever the file holds."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
 def _dataclass_defaults(cls: type) -> dict[str, Any]:
@@ -165,11 +186,11 @@ def _dataclass_defaults(cls: type) -> dict[str, Any]:
 def _markets(reader: _Reader) -> tuple[MarketConfig, ...]:
     raw = reader.take("markets", list, "an array of [[markets]] tables")
     if not raw:
-        raise reader.fail("markets", "at least one [[markets]] table")
+        raise reader.error("markets", "expected at least one [[markets]] table, got none")
     markets = []
     for index, table in enumerate(raw):
         if not isinstance(table, dict):
-            raise reader.fail("markets", "an array of [[markets]] tables")
+            raise reader.error(f"markets[{index}]", f"expected a [[markets]] table, got {_shown(table)}")
         item = _Reader(reader.path, table, f"markets[{index}].")
         name = _pattern(item, "name", _ROOT, "an upper-case market name like 'HE'")
         market = MarketConfig(
@@ -180,15 +201,17 @@ def _markets(reader: _Reader) -> tuple[MarketConfig, ...]:
         )
         item.finish()
         markets.append(market)
-    names = [m.name for m in markets]
-    if len(set(names)) != len(names):
-        raise reader.fail("markets", "unique market names")
+    for field_name in ("name", "futures_root", "options_root"):
+        values = [getattr(m, field_name) for m in markets]
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise reader.error("markets", f"each market needs its own {field_name}; {', '.join(twice)} appears twice")
     return tuple(markets)
 
 
 def _pattern(reader: _Reader, key: str, pattern: re.Pattern[str], expected: str) -> str:
     value: str = reader.take(key, str, expected)
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         reader.table[key] = value
         raise reader.fail(key, expected)
     return value
@@ -198,28 +221,40 @@ def _databento(reader: _Reader) -> DatabentoConfig:
     d = _dataclass_defaults(DatabentoConfig)
     expected = "a list of schemas from ohlcv-1d, ohlcv-1m"
     schemas = reader.take("futures_schemas", list, expected, list(d["futures_schemas"]))
-    if not schemas or any(s not in ("ohlcv-1d", "ohlcv-1m") for s in schemas):
+    valid = all(isinstance(s, str) and s in ("ohlcv-1d", "ohlcv-1m") for s in schemas)
+    if not schemas or not valid or len(set(schemas)) != len(schemas):
         reader.table["futures_schemas"] = schemas
-        raise reader.fail("futures_schemas", "a non-empty list of schemas from ohlcv-1d, ohlcv-1m")
+        raise reader.fail("futures_schemas", "a non-empty list of distinct schemas from ohlcv-1d, ohlcv-1m")
     config = DatabentoConfig(
-        dataset=reader.take("dataset", str, "a dataset name like 'GLBX.MDP3'", d["dataset"]),
-        live_gateway=reader.take("live_gateway", str, "a host name or address", None),
-        live_port=reader.positive("live_port", d["live_port"]),
+        dataset=_text(reader, "dataset", _DATASET, "a dataset name like 'GLBX.MDP3'", d["dataset"]),
+        live_gateway=_text(reader, "live_gateway", _HOST, "a host name or IP address", None),
+        live_port=reader.positive("live_port", d["live_port"], maximum=65535),
         historical_url=_url(reader, "historical_url", None),
         futures_schemas=tuple(schemas),
         persist_quotes=reader.take("persist_quotes", bool, "true or false", d["persist_quotes"]),
-        heartbeat_interval_s=reader.positive("heartbeat_interval_s", d["heartbeat_interval_s"]),
-        replay_window_s=reader.positive("replay_window_s", d["replay_window_s"]),
-        api_key_env=reader.take("api_key_env", str, "an environment variable name", d["api_key_env"]),
-        credential_name=reader.take("credential_name", str, "a systemd credential name", d["credential_name"]),
+        heartbeat_interval_s=reader.positive("heartbeat_interval_s", d["heartbeat_interval_s"], maximum=3600),
+        replay_window_s=reader.positive("replay_window_s", d["replay_window_s"], maximum=24 * 3600),
+        api_key_env=_text(reader, "api_key_env", _ENV_NAME, "an environment variable name", d["api_key_env"]),
+        credential_name=_text(
+            reader, "credential_name", _CREDENTIAL, "a systemd credential name", d["credential_name"]
+        ),
     )
     reader.finish()
     return config
 
 
+def _text(reader: _Reader, key: str, pattern: re.Pattern[str], expected: str, default: str | None) -> Any:
+    """An optional string matching `pattern` whole (no control characters, no NUL, bounded length)."""
+    value: str | None = reader.take(key, str, expected, default)
+    if value is not None and not pattern.fullmatch(value):
+        reader.table[key] = value
+        raise reader.fail(key, expected)
+    return value
+
+
 def _url(reader: _Reader, key: str, default: str | None) -> str | None:
     value: str | None = reader.take(key, str, "an http:// or https:// URL", default)
-    if value is not None and not re.match(r"^https?://[^\s/]+", value):
+    if value is not None and not _URL.fullmatch(value):
         reader.table[key] = value
         raise reader.fail(key, "an http:// or https:// URL")
     return value.rstrip("/") if value else value
@@ -228,19 +263,19 @@ def _url(reader: _Reader, key: str, default: str | None) -> str | None:
 def _cot(reader: _Reader) -> CotConfig:
     d = _dataclass_defaults(CotConfig)
     closures = reader.take("extra_closures", list, "a list of dates like 2026-12-24", [])
-    if any(not isinstance(c, date) for c in closures):
+    if any(not isinstance(c, date) or isinstance(c, datetime) for c in closures):
         reader.table["extra_closures"] = closures
         raise reader.fail("extra_closures", "a list of TOML dates like [2026-12-24]")
     config = CotConfig(
         enabled=reader.take("enabled", bool, "true or false", d["enabled"]),
         base_url=_url(reader, "base_url", d["base_url"]) or d["base_url"],
-        revision_weeks=reader.positive("revision_weeks", d["revision_weeks"]),
+        revision_weeks=reader.positive("revision_weeks", d["revision_weeks"], maximum=52),
         extra_closures=tuple(closures),
-        timeout_s=float(reader.positive("timeout_s", d["timeout_s"], (int, float))),
-        retries=reader.positive("retries", d["retries"]),
-        poll_interval_s=float(reader.positive("poll_interval_s", d["poll_interval_s"], (int, float))),
-        max_zip_bytes=reader.positive("max_zip_bytes", d["max_zip_bytes"]),
-        max_uncompressed_bytes=reader.positive("max_uncompressed_bytes", d["max_uncompressed_bytes"]),
+        timeout_s=float(reader.positive("timeout_s", d["timeout_s"], (int, float), maximum=3600)),
+        retries=reader.positive("retries", d["retries"], maximum=100),
+        poll_interval_s=float(reader.positive("poll_interval_s", d["poll_interval_s"], (int, float), maximum=86400)),
+        max_zip_bytes=reader.positive("max_zip_bytes", d["max_zip_bytes"], maximum=1 << 32),
+        max_uncompressed_bytes=reader.positive("max_uncompressed_bytes", d["max_uncompressed_bytes"], maximum=1 << 34),
     )
     reader.finish()
     return config
@@ -249,9 +284,13 @@ def _cot(reader: _Reader) -> CotConfig:
 def _options(reader: _Reader) -> OptionsConfig:
     d = _dataclass_defaults(OptionsConfig)
     config = OptionsConfig(
-        snapshot_interval_s=float(reader.positive("snapshot_interval_s", d["snapshot_interval_s"], (int, float))),
-        liquid_max_spread_ticks=reader.positive("liquid_max_spread_ticks", d["liquid_max_spread_ticks"]),
-        liquid_min_open_interest=reader.positive("liquid_min_open_interest", d["liquid_min_open_interest"]),
+        snapshot_interval_s=float(
+            reader.positive("snapshot_interval_s", d["snapshot_interval_s"], (int, float), maximum=86400)
+        ),
+        liquid_max_spread_ticks=reader.positive("liquid_max_spread_ticks", d["liquid_max_spread_ticks"], maximum=10**6),
+        liquid_min_open_interest=reader.positive(
+            "liquid_min_open_interest", d["liquid_min_open_interest"], maximum=10**9
+        ),
     )
     reader.finish()
     return config
@@ -262,6 +301,8 @@ def _storage(reader: _Reader, state_dir: Path) -> StorageConfig:
     uri = reader.take("arctic_uri", str, "an ArcticDB URI (lmdb:///abs/path or s3://host:bucket?...)", None)
     if uri is None:
         uri = default_lmdb_uri(state_dir)
+    elif any(ord(c) < 0x20 or c == "\x7f" for c in uri):
+        raise reader.error("arctic_uri", "control characters (NUL, newline, ...) are not allowed in a store URI")
     else:
         try:
             uri = validate_uri(uri)
@@ -270,23 +311,23 @@ def _storage(reader: _Reader, state_dir: Path) -> StorageConfig:
     config = StorageConfig(
         arctic_uri=uri,
         lake_dir=_path(reader, "lake_dir", state_dir / "lake"),
-        flush_rows=reader.positive("flush_rows", d["flush_rows"]),
-        flush_interval_s=float(reader.positive("flush_interval_s", d["flush_interval_s"], (int, float))),
-        compact_every=reader.positive("compact_every", d["compact_every"]),
+        flush_rows=reader.positive("flush_rows", d["flush_rows"], maximum=10**8),
+        flush_interval_s=float(reader.positive("flush_interval_s", d["flush_interval_s"], (int, float), maximum=3600)),
+        compact_every=reader.positive("compact_every", d["compact_every"], maximum=10**6),
     )
     reader.finish()
     return config
 
 
-def _path(reader: _Reader, key: str, default: Path) -> Path:
-    value = reader.take(key, str, "an absolute path", None)
+def _path(reader: _Reader, key: str, default: Path, max_bytes: int = _MAX_PATH_BYTES) -> Path:
+    expected = f"an absolute path (no NUL or newline, at most {max_bytes} bytes)"
+    value = reader.take(key, str, expected, None)
     if value is None:
         return default
-    path = Path(value)
-    if not path.is_absolute():
+    if not value.startswith("/") or any(c in value for c in "\0\n\r") or len(value.encode()) > max_bytes:
         reader.table[key] = value
-        raise reader.fail(key, "an absolute path")
-    return path
+        raise reader.fail(key, expected)
+    return Path(value)
 
 
 _DEFAULT_STATE_DIR = Path("/var/lib/hydra-daemon")
@@ -316,7 +357,8 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     problems = _Problems(root)
     state_dir = problems.check("state_dir", lambda: _path(root, "state_dir", _DEFAULT_STATE_DIR)) or _DEFAULT_STATE_DIR
     health_socket = problems.check(
-        "health_socket", lambda: _path(root, "health_socket", Path("/run/hydra-daemon/health.sock"))
+        "health_socket",
+        lambda: _path(root, "health_socket", Path("/run/hydra-daemon/health.sock"), _MAX_SOCKET_PATH_BYTES),
     )
     storage = problems.check("storage", lambda: _storage(root.sub("storage"), state_dir))
     databento = problems.check("databento", lambda: _databento(root.sub("databento")))
@@ -340,13 +382,21 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
 
 
 def load_config(path: Path) -> Config:
-    """Read and validate a TOML config file."""
+    """Read and validate a TOML config file; every problem (unreadable, not UTF-8, not TOML, nested too deeply,
+    invalid values) is a `ConfigError`."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+        data = path.read_bytes()
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{path!s:.200}: cannot read config file: {reason}") from None
     try:
-        data = tomllib.loads(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    try:
+        parsed = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, source=path)
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+    return parse_config(parsed, source=path)

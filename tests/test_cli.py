@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -113,3 +117,45 @@ def test_export_of_a_missing_symbol_or_backwards_range_is_one_line_exit_1(tmp_pa
     )
     assert backwards.returncode == 1
     assert "error: --end 2024-01-01 is before --start 2024-02-01" in backwards.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["backfill", "cot", "--config", "c.toml", "--start-year", "99999999999999999999", "--end-year", "2021"],
+        ["backfill", "cot", "--config", "c.toml", "--start-year", "2021", "--end-year", "１２"],
+        ["backfill", "futures", "--config", "c.toml", "--market", "HE", "--start", "0000-01-01", "--end", "x"],
+        ["demo", "--seconds", "nan"],
+        ["demo", "--seconds", "inf"],
+        ["demo", "--seconds", "-1"],
+        ["export", "--config", "c.toml", "--library", "futures", "--symbol", "HE", "--start", "2024-13-01"],
+    ],
+)
+def test_bad_arguments_are_one_usage_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from hydra_daemon.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "error: argument" in error and "Traceback" not in error
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    argv=st.lists(
+        st.sampled_from(["--start-year", "--end-year", "--seconds", "2021", "nan", "-5"]) | st.text(max_size=12),
+        max_size=6,
+    )
+)
+def test_any_argv_after_a_command_is_a_usage_error_or_a_config_error(argv: list[str]) -> None:
+    """Whatever follows `backfill cot`/`demo --seconds`, the parser answers with exit 2 (usage) or the handler
+    with exit 1 (the config file does not exist): never a traceback."""
+    from hydra_daemon.cli import main
+
+    for command in (["backfill", "cot", "--config", "/nonexistent/c.toml"], ["check-config"]):
+        try:
+            code = main([*command, *argv])
+        except SystemExit as exit_:
+            code = exit_.code
+        assert code in (0, 1, 2)

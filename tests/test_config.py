@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import tomllib
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hydra_daemon.config import ConfigError, load_config, parse_config
@@ -118,3 +119,153 @@ def test_shipped_config_documents_every_key() -> None:
     documented = tomllib.loads((REPO / "config.toml").read_text())
     for table in ("storage", "databento", "options", "cot"):
         assert table in documented, f"config.toml lacks [{table}]"
+
+
+VALID = {
+    "state_dir": "/srv/hydra",
+    "storage": {"flush_rows": 100, "flush_interval_s": 1.0},
+    "databento": {"live_port": 13000, "replay_window_s": 3600, "live_gateway": "127.0.0.1"},
+    "options": {"snapshot_interval_s": 60},
+    "cot": {"timeout_s": 5, "retries": 2, "base_url": "http://127.0.0.1:8080"},
+    "markets": [MARKET],
+}
+KEYS = [
+    ("state_dir",),
+    ("health_socket",),
+    ("storage", "arctic_uri"),
+    ("storage", "lake_dir"),
+    ("storage", "flush_rows"),
+    ("storage", "flush_interval_s"),
+    ("storage", "compact_every"),
+    ("databento", "dataset"),
+    ("databento", "live_gateway"),
+    ("databento", "live_port"),
+    ("databento", "historical_url"),
+    ("databento", "futures_schemas"),
+    ("databento", "heartbeat_interval_s"),
+    ("databento", "replay_window_s"),
+    ("databento", "api_key_env"),
+    ("databento", "credential_name"),
+    ("options", "snapshot_interval_s"),
+    ("options", "liquid_max_spread_ticks"),
+    ("cot", "base_url"),
+    ("cot", "revision_weeks"),
+    ("cot", "extra_closures"),
+    ("cot", "timeout_s"),
+    ("cot", "poll_interval_s"),
+    ("cot", "max_zip_bytes"),
+    ("markets",),
+]
+_scalars = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.sampled_from(["/x\x00y", "/a\nb", "lmdb:///\x00", "http://h\x00/", "HE\n", "/" + "a" * 5000, "s3://h:b?port=²"]),
+    st.booleans(),
+    st.dates(),
+    st.datetimes(),
+)
+_hostile = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _assert_within_ranges(config: object) -> None:
+    from hydra_daemon.config import Config
+
+    assert isinstance(config, Config)
+    assert 1 <= config.databento.live_port <= 65535
+    assert 1 <= config.databento.replay_window_s <= 24 * 3600
+    for value in (config.storage.flush_interval_s, config.cot.timeout_s, config.options.snapshot_interval_s):
+        assert isinstance(value, float) and 0 < value < float("inf")
+    for path in (config.state_dir, config.health_socket, config.storage.lake_dir):
+        assert path.is_absolute() and "\x00" not in str(path)
+    assert "\x00" not in config.storage.arctic_uri
+    assert len({m.name for m in config.markets}) == len(config.markets)
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(KEYS), value=_hostile)
+def test_any_value_at_any_key_is_valid_or_one_config_error(key: tuple[str, ...], value: object) -> None:
+    data = copy.deepcopy(VALID)
+    *tables, last = key
+    target = data
+    for table in tables:
+        target = target[table]
+    target[last] = value
+    try:
+        config = parse_config(data, source=Path("/etc/hydra.toml"))
+    except ConfigError as exc:
+        message = str(exc)
+        assert message.startswith("/etc/hydra.toml: ") and "<missing>" not in message
+        assert all(len(line) < 400 for line in message.splitlines())
+        return
+    _assert_within_ranges(config)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_any_file_loads_or_is_one_config_error(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("cfg") / "hostile.toml"
+    path.write_bytes(data)
+    try:
+        _assert_within_ranges(load_config(path))
+    except ConfigError as exc:
+        assert str(exc).startswith(str(path))
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"state_dir = '\xff\xfe'\n", "not UTF-8"),
+        (b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+        (b"x = " + b"{a = " * 3000 + b"1" + b"}" * 3000 + b"\n", "nested too deeply"),
+    ],
+)
+def test_unreadable_files_are_config_errors(tmp_path: Path, data: bytes, expected: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match=expected):
+        load_config(path)
+
+
+def test_a_nul_byte_in_the_config_path_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(Path("/etc/hydra\x00.toml"))
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value", "expected"),
+    [
+        (None, "state_dir", "/var/lib/\x00hydra", "no NUL"),
+        (None, "health_socket", "/run/" + "s" * 120, "at most 107 bytes"),
+        ("storage", "flush_interval_s", float("nan"), "a positive number"),
+        ("storage", "flush_interval_s", float("inf"), "a positive number up to 3600"),
+        ("cot", "timeout_s", float("-inf"), "a positive number"),
+        ("databento", "live_port", 65536, "up to 65535"),
+        ("databento", "replay_window_s", 24 * 3600 + 1, "up to 86400"),
+        ("storage", "flush_rows", 10**30, "a positive number"),
+        ("storage", "arctic_uri", "lmdb:///srv/\x00x", "control characters"),
+        ("databento", "api_key_env", "KEY\x00", "an environment variable name"),
+        ("cot", "base_url", "http://host\x00/x", "an http:// or https:// URL"),
+        ("cot", "extra_closures", [datetime(2024, 12, 24, 10)], "TOML dates"),
+        ("databento", "futures_schemas", ["ohlcv-1d", "ohlcv-1d"], "distinct"),
+    ],
+)
+def test_hostile_values_are_rejected(table: str | None, key: str, value: object, expected: str) -> None:
+    data = copy.deepcopy(VALID)
+    (data[table] if table else data)[key] = value
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, source=Path("/etc/hydra.toml"))
+    assert expected in str(info.value)
+    assert f"'{table + '.' if table else ''}{key}'" in str(info.value)
+
+
+def test_a_duplicated_market_names_the_duplicate_not_a_missing_value() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"markets": [MARKET, MARKET]}, source=Path("/etc/hydra.toml"))
+    message = str(info.value)
+    assert "<missing>" not in message
+    assert "each market needs its own name; HE appears twice" in message
