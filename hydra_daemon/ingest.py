@@ -11,6 +11,8 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
+from hydra_daemon.latency import LatencyHistogram
+
 Batch = TypeVar("Batch")
 
 
@@ -24,7 +26,14 @@ class Problem:
 
 @dataclass
 class PipelineStats:
-    """Counters a pipeline keeps for the health endpoint; every time is UTC-aware."""
+    """Counters a pipeline keeps for the health endpoint and metrics; every time is UTC-aware.
+
+    `reconnects` count attempts, never progress. `gap_fill_records`: rows received from Historical gap fills.
+    `historical_cost_usd` / `historical_refusals`: what the cost guard let Historical requests spend and how many it
+    refused; `degraded_reason` says why a running pipeline is degraded (e.g. a refused request; None when fine).
+    `buffered_rows` / `queue_depth`: rows waiting in the writer and decoded batches waiting for the committer.
+    `persist_seconds` times each `persist()`; `append_seconds` is the writer's append latency when it shares one.
+    """
 
     records: int = 0
     batches: int = 0
@@ -35,6 +44,14 @@ class PipelineStats:
     last_record_time: datetime | None = None
     last_commit_at: datetime | None = None
     last_error: str | None = None
+    gap_fill_records: int = 0
+    historical_cost_usd: float = 0.0
+    historical_refusals: int = 0
+    degraded_reason: str | None = None
+    buffered_rows: int = 0
+    queue_depth: int = 0
+    persist_seconds: LatencyHistogram = field(default_factory=LatencyHistogram)
+    append_seconds: LatencyHistogram | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
 
     def lag_s(self, now: datetime | None = None) -> float | None:
@@ -53,6 +70,12 @@ class PipelineStats:
             "rejects": self.rejects,
             "reconnects": self.reconnects,
             "gaps_filled": self.gaps_filled,
+            "gap_fill_records": self.gap_fill_records,
+            "historical_cost_usd": round(self.historical_cost_usd, 6),
+            "historical_refusals": self.historical_refusals,
+            "degraded_reason": self.degraded_reason,
+            "buffered_rows": self.buffered_rows,
+            "queue_depth": self.queue_depth,
             "last_record_time": _iso(self.last_record_time),
             "last_commit_at": _iso(self.last_commit_at),
             "lag_s": None if lag is None else round(lag, 3),
@@ -100,7 +123,9 @@ class IngestPipeline(ABC, Generic[Batch]):
             for problem in problems:
                 log.warning("record_rejected", what=problem.what, where=problem.where)
             self.stats.rejects += len(problems)
+            began = time.perf_counter()
             stored = await self.persist(clean)
+            self.stats.persist_seconds.observe(time.perf_counter() - began)
             self.stats.batches += 1
             self.stats.records += stored
             if stored:

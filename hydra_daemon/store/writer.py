@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import structlog
 
+from hydra_daemon.latency import LatencyHistogram
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import normalise_dtypes, require_utc_columns, require_utc_index, restore_utc
 from hydra_daemon.store.watermark import Watermark, after_watermark, boundary_at
@@ -78,6 +79,8 @@ class StreamWriter:
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._loaded: dict[tuple[str, str], Watermark | None] = {}
         self._lock = threading.RLock()
+        self.append_seconds = LatencyHistogram()
+        """Duration of every ArcticDB append (one per flushed symbol), for the metrics endpoint."""
 
     def add(self, library: str, symbol: str, frame: pd.DataFrame, key_columns: Sequence[str]) -> int:
         """Buffer the rows of ``frame`` not yet committed or buffered; return how many were accepted."""
@@ -205,6 +208,7 @@ class StreamWriter:
         if watermark is None:
             raise RuntimeError(f"{library}/{symbol}: rows buffered without a watermark")
         compact = pending.appends_since_compaction + 1 >= self._compact_every
+        began = time.perf_counter()
         self._store.library(library).append(
             symbol,
             frame,
@@ -212,6 +216,7 @@ class StreamWriter:
             prune_previous_versions=False,
             compact_data=compact,
         )
+        self.append_seconds.observe(time.perf_counter() - began)
         commit = Commit(library, symbol, pending.rows, watermark)
         pending.committed = watermark
         pending.frames, pending.rows, pending.since = [], 0, None
