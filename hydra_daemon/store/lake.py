@@ -1,8 +1,12 @@
-"""Export ArcticDB symbols to a hive-partitioned, zstd-compressed Parquet lake.
+"""Export ArcticDB symbols to a hive-partitioned, zstd-compressed Parquet lake, with a manifest per dataset.
 
-Layout: ``<lake_dir>/<library>/<symbol>/date=YYYY-MM-DD/part-0.parquet``; each symbol directory is one dataset,
-readable by ``polars.scan_parquet(root / "**/*.parquet", hive_partitioning=True)`` and
-``pyarrow.dataset.dataset(root, partitioning="hive")``.
+Layout: ``<lake_dir>/<library>/<symbol>/date=YYYY-MM-DD/part-0.parquet`` plus ``<symbol>/_manifest.json``; each
+symbol directory is one dataset. The ``date`` partition column reads back as a date with
+``polars.scan_parquet(root / "**/*.parquet", hive_partitioning=True)``, DuckDB's
+``read_parquet('<root>/**/*.parquet', hive_partitioning = true)`` and, in pyarrow, only when the partitioning is
+given its type: ``pyarrow.dataset.dataset(root, format="parquet", partitioning=PARTITIONING)`` (`PARTITIONING`
+below; plain ``partitioning="hive"`` reads the dates as strings). Read through the ``**/*.parquet`` glob: polars
+given the bare directory refuses the ``_manifest.json`` beside the partitions (pyarrow skips ``_``/``.`` files).
 
 Partition date (UTC calendar day):
 - market data (ohlcv, mbp-1, chain snapshots, ...): the date of the Arctic index value;
@@ -11,17 +15,22 @@ Partition date (UTC calendar day):
   goes into the partition; the point-in-time selection stays the reader's job (``available_at`` is kept).
 
 Files carry the Arctic index as a column (its name, or ``ts_index`` if unnamed) and every timestamp as
-``timestamp[ns, tz=UTC]``; the ``date`` column comes from the directory name only (polars reads it as ``Date``,
-pyarrow as ``string``).
+``timestamp[ns, tz=UTC]``; the ``date`` column comes from the directory name only.
 
 Publishing is atomic: a partition is written under ``<lake_dir>/.staging/<uuid>`` (same filesystem, outside every
 dataset root, so scans never see half-written files), fsynced, then moved into place with ``os.replace`` and the
 parent directory fsynced. A new partition is one directory rename; an existing one is replaced by renaming the new
 ``part-0.parquet`` over the old file, so readers see the old or the new file and never a missing partition.
-Re-exporting the same rows writes identical content (idempotent); re-exporting a day that has gained rows (e.g. today,
-exported while capture runs) replaces the partition with all of them. A day with no rows writes nothing and leaves an
+Re-exporting the same rows writes identical content (idempotent). A day with no rows writes nothing and leaves an
 existing partition alone. A process killed mid-export can leave a directory under ``.staging``, never anything inside
 a dataset.
+
+``_manifest.json`` (see `Manifest`) lists every partition (rows, min/max time, the ArcticDB version read), the
+schema, and the lake watermark the daemon's exporter resumes from (`export_due`). It is rewritten the same way
+(staged, fsynced, renamed) after the partitions it describes are published, under a per-dataset ``flock`` (in
+``<lake_dir>/.locks``) so the daemon's exporter and a manual ``hydra-daemon export`` never lose each other's
+entries. A crash after a partition's rename and before the manifest's leaves the watermark behind it: the next run
+publishes that day again — identical content over the same path — so a day is never half there and never twice.
 
 Sync API: call from a worker thread (``anyio.to_thread.run_sync``).
 """
@@ -29,16 +38,22 @@ Sync API: call from a worker thread (``anyio.to_thread.run_sync``).
 from __future__ import annotations
 
 import errno
+import fcntl
+import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import structlog
 from arcticdb import QueryBuilder
@@ -47,13 +62,116 @@ from arcticdb.version_store.library import Library
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal import BITEMPORAL_COLUMNS
 from hydra_daemon.store.frames import restore_utc
+from hydra_daemon.store.symbols import LIBRARIES
 
 log = structlog.get_logger()
 
 PART_FILE = "part-0.parquet"
 STAGING_DIR = ".staging"
+LOCKS_DIR = ".locks"
+MANIFEST = "_manifest.json"
+MANIFEST_FORMAT = 1
 PARTITION_COLUMN = "date"
 UNNAMED_INDEX = "ts_index"
+PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.date32())]), flavor="hive")
+"""The lake's partitioning for ``pyarrow.dataset.dataset(root, format="parquet", partitioning=PARTITIONING)``:
+``date`` comes back as ``date32``."""
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    """One published partition: its rows, the first and last value of its time column (UTC ISO), and the ArcticDB
+    version of the symbol it was read from."""
+
+    rows: int
+    min_time: str
+    max_time: str
+    source_version: int
+
+
+@dataclass(frozen=True)
+class LakeWatermark:
+    """Where the daemon's exporter resumes: every row whose index is at or before `index_through` (UTC ns; the
+    index is event time for market data, ``ingested_at`` for bitemporal tables) has been looked at, and the days it
+    touched are published unless listed in `pending_days` (not complete yet)."""
+
+    index_through: int | None = None
+    pending_days: tuple[date, ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The content of a dataset's ``_manifest.json``."""
+
+    library: str
+    symbol: str
+    time_column: str | None = None
+    schema: tuple[tuple[str, str], ...] = ()
+    partitions: dict[date, PartitionInfo] = field(default_factory=dict)
+    source_version: int | None = None
+    watermark: LakeWatermark = LakeWatermark()
+
+    @property
+    def rows(self) -> int:
+        return sum(info.rows for info in self.partitions.values())
+
+    def to_json(self) -> dict[str, Any]:
+        infos = self.partitions.values()
+        return {
+            "format": MANIFEST_FORMAT,
+            "library": self.library,
+            "symbol": self.symbol,
+            "partition_column": {"name": PARTITION_COLUMN, "type": "date32"},
+            "time_column": self.time_column,
+            "schema": [{"name": name, "type": kind} for name, kind in self.schema],
+            "rows": self.rows,
+            "min_time": min((i.min_time for i in infos), default=None),
+            "max_time": max((i.max_time for i in infos), default=None),
+            "source_version": self.source_version,
+            "partitions": {day.isoformat(): vars(self.partitions[day]) for day in sorted(self.partitions)},
+            "watermark": {
+                "index_through": _iso_ns(self.watermark.index_through),
+                "pending_days": [day.isoformat() for day in self.watermark.pending_days],
+            },
+            "updated_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        if data.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"lake manifest format {data.get('format')!r} is not {MANIFEST_FORMAT}")
+        mark = data["watermark"]
+        through = mark["index_through"]
+        return cls(
+            library=data["library"],
+            symbol=data["symbol"],
+            time_column=data["time_column"],
+            schema=tuple((column["name"], column["type"]) for column in data["schema"]),
+            partitions={date.fromisoformat(d): PartitionInfo(**info) for d, info in data["partitions"].items()},
+            source_version=data["source_version"],
+            watermark=LakeWatermark(
+                None if through is None else pd.Timestamp(through).value,
+                tuple(date.fromisoformat(d) for d in mark["pending_days"]),
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class _Day:
+    """One day's rows read from ArcticDB, and the symbol version they came from."""
+
+    day: date
+    frame: pd.DataFrame
+    version: int
+
+
+def read_manifest(dataset: Path) -> Manifest | None:
+    """The dataset's manifest, or None if it has none yet."""
+    try:
+        text = (dataset / MANIFEST).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return Manifest.from_json(json.loads(text))
 
 
 def export_day(library: Library, library_name: str, symbol: str, day: date, lake_dir: Path) -> Path | None:
@@ -65,23 +183,49 @@ def export_day(library: Library, library_name: str, symbol: str, day: date, lake
 def export_range(
     library: Library, library_name: str, symbol: str, start: date, end: date, lake_dir: Path
 ) -> list[Path]:
-    """Export every UTC day from `start` to `end` (inclusive); the partition directories written, in date order."""
+    """Export every UTC day from `start` to `end` (inclusive); the partition directories written, in date order.
+
+    The manifest's partitions are updated; its watermark is the daemon's and stays as it was."""
     if end < start:
         raise ValueError(f"export of {library_name}/{symbol}: end {end} is before start {start}")
     dataset = dataset_root(lake_dir, library_name, symbol)
-    if not library.has_symbol(symbol):
-        held = ", ".join(sorted(library.list_symbols())[:20]) or "nothing yet"
-        raise LookupError(f"export: no symbol {symbol!r} in library {library_name!r} (it holds: {held})")
-    if _is_bitemporal(library, symbol):
-        days = _bitemporal_days(library, symbol, start, end)
-    else:
-        days = ((day, _market_day(library, symbol, day)) for day in _days(start, end))
-    written = []
-    for day, frame in days:
-        if frame.empty:
+    _require_symbol(library, library_name, symbol)
+    with _dataset_lock(lake_dir, library_name, symbol):
+        manifest = read_manifest(dataset) or Manifest(library_name, symbol)
+        days = _read_days(library, symbol, _days(start, end))
+        manifest, written = _publish_days(manifest, days, dataset, lake_dir)
+        if written:
+            _write_manifest(manifest, dataset, lake_dir)
+    return written
+
+
+def export_due(library: Library, library_name: str, symbol: str, lake_dir: Path, complete_through: date) -> list[Path]:
+    """Publish what `symbol` gained since the dataset's watermark, for the days up to `complete_through` (days
+    after it stay pending until they are complete); the partitions written. Idempotent and resumable: the manifest,
+    with the new watermark, is published after the partitions it lists."""
+    dataset = dataset_root(lake_dir, library_name, symbol)
+    with _dataset_lock(lake_dir, library_name, symbol):
+        manifest = read_manifest(dataset) or Manifest(library_name, symbol)
+        through, touched = _touched_days(library, symbol, manifest.watermark.index_through)
+        wanted = sorted(set(manifest.watermark.pending_days) | touched)
+        due = [day for day in wanted if day <= complete_through]
+        mark = LakeWatermark(through, tuple(day for day in wanted if day > complete_through))
+        if mark == manifest.watermark and not due:
+            return []
+        manifest, written = _publish_days(manifest, _read_days(library, symbol, due), dataset, lake_dir)
+        _write_manifest(replace(manifest, watermark=mark), dataset, lake_dir)
+    return written
+
+
+def export_store_due(store: Store, lake_dir: Path, complete_through: date) -> list[Path]:
+    """`export_due` for every symbol of every library in `store`; the partitions written."""
+    written: list[Path] = []
+    for library_name in LIBRARIES:
+        if not store.has_library(library_name):
             continue
-        written.append(_publish_partition(frame, dataset, day, lake_dir))
-        log.info("lake.partition_published", library=library_name, symbol=symbol, day=day.isoformat(), rows=len(frame))
+        library = store.library(library_name)
+        for symbol in sorted(library.list_symbols()):
+            written.extend(export_due(library, library_name, symbol, lake_dir, complete_through))
     return written
 
 
@@ -99,9 +243,92 @@ def dataset_root(lake_dir: Path, library_name: str, symbol: str) -> Path:
     return lake_dir / library_name / symbol
 
 
-def _publish_partition(frame: pd.DataFrame, dataset: Path, day: date, lake_dir: Path) -> Path:
-    """Write `frame` (index becomes a column) as the `day` partition of `dataset`, atomically; the partition dir."""
-    table = _to_arrow(frame)
+def _require_symbol(library: Library, library_name: str, symbol: str) -> None:
+    if not library.has_symbol(symbol):
+        held = ", ".join(sorted(library.list_symbols())[:20]) or "nothing yet"
+        raise LookupError(f"export: no symbol {symbol!r} in library {library_name!r} (it holds: {held})")
+
+
+def _touched_days(library: Library, symbol: str, after_ns: int | None) -> tuple[int | None, set[date]]:
+    """The symbol's newest index value and the partition days of the rows indexed after `after_ns` (all rows if
+    None): for market data every day between the first such row and the last, for bitemporal tables the ``as_of``
+    days of those rows."""
+    last = _edge_ns(library, symbol, tail=True)
+    if last is None or (after_ns is not None and last <= after_ns):
+        return after_ns, set()
+    since = None if after_ns is None else pd.Timestamp(after_ns + 1, tz="UTC")
+    if _is_bitemporal(library, symbol):
+        as_of = restore_utc(library.read(symbol, date_range=(since, None), columns=["as_of"]).data)["as_of"]
+        return last, set(as_of.dt.date)
+    first = _edge_ns(library, symbol, tail=False) if since is None else since.value
+    assert first is not None
+    return last, set(_days(pd.Timestamp(first, tz="UTC").date(), pd.Timestamp(last, tz="UTC").date()))
+
+
+def _edge_ns(library: Library, symbol: str, *, tail: bool) -> int | None:
+    rows = (library.tail if tail else library.head)(symbol, 1).data
+    return None if rows.empty else int(pd.Timestamp(rows.index[0]).value)
+
+
+def _read_days(library: Library, symbol: str, days: Iterable[date]) -> Iterator[_Day]:
+    """Each of `days` with its rows (days without rows are skipped)."""
+    wanted = sorted(set(days))
+    if not wanted:
+        return
+    if _is_bitemporal(library, symbol):
+        yield from (item for item in _bitemporal_days(library, symbol, wanted[0], wanted[-1]) if item.day in wanted)
+        return
+    for day in wanted:
+        first = pd.Timestamp(day, tz="UTC")
+        read = library.read(symbol, date_range=(first, first + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")))
+        if not read.data.empty:
+            yield _Day(day, read.data, int(read.version))
+
+
+def _publish_days(
+    manifest: Manifest, days: Iterable[_Day], dataset: Path, lake_dir: Path
+) -> tuple[Manifest, list[Path]]:
+    """Publish each day's partition; the manifest describing them too, and the partition directories written."""
+    partitions = dict(manifest.partitions)
+    written: list[Path] = []
+    for item in days:
+        table = _to_arrow(item.frame)
+        time_column = _time_column(table)
+        times = table.column(time_column)
+        written.append(_publish_partition(table, dataset, item.day, lake_dir))
+        partitions[item.day] = PartitionInfo(
+            rows=table.num_rows,
+            min_time=_iso(pc.min(times).as_py()),
+            max_time=_iso(pc.max(times).as_py()),
+            source_version=item.version,
+        )
+        schema = tuple((f.name, str(f.type)) for f in table.schema)
+        manifest = replace(manifest, time_column=time_column, schema=schema, source_version=item.version)
+        log.info(
+            "lake.partition_published",
+            library=manifest.library,
+            symbol=manifest.symbol,
+            day=item.day.isoformat(),
+            rows=table.num_rows,
+        )
+    return replace(manifest, partitions=partitions), written
+
+
+def _time_column(table: pa.Table) -> str:
+    """The column a partition is cut on: ``as_of`` for bitemporal tables, else the index (the first column)."""
+    return "as_of" if set(BITEMPORAL_COLUMNS) <= set(table.column_names) else table.column_names[0]
+
+
+def _iso(value: Any) -> str:
+    return pd.Timestamp(value).tz_convert("UTC").isoformat()
+
+
+def _iso_ns(value: int | None) -> str | None:
+    return None if value is None else pd.Timestamp(value, tz="UTC").isoformat()
+
+
+def _publish_partition(table: pa.Table, dataset: Path, day: date, lake_dir: Path) -> Path:
+    """Write `table` as the `day` partition of `dataset`, atomically; the partition dir."""
     target = dataset / f"{PARTITION_COLUMN}={day.isoformat()}"
     with _staging_dir(lake_dir) as staging:
         part = staging / PART_FILE
@@ -120,6 +347,30 @@ def _publish_partition(frame: pd.DataFrame, dataset: Path, day: date, lake_dir: 
     return target
 
 
+def _write_manifest(manifest: Manifest, dataset: Path, lake_dir: Path) -> None:
+    """Replace the dataset's manifest atomically (staged, fsynced, renamed, directory fsynced)."""
+    with _staging_dir(lake_dir) as staging:
+        staged = staging / MANIFEST
+        staged.write_text(json.dumps(manifest.to_json(), indent=1) + "\n", encoding="utf-8")
+        _fsync_path(staged)
+        _make_dirs_durable(dataset)
+        os.replace(staged, dataset / MANIFEST)
+        _fsync_path(dataset)
+
+
+@contextmanager
+def _dataset_lock(lake_dir: Path, library_name: str, symbol: str) -> Iterator[None]:
+    """Exclusive ``flock`` on one dataset: one exporter at a time updates its partitions and manifest."""
+    path = lake_dir / LOCKS_DIR / library_name / f"{symbol}.lock"
+    _make_dirs_durable(path.parent)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     """The frame as an Arrow table: index as a column, every datetime column `timestamp[ns, tz=UTC]`."""
     if PARTITION_COLUMN in frame.columns:
@@ -132,9 +383,9 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
 def _stable_schema(schema: pa.Schema, frame: pd.DataFrame) -> pa.Schema:
     """`schema` with all-missing object columns typed `string` (ArcticDB object columns hold strings), not `null`,
     so every partition of a dataset has the same schema."""
-    for position, field in enumerate(schema):
-        if pa.types.is_null(field.type) and frame[field.name].dtype == object:
-            schema = schema.set(position, field.with_type(pa.string()))
+    for position, column in enumerate(schema):
+        if pa.types.is_null(column.type) and frame[column.name].dtype == object:
+            schema = schema.set(position, column.with_type(pa.string()))
     return schema
 
 
@@ -151,21 +402,16 @@ def _is_bitemporal(library: Library, symbol: str) -> bool:
     return set(BITEMPORAL_COLUMNS) <= names
 
 
-def _market_day(library: Library, symbol: str, day: date) -> pd.DataFrame:
-    first = pd.Timestamp(day, tz="UTC")
-    last = first + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
-    return library.read(symbol, date_range=(first, last)).data
-
-
-def _bitemporal_days(library: Library, symbol: str, start: date, end: date) -> Iterator[tuple[date, pd.DataFrame]]:
+def _bitemporal_days(library: Library, symbol: str, start: date, end: date) -> Iterator[_Day]:
     query = QueryBuilder()
     first = pd.Timestamp(start, tz="UTC")
     after_last = pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1)
     query = query[(query["as_of"] >= first) & (query["as_of"] < after_last)]
-    frame = restore_utc(library.read(symbol, query_builder=query).data)
+    read = library.read(symbol, query_builder=query)
+    frame = restore_utc(read.data)
     days = frame["as_of"].dt.date
     for day, rows in frame.groupby(days.to_numpy(), sort=True):
-        yield day, rows.sort_values("as_of", kind="stable")
+        yield _Day(day, rows.sort_values("as_of", kind="stable"), int(read.version))
 
 
 def _days(start: date, end: date) -> Iterator[date]:

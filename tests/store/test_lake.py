@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import arcticdb
+import duckdb
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -22,7 +23,18 @@ from hypothesis import strategies as st
 from hydra_daemon.store import lake
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
-from hydra_daemon.store.lake import dataset_root, export_day, export_from_store, export_range
+from hydra_daemon.store.lake import (
+    MANIFEST,
+    PARTITIONING,
+    LakeWatermark,
+    PartitionInfo,
+    dataset_root,
+    export_day,
+    export_due,
+    export_from_store,
+    export_range,
+    read_manifest,
+)
 from hydra_daemon.store.symbols import FUTURES
 from hydra_daemon.store.writer import StreamWriter
 
@@ -58,11 +70,12 @@ def _polars(root: Path) -> pl.DataFrame:
 
 
 def _pyarrow(root: Path) -> pa.Table:
-    return ds.dataset(root, format="parquet", partitioning="hive").to_table().sort_by("ts_event")
+    return ds.dataset(root, format="parquet", partitioning=PARTITIONING).to_table().sort_by("ts_event")
 
 
 def _files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    """The partition files under `root` (the manifest aside)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
 def test_export_range_is_read_back_exactly_by_polars_and_pyarrow(library: Library, tmp_path: Path) -> None:
@@ -83,13 +96,27 @@ def test_export_range_is_read_back_exactly_by_polars_and_pyarrow(library: Librar
     got = frame.drop("date").to_pandas()
     pd.testing.assert_frame_equal(got, _expected(bars), check_dtype=False)
     assert got["ts_event"].dtype == "datetime64[ns, UTC]"
+    assert frame.schema["date"] == pl.Date
     assert frame["date"].cast(pl.String).to_list() == ["2024-01-05"] * 4 + ["2024-01-06"] * 8
 
     table = _pyarrow(root)
+    assert table.schema.field("date").type == pa.date32()
     assert table.schema.field("ts_event").type == pa.timestamp("ns", tz="UTC")
     assert table.schema.field("ts_recv").type == pa.timestamp("ns", tz="UTC")
     assert table.schema.field("raw_symbol").type == pa.string()
     pd.testing.assert_frame_equal(table.drop_columns(["date"]).to_pandas(), _expected(bars), check_dtype=False)
+
+    duck = duckdb.sql(f"select * from read_parquet('{root}/**/*.parquet', hive_partitioning = true) order by ts_event")
+    assert dict(zip(duck.columns, duck.types, strict=True))["date"] == "DATE"
+    assert duck.fetchdf()["date"].tolist()[:1] == [pd.Timestamp("2024-01-05")]
+
+    manifest = read_manifest(root)
+    assert manifest is not None and manifest.time_column == "ts_event" and manifest.rows == 12
+    assert manifest.partitions[date(2024, 1, 6)] == PartitionInfo(
+        8, "2024-01-06T00:00:00+00:00", "2024-01-06T07:00:00+00:00", source_version=0
+    )
+    assert ("ts_recv", "timestamp[ns, tz=UTC]") in manifest.schema
+    assert manifest.watermark.index_through is None  # a manual export leaves the daemon's watermark alone
 
 
 def test_a_day_whose_strings_are_all_missing_keeps_the_string_type(library: Library, tmp_path: Path) -> None:
@@ -278,3 +305,60 @@ def test_any_rows_round_trip_through_the_lake(
     assert got.schema["ts_recv"] == pl.Datetime("ns", "UTC")
     assert got["date"].to_list() == [ts.date() for ts in got["ts_event"].to_list()]
     pd.testing.assert_frame_equal(got.drop("date").to_pandas(), _expected(frame), check_dtype=False)
+
+
+def test_export_due_publishes_complete_days_once_and_keeps_the_rest_pending(library: Library, tmp_path: Path) -> None:
+    bars = _bars("2024-06-03 12:00", 48, "h")  # Mon 12:00 .. Wed 11:00
+    library.write(SYMBOL, bars.iloc[:30])  # .. Tue 17:00
+    lake_dir = tmp_path / "lake"
+    root = dataset_root(lake_dir, "futures", SYMBOL)
+
+    assert export_due(library, "futures", SYMBOL, lake_dir, date(2024, 6, 3)) == [root / "date=2024-06-03"]
+    manifest = read_manifest(root)
+    assert manifest is not None
+    assert manifest.watermark == LakeWatermark(bars.index[29].value, (date(2024, 6, 4),))
+    assert export_due(library, "futures", SYMBOL, lake_dir, date(2024, 6, 3)) == []  # nothing new: no work
+
+    library.append(SYMBOL, bars.iloc[30:])
+    assert export_due(library, "futures", SYMBOL, lake_dir, date(2024, 6, 4)) == [root / "date=2024-06-04"]
+    assert export_due(library, "futures", SYMBOL, lake_dir, date(2024, 6, 5)) == [root / "date=2024-06-05"]
+    assert _files(root) == [f"date=2024-06-0{d}/part-0.parquet" for d in (3, 4, 5)]
+    pd.testing.assert_frame_equal(_polars(root).drop("date").to_pandas(), _expected(bars), check_dtype=False)
+    manifest = read_manifest(root)
+    assert manifest is not None and manifest.rows == 48 and manifest.watermark.pending_days == ()
+
+    manual = tmp_path / "manual"
+    export_range(library, "futures", SYMBOL, date(2024, 6, 3), date(2024, 6, 5), manual)
+    for part in _files(root):
+        assert pq.read_table(root / part).equals(pq.read_table(dataset_root(manual, "futures", SYMBOL) / part))
+
+
+def test_export_due_re_publishes_only_the_as_of_day_a_revision_touched(library: Library, tmp_path: Path) -> None:
+    table = BitemporalTable(library, "HE.cot")
+    as_of = pd.to_datetime(["2021-01-05", "2021-01-12"]).tz_localize("UTC")
+    table.record(
+        pd.DataFrame({"as_of": as_of, "open_interest": [100.0, 110.0]}),
+        value_columns=["open_interest"],
+        available_at=pd.Series(as_of + pd.Timedelta(days=3, hours=20, minutes=30)),
+        ingested_at=pd.Timestamp("2021-01-16 12:00", tz="UTC"),
+    )
+    lake_dir = tmp_path / "lake"
+    root = dataset_root(lake_dir, "cot", "HE.cot")
+    assert export_due(library, "cot", "HE.cot", lake_dir, date(2021, 1, 16)) == [
+        root / "date=2021-01-05",
+        root / "date=2021-01-12",
+    ]
+    first_day = (root / "date=2021-01-05" / "part-0.parquet").stat().st_mtime_ns
+
+    table.record(
+        pd.DataFrame({"as_of": as_of[1:], "open_interest": [111.0]}),
+        value_columns=["open_interest"],
+        available_at=pd.Timestamp("2021-01-22 20:30", tz="UTC"),
+        ingested_at=pd.Timestamp("2021-01-23 12:00", tz="UTC"),
+    )
+    assert export_due(library, "cot", "HE.cot", lake_dir, date(2021, 1, 23)) == [root / "date=2021-01-12"]
+    assert (root / "date=2021-01-05" / "part-0.parquet").stat().st_mtime_ns == first_day
+    manifest = read_manifest(root)
+    assert manifest is not None and manifest.time_column == "as_of"
+    assert manifest.partitions[date(2021, 1, 12)].rows == 2
+    assert manifest.watermark.index_through == pd.Timestamp("2021-01-23 12:00", tz="UTC").value
