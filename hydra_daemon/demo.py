@@ -73,7 +73,7 @@ def run_demo(seconds: float = 60.0, state_dir: Path | None = None) -> int:
             assert clock is not None
             env = {"DATABENTO_API_KEY": venue.info.api_key}
             options = RuntimeOptions(ready_timeout_s=30.0)
-            code = run_app(config, environ=env, options=options, sim_clock=clock)
+            code = run_app(config, environ=env, options=options, clock=clock)
             stop.set()
             gc.collect()
             print_report(console, config, venue)

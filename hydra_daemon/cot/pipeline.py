@@ -15,9 +15,9 @@ import anyio
 import pandas as pd
 import structlog
 
+from hydra_daemon.clock import Clock, WallClock
 from hydra_daemon.config import Config, CotConfig, MarketConfig
 from hydra_daemon.cot.calendar import latest_as_of_released, next_release_after, release_time
-from hydra_daemon.cot.clock import Clock, WallClock
 from hydra_daemon.cot.fetch import CotFetcher, CotFetchError, CotFile, NotPublishedYet
 from hydra_daemon.cot.parse import OUTPUT_COLUMNS, CotParseError, parse_report
 from hydra_daemon.cot.persist import QuarantineLog, cot_table, quarantine_path, record_cycle, write_features

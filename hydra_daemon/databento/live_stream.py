@@ -31,6 +31,7 @@ import pandas as pd
 import structlog
 
 from hydra_daemon.backoff import Backoff
+from hydra_daemon.clock import Clock, WallClock
 from hydra_daemon.config import DatabentoConfig, MarketConfig
 from hydra_daemon.databento.child import SessionRequest
 from hydra_daemon.databento.decode import DecodedBatch, MarketFrame, SymbolMap, decode_records
@@ -130,7 +131,7 @@ class SessionClosed(RuntimeError):
 class LiveStream:
     """Yields `StreamBatch`es forever from one Live session per connection; owns reconnects and gap fills.
 
-    `clock` returns "now" in UTC ns (the venue's clock in tests); `stats` is updated in place (state, reconnects,
+    `clock` says what "now" is (the venue's clock in tests); `stats` is updated in place (state, reconnects,
     gaps_filled, last_error).
     """
 
@@ -142,7 +143,7 @@ class LiveStream:
         stats: PipelineStats,
         *,
         symbols: SymbolMap | None = None,
-        clock: Callable[[], int] = time.time_ns,
+        clock: Clock | None = None,
         backoff: Backoff | None = None,
         idle_tick_s: float = 0.25,
     ) -> None:
@@ -152,7 +153,7 @@ class LiveStream:
         self.symbols = symbols if symbols is not None else SymbolMap(spec.parents)
         self._resume = resume
         self._stats = stats
-        self._clock = clock
+        self._clock = clock or WallClock()
         self._backoff = backoff or Backoff()
         self._idle_tick_s = idle_tick_s
         self._historical = HistoricalSource(settings.dataset, settings.key, settings.historical_url)
@@ -204,7 +205,7 @@ class LiveStream:
     async def _fill_older_than_replay(self, starts: dict[str, int | None]) -> AsyncGenerator[StreamBatch, None]:
         """Fill from Historical every schema whose resume point is older than the replay window now; advance
         `starts` to the window's edge."""
-        live_floor = self._clock() - self.settings.replay_window_s * NS_PER_S
+        live_floor = self._clock.now_ns() - self.settings.replay_window_s * NS_PER_S
         for schema in _fill_order(self.spec.schemas):
             start = starts[schema]
             if start is not None and start < live_floor:

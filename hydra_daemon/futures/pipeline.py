@@ -15,8 +15,7 @@ Settlement feature rows (one per instrument symbol and trading date):
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
 import anyio
@@ -25,6 +24,7 @@ import structlog
 
 from hydra_daemon.backoff import Backoff
 from hydra_daemon.capture.commit import StreamCommitter, capture_start_ns, configured_writer
+from hydra_daemon.clock import Clock
 from hydra_daemon.config import Config, MarketConfig
 from hydra_daemon.databento.decode import MarketFrame, SymbolMap
 from hydra_daemon.databento.live_stream import LiveSettings, LiveStream, StreamBatch, StreamSpec
@@ -127,7 +127,7 @@ class FuturesIngestPipeline(IngestPipeline[StreamBatch]):
         store: Store,
         key: ApiKey,
         *,
-        clock: Callable[[], int] = time.time_ns,
+        clock: Clock | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         markets: Sequence[MarketConfig] = config.markets

@@ -25,7 +25,7 @@ per (market, instrument, rule) and counted in ``stats.rejects``.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
 import anyio
@@ -34,6 +34,7 @@ import structlog
 
 from hydra_daemon.backoff import Backoff
 from hydra_daemon.capture.commit import StreamCommitter, capture_start_ns, configured_writer
+from hydra_daemon.clock import Clock
 from hydra_daemon.config import Config
 from hydra_daemon.databento.decode import MarketFrame
 from hydra_daemon.databento.live_stream import LiveSettings, LiveStream, StreamBatch, StreamSpec
@@ -214,7 +215,7 @@ class OptionsIngestPipeline(IngestPipeline[StreamBatch]):
         store: Store,
         key: ApiKey,
         *,
-        clock: Callable[[], int] = time.time_ns,
+        clock: Clock | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         super().__init__(markets=tuple(m.name for m in config.markets), schema=",".join(OPTION_SCHEMAS))

@@ -2,37 +2,31 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from functools import partial
 
 import anyio
 
+from hydra_daemon.clock import Clock, WallClock
 from hydra_daemon.config import Config
-from hydra_daemon.cot.clock import SimulatedClock
 from hydra_daemon.cot.pipeline import build_cot_pipeline
 from hydra_daemon.futures.pipeline import FuturesIngestPipeline
 from hydra_daemon.options.pipeline import OptionsIngestPipeline
 from hydra_daemon.runtime.daemon import RuntimeOptions, protect_secrets, run_daemon
 from hydra_daemon.runtime.supervisor import PipelineFactory
 from hydra_daemon.secrets import ApiKey, load_api_key
-from hydra_daemon.sim.clock import SimClock
 from hydra_daemon.store.arctic import LeaseLostError, Store
 
 
-def pipeline_factories(
-    config: Config, store: Store, key: ApiKey, sim_clock: SimClock | None = None
-) -> list[tuple[str, PipelineFactory]]:
+def pipeline_factories(config: Config, store: Store, key: ApiKey, clock: Clock) -> list[tuple[str, PipelineFactory]]:
     """One factory per pipeline (futures, options, and COT when enabled); each restart builds a fresh pipeline.
 
-    `sim_clock` makes every pipeline keep the simulated venue's (accelerated) time instead of wall time.
+    Every pipeline keeps `clock`'s time (the simulated venue's accelerated time in the demo).
     """
-    now_ns = time.time_ns if sim_clock is None else sim_clock.now_ns
-    cot_clock = None if sim_clock is None else SimulatedClock(sim_clock)
     factories: list[tuple[str, PipelineFactory]] = [
-        ("futures", lambda: FuturesIngestPipeline(config, store, key, clock=now_ns)),
-        ("options", lambda: OptionsIngestPipeline(config, store, key, clock=now_ns)),
-        ("cot", lambda: build_cot_pipeline(config, store, cot_clock)),
+        ("futures", lambda: FuturesIngestPipeline(config, store, key, clock=clock)),
+        ("options", lambda: OptionsIngestPipeline(config, store, key, clock=clock)),
+        ("cot", lambda: build_cot_pipeline(config, store, clock)),
     ]
     return [f for f in factories if f[0] != "cot" or config.cot.enabled]
 
@@ -42,12 +36,13 @@ def run_app(
     *,
     environ: Mapping[str, str] | None = None,
     options: RuntimeOptions | None = None,
-    sim_clock: SimClock | None = None,
+    clock: Clock | None = None,
 ) -> int:
-    """Run the daemon until SIGTERM/SIGINT; returns the exit code. Raises SecretError / StoreLockedError early."""
+    """Run the daemon until SIGTERM/SIGINT on `clock` (wall time by default); returns the exit code. Raises
+    SecretError / StoreLockedError early."""
     key = load_api_key(config.databento, dict(environ) if environ is not None else None)
     protect_secrets(config, key)
     with Store.open(config.storage.arctic_uri, writer=True) as store:
-        factories = pipeline_factories(config, store, key, sim_clock)
+        factories = pipeline_factories(config, store, key, clock or WallClock())
         run = partial(run_daemon, config, factories, fatal=(LeaseLostError,), options=options, environ=environ)
         return anyio.run(run)

@@ -15,10 +15,10 @@ import threading
 import zipfile
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Final
 
+from hydra_daemon.clock import Clock
 from hydra_daemon.sim.cftc_files import YEAR_MEMBER, SimulatedCotFiles
 from hydra_daemon.sim.http_types import HttpRequest, HttpResponse
 
@@ -32,12 +32,6 @@ _NOT_FOUND_HTML = (
     b"<body><h1>Page not found</h1><p>The requested page could not be found.</p></body></html>"
 )
 ONE_GIB: Final = 1 << 30
-
-
-class Clock(Protocol):
-    """Anything with a UTC-aware `now()`, e.g. `hydra_daemon.sim.clock.SimClock`."""
-
-    def now(self) -> datetime: ...
 
 
 class FaultKind(StrEnum):

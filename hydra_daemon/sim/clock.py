@@ -1,10 +1,12 @@
-"""Simulation clock: real time, or accelerated from a chosen start instant."""
+"""Simulation clock: real time, or accelerated from a chosen start instant (implements `hydra_daemon.clock.Clock`)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+import anyio
 
 
 @dataclass
@@ -33,3 +35,8 @@ class SimClock:
     def wall_seconds_until(self, instant: datetime) -> float:
         """Wall-clock seconds until the simulation reaches `instant` (0 if already past)."""
         return max(0.0, (instant - self.now()).total_seconds() / self.speed)
+
+    async def sleep_until(self, instant: datetime) -> None:
+        """Return once the simulation reaches `instant` (cancellable)."""
+        while self.now() < instant:
+            await anyio.sleep(max(self.wall_seconds_until(instant), 0.001))

@@ -14,7 +14,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from hydra_daemon.config import CotConfig, MarketConfig
-from hydra_daemon.cot.clock import SimulatedClock
 from hydra_daemon.cot.fetch import CotFetcher
 from hydra_daemon.cot.persist import QuarantineLog, cot_table
 from hydra_daemon.cot.pipeline import CotIngestPipeline, revealed_at_for
@@ -69,7 +68,7 @@ async def _run_pipeline(
                 markets=(HE, LE),
                 config=config,
                 fetcher=fetcher,
-                clock=SimulatedClock(sim),
+                clock=sim,
                 quarantine=QuarantineLog(tmp_path / "q.jsonl"),
             )
             async with anyio.create_task_group() as group:

@@ -65,7 +65,7 @@ def make_pipeline(venue: VenueThread, config: Config, store: Store) -> FuturesIn
     clock = venue.venue.clock
     assert clock is not None
     return FuturesIngestPipeline(
-        config, store, ApiKey(venue.info.api_key), clock=clock.now_ns, backoff=Backoff(base_s=0.05, cap_s=0.4)
+        config, store, ApiKey(venue.info.api_key), clock=clock, backoff=Backoff(base_s=0.05, cap_s=0.4)
     )
 
 

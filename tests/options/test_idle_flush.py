@@ -33,7 +33,7 @@ async def test_a_paused_stream_leaves_nothing_buffered(tmp_path: Path) -> None:
         clock = venue.venue.clock
         assert clock is not None
         pipeline = OptionsIngestPipeline(
-            config, store, ApiKey(info.api_key), clock=clock.now_ns, backoff=Backoff(base_s=0.05, cap_s=0.4)
+            config, store, ApiKey(info.api_key), clock=clock, backoff=Backoff(base_s=0.05, cap_s=0.4)
         )
         writer = pipeline.committer.writer
         async with anyio.create_task_group() as group:
