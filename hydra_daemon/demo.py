@@ -15,6 +15,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -81,8 +82,12 @@ def run_demo(seconds: float = 60.0, state_dir: Path | None = None) -> int:
 
 
 def demo_config(root: Path, info: VenueInfo) -> Config:
-    """A daemon config pointed at the venue, with event-time cadences scaled to the accelerated clock."""
-    return parse_config(
+    """A daemon config pointed at the venue, with event-time cadences scaled to the accelerated clock.
+
+    `replay_window_s` is set after validation: the config caps it at Databento's 24 h, but the demo's venue replays
+    its whole accelerated history (see `REPLAY_WINDOW_S`).
+    """
+    config = parse_config(
         {
             "state_dir": str(root),
             "health_socket": str(root / "health.sock"),
@@ -93,13 +98,13 @@ def demo_config(root: Path, info: VenueInfo) -> Config:
                 "historical_url": info.historical_url,
                 "futures_schemas": ["ohlcv-1d", "ohlcv-1m"],
                 "heartbeat_interval_s": 5,
-                "replay_window_s": REPLAY_WINDOW_S - 3600,
             },
             "options": {"snapshot_interval_s": 6 * 3600},
             "cot": {"base_url": info.cftc_url, "timeout_s": 10, "poll_interval_s": 600},
             "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": LEAN_HOGS_CODE}],
         }
     )
+    return replace(config, databento=replace(config.databento, replay_window_s=REPLAY_WINDOW_S - 3600))
 
 
 def _publish_revision(venue: VenueThread) -> None:
