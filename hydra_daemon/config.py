@@ -85,6 +85,28 @@ class CotConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """Health thresholds and the optional metrics listener (see `hydra_daemon.runtime.assessment`).
+
+    `stale_after_s`: open-market seconds (data clock) past a schema's own cadence without any stored record before a
+    market-data pipeline is degraded; `cot_grace_s`: how long after its scheduled release a COT report may be missing
+    before the COT pipeline is degraded; `metrics_listen`: "HOST:PORT" for a TCP listener serving /metrics and
+    /health besides the Unix socket (None: socket only).
+    """
+
+    stale_after_s: float = 900.0
+    cot_grace_s: float = 6 * 3600.0
+    metrics_listen: str | None = None
+
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of `metrics_listen` (validated at load), None when unset."""
+        if self.metrics_listen is None:
+            return None
+        host, _, port = self.metrics_listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole daemon configuration; `source` is the file it came from (None for defaults)."""
 
@@ -95,6 +117,7 @@ class Config:
     options: OptionsConfig
     cot: CotConfig
     markets: tuple[MarketConfig, ...]
+    health: HealthConfig = HealthConfig()
     source: Path | None = None
 
     def market(self, name: str) -> MarketConfig:
@@ -350,6 +373,26 @@ class _Problems:
             return None
 
 
+_LISTEN = re.compile(r"(?P<host>[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(?P<port>[0-9]{1,5})")
+
+
+def _health(reader: _Reader) -> HealthConfig:
+    d = _dataclass_defaults(HealthConfig)
+    listen = reader.take("metrics_listen", str, "HOST:PORT like '127.0.0.1:9464'", None)
+    if listen is not None:
+        match = _LISTEN.fullmatch(listen)
+        if match is None or not 0 < int(match["port"]) <= 65535:
+            reader.table["metrics_listen"] = listen
+            raise reader.fail("metrics_listen", "HOST:PORT like '127.0.0.1:9464' (port 1-65535)")
+    config = HealthConfig(
+        stale_after_s=float(reader.positive("stale_after_s", d["stale_after_s"], (int, float), maximum=7 * 86_400)),
+        cot_grace_s=float(reader.positive("cot_grace_s", d["cot_grace_s"], (int, float), maximum=7 * 86_400)),
+        metrics_listen=listen,
+    )
+    reader.finish()
+    return config
+
+
 def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     """Build a `Config` from parsed TOML; raise `ConfigError` naming the file and key of every problem (one per
     top-level key or table, one line each)."""
@@ -365,10 +408,11 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     options = problems.check("options", lambda: _options(root.sub("options")))
     cot = problems.check("cot", lambda: _cot(root.sub("cot")))
     markets = problems.check("markets", lambda: _markets(root))
+    health = problems.check("health", lambda: _health(root.sub("health")))
     problems.check("", root.finish)
     if problems.messages:
         raise ConfigError("\n".join(problems.messages))
-    assert health_socket and storage and databento and options and cot and markets
+    assert health_socket and storage and databento and options and cot and markets and health
     return Config(
         state_dir=state_dir,
         health_socket=health_socket,
@@ -377,6 +421,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
         options=options,
         cot=cot,
         markets=markets,
+        health=health,
         source=source,
     )
 

@@ -107,7 +107,7 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 @given(st.dictionaries(st.text(min_size=1, max_size=12), st.integers(), min_size=1, max_size=3))
 def test_any_unknown_top_level_key_is_rejected(extra: dict[str, int]) -> None:
-    known = {"state_dir", "health_socket", "storage", "databento", "options", "cot", "markets"}
+    known = {"state_dir", "health_socket", "storage", "databento", "options", "cot", "health", "markets"}
     extra = {k: v for k, v in extra.items() if k not in known}
     if not extra:
         return
@@ -117,7 +117,7 @@ def test_any_unknown_top_level_key_is_rejected(extra: dict[str, int]) -> None:
 
 def test_shipped_config_documents_every_key() -> None:
     documented = tomllib.loads((REPO / "config.toml").read_text())
-    for table in ("storage", "databento", "options", "cot"):
+    for table in ("storage", "databento", "options", "cot", "health"):
         assert table in documented, f"config.toml lacks [{table}]"
 
 
@@ -127,6 +127,7 @@ VALID = {
     "databento": {"live_port": 13000, "replay_window_s": 3600, "live_gateway": "127.0.0.1"},
     "options": {"snapshot_interval_s": 60},
     "cot": {"timeout_s": 5, "retries": 2, "base_url": "http://127.0.0.1:8080"},
+    "health": {"stale_after_s": 900},
     "markets": [MARKET],
 }
 KEYS = [
@@ -154,6 +155,9 @@ KEYS = [
     ("cot", "timeout_s"),
     ("cot", "poll_interval_s"),
     ("cot", "max_zip_bytes"),
+    ("health", "stale_after_s"),
+    ("health", "cot_grace_s"),
+    ("health", "metrics_listen"),
     ("markets",),
 ]
 _scalars = st.one_of(
@@ -269,3 +273,12 @@ def test_a_duplicated_market_names_the_duplicate_not_a_missing_value() -> None:
     message = str(info.value)
     assert "<missing>" not in message
     assert "each market needs its own name; HE appears twice" in message
+
+
+def test_health_table_thresholds_and_metrics_listener() -> None:
+    health = parse_config({"markets": [MARKET], "health": {"metrics_listen": "[::1]:9464", "stale_after_s": 60}}).health
+    assert (health.stale_after_s, health.cot_grace_s, health.metrics_address()) == (60.0, 21600.0, ("::1", 9464))
+    assert parse_config({"markets": [MARKET]}).health.metrics_address() is None
+    for bad in ("9464", "127.0.0.1:0", "host:65536", "a b:1"):
+        with pytest.raises(ConfigError, match="key 'health.metrics_listen': expected HOST:PORT"):
+            parse_config({"markets": [MARKET], "health": {"metrics_listen": bad}})

@@ -43,6 +43,9 @@ def run_app(
     key = load_api_key(config.databento, dict(environ) if environ is not None else None)
     protect_secrets(config, key)
     with Store.open(config.storage.arctic_uri, writer=True) as store:
-        factories = pipeline_factories(config, store, key, clock or WallClock())
-        run = partial(run_daemon, config, factories, fatal=(LeaseLostError,), options=options, environ=environ)
+        clock = clock or WallClock()
+        factories = pipeline_factories(config, store, key, clock)
+        run = partial(
+            run_daemon, config, factories, fatal=(LeaseLostError,), options=options, environ=environ, clock=clock
+        )
         return anyio.run(run)

@@ -1,8 +1,14 @@
-"""The daemon's main coroutine: supervisor, health socket, systemd notify/watchdog and signal handling.
+"""The daemon's main coroutine: supervisor, health socket (HTTP: /health, /metrics), the optional metrics listener,
+systemd notify/watchdog and signal handling.
 
 The caller opens the store (taking the writer lease) and builds the pipeline factories; `run_daemon` runs them
 until SIGTERM/SIGINT, then cancels everything (pipelines flush in their own `finally`), sends STOPPING=1 and
 returns normally so the process exits 0. SIGHUP is logged and ignored.
+
+The watchdog (WATCHDOG=1 every half `WATCHDOG_USEC`) proves only that the event loop turns and the supervisor's
+pipelines are not wedged (a running pipeline that does not wait by design made progress within `stall_after_s`).
+It says nothing about data flowing: a venue outage or a refused key keeps the watchdog fed (restarting would not
+help) while health says degraded or failed. Data flow is health's job.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -18,18 +24,32 @@ import structlog
 from anyio import CancelScope
 from anyio.abc import TaskStatus
 
+from hydra_daemon.clock import Clock, WallClock
 from hydra_daemon.config import Config
 from hydra_daemon.redaction import register_secret, register_uri_secrets
-from hydra_daemon.runtime.health import DaemonState, health_document, open_health_socket, serve_health
+from hydra_daemon.runtime.assessment import HealthLimits
+from hydra_daemon.runtime.health import (
+    DaemonState,
+    HealthSnapshot,
+    health_routes,
+    open_health_socket,
+    serve_health,
+    take_snapshot,
+    wedged_pipelines,
+)
+from hydra_daemon.runtime.http_server import Route, serve_http
+from hydra_daemon.runtime.metrics import metrics_registry, render
 from hydra_daemon.runtime.supervisor import FatalError, PeriodicJob, PipelineFactory, RestartPolicy, Supervisor
 from hydra_daemon.runtime.systemd_notify import Notifier, watchdog_interval_s
 from hydra_daemon.secrets import ApiKey
+from hydra_daemon.store.usage import StoreUsage
 
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """Runtime tuning: restart backoff, how long to wait for every source before READY=1 anyway, and how long
-    without any progress before the watchdog stops pinging (systemd then restarts the daemon)."""
+    """Runtime tuning: restart backoff, how long to wait for every source before READY=1 anyway, and how long a
+    running pipeline may make no progress (without waiting by design) before it counts as wedged: health says
+    failed and the watchdog stops pinging (systemd then restarts the daemon)."""
 
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     ready_timeout_s: float = 120.0
@@ -45,25 +65,34 @@ async def run_daemon(
     fatal: tuple[type[Exception], ...] = (),
     options: RuntimeOptions | None = None,
     environ: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
+    store_usage: Callable[[], StoreUsage] | None = None,
 ) -> int:
     """Run `pipelines` (name, factory) and `jobs` under supervision until SIGTERM/SIGINT.
 
     Returns the process exit code: 0 after a signalled, clean stop; 1 when a pipeline or job raised one of the
     `fatal` exception types (e.g. `LeaseLostError`), so systemd's Restart=on-failure starts a fresh daemon.
+    Health judges market data on `clock` (the data's clock: the venue's in tests and the demo).
     """
     opts = options or RuntimeOptions()
     env = os.environ if environ is None else environ
     log = structlog.get_logger()
     notifier = Notifier(env)
     supervisor = Supervisor(pipelines, policy=opts.restart, jobs=jobs, fatal=fatal)
-    state = DaemonState.now(config.storage.arctic_uri, opts.stall_after_s)
+    limits = HealthLimits(stale_after_s=config.health.stale_after_s, cot_grace_s=config.health.cot_grace_s)
+    state = DaemonState(config.storage.arctic_uri, opts.stall_after_s, clock or WallClock(), limits, store_usage)
+    registry = metrics_registry(supervisor, lambda: take_snapshot(supervisor, state))
+    routes = health_routes(supervisor, state, lambda: render(registry))
     watchdog_s = watchdog_interval_s(env)
     log.info("daemon_starting", pid=os.getpid(), pipelines=list(supervisor.records), watchdog_s=watchdog_s)
     listener = await open_health_socket(config.health_socket)
     try:
         async with anyio.create_task_group() as group:
             await group.start(_handle_signals, group.cancel_scope, notifier, state)
-            group.start_soon(serve_health, listener, config.health_socket, lambda: health_document(supervisor, state))
+            group.start_soon(serve_health, listener, config.health_socket, routes)
+            address = config.health.metrics_address()
+            if address is not None:
+                await group.start(_serve_tcp, address, routes)
             group.start_soon(supervisor.run)
             group.start_soon(_monitor, supervisor, notifier, state, opts)
             if watchdog_s is not None:
@@ -103,13 +132,27 @@ async def _handle_signals(
             return
 
 
+async def _serve_tcp(
+    address: tuple[str, int], routes: Mapping[str, Route], *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """The optional `[health] metrics_listen` TCP listener: the same routes as the socket."""
+    host, port = address
+    listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
+    structlog.get_logger().info("metrics_listening", host=host, port=port)
+    task_status.started()
+    await serve_http(listener, routes)
+
+
 async def _monitor(supervisor: Supervisor, notifier: Notifier, state: DaemonState, options: RuntimeOptions) -> None:
-    """Sample progress, send READY=1 once every source started (or after the timeout), keep STATUS= current."""
+    """Sample progress and deliveries, send READY=1 once every source started (or after the timeout), keep STATUS=
+    current (with the overall health), and log every change of a pipeline's health status once."""
     log = structlog.get_logger()
     last_status = ""
+    statuses: dict[str, str] = {}
     while True:
-        supervisor.sample_progress()
-        summary = supervisor.summary()
+        snapshot = take_snapshot(supervisor, state)
+        _log_status_changes(snapshot, statuses)
+        summary = f"{snapshot.status.value}: {supervisor.summary()}"
         if not state.ready:
             waited = time.monotonic() - state.started_monotonic
             if supervisor.all_started() or waited >= options.ready_timeout_s:
@@ -126,18 +169,30 @@ async def _monitor(supervisor: Supervisor, notifier: Notifier, state: DaemonStat
         await anyio.sleep(options.monitor_interval_s)
 
 
+def _log_status_changes(snapshot: HealthSnapshot, seen: dict[str, str]) -> None:
+    """One log line per change of a pipeline's health status (warning when it gets worse than closed)."""
+    log = structlog.get_logger()
+    for name, item in snapshot.pipelines.items():
+        status = item.verdict.status
+        if seen.get(name, "ok") != status.value:
+            emit = log.warning if status.severity else log.info
+            emit("pipeline_health_changed", pipeline=name, status=status.value, reasons=list(item.verdict.reasons))
+        seen[name] = status.value
+
+
 async def _watchdog(supervisor: Supervisor, notifier: Notifier, interval_s: float, stall_after_s: float) -> None:
-    """Ping WATCHDOG=1 every `interval_s` while something made progress within `stall_after_s`."""
+    """Ping WATCHDOG=1 every `interval_s` while no pipeline is wedged (see the module docstring)."""
     log = structlog.get_logger()
     while True:
         supervisor.sample_progress()
-        age = supervisor.progress_age_s()
-        if age <= stall_after_s:
+        wedged = wedged_pipelines(supervisor, stall_after_s)
+        if not wedged:
             notifier.watchdog()
         else:
             log.warning(
                 "watchdog_withheld",
-                progress_age_s=round(age, 3),
+                wedged={name: round(age, 3) for name, age in wedged},
+                progress_age_s=round(max(age for _, age in wedged), 3),
                 stall_after_s=stall_after_s,
                 summary=supervisor.summary(),
             )

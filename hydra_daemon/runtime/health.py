@@ -1,9 +1,12 @@
-"""Health socket: a Unix stream socket answering each connection with one JSON status document.
+"""Health: what the daemon says about itself over HTTP on its Unix socket (and an optional TCP listener).
 
-Protocol: connect, optionally send a line (``status``), read one JSON document until the server closes. The
-document holds version, pid, uptime, the store URI with credentials masked, per-pipeline stats with restart
-bookkeeping, periodic jobs, and an overall ``status`` of ``ok``, ``degraded`` or ``failing``. The client side
-(`hydra-daemon health`) lives in `hydra_daemon.runtime.health_client`, which imports nothing heavy.
+`GET /health` answers one JSON document: identity, uptime, the store (credentials masked) and its usage, the data
+clock, and per pipeline its counters, restart bookkeeping, `status` (ok, closed, degraded, failed — see
+`hydra_daemon.runtime.assessment`) with `reasons`; `status` at the top is the worst of them and of the daemon's own
+(starting, stopping, a failing periodic job, a wedged pipeline, the store). HTTP 200 when the overall status is ok
+or closed, 503 when degraded or failed, so a plain HTTP check works too. `GET /metrics` is the Prometheus text
+exposition (`hydra_daemon.runtime.metrics`). The client (`hydra-daemon health`) is
+`hydra_daemon.runtime.health_client`, which imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -15,24 +18,40 @@ import os
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import anyio
 import structlog
-from anyio.abc import SocketListener, SocketStream
+from anyio.abc import SocketListener
 
+from hydra_daemon.clock import Clock
 from hydra_daemon.redaction import redact_value
-from hydra_daemon.runtime.supervisor import Supervisor
+from hydra_daemon.runtime.assessment import (
+    HealthLimits,
+    PipelineView,
+    Schedule,
+    Status,
+    Verdict,
+    assess_pipeline,
+    assess_store,
+    worst,
+)
+from hydra_daemon.runtime.http_server import Response, Route, serve_http
+from hydra_daemon.runtime.supervisor import PipelineRecord, Supervisor
 from hydra_daemon.store.uri import redact_uri
+from hydra_daemon.store.usage import StoreUsage
 
 SOCKET_MODE = 0o660
-_MAX_CLIENTS = 16
-_MAX_REQUEST_BYTES = 1024
-_CLIENT_GRACE_S = 2.0
+GLOBEX_SCHEMAS = frozenset(
+    {"ohlcv-1s", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d", "mbp-1", "trades", "definition", "statistics"}
+)
+"""Schemas that trade on the Globex calendar; a pipeline of other schemas (other than "cot") follows no calendar."""
+WAITING_STATES = frozenset({"reconnecting", "auth_refused", "idle", "waiting_for_release", "finished", "failed"})
+"""Pipeline states that wait by design (backoff, next release): no counters move, yet nothing is wedged."""
 
 
 class HealthSocketError(RuntimeError):
@@ -41,19 +60,60 @@ class HealthSocketError(RuntimeError):
 
 @dataclass
 class DaemonState:
-    """What the health answer reports besides the supervisor: identity, readiness and the stall threshold."""
+    """What health reports besides the supervisor: identity, readiness, the data clock, thresholds, store usage."""
 
     store_uri: str
     stall_after_s: float
-    started_at: datetime
-    started_monotonic: float
+    clock: Clock
+    limits: HealthLimits = field(default_factory=HealthLimits)
+    store_usage: Callable[[], StoreUsage] | None = None
+    started_at: datetime = field(init=False)
+    started_monotonic: float = field(default_factory=time.monotonic)
     ready: bool = False
     stopping: bool = False
+    deliveries: dict[str, tuple[int, int, datetime | None]] = field(default_factory=dict)
+    """pipeline -> (instance id, records, when records last grew on the data clock)."""
 
-    @classmethod
-    def now(cls, store_uri: str, stall_after_s: float) -> DaemonState:
-        """State for a daemon starting now."""
-        return cls(store_uri, stall_after_s, datetime.now(UTC), time.monotonic())
+    def __post_init__(self) -> None:
+        self.started_at = self.clock.now()
+
+    def last_delivery(self, record: PipelineRecord) -> datetime | None:
+        """When `record`'s pipeline last stored records (data clock); None if it has not since the daemon started.
+
+        Sampled on every call (health, metrics, the monitor's tick), so its resolution is the monitor interval."""
+        pipeline = record.current
+        instance, records = (id(pipeline), pipeline.stats.records) if pipeline is not None else (0, 0)
+        previous = self.deliveries.get(record.name)
+        at = None if previous is None else previous[2]
+        same = previous is not None and previous[0] == instance
+        if records > (previous[1] if same and previous is not None else 0):
+            at = self.clock.now()
+        self.deliveries[record.name] = (instance, records, at)
+        return at
+
+
+@dataclass(frozen=True)
+class PipelineHealth:
+    """One pipeline's verdict and the inputs metrics export with it."""
+
+    name: str
+    markets: str
+    schema: str
+    verdict: Verdict
+    last_delivery: datetime | None
+    lag_s: float | None
+
+
+@dataclass(frozen=True)
+class HealthSnapshot:
+    """Everything health and metrics say at one instant (data clock `now`)."""
+
+    now: datetime
+    status: Status
+    daemon: Verdict
+    store: Verdict
+    usage: StoreUsage | None
+    pipelines: dict[str, PipelineHealth]
 
 
 @functools.cache
@@ -65,89 +125,157 @@ def daemon_version() -> str:
         return "unknown (not installed)"
 
 
-def overall_status(
-    pipelines: dict[str, dict[str, Any]], jobs: dict[str, dict[str, Any]], *, ready: bool, stalled: bool, stopping: bool
-) -> str:
-    """failing: no pipeline running, or no progress for too long, or stopping; degraded: anything else amiss."""
-    states = [p["supervisor_state"] for p in pipelines.values()]
-    if stopping or stalled or not states or all(s != "running" for s in states):
-        return "failing"
-    if not ready or any(s != "running" for s in states) or any(j["last_ok"] is False for j in jobs.values()):
-        return "degraded"
-    return "ok"
+def schedule_of(schema: str) -> Schedule:
+    """The calendar a pipeline's comma-separated schemas follow."""
+    schemas = set(schema.split(","))
+    if schemas == {"cot"}:
+        return Schedule.COT
+    return Schedule.GLOBEX if schemas <= GLOBEX_SCHEMAS else Schedule.NONE
 
 
-def health_document(supervisor: Supervisor, state: DaemonState) -> dict[str, Any]:
-    """The JSON-safe health answer, with every secret masked."""
+def pipeline_health(record: PipelineRecord, state: DaemonState, now: datetime) -> PipelineHealth:
+    """The verdict on one supervised pipeline at `now` (data clock)."""
+    delivered_at = state.last_delivery(record)
+    pipeline = record.current
+    stats = pipeline.stats if pipeline is not None else None
+    schema = pipeline.schema if pipeline is not None else ""
+    problems = tuple(r for r in (stats.degraded_reason if stats else None,) if r)
+    view = PipelineView(
+        name=record.name,
+        schedule=schedule_of(schema),
+        schemas=tuple(schema.split(",")),
+        supervisor_state=record.state,
+        state=stats.state if stats is not None and record.state == "running" else record.state,
+        since=state.started_at,
+        last_delivery=delivered_at,
+        last_record_time=stats.last_record_time if stats else None,
+        crashes_in_row=record.crashes_in_row,
+        last_error=(stats.last_error if stats else None) or record.last_failure,
+        problems=problems,
+    )
+    verdict = assess_pipeline(view, now, state.limits)
+    lag = None
+    if stats is not None and stats.last_record_time is not None:
+        lag = (now - stats.last_record_time).total_seconds()
+    markets = ",".join(pipeline.markets) if pipeline is not None else ""
+    return PipelineHealth(record.name, markets, schema, verdict, view.last_delivery, lag)
+
+
+def take_snapshot(supervisor: Supervisor, state: DaemonState) -> HealthSnapshot:
+    """Assess every pipeline, the store and the daemon itself, now."""
     supervisor.sample_progress()
+    now = state.clock.now()
+    pipelines = {name: pipeline_health(record, state, now) for name, record in supervisor.records.items()}
+    usage = state.store_usage() if state.store_usage is not None else None
+    store_problems = [] if usage is None else [p for p in (usage.problem,) if p]
+    if usage is not None and not usage.lease_held:
+        store_problems.append("writer lease lost")
+    store = assess_store(None if usage is None else usage.map_fraction, store_problems, state.limits)
+    daemon = _daemon_verdict(supervisor, state)
+    status = worst([daemon, store, *(p.verdict for p in pipelines.values())])
+    return HealthSnapshot(now, status, daemon, store, usage, pipelines)
+
+
+def _daemon_verdict(supervisor: Supervisor, state: DaemonState) -> Verdict:
+    reasons = []
+    if state.stopping:
+        reasons.append("stopping")
+    elif not state.ready:
+        reasons.append("starting: waiting for every source to come up")
+    if not supervisor.records:
+        return Verdict(Status.FAILED, ("no pipeline configured",))
+    reasons += [
+        f"job {name} failing: {job.last_error}" for name, job in supervisor.jobs.items() if job.last_ok is False
+    ]
+    wedged = wedged_pipelines(supervisor, state.stall_after_s)
+    if wedged:
+        return Verdict(Status.FAILED, tuple(f"pipeline {n} wedged: no progress for {age:.0f} s" for n, age in wedged))
+    return Verdict(Status.DEGRADED, tuple(reasons)) if reasons else Verdict(Status.OK)
+
+
+def wedged_pipelines(supervisor: Supervisor, stall_after_s: float) -> list[tuple[str, float]]:
+    """Running pipelines whose work counters have not moved for `stall_after_s`, though they do not wait by design
+    (a reconnect backoff, an authentication hold, COT's sleep until the next release). A streaming session moves
+    its counters several times a second (idle ticks), so only a hung task stays still this long."""
     now = time.monotonic()
-    pipelines = {name: record.as_dict(now) for name, record in supervisor.records.items()}
-    jobs = {name: job.as_dict() for name, job in supervisor.jobs.items()}
-    progress_age = supervisor.progress_age_s()
+    wedged = []
+    for name, record in supervisor.records.items():
+        stats = record.current.stats if record.current is not None else None
+        if record.state != "running" or stats is None or stats.state in WAITING_STATES:
+            continue
+        age = now - record.last_progress
+        if age > stall_after_s:
+            wedged.append((name, age))
+    return wedged
+
+
+def health_document(snapshot: HealthSnapshot, supervisor: Supervisor, state: DaemonState) -> dict[str, Any]:
+    """The JSON-safe health answer, with every secret masked."""
+    monotonic = time.monotonic()
+    pipelines = {}
+    for name, record in supervisor.records.items():
+        item = snapshot.pipelines[name]
+        pipelines[name] = {
+            **record.as_dict(monotonic),
+            "status": item.verdict.status.value,
+            "reasons": list(item.verdict.reasons),
+            "last_delivery": None if item.last_delivery is None else item.last_delivery.isoformat(),
+            "lag_s": None if item.lag_s is None else round(item.lag_s, 3),
+        }
+    usage = snapshot.usage
     document = {
         "daemon": "hydra-daemon",
         "version": daemon_version(),
         "pid": os.getpid(),
         "started_at": state.started_at.isoformat(),
-        "uptime_s": round(now - state.started_monotonic, 3),
+        "uptime_s": round(monotonic - state.started_monotonic, 3),
+        "data_clock": snapshot.now.isoformat(),
         "store": redact_uri(state.store_uri),
+        "store_usage": None if usage is None else {**usage.__dict__, "map_fraction": usage.map_fraction},
         "ready": state.ready,
-        "progress_age_s": round(progress_age, 3),
-        "status": overall_status(
-            pipelines, jobs, ready=state.ready, stalled=progress_age > state.stall_after_s, stopping=state.stopping
-        ),
+        "status": snapshot.status.value,
+        "reasons": [*snapshot.daemon.reasons, *snapshot.store.reasons],
         "pipelines": pipelines,
-        "jobs": jobs,
+        "jobs": {name: job.as_dict() for name, job in supervisor.jobs.items()},
     }
     redacted: dict[str, Any] = redact_value(document)
     return redacted
 
 
+def health_routes(supervisor: Supervisor, state: DaemonState, metrics: Callable[[], bytes]) -> dict[str, Route]:
+    """`/health` (200 when ok or closed, else 503) and `/metrics` for `serve_http`."""
+
+    def health() -> Response:
+        snapshot = take_snapshot(supervisor, state)
+        body = json.dumps(health_document(snapshot, supervisor, state), sort_keys=True) + "\n"
+        code = 200 if snapshot.status.severity == 0 else 503
+        return Response(code, body.encode(), "application/json")
+
+    def exposition() -> Response:
+        return Response(200, metrics(), "text/plain; version=0.0.4; charset=utf-8")
+
+    return {"/health": health, "/metrics": exposition}
+
+
 async def open_health_socket(path: Path) -> SocketListener:
-    """Listen at `path` (mode 0660, parent created); a stale socket is replaced, a live one refused."""
+    """Listen at `path` (mode 0660) in an existing directory; a stale socket is replaced, a live one refused."""
     await _prepare_socket_path(path)
     listener = await anyio.create_unix_listener(path, mode=SOCKET_MODE)
     structlog.get_logger().info("health_socket_listening", socket=str(path))
     return listener
 
 
-async def serve_health(listener: SocketListener, path: Path, answer: Callable[[], dict[str, Any]]) -> None:
-    """Answer every connection with `answer()` as JSON until cancelled; then close and remove the socket file."""
-    limiter = anyio.CapacityLimiter(_MAX_CLIENTS)
-    log = structlog.get_logger()
-
-    async def handle(stream: SocketStream) -> None:
-        async with limiter, stream:
-            try:
-                payload = (json.dumps(answer(), sort_keys=True) + "\n").encode("utf-8")
-                await stream.send(payload)
-                await stream.send_eof()
-                with anyio.move_on_after(_CLIENT_GRACE_S):
-                    await _drain(stream)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                log.debug("health_client_gone", error=f"{type(exc).__name__}: {exc}")
-
+async def serve_health(listener: SocketListener, path: Path, routes: dict[str, Route]) -> None:
+    """Serve `routes` over HTTP on the socket until cancelled; then close and remove the socket file."""
     try:
-        async with listener:
-            await listener.serve(handle)
+        await serve_http(listener, routes)
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(_unlink_socket, path)
 
 
-async def _drain(stream: SocketStream) -> None:
-    """Read (and ignore) what the client sends until it closes, bounded in size."""
-    received = 0
-    while received < _MAX_REQUEST_BYTES:
-        try:
-            chunk = await stream.receive(_MAX_REQUEST_BYTES)
-        except anyio.EndOfStream:
-            return
-        received += len(chunk)
-
-
 async def _prepare_socket_path(path: Path) -> None:
-    """Create the parent directory; refuse a live socket or a non-socket file; remove a stale socket."""
+    """Refuse a missing directory, a live socket or a non-socket file; remove a stale socket."""
     if not await anyio.to_thread.run_sync(_socket_file_present, path):
         return
     try:
@@ -161,7 +289,11 @@ async def _prepare_socket_path(path: Path) -> None:
 
 
 def _socket_file_present(path: Path) -> bool:
-    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise HealthSocketError(
+            f"{path.parent} (the directory of health_socket) does not exist; create it "
+            "(under systemd: RuntimeDirectory=hydra-daemon) or set health_socket elsewhere"
+        )
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:

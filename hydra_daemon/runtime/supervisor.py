@@ -55,6 +55,8 @@ class PipelineRecord:
     factory: PipelineFactory
     state: str = "starting"
     restarts: int = 0
+    crashes_in_row: int = 0
+    run_started: float = field(default_factory=time.monotonic)
     last_failure: str | None = None
     last_failure_at: datetime | None = None
     retry_at: float | None = None
@@ -70,10 +72,12 @@ class PipelineRecord:
         return pipeline.stats.batches > 0 or pipeline.stats.state in STARTED_STATES
 
     def sample(self, now: float) -> bool:
-        """Record progress if the pipeline's counters or state changed since the last sample."""
-        stats = self.current.stats.as_dict() if self.current is not None else {}
-        stats.pop("lag_s", None)
-        marker = (self.state, self.restarts, id(self.current), tuple(sorted(stats.items())))
+        """Record progress if the instance's work counters moved since the last sample (a new instance counts once).
+
+        Reconnect attempts, state changes and errors are not progress: a pipeline retrying forever makes none."""
+        stats = self.current.stats if self.current is not None else None
+        work = () if stats is None else (stats.records, stats.batches, stats.rejects, stats.gap_fill_records)
+        marker = (id(self.current), *work)
         if marker == self._marker:
             return False
         self._marker = marker
@@ -89,6 +93,7 @@ class PipelineRecord:
             "supervisor_state": self.state,
             "started": self.started(),
             "restarts": self.restarts,
+            "crashes_in_row": self.crashes_in_row,
             "last_failure": self.last_failure,
             "last_failure_at": None if self.last_failure_at is None else self.last_failure_at.isoformat(),
             "retry_in_s": retry_in,
@@ -188,6 +193,8 @@ class Supervisor:
         now = time.monotonic()
         for record in self.records.values():
             record.sample(now)
+            if record.state == "running" and now - record.run_started >= self.policy.healthy_after_s:
+                record.crashes_in_row = 0
 
     def progress_age_s(self) -> float:
         """Seconds since anything made progress (any pipeline's counters moved, or `mark_progress`)."""
@@ -219,6 +226,7 @@ class Supervisor:
                     attempt = 0
                 delay = self.policy.delay_s(attempt, self._rng)
                 attempt += 1
+                record.crashes_in_row = attempt
                 record.restarts += 1
                 record.state = "backoff"
                 record.retry_at = time.monotonic() + delay
@@ -241,6 +249,7 @@ class Supervisor:
         try:
             record.current = record.factory()
             record.state = "running"
+            record.run_started = time.monotonic()
             await record.current.run()
         except Exception as exc:
             message = describe_error(exc)

@@ -1,41 +1,69 @@
-"""Health socket: one JSON answer per connection, mode 0660, stale sockets replaced, live ones refused, no secrets."""
+"""Health socket: HTTP/1.1 (GET /health, /metrics; 400/404/405/413/431/503), bounded clients, mode 0660, stale sockets
+replaced, live ones refused, the document and metrics from one snapshot on the data clock, no secrets."""
 
 from __future__ import annotations
 
 import json
 import socket
 import stat
+import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from hydra_daemon.ingest import IngestPipeline, Problem
 from hydra_daemon.redaction import clear_secrets, register_secret, register_uri_secrets
+from hydra_daemon.runtime import http_server
 from hydra_daemon.runtime.health import (
     DaemonState,
     HealthSocketError,
     health_document,
+    health_routes,
     open_health_socket,
-    overall_status,
     serve_health,
+    take_snapshot,
 )
-from hydra_daemon.runtime.health_client import health_command, query_health
+from hydra_daemon.runtime.health_client import fetch, health_command, query_health
+from hydra_daemon.runtime.http_server import Response, Route, text
+from hydra_daemon.runtime.metrics import metrics_registry, render
 from hydra_daemon.runtime.supervisor import Supervisor
+from hydra_daemon.store.usage import StoreUsage
 
 KEY = "db-HealthKey0123456789"
 S3_URI = "s3://minio:capture?access=AKIAHEALTHACCESS&secret=HealthS3Secret42&port=9000"
+TUESDAY_NOON = datetime(2026, 3, 10, 17, tzinfo=UTC)
 
 
-class IdlePipeline(IngestPipeline[list[int]]):
-    """A source that is up ("streaming") and quiet."""
+class FixedClock:
+    """A data clock standing still at `at` (tests move it by hand)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def now_ns(self) -> int:
+        return int(self.at.timestamp()) * 1_000_000_000
+
+    async def sleep_until(self, instant: datetime) -> None:
+        await anyio.sleep_forever()
+
+
+class QuotesPipeline(IngestPipeline[list[int]]):
+    """A source that is up ("streaming"), stores `burst` records once, then stays quiet."""
+
+    burst = 3
 
     async def fetch(self) -> AsyncIterator[list[int]]:
         self.stats.state = "streaming"
+        yield list(range(self.burst))
         await anyio.sleep_forever()
-        yield []
 
     def validate(self, batch: list[int]) -> tuple[list[int], list[Problem]]:
         return batch, []
@@ -55,124 +83,186 @@ def secrets() -> Iterator[None]:
 
 @pytest.fixture
 def sock_path(tmp_path: Path) -> Path:
+    (tmp_path / "run").mkdir()
     return tmp_path / "run" / "health.sock"
 
 
-async def test_answers_json_with_mode_0660_then_removes_the_socket(sock_path: Path, capsys: Any) -> None:
-    answer = {"status": "ok", "daemon": "hydra-daemon"}
-    async with anyio.create_task_group() as group:
-        group.start_soon(serve_health, await open_health_socket(sock_path), sock_path, lambda: answer)
-        assert stat.S_IMODE(sock_path.stat().st_mode) == 0o660
-        assert await anyio.to_thread.run_sync(query_health, sock_path) == answer
-        assert await anyio.to_thread.run_sync(_raw_query_without_request, sock_path) == answer
-        assert await anyio.to_thread.run_sync(health_command, sock_path) == 0
-        answer["status"] = "degraded"
-        assert await anyio.to_thread.run_sync(health_command, sock_path) == 1
-        group.cancel_scope.cancel()
-    printed = capsys.readouterr().out
-    first = printed[printed.index("{\n") : printed.index("\n}\n") + 2]
-    assert json.loads(first) == {"status": "ok", "daemon": "hydra-daemon"}
-    assert not sock_path.exists()
-
-
-def _raw_query_without_request(path: Path) -> dict[str, Any]:
+def raw_exchange(path: Path, request: bytes, *, read: bool = True) -> bytes:
+    """Send `request` bytes as is and read until the server closes."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.settimeout(10)
         client.connect(str(path))
+        client.sendall(request)
         data = b""
-        while chunk := client.recv(4096):
+        while read and (chunk := client.recv(65536)):
             data += chunk
-    result: dict[str, Any] = json.loads(data)
-    return result
+    return data
+
+
+def fixed_routes(answer: dict[str, Any]) -> dict[str, Route]:
+    def health() -> Response:
+        code = 200 if answer["status"] in ("ok", "closed") else 503
+        return Response(code, json.dumps(answer).encode(), "application/json")
+
+    return {"/health": health, "/metrics": lambda: text(200, "hydra_up 1")}
+
+
+async def test_http_routes_status_codes_and_mode_0660_then_the_socket_is_removed(sock_path: Path, capsys: Any) -> None:
+    answer = {"status": "ok", "daemon": "hydra-daemon"}
+    async with anyio.create_task_group() as group:
+        group.start_soon(serve_health, await open_health_socket(sock_path), sock_path, fixed_routes(answer))
+        assert stat.S_IMODE(sock_path.stat().st_mode) == 0o660
+        assert await anyio.to_thread.run_sync(query_health, sock_path) == answer
+        assert await anyio.to_thread.run_sync(health_command, sock_path) == 0
+        answer["status"] = "closed"
+        assert await anyio.to_thread.run_sync(health_command, sock_path) == 0
+        answer["status"] = "degraded"
+        assert await anyio.to_thread.run_sync(fetch, sock_path, "/health") == (503, json.dumps(answer).encode())
+        assert await anyio.to_thread.run_sync(health_command, sock_path) == 1
+        answer["status"] = "failed"
+        assert await anyio.to_thread.run_sync(health_command, sock_path) == 2
+        assert await anyio.to_thread.run_sync(fetch, sock_path, "/metrics?x=1") == (200, b"hydra_up 1\n")
+        assert (await anyio.to_thread.run_sync(fetch, sock_path, "/nope"))[0] == 404
+
+        post = await anyio.to_thread.run_sync(raw_exchange, sock_path, b"POST /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert post.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n") and b"Allow: GET, HEAD\r\n" in post
+        head = await anyio.to_thread.run_sync(raw_exchange, sock_path, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
+        garbage = await anyio.to_thread.run_sync(raw_exchange, sock_path, b"status\n\n")
+        assert garbage.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        huge = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 20_000 + b"\r\n\r\n"
+        assert (await anyio.to_thread.run_sync(raw_exchange, sock_path, huge)).startswith(b"HTTP/1.1 431 ")
+        body = b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        assert (await anyio.to_thread.run_sync(raw_exchange, sock_path, body)).startswith(b"HTTP/1.1 413 ")
+        group.cancel_scope.cancel()
+    printed = capsys.readouterr().out
+    assert json.loads(printed[printed.index("{\n") : printed.index("\n}\n") + 2]) == {
+        "status": "ok",
+        "daemon": "hydra-daemon",
+    }
+    assert not sock_path.exists()
+
+
+async def test_slow_and_surplus_clients_are_cut_off_without_delaying_others(
+    sock_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_server, "CLIENT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(http_server, "MAX_CLIENTS", 2)
+    async with anyio.create_task_group() as group:
+        group.start_soon(serve_health, await open_health_socket(sock_path), sock_path, fixed_routes({"status": "ok"}))
+        slow = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2)]
+        for client in slow:
+            client.connect(str(sock_path))
+            client.sendall(b"GET /hea")  # and nothing more: a slowloris
+        await anyio.sleep(0.1)
+        surplus = await anyio.to_thread.run_sync(raw_exchange, sock_path, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert surplus.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        began = time.monotonic()
+        for client in slow:
+            client.settimeout(10)
+            assert await anyio.to_thread.run_sync(client.recv, 100) == b"", "dropped after the client timeout"
+            client.close()
+        assert time.monotonic() - began < 5
+        assert await anyio.to_thread.run_sync(query_health, sock_path) == {"status": "ok"}
+        group.cancel_scope.cancel()
 
 
 async def test_stale_socket_is_replaced(sock_path: Path) -> None:
-    sock_path.parent.mkdir(parents=True)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
         dead.bind(str(sock_path))
-    assert stat.S_ISSOCK(sock_path.lstat().st_mode)
     async with anyio.create_task_group() as group:
-        group.start_soon(serve_health, await open_health_socket(sock_path), sock_path, lambda: {"status": "ok"})
+        group.start_soon(serve_health, await open_health_socket(sock_path), sock_path, fixed_routes({"status": "ok"}))
         assert await anyio.to_thread.run_sync(query_health, sock_path) == {"status": "ok"}
         group.cancel_scope.cancel()
 
 
 async def test_socket_of_a_live_daemon_is_refused(sock_path: Path) -> None:
     async with anyio.create_task_group() as group:
-        group.start_soon(serve_health, await open_health_socket(sock_path), sock_path, lambda: {"status": "ok"})
+        group.start_soon(serve_health, await open_health_socket(sock_path), sock_path, fixed_routes({"status": "ok"}))
         with pytest.raises(HealthSocketError, match="another running daemon"):
             await open_health_socket(sock_path)
         assert await anyio.to_thread.run_sync(query_health, sock_path) == {"status": "ok"}
         group.cancel_scope.cancel()
 
 
-async def test_regular_file_in_the_way_is_refused(sock_path: Path) -> None:
-    sock_path.parent.mkdir(parents=True)
+async def test_regular_file_or_missing_directory_is_refused(sock_path: Path) -> None:
     sock_path.write_text("not a socket")
     with pytest.raises(HealthSocketError, match="is not a socket"):
         await open_health_socket(sock_path)
     assert sock_path.read_text() == "not a socket"
+    missing = sock_path.parent / "absent" / "health.sock"
+    with pytest.raises(HealthSocketError, match="does not exist; create it"):
+        await open_health_socket(missing)
+    assert not missing.parent.exists()
 
 
-def test_unreachable_daemon_exits_1_with_a_hint(sock_path: Path, capsys: Any) -> None:
-    assert health_command(sock_path) == 1
+def test_unreachable_daemon_exits_2_with_a_hint(sock_path: Path, capsys: Any) -> None:
+    assert health_command(sock_path) == 2
     assert "is the daemon running" in capsys.readouterr().err
 
 
-async def test_document_has_stats_restarts_and_no_secrets() -> None:
-    supervisor = Supervisor([("futures", lambda: IdlePipeline(markets=("HE",), schema="ohlcv-1d"))])
-    record = supervisor.records["futures"]
-    state = DaemonState.now(S3_URI, stall_after_s=600.0)
+async def test_document_and_metrics_tell_the_same_story_without_secrets() -> None:
+    clock = FixedClock(TUESDAY_NOON)
+    supervisor = Supervisor([("options", lambda: QuotesPipeline(markets=("HE", "LE"), schema="mbp-1,definition"))])
+    usage = StoreUsage(size_bytes=850, map_size_bytes=1000, versions_pruned=7)
+    state = DaemonState(S3_URI, 600.0, clock, store_usage=lambda: usage)
+    record = supervisor.records["options"]
     async with anyio.create_task_group() as group:
         group.start_soon(supervisor.run)
         with anyio.fail_after(30):
-            while not record.started():
+            while record.current is None or record.current.stats.records < 3:
                 await anyio.sleep(0.01)
-        assert record.current is not None
-        record.current.stats.last_error = f"upstream said: bad key {KEY}"
-        record.restarts = 2
-        record.last_failure = "ConnectionError: reset"
+        take_snapshot(supervisor, state)  # the tracker sees the burst now, on the data clock
         state.ready = True
-        document = health_document(supervisor, state)
+        record.current.stats.last_error = f"upstream said: bad key {KEY}"
+        record.current.stats.last_record_time = TUESDAY_NOON - timedelta(seconds=2)
+        record.current.stats.historical_cost_usd = 1.25
+        record.current.stats.persist_seconds.observe(0.003)
+        fresh = health_document(take_snapshot(supervisor, state), supervisor, state)
+        clock.at = TUESDAY_NOON + timedelta(seconds=901)
+        routes = health_routes(
+            supervisor, state, lambda: render(metrics_registry(supervisor, lambda: take_snapshot(supervisor, state)))
+        )
+        stale = routes["/health"]()
+        exposition = routes["/metrics"]().body.decode()
         group.cancel_scope.cancel()
-    text = json.dumps(document)
+
+    assert fresh["status"] == "degraded", "the map is 85 % full"
+    assert fresh["reasons"] == ["store map 85% full (degraded from 80%)"]
+    options = fresh["pipelines"]["options"]
+    assert options["status"] == "ok" and options["reasons"] == []
+    assert options["last_delivery"] == TUESDAY_NOON.isoformat()
+    assert options["lag_s"] == 2.0
+    assert options["last_error"] == "upstream said: bad key ***"
+    assert fresh["store"] == "s3://minio:capture?access=***&secret=***&port=9000"
+    assert fresh["data_clock"] == TUESDAY_NOON.isoformat()
+    assert fresh["version"] == "0.1.0"
     for secret in (KEY, "AKIAHEALTHACCESS", "HealthS3Secret42"):
-        assert secret not in text
-    assert document["store"] == "s3://minio:capture?access=***&secret=***&port=9000"
-    assert document["status"] == "ok"
-    assert document["version"] == "0.1.0"
-    futures = document["pipelines"]["futures"]
-    assert futures["state"] == "streaming"
-    assert futures["supervisor_state"] == "running"
-    assert futures["restarts"] == 2
-    assert futures["last_failure"] == "ConnectionError: reset"
-    assert futures["last_error"] == "upstream said: bad key ***"
-    assert {"records", "batches", "rejects", "reconnects", "lag_s", "last_commit_at"} <= set(futures)
+        assert secret not in json.dumps(fresh) + stale.body.decode() + exposition
 
+    assert stale.status == 503
+    later = json.loads(stale.body)["pipelines"]["options"]
+    assert later["status"] == "degraded"
+    assert later["reasons"] == ["no data for 901 s of open market (expected within 900 s)"]
 
-def _pipelines(*states: str) -> dict[str, dict[str, Any]]:
-    return {f"p{i}": {"supervisor_state": s} for i, s in enumerate(states)}
+    families = {f.name: f for f in text_string_to_metric_families(exposition)}
+    labels = {"pipeline": "options", "market": "HE,LE", "schema": "mbp-1,definition"}
 
+    def value(name: str, sample: str | None = None, **extra: str) -> float:
+        wanted = {**labels, **extra} if families[name].samples[0].labels else {}
+        for s in families[name].samples:
+            if s.name == (sample or name) and s.labels == wanted:
+                return float(s.value)
+        raise AssertionError(f"no {sample or name} {wanted} in {families[name].samples}")
 
-@pytest.mark.parametrize(
-    ("pipelines", "jobs", "ready", "stalled", "stopping", "expected"),
-    [
-        (_pipelines("running", "running"), {}, True, False, False, "ok"),
-        (_pipelines("running", "backoff"), {}, True, False, False, "degraded"),
-        (_pipelines("running"), {}, False, False, False, "degraded"),
-        (_pipelines("running"), {"flush": {"last_ok": False}}, True, False, False, "degraded"),
-        (_pipelines("backoff", "starting"), {}, True, False, False, "failing"),
-        (_pipelines("running"), {}, True, True, False, "failing"),
-        (_pipelines("running"), {}, True, False, True, "failing"),
-        ({}, {}, True, False, False, "failing"),
-    ],
-)
-def test_overall_status(
-    pipelines: dict[str, dict[str, Any]],
-    jobs: dict[str, dict[str, Any]],
-    ready: bool,
-    stalled: bool,
-    stopping: bool,
-    expected: str,
-) -> None:
-    assert overall_status(pipelines, jobs, ready=ready, stalled=stalled, stopping=stopping) == expected
+    assert value("hydra_records", "hydra_records_total") == 3
+    assert value("hydra_historical_cost_usd", "hydra_historical_cost_usd_total") == 1.25
+    assert value("hydra_pipeline_status") == 1
+    assert value("hydra_status") == 1
+    assert value("hydra_lag_seconds") == 903
+    assert value("hydra_last_delivery_timestamp_seconds") == TUESDAY_NOON.timestamp()
+    assert value("hydra_persist_seconds", "hydra_persist_seconds_count") == 2
+    assert value("hydra_persist_seconds", "hydra_persist_seconds_bucket", le="0.005") >= 1
+    assert value("hydra_store_map_used_ratio") == 0.85
+    assert value("hydra_versions_pruned", "hydra_versions_pruned_total") == 7
+    assert value("hydra_data_clock_timestamp_seconds") == clock.at.timestamp()

@@ -1,0 +1,178 @@
+"""What health means (pure): each pipeline's status from its state and the source's schedule, on the data's clock.
+
+- ``ok``: delivering data as the schedule predicts (Globex: records within the expected gap of open market; COT: the
+  latest due release is stored).
+- ``closed``: healthy and the market is closed now (weekend, daily break, CME holiday). Counts as ok.
+- ``degraded``: connecting, reconnecting, filling a gap, restarting, no data for longer than the schedule allows,
+  a COT release overdue beyond the grace period, a refused Historical request, the store map at or above 80 %.
+- ``failed``: authentication refused, repeated crashes, storage full or lease lost.
+
+The overall status is the worst of them; `hydra-daemon health` exits 0 (ok/closed), 1 (degraded), 2 (failed).
+Every instant here is on the data clock (the venue's clock in tests), so an accelerated simulation is judged by
+its own time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from hydra_daemon.cot.calendar import latest_as_of_released, release_time
+from hydra_daemon.futures import sessions
+
+
+class Status(StrEnum):
+    OK = "ok"
+    CLOSED = "closed"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+
+    @property
+    def severity(self) -> int:
+        """0 ok/closed, 1 degraded, 2 failed: also the exit code of `hydra-daemon health`."""
+        return {Status.OK: 0, Status.CLOSED: 0, Status.DEGRADED: 1, Status.FAILED: 2}[self]
+
+
+class Schedule(StrEnum):
+    """Which calendar predicts a pipeline's data."""
+
+    GLOBEX = "globex"
+    COT = "cot"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A status and the reasons for it (empty for a plain ok)."""
+
+    status: Status
+    reasons: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {"status": self.status.value, "reasons": list(self.reasons)}
+
+
+@dataclass(frozen=True)
+class HealthLimits:
+    """Thresholds from the `[health]` config table."""
+
+    stale_after_s: float = 900.0
+    cot_grace_s: float = 6 * 3600.0
+    map_degraded_fraction: float = 0.8
+    failed_after_crashes: int = 5
+
+
+SCHEMA_CADENCE_S = {"ohlcv-1s": 1, "ohlcv-1m": 60, "ohlcv-1h": 3600, "ohlcv-1d": 86_400, "mbp-1": 0, "trades": 0}
+"""Seconds between records a schema predicts while the market trades (bars once per interval, quotes any time);
+schemas missing here (definition, statistics) predict nothing."""
+
+SETTLING_STATES = frozenset({"starting", "connecting", "reconnecting", "filling"})
+"""Pipeline states in which no data can flow yet: degraded while they last."""
+AUTH_REFUSED_STATE = "auth_refused"
+
+
+@dataclass(frozen=True)
+class PipelineView:
+    """What the verdict of one pipeline depends on. Times are UTC-aware instants on the data clock.
+
+    `last_delivery`: when records were last stored (None: never since the daemon started, then `since` counts);
+    `last_record_time`: the newest stored record's time (for COT: the newest release's `available_at`);
+    `crashes_in_row`: restarts since the last healthy run; `problems`: extra degraded reasons (refused requests...).
+    """
+
+    name: str
+    schedule: Schedule
+    schemas: tuple[str, ...]
+    supervisor_state: str
+    state: str
+    since: datetime
+    last_delivery: datetime | None = None
+    last_record_time: datetime | None = None
+    crashes_in_row: int = 0
+    last_error: str | None = None
+    problems: tuple[str, ...] = ()
+
+
+def expected_gap_s(schemas: Iterable[str], limits: HealthLimits) -> float | None:
+    """Open-market seconds without any record before a Globex pipeline is stale; None when its schemas predict
+    nothing."""
+    cadences = [SCHEMA_CADENCE_S[s] for s in schemas if s in SCHEMA_CADENCE_S]
+    return None if not cadences else min(cadences) + limits.stale_after_s
+
+
+def assess_pipeline(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
+    """The status of one pipeline at `now` (data clock)."""
+    if view.state == AUTH_REFUSED_STATE:
+        return Verdict(Status.FAILED, (f"authentication refused: {view.last_error}",))
+    if view.crashes_in_row >= limits.failed_after_crashes:
+        return Verdict(Status.FAILED, (f"crashed {view.crashes_in_row} times in a row: {view.last_error}",))
+    reasons = [*view.problems]
+    if view.supervisor_state != "running":
+        reasons.append(f"pipeline {view.supervisor_state}" + (f" after: {view.last_error}" if view.last_error else ""))
+    elif view.state in SETTLING_STATES:
+        reasons.append(view.state + (f" after: {view.last_error}" if view.state == "reconnecting" else ""))
+    scheduled = _scheduled(view, now, limits)
+    if reasons:
+        return Verdict(Status.DEGRADED, tuple(reasons) + scheduled.reasons)
+    return scheduled
+
+
+def _scheduled(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
+    if view.schedule is Schedule.GLOBEX:
+        return _globex(view, now, limits)
+    if view.schedule is Schedule.COT:
+        return _cot(view, now, limits)
+    return Verdict(Status.OK)
+
+
+def _globex(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
+    gap = expected_gap_s(view.schemas, limits)
+    quiet_from = view.last_delivery or view.since
+    if gap is not None:
+        silent = sessions.open_seconds(quiet_from, now)
+        if silent > gap:
+            return Verdict(
+                Status.DEGRADED, (f"no data for {silent:.0f} s of open market (expected within {gap:.0f} s)",)
+            )
+    if not sessions.is_open(now):
+        return Verdict(Status.CLOSED, (f"market closed; Globex reopens {sessions.next_open(now).isoformat()}",))
+    return Verdict(Status.OK)
+
+
+def _cot(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
+    due = latest_as_of_released(now)
+    due_at = release_time(due)
+    if view.last_record_time is not None and view.last_record_time >= due_at:
+        return Verdict(Status.OK)
+    overdue = now - due_at
+    if overdue > timedelta(seconds=limits.cot_grace_s):
+        hours = overdue.total_seconds() / 3600
+        return Verdict(
+            Status.DEGRADED,
+            (f"COT release for {due.isoformat()} (due {due_at.isoformat()}) not stored {hours:.1f} h after release",),
+        )
+    return Verdict(Status.OK)
+
+
+def assess_store(map_fraction: float | None, problems: Sequence[str], limits: HealthLimits) -> Verdict:
+    """The store's status: failed on `problems` (full, lease lost), degraded when the map is nearly full."""
+    if problems:
+        return Verdict(Status.FAILED, tuple(problems))
+    if map_fraction is not None and map_fraction >= limits.map_degraded_fraction:
+        return Verdict(
+            Status.DEGRADED, (f"store map {map_fraction:.0%} full (degraded from {limits.map_degraded_fraction:.0%})",)
+        )
+    return Verdict(Status.OK)
+
+
+def worst(verdicts: Iterable[Verdict]) -> Status:
+    """The most severe status (ok when there is none); `closed` only when every verdict is closed."""
+    statuses = [v.status for v in verdicts]
+    if not statuses:
+        return Status.OK
+    top = max(s.severity for s in statuses)
+    if top > 0:
+        return Status.DEGRADED if top == 1 else Status.FAILED
+    return Status.CLOSED if all(s is Status.CLOSED for s in statuses) else Status.OK

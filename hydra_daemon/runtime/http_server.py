@@ -1,0 +1,147 @@
+"""A small HTTP/1.1 server (h11 over anyio) for the health socket and the optional metrics listener.
+
+One request per connection (`Connection: close`), GET and HEAD only. Every connection is bounded so a slow or
+hostile client cannot hurt capture: at most `MAX_CLIENTS` at once (others get 503 at once), request head at most
+`MAX_REQUEST_BYTES` (431), request body refused (413), and the whole exchange within `CLIENT_TIMEOUT_S` (then the
+connection is dropped). Malformed requests get 400, unknown paths 404, other methods 405.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+import anyio
+import h11
+import structlog
+from anyio.abc import Listener, SocketStream
+
+MAX_CLIENTS = 16
+MAX_REQUEST_BYTES = 8192
+CLIENT_TIMEOUT_S = 5.0
+_READ_BYTES = 4096
+_LINGER_BYTES = 1 << 16
+_SURPLUS_TIMEOUT_S = 0.5
+
+
+@dataclass(frozen=True)
+class Response:
+    """An answer: status, content type, body and extra headers."""
+
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+Route = Callable[[], Response]
+"""Builds the answer to a GET of one path (runs on the event loop: must be quick and never block)."""
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def text(status: int, message: str) -> Response:
+    return Response(status, (message + "\n").encode())
+
+
+async def serve_http(listener: Listener[SocketStream], routes: Mapping[str, Route]) -> None:
+    """Answer connections on `listener` from `routes` (path -> GET handler) until cancelled."""
+    limiter = anyio.CapacityLimiter(MAX_CLIENTS)
+
+    async def handle(stream: SocketStream) -> None:
+        async with stream:
+            try:
+                limiter.acquire_nowait()
+            except anyio.WouldBlock:
+                with anyio.move_on_after(_SURPLUS_TIMEOUT_S):
+                    await _send(stream, text(503, "too many clients"), head_only=False)
+                    await _linger(stream)
+                return
+            try:
+                with anyio.move_on_after(CLIENT_TIMEOUT_S):
+                    await _exchange(stream, routes)
+                    await _linger(stream)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                structlog.get_logger().debug("http_client_gone", error=f"{type(exc).__name__}: {exc}")
+            finally:
+                limiter.release()
+
+    async with listener:
+        await listener.serve(handle)
+
+
+async def _exchange(stream: SocketStream, routes: Mapping[str, Route]) -> None:
+    connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
+    try:
+        request = await _read_request(stream, connection)
+    except _BadRequest as bad:
+        await _send(stream, text(bad.status, str(bad)), head_only=False)
+        return
+    if request is None:
+        return
+    method = request.method.decode("ascii", "replace")
+    path = request.target.decode("ascii", "replace").split("?", 1)[0]
+    await _send(stream, _route(routes, method, path), head_only=method == "HEAD")
+
+
+async def _linger(stream: SocketStream) -> None:
+    """Half-close, then discard what the client still sends (bounded) until it closes: closing with unread input
+    would reset the connection and could destroy the answer before the client read it."""
+    await stream.send_eof()
+    discarded = 0
+    with contextlib.suppress(anyio.EndOfStream):
+        while discarded < _LINGER_BYTES:
+            discarded += len(await stream.receive(_READ_BYTES))
+
+
+async def _read_request(stream: SocketStream, connection: h11.Connection) -> h11.Request | None:
+    """The request head, once the (empty) request has ended; None when the client left without one."""
+    request: h11.Request | None = None
+    while True:
+        try:
+            event = connection.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise _BadRequest(exc.error_status_hint, f"bad request: {exc}") from None
+        if event is h11.NEED_DATA:
+            try:
+                chunk = await stream.receive(_READ_BYTES)
+            except anyio.EndOfStream:
+                chunk = b""
+            connection.receive_data(chunk)
+        elif isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.Data):
+            raise _BadRequest(413, "request bodies are not accepted")
+        elif isinstance(event, h11.EndOfMessage):
+            return request
+        elif isinstance(event, h11.ConnectionClosed):
+            return None
+
+
+def _route(routes: Mapping[str, Route], method: str, path: str) -> Response:
+    handler = routes.get(path)
+    if handler is None:
+        return text(404, f"not found; paths: {', '.join(sorted(routes))}")
+    if method not in ("GET", "HEAD"):
+        return Response(405, b"use GET\n", headers={"Allow": "GET, HEAD"})
+    return handler()
+
+
+async def _send(stream: SocketStream, response: Response, *, head_only: bool) -> None:
+    """Write `response` (formatted here: h11 only parses, so a 400/503 can be sent whatever the parser's state)."""
+    headers = {
+        "Content-Type": response.content_type,
+        "Content-Length": str(len(response.body)),
+        "Connection": "close",
+        "Cache-Control": "no-store",
+        **response.headers,
+    }
+    head = f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    await stream.send(head.encode("latin-1") + (b"" if head_only else response.body))

@@ -1,0 +1,138 @@
+"""What health means, judged on the data clock: Globex hours, COT releases, settling states, failures, the worst."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hydra_daemon.cot.calendar import release_time
+from hydra_daemon.runtime.assessment import (
+    HealthLimits,
+    PipelineView,
+    Schedule,
+    Status,
+    Verdict,
+    assess_pipeline,
+    assess_store,
+    expected_gap_s,
+    worst,
+)
+
+LIMITS = HealthLimits(stale_after_s=900, cot_grace_s=6 * 3600)
+TUESDAY_NOON = datetime(2026, 3, 10, 17, tzinfo=UTC)  # 12:00 Chicago: Globex open
+SATURDAY = datetime(2026, 3, 7, 15, tzinfo=UTC)
+DAEMON_START = TUESDAY_NOON - timedelta(hours=2)
+
+
+def options(**changes: object) -> PipelineView:
+    view = PipelineView(
+        name="options",
+        schedule=Schedule.GLOBEX,
+        schemas=("mbp-1", "definition", "statistics"),
+        supervisor_state="running",
+        state="streaming",
+        since=DAEMON_START,
+        last_delivery=TUESDAY_NOON - timedelta(seconds=30),
+    )
+    return replace(view, **changes)  # type: ignore[arg-type]
+
+
+def test_streaming_with_fresh_data_in_open_market_is_ok() -> None:
+    assert assess_pipeline(options(), TUESDAY_NOON, LIMITS) == Verdict(Status.OK)
+
+
+def test_silence_in_open_market_beyond_the_cadence_is_degraded() -> None:
+    verdict = assess_pipeline(options(last_delivery=TUESDAY_NOON - timedelta(seconds=901)), TUESDAY_NOON, LIMITS)
+    assert verdict.status is Status.DEGRADED
+    assert verdict.reasons == ("no data for 901 s of open market (expected within 900 s)",)
+    never = assess_pipeline(options(last_delivery=None), TUESDAY_NOON, LIMITS)
+    assert never.status is Status.DEGRADED, "nothing since the daemon started two open hours ago"
+
+
+def test_weekend_is_closed_not_degraded_and_the_open_after_it_starts_the_clock() -> None:
+    friday_close = datetime(2026, 3, 6, 22, tzinfo=UTC)  # 16:00 Chicago (CST)
+    verdict = assess_pipeline(options(last_delivery=friday_close, since=friday_close), SATURDAY, LIMITS)
+    assert verdict.status is Status.CLOSED
+    assert verdict.reasons == ("market closed; Globex reopens 2026-03-08T22:00:00+00:00",)
+    sunday_open = datetime(2026, 3, 8, 22, tzinfo=UTC)
+    early = assess_pipeline(options(last_delivery=friday_close), sunday_open + timedelta(minutes=10), LIMITS)
+    assert early.status is Status.OK, "ten open minutes of silence are within the limit"
+    late = assess_pipeline(options(last_delivery=friday_close), sunday_open + timedelta(minutes=20), LIMITS)
+    assert late.status is Status.DEGRADED
+
+
+def test_the_cadence_follows_the_schemas() -> None:
+    assert expected_gap_s(("mbp-1", "definition"), LIMITS) == 900
+    assert expected_gap_s(("ohlcv-1d", "ohlcv-1m", "definition"), LIMITS) == 960
+    assert expected_gap_s(("ohlcv-1d", "definition"), LIMITS) == 86_400 + 900
+    assert expected_gap_s(("definition",), LIMITS) is None
+    daily = options(schemas=("ohlcv-1d", "definition"), last_delivery=TUESDAY_NOON - timedelta(hours=12))
+    assert assess_pipeline(daily, TUESDAY_NOON, LIMITS).status is Status.OK
+
+
+@pytest.mark.parametrize("state", ["connecting", "reconnecting", "filling", "starting"])
+def test_settling_states_are_degraded_even_when_closed(state: str) -> None:
+    verdict = assess_pipeline(options(state=state, last_error="BentoError: reset"), SATURDAY, LIMITS)
+    assert verdict.status is Status.DEGRADED
+    assert verdict.reasons[0].startswith(state)
+
+
+def test_supervisor_backoff_and_a_reason_from_the_pipeline_are_degraded() -> None:
+    backoff = assess_pipeline(options(supervisor_state="backoff", last_error="OSError: x"), TUESDAY_NOON, LIMITS)
+    assert backoff == Verdict(Status.DEGRADED, ("pipeline backoff after: OSError: x",))
+    refused = assess_pipeline(options(problems=("Historical request refused: $12 > $5",)), TUESDAY_NOON, LIMITS)
+    assert refused == Verdict(Status.DEGRADED, ("Historical request refused: $12 > $5",))
+
+
+def test_refused_authentication_and_repeated_crashes_fail() -> None:
+    auth = assess_pipeline(options(state="auth_refused", last_error="key rejected"), TUESDAY_NOON, LIMITS)
+    assert auth == Verdict(Status.FAILED, ("authentication refused: key rejected",))
+    crashes = assess_pipeline(options(crashes_in_row=5, last_error="ValueError: x"), SATURDAY, LIMITS)
+    assert crashes == Verdict(Status.FAILED, ("crashed 5 times in a row: ValueError: x",))
+    assert assess_pipeline(options(crashes_in_row=4), TUESDAY_NOON, LIMITS).status is Status.OK
+
+
+def cot(now: datetime, seen: datetime | None) -> Verdict:
+    view = PipelineView(
+        name="cot",
+        schedule=Schedule.COT,
+        schemas=("cot",),
+        supervisor_state="running",
+        state="idle",
+        since=now - timedelta(days=30),
+        last_record_time=seen,
+    )
+    return assess_pipeline(view, now, LIMITS)
+
+
+def test_cot_follows_its_release_calendar() -> None:
+    from datetime import date
+
+    release = release_time(date(2026, 3, 3))  # Friday Mar 6 15:30 New York
+    previous = release_time(date(2026, 2, 24))
+    assert cot(release + timedelta(hours=1), seen=release) == Verdict(Status.OK)
+    assert cot(release + timedelta(hours=5), seen=previous) == Verdict(Status.OK), "within the grace period"
+    overdue = cot(release + timedelta(hours=7), seen=previous)
+    assert overdue.status is Status.DEGRADED
+    assert overdue.reasons == (
+        "COT release for 2026-03-03 (due 2026-03-06T20:30:00+00:00) not stored 7.0 h after release",
+    )
+    assert cot(release - timedelta(hours=1), seen=previous) == Verdict(Status.OK), "the next one is not due yet"
+
+
+def test_store_map_and_problems() -> None:
+    assert assess_store(0.5, [], LIMITS) == Verdict(Status.OK)
+    assert assess_store(0.8, [], LIMITS) == Verdict(Status.DEGRADED, ("store map 80% full (degraded from 80%)",))
+    assert assess_store(None, ["writer lease lost"], LIMITS) == Verdict(Status.FAILED, ("writer lease lost",))
+
+
+def test_worst_of_all_with_closed_counting_as_ok() -> None:
+    ok, closed = Verdict(Status.OK), Verdict(Status.CLOSED)
+    assert worst([]) is Status.OK
+    assert worst([closed, closed]) is Status.CLOSED
+    assert worst([ok, closed]) is Status.OK
+    assert worst([ok, Verdict(Status.DEGRADED), closed]) is Status.DEGRADED
+    assert worst([Verdict(Status.FAILED), Verdict(Status.DEGRADED)]) is Status.FAILED
+    assert [s.severity for s in Status] == [0, 0, 1, 2]
