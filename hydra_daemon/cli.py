@@ -187,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--end", required=True, type=_day, help="last day (inclusive), YYYY-MM-DD")
     export.set_defaults(handler=_export)
 
-    health = sub.add_parser("health", help="ask a running daemon how it is doing (exit 0 when ok)")
+    health = sub.add_parser(
+        "health", help="ask a running daemon how it is doing (exit 0 ok or closed, 1 degraded, 2 failed or no answer)"
+    )
     health.add_argument("--socket", help="health socket path (default /run/hydra-daemon/health.sock)")
     health.set_defaults(handler=_health)
     return parser

@@ -39,6 +39,8 @@ DEMO_SPEED = 86_400 / 3.5
 REPLAY_WINDOW_S = 30 * 86_400
 """Databento replays the last 24 h; at the demo's speed that is 3.5 wall seconds, less than the daemon takes to start,
 so the venue replays its whole (short) history and the report can compare the store with all of it."""
+HEALTH_WALL_S = 5.0
+"""Health thresholds are in data-clock seconds: the demo's are a few wall seconds of its accelerated time."""
 LEAN_HOGS_CODE = "054642"
 REVISED_AS_OF = date(2026, 2, 3)
 REVISION_PUBLISHED = datetime(2026, 2, 10, 12, tzinfo=UTC)
@@ -101,6 +103,7 @@ def demo_config(root: Path, info: VenueInfo) -> Config:
             },
             "options": {"snapshot_interval_s": 6 * 3600},
             "cot": {"base_url": info.cftc_url, "timeout_s": 10, "poll_interval_s": 600},
+            "health": {"stale_after_s": HEALTH_WALL_S * DEMO_SPEED, "cot_grace_s": HEALTH_WALL_S * DEMO_SPEED},
             "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": LEAN_HOGS_CODE}],
         }
     )

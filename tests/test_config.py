@@ -280,5 +280,5 @@ def test_health_table_thresholds_and_metrics_listener() -> None:
     assert (health.stale_after_s, health.cot_grace_s, health.metrics_address()) == (60.0, 21600.0, ("::1", 9464))
     assert parse_config({"markets": [MARKET]}).health.metrics_address() is None
     for bad in ("9464", "127.0.0.1:0", "host:65536", "a b:1"):
-        with pytest.raises(ConfigError, match="key 'health.metrics_listen': expected HOST:PORT"):
+        with pytest.raises(ConfigError, match=r"key 'health\.metrics_listen': expected HOST:PORT"):
             parse_config({"markets": [MARKET], "health": {"metrics_listen": bad}})

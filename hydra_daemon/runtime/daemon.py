@@ -151,7 +151,8 @@ async def _monitor(supervisor: Supervisor, notifier: Notifier, state: DaemonStat
     statuses: dict[str, str] = {}
     while True:
         snapshot = take_snapshot(supervisor, state)
-        _log_status_changes(snapshot, statuses)
+        if state.ready:  # while starting every source is degraded by definition: not news
+            _log_status_changes(snapshot, statuses)
         summary = f"{snapshot.status.value}: {supervisor.summary()}"
         if not state.ready:
             waited = time.monotonic() - state.started_monotonic
