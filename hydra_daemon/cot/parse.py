@@ -3,11 +3,17 @@
 Pure: bytes in, a pandas frame out. Codes stay strings (leading zeros, alphanumeric codes), padding is trimmed,
 `.` means missing, `as_of` comes from `As_of_Date_In_Form_YYMMDD` (never assumed to be a Tuesday), and only
 futures-only rows (`FutOnly_or_Combined == "FutOnly"`) of the requested contract codes are kept.
+
+Positions are exact integers: digits with optional thousands separators, parsed without a float round-trip (values
+above 2**53 stay exact); a fraction, an exponent or a value outside int64 makes the row unreadable, never rounded or
+wrapped. Whatever the bytes, the result is a `ParsedReport` or a `CotParseError`.
 """
 
 from __future__ import annotations
 
+import csv
 import io
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -56,9 +62,15 @@ MARKET_NAME = "Market_and_Exchange_Names"
 FUT_ONLY = "FutOnly_or_Combined"
 REQUIRED_SOURCE_COLUMNS: tuple[str, ...] = (MARKET_NAME, AS_OF, CODE, FUT_ONLY, *SOURCE_POSITION_COLUMNS.values())
 
-# Output columns, in order: `code`, `market_name`, `as_of` (UTC midnight), then POSITION_COLUMNS as float64
-# (NaN where the file had `.` or nothing; validation turns complete rows into int64).
+# Output columns, in order: `code`, `market_name`, `as_of` (UTC midnight), then POSITION_COLUMNS as nullable Int64
+# (<NA> where the file had `.` or nothing; validation turns complete rows into int64).
 OUTPUT_COLUMNS: tuple[str, ...] = ("code", "market_name", "as_of", *POSITION_COLUMNS)
+
+
+_INTEGER = re.compile(r"-?(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)")
+_INT64_DIGITS = 18
+"""Up to 18 digits always fit int64: those are converted vectorised; longer ones are checked one by one."""
+_SHOWN_CHARS = 40
 
 
 class CotParseError(ValueError):
@@ -80,18 +92,19 @@ def parse_report(data: bytes, *, source: str, codes: Collection[str] | None = No
     if codes is not None:
         raw = raw[raw[CODE].isin(set(codes))]
     as_of = _parse_as_of(raw[AS_OF])
-    values = {ours: _parse_numbers(raw[theirs]) for ours, theirs in SOURCE_POSITION_COLUMNS.items()}
+    parsed, unreadable = _parse_numbers(raw[list(SOURCE_POSITION_COLUMNS.values())].to_numpy(dtype=object))
+    values = dict(zip(SOURCE_POSITION_COLUMNS, parsed, strict=True))
     frame = pd.DataFrame(
         {
             "code": raw[CODE].to_numpy(dtype=object),
             "market_name": raw[MARKET_NAME].to_numpy(dtype=object),
             "as_of": as_of.to_numpy(),
-            **{k: v.to_numpy() for k, v in values.items()},
+            **values,
         },
         columns=list(OUTPUT_COLUMNS),
     )
     frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True)
-    bad = _unreadable(raw, as_of, values)
+    bad = _unreadable(raw, as_of, {ours: unreadable[:, j] for j, ours in enumerate(SOURCE_POSITION_COLUMNS)})
     problems = tuple(Problem(what=bad[i], where=_where(raw, i)) for i in sorted(bad))
     keep = np.ones(len(frame), dtype=bool)
     keep[sorted(bad)] = False
@@ -105,17 +118,21 @@ def _read_strings(data: bytes, source: str) -> pd.DataFrame:
     except UnicodeDecodeError:
         text = data.decode("latin-1")
     try:
-        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise CotParseError(f"{source}: not a readable COT CSV file: {exc}") from None
-    raw.columns = [str(c).strip() for c in raw.columns]
-    missing = [c for c in REQUIRED_SOURCE_COLUMNS if c not in raw.columns]
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, header=None)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError, OverflowError) as exc:
+        raise CotParseError(f"{source}: not a readable COT CSV file: {_shown(str(exc))}") from None
+    header = [str(c).strip() for c in raw.iloc[0]] if len(raw) else []
+    missing = [c for c in REQUIRED_SOURCE_COLUMNS if c not in header]
     if missing:
         raise CotParseError(
             f"{source}: not a disaggregated futures-only COT file: missing column(s) {', '.join(missing[:5])}"
         )
-    stripped = raw[list(REQUIRED_SOURCE_COLUMNS)].apply(lambda col: col.str.strip())
-    return stripped.reset_index(drop=True)
+    twice = sorted({c for c in REQUIRED_SOURCE_COLUMNS if header.count(c) > 1})
+    if twice:
+        raise CotParseError(f"{source}: column(s) {', '.join(twice[:5])} appear more than once in the header")
+    block = raw.iloc[1:, [header.index(c) for c in REQUIRED_SOURCE_COLUMNS]].to_numpy(dtype=object)
+    stripped = pd.Series(block.ravel(), dtype=object).fillna("").str.strip().to_numpy(dtype=object)
+    return pd.DataFrame(stripped.reshape(block.shape), columns=list(REQUIRED_SOURCE_COLUMNS))
 
 
 def _parse_as_of(column: pd.Series) -> pd.Series:
@@ -123,27 +140,49 @@ def _parse_as_of(column: pd.Series) -> pd.Series:
     return pd.to_datetime(column.str.zfill(6), format="%y%m%d", errors="coerce")
 
 
-def _parse_numbers(column: pd.Series) -> pd.Series:
-    """Numbers with optional thousands separators; `.` or empty -> NaN; anything else unreadable -> marked by _bad."""
-    cleaned = column.str.replace(",", "", regex=False)
-    return pd.to_numeric(cleaned.where(~cleaned.isin([".", ""])), errors="coerce").astype("float64")
+def _parse_numbers(block: np.ndarray) -> tuple[list[pd.arrays.IntegerArray], np.ndarray]:
+    """The cells of `block` (2-D, stripped text) as exact integers (optional thousands separators): one Int64 array
+    per column (`.` or empty -> <NA>), and the mask of unreadable cells (not an integer, or outside
+    int64; <NA> too). All cells are parsed in one vectorised pass."""
+    text = pd.Series(block.ravel(), dtype=object)
+    missing = text.isin([".", ""]).to_numpy()
+    readable = text.str.fullmatch(_INTEGER).fillna(False).to_numpy(dtype=bool)
+    digits = text.str.replace(",", "", regex=False)
+    values = np.zeros(len(text), dtype=np.int64)
+    short = readable & (digits.str.len().to_numpy() <= _INT64_DIGITS)
+    values[short] = digits[short].astype(np.int64).to_numpy()
+    for i in np.flatnonzero(readable & ~short):
+        value = int(digits.iloc[i])
+        if -(2**63) <= value < 2**63:
+            values[i] = value
+        else:
+            readable[i] = False
+    grid, ok = values.reshape(block.shape), readable.reshape(block.shape)
+    columns = [pd.arrays.IntegerArray(grid[:, j].copy(), ~ok[:, j]) for j in range(block.shape[1])]
+    return columns, ~ok & ~missing.reshape(block.shape)
 
 
-def _unreadable(raw: pd.DataFrame, as_of: pd.Series, values: dict[str, pd.Series]) -> dict[int, str]:
+def _unreadable(raw: pd.DataFrame, as_of: pd.Series, unreadable_values: dict[str, np.ndarray]) -> dict[int, str]:
     """Row position -> reason, for rows with an unreadable date, code or number (missing `.` is not unreadable)."""
     bad: dict[int, str] = {}
     for i in np.flatnonzero(as_of.isna().to_numpy()):
-        bad[int(i)] = f"unreadable {AS_OF} {raw[AS_OF].iloc[i]!r}"
+        bad[int(i)] = f"unreadable {AS_OF} {_shown(raw[AS_OF].iloc[i])}"
     for i in np.flatnonzero((raw[CODE] == "").to_numpy()):
         bad.setdefault(int(i), f"empty {CODE}")
-    for ours, parsed in values.items():
+    for ours, unreadable in unreadable_values.items():
         theirs = SOURCE_POSITION_COLUMNS[ours]
-        text = raw[theirs]
-        unreadable = parsed.isna().to_numpy() & ~text.isin([".", ""]).to_numpy()
         for i in np.flatnonzero(unreadable):
-            bad.setdefault(int(i), f"unreadable {theirs} {text.iloc[i]!r}")
+            reason = f"unreadable {theirs} {_shown(raw[theirs].iloc[i])} (expected a whole number within int64)"
+            bad.setdefault(int(i), reason)
     return bad
 
 
 def _where(raw: pd.DataFrame, i: int) -> str:
-    return f"code {raw[CODE].iloc[i] or '?'} as_of {raw[AS_OF].iloc[i] or '?'}"
+    code, as_of = (_shown(raw[c].iloc[i], quote=False) for c in (CODE, AS_OF))
+    return f"code {code or '?'} as_of {as_of or '?'}"
+
+
+def _shown(text: str, quote: bool = True) -> str:
+    """`text` cut short for a one-line message (a hostile file may hold megabyte fields)."""
+    short = text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+    return repr(short) if quote else short

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import structlog
 
@@ -154,7 +155,10 @@ class QuarantineLog:
         return self._seen
 
 
-def _json_number(value: object) -> float | None:
+def _json_number(value: object) -> int | float | None:
+    """JSON value of a position: integers stay exact (a float would round values above 2**53)."""
     if value is None or pd.isna(value):
         return None
+    if isinstance(value, int | np.integer):
+        return int(value)
     return float(value)  # type: ignore[arg-type]

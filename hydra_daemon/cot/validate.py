@@ -4,7 +4,9 @@ Pure. For each segment S in All, Old, Other:
   Tot_Rept_Long_S  = ProdL + SwapL + SwapSpread + MML + MMSpread + OtherL + OtherSpread
   Tot_Rept_Short_S = ProdS + SwapS + SwapSpread + MMS + MMSpread + OtherS + OtherSpread
   OI_S = Tot_Rept_Long_S + NonRept_Long_S = Tot_Rept_Short_S + NonRept_Short_S
-and OI_Old + OI_Other = OI_All. Every position is present and non-negative.
+and OI_Old + OI_Other = OI_All. Every position is present, a whole number, non-negative and within int64. The
+sums are exact (Python integers): float arithmetic would call unequal values equal above 2**53 and int64 sums
+could wrap.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def validate_rows(rows: pd.DataFrame) -> ValidatedRows:
     reasons = violations(rows)
     bad = reasons != ""
     good = rows[~bad].copy()
-    good[list(POSITION_COLUMNS)] = good[list(POSITION_COLUMNS)].astype("int64")
+    for column in POSITION_COLUMNS:
+        good[column] = np.array([int(v) for v in good[column]], dtype=np.int64)
     quarantined = rows[bad].copy()
     quarantined["reason"] = reasons[bad]
     return ValidatedRows(good=good.reset_index(drop=True), quarantined=quarantined.reset_index(drop=True))
@@ -68,38 +71,59 @@ def validate_rows(rows: pd.DataFrame) -> ValidatedRows:
 def violations(rows: pd.DataFrame) -> pd.Series:
     """Per row, every failed check joined by '; ' (empty string when the row is good)."""
     checks: list[tuple[str, np.ndarray]] = []
+    exact: dict[str, np.ndarray] = {}
     for column in POSITION_COLUMNS:
-        values = rows[column].to_numpy(dtype="float64")
-        checks.append((f"missing {column}", np.isnan(values)))
+        values, missing, inexact = _exact(rows[column])
+        exact[column] = values
+        checks.append((f"missing {column}", missing))
+        checks.append((f"{column} is not a whole number within int64", inexact))
         checks.append((f"negative {column}", values < 0))
     for segment in SEGMENTS:
-        checks.extend(_segment_checks(rows, segment))
-    oi_all, oi_old, oi_other = (_col(rows, "open_interest", s) for s in SEGMENTS)
+        checks.extend(_segment_checks(exact, len(rows), segment))
+    oi_all, oi_old, oi_other = (exact[position_column("open_interest", s)] for s in SEGMENTS)
     checks.append(("open_interest_old + open_interest_other != open_interest_all", oi_old + oi_other != oi_all))
     return _join_reasons(len(rows), checks, rows.index)
 
 
-def _segment_checks(rows: pd.DataFrame, segment: str) -> list[tuple[str, np.ndarray]]:
-    long_sum = sum((_col(rows, stem, segment) for stem in _LONG_PARTS), np.zeros(len(rows)))
-    short_sum = sum((_col(rows, stem, segment) for stem in _SHORT_PARTS), np.zeros(len(rows)))
-    tot_long, tot_short = _col(rows, "tot_rept_long", segment), _col(rows, "tot_rept_short", segment)
-    oi = _col(rows, "open_interest", segment)
+def _segment_checks(exact: dict[str, np.ndarray], n: int, segment: str) -> list[tuple[str, np.ndarray]]:
+    def _col(stem: str) -> np.ndarray:
+        return exact[position_column(stem, segment)]
+
+    long_sum = sum((_col(stem) for stem in _LONG_PARTS), np.zeros(n, dtype=object))
+    short_sum = sum((_col(stem) for stem in _SHORT_PARTS), np.zeros(n, dtype=object))
+    tot_long, tot_short = _col("tot_rept_long"), _col("tot_rept_short")
+    oi = _col("open_interest")
     return [
         (f"tot_rept_long_{segment} != sum of reportable long positions", tot_long != long_sum),
         (f"tot_rept_short_{segment} != sum of reportable short positions", tot_short != short_sum),
         (
             f"open_interest_{segment} != tot_rept_long + nonrept_long",
-            oi != tot_long + _col(rows, "nonrept_long", segment),
+            oi != tot_long + _col("nonrept_long"),
         ),
         (
             f"open_interest_{segment} != tot_rept_short + nonrept_short",
-            oi != tot_short + _col(rows, "nonrept_short", segment),
+            oi != tot_short + _col("nonrept_short"),
         ),
     ]
 
 
-def _col(rows: pd.DataFrame, stem: str, segment: str) -> np.ndarray:
-    return rows[position_column(stem, segment)].to_numpy(dtype="float64")
+def _exact(column: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Python integers of `column` as an object array (0 where missing or inexact), the missing mask, and the mask of
+    values that are not whole numbers within int64 (a fraction, NaN-free infinity, a float past 2**63, text)."""
+    values = np.zeros(len(column), dtype=object)
+    missing = np.zeros(len(column), dtype=bool)
+    inexact = np.zeros(len(column), dtype=bool)
+    for i, value in enumerate(column.array):
+        if value is None or value is pd.NA or (isinstance(value, float | np.floating) and np.isnan(value)):
+            missing[i] = True
+        elif _whole(value):
+            values[i] = int(value)
+            inexact[i] = not -(2**63) <= values[i] < 2**63
+        else:
+            inexact[i] = True
+        if inexact[i]:
+            values[i] = 0
+    return values, missing, inexact
 
 
 def _join_reasons(n: int, checks: list[tuple[str, np.ndarray]], index: pd.Index) -> pd.Series:
@@ -108,3 +132,11 @@ def _join_reasons(n: int, checks: list[tuple[str, np.ndarray]], index: pd.Index)
         for i in np.flatnonzero(failed):
             reasons[int(i)].append(label)
     return pd.Series(["; ".join(r) for r in reasons], index=index, dtype=object)
+
+
+def _whole(value: object) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return False
+    if isinstance(value, int | np.integer):
+        return True
+    return isinstance(value, float | np.floating) and bool(np.isfinite(value)) and float(value).is_integer()

@@ -95,25 +95,21 @@ def test_matches_cot_reports_oracle(real_2021_text: bytes, tmp_path: Path, monke
         )
 
 
-_free_segment = st.fixed_dictionaries(
-    {
-        stem: st.integers(min_value=0, max_value=5_000_000)
-        for stem in (
-            "prod_merc_long",
-            "prod_merc_short",
-            "swap_long",
-            "swap_short",
-            "swap_spread",
-            "m_money_long",
-            "m_money_short",
-            "m_money_spread",
-            "other_rept_long",
-            "other_rept_short",
-            "other_rept_spread",
-            "nonrept_long",
-        )
-    }
+_FREE = (
+    "prod_merc_long",
+    "prod_merc_short",
+    "swap_long",
+    "swap_short",
+    "swap_spread",
+    "m_money_long",
+    "m_money_short",
+    "m_money_spread",
+    "other_rept_long",
+    "other_rept_short",
+    "other_rept_spread",
+    "nonrept_long",
 )
+_free_segment = st.fixed_dictionaries({stem: st.integers(min_value=0, max_value=5_000_000) for stem in _FREE})
 _codes = st.text(alphabet="0123456789ABCDEFGHJKLMNPQRSTUVWXYZ", min_size=6, max_size=6)
 _as_of = st.dates(min_value=date(2006, 1, 1), max_value=date(2068, 12, 31))
 
@@ -179,7 +175,7 @@ def test_padding_is_trimmed_and_dot_means_missing(
 
     assert parsed.problems == ()
     assert list(parsed.rows["code"]) == [code, code]
-    assert np.isnan(parsed.rows[column].iloc[1])
+    assert pd.isna(parsed.rows[column].iloc[1])
     assert list(checked.good["as_of"]) == [pd.Timestamp("2021-03-16", tz="UTC")]
     assert f"missing {column}" in checked.quarantined["reason"].iloc[0]
 
@@ -226,3 +222,91 @@ def test_unreadable_values_become_problems_not_crashes(cot: Any) -> None:
 def test_a_file_without_the_columns_is_a_clear_error() -> None:
     with pytest.raises(CotParseError, match=r"x\.zip: not a disaggregated futures-only COT file: missing column"):
         parse_report(b'"a","b"\n1,2\n', source="x.zip")
+
+
+_huge_segment = st.fixed_dictionaries({stem: st.integers(min_value=0, max_value=2**58) for stem in _FREE})
+
+
+@SETTINGS
+@given(old=_huge_segment, other=_huge_segment)
+def test_positions_above_2_53_are_kept_exact(cot: Any, old: dict[str, int], other: dict[str, int]) -> None:
+    positions = cot.positions(cot.segment(old), cot.segment(other))
+    checked = validate_rows(parse_report(cot.csv([cot.row("054642", date(2021, 3, 16), positions)]), source="g").rows)
+
+    assert checked.quarantined.empty
+    assert {c: int(checked.good[c].iloc[0]) for c in POSITION_COLUMNS} == positions
+    assert checked.good[list(POSITION_COLUMNS)].dtypes.eq("int64").all()
+
+
+_cell = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.integers(min_value=0, max_value=10**7).map(lambda v: f"{v:,}"),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.sampled_from([".", "", "41771.5", "1e30", "10" + "0" * 29, "９", "1,23", "--1", "1_000", '"', "\x00", "0x10"]),
+    st.text(max_size=8),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(column=st.sampled_from(POSITION_COLUMNS), cell=_cell)
+def test_a_hostile_position_is_stored_exactly_or_rejected(cot: Any, column: str, cell: str) -> None:
+    """Whatever text a position holds, the row is stored only when that text is the exact integer the identities
+    need; otherwise it is a parse problem or quarantined — never rounded, wrapped or a crash."""
+    positions: dict[str, int | str] = dict(cot.simple_positions(1))
+    expected = positions[column]
+    positions[column] = cell.replace('"', "").replace("\n", "").replace("\r", "").replace(",", "") or "."
+    try:
+        parsed = parse_report(cot.csv([cot.row("054642", date(2021, 3, 16), positions)]), source="g")
+    except CotParseError:
+        return
+    checked = validate_rows(parsed.rows)
+    assert len(checked.good) + len(checked.quarantined) + len(parsed.problems) == 1
+    if len(checked.good):
+        assert int(checked.good[column].iloc[0]) == expected
+        assert str(positions[column]).strip().lstrip("0") == str(expected).lstrip("0")
+
+
+@pytest.mark.parametrize(
+    ("cell", "reason"),
+    [("1" + "0" * 30, "within int64"), ("41771.5", "within int64"), ("9223372036854775808", "within int64")],
+)
+def test_values_that_are_not_int64_integers_are_unreadable(cot: Any, cell: str, reason: str) -> None:
+    column = position_column("open_interest", "all")
+    positions: dict[str, int | str] = {**cot.simple_positions(1), column: cell}
+    parsed = parse_report(cot.csv([cot.row("054642", date(2021, 3, 16), positions)]), source="g")
+
+    assert parsed.rows.empty
+    [problem] = parsed.problems
+    assert "Open_Interest_All" in problem.what and reason in problem.what
+
+
+def test_validate_rejects_inexact_values_handed_to_it_directly(cot: Any) -> None:
+    rows = parse_report(cot.csv([cot.row("054642", date(2021, 3, 16), cot.simple_positions(1))]), source="g").rows
+    column = position_column("m_money_long", "old")
+    for bad in (41771.5, float("inf"), 1e30):
+        hostile = rows.astype({column: "float64"}).assign(**{column: bad})
+        checked = validate_rows(hostile)
+        assert checked.good.empty
+        assert f"{column} is not a whole number within int64" in checked.quarantined["reason"].iloc[0]
+
+
+def test_a_header_column_duplicated_after_trimming_is_a_clear_error(cot: Any) -> None:
+    text = cot.csv([cot.row("054642", date(2021, 3, 16), cot.simple_positions(1))])
+    header, rest = text.split(b"\r\n", 1)
+    header = header.replace(b'"Report_Date_as_YYYY-MM-DD"', b'" Open_Interest_All "')
+    with pytest.raises(CotParseError, match=r"g: column\(s\) Open_Interest_All appear more than once"):
+        parse_report(header + b"\r\n" + rest, source="g")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=0, max_value=10_000), junk=st.binary(max_size=20), at=st.integers(0, 10_000))
+def test_any_damaged_file_is_a_report_or_a_cot_parse_error(cot: Any, cut: int, junk: bytes, at: int) -> None:
+    text = cot.csv([cot.row("054642", date(2021, 3, 16 + 7 * i), cot.simple_positions(i)) for i in range(2)])
+    damaged = text[:at] + junk + text[at:cut] if cut > at else text[:cut] + junk
+    try:
+        parsed = parse_report(damaged, source="g")
+    except CotParseError as exc:
+        assert str(exc).startswith("g: ")
+        return
+    good = validate_rows(parsed.rows).good
+    assert good[list(POSITION_COLUMNS)].dtypes.eq("int64").all()
