@@ -38,7 +38,7 @@ from databento_dbn import MBP1Msg
 from hydra_daemon.capture.commit import StreamCommitter
 from hydra_daemon.config import parse_config
 from hydra_daemon.databento.live_stream import LiveSettings, LiveStream, StreamSpec
-from hydra_daemon.ingest import PipelineStats
+from hydra_daemon.ingest import Idle, PipelineStats
 from hydra_daemon.options.pipeline import OptionsIngestPipeline
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
@@ -163,8 +163,9 @@ async def bench_core(info: dict[str, Any], state_dir: Path) -> Rates:
         started, rows = time.perf_counter(), 0
         async with aclosing(stream.batches()) as batches:
             async for batch in batches:
-                rows += batch.rows
-                await anyio.to_thread.run_sync(committer.add, batch.frames)
+                if not isinstance(batch, Idle):
+                    rows += batch.rows
+                    await anyio.to_thread.run_sync(committer.add, batch.frames)
                 await anyio.to_thread.run_sync(committer.flush_due)
                 for mark in (total // 10, total * 9 // 10)[len(window.times) :]:
                     if rows >= mark:

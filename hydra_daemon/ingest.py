@@ -1,4 +1,5 @@
-"""The `IngestPipeline` contract every pipeline follows: fetch → validate → persist, with health counters."""
+"""The `IngestPipeline` contract every pipeline follows: fetch → validate → persist, with health counters and the
+states every pipeline reports."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum, StrEnum
 from typing import Any, Generic, TypeVar
 
 import structlog
@@ -14,6 +16,33 @@ import structlog
 from hydra_daemon.latency import LatencyHistogram
 
 Batch = TypeVar("Batch")
+
+
+class PipelineState(StrEnum):
+    """What a pipeline is doing now (`PipelineStats.state`; the health answer shows the value)."""
+
+    STARTING = "starting"
+    RUNNING = "running"  # run() started; the source has not said more yet
+    FINISHED = "finished"
+    FAILED = "failed"
+    CONNECTING = "connecting"  # live streams: asking the store for resume points, connecting
+    FILLING = "filling"  # live streams: filling a gap from Historical
+    STREAMING = "streaming"  # live streams: the session is up and delivering
+    RECONNECTING = "reconnecting"  # live streams: backing off after a session ended
+    POLLING = "polling"  # COT: downloading the report files
+    WAITING_FOR_RELEASE = "waiting_for_release"  # COT: the expected report is not published yet
+    IDLE = "idle"  # COT: sleeping until the next scheduled release
+
+    @property
+    def source_up(self) -> bool:
+        """True when the source is really up even before the first batch (the supervisor's "started")."""
+        return self is PipelineState.STREAMING
+
+
+class Idle(Enum):
+    """What `fetch()` yields when the source is alive but quiet: not a batch, a chance to flush on time."""
+
+    TICK = "idle"
 
 
 @dataclass(frozen=True)
@@ -28,7 +57,9 @@ class Problem:
 class PipelineStats:
     """Counters a pipeline keeps for the health endpoint and metrics; every time is UTC-aware.
 
-    `reconnects` count attempts, never progress. `gap_fill_records`: rows received from Historical gap fills.
+    `reconnects` count attempts, never progress; `fetch_failures` count failed downloads of a polled source (COT).
+    `idle_ticks` count `Idle` ticks (a live source quiet but alive); they are not batches.
+    `gap_fill_records`: rows received from Historical gap fills.
     `historical_cost_usd` / `historical_refusals`: what the cost guard let Historical requests spend and how many it
     refused; `degraded_reason` says why a running pipeline is degraded (e.g. a refused request; None when fine).
     `buffered_rows` / `queue_depth`: rows waiting in the writer and decoded batches waiting for the committer.
@@ -40,7 +71,9 @@ class PipelineStats:
     rejects: int = 0
     reconnects: int = 0
     gaps_filled: int = 0
-    state: str = "starting"
+    fetch_failures: int = 0
+    idle_ticks: int = 0
+    state: PipelineState = PipelineState.STARTING
     last_record_time: datetime | None = None
     last_commit_at: datetime | None = None
     last_error: str | None = None
@@ -64,12 +97,13 @@ class PipelineStats:
         """JSON-safe view for the health answer."""
         lag = self.lag_s()
         return {
-            "state": self.state,
+            "state": self.state.value,
             "records": self.records,
             "batches": self.batches,
             "rejects": self.rejects,
             "reconnects": self.reconnects,
             "gaps_filled": self.gaps_filled,
+            "fetch_failures": self.fetch_failures,
             "gap_fill_records": self.gap_fill_records,
             "historical_cost_usd": round(self.historical_cost_usd, 6),
             "historical_refusals": self.historical_refusals,
@@ -91,7 +125,8 @@ class IngestPipeline(ABC, Generic[Batch]):
     """fetch() yields raw batches; validate() splits clean rows from problems; persist() commits the clean rows.
 
     `run()` drives the three with structlog context bound (pipeline, market, schema) and keeps `stats`.
-    Subclasses own reconnection inside `fetch()` and bump `stats.reconnects` / `stats.gaps_filled` there.
+    Subclasses own reconnection inside `fetch()` and bump `stats.reconnects` / `stats.gaps_filled` there. A live
+    source yields `Idle.TICK` while quiet; `run()` then calls `on_idle()` instead of counting a batch.
     """
 
     name: str = "pipeline"
@@ -102,8 +137,8 @@ class IngestPipeline(ABC, Generic[Batch]):
         self.stats = PipelineStats()
 
     @abstractmethod
-    def fetch(self) -> AsyncIterator[Batch]:
-        """Yield raw batches from the source, forever (or until the source is exhausted)."""
+    def fetch(self) -> AsyncIterator[Batch | Idle]:
+        """Yield raw batches from the source, forever (or until the source is exhausted); `Idle.TICK` while quiet."""
 
     @abstractmethod
     def validate(self, batch: Batch) -> tuple[Batch, list[Problem]]:
@@ -113,12 +148,19 @@ class IngestPipeline(ABC, Generic[Batch]):
     async def persist(self, clean: Batch) -> int:
         """Commit the clean batch; return the number of rows stored (after de-duplication)."""
 
+    async def on_idle(self) -> None:
+        """The source is quiet: flush what is due. Pipelines whose source never idles need nothing here."""
+
     async def run(self) -> None:
         """Fetch, validate and persist until the source ends; problems are logged and counted, never stored."""
         log = structlog.get_logger().bind(pipeline=self.name, market=",".join(self.markets), schema=self.schema)
-        self.stats.state = "running"
+        self.stats.state = PipelineState.RUNNING
         log.info("pipeline_started")
         async for batch in self.fetch():
+            if isinstance(batch, Idle):
+                self.stats.idle_ticks += 1
+                await self.on_idle()
+                continue
             clean, problems = self.validate(batch)
             for problem in problems:
                 log.warning("record_rejected", what=problem.what, where=problem.where)
@@ -130,5 +172,5 @@ class IngestPipeline(ABC, Generic[Batch]):
             self.stats.records += stored
             if stored:
                 self.stats.last_commit_at = datetime.now(UTC)
-        self.stats.state = "finished"
+        self.stats.state = PipelineState.FINISHED
         log.info("pipeline_finished", records=self.stats.records, rejects=self.stats.rejects)

@@ -22,7 +22,7 @@ from hydra_daemon.cot.fetch import CotFetcher, CotFetchError, CotFile, NotPublis
 from hydra_daemon.cot.parse import OUTPUT_COLUMNS, CotParseError, parse_report
 from hydra_daemon.cot.persist import QuarantineLog, cot_table, quarantine_path, record_cycle, write_features
 from hydra_daemon.cot.validate import validate_rows
-from hydra_daemon.ingest import IngestPipeline, Problem
+from hydra_daemon.ingest import IngestPipeline, PipelineState, Problem
 from hydra_daemon.store.arctic import Store
 
 MAX_POLL_INTERVAL_S = 3600.0
@@ -105,7 +105,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
                     newest_seen = cycle.newest_as_of or newest_seen
                     yield cycle
                 continue
-            self.stats.state = "idle"
+            self.stats.state = PipelineState.IDLE
             _, release = next_release_after(self._clock.now(), self._config.extra_closures)
             self._log.info("cot_sleeping_until_release", release=release.isoformat())
             await self._clock.sleep_until(release)
@@ -114,7 +114,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         """Yield a cycle whenever the newest `as_of` grows (and once at start); stop once `expected` is present."""
         delay = self._config.poll_interval_s
         while True:
-            self.stats.state = "polling"
+            self.stats.state = PipelineState.POLLING
             cycle = await self._fetch_cycle(expected)
             newest = cycle.newest_as_of if cycle else None
             if cycle is not None and (newest_seen is None or (newest is not None and newest > newest_seen)):
@@ -122,7 +122,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
                 yield cycle
             if newest is not None and newest >= expected:
                 return
-            self.stats.state = "waiting_for_release"
+            self.stats.state = PipelineState.WAITING_FOR_RELEASE
             self._log.info("cot_not_yet_published", expected_as_of=expected.isoformat(), retry_in_s=delay)
             await self._clock.sleep_until(self._clock.now() + timedelta(seconds=delay))
             delay = min(delay * 2, MAX_POLL_INTERVAL_S)
@@ -158,7 +158,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
 
     def _failed(self, message: str) -> None:
         self.stats.last_error = message
-        self.stats.reconnects += 1
+        self.stats.fetch_failures += 1
         self._log.warning("cot_fetch_failed", error=message)
 
     def validate(self, batch: CotCycle) -> tuple[CotCycle, list[Problem]]:

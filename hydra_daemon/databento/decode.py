@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import databento_dbn as dbn
@@ -166,11 +167,20 @@ class MarketFrame:
     frame: pd.DataFrame
 
 
+class BatchSource(StrEnum):
+    """Where a batch came from: the Live stream, or Historical (a gap fill, a backfill, a DBN file)."""
+
+    LIVE = "live"
+    HISTORICAL = "historical"
+
+
 @dataclass(frozen=True)
 class DecodedBatch:
-    """Everything decoded from one batch of records."""
+    """Everything decoded from one batch of records, in stream order: the one batch type from the transport up to
+    the pipelines' `persist()`."""
 
     frames: tuple[MarketFrame, ...]
+    source: BatchSource
     notices: tuple[GatewayNotice, ...] = ()
     heartbeats: int = 0
     unmapped: tuple[int, ...] = ()  # instrument ids of data records whose market is unknown (not stored)
@@ -182,9 +192,10 @@ class DecodedBatch:
 
 
 def decode_records(records: Sequence[Any], symbols: SymbolMap, market: str | None = None) -> DecodedBatch:
-    """Decode `records` (in stream order). `market` routes every data record to one market (Historical requests
-    made per market); otherwise the market comes from the SymbolMappingMsgs seen so far."""
-    return _decode(_group_by_type(records), {}, symbols, market)
+    """Decode `records` (in stream order; record objects come from Historical, so the batch's source is
+    `HISTORICAL`). `market` routes every data record to one market (Historical requests made per market); otherwise
+    the market comes from the SymbolMappingMsgs seen so far."""
+    return _decode(_group_by_type(records), {}, symbols, market, BatchSource.HISTORICAL)
 
 
 def decode_raw(data: bytes, symbols: SymbolMap, market: str | None = None) -> tuple[DecodedBatch, int]:
@@ -204,7 +215,7 @@ def decode_raw(data: bytes, symbols: SymbolMap, market: str | None = None) -> tu
             others.append(data[run.start : run.end])
     objects = _decode_objects(b"".join(others)) if others else []
     arrays = {kind: np.concatenate(items) if len(items) > 1 else items[0] for kind, items in parts.items()}
-    return _decode(_group_by_type(objects), arrays, symbols, market), used
+    return _decode(_group_by_type(objects), arrays, symbols, market, BatchSource.LIVE), used
 
 
 def _decode_objects(payload: bytes) -> list[Any]:
@@ -216,7 +227,11 @@ def _dtype(record_type: type) -> np.dtype:
 
 
 def _decode(
-    by_type: dict[type, list[Any]], arrays: dict[type, np.ndarray], symbols: SymbolMap, market: str | None
+    by_type: dict[type, list[Any]],
+    arrays: dict[type, np.ndarray],
+    symbols: SymbolMap,
+    market: str | None,
+    source: BatchSource,
 ) -> DecodedBatch:
     notices: list[GatewayNotice] = []
     heartbeats = 0
@@ -246,7 +261,7 @@ def _decode(
     for record_type, array in arrays.items():
         for schema, part in _schemas_of(record_type, array):
             _split(frames, unmapped, part, schema, symbols, market)
-    return DecodedBatch(tuple(frames), tuple(notices), heartbeats, tuple(sorted(set(unmapped))), unsupported)
+    return DecodedBatch(tuple(frames), source, tuple(notices), heartbeats, tuple(sorted(set(unmapped))), unsupported)
 
 
 def _group_by_type(records: Sequence[Any]) -> dict[type, list[Any]]:

@@ -5,12 +5,13 @@ Flow per connection:
 
 1. ask `resume(schema)` for the committed watermark of each schema (UTC ns, None = nothing stored yet);
 2. a watermark older than `now - replay_window_s` is first filled from Historical up to that limit
-   (`source="historical"` batches), so Live only has to replay the last window;
+   (`BatchSource.HISTORICAL` batches), so Live only has to replay the last window;
 3. subscribe each schema with ``start = watermark - REPLAY_OVERLAP_NS`` (``start=0``: the whole replay window when
    nothing is stored) and start the session — in a child process (`LiveProcess`), so the client's per-record work
    runs under its own GIL, on another core than our decoding and commits;
 4. the child streams raw DBN bytes through a pipe; a `StreamDecoder` thread turns them into column batches with
-   numpy (overlapping with the consumer committing the previous batch);
+   numpy (overlapping with the consumer committing the previous batch); while no rows come, `Idle.TICK` every
+   `idle_tick_s` lets the consumer flush on time;
 5. the session ends on a gateway error, a reset, a graceful close, or our own watchdog (no record or heartbeat for
    `watchdog_s`); we stop the child, back off with jitter and start again at 1.
 
@@ -24,22 +25,21 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
-import pandas as pd
 import structlog
 
 from hydra_daemon.backoff import Backoff
 from hydra_daemon.clock import Clock, WallClock
 from hydra_daemon.config import DatabentoConfig, MarketConfig
 from hydra_daemon.databento.child import SessionRequest
-from hydra_daemon.databento.decode import DecodedBatch, MarketFrame, SymbolMap, decode_records
+from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, decode_records
 from hydra_daemon.databento.historical_fill import HistoricalSource
 from hydra_daemon.databento.launcher import Launcher
 from hydra_daemon.databento.process import LiveProcess
 from hydra_daemon.databento.stream_decoder import DecoderFinished, StreamDecoder
-from hydra_daemon.ingest import PipelineStats
+from hydra_daemon.ingest import Idle, PipelineState, PipelineStats
 from hydra_daemon.redaction import redact_text, register_secret
 from hydra_daemon.secrets import ApiKey
 
@@ -106,20 +106,6 @@ class StreamSpec:
         return cls(tuple(schemas), {f"{root(m)}.{kind}": m.name for m in markets})
 
 
-@dataclass(frozen=True)
-class StreamBatch:
-    """Decoded rows per (market, schema) in stream order. `source`: "live", "historical" (gap fill) or "idle" (an
-    empty tick so consumers can flush on time)."""
-
-    frames: tuple[MarketFrame, ...]
-    source: str
-    received_at: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.now(tz="UTC"))
-
-    @property
-    def rows(self) -> int:
-        return sum(len(item.frame) for item in self.frames)
-
-
 class SessionStalled(RuntimeError):
     """Our watchdog saw neither records nor heartbeats for too long."""
 
@@ -129,7 +115,8 @@ class SessionClosed(RuntimeError):
 
 
 class LiveStream:
-    """Yields `StreamBatch`es forever from one Live session per connection; owns reconnects and gap fills.
+    """Yields `DecodedBatch`es with rows (and `Idle.TICK` while quiet) forever from one Live session per connection;
+    owns reconnects and gap fills.
 
     `clock` says what "now" is (the venue's clock in tests); `stats` is updated in place (state, reconnects,
     gaps_filled, last_error).
@@ -159,7 +146,7 @@ class LiveStream:
         self._historical = HistoricalSource(settings.dataset, settings.key, settings.historical_url)
         Launcher.shared()  # starts importing the client in the launcher now, not at the first connect
 
-    async def batches(self) -> AsyncGenerator[StreamBatch, None]:
+    async def batches(self) -> AsyncGenerator[DecodedBatch | Idle, None]:
         """Forever: connect, fill, stream; on any session end back off and reconnect."""
         while True:
             started = time.monotonic()
@@ -173,14 +160,14 @@ class LiveStream:
             if time.monotonic() - started > max(10.0, 2 * self.settings.heartbeat_interval_s):
                 self._backoff.reset()
             delay = self._backoff.next_delay()
-            self._stats.state = "reconnecting"
+            self._stats.state = PipelineState.RECONNECTING
             self._stats.reconnects += 1
             self._stats.last_error = reason
             log.warning("live_session_ended", error=reason, retry_in_s=round(delay, 3))
             await anyio.sleep(delay)
 
-    async def _session(self) -> AsyncGenerator[StreamBatch, None]:
-        self._stats.state = "connecting"
+    async def _session(self) -> AsyncGenerator[DecodedBatch | Idle, None]:
+        self._stats.state = PipelineState.CONNECTING
         starts = {schema: await anyio.to_thread.run_sync(self._resume, schema) for schema in self.spec.schemas}
         async with aclosing(self._fill_older_than_replay(starts)) as filled:
             async for batch in filled:
@@ -194,30 +181,30 @@ class LiveStream:
             async with aclosing(self._fill_older_than_replay(starts)) as filled:
                 async for batch in filled:
                     yield batch
-            self._stats.state = "streaming"
+            self._stats.state = PipelineState.STREAMING
             log.info("live_session_started", session_id=session_id, replay_from_ns=replay)
             async with aclosing(self._drain(child)) as drained:
-                async for batch in drained:
-                    yield batch
+                async for item in drained:
+                    yield item
         finally:
             child.stop()
 
-    async def _fill_older_than_replay(self, starts: dict[str, int | None]) -> AsyncGenerator[StreamBatch, None]:
+    async def _fill_older_than_replay(self, starts: dict[str, int | None]) -> AsyncGenerator[DecodedBatch, None]:
         """Fill from Historical every schema whose resume point is older than the replay window now; advance
         `starts` to the window's edge."""
         live_floor = self._clock.now_ns() - self.settings.replay_window_s * NS_PER_S
         for schema in _fill_order(self.spec.schemas):
             start = starts[schema]
             if start is not None and start < live_floor:
-                self._stats.state = "filling"
+                self._stats.state = PipelineState.FILLING
                 async with aclosing(self._fill(schema, start, live_floor)) as filled:
                     async for batch in filled:
                         yield batch
                 self._stats.gaps_filled += 1
                 starts[schema] = live_floor
 
-    async def _fill(self, schema: str, start_ns: int, end_ns: int) -> AsyncGenerator[StreamBatch, None]:
-        """Historical [start - overlap (- one bar), end) for every market, one batch per request chunk."""
+    async def _fill(self, schema: str, start_ns: int, end_ns: int) -> AsyncGenerator[DecodedBatch, None]:
+        """Historical [start - overlap (- one bar), end) for every market, one batch per request chunk with rows."""
         log.info("gap_fill_started", schema=schema, start_ns=start_ns, end_ns=end_ns)
         client = await anyio.to_thread.run_sync(self._historical.client)
         for parent, market in self.spec.parents.items():
@@ -227,7 +214,8 @@ class LiveStream:
                 decoded = await anyio.to_thread.run_sync(_next_decoded, chunks, self.symbols, market)
                 if decoded is None:
                     break
-                yield StreamBatch(decoded.frames, "historical")
+                if decoded.rows:
+                    yield decoded
 
     def _request(self, replay: Mapping[str, int]) -> SessionRequest:
         settings = self.settings
@@ -240,8 +228,9 @@ class LiveStream:
             replay={schema: replay[schema] for schema in self.spec.schemas},
         )
 
-    async def _drain(self, child: LiveProcess) -> AsyncGenerator[StreamBatch, None]:
-        """Batches until the child's stream ends; then raise how the session ended (or SessionClosed by caller)."""
+    async def _drain(self, child: LiveProcess) -> AsyncGenerator[DecodedBatch | Idle, None]:
+        """Batches with rows until the child's stream ends, `Idle.TICK` every `idle_tick_s` without; then raise how
+        the session ended (or SessionClosed by caller). Heartbeat- or notice-only batches are not batches."""
         decoder = StreamDecoder(child, self.symbols, _log_decoded)
         try:
             last_yield = time.monotonic()
@@ -250,11 +239,11 @@ class LiveStream:
                     decoded = await anyio.to_thread.run_sync(decoder.get, 0.2)
                 except DecoderFinished:
                     break
-                if decoded is not None:
-                    yield StreamBatch(decoded.frames, "live")
+                if decoded is not None and decoded.rows:
+                    yield decoded
                     last_yield = time.monotonic()
                 elif time.monotonic() - last_yield >= self._idle_tick_s:
-                    yield StreamBatch((), "idle")
+                    yield Idle.TICK
                     last_yield = time.monotonic()
                 idle = decoder.idle_s()
                 if idle > self.settings.watchdog_s:

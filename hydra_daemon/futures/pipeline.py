@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 
 import anyio
 import pandas as pd
@@ -26,10 +27,10 @@ from hydra_daemon.backoff import Backoff
 from hydra_daemon.capture.commit import StreamCommitter, capture_start_ns, configured_writer
 from hydra_daemon.clock import Clock
 from hydra_daemon.config import Config, MarketConfig
-from hydra_daemon.databento.decode import MarketFrame, SymbolMap
-from hydra_daemon.databento.live_stream import LiveSettings, LiveStream, StreamBatch, StreamSpec
+from hydra_daemon.databento.decode import DecodedBatch, MarketFrame, SymbolMap
+from hydra_daemon.databento.live_stream import LiveSettings, LiveStream, StreamSpec
 from hydra_daemon.futures.validation import validate_bars
-from hydra_daemon.ingest import IngestPipeline, Problem
+from hydra_daemon.ingest import Idle, IngestPipeline, Problem
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
@@ -116,7 +117,7 @@ def seed_symbols(store: Store, markets: Sequence[str], symbols: SymbolMap, libra
             symbols.learn(stored["instrument_id"].tolist(), stored["symbol"].tolist(), market)
 
 
-class FuturesIngestPipeline(IngestPipeline[StreamBatch]):
+class FuturesIngestPipeline(IngestPipeline[DecodedBatch]):
     """Live futures bars + definitions for all configured markets → ``futures`` library, exactly once."""
 
     name = "futures"
@@ -158,7 +159,7 @@ class FuturesIngestPipeline(IngestPipeline[StreamBatch]):
         """Committed watermark of ``futures/<market>.<schema>`` (None before the first commit)."""
         return self._writer.watermark(FUTURES, data_symbol(market, schema))
 
-    async def fetch(self) -> AsyncGenerator[StreamBatch, None]:
+    async def fetch(self) -> AsyncGenerator[DecodedBatch | Idle, None]:
         await anyio.to_thread.run_sync(seed_symbols, self._store, self.markets, self._stream.symbols, FUTURES)
         try:
             async with aclosing(self._stream.batches()) as batches:
@@ -168,13 +169,16 @@ class FuturesIngestPipeline(IngestPipeline[StreamBatch]):
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._writer.flush_all)
 
-    def validate(self, batch: StreamBatch) -> tuple[StreamBatch, list[Problem]]:
+    def validate(self, batch: DecodedBatch) -> tuple[DecodedBatch, list[Problem]]:
         clean, problems = validate_frames(batch.frames)
-        return StreamBatch(clean, batch.source, batch.received_at), problems
+        return replace(batch, frames=clean), problems
 
-    async def persist(self, clean: StreamBatch) -> int:
+    async def persist(self, clean: DecodedBatch) -> int:
         stored = await anyio.to_thread.run_sync(self._committer.commit, clean.frames)
         newest = max((item.frame.index.max() for item in clean.frames if not item.frame.empty), default=None)
         if stored and newest is not None:
             self.stats.last_record_time = newest.to_pydatetime()
         return stored
+
+    async def on_idle(self) -> None:
+        await anyio.to_thread.run_sync(self._writer.flush_due)

@@ -36,10 +36,10 @@ from hydra_daemon.backoff import Backoff
 from hydra_daemon.capture.commit import StreamCommitter, capture_start_ns, configured_writer
 from hydra_daemon.clock import Clock
 from hydra_daemon.config import Config
-from hydra_daemon.databento.decode import MarketFrame
-from hydra_daemon.databento.live_stream import LiveSettings, LiveStream, StreamBatch, StreamSpec
+from hydra_daemon.databento.decode import BatchSource, DecodedBatch, MarketFrame
+from hydra_daemon.databento.live_stream import LiveSettings, LiveStream, StreamSpec
 from hydra_daemon.futures.pipeline import seed_symbols
-from hydra_daemon.ingest import IngestPipeline, PipelineStats, Problem
+from hydra_daemon.ingest import Idle, IngestPipeline, PipelineStats, Problem
 from hydra_daemon.options.book import ChainBook, MarketSnapshot, is_underlying, stream_parents
 from hydra_daemon.options.chain import EVENT_COLUMNS
 from hydra_daemon.options.features import chain_features
@@ -204,7 +204,7 @@ class OptionsCommitter:
         log.warning("option_chain_problem", market=market, what=problem.what, where=problem.where)
 
 
-class OptionsIngestPipeline(IngestPipeline[StreamBatch]):
+class OptionsIngestPipeline(IngestPipeline[DecodedBatch]):
     """Live options (+ underlying futures) for all configured markets → ``options`` library and features."""
 
     name = "options"
@@ -238,7 +238,7 @@ class OptionsIngestPipeline(IngestPipeline[StreamBatch]):
         symbol = chain_symbol(market) if schema == "chain" else data_symbol(market, schema)
         return self._writer.watermark(OPTIONS, symbol)
 
-    async def fetch(self) -> AsyncGenerator[StreamBatch, None]:
+    async def fetch(self) -> AsyncGenerator[DecodedBatch | Idle, None]:
         await anyio.to_thread.run_sync(seed_symbols, self._store, self.markets, self._stream.symbols, OPTIONS)
         await anyio.to_thread.run_sync(self.committer.restore, self._store)
         try:
@@ -249,19 +249,21 @@ class OptionsIngestPipeline(IngestPipeline[StreamBatch]):
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.committer.end_session)
 
-    def validate(self, batch: StreamBatch) -> tuple[StreamBatch, list[Problem]]:
+    def validate(self, batch: DecodedBatch) -> tuple[DecodedBatch, list[Problem]]:
         """Records are captured verbatim; chain rules are applied at snapshot time (see `quote_validation`)."""
         return batch, []
 
-    async def persist(self, clean: StreamBatch) -> int:
-        if not clean.rows:
-            if time.monotonic() - self._last_data_monotonic >= self._quiet_s:
-                await anyio.to_thread.run_sync(self.committer.end_session)
-            else:  # an idle tick: rows buffered by the last data batch must not wait for the quiet period
-                await anyio.to_thread.run_sync(self.committer.streams.flush_due)
-            return 0
+    async def on_idle(self) -> None:
+        """Session end once quiet for `snapshot_interval_s`; before that, rows buffered by the last data batch must
+        not wait for the quiet period."""
+        if time.monotonic() - self._last_data_monotonic >= self._quiet_s:
+            await anyio.to_thread.run_sync(self.committer.end_session)
+        else:
+            await anyio.to_thread.run_sync(self.committer.streams.flush_due)
+
+    async def persist(self, clean: DecodedBatch) -> int:
         self._last_data_monotonic = time.monotonic()
-        live = clean.source != "historical"
+        live = clean.source is BatchSource.LIVE
         stored = await anyio.to_thread.run_sync(lambda: self.committer.commit(clean.frames, live=live))
         newest = max(
             (f.frame.index.max() for f in clean.frames if not f.frame.empty and not is_underlying(f.market)),

@@ -25,11 +25,13 @@ STATUS_VALUE = {Status.OK: 0, Status.CLOSED: 0, Status.DEGRADED: 1, Status.FAILE
 _COUNTERS = (
     ("records", "records", "Records stored (after de-duplication)."),
     ("rejects", "rejects", "Records or rows rejected by validation (never stored)."),
-    ("reconnects", "reconnects", "Reconnect (or re-fetch) attempts after a session or fetch ended."),
+    ("reconnects", "reconnects", "Reconnect attempts after a Live session ended."),
+    ("fetch_failures", "fetch_failures", "Downloads of a polled source (COT) that failed after their retries."),
     ("gap_fills", "gaps_filled", "Historical gap fills completed."),
     ("gap_fill_records", "gap_fill_records", "Records received from Historical gap fills."),
     ("historical_requests_refused", "historical_refusals", "Historical requests refused by the cost guard."),
-    ("batches", "batches", "Batches processed (idle ticks included)."),
+    ("batches", "batches", "Batches with rows processed."),
+    ("idle_ticks", "idle_ticks", "Idle ticks: the Live session is up but the source is quiet."),
 )
 
 

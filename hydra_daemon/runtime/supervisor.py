@@ -13,20 +13,18 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import anyio
 import structlog
 
-from hydra_daemon.ingest import IngestPipeline
+from hydra_daemon.ingest import IngestPipeline, PipelineState
 from hydra_daemon.redaction import redact_text
 
 PipelineFactory = Callable[[], IngestPipeline[Any]]
 """Builds a fresh pipeline for each (re)start. Runs on the event loop, so it must be cheap: the pipeline reads
 its resume point (the store's watermarks) in `run()`, in a worker thread."""
-
-STARTED_STATES = frozenset({"streaming"})
-"""Pipeline `stats.state` values meaning "the source is really up" even before the first batch."""
 
 _ERROR_CHARS = 500
 
@@ -47,13 +45,22 @@ class RestartPolicy:
         return max(0.0, base * rng.uniform(1.0 - self.jitter, 1.0 + self.jitter))
 
 
+class SupervisorState(StrEnum):
+    """Where a supervised pipeline is in its restart cycle (the health answer's ``supervisor_state``)."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+
+
 @dataclass
 class PipelineRecord:
     """What the supervisor knows about one pipeline; `current` is the live (or last failed) instance."""
 
     name: str
     factory: PipelineFactory
-    state: str = "starting"
+    state: SupervisorState = SupervisorState.STARTING
     restarts: int = 0
     crashes_in_row: int = 0
     run_started: float = field(default_factory=time.monotonic)
@@ -67,16 +74,21 @@ class PipelineRecord:
     def started(self) -> bool:
         """True once the running instance persisted a batch or reports a started state."""
         pipeline = self.current
-        if self.state != "running" or pipeline is None:
+        if self.state != SupervisorState.RUNNING or pipeline is None:
             return False
-        return pipeline.stats.batches > 0 or pipeline.stats.state in STARTED_STATES
+        return pipeline.stats.batches > 0 or pipeline.stats.state.source_up
 
     def sample(self, now: float) -> bool:
         """Record progress if the instance's work counters moved since the last sample (a new instance counts once).
 
-        Reconnect attempts, state changes and errors are not progress: a pipeline retrying forever makes none."""
+        Reconnect attempts, state changes and errors are not progress: a pipeline retrying forever makes none. An
+        idle tick is: the session is up and the pipeline turns, the source is only quiet."""
         stats = self.current.stats if self.current is not None else None
-        work = () if stats is None else (stats.records, stats.batches, stats.rejects, stats.gap_fill_records)
+        work = (
+            ()
+            if stats is None
+            else (stats.records, stats.batches, stats.rejects, stats.gap_fill_records, stats.idle_ticks)
+        )
         marker = (id(self.current), *work)
         if marker == self._marker:
             return False
@@ -86,11 +98,11 @@ class PipelineRecord:
 
     def as_dict(self, now: float) -> dict[str, Any]:
         """JSON-safe view: the instance's `PipelineStats` plus restart bookkeeping."""
-        stats = self.current.stats.as_dict() if self.current is not None else {"state": self.state}
+        stats = self.current.stats.as_dict() if self.current is not None else {"state": self.state.value}
         retry_in = None if self.retry_at is None else round(max(0.0, self.retry_at - now), 3)
         return {
             **stats,
-            "supervisor_state": self.state,
+            "supervisor_state": self.state.value,
             "started": self.started(),
             "restarts": self.restarts,
             "crashes_in_row": self.crashes_in_row,
@@ -193,7 +205,7 @@ class Supervisor:
         now = time.monotonic()
         for record in self.records.values():
             record.sample(now)
-            if record.state == "running" and now - record.run_started >= self.policy.healthy_after_s:
+            if record.state == SupervisorState.RUNNING and now - record.run_started >= self.policy.healthy_after_s:
                 record.crashes_in_row = 0
 
     def progress_age_s(self) -> float:
@@ -206,7 +218,7 @@ class Supervisor:
         parts = []
         for record in self.records.values():
             stats = record.current.stats if record.current is not None else None
-            state = stats.state if stats is not None and record.state == "running" else record.state
+            state = stats.state if stats is not None and record.state == SupervisorState.RUNNING else record.state
             detail = f"{record.name}: {state}"
             if stats is not None:
                 detail += f" {stats.records} rec"
@@ -228,7 +240,7 @@ class Supervisor:
                 attempt += 1
                 record.crashes_in_row = attempt
                 record.restarts += 1
-                record.state = "backoff"
+                record.state = SupervisorState.BACKOFF
                 record.retry_at = time.monotonic() + delay
                 log.warning(
                     "pipeline_restarting",
@@ -240,15 +252,15 @@ class Supervisor:
                 await anyio.sleep(delay)
                 record.retry_at = None
         finally:
-            record.state = "stopped"
+            record.state = SupervisorState.STOPPED
             record.retry_at = None
 
     async def _run_once(self, record: PipelineRecord) -> str:
         """Build and run one instance; return why it ended ('returned' or the error). Cancellation propagates."""
-        record.state = "starting"
+        record.state = SupervisorState.STARTING
         try:
             record.current = record.factory()
-            record.state = "running"
+            record.state = SupervisorState.RUNNING
             record.run_started = time.monotonic()
             await record.current.run()
         except Exception as exc:
@@ -257,7 +269,7 @@ class Supervisor:
             record.last_failure = message
             record.last_failure_at = datetime.now(UTC)
             if record.current is not None:
-                record.current.stats.state = "failed"
+                record.current.stats.state = PipelineState.FAILED
                 record.current.stats.last_error = message
             structlog.get_logger().warning(
                 "pipeline_failed", pipeline=record.name, error_type=type(exc).__name__, error=message, exc_info=exc

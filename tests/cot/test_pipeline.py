@@ -171,6 +171,19 @@ async def test_late_release_is_polled_with_backoff_until_it_appears(store: Store
     assert route.requests_served >= 1 + len(waits)
 
 
+async def test_a_failed_download_counts_as_a_fetch_failure_not_a_reconnect(store: Store, tmp_path: Path) -> None:
+    files = SimulatedCotFiles(seed=3, first_as_of=date(2026, 1, 6))
+    sim = SimClock(start=THURSDAY, speed=SPEED)
+    route = CftcFiles(files, sim)
+    route.fail_status(503, times=3)  # the first fetch_year gives up after its 3 attempts (retries=2)
+
+    pipeline = await _run_pipeline(store, tmp_path, route, sim, _has(store, "HE", "2026-03-10"))
+
+    assert (pipeline.stats.fetch_failures, pipeline.stats.reconnects) == (1, 0)
+    assert pipeline.stats.as_dict()["fetch_failures"] == 1
+    assert pipeline.stats.last_error is not None and "503" in pipeline.stats.last_error
+
+
 async def test_rows_breaking_identities_are_quarantined_not_stored(store: Store, tmp_path: Path) -> None:
     text = zipfile.ZipFile(REAL_2021_ZIP).read("f_year.txt").decode()
     lines = text.splitlines(keepends=True)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from hydra_daemon.config import parse_config
-from hydra_daemon.ingest import IngestPipeline, Problem
+from hydra_daemon.ingest import IngestPipeline, PipelineState, Problem
 from hydra_daemon.runtime.daemon import run_daemon
 from hydra_daemon.runtime.health_client import query_health
 
@@ -239,7 +239,7 @@ class LosingPipeline(IngestPipeline[list[int]]):
     """Streams one batch, then finds its writer lease gone."""
 
     async def fetch(self) -> AsyncIterator[list[int]]:
-        self.stats.state = "streaming"
+        self.stats.state = PipelineState.STREAMING
         yield [1]
         raise LeaseLost("writer lease taken over by host-b")
 

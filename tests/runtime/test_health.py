@@ -16,7 +16,7 @@ import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hydra_daemon.ingest import IngestPipeline, Problem
+from hydra_daemon.ingest import IngestPipeline, PipelineState, Problem
 from hydra_daemon.redaction import clear_secrets, register_secret, register_uri_secrets
 from hydra_daemon.runtime import http_server
 from hydra_daemon.runtime.health import (
@@ -61,7 +61,7 @@ class QuotesPipeline(IngestPipeline[list[int]]):
     burst = 3
 
     async def fetch(self) -> AsyncIterator[list[int]]:
-        self.stats.state = "streaming"
+        self.stats.state = PipelineState.STREAMING
         yield list(range(self.burst))
         await anyio.sleep_forever()
 

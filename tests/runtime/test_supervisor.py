@@ -13,9 +13,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from hydra_daemon.ingest import IngestPipeline, Problem
+from hydra_daemon.ingest import IngestPipeline, PipelineState, Problem
 from hydra_daemon.redaction import MASK, clear_secrets, register_secret
-from hydra_daemon.runtime.supervisor import FatalError, PeriodicJob, PipelineRecord, RestartPolicy, Supervisor
+from hydra_daemon.runtime.supervisor import (
+    FatalError,
+    PeriodicJob,
+    PipelineRecord,
+    RestartPolicy,
+    Supervisor,
+    SupervisorState,
+)
 
 FAST = RestartPolicy(initial_s=0.01, max_s=1.0, multiplier=2.0, jitter=0.2, healthy_after_s=60.0)
 
@@ -186,15 +193,15 @@ def test_progress_sampling_sees_counter_changes_only() -> None:
 
 def test_started_needs_a_batch_or_a_started_state() -> None:
     pipeline = CountingPipeline(Sink())
-    record = PipelineRecord("p", lambda: pipeline, state="running", current=pipeline)
-    pipeline.stats.state = "running"
+    record = PipelineRecord("p", lambda: pipeline, state=SupervisorState.RUNNING, current=pipeline)
+    pipeline.stats.state = PipelineState.RUNNING
     assert not record.started()
-    pipeline.stats.state = "streaming"
+    pipeline.stats.state = PipelineState.STREAMING
     assert record.started()
-    pipeline.stats.state = "polling"
+    pipeline.stats.state = PipelineState.POLLING
     pipeline.stats.batches = 1
     assert record.started()
-    record.state = "backoff"
+    record.state = SupervisorState.BACKOFF
     assert not record.started()
 
 

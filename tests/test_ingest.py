@@ -1,0 +1,42 @@
+"""The IngestPipeline contract: idle ticks are a separate signal, not zero-row batches."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+
+from hydra_daemon.ingest import Idle, IngestPipeline, PipelineState, Problem
+
+
+class Scripted(IngestPipeline[list[int]]):
+    """Yields two batches with idle ticks around them and notes what `run()` called."""
+
+    def __init__(self) -> None:
+        super().__init__(markets=("HE",), schema="test")
+        self.persisted: list[list[int]] = []
+        self.idles = 0
+
+    async def fetch(self) -> AsyncIterator[list[int] | Idle]:
+        for item in (Idle.TICK, [1, 2], Idle.TICK, Idle.TICK, [3]):
+            yield item
+
+    def validate(self, batch: list[int]) -> tuple[list[int], list[Problem]]:
+        return batch, []
+
+    async def persist(self, clean: list[int]) -> int:
+        self.persisted.append(clean)
+        return len(clean)
+
+    async def on_idle(self) -> None:
+        self.idles += 1
+
+
+def test_idle_ticks_call_on_idle_and_are_not_batches() -> None:
+    pipeline = Scripted()
+    anyio.run(pipeline.run)
+    assert pipeline.persisted == [[1, 2], [3]]
+    assert (pipeline.idles, pipeline.stats.idle_ticks) == (3, 3)
+    assert (pipeline.stats.batches, pipeline.stats.records) == (2, 3)
+    assert pipeline.stats.state is PipelineState.FINISHED
+    assert pipeline.stats.as_dict()["state"] == "finished"
