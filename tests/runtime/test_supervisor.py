@@ -180,7 +180,7 @@ async def test_periodic_jobs_count_failures_and_mark_progress() -> None:
 
 def test_progress_sampling_sees_counter_changes_only() -> None:
     pipeline = CountingPipeline(Sink())
-    record = PipelineRecord("p", lambda: pipeline, state="running", current=pipeline)
+    record = PipelineRecord("p", lambda: pipeline, state=SupervisorState.RUNNING, current=pipeline)
     assert record.sample(now=10.0)
     assert not record.sample(now=20.0)
     assert record.last_progress == 10.0
