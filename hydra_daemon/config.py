@@ -51,13 +51,16 @@ class DatabentoConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    """Where data goes and how the writer batches it."""
+    """Where data goes, how the writer batches it, and how maintenance keeps the store small (see config.toml)."""
 
     arctic_uri: str
     lake_dir: Path
     flush_rows: int = 10_000
     flush_interval_s: float = 1.0
-    compact_every: int = 500
+    compact_every: int = 20
+    maintenance_interval_s: float = 30.0
+    prune_grace_s: float = 120.0
+    keep_daily_snapshots_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -337,6 +340,13 @@ def _storage(reader: _Reader, state_dir: Path) -> StorageConfig:
         flush_rows=reader.positive("flush_rows", d["flush_rows"], maximum=10**8),
         flush_interval_s=float(reader.positive("flush_interval_s", d["flush_interval_s"], (int, float), maximum=3600)),
         compact_every=reader.positive("compact_every", d["compact_every"], maximum=10**6),
+        maintenance_interval_s=float(
+            reader.positive("maintenance_interval_s", d["maintenance_interval_s"], (int, float), maximum=86_400)
+        ),
+        prune_grace_s=float(reader.positive("prune_grace_s", d["prune_grace_s"], (int, float), maximum=86_400)),
+        keep_daily_snapshots_days=reader.positive(
+            "keep_daily_snapshots_days", d["keep_daily_snapshots_days"], maximum=100_000
+        ),
     )
     reader.finish()
     return config

@@ -218,7 +218,7 @@ structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 BATCH = 10
 start = pd.Timestamp("2024-03-04 14:00", tz="UTC")
 with Store.open(sys.argv[1], writer=True) as store:
-    writer = StreamWriter(store, compact_every=20)
+    writer = StreamWriter(store)
     batches = 0
     while True:
         index = pd.date_range(start + pd.Timedelta(minutes=batches * BATCH), periods=BATCH, freq="min", tz="UTC",

@@ -19,13 +19,8 @@ from hydra_daemon.store.writer import Commit, StreamWriter
 
 
 def configured_writer(store: Store, storage: StorageConfig) -> StreamWriter:
-    """A `StreamWriter` batching and compacting as `storage` says."""
-    return StreamWriter(
-        store,
-        flush_rows=storage.flush_rows,
-        flush_interval_s=storage.flush_interval_s,
-        compact_every=storage.compact_every,
-    )
+    """A `StreamWriter` batching as `storage` says (compaction is `store.maintenance`'s job)."""
+    return StreamWriter(store, flush_rows=storage.flush_rows, flush_interval_s=storage.flush_interval_s)
 
 
 class StreamCommitter:

@@ -32,7 +32,8 @@ log = structlog.get_logger()
 
 def cot_table(store: Store, market: str) -> BitemporalTable:
     """The bitemporal COT table of `market` (symbol `cot_symbol(market)` in the `cot` library)."""
-    return BitemporalTable(store.library(COT), cot_symbol(market), COT_KEYS)
+    symbol = cot_symbol(market)
+    return BitemporalTable(store.library(COT), symbol, COT_KEYS, lock=store.symbol_lock(COT, symbol))
 
 
 def scheduled_release(as_of: pd.Series, extra_closures: Collection[date]) -> pd.Series:

@@ -8,14 +8,15 @@ from functools import partial
 import anyio
 
 from hydra_daemon.clock import Clock, WallClock
-from hydra_daemon.config import Config
+from hydra_daemon.config import Config, StorageConfig
 from hydra_daemon.cot.pipeline import build_cot_pipeline
 from hydra_daemon.futures.pipeline import FuturesIngestPipeline
 from hydra_daemon.options.pipeline import OptionsIngestPipeline
 from hydra_daemon.runtime.daemon import RuntimeOptions, protect_secrets, run_daemon
-from hydra_daemon.runtime.supervisor import PipelineFactory
+from hydra_daemon.runtime.supervisor import PeriodicJob, PipelineFactory
 from hydra_daemon.secrets import ApiKey, load_api_key
 from hydra_daemon.store.arctic import LeaseLostError, Store
+from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
 
 
 def pipeline_factories(config: Config, store: Store, key: ApiKey, clock: Clock) -> list[tuple[str, PipelineFactory]]:
@@ -29,6 +30,19 @@ def pipeline_factories(config: Config, store: Store, key: ApiKey, clock: Clock) 
         ("cot", lambda: build_cot_pipeline(config, store, clock)),
     ]
     return [f for f in factories if f[0] != "cot" or config.cot.enabled]
+
+
+def maintenance_job(store: Store, storage: StorageConfig, clock: Clock) -> PeriodicJob:
+    """Compaction, pruning and daily snapshots (UTC days of `clock`) every `maintenance_interval_s`, in a worker
+    thread; never counted as progress (only data flowing is)."""
+    policy = MaintenancePolicy(storage.compact_every, storage.prune_grace_s, storage.keep_daily_snapshots_days)
+    maintenance = Maintenance(store, policy, clock=clock.now_ns)
+
+    async def run() -> int:
+        await anyio.to_thread.run_sync(maintenance.run_once)
+        return 0
+
+    return PeriodicJob("store_maintenance", storage.maintenance_interval_s, run)
 
 
 def run_app(
@@ -46,6 +60,14 @@ def run_app(
         clock = clock or WallClock()
         factories = pipeline_factories(config, store, key, clock)
         run = partial(
-            run_daemon, config, factories, fatal=(LeaseLostError,), options=options, environ=environ, clock=clock
+            run_daemon,
+            config,
+            factories,
+            jobs=[maintenance_job(store, config.storage, clock)],
+            fatal=(LeaseLostError,),
+            options=options,
+            environ=environ,
+            clock=clock,
+            store_usage=store.usage,
         )
         return anyio.run(run)

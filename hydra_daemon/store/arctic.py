@@ -12,9 +12,11 @@ import pandas as pd
 import structlog
 from arcticdb.version_store.library import Library
 
+from hydra_daemon.store.health import StorageStatus, map_size_bytes
 from hydra_daemon.store.lease import FileLease, LeaseLostError, S3Lease, StoreLockedError, lease_key, s3_client
 from hydra_daemon.store.symbols import LIBRARIES
 from hydra_daemon.store.uri import LmdbLocation, parse_uri, redact_uri, validate_uri
+from hydra_daemon.store.usage import StoreUsage
 
 __all__ = ["LeaseLostError", "Store", "StoreLockedError", "StoreReadOnlyError"]
 
@@ -67,7 +69,11 @@ class Store:
         self._lease = lease
         self._libraries: dict[str, Library] = {}
         self._lock = threading.Lock()
+        self._symbol_locks: dict[tuple[str, str], threading.Lock] = {}
         self._closed = False
+        location = parse_uri(uri)
+        lmdb_dir = location.path if isinstance(location, LmdbLocation) else None
+        self.status = StorageStatus(lmdb_dir, map_size_bytes(uri) if lmdb_dir else None, redact_uri(uri))
 
     @classmethod
     def open(cls, uri: str, *, writer: bool) -> Store:
@@ -111,6 +117,27 @@ class Store:
         """True if library ``name`` exists."""
         self._require_open()
         return bool(self._arctic.has_library(name))
+
+    def symbol_lock(self, library: str, symbol: str) -> threading.Lock:
+        """The lock every write to ``library``/``symbol`` holds: appends, compaction and pruning of one symbol from
+        different threads would otherwise lose data (ArcticDB has no transactions)."""
+        with self._lock:
+            return self._symbol_locks.setdefault((library, symbol), threading.Lock())
+
+    def written_symbols(self) -> set[tuple[str, str]]:
+        """(library, symbol) of every symbol this process has written to (took the lock of) since it opened."""
+        with self._lock:
+            return set(self._symbol_locks)
+
+    def usage(self) -> StoreUsage:
+        """Map usage, pruned versions, lease and space faults, for health and metrics."""
+        lease_held = True
+        if self._lease is not None:
+            try:
+                self._lease.check()
+            except LeaseLostError:
+                lease_held = False
+        return self.status.usage(lease_held=lease_held)
 
     def require_writable(self) -> None:
         """Raise unless this store may write now (opened as writer, lease still held)."""

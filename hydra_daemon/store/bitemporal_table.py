@@ -1,9 +1,20 @@
-"""Append-only bitemporal symbol in an ArcticDB library (COT reports, features)."""
+"""Append-only bitemporal symbol in an ArcticDB library (COT reports, features).
+
+Writes cost O(incoming rows): each append records in its version metadata the largest stored ``as_of`` and the last
+``ingested_at``, so a write of keys newer than everything stored (every feature snapshot, every new COT week) reads
+no data at all; only incoming keys at or before that bound (revisions, re-sent history) are looked up, with one
+filtered read of their ``as_of`` span. Compaction keeps version metadata and pruning keeps the latest version, so
+the bound survives both; a table written before this layout has none, derives it once and records it on its next
+write.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,15 +24,43 @@ from arcticdb.version_store.library import Library
 from hydra_daemon.store import bitemporal
 from hydra_daemon.store.frames import normalise_dtypes, require_utc_columns, require_utc_index, restore_utc
 
+_METADATA_KEY = "hydra_bitemporal"
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """Largest stored ``as_of`` and last ``ingested_at`` (UTC ns), kept in the latest version's metadata."""
+
+    max_as_of_ns: int
+    last_ingested_ns: int
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {_METADATA_KEY: {"max_as_of_ns": self.max_as_of_ns, "last_ingested_ns": self.last_ingested_ns}}
+
+    @classmethod
+    def from_metadata(cls, metadata: object) -> _Bounds | None:
+        if not isinstance(metadata, dict) or _METADATA_KEY not in metadata:
+            return None
+        entry = metadata[_METADATA_KEY]
+        return cls(int(entry["max_as_of_ns"]), int(entry["last_ingested_ns"]))
+
 
 class BitemporalTable:
     """Append-only bitemporal symbol. Columns: keys..., values..., as_of, available_at, revision, ingested_at
     (all UTC). Arctic index = ingested_at (monotonic transaction time).
 
-    Writes only through a writer store's library, from one process (the store's writer lease).
+    Writes only through a writer store's library, from one process (the store's writer lease), holding ``lock``
+    (pass `Store.symbol_lock` so maintenance never compacts or prunes the symbol mid-append).
     """
 
-    def __init__(self, library: Library, symbol: str, keys: Sequence[str] = ("as_of",)) -> None:
+    def __init__(
+        self,
+        library: Library,
+        symbol: str,
+        keys: Sequence[str] = ("as_of",),
+        *,
+        lock: threading.Lock | None = None,
+    ) -> None:
         if "as_of" not in keys:
             raise ValueError(f"{symbol}: keys {list(keys)} must include 'as_of'")
         reserved = set(keys) & {"available_at", "revision", "ingested_at"}
@@ -30,6 +69,7 @@ class BitemporalTable:
         self._library = library
         self.symbol = symbol
         self.keys = tuple(keys)
+        self._lock = lock if lock is not None else threading.Lock()
 
     def record(
         self,
@@ -43,29 +83,73 @@ class BitemporalTable:
         what = f"{self._library.name}/{self.symbol}"
         incoming = self._incoming(frame, value_columns, available_at, what)
         ingested = bitemporal.utc_timestamp(ingested_at, what=f"{what} ingested_at")
-        to_write = bitemporal.revisions_to_write(self.latest(), incoming, self.keys, value_columns)
-        if to_write.empty:
-            return to_write.assign(ingested_at=pd.Series(dtype="datetime64[ns, UTC]"))
-        self._require_after_last_ingestion(ingested, what)
-        to_write.index = pd.DatetimeIndex(np.full(len(to_write), ingested.value), tz="UTC", name="ingested_at")
-        require_utc_index(to_write, what=what)
-        self._library.append(self.symbol, to_write, prune_previous_versions=False)
+        with self._lock:
+            bounds = self._bounds()
+            stored = self._stored_latest(incoming, bounds)
+            to_write = bitemporal.revisions_to_write(stored, incoming, self.keys, value_columns)
+            if to_write.empty:
+                return to_write.assign(ingested_at=pd.Series(dtype="datetime64[ns, UTC]"))
+            if bounds is not None and ingested.value < bounds.last_ingested_ns:
+                raise ValueError(
+                    f"{what}: ingested_at {ingested} is before the last ingestion "
+                    f"{pd.Timestamp(bounds.last_ingested_ns, tz='UTC')}; transaction time must not go backwards "
+                    "(check the system clock)"
+                )
+            to_write.index = pd.DatetimeIndex(np.full(len(to_write), ingested.value), tz="UTC", name="ingested_at")
+            require_utc_index(to_write, what=what)
+            newest = int(to_write["as_of"].max().value)
+            after = _Bounds(max(newest, bounds.max_as_of_ns if bounds else newest), ingested.value)
+            self._library.append(self.symbol, to_write, metadata=after.to_metadata(), prune_previous_versions=False)
         return to_write.reset_index()
 
-    def history(self) -> pd.DataFrame:
-        """All revisions, sorted by (keys, revision)."""
-        return self._read(None)
+    def history(self, start: dt.datetime | None = None, end: dt.datetime | None = None) -> pd.DataFrame:
+        """All revisions with ``as_of`` in ``[start, end]`` (either open), sorted by (keys, revision)."""
+        return self._read(None if start is None and end is None else self._as_of_window(QueryBuilder(), start, end))
 
-    def point_in_time(self, at: dt.datetime) -> pd.DataFrame:
-        """Per key the latest revision with ``available_at <= at`` (invariant 3)."""
+    def point_in_time(
+        self, at: dt.datetime, start: dt.datetime | None = None, end: dt.datetime | None = None
+    ) -> pd.DataFrame:
+        """Per key the latest revision with ``available_at <= at`` (invariant 3), for ``as_of`` in ``[start, end]``.
+
+        Both filters run inside ArcticDB, segment by segment, so only the matching rows reach pandas."""
         at_utc = bitemporal.utc_timestamp(at, what=f"{self.symbol} point_in_time(at=...)")
         query = QueryBuilder()
         query = query[query["available_at"] <= at_utc]
+        query = self._as_of_window(query, start, end)
         return bitemporal.point_in_time(self._read(query), at_utc, self.keys)
 
     def latest(self) -> pd.DataFrame:
         """Latest revision per key ignoring ``available_at`` (for change detection)."""
         return bitemporal.latest_revisions(self.history(), self.keys)
+
+    def _as_of_window(self, query: QueryBuilder, start: dt.datetime | None, end: dt.datetime | None) -> QueryBuilder:
+        if start is not None:
+            query = query[query["as_of"] >= bitemporal.utc_timestamp(start, what=f"{self.symbol} start")]
+        if end is not None:
+            query = query[query["as_of"] <= bitemporal.utc_timestamp(end, what=f"{self.symbol} end")]
+        return query
+
+    def _bounds(self) -> _Bounds | None:
+        """The stored bounds: from the latest version's metadata, derived from the data for an older table."""
+        if not self._library.has_symbol(self.symbol):
+            return None
+        found = _Bounds.from_metadata(self._library.read_metadata(self.symbol).metadata)
+        if found is not None:
+            return found
+        stored = restore_utc(self._library.read(self.symbol, columns=["as_of"]).data)
+        if stored.empty:
+            return None
+        return _Bounds(int(stored["as_of"].max().value), int(stored.index.max().value))
+
+    def _stored_latest(self, incoming: pd.DataFrame, bounds: _Bounds | None) -> pd.DataFrame:
+        """Latest stored revision of the incoming keys that may be stored (``as_of`` not after the stored bound)."""
+        if bounds is None:
+            return pd.DataFrame()
+        maybe_stored = incoming.loc[incoming["as_of"] <= pd.Timestamp(bounds.max_as_of_ns, tz="UTC"), "as_of"]
+        if maybe_stored.empty:
+            return pd.DataFrame()
+        stored = self.history(maybe_stored.min(), maybe_stored.max())
+        return bitemporal.latest_revisions(stored[stored["as_of"].isin(set(maybe_stored))], self.keys)
 
     def _read(self, query: QueryBuilder | None) -> pd.DataFrame:
         if not self._library.has_symbol(self.symbol):
@@ -98,13 +182,3 @@ class BitemporalTable:
             if incoming[column].isna().any():
                 raise ValueError(f"{what}: column {column!r} has missing values")
         return incoming
-
-    def _require_after_last_ingestion(self, ingested: pd.Timestamp, what: str) -> None:
-        if not self._library.has_symbol(self.symbol):
-            return
-        tail = restore_utc(self._library.tail(self.symbol, 1).data)
-        if len(tail) and ingested < tail.index[-1]:
-            raise ValueError(
-                f"{what}: ingested_at {ingested} is before the last ingestion {tail.index[-1]}; "
-                "transaction time must not go backwards (check the system clock)"
-            )

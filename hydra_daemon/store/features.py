@@ -31,22 +31,38 @@ class FeatureStore:
                 raise ValueError(f"feature {feature_symbol(market, name)}: frame lacks column {column!r}")
         keys = ("as_of", *(c for c in frame.columns if c not in ("as_of", "available_at", VALUE)))
         table = self._table(market, name, keys)
-        written = table.record(
-            frame,
-            value_columns=[VALUE],
-            available_at=frame["available_at"],
-            ingested_at=ingested_at if ingested_at is not None else pd.Timestamp.now(tz="UTC"),
-        )
+        try:
+            written = table.record(
+                frame,
+                value_columns=[VALUE],
+                available_at=frame["available_at"],
+                ingested_at=ingested_at if ingested_at is not None else pd.Timestamp.now(tz="UTC"),
+            )
+        except Exception as error:
+            self._store.status.write_failed(error, f"{FEATURES}/{table.symbol}")
+            raise
+        self._store.status.write_succeeded()
         return len(written)
 
-    def read_feature(self, market: str, name: str, at: dt.datetime | None = None) -> pd.DataFrame:
-        """Full history if ``at`` is None, else the values known at ``at`` (latest revision per key)."""
+    def read_feature(
+        self,
+        market: str,
+        name: str,
+        at: dt.datetime | None = None,
+        *,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+    ) -> pd.DataFrame:
+        """Rows with ``as_of`` in ``[start, end]`` (either open): every revision if ``at`` is None, else the values
+        known at ``at`` (latest revision per key)."""
         symbol = feature_symbol(market, name)
         library = self._store.library(FEATURES)
         stored_columns = library.get_description(symbol).columns if library.has_symbol(symbol) else []
         extra_keys = [c.name for c in stored_columns if c.name not in (*BITEMPORAL_COLUMNS, VALUE)]
         table = self._table(market, name, ("as_of", *extra_keys))
-        return table.history() if at is None else table.point_in_time(at)
+        return table.history(start, end) if at is None else table.point_in_time(at, start, end)
 
     def _table(self, market: str, name: str, keys: tuple[str, ...]) -> BitemporalTable:
-        return BitemporalTable(self._store.library(FEATURES), feature_symbol(market, name), keys)
+        symbol = feature_symbol(market, name)
+        lock = self._store.symbol_lock(FEATURES, symbol)
+        return BitemporalTable(self._store.library(FEATURES), symbol, keys, lock=lock)

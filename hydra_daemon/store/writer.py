@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -55,7 +55,6 @@ class _Pending:
     frames: list[pd.DataFrame] = field(default_factory=list)
     rows: int = 0
     since: float | None = None
-    appends_since_compaction: int = 0
     failed: bool = False
 
 
@@ -64,18 +63,24 @@ class StreamWriter:
 
     Each flush = ONE arcticdb append whose version metadata carries the new watermark, so data and watermark commit
     atomically. Rows at or before the committed/pending watermark are dropped (multiset on key_columns at
-    ts == watermark), making redelivery a no-op. Compacts a symbol every ``compact_every`` appends (in the same
-    append); never prunes versions. Call :meth:`flush_due` after :meth:`add` and on a timer.
+    ts == watermark), making redelivery a no-op. Never compacts or prunes: that is `store.maintenance`'s job, off
+    the hot path (each append holds the symbol's `Store.symbol_lock`, so they never interleave). Call
+    :meth:`flush_due` after :meth:`add` and on a timer; ``clock`` (monotonic seconds) is what ages the buffers.
     """
 
     def __init__(
-        self, store: Store, *, flush_rows: int = 10_000, flush_interval_s: float = 1.0, compact_every: int = 500
+        self,
+        store: Store,
+        *,
+        flush_rows: int = 10_000,
+        flush_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         store.require_writable()
         self._store = store
         self._flush_rows = flush_rows
         self._flush_interval_s = flush_interval_s
-        self._compact_every = compact_every
+        self._clock = clock
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._loaded: dict[tuple[str, str], Watermark | None] = {}
         self._lock = threading.RLock()
@@ -98,14 +103,14 @@ class StreamWriter:
             if not accepted.empty:
                 pending.frames.append(accepted)
                 pending.rows += len(accepted)
-                pending.since = pending.since if pending.since is not None else time.monotonic()
+                pending.since = pending.since if pending.since is not None else self._clock()
             if len(accepted) < len(rows):
                 log.debug("writer.redelivered_rows_dropped", symbol=what, dropped=len(rows) - len(accepted))
             return len(accepted)
 
     def flush_due(self) -> list[Commit]:
         """Flush symbols holding ``flush_rows`` rows or rows older than ``flush_interval_s``."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             due = [
                 key
@@ -190,7 +195,8 @@ class StreamWriter:
             try:
                 commits.append(self._flush_one(*key))
             except Exception as error:
-                log.error("writer.flush_failed", library=key[0], symbol=key[1], error=str(error))
+                if not self._store.status.write_failed(error, f"{key[0]}/{key[1]}"):
+                    log.error("writer.flush_failed", library=key[0], symbol=key[1], error=str(error))
                 self._pending[key].failed = True
                 failures[key] = error
         if failures:
@@ -207,20 +213,16 @@ class StreamWriter:
         watermark = pending.high
         if watermark is None:
             raise RuntimeError(f"{library}/{symbol}: rows buffered without a watermark")
-        compact = pending.appends_since_compaction + 1 >= self._compact_every
         began = time.perf_counter()
-        self._store.library(library).append(
-            symbol,
-            frame,
-            metadata=watermark.to_metadata(pending.key_columns),
-            prune_previous_versions=False,
-            compact_data=compact,
-        )
+        with self._store.symbol_lock(library, symbol):
+            self._store.library(library).append(
+                symbol, frame, metadata=watermark.to_metadata(pending.key_columns), prune_previous_versions=False
+            )
         self.append_seconds.observe(time.perf_counter() - began)
+        self._store.status.write_succeeded()
         commit = Commit(library, symbol, pending.rows, watermark)
         pending.committed = watermark
         pending.frames, pending.rows, pending.since = [], 0, None
-        pending.appends_since_compaction = 0 if compact else pending.appends_since_compaction + 1
         pending.failed = False
         return commit
 

@@ -1,16 +1,19 @@
-"""A reader process reading in a loop while the writer appends: no errors, no torn reads (whole commits only)."""
+"""A reader process reading in a loop while the writer appends (and maintenance compacts and prunes beside it): no
+errors, no torn reads (whole commits only)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy, MaintenanceReport
 from hydra_daemon.store.symbols import FUTURES
 from hydra_daemon.store.writer import StreamWriter
 
@@ -30,7 +33,7 @@ def _batch(number: int) -> pd.DataFrame:
 def test_reader_process_sees_only_whole_commits_while_writer_appends(lmdb_uri: str, tmp_path: Path) -> None:
     stop_file = tmp_path / "stop"
     with Store.open(lmdb_uri, writer=True) as store:
-        writer = StreamWriter(store, flush_rows=BATCH_ROWS, flush_interval_s=3600, compact_every=25)
+        writer = StreamWriter(store, flush_rows=BATCH_ROWS, flush_interval_s=3600)
         writer.add(FUTURES, SYMBOL, _batch(0), ["seq"])
         writer.flush_due()
         reader = subprocess.Popen(
@@ -51,3 +54,52 @@ def test_reader_process_sees_only_whole_commits_while_writer_appends(lmdb_uri: s
     assert summary["torn"] == []
     assert summary["reads"] > 1
     assert summary["final_rows"] == BATCHES * BATCH_ROWS
+
+
+def test_reader_never_fails_while_maintenance_compacts_and_prunes_beside_the_writer(
+    lmdb_uri: str, tmp_path: Path
+) -> None:
+    """Maintenance runs in its own thread as in the daemon; versions superseded > 0.3 s ago are deleted while the
+    reader (no latest-version cache) keeps reading: the grace window keeps every read's segments alive."""
+    stop_file = tmp_path / "stop"
+    done = threading.Event()
+    totals = MaintenanceReport()
+    with Store.open(lmdb_uri, writer=True) as store:
+        maintenance = Maintenance(store, MaintenancePolicy(compact_every=3, prune_grace_s=0.3))
+
+        def maintain() -> None:
+            while not done.is_set():
+                report = maintenance.run_once()
+                totals.compacted += report.compacted
+                totals.pruned_versions += report.pruned_versions
+
+        writer = StreamWriter(store, flush_rows=BATCH_ROWS, flush_interval_s=3600)
+        writer.add(FUTURES, SYMBOL, _batch(0), ["seq"])
+        writer.flush_due()
+        reader = subprocess.Popen(
+            [sys.executable, str(PROCS), "read-loop", lmdb_uri, FUTURES, SYMBOL, str(BATCH_ROWS), str(stop_file)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert reader.stdout is not None
+        assert reader.stdout.readline().strip() == "started"
+        thread = threading.Thread(target=maintain)
+        thread.start()
+        number = 1
+        while number < BATCHES or totals.compacted < 5 or totals.pruned_versions < 20:
+            assert number < 20_000, f"maintenance did not keep up: {totals}"
+            writer.add(FUTURES, SYMBOL, _batch(number), ["seq"])
+            assert [c.rows for c in writer.flush_due()] == [BATCH_ROWS]
+            number += 1
+        stop_file.touch()
+        output, _ = reader.communicate()
+        done.set()
+        thread.join()
+        versions = len(store.library(FUTURES).list_versions(SYMBOL))
+    summary = json.loads(output.strip().splitlines()[-1])
+    assert reader.returncode == 0
+    assert summary["errors"] == []
+    assert summary["torn"] == []
+    assert summary["reads"] > 1
+    assert summary["final_rows"] == number * BATCH_ROWS
+    assert versions < number / 2, f"{versions} versions left of {number} appends"

@@ -192,22 +192,6 @@ def test_failed_flush_keeps_rows_and_other_symbols_flush(store: Store) -> None:
     assert writer.pending_rows() == 0 and writer.flush_all() == []
 
 
-def test_compaction_keeps_data_and_watermark(store: Store) -> None:
-    writer = StreamWriter(store, flush_rows=1, compact_every=3)
-    for second in range(7):
-        writer.add(FUTURES, SYMBOL, _trades([second], start=second), ["sequence"])
-        writer.flush_due()
-    versions = store.library(FUTURES).list_versions(SYMBOL)
-    assert len(versions) == 7, "compaction happens inside an append and prunes nothing"
-    # Seven one-row appends, compacted at the 3rd and 6th: one segment for rows 0-5, one for row 6 (ArcticDB has no
-    # public segment count; the version's index key lists its data segments).
-    assert len(store.library(FUTURES)._nvs.read_index(SYMBOL)) == 2
-    assert list(_stored(store)["sequence"]) == list(range(7))
-    assert StreamWriter(store).watermark(FUTURES, SYMBOL) == Watermark(
-        (BASE + pd.Timedelta(seconds=6)).value, {"[6]": 1}
-    )
-
-
 def test_watermark_derived_from_data_when_metadata_missing(store: Store) -> None:
     store.library(FUTURES).write(SYMBOL, _trades([0, 3, 3], keys=[0, 1, 2]))
     writer = StreamWriter(store)

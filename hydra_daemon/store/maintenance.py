@@ -1,0 +1,192 @@
+"""Store maintenance, off the hot path: compaction, version pruning with a grace window, one snapshot per UTC day.
+
+Every append writes a new version whose index lists every data segment of the symbol, and each small append is its
+own segment; never compacted and never pruned, disk grows with appends instead of records. The writer process (it
+holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_interval_s` in a worker thread:
+
+- **compact** every symbol once compacting would merge ``compact_every`` segments (market data, chains, COT,
+  features alike); compaction keeps the version metadata, so watermarks and bitemporal bounds stay on the latest
+  version;
+- **snapshot** ``daily-YYYYMMDD`` once per UTC day (right after compacting, so it pins large segments), on the first
+  run after the day ended: "what did the store hold at the end of day D"; every snapshot (daily or a pipeline's
+  cycle snapshot) older than ``keep_daily_snapshots_days`` is deleted;
+- **prune** versions superseded more than ``prune_grace_s`` ago (ArcticDB's version dates are wall time). A reader
+  picks a version (cached up to 2 s) and reads its segments; deleting that version only after the grace window means
+  a read in progress never loses its segments. The latest version is never deleted, nor one a snapshot pins.
+
+Point-in-time truth lives in the ``available_at`` columns, not in versions, so pruning never changes a PIT answer.
+Each step holds the symbol's `Store.symbol_lock`, so it never interleaves with an append to the same symbol.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import structlog
+from arcticdb.version_store.library import Library
+
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.symbols import LIBRARIES
+
+__all__ = ["DAILY_PREFIX", "Maintenance", "MaintenancePolicy", "MaintenanceReport", "daily_snapshot_name"]
+
+log = structlog.get_logger()
+
+DAILY_PREFIX = "daily-"
+_SNAPSHOT_DAY = re.compile(r"^[A-Za-z0-9_-]+?-(\d{8})(?:T\d{6}\d*Z)?$")
+
+
+@dataclass(frozen=True)
+class MaintenancePolicy:
+    """When to compact, how long superseded versions survive, how many daily snapshots are kept."""
+
+    compact_every: int = 20
+    prune_grace_s: float = 120.0
+    keep_daily_snapshots_days: int = 30
+
+
+@dataclass
+class MaintenanceReport:
+    """What one run did."""
+
+    compacted: int = 0
+    pruned_versions: int = 0
+    snapshots_taken: list[str] = field(default_factory=list)
+    snapshots_deleted: int = 0
+    skipped_for_space: int = 0
+
+
+def daily_snapshot_name(day: date) -> str:
+    """The snapshot holding the store as it was at the end of UTC ``day``."""
+    return f"{DAILY_PREFIX}{day:%Y%m%d}"
+
+
+class Maintenance:
+    """Blocking (run in a worker thread); ``clock`` gives UTC ns and decides the day (the benchmark advances it)."""
+
+    def __init__(
+        self,
+        store: Store,
+        policy: MaintenancePolicy,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        store.require_writable()
+        self._store = store
+        self._policy = policy
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._last_daily: date | None = None
+        self._found: set[tuple[str, str]] | None = None
+
+    def run_once(self) -> MaintenanceReport:
+        """Compact what is fragmented, take the daily snapshot when a day ended, drop expired snapshots, prune."""
+        report = MaintenanceReport()
+        libraries = {n: self._store.library(n) for n in LIBRARIES if self._store.has_library(n)}
+        symbols = sorted(
+            (name, symbol)
+            for name, symbol in self._symbols(libraries) | self._store.written_symbols()
+            if name in libraries and libraries[name].has_symbol(symbol)
+        )
+        for name, symbol in symbols:
+            self._compact(libraries[name], symbol, report)
+        with_symbols = [libraries[n] for n in sorted({n for n, _ in symbols})]
+        self._daily_snapshot(with_symbols, report)
+        self._expire_snapshots(list(libraries.values()), report)
+        for name, symbol in symbols:
+            self._prune(libraries[name], symbol, report)
+        if report.compacted or report.pruned_versions or report.snapshots_taken or report.snapshots_deleted:
+            log.info(
+                "store.maintenance",
+                compacted=report.compacted,
+                pruned_versions=report.pruned_versions,
+                snapshots_taken=report.snapshots_taken,
+                snapshots_deleted=report.snapshots_deleted,
+            )
+        return report
+
+    def _symbols(self, libraries: dict[str, Library]) -> set[tuple[str, str]]:
+        """The symbols stored when maintenance first ran (ArcticDB's list_symbols is slow: listed once; symbols
+        written since are the store's `written_symbols`)."""
+        if self._found is None:
+            self._found = {(name, symbol) for name, library in libraries.items() for symbol in library.list_symbols()}
+        return self._found
+
+    def _compact(self, library: Library, symbol: str, report: MaintenanceReport) -> None:
+        with self._store.symbol_lock(library.name, symbol):
+            plan = library.compact_data_explain_plan(symbol)
+            if plan.num_row_slices_before - plan.num_row_slices_after < self._policy.compact_every:
+                return
+            try:
+                library.compact_data(symbol, prune_previous_versions=False)
+            except Exception as error:
+                if not self._store.status.write_failed(error, f"{library.name}/{symbol} (compaction)"):
+                    raise
+                report.skipped_for_space += 1
+                return
+        report.compacted += 1
+
+    def _daily_snapshot(self, libraries: list[Library], report: MaintenanceReport) -> None:
+        today = datetime.fromtimestamp(self._clock() / 1e9, UTC).date()
+        ended = today - timedelta(days=1)
+        if self._last_daily is not None and self._last_daily >= ended:
+            return
+        name = daily_snapshot_name(ended)
+        for library in libraries:
+            if name in library.list_snapshots(load_metadata=False):
+                continue
+            try:
+                library.snapshot(name)
+            except Exception as error:
+                if not self._store.status.write_failed(error, f"{library.name} snapshot {name}"):
+                    raise
+                report.skipped_for_space += 1
+                return
+            if name not in report.snapshots_taken:
+                report.snapshots_taken.append(name)
+        self._last_daily = ended
+
+    def _expire_snapshots(self, libraries: list[Library], report: MaintenanceReport) -> None:
+        today = datetime.fromtimestamp(self._clock() / 1e9, UTC).date()
+        oldest_kept = today - timedelta(days=self._policy.keep_daily_snapshots_days)
+        for library in libraries:
+            for name in library.list_snapshots(load_metadata=False):
+                day = _snapshot_day(name)
+                if day is not None and day < oldest_kept:
+                    library.delete_snapshot(name)
+                    report.snapshots_deleted += 1
+
+    def _prune(self, library: Library, symbol: str, report: MaintenanceReport) -> None:
+        cutoff = self._wall_clock() - self._policy.prune_grace_s
+        with self._store.symbol_lock(library.name, symbol):
+            live = sorted(
+                (key.version, info)
+                for key, info in library.list_versions(symbol).items()
+                if not info.deleted and key.symbol == symbol
+            )
+            expired = [
+                version
+                for (version, info), (_, successor) in itertools.pairwise(live)
+                if not info.snapshots and successor.date.timestamp() <= cutoff
+            ]
+            if expired:
+                library.delete(symbol, versions=expired)
+        report.pruned_versions += len(expired)
+        self._store.status.pruned(len(expired))
+
+
+def _snapshot_day(name: str) -> date | None:
+    """The UTC day a hydra snapshot name carries (``daily-YYYYMMDD`` or ``<label>-YYYYMMDDTHHMMSS...Z``)."""
+    match = _SNAPSHOT_DAY.match(name)
+    if match is None:
+        return None
+    try:
+        return datetime.strptime(match[1], "%Y%m%d").replace(tzinfo=UTC).date()
+    except ValueError:
+        return None

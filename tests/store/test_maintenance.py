@@ -1,0 +1,206 @@
+"""Maintenance on real ArcticDB (LMDB): compaction keeps data and watermarks, pruning honours the grace window and
+snapshots, daily snapshots and their retention, PIT answers unchanged, and a store of the previous layout converges."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.bitemporal_table import BitemporalTable
+from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.frames import restore_utc
+from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy, daily_snapshot_name
+from hydra_daemon.store.symbols import COT, FEATURES, FUTURES, cot_symbol
+from hydra_daemon.store.writer import StreamWriter, Watermark
+
+SYMBOL = "HE.trades"
+BASE = pd.Timestamp("2024-03-01 14:30", tz="UTC")
+DAY_NS = 86_400 * 10**9
+
+
+@pytest.fixture
+def store(lmdb_uri: str) -> Iterator[Store]:
+    with Store.open(lmdb_uri, writer=True) as opened:
+        yield opened
+
+
+def _trades(start: int, count: int = 1) -> pd.DataFrame:
+    index = pd.DatetimeIndex([BASE + pd.Timedelta(seconds=s) for s in range(start, start + count)], name="ts_event")
+    return pd.DataFrame({"sequence": np.arange(start, start + count, dtype="int64")}, index=index)
+
+
+def _append_one_row_flushes(store: Store, count: int) -> None:
+    writer = StreamWriter(store, flush_rows=1)
+    for second in range(count):
+        writer.add(FUTURES, SYMBOL, _trades(second), ["sequence"])
+        writer.flush_due()
+
+
+def _segments(store: Store, library: str, symbol: str) -> int:
+    return len(store.library(library)._nvs.read_index(symbol))
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_compaction_and_pruning_keep_data_and_the_watermark(store: Store) -> None:
+    _append_one_row_flushes(store, 7)
+    assert _segments(store, FUTURES, SYMBOL) == 7
+    Maintenance(store, MaintenancePolicy(compact_every=3, prune_grace_s=0.0)).run_once()
+    assert _segments(store, FUTURES, SYMBOL) == 1
+    assert len(store.library(FUTURES).list_versions(SYMBOL)) == 1
+    assert list(restore_utc(store.library(FUTURES).read(SYMBOL).data)["sequence"]) == list(range(7))
+    assert StreamWriter(store).watermark(FUTURES, SYMBOL) == Watermark(
+        (BASE + pd.Timedelta(seconds=6)).value, {"[6]": 1}
+    )
+
+
+def test_a_symbol_with_few_fragments_is_left_alone(store: Store) -> None:
+    _append_one_row_flushes(store, 3)
+    report = Maintenance(store, MaintenancePolicy(compact_every=5, prune_grace_s=3600)).run_once()
+    assert report.compacted == 0 and report.pruned_versions == 0
+    assert _segments(store, FUTURES, SYMBOL) == 3
+
+
+def test_versions_superseded_within_the_grace_window_survive(store: Store) -> None:
+    _append_one_row_flushes(store, 5)
+    versions = store.library(FUTURES).list_versions(SYMBOL)
+    dates = sorted(info.date.timestamp() for info in versions.values())
+    # The grace window reaches back to between the writes of versions 2 and 3: only versions 0 and 1 were superseded
+    # (by versions 1 and 2) longer ago than that.
+    clock = _Clock(dates[-1] + 10)
+    grace = clock.now - (dates[2] + dates[3]) / 2
+    policy = MaintenancePolicy(compact_every=100, prune_grace_s=grace)
+    report = Maintenance(store, policy, wall_clock=clock).run_once()
+    assert report.pruned_versions == 2
+    assert sorted(key.version for key in store.library(FUTURES).list_versions(SYMBOL)) == [2, 3, 4]
+    clock.now = dates[-1] + grace + 1
+    Maintenance(store, policy, wall_clock=clock).run_once()
+    assert [key.version for key in store.library(FUTURES).list_versions(SYMBOL)] == [4]
+
+
+def test_one_snapshot_per_utc_day_kept_for_the_retention_window(store: Store) -> None:
+    day = pd.Timestamp("2024-03-05", tz="UTC")
+    now = {"ns": day.value + 3600 * 10**9}
+    maintenance = Maintenance(
+        store, MaintenancePolicy(prune_grace_s=0.0, keep_daily_snapshots_days=2), clock=lambda: now["ns"]
+    )
+    writer = StreamWriter(store, flush_rows=1)
+    taken = []
+    for offset in range(5):  # day 2024-03-05 + offset: the first run of the day, then that day's row
+        taken += maintenance.run_once().snapshots_taken
+        taken += maintenance.run_once().snapshots_taken  # a second run the same day takes nothing
+        writer.add(FUTURES, SYMBOL, _trades(offset), ["sequence"])
+        writer.flush_due()
+        now["ns"] += DAY_NS
+    maintenance.run_once()  # on 2024-03-10: keeps the ends of 03-08 and 03-09 (two days)
+    assert taken == [daily_snapshot_name((day + pd.Timedelta(days=d)).date()) for d in range(4)]
+    library = store.library(FUTURES)
+    kept = sorted(library.list_snapshots(load_metadata=False))
+    assert kept == [daily_snapshot_name((day + pd.Timedelta(days=d)).date()) for d in (3, 4)]
+    # The end of 2024-03-08 holds the rows of 03-05..03-08 (pruning kept the version the snapshot pins).
+    held = restore_utc(library.read(SYMBOL, as_of=daily_snapshot_name(pd.Timestamp("2024-03-08").date())).data)
+    assert list(held["sequence"]) == [0, 1, 2, 3]
+
+
+def test_cycle_snapshots_expire_with_the_daily_ones(store: Store) -> None:
+    _append_one_row_flushes(store, 2)
+    old = store.snapshot("cot")
+    now_ns = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=4)).value
+    Maintenance(store, MaintenancePolicy(keep_daily_snapshots_days=3), clock=lambda: now_ns).run_once()
+    assert old not in store.library(FUTURES).list_snapshots(load_metadata=False)
+
+
+def _cot_rows(weeks: int, value: float) -> pd.DataFrame:
+    as_of = [pd.Timestamp("2024-01-02", tz="UTC") + pd.Timedelta(weeks=w) for w in range(weeks)]
+    return pd.DataFrame({"as_of": as_of, "net": np.full(weeks, value)})
+
+
+def test_point_in_time_answers_survive_compaction_and_pruning(store: Store) -> None:
+    table = BitemporalTable(store.library(COT), cot_symbol("HE"), lock=store.symbol_lock(COT, cot_symbol("HE")))
+    release = pd.Timestamp("2024-01-05 20:30", tz="UTC")
+    for week in range(12):
+        at = release + pd.Timedelta(weeks=week)
+        table.record(_cot_rows(week + 1, 1.0), value_columns=["net"], available_at=at, ingested_at=at)
+        if week % 3 == 2:  # a revision of the newest week, published a day later
+            later = at + pd.Timedelta(days=1)
+            table.record(_cot_rows(week + 1, 2.0).tail(1), value_columns=["net"], available_at=later, ingested_at=later)
+    probes = [release + pd.Timedelta(days=d, hours=h) for d, h in itertools.product(range(0, 90, 3), (0, 12))]
+    before = [table.point_in_time(at) for at in probes]
+    Maintenance(store, MaintenancePolicy(compact_every=2, prune_grace_s=0.0)).run_once()
+    assert _segments(store, COT, cot_symbol("HE")) == 1
+    assert len(store.library(COT).list_versions(cot_symbol("HE"))) == 1
+    for at, expected in zip(probes, before, strict=True):
+        pd.testing.assert_frame_equal(table.point_in_time(at), expected)
+
+
+def test_feature_writes_read_no_history_for_new_keys(store: Store) -> None:
+    """A write of keys newer than everything stored looks nothing up: its cost does not depend on history."""
+    features = FeatureStore(store)
+    start = pd.Timestamp("2024-03-01 15:00", tz="UTC")
+    for minute in range(3):
+        at = start + pd.Timedelta(minutes=minute)
+        frame = pd.DataFrame({"as_of": [at], "available_at": [at], "value": [float(minute)]})
+        assert features.write_feature("HE", "atm_iv", frame, ingested_at=at) == 1
+    library = store.library(FEATURES)
+    reads: list[str] = []
+    original = library.read
+    library.read = lambda *a, **k: reads.append(str(a)) or original(*a, **k)  # type: ignore[method-assign]
+    at = start + pd.Timedelta(minutes=5)
+    new = pd.DataFrame({"as_of": [at], "available_at": [at], "value": [9.0]})
+    assert features.write_feature("HE", "atm_iv", new, ingested_at=at) == 1
+    assert reads == []
+    resent = pd.DataFrame({"as_of": [start, at], "available_at": [start, at], "value": [0.0, 9.5]})
+    assert features.write_feature("HE", "atm_iv", resent, ingested_at=at) == 1  # one revision, one unchanged
+    assert len(reads) == 1
+
+
+def test_a_store_of_the_previous_layout_converges_and_loses_nothing(tmp_path: Path) -> None:
+    """Build what the previous version wrote — per-flush appends never compacted nor pruned, bitemporal appends
+    without bounds metadata — then open it with today's code: maintenance converges it; writes continue exactly."""
+    uri = f"lmdb://{tmp_path / 'arctic'}?map_size=1GB"
+    cot = cot_symbol("HE")
+    release = pd.Timestamp("2024-01-05 20:30", tz="UTC")
+    with Store.open(uri, writer=True) as old:
+        futures, cot_library = old.library(FUTURES), old.library(COT)
+        for second in range(40):
+            watermark = Watermark((BASE + pd.Timedelta(seconds=second)).value, {f"[{second}]": 1})
+            futures.append(SYMBOL, _trades(second), metadata=watermark.to_metadata(["sequence"]))
+        for week in range(30):
+            rows = _cot_rows(1, float(week)).assign(
+                as_of=pd.Timestamp("2024-01-02", tz="UTC") + pd.Timedelta(weeks=week)
+            )
+            at = release + pd.Timedelta(weeks=week)
+            rows = rows.assign(available_at=at, revision=0)
+            rows.index = pd.DatetimeIndex([at], name="ingested_at")
+            cot_library.append(cot, rows)
+    with Store.open(uri, writer=True) as store:
+        table = BitemporalTable(store.library(COT), cot, lock=store.symbol_lock(COT, cot))
+        probes = [release + pd.Timedelta(weeks=w, days=1) for w in range(0, 30, 4)]
+        before = [table.point_in_time(at) for at in probes]
+        Maintenance(store, MaintenancePolicy(compact_every=10, prune_grace_s=0.0)).run_once()
+        assert _segments(store, FUTURES, SYMBOL) == 1 and _segments(store, COT, cot) == 1
+        assert len(store.library(FUTURES).list_versions(SYMBOL)) == 1
+        assert len(store.library(COT).list_versions(cot)) == 1
+        for at, expected in zip(probes, before, strict=True):
+            pd.testing.assert_frame_equal(table.point_in_time(at), expected)
+        writer = StreamWriter(store, flush_rows=1)
+        assert writer.add(FUTURES, SYMBOL, _trades(38, 4), ["sequence"]) == 2  # 38, 39 were stored
+        writer.flush_due()
+        assert list(restore_utc(store.library(FUTURES).read(SYMBOL).data)["sequence"]) == list(range(42))
+        later = release + pd.Timedelta(weeks=30)
+        revised = _cot_rows(1, 99.0).assign(as_of=pd.Timestamp("2024-01-02", tz="UTC") + pd.Timedelta(weeks=29))
+        written = table.record(revised, value_columns=["net"], available_at=later, ingested_at=later)
+        assert written["revision"].tolist() == [1]
+        assert table.point_in_time(later)["net"].iloc[-1] == 99.0
