@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from types import TracebackType
 
 import pandas as pd
-from arcticdb.version_store.library import Library
+from arcticdb.version_store.library import DataError, Library, ReadRequest
 
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
@@ -22,9 +23,11 @@ from hydra_daemon.store.symbols import (
     data_symbol,
     feature_symbol,
 )
+from hydra_daemon.store.watermark import Watermark
 
 # How far back options_chain() looks for the latest snapshot before reading the whole symbol (widening windows).
 _CHAIN_LOOKBACKS = (pd.Timedelta(hours=1), pd.Timedelta(days=1), pd.Timedelta(days=10), pd.Timedelta(days=100))
+_CHAIN_PROBE_COLUMN = "instrument_id"  # a narrow column: probing for the snapshot time reads the index and this
 
 
 class Reader:
@@ -61,35 +64,71 @@ class Reader:
 
     def options_chain(self, market: str, at: dt.datetime) -> pd.DataFrame:
         """The latest option-chain snapshot of ``market`` taken at or before ``at`` (all its rows, indexed by
-        ``snapshot_time``); empty if none was taken by then."""
+        ``snapshot_time``); empty if none was taken by then.
+
+        Reads one snapshot: its time comes from the chain's watermark when ``at`` is past it, else from the index
+        alone (one narrow column over widening windows), then ``date_range`` reads just that snapshot's segment."""
         when = _utc("options_chain", "at", at)
         symbol = chain_symbol(market)
         library = self._library(OPTIONS, symbol)
-        frame = pd.DataFrame()
-        for lookback in (*_CHAIN_LOOKBACKS, None):
-            first = None if lookback is None else when - lookback
-            frame = library.read(symbol, date_range=(first, when)).data
-            if not frame.empty:
-                frame = frame[frame.index == frame.index[-1]]
-                break
+        taken = self._last_snapshot_time(library, symbol, when)
+        frame = library.read(symbol, date_range=(taken, taken) if taken is not None else (when, when)).data
         return restore_utc(frame)
 
-    def cot(self, market: str, at: dt.datetime) -> pd.DataFrame:
+    def cot(
+        self, market: str, at: dt.datetime, *, start: dt.datetime | None = None, end: dt.datetime | None = None
+    ) -> pd.DataFrame:
         """The COT reports of ``market`` as known at ``at``: per ``as_of`` the latest revision with
-        ``available_at <= at``."""
+        ``available_at <= at``; only reports with ``as_of`` in ``[start, end]`` when given."""
         when = _utc("cot", "at", at)
-        return self._cot_table(market).point_in_time(when)
+        first, last = _window("cot", start, end)
+        return self._cot_table(market).point_in_time(when, first, last)
+
+    def cot_panel(
+        self,
+        markets: Sequence[str],
+        at: dt.datetime,
+        *,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+    ) -> pd.DataFrame:
+        """`cot` for many markets in one batched read, stacked with a ``market`` column (for cross-sections)."""
+        when = _utc("cot_panel", "at", at)
+        first, last = _window("cot_panel", start, end)
+        symbols = [cot_symbol(market) for market in markets]
+        for symbol in symbols:
+            self._library(COT, symbol)
+        tables = [BitemporalTable(self._store.library(COT), symbol) for symbol in symbols]
+        requests = [ReadRequest(t.symbol, query_builder=t.query(when, first, last)) for t in tables]
+        results = self._store.library(COT).read_batch(requests)
+        frames = []
+        for market, table, result in zip(markets, tables, results, strict=True):
+            if isinstance(result, DataError):
+                raise LookupError(f"cot_panel: reading {table.symbol} failed: {result}")
+            frame = table.point_in_time_of(restore_utc(result.data).reset_index(), when)
+            frames.append(frame.assign(market=market))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def cot_history(self, market: str) -> pd.DataFrame:
         """Every stored revision of ``market``'s COT reports, sorted by (``as_of``, ``revision``)."""
         return self._cot_table(market).history()
 
-    def feature(self, market: str, name: str, at: dt.datetime) -> pd.DataFrame:
+    def feature(
+        self,
+        market: str,
+        name: str,
+        at: dt.datetime,
+        *,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+    ) -> pd.DataFrame:
         """Feature ``name`` of ``market`` as known at ``at``: per key the latest revision with
-        ``available_at <= at``."""
+        ``available_at <= at``; only rows with ``as_of`` in ``[start, end]`` when given (a history window: both
+        filters run inside ArcticDB, so a short window stays fast however long the history)."""
         when = _utc("feature", "at", at)
+        first, last = _window("feature", start, end)
         self._library(FEATURES, feature_symbol(market, name))
-        return FeatureStore(self._store).read_feature(market, name, when)
+        return FeatureStore(self._store).read_feature(market, name, when, start=first, end=last)
 
     def close(self) -> None:
         """Release this process's handle on the store. Idempotent."""
@@ -106,6 +145,19 @@ class Reader:
     def _cot_table(self, market: str) -> BitemporalTable:
         symbol = cot_symbol(market)
         return BitemporalTable(self._library(COT, symbol), symbol)
+
+    @staticmethod
+    def _last_snapshot_time(library: Library, symbol: str, when: pd.Timestamp) -> pd.Timestamp | None:
+        """Time of the newest chain snapshot at or before ``when`` (None if there is none)."""
+        newest = Watermark.from_metadata(library.read_metadata(symbol).metadata)
+        if newest is not None and newest.timestamp <= when:
+            return newest.timestamp
+        for lookback in (*_CHAIN_LOOKBACKS, None):
+            first = None if lookback is None else when - lookback
+            index = library.read(symbol, date_range=(first, when), columns=[_CHAIN_PROBE_COLUMN]).data.index
+            if len(index):
+                return pd.Timestamp(index[-1]).tz_convert("UTC")
+        return None
 
     def _library(self, name: str, symbol: str) -> Library:
         """Library ``name``; ``LookupError`` saying what is missing if it or ``symbol`` is not in the store."""
@@ -128,3 +180,12 @@ def _utc(method: str, argument: str, value: dt.datetime) -> pd.Timestamp:
             "datetime(2024, 1, 2, 21, 0, tzinfo=timezone.utc) or pd.Timestamp('2024-01-02 21:00', tz='UTC')"
         )
     return pd.Timestamp(value).tz_convert("UTC")
+
+
+def _window(method: str, start: dt.datetime | None, end: dt.datetime | None) -> tuple[pd.Timestamp | None, ...]:
+    """Optional ``[start, end]`` as UTC Timestamps; ``ValueError`` if naive or reversed."""
+    first = None if start is None else _utc(method, "start", start)
+    last = None if end is None else _utc(method, "end", end)
+    if first is not None and last is not None and last < first:
+        raise ValueError(f"Reader.{method}: end {last} is before start {first}")
+    return first, last

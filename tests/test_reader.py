@@ -271,3 +271,37 @@ def test_reader_reads_consistent_prefixes_while_another_process_appends(tmp_path
         final = reader.futures_bars("HE", T0, end, "ohlcv-1m")
     assert len(final) == int(done[1])
     assert final["close"].tolist() == [float(i) for i in range(int(done[1]))]
+
+
+def test_history_windows_and_the_cot_panel_match_the_full_point_in_time_reads(tmp_path: Path) -> None:
+    """`start`/`end` select `as_of` inside ArcticDB; the result equals filtering the full PIT read; `cot_panel` equals
+    one `cot` per market."""
+    uri = _uri(tmp_path)
+    weeks = [COT_AS_OF + pd.Timedelta(weeks=w) for w in range(8)]
+    with Store.open(uri, writer=True) as store:
+        for number, market in enumerate(("HE", "LE")):
+            table = BitemporalTable(store.library(COT), cot_symbol(market))
+            for w, as_of in enumerate(weeks):
+                release = COT_RELEASE + pd.Timedelta(weeks=w)
+                rows = pd.DataFrame({"as_of": [as_of], "open_interest_all": [float(number * 100 + w)]})
+                table.record(rows, value_columns=["open_interest_all"], available_at=release, ingested_at=release)
+            frame = pd.DataFrame({"as_of": weeks, "available_at": weeks, "value": np.arange(8.0) + number})
+            FeatureStore(store).write_feature(market, "total_oi", frame, ingested_at=weeks[-1])
+    _release_arctic_handles()
+    at = COT_RELEASE + pd.Timedelta(weeks=5)
+    start, end = weeks[2], weeks[6]
+    with Reader(uri) as reader:
+        full = reader.cot("HE", at)
+        window = reader.cot("HE", at, start=start, end=end)
+        expected = full[(full["as_of"] >= start) & (full["as_of"] <= end)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(window, expected)
+        assert window["as_of"].tolist() == weeks[2:6]  # week 6 was not released by `at`
+        panel = reader.cot_panel(["HE", "LE"], at, start=start)
+        for market in ("HE", "LE"):
+            alone = reader.cot(market, at, start=start)
+            mine = panel[panel["market"] == market].drop(columns="market").reset_index(drop=True)
+            pd.testing.assert_frame_equal(mine, alone)
+        feature = reader.feature("LE", "total_oi", weeks[-1], start=weeks[3], end=weeks[4])
+        assert feature["value"].tolist() == [4.0, 5.0]
+        with pytest.raises(ValueError, match=r"end .* is before start"):
+            reader.feature("LE", "total_oi", at, start=end, end=start)

@@ -113,10 +113,17 @@ class BitemporalTable:
 
         Both filters run inside ArcticDB, segment by segment, so only the matching rows reach pandas."""
         at_utc = bitemporal.utc_timestamp(at, what=f"{self.symbol} point_in_time(at=...)")
+        return self.point_in_time_of(self._read(self.query(at_utc, start, end)), at_utc)
+
+    def query(self, at: pd.Timestamp, start: dt.datetime | None, end: dt.datetime | None) -> QueryBuilder:
+        """The ArcticDB filter of a point-in-time read (for batched reads of many tables)."""
         query = QueryBuilder()
-        query = query[query["available_at"] <= at_utc]
-        query = self._as_of_window(query, start, end)
-        return bitemporal.point_in_time(self._read(query), at_utc, self.keys)
+        query = query[query["available_at"] <= at]
+        return self._as_of_window(query, start, end)
+
+    def point_in_time_of(self, rows: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
+        """`point_in_time` of rows read with `query` (UTC restored, index reset)."""
+        return bitemporal.point_in_time(rows, at, self.keys)
 
     def latest(self) -> pd.DataFrame:
         """Latest revision per key ignoring ``available_at`` (for change detection)."""
