@@ -114,7 +114,8 @@ async def test_release_then_revision_end_to_end(store: Store, tmp_path: Path) ->
 
     route = CftcFiles(files, sim)
 
-    pipeline = await _run_pipeline(store, tmp_path, route, sim, _has(store, "HE", "2026-03-10", revision=1))
+    revision_seen, next_week = _has(store, "HE", "2026-03-10", revision=1), _has(store, "HE", "2026-03-24")
+    pipeline = await _run_pipeline(store, tmp_path, route, sim, lambda: revision_seen() and next_week())
 
     history = cot_table(store, "HE").history().set_index(["as_of", "revision"])
     # Start-up cycle on Thursday 2026-03-19 recorded every released week up to 2026-03-10.
