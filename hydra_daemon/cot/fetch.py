@@ -4,7 +4,10 @@
 `max_zip_bytes`; the zip must hold exactly the expected member; declared sizes are checked and decompression stops
 past `max_uncompressed_bytes` (zip bombs lie about sizes). 5xx, 429 (honouring Retry-After), timeouts, connection
 errors and damaged zips are retried with exponential backoff and jitter; an HTML page (or 404) means the file is
-not published yet and raises `NotPublishedYet` without retrying.
+not published yet and raises `NotPublishedYet` without retrying. Whatever the server sends, `fetch` returns a
+`CotFile` or raises a `CotFetchError`: a zip using a feature we do not read (encryption, an unknown compression
+method) is an `UnsafeZipError`, any other damage (corrupt deflate/bzip2/lzma data, bad offsets) a retried
+`TransientFetchError`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import io
 import random
 import zipfile
-import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -149,8 +151,10 @@ class CotFetcher:
             raise TransientFetchError(url, f"timed out ({type(exc).__name__})") from None
         except TimeoutError:
             raise TransientFetchError(url, f"timed out (download took over {deadline:g} s)") from None
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise TransientFetchError(url, f"connection failed ({type(exc).__name__}: {exc})") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # too many redirects, a URL httpx cannot use
+            raise CotFetchError(url, f"cannot download ({type(exc).__name__}: {exc}); check cot.base_url") from None
 
 
 def _check_status(url: str, response: httpx.Response) -> None:
@@ -175,7 +179,7 @@ def _retry_after(value: str | None) -> float | None:
         pass
     try:
         return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
 
 
@@ -200,8 +204,8 @@ def extract_member(url: str, payload: bytes, member: str, max_uncompressed: int)
         raise TransientFetchError(url, f"not a zip file (starts with {head!r})")
     try:
         archive = zipfile.ZipFile(io.BytesIO(payload))
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
-        raise TransientFetchError(url, f"corrupt or truncated zip ({exc})") from None
+    except Exception as exc:  # the zip reader fails in many ways on damaged input
+        raise _zip_error(url, "zip", exc) from None
     with archive:
         info = _only_member(url, archive, member)
         if info.file_size > max_uncompressed:
@@ -233,6 +237,18 @@ def _inflate(url: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: i
                         f"{info.filename} inflates past cot.max_uncompressed_bytes={limit} (declared "
                         f"{info.file_size}): zip bomb; stopped",
                     )
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-        raise TransientFetchError(url, f"corrupt zip member {info.filename} ({exc})") from None
+    except CotFetchError:
+        raise
+    except Exception as exc:
+        raise _zip_error(url, f"zip member {info.filename}", exc) from None
     return bytes(out)
+
+
+def _zip_error(url: str, what: str, exc: Exception) -> CotFetchError:
+    """A zip feature we do not read (encryption, an unknown method or version) is never retried; anything else the
+    zip reader raises (zlib/bz2/lzma errors, bad offsets and negative seeks, CRC mismatch, truncation) means a
+    damaged download, retried."""
+    detail = f"{type(exc).__name__}: {str(exc)[:200]}"
+    if isinstance(exc, NotImplementedError | RuntimeError):
+        return UnsafeZipError(url, f"{what} uses a zip feature we do not read ({detail})")
+    return TransientFetchError(url, f"corrupt or truncated {what} ({detail})")

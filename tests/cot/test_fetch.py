@@ -123,7 +123,7 @@ async def test_damaged_zip_is_retried_then_succeeds(venue: Venue, fault: str) ->
 
 @pytest.mark.parametrize(
     ("fault", "reason"),
-    [("truncate_zip", "corrupt or truncated zip"), ("corrupt_zip", "corrupt zip member f_year.txt")],
+    [("truncate_zip", "corrupt or truncated zip"), ("corrupt_zip", "corrupt or truncated zip member f_year.txt")],
 )
 async def test_persistently_damaged_zip_is_a_clear_error(venue: Venue, fault: str, reason: str) -> None:
     getattr(venue.route, fault)()
@@ -197,7 +197,7 @@ async def test_zip_bomb_lying_about_its_size_never_inflates_past_the_declared_si
     )
     config = CotConfig(base_url=base_url, retries=0, max_uncompressed_bytes=1 << 20)
     async with CotFetcher(config) as fetcher:
-        with pytest.raises(TransientFetchError, match=re.escape("corrupt zip member f_year.txt")):
+        with pytest.raises(TransientFetchError, match=re.escape("corrupt or truncated zip member f_year.txt")):
             await fetcher.fetch_year(2026)
 
 
