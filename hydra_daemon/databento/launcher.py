@@ -9,6 +9,7 @@ when the daemon closes its socket (also when the daemon dies); forked children a
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import threading
 from multiprocessing.connection import Connection
 
 from hydra_daemon.databento.child import child_main
+from hydra_daemon.logging_setup import configure_logging
 
 _PID_BYTES = 8
 
@@ -38,6 +40,7 @@ class Launcher:
             [sys.executable, "-m", __name__, str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
+            process_group=0,  # a terminal's Ctrl-C (SIGINT to the foreground group) is the daemon's to handle
         )
         theirs.close()
         self._socket = ours
@@ -93,5 +96,13 @@ def serve(sock: socket.socket) -> None:
         sock.sendall(pid.to_bytes(_PID_BYTES, "little"))
 
 
+def main(fd: int) -> None:
+    """Launcher process: the daemon's log format on the shared stderr; Ctrl-C is the daemon's to handle (a
+    terminal sends SIGINT to the whole process group), so the launcher and its children ignore it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_logging(level=logging.WARNING)
+    serve(socket.socket(fileno=fd))
+
+
 if __name__ == "__main__":
-    serve(socket.socket(fileno=int(sys.argv[1])))
+    main(int(sys.argv[1]))
