@@ -1,15 +1,21 @@
 """`hydra-daemon` command line: run, demo, sim, check-config, backfill, export, health.
 
-Each command imports what it needs when it runs, so `health` and `--help` answer without loading ArcticDB.
+Each command imports what it needs when it runs, so `health` and `--help` answer without loading ArcticDB, and
+configures logging before importing it (see `logging_setup`). Every mistake that is the user's to fix is one line
+`error: ...` on stderr and exit 1, never a traceback. Day ranges are `--start` inclusive, `--end` exclusive
+(as Databento's), in every command.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from importlib.metadata import version
 from pathlib import Path
 
 from hydra_daemon.config import Config, ConfigError, load_config
@@ -19,8 +25,14 @@ _USER_ERRORS = (
     ("hydra_daemon.secrets", "SecretError"),
     ("hydra_daemon.store.lease", "StoreLockedError"),
     ("hydra_daemon.runtime.health", "HealthSocketError"),
+    ("hydra_daemon.databento.cost_guard", "CostRefused"),
+    ("hydra_daemon.databento.historical_client", "HistoricalError"),
 )
 """Errors that are the operator's to fix: printed as one line, exit 1. Their modules are loaded once raised."""
+
+
+class CommandError(Exception):
+    """A mistake in the command's arguments or environment: printed as one line, exit 1."""
 
 
 def _is_user_error(exc: Exception) -> bool:
@@ -36,11 +48,11 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hydra_daemon.logging_setup import configure_logging
+    config = _config(args, logging.INFO)
+    _require_socket_dir(config.health_socket)
     from hydra_daemon.runtime.app import run_app
 
-    configure_logging()
-    return run_app(load_config(Path(args.config)))
+    return run_app(config)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -67,24 +79,34 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _backfill_futures(args: argparse.Namespace) -> int:
+    _require_range(args.start, args.end)
+    config = _config(args)
+    start, end = _utc_day(args.start), _utc_day(args.end)
+    if args.dry_run:
+        from hydra_daemon.futures.backfill_cli import quote_futures_command
+
+        return quote_futures_command(config, args.market, start, end)
+    _require_writable_dir(config.state_dir)
     from hydra_daemon.futures.backfill_cli import backfill_futures_command
 
-    return backfill_futures_command(_config(args), args.market, _utc_day(args.start), _utc_day(args.end))
+    return backfill_futures_command(config, args.market, start, end)
 
 
 def _backfill_cot(args: argparse.Namespace) -> int:
+    if args.end_year < args.start_year:
+        raise CommandError(f"--end-year {args.end_year} is before --start-year {args.start_year}")
+    config = _config(args)
+    _require_writable_dir(config.state_dir)
     from hydra_daemon.cot.backfill_cli import backfill_cot_command
 
-    return backfill_cot_command(_config(args), args.start_year, args.end_year)
+    return backfill_cot_command(config, args.start_year, args.end_year)
 
 
 def _export(args: argparse.Namespace) -> int:
+    _require_range(args.start, args.end)
+    config = _config(args)
     from hydra_daemon.store.lake import export_from_store
 
-    config = _config(args)
-    if args.end < args.start:
-        print(f"error: --end {args.end} is before --start {args.start}", file=sys.stderr)
-        return 1
     try:
         paths = export_from_store(
             config.storage.arctic_uri, args.library, args.symbol, args.start, args.end, config.storage.lake_dir
@@ -98,14 +120,43 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(args: argparse.Namespace) -> Config:
-    """The command's config; logs go to stderr (stdout carries the command's output), store credentials masked."""
+def _config(args: argparse.Namespace, level: int = logging.WARNING) -> Config:
+    """The command's config; logs go to stderr (stdout carries the command's output), store credentials masked.
+    One-shot commands log warnings and errors only: what they did is their output."""
     from hydra_daemon.logging_setup import configure_logging
 
     config = load_config(Path(args.config))
-    configure_logging()
+    configure_logging(level=level)
     register_uri_secrets(config.storage.arctic_uri)
     return config
+
+
+def _require_range(start: date, end: date) -> None:
+    if end <= start:
+        raise CommandError(
+            f"--end {end} must be after --start {start} (--end is exclusive: the first day not included)"
+        )
+
+
+def _require_writable_dir(path: Path) -> None:
+    """`state_dir` exists (created if missing) and this user can write there; CommandError saying so otherwise."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"state_dir {path} cannot be created: {exc.strerror}; create it for this user or set "
+                           "state_dir elsewhere") from None  # fmt: skip
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CommandError(f"state_dir {path} is not writable by this user; fix its permissions or set state_dir "
+                           "elsewhere")  # fmt: skip
+
+
+def _require_socket_dir(socket: Path) -> None:
+    """The health socket's directory must exist: the daemon does not create directories under /run on its own."""
+    if not socket.parent.is_dir():
+        raise CommandError(
+            f"health_socket directory {socket.parent} does not exist; create it (under systemd, "
+            f"RuntimeDirectory=hydra-daemon does) or set health_socket elsewhere"
+        )
 
 
 def _utc_day(value: date) -> datetime:
@@ -140,25 +191,39 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="path to config.toml")
 
 
+def _add_days(parser: argparse.ArgumentParser) -> None:
+    """--start/--end UTC days with Databento's convention: start inclusive, end exclusive."""
+    parser.add_argument("--start", required=True, type=_day, help="first UTC day, included (YYYY-MM-DD)")
+    parser.add_argument("--end", required=True, type=_day, help="UTC day the range ends before, excluded (YYYY-MM-DD)")
+
+
 def _add_backfill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     backfill = sub.add_parser("backfill", help="backfill history into the store (refuses while a daemon writes)")
     kinds = backfill.add_subparsers(dest="kind", required=True)
     futures = kinds.add_parser("futures", help="futures definitions and bars from Databento Historical")
     _add_config(futures)
     futures.add_argument("--market", required=True, help="market name from the config, e.g. HE")
-    futures.add_argument("--start", required=True, type=_day, help="first day (UTC), YYYY-MM-DD")
-    futures.add_argument("--end", required=True, type=_day, help="end day (UTC, exclusive), YYYY-MM-DD")
+    _add_days(futures)
+    futures.add_argument(
+        "--dry-run", action="store_true", help="print what the requests would cost (Databento metadata) and exit"
+    )
     futures.set_defaults(handler=_backfill_futures)
-    cot = kinds.add_parser("cot", help="CFTC disaggregated futures-only reports from the yearly files")
+    cot = kinds.add_parser(
+        "cot", help="CFTC disaggregated futures-only reports from the yearly files (free: no cost guard)"
+    )
     _add_config(cot)
-    cot.add_argument("--start-year", required=True, type=_year)
-    cot.add_argument("--end-year", required=True, type=_year)
+    cot.add_argument("--start-year", required=True, type=_year, help="first report year (inclusive)")
+    cot.add_argument("--end-year", required=True, type=_year, help="last report year (inclusive)")
     cot.set_defaults(handler=_backfill_cot)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(prog="hydra-daemon", description="Bitemporal capture of CME data and CFTC COT.")
+    parser = argparse.ArgumentParser(
+        prog="hydra-daemon",
+        description="Bitemporal capture of CME data and CFTC COT. Day ranges: --start inclusive, --end exclusive.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('hydra-daemon')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon (systemd Type=notify)")
@@ -183,8 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(export)
     export.add_argument("--library", required=True, help="futures, options, cot or features")
     export.add_argument("--symbol", required=True, help="e.g. HE.ohlcv-1d")
-    export.add_argument("--start", required=True, type=_day, help="first day, YYYY-MM-DD")
-    export.add_argument("--end", required=True, type=_day, help="last day (inclusive), YYYY-MM-DD")
+    _add_days(export)
     export.set_defaults(handler=_export)
 
     health = sub.add_parser(
@@ -204,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.rest = rest
     try:
         return int(args.handler(args))
-    except ConfigError as exc:
+    except (ConfigError, CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -45,6 +45,7 @@ class DatabentoConfig:
     persist_quotes: bool = True
     heartbeat_interval_s: int = 30
     replay_window_s: int = 23 * 3600
+    max_historical_cost_usd: float = 10.0
     api_key_env: str = "DATABENTO_API_KEY"
     credential_name: str = "databento_api_key"
 
@@ -260,6 +261,7 @@ def _databento(reader: _Reader) -> DatabentoConfig:
         persist_quotes=reader.take("persist_quotes", bool, "true or false", d["persist_quotes"]),
         heartbeat_interval_s=reader.positive("heartbeat_interval_s", d["heartbeat_interval_s"], maximum=3600),
         replay_window_s=reader.positive("replay_window_s", d["replay_window_s"], maximum=24 * 3600),
+        max_historical_cost_usd=_dollars(reader, "max_historical_cost_usd", d["max_historical_cost_usd"]),
         api_key_env=_text(reader, "api_key_env", _ENV_NAME, "an environment variable name", d["api_key_env"]),
         credential_name=_text(
             reader, "credential_name", _CREDENTIAL, "a systemd credential name", d["credential_name"]
@@ -276,6 +278,15 @@ def _text(reader: _Reader, key: str, pattern: re.Pattern[str], expected: str, de
         reader.table[key] = value
         raise reader.fail(key, expected)
     return value
+
+
+def _dollars(reader: _Reader, key: str, default: float) -> float:
+    expected = "a non-negative amount of US dollars, like 10.0"
+    value = reader.take(key, (int, float), expected, default)
+    if not math.isfinite(value) or value < 0:
+        reader.table[key] = value
+        raise reader.fail(key, expected)
+    return float(value)
 
 
 def _url(reader: _Reader, key: str, default: str | None) -> str | None:

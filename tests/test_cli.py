@@ -71,7 +71,7 @@ def test_export_publishes_partitions_of_a_real_store(tmp_path: Path) -> None:
     config = _export_config(tmp_path)
     with Store.open(f"lmdb://{tmp_path / 'arctic'}?map_size=1GB", writer=True) as store:
         store.library("futures").write("HE.ohlcv-1m", bars)
-    args = ("--library", "futures", "--symbol", "HE.ohlcv-1m", "--start", "2024-05-01", "--end", "2024-05-02")
+    args = ("--library", "futures", "--symbol", "HE.ohlcv-1m", "--start", "2024-05-01", "--end", "2024-05-03")
     result = _cli("export", "--config", str(config), *args)
     assert result.returncode == 0, result.stderr
     dataset = tmp_path / "lake" / "futures" / "HE.ohlcv-1m"
@@ -116,7 +116,9 @@ def test_export_of_a_missing_symbol_or_backwards_range_is_one_line_exit_1(tmp_pa
         "2024-01-01",
     )
     assert backwards.returncode == 1
-    assert "error: --end 2024-01-01 is before --start 2024-02-01" in backwards.stderr
+    assert backwards.stderr == (
+        "error: --end 2024-01-01 must be after --start 2024-02-01 (--end is exclusive: the first day not included)\n"
+    )
 
 
 @pytest.mark.parametrize(

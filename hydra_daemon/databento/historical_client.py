@@ -2,13 +2,36 @@
 
 `databento.Historical(gateway=...)` always rewrites the scheme to https, so a loopback `http://` venue cannot be
 reached through `gateway`. With `base_url=None` this returns exactly `databento.Historical(key)` (production);
-with `base_url="http://127.0.0.1:PORT"` it re-targets the timeseries endpoint (the only one get_range uses) at it.
-The daemon calls this helper with its `historical_url` setting, so tests and production share one code path.
+with `base_url="http://127.0.0.1:PORT"` it re-targets every endpoint group (timeseries, metadata — the cost
+guard's `get_cost`/`get_record_count` —, symbology, batch) at it. The daemon calls this helper with its
+`historical_url` setting, so tests and production share one code path.
+
+The client logs `Initialized Historical(gateway=https://hist.databento.com)` before any re-targeting, which would
+be false for the venue: that line is dropped and `historical_client_ready` names the endpoint actually used.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+
 import databento
+import structlog
+
+from hydra_daemon.redaction import redact_text
+
+log = structlog.get_logger()
+
+_GROUPS = ("timeseries", "metadata", "symbology", "batch")
+
+
+class _DropInitializedLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Initialized %s(gateway=")
+
+
+logging.getLogger("databento.historical.client").addFilter(_DropInitializedLine())
 
 
 def historical_client(key: str, base_url: str | None = None) -> databento.Historical:
@@ -18,8 +41,34 @@ def historical_client(key: str, base_url: str | None = None) -> databento.Histor
         root = base_url.rstrip("/")
         if not root.startswith(("http://", "https://")):
             raise ValueError(f"historical base_url must start with http:// or https://, got {base_url!r}")
-        client.timeseries._base_url = f"{root}/v0/timeseries"
-        client.metadata._base_url = f"{root}/v0/metadata"
-        client.symbology._base_url = f"{root}/v0/symbology"
-        client.batch._base_url = f"{root}/v0/batch"
+        for group in _GROUPS:
+            getattr(client, group)._base_url = f"{root}/v0/{group}"
+        client._gateway = root
+    log.info("historical_client_ready", endpoint=client.gateway)
     return client
+
+
+class HistoricalError(RuntimeError):
+    """Databento Historical refused or failed a request; the message says what to do (one line, key redacted)."""
+
+    @classmethod
+    def from_http(cls, exc: databento.BentoHttpError) -> HistoricalError:
+        status = exc.http_status
+        detail = redact_text(" ".join(str(exc.message or "no detail").split()))
+        if status in (401, 403):
+            return cls(
+                f"Databento Historical refused the API key (HTTP {status}: {detail}); check $DATABENTO_API_KEY "
+                "or the databento_api_key credential"
+            )
+        if status is not None and 400 <= status < 500 and status != 429:
+            return cls(f"Databento Historical rejected the request (HTTP {status}): {detail}")
+        return cls(f"Databento Historical failed (HTTP {status}: {detail}); retry later")
+
+
+@contextlib.contextmanager
+def http_errors() -> Iterator[None]:
+    """Turn the client's `BentoHttpError` into a one-line `HistoricalError` for the block."""
+    try:
+        yield
+    except databento.BentoHttpError as exc:
+        raise HistoricalError.from_http(exc) from None

@@ -1,7 +1,8 @@
 """Fetching ranges from Databento Historical (`timeseries.get_range`), chunked, one market at a time (sync I/O).
 
 Requests are made per market parent symbol (``HE.FUT``), so every returned record belongs to that market without
-relying on symbol mappings. Call from a worker thread (`anyio.to_thread.run_sync`) in async code.
+relying on symbol mappings. Every request is priced and limited by a `CostGuard` first. Call from a worker thread
+(`anyio.to_thread.run_sync`) in async code.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 
 import databento
 
-from hydra_daemon.databento.historical_client import historical_client
+from hydra_daemon.databento.cost_guard import CostGuard, CostRefused, HistoricalRequest
+from hydra_daemon.databento.historical_client import historical_client, http_errors
 from hydra_daemon.secrets import ApiKey
 
 NS_PER_S = 1_000_000_000
@@ -37,31 +39,47 @@ def chunks(schema: str, start_ns: int, end_ns: int) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class HistoricalSource:
-    """A Historical client for one dataset; `base_url` (DatabentoConfig.historical_url) overrides the endpoint."""
+    """A Historical client for one dataset; `base_url` (DatabentoConfig.historical_url) overrides the endpoint;
+    `guard` prices and limits every request."""
 
     dataset: str
     key: ApiKey
+    guard: CostGuard
     base_url: str | None = None
 
     def client(self) -> databento.Historical:
         return historical_client(self.key.reveal(), self.base_url)
 
+    def request(self, parent: str, schema: str, start_ns: int, end_ns: int) -> HistoricalRequest:
+        return HistoricalRequest(self.dataset, parent, schema, start_ns, end_ns)
+
     def fetch(self, client: databento.Historical, parent: str, schema: str, start_ns: int, end_ns: int) -> list[Any]:
-        """All records of `schema` for the instruments of `parent` (e.g. ``HE.FUT``) with start <= ts < end."""
-        store = client.timeseries.get_range(
-            dataset=self.dataset,
-            start=start_ns,
-            end=end_ns,
-            symbols=[parent],
-            schema=schema,
-            stype_in="parent",
-            stype_out="instrument_id",
-        )
-        return list(store)
+        """All records of `schema` for the instruments of `parent` (e.g. ``HE.FUT``) with start <= ts < end;
+        `CostRefused` (nothing requested) when the guard refuses the price."""
+        self.guard.authorize(client, self.request(parent, schema, start_ns, end_ns))
+        with http_errors():
+            store = client.timeseries.get_range(
+                dataset=self.dataset,
+                start=start_ns,
+                end=end_ns,
+                symbols=[parent],
+                schema=schema,
+                stype_in="parent",
+                stype_out="instrument_id",
+            )
+            return list(store)
 
     def fetch_chunks(
         self, client: databento.Historical, parent: str, schema: str, start_ns: int, end_ns: int
     ) -> Iterator[list[Any]]:
-        """`fetch` over `chunks(schema, start_ns, end_ns)`, one list of records per chunk, in time order."""
+        """`fetch` over `chunks(schema, start_ns, end_ns)`, one list of records per chunk, in time order.
+
+        A chunk the guard refuses ends the fill: [its start, end_ns) is recorded as a gap left unfilled."""
         for a, b in chunks(schema, start_ns, end_ns):
-            yield self.fetch(client, parent, schema, a, b)
+            try:
+                records = self.fetch(client, parent, schema, a, b)
+            except CostRefused as refused:
+                self.guard.record_gap(self.request(parent, schema, a, end_ns), str(refused))
+                return
+            self.guard.stats.gap_fill_records += len(records)
+            yield records

@@ -26,6 +26,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import structlog
@@ -34,6 +35,7 @@ from hydra_daemon.backoff import Backoff
 from hydra_daemon.clock import Clock, WallClock
 from hydra_daemon.config import DatabentoConfig, MarketConfig
 from hydra_daemon.databento.child import SessionRequest
+from hydra_daemon.databento.cost_guard import CostGuard
 from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, decode_records
 from hydra_daemon.databento.historical_fill import HistoricalSource
 from hydra_daemon.databento.launcher import Launcher
@@ -71,11 +73,16 @@ class LiveSettings:
     historical_url: str | None = None
     heartbeat_interval_s: int = 30
     replay_window_s: int = 23 * 3600
+    max_historical_cost_usd: float = 10.0
+    state_dir: Path | None = None
+    """Where the cost guard keeps today's Historical spend and the gaps it refused to fill (None: memory, logs)."""
 
     @classmethod
-    def from_config(cls, config: DatabentoConfig, key: ApiKey) -> LiveSettings:
+    def from_config(cls, config: DatabentoConfig, key: ApiKey, state_dir: Path | None = None) -> LiveSettings:
         return cls(
             key=key,
+            max_historical_cost_usd=config.max_historical_cost_usd,
+            state_dir=state_dir,
             dataset=config.dataset,
             gateway=config.live_gateway,
             port=config.live_port,
@@ -143,7 +150,8 @@ class LiveStream:
         self._clock = clock or WallClock()
         self._backoff = backoff or Backoff()
         self._idle_tick_s = idle_tick_s
-        self._historical = HistoricalSource(settings.dataset, settings.key, settings.historical_url)
+        guard = CostGuard(settings.max_historical_cost_usd, settings.state_dir, stats)
+        self._historical = HistoricalSource(settings.dataset, settings.key, guard, settings.historical_url)
         Launcher.shared()  # starts importing the client in the launcher now, not at the first connect
 
     async def batches(self) -> AsyncGenerator[DecodedBatch | Idle, None]:

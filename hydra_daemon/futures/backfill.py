@@ -10,13 +10,17 @@ Sync (blocking HTTP and ArcticDB): the CLI calls it directly; async callers use 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import databento
 import pandas as pd
 import structlog
 
 from hydra_daemon.capture.commit import configured_writer
 from hydra_daemon.config import Config
+from hydra_daemon.databento.cost_guard import CostGuard, HistoricalRequest, Quote
 from hydra_daemon.databento.decode import SymbolMap, decode_records
 from hydra_daemon.databento.historical_fill import NS_PER_DAY, HistoricalSource, chunks
 from hydra_daemon.futures.pipeline import FuturesCommitter, seed_symbols, validate_frames
@@ -42,6 +46,46 @@ def _utc_ns(value: datetime | pd.Timestamp, name: str) -> int:
     return int(stamp.tz_convert("UTC").value)
 
 
+@dataclass(frozen=True)
+class BackfillPlan:
+    """The Historical requests a futures backfill makes, in order: the definitions look-back (learned, not stored),
+    then definitions and each configured bar schema over [start, end) in request-sized chunks."""
+
+    source: HistoricalSource
+    market: str
+    lookback: HistoricalRequest
+    requests: tuple[HistoricalRequest, ...]
+
+    @property
+    def all_requests(self) -> tuple[HistoricalRequest, ...]:
+        return (self.lookback, *self.requests)
+
+
+def plan_backfill(
+    config: Config, market: str, start: datetime | pd.Timestamp, end: datetime | pd.Timestamp
+) -> BackfillPlan:
+    """The requests for `market` over [start, end) (UTC-aware; end exclusive), with a cost-guarded source."""
+    start_ns, end_ns = _utc_ns(start, "start"), _utc_ns(end, "end")
+    if start_ns >= end_ns:
+        raise ValueError(f"backfill start {start} must be before end {end} (end is exclusive)")
+    parent = f"{config.market(market).futures_root}.FUT"
+    key = load_api_key(config.databento)
+    register_secret(key.reveal())
+    guard = CostGuard(config.databento.max_historical_cost_usd, config.state_dir)
+    source = HistoricalSource(config.databento.dataset, key, guard, config.databento.historical_url)
+    schemas = ("definition", *config.databento.futures_schemas)
+    requests = tuple(
+        source.request(parent, schema, a, b) for schema in schemas for a, b in chunks(schema, start_ns, end_ns)
+    )
+    lookback = source.request(parent, "definition", start_ns - DEFINITION_LOOKBACK_NS, start_ns)
+    return BackfillPlan(source, market, lookback, requests)
+
+
+def quote_backfill(plan: BackfillPlan, client: databento.Historical) -> list[Quote]:
+    """What every request of `plan` costs (free metadata calls; nothing is downloaded)."""
+    return [plan.source.guard.quote(client, request) for request in plan.all_requests]
+
+
 def backfill_futures(
     config: Config,
     store: Store,
@@ -51,33 +95,33 @@ def backfill_futures(
     progress: Progress | None = None,
 ) -> int:
     """Fetch `market`'s futures definitions and configured bar schemas for [start, end) from Historical, validate
-    the bars, store them in the ``futures`` library; return the number of rows stored (after de-duplication)."""
-    start_ns, end_ns = _utc_ns(start, "start"), _utc_ns(end, "end")
-    if start_ns >= end_ns:
-        raise ValueError(f"backfill start {start} must be before end {end}")
-    parent = f"{config.market(market).futures_root}.FUT"
-    key = load_api_key(config.databento)
-    register_secret(key.reveal())
-    source = HistoricalSource(config.databento.dataset, key, config.databento.historical_url)
+    the bars, store them in the ``futures`` library; return the number of rows stored (after de-duplication).
+
+    The whole plan is priced first: `CostRefused` before anything is fetched when it would break the per-request
+    or the daily limit (then each request is priced and accounted again as it is made)."""
+    plan = plan_backfill(config, market, start, end)
+    source = plan.source
     client = source.client()
+    source.guard.check_total(quote_backfill(plan, client))
+    parent = plan.lookback.symbols
     writer = configured_writer(store, config.storage)
     committer = FuturesCommitter(store, writer, [market])
     symbols = SymbolMap({parent: market})
     seed_symbols(store, [market], symbols, FUTURES)
-    decode_records(
-        source.fetch(client, parent, "definition", start_ns - DEFINITION_LOOKBACK_NS, start_ns), symbols, market
-    )
-    schemas = ("definition", *config.databento.futures_schemas)
-    plan = [(schema, a, b) for schema in schemas for a, b in chunks(schema, start_ns, end_ns)]
+    decode_records(_fetch(source, client, plan.lookback), symbols, market)
     stored = 0
-    for done, (schema, a, b) in enumerate(plan, start=1):
-        decoded = decode_records(source.fetch(client, parent, schema, a, b), symbols, market)
+    for done, request in enumerate(plan.requests, start=1):
+        decoded = decode_records(_fetch(source, client, request), symbols, market)
         clean, problems = validate_frames(decoded.frames)
         for problem in problems:
             log.warning("record_rejected", pipeline="futures-backfill", what=problem.what, where=problem.where)
         stored += committer.commit(clean)
         if progress is not None:
-            progress(done, len(plan))
+            progress(done, len(plan.requests))
     writer.flush_all()
     log.info("futures_backfill_done", market=market, start=str(start), end=str(end), rows=stored)
     return stored
+
+
+def _fetch(source: HistoricalSource, client: databento.Historical, request: HistoricalRequest) -> list[Any]:
+    return source.fetch(client, request.symbols, request.schema, request.start_ns, request.end_ns)

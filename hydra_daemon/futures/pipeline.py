@@ -139,7 +139,7 @@ class FuturesIngestPipeline(IngestPipeline[DecodedBatch]):
         self._writer = configured_writer(store, config.storage)
         self._committer = FuturesCommitter(store, self._writer, self.markets)
         self._stream = LiveStream(
-            LiveSettings.from_config(config.databento, key),
+            LiveSettings.from_config(config.databento, key, config.state_dir),
             StreamSpec.for_markets(markets, "FUT", schemas),
             self._resume_ns,
             self.stats,

@@ -225,7 +225,7 @@ class OptionsIngestPipeline(IngestPipeline[DecodedBatch]):
         self._quiet_s = config.options.snapshot_interval_s
         self._last_data_monotonic = time.monotonic()
         self._stream = LiveStream(
-            LiveSettings.from_config(config.databento, key),
+            LiveSettings.from_config(config.databento, key, config.state_dir),
             StreamSpec(OPTION_SCHEMAS, stream_parents(config.markets)),
             self.committer.resume_ns,
             self.stats,

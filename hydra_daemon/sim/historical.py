@@ -1,9 +1,13 @@
-"""Databento Historical `POST /v0/timeseries.get_range` served from the venue's tape.
+"""Databento Historical served from the venue's tape: `POST /v0/timeseries.get_range` and the request estimates
+`POST /v0/metadata.get_cost`, `.get_record_count` and `.get_billable_size`.
 
-Accepts the form fields `databento.Historical.timeseries.get_range` sends (dataset, start, end, symbols, schema,
-stype_in, stype_out, encoding, compression, limit) with HTTP Basic auth (`key:`); answers zstd DBN (Metadata with
-schema and symbol mappings, then records with start <= ts_recv (ts_event for bars) < end), or `{"detail": ...}` JSON
-errors: 401 bad key, 422 bad parameters or `end` after the available data, faults' 5xx/429.
+Accepts the form fields `databento.Historical` sends (dataset, start, end, symbols, schema, stype_in, stype_out,
+encoding, compression, limit) with HTTP Basic auth (`key:`). `get_range` answers zstd DBN (Metadata with schema and
+symbol mappings, then records with start <= ts_recv (ts_event for bars) < end); the metadata endpoints answer a JSON
+number for the same selection: its record count, its billable size (the records' uncompressed DBN bytes) and its
+cost, that size times a deterministic `usd_per_byte` (not Databento's price list: tests need a price they can
+compute). Errors are `{"detail": ...}` JSON: 401 bad key, 422 bad parameters or `end` after the available data,
+faults' 5xx/429.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ from hydra_daemon.sim.market import NS_PER_DAY, SCHEMAS
 from hydra_daemon.sim.symbols import ALL_SYMBOLS, SUPPORTED_STYPES, resolve
 
 GET_RANGE_PATH = "/v0/timeseries.get_range"
+COST_PATH = "/v0/metadata.get_cost"
+RECORD_COUNT_PATH = "/v0/metadata.get_record_count"
+BILLABLE_SIZE_PATH = "/v0/metadata.get_billable_size"
+USD_PER_BYTE = 1e-6
+"""The venue's price: $1 per MB of records ($1,000 per GB), so simulated requests cost cents, not nothing."""
 
 
 @dataclass(frozen=True)
@@ -60,17 +69,36 @@ def parse_time_ns(value: str, name: str) -> int:
     return int(stamp.value)
 
 
+def _iso(ts_ns: int) -> str:
+    return pd.Timestamp(ts_ns, tz=UTC).isoformat()
+
+
 def _day(ts_ns: int) -> date:
     return datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=UTC).date()
 
 
-class HistoricalApi:
-    """Route for the Historical timeseries endpoint (other `/v0/` paths: 404 JSON)."""
+@dataclass(frozen=True)
+class _Selection:
+    """The records one request selects, with what its DBN Metadata header says about them."""
 
-    def __init__(self, feed: MarketFeed, api_keys: tuple[str, ...], faults: FaultState) -> None:
+    metadata: Metadata
+    records: list[bytes]
+
+    @property
+    def size(self) -> int:
+        return sum(len(record) for record in self.records)
+
+
+class HistoricalApi:
+    """Route for the Historical timeseries and metadata endpoints (other `/v0/` paths: 404 JSON)."""
+
+    def __init__(
+        self, feed: MarketFeed, api_keys: tuple[str, ...], faults: FaultState, usd_per_byte: float = USD_PER_BYTE
+    ) -> None:
         self.feed = feed
         self.api_keys = api_keys
         self.faults = faults
+        self.usd_per_byte = usd_per_byte
 
     def respond(self, request: HttpRequest) -> HttpResponse | None:
         if not request.path.startswith("/v0/"):
@@ -87,15 +115,28 @@ class HistoricalApi:
         failure = self.faults.take_http_failure()
         if failure is not None:
             return json_response(failure, {"detail": f"Simulated venue fault: HTTP {failure}."})
-        if request.path != GET_RANGE_PATH:
+        if request.path not in (GET_RANGE_PATH, COST_PATH, RECORD_COUNT_PATH, BILLABLE_SIZE_PATH):
             return json_response(404, {"detail": f"The simulated venue does not serve {request.path}."})
         if request.method != "POST":
-            return json_response(405, {"detail": f"Use POST {GET_RANGE_PATH}."})
+            return json_response(405, {"detail": f"Use POST {request.path}."})
         try:
-            body = self._get_range(request.form)
+            selection = self._select(request.form)
         except BadRequest as exc:
             return json_response(422, {"detail": str(exc)})
-        return HttpResponse(status=200, body=body, content_type="application/octet-stream")
+        if request.path == COST_PATH:
+            return json_response(200, self.cost_usd(selection.size))
+        if request.path == RECORD_COUNT_PATH:
+            return json_response(200, len(selection.records))
+        if request.path == BILLABLE_SIZE_PATH:
+            return json_response(200, selection.size)
+        payload = selection.metadata.encode() + b"".join(selection.records)
+        if request.form.get("compression", "zstd") != "none":
+            payload = zstandard.ZstdCompressor().compress(payload)
+        return HttpResponse(status=200, body=payload, content_type="application/octet-stream")
+
+    def cost_usd(self, size: int) -> float:
+        """What a request returning `size` bytes of records costs at this venue."""
+        return round(size * self.usd_per_byte, 9)
 
     def _authorized(self, header: str) -> bool:
         scheme, _, encoded = header.partition(" ")
@@ -107,7 +148,7 @@ class HistoricalApi:
             return False
         return user in self.api_keys
 
-    def _get_range(self, form: Mapping[str, str]) -> bytes:
+    def _select(self, form: Mapping[str, str]) -> _Selection:
         dataset = form.get("dataset", "")
         if dataset != DATASET:
             raise BadRequest(f"Unknown dataset {dataset!r}; the simulated venue serves {DATASET}.")
@@ -128,7 +169,8 @@ class HistoricalApi:
         end = parse_time_ns(form["end"], "end") if form.get("end") else available_end
         if end > available_end:
             raise BadRequest(
-                f"The requested `end` ({end}) is after the available data end ({available_end}); retry later."
+                f"The requested `end` ({_iso(end)}) is after the available data end ({_iso(available_end)}); "
+                "retry later or request an earlier `end`."
             )
         if start >= end:
             raise BadRequest(f"Invalid range: `start` ({start}) must be before `end` ({end}).")
@@ -150,10 +192,7 @@ class HistoricalApi:
             end=end,
             limit=limit,
         )
-        payload = metadata.encode() + b"".join(records)
-        if form.get("compression", "zstd") == "none":
-            return payload
-        return zstandard.ZstdCompressor().compress(payload)
+        return _Selection(metadata, records)
 
 
 def _mappings(pairs: Sequence[tuple[str, Instrument]], start: int, end: int) -> list[Any]:

@@ -230,9 +230,12 @@ def export_store_due(store: Store, lake_dir: Path, complete_through: date) -> li
 
 
 def export_from_store(uri: str, library_name: str, symbol: str, start: date, end: date, lake_dir: Path) -> list[Path]:
-    """`export_range` on the store at `uri`, opened read-only (works beside a running daemon; for the CLI)."""
+    """The UTC days [start, end) — end EXCLUSIVE, as every CLI range — of `symbol` exported from the store at `uri`,
+    opened read-only (works beside a running daemon; for `hydra-daemon export`)."""
+    if end <= start:
+        raise ValueError(f"export of {library_name}/{symbol}: end {end} must be after start {start} (end is exclusive)")
     with Store.open(uri, writer=False) as store:
-        return export_range(store.library(library_name), library_name, symbol, start, end, lake_dir)
+        return export_range(store.library(library_name), library_name, symbol, start, end - timedelta(days=1), lake_dir)
 
 
 def dataset_root(lake_dir: Path, library_name: str, symbol: str) -> Path:

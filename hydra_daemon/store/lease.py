@@ -94,7 +94,8 @@ def _locked_message(store: str, holder: LeaseHolder | None) -> str:
     who = holder.describe() if holder else "an unidentified process"
     return (
         f"store {store} is already open for writing by {who}; only one writer per store is allowed. "
-        "Stop that daemon, or open the store read-only (writer=False)."
+        "Stop it first (e.g. `systemctl stop hydra-daemon`); reading needs no lease (`hydra-daemon export`, "
+        "hydra_daemon.reader.Reader)."
     )
 
 

@@ -258,7 +258,7 @@ def test_export_from_store_reads_beside_a_writer_holding_the_lease(tmp_path: Pat
         writer = StreamWriter(store)
         writer.add(FUTURES, SYMBOL, bars, key_columns=["raw_symbol"])
         writer.flush_all()
-        written = export_from_store(uri, FUTURES, SYMBOL, date(2024, 5, 1), date(2024, 5, 2), tmp_path / "lake")
+        written = export_from_store(uri, FUTURES, SYMBOL, date(2024, 5, 1), date(2024, 5, 3), tmp_path / "lake")
 
     root = dataset_root(tmp_path / "lake", FUTURES, SYMBOL)
     assert written == [root / "date=2024-05-01", root / "date=2024-05-02"]
