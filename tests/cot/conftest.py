@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -14,8 +14,6 @@ from hydra_daemon.cot.columns import COLUMNS
 from hydra_daemon.cot.parse import SOURCE_POSITION_COLUMNS, position_column
 from hydra_daemon.sim.http_server import HttpServer
 from hydra_daemon.sim.http_types import HttpRequest, HttpResponse
-from hydra_daemon.store.arctic import Store
-from hydra_daemon.store.uri import default_lmdb_uri
 
 REAL_2021_ZIP = Path(__file__).resolve().parents[1] / "data" / "fut_disagg_txt_2021.zip"
 
@@ -181,9 +179,3 @@ async def scripted_server() -> AsyncIterator[tuple[ScriptedFiles, str]]:
         yield files, f"http://127.0.0.1:{server.port}"
     finally:
         await server.stop()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(default_lmdb_uri(tmp_path), writer=True) as opened:
-        yield opened

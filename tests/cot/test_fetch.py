@@ -27,13 +27,14 @@ NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 
 
 @dataclass
-class Venue:
+class CftcSite:
     route: CftcFiles
     base_url: str
     delays: list[float]
 
     def fetcher(self, **overrides: object) -> CotFetcher:
-        settings: dict = {"base_url": self.base_url, "timeout_s": 2.0, "retries": 3} | overrides
+        # A generous timeout: on a loaded machine an answer can take seconds; timeout tests set their own.
+        settings: dict = {"base_url": self.base_url, "timeout_s": 30.0, "retries": 3} | overrides
         delays = self.delays
 
         async def record_sleep(seconds: float) -> None:
@@ -43,135 +44,136 @@ class Venue:
 
 
 @pytest.fixture
-async def venue() -> AsyncIterator[Venue]:
+async def cftc() -> AsyncIterator[CftcSite]:
     files = SimulatedCotFiles(seed=7, first_as_of=date(2025, 11, 4))
+    files.year_zip(2026, NOW)  # build (and cache) the file now, so serving it is fast even under a short timeout
     route = CftcFiles(files, SimClock(start=NOW))
     server = HttpServer("127.0.0.1", 0, [route], threaded=[route])
     await server.start()
     try:
-        yield Venue(route, f"http://127.0.0.1:{server.port}", [])
+        yield CftcSite(route, f"http://127.0.0.1:{server.port}", [])
     finally:
         await server.stop()
 
 
-async def test_fetches_and_parses_the_current_year(venue: Venue) -> None:
-    async with venue.fetcher() as fetcher:
+async def test_fetches_and_parses_the_current_year(cftc: CftcSite) -> None:
+    async with cftc.fetcher() as fetcher:
         file = await fetcher.fetch_year(2026)
 
     rows = parse_report(file.data, source=file.url, codes={"054642"}).rows
-    assert file.url == f"{venue.base_url}/files/dea/history/fut_disagg_txt_2026.zip"
+    assert file.url == f"{cftc.base_url}/files/dea/history/fut_disagg_txt_2026.zip"
     assert file.member == "f_year.txt"
     # Friday 2026-03-20 12:00 UTC is before that day's 15:30 New York release: the newest week is 2026-03-10.
     assert rows["as_of"].max() == datetime(2026, 3, 10, tzinfo=UTC)
-    assert venue.delays == []
+    assert cftc.delays == []
 
 
-async def test_server_errors_are_retried_until_success(venue: Venue) -> None:
-    venue.route.fail_status(500, times=2)
-    async with venue.fetcher() as fetcher:
+async def test_server_errors_are_retried_until_success(cftc: CftcSite) -> None:
+    cftc.route.fail_status(500, times=2)
+    async with cftc.fetcher() as fetcher:
         file = await fetcher.fetch_year(2026)
 
     assert file.data.startswith(b'"Market_and_Exchange_Names"')
-    assert venue.route.requests_served == 3
-    assert len(venue.delays) == 2
-    assert 0.25 <= venue.delays[0] <= 0.5 and 0.5 <= venue.delays[1] <= 1.0
+    assert cftc.route.requests_served == 3
+    assert len(cftc.delays) == 2
+    assert 0.25 <= cftc.delays[0] <= 0.5 and 0.5 <= cftc.delays[1] <= 1.0
 
 
-async def test_429_honours_retry_after(venue: Venue) -> None:
-    venue.route.fail_status(429, times=1)
-    async with venue.fetcher() as fetcher:
+async def test_429_honours_retry_after(cftc: CftcSite) -> None:
+    cftc.route.fail_status(429, times=1)
+    async with cftc.fetcher() as fetcher:
         await fetcher.fetch_year(2026)
 
-    assert venue.delays[0] >= 1.0
-    assert venue.route.requests_served == 2
+    assert cftc.delays[0] >= 1.0
+    assert cftc.route.requests_served == 2
 
 
-async def test_persistent_failure_names_the_url_and_gives_up(venue: Venue) -> None:
-    venue.route.fail_status(503)
-    async with venue.fetcher(retries=2) as fetcher:
+async def test_persistent_failure_names_the_url_and_gives_up(cftc: CftcSite) -> None:
+    cftc.route.fail_status(503)
+    async with cftc.fetcher(retries=2) as fetcher:
         with pytest.raises(TransientFetchError) as caught:
             await fetcher.fetch_year(2026)
 
     assert str(caught.value) == (
-        f"{venue.base_url}/files/dea/history/fut_disagg_txt_2026.zip: HTTP 503 (gave up after 3 attempts)"
+        f"{cftc.base_url}/files/dea/history/fut_disagg_txt_2026.zip: HTTP 503 (gave up after 3 attempts)"
     )
-    assert venue.route.requests_served == 3
+    assert cftc.route.requests_served == 3
 
 
-async def test_html_page_means_not_published_and_is_not_retried(venue: Venue) -> None:
-    venue.route.html_instead()
-    async with venue.fetcher() as fetcher:
+async def test_html_page_means_not_published_and_is_not_retried(cftc: CftcSite) -> None:
+    cftc.route.html_instead()
+    async with cftc.fetcher() as fetcher:
         with pytest.raises(NotPublishedYet, match="HTML page"):
             await fetcher.fetch_year(2026)
-        venue.route.clear_faults()
+        cftc.route.clear_faults()
         with pytest.raises(NotPublishedYet, match=re.escape("fut_disagg_txt_2027.zip")):
             await fetcher.fetch_year(2027)
 
-    assert venue.route.requests_served == 2
-    assert venue.delays == []
+    assert cftc.route.requests_served == 2
+    assert cftc.delays == []
 
 
 @pytest.mark.parametrize("fault", ["truncate_zip", "corrupt_zip"])
-async def test_damaged_zip_is_retried_then_succeeds(venue: Venue, fault: str) -> None:
-    getattr(venue.route, fault)(times=1)
-    async with venue.fetcher() as fetcher:
+async def test_damaged_zip_is_retried_then_succeeds(cftc: CftcSite, fault: str) -> None:
+    getattr(cftc.route, fault)(times=1)
+    async with cftc.fetcher() as fetcher:
         file = await fetcher.fetch_year(2026)
 
     assert not parse_report(file.data, source=file.url).rows.empty
-    assert venue.route.requests_served == 2
+    assert cftc.route.requests_served == 2
 
 
 @pytest.mark.parametrize(
     ("fault", "reason"),
     [("truncate_zip", "corrupt or truncated zip"), ("corrupt_zip", "corrupt or truncated zip member f_year.txt")],
 )
-async def test_persistently_damaged_zip_is_a_clear_error(venue: Venue, fault: str, reason: str) -> None:
-    getattr(venue.route, fault)()
-    async with venue.fetcher(retries=1) as fetcher:
+async def test_persistently_damaged_zip_is_a_clear_error(cftc: CftcSite, fault: str, reason: str) -> None:
+    getattr(cftc.route, fault)()
+    async with cftc.fetcher(retries=1) as fetcher:
         with pytest.raises(TransientFetchError, match=reason):
             await fetcher.fetch_year(2026)
 
 
-async def test_zip_bomb_is_refused_by_its_declared_size(venue: Venue) -> None:
-    venue.route.serve_zip_bomb(uncompressed_bytes=64 << 20)
-    async with venue.fetcher(max_uncompressed_bytes=8 << 20) as fetcher:
+async def test_zip_bomb_is_refused_by_its_declared_size(cftc: CftcSite) -> None:
+    cftc.route.serve_zip_bomb(uncompressed_bytes=64 << 20)
+    async with cftc.fetcher(max_uncompressed_bytes=8 << 20) as fetcher:
         with pytest.raises(UnsafeZipError, match=re.escape("declares 67108864 bytes, over cot.max_uncompressed_bytes")):
             await fetcher.fetch_year(2026)
 
-    assert venue.route.requests_served == 1
+    assert cftc.route.requests_served == 1
 
 
-async def test_oversized_zip_is_refused(venue: Venue) -> None:
-    async with venue.fetcher(max_zip_bytes=1000) as fetcher:
+async def test_oversized_zip_is_refused(cftc: CftcSite) -> None:
+    async with cftc.fetcher(max_zip_bytes=1000) as fetcher:
         with pytest.raises(UnsafeZipError, match=r"over the limit of 1000 \(cot.max_zip_bytes\)"):
             await fetcher.fetch_year(2026)
 
 
-async def test_wrong_member_is_refused(venue: Venue) -> None:
-    venue.route.wrong_member("annual.txt")
-    async with venue.fetcher() as fetcher:
+async def test_wrong_member_is_refused(cftc: CftcSite) -> None:
+    cftc.route.wrong_member("annual.txt")
+    async with cftc.fetcher() as fetcher:
         with pytest.raises(UnsafeZipError, match=re.escape("expected member 'f_year.txt', found 'annual.txt'")):
             await fetcher.fetch_year(2026)
 
 
-async def test_timeout_is_retried_then_succeeds(venue: Venue) -> None:
-    venue.route.slow(3.0, times=1)
-    async with venue.fetcher(timeout_s=0.3) as fetcher:
+async def test_timeout_is_retried_then_succeeds(cftc: CftcSite) -> None:
+    cftc.route.slow(30.0, times=1)  # far beyond the timeout; the retry is served at once, well within it
+    async with cftc.fetcher(timeout_s=2.0) as fetcher:
         file = await fetcher.fetch_year(2026)
 
     assert file.member == "f_year.txt"
-    assert len(venue.delays) == 1
+    assert len(cftc.delays) == 1
 
 
-async def test_persistent_timeout_is_a_clear_error(venue: Venue) -> None:
-    venue.route.slow(3.0)
-    async with venue.fetcher(timeout_s=0.3, retries=1) as fetcher:
+async def test_persistent_timeout_is_a_clear_error(cftc: CftcSite) -> None:
+    cftc.route.slow(3.0)
+    async with cftc.fetcher(timeout_s=0.3, retries=1) as fetcher:
         with pytest.raises(TransientFetchError, match="timed out"):
             await fetcher.fetch_year(2026)
 
 
-async def test_connection_refused_is_a_clear_error(venue: Venue) -> None:
-    async with venue.fetcher(base_url="http://127.0.0.1:9", retries=1) as fetcher:
+async def test_connection_refused_is_a_clear_error(cftc: CftcSite) -> None:
+    async with cftc.fetcher(base_url="http://127.0.0.1:9", retries=1) as fetcher:
         with pytest.raises(TransientFetchError, match=r"127\.0\.0\.1:9/files/dea/history/.*connection failed"):
             await fetcher.fetch_year(2026)
 

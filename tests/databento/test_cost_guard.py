@@ -4,7 +4,6 @@ endpoints (a deterministic price per byte), and a live gap fill it refuses."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,21 +20,23 @@ from hydra_daemon.futures.pipeline import FuturesIngestPipeline
 from hydra_daemon.ingest import PipelineStats
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.sim.historical import USD_PER_BYTE
-from hydra_daemon.sim.testing import eventually, fast_config, running, wait_until
-from hydra_daemon.sim.venue import VenueThread
+from hydra_daemon.sim.venue import VenueConfig, VenueThread
 from hydra_daemon.store.arctic import Store
-from hydra_daemon.store.uri import default_lmdb_uri
+from tests.helpers import eventually, fast_config, running, wait_until
 
 DATASET = "GLBX.MDP3"
 NS_PER_S = 1_000_000_000
 
 
 @pytest.fixture(scope="module")
-def venue() -> Iterator[VenueThread]:
-    with VenueThread(fast_config(seed=4)) as running_venue:
-        start = running_venue.call(lambda v: v.model.start_ns)
-        wait_until(lambda: running_venue.call(lambda v: v.model.now_ns) > start + 600 * NS_PER_S, "10 sim minutes")
-        yield running_venue
+def venue_config() -> VenueConfig:
+    return fast_config(seed=4)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ten_sim_minutes(venue: VenueThread) -> None:
+    start = venue.call(lambda v: v.model.start_ns)
+    wait_until(lambda: venue.call(lambda v: v.model.now_ns) > start + 600 * NS_PER_S, "10 sim minutes")
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,9 @@ def test_a_refused_chunk_ends_the_fill_and_records_the_gap(
     assert stats.historical_refusals == 1
 
 
-async def test_a_live_gap_fill_above_the_limit_is_refused_recorded_and_capture_goes_on(tmp_path: Path) -> None:
+async def test_a_live_gap_fill_above_the_limit_is_refused_recorded_and_capture_goes_on(
+    store: Store, tmp_path: Path
+) -> None:
     with VenueThread(fast_config(seed=6, replay_window_s=900.0)) as venue:
         clock = venue.venue.clock
         assert clock is not None
@@ -145,7 +148,7 @@ async def test_a_live_gap_fill_above_the_limit_is_refused_recorded_and_capture_g
         config = parse_config(
             {
                 "state_dir": str(tmp_path),
-                "storage": {"arctic_uri": default_lmdb_uri(tmp_path), "flush_interval_s": 0.05},
+                "storage": {"arctic_uri": store.uri, "flush_interval_s": 0.05},
                 "databento": {
                     "live_gateway": info.live_host,
                     "live_port": info.live_port,
@@ -167,16 +170,15 @@ async def test_a_live_gap_fill_above_the_limit_is_refused_recorded_and_capture_g
             mark = p.watermark("HE", "ohlcv-1m")
             return -1 if mark is None else mark.ts_ns
 
-        with Store.open(default_lmdb_uri(tmp_path), writer=True) as store:
-            first = pipeline(store)
-            async with running(first):
-                await eventually(lambda: minute_mark(first) > 0, "the first minute bars")
-            stopped_at = minute_mark(first)
-            await eventually(lambda: clock.now_ns() > stopped_at + 1200 * NS_PER_S, "the venue to move 20 min on")
-            second = pipeline(store)
-            async with running(second):
-                target = clock.now_ns() + 2 * 60 * NS_PER_S
-                await eventually(lambda: minute_mark(second) >= target, "live minute bars after the refused fill")
+        first = pipeline(store)
+        async with running(first):
+            await eventually(lambda: minute_mark(first) > 0, "the first minute bars")
+        stopped_at = minute_mark(first)
+        await eventually(lambda: clock.now_ns() > stopped_at + 1200 * NS_PER_S, "the venue to move 20 min on")
+        second = pipeline(store)
+        async with running(second):
+            target = clock.now_ns() + 2 * 60 * NS_PER_S
+            await eventually(lambda: minute_mark(second) >= target, "live minute bars after the refused fill")
         assert second.stats.historical_refusals >= 1
         assert second.stats.historical_cost_usd == 0
         assert "max_historical_cost_usd" in (second.stats.degraded_reason or "")

@@ -4,7 +4,6 @@ redacted, the key is never on a command line or in an environment, stopping ends
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,13 @@ from hydra_daemon.databento.decode import SymbolMap
 from hydra_daemon.databento.launcher import Launcher
 from hydra_daemon.databento.process import LiveProcess, LiveSessionError
 from hydra_daemon.databento.stream_decoder import StreamDecoder
-from hydra_daemon.sim.testing import fast_config, wait_until
-from hydra_daemon.sim.venue import VenueThread
+from hydra_daemon.sim.venue import VenueConfig, VenueThread
+from tests.helpers import fast_config, wait_until
 
 
 @pytest.fixture(scope="module")
-def venue() -> Iterator[VenueThread]:
-    with VenueThread(fast_config(seed=3)) as running:
-        yield running
+def venue_config() -> VenueConfig:
+    return fast_config(seed=3)
 
 
 def request(venue: VenueThread, port: int | None = None) -> SessionRequest:

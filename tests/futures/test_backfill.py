@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,12 @@ from hydra_daemon.config import Config, parse_config
 from hydra_daemon.databento.decode import SymbolMap, decode_records
 from hydra_daemon.futures.backfill import backfill_futures
 from hydra_daemon.futures.pipeline import SETTLEMENT
-from hydra_daemon.sim.testing import fast_config
 from hydra_daemon.sim.venue import VenueThread
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.symbols import FUTURES, data_symbol
 from hydra_daemon.store.uri import default_lmdb_uri
+from tests.helpers import fast_config, wait_until
 
 DAY_NS = 86_400 * 1_000_000_000
 
@@ -61,13 +60,6 @@ def _rows(frame: pd.DataFrame) -> Counter[tuple[Any, ...]]:
     return Counter(zip(ns, *(frame[c].astype(str).to_numpy() for c in columns), strict=True))
 
 
-def _wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_backfill_lands_ground_truth_once_and_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with VenueThread(fast_config(seed=3, record_path=tmp_path / "truth.dbn")) as venue:
         monkeypatch.setenv("HYDRA_TEST_DATABENTO_KEY", venue.info.api_key)
@@ -75,7 +67,7 @@ def test_backfill_lands_ground_truth_once_and_is_idempotent(tmp_path: Path, monk
         assert clock is not None
         start = pd.Timestamp("2026-11-02", tz="UTC")
         end = pd.Timestamp("2026-11-03 00:30", tz="UTC")
-        _wait_for(lambda: clock.now_ns() > end.value + 60 * 1_000_000_000, "the venue to pass the backfill end")
+        wait_until(lambda: clock.now_ns() > end.value + 60 * 1_000_000_000, "the venue to pass the backfill end")
         config = _config(venue, tmp_path)
         calls: list[tuple[int, int]] = []
         with Store.open(config.storage.arctic_uri, writer=True) as store:

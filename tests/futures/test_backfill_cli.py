@@ -19,21 +19,24 @@ import structlog
 from hydra_daemon.cli import main
 from hydra_daemon.config import load_config
 from hydra_daemon.futures.backfill import plan_backfill, quote_backfill
-from hydra_daemon.sim.testing import fast_config, wait_until
-from hydra_daemon.sim.venue import VenueThread
+from hydra_daemon.sim.venue import VenueConfig, VenueThread
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.symbols import FUTURES
+from tests.helpers import fast_config, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DAYS = ("--start", "2026-11-02", "--end", "2026-11-03")
 
 
 @pytest.fixture(scope="module")
-def venue() -> Iterator[VenueThread]:
-    with VenueThread(fast_config(seed=8)) as running:
-        # the whole of 2026-11-02 is on the tape once the clock passes midnight (the venue starts at 23:55)
-        wait_until(lambda: running.now_ns() > running.call(lambda v: v.model.start_ns) + 600 * 10**9, "midnight")
-        yield running
+def venue_config() -> VenueConfig:
+    return fast_config(seed=8)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def past_midnight(venue: VenueThread) -> None:
+    """The whole of 2026-11-02 is on the tape once the clock passes midnight (the venue starts at 23:55)."""
+    wait_until(lambda: venue.now_ns() > venue.call(lambda v: v.model.start_ns) + 600 * 10**9, "midnight")
 
 
 def _config(venue: VenueThread, tmp_path: Path, max_cost: float = 100.0) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +23,20 @@ from hydra_daemon.databento.decode import SymbolMap, decode_records, layout
 from hydra_daemon.futures.pipeline import FuturesIngestPipeline
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.sim.market import Emission
-from hydra_daemon.sim.testing import eventually, fast_config, running
-from hydra_daemon.sim.venue import Venue, VenueThread
+from hydra_daemon.sim.venue import Venue, VenueConfig, VenueThread
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.symbols import FUTURES, data_symbol
 from hydra_daemon.store.uri import default_lmdb_uri
+from tests.helpers import eventually, fast_config, running
 
 SCHEMAS = ("ohlcv-1d", "ohlcv-1m", "definition")
 MINUTE_NS = 60 * 1_000_000_000
 
 
 @pytest.fixture(scope="module")
-def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VenueThread]:
-    truth = tmp_path_factory.mktemp("venue") / "truth.dbn"
-    with VenueThread(fast_config(record_path=truth)) as running:
-        yield running
+def venue_config(tmp_path_factory: pytest.TempPathFactory) -> VenueConfig:
+    """A venue recording its ground truth."""
+    return fast_config(record_path=tmp_path_factory.mktemp("venue") / "truth.dbn")
 
 
 def make_config(venue: VenueThread, state_dir: Path, **databento: Any) -> Config:
@@ -141,13 +139,6 @@ def assert_store_matches_truth(venue: VenueThread, store: Store, since_ns: int =
         assert max(at_newest.values()) == 1 or schema == "definition"
         counts[schema] = len(stored)
     return counts
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(default_lmdb_uri(tmp_path), writer=True)
-    yield opened
-    opened.close()
 
 
 async def test_bars_land_with_the_venue_values(venue: VenueThread, store: Store, tmp_path: Path) -> None:
@@ -254,29 +245,28 @@ def _inject_bad_bar(venue: Venue, instrument_id: int) -> int:
     return ts_event
 
 
-async def test_gap_older_than_the_replay_window_is_filled_from_historical(tmp_path: Path) -> None:
+async def test_gap_older_than_the_replay_window_is_filled_from_historical(store: Store, tmp_path: Path) -> None:
     truth = tmp_path / "truth.dbn"
     with VenueThread(fast_config(seed=5, record_path=truth, replay_window_s=900.0)) as venue:
         clock = venue.venue.clock
         assert clock is not None
         config = make_config(venue, tmp_path, replay_window_s=600)
-        with Store.open(default_lmdb_uri(tmp_path), writer=True) as store:
-            first = make_pipeline(venue, config, store)
-            async with running(first):
-                await caught_up(venue, first, minutes=2)
-            mark = first.watermark("HE", "ohlcv-1m")
-            assert mark is not None
-            # A fresh store captures from the start of the venue's replay window (older history is a backfill).
-            captured_from = int(store.library(FUTURES).read(data_symbol("HE", "ohlcv-1m")).data.index.asi8.min())
-            await eventually(lambda: clock.now_ns() > mark.ts_ns + 1200 * 1_000_000_000, "the venue to move 20 min on")
-            second = make_pipeline(venue, config, store)
-            with structlog.testing.capture_logs() as logs:
-                async with running(second):
-                    await caught_up(venue, second)
-            assert second.stats.gaps_filled >= 1
-            fills = {e["schema"] for e in logs if e["event"] == "gap_fill_started"}
-            assert {"ohlcv-1m", "definition"} <= fills
-            assert_store_matches_truth(venue, store, since_ns=captured_from)
+        first = make_pipeline(venue, config, store)
+        async with running(first):
+            await caught_up(venue, first, minutes=2)
+        mark = first.watermark("HE", "ohlcv-1m")
+        assert mark is not None
+        # A fresh store captures from the start of the venue's replay window (older history is a backfill).
+        captured_from = int(store.library(FUTURES).read(data_symbol("HE", "ohlcv-1m")).data.index.asi8.min())
+        await eventually(lambda: clock.now_ns() > mark.ts_ns + 1200 * 1_000_000_000, "the venue to move 20 min on")
+        second = make_pipeline(venue, config, store)
+        with structlog.testing.capture_logs() as logs:
+            async with running(second):
+                await caught_up(venue, second)
+        assert second.stats.gaps_filled >= 1
+        fills = {e["schema"] for e in logs if e["event"] == "gap_fill_started"}
+        assert {"ohlcv-1m", "definition"} <= fills
+        assert_store_matches_truth(venue, store, since_ns=captured_from)
 
 
 async def test_auth_failures_are_retried_and_never_leak_the_key(

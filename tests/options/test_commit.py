@@ -4,13 +4,11 @@ what is logged, and the warm start after a restart."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import databento_dbn as dbn
 import pandas as pd
-import pytest
 import structlog
 
 from hydra_daemon.config import Config, parse_config
@@ -44,13 +42,6 @@ def make_config(state_dir: Path, persist_quotes: bool = True) -> Config:
             "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
         }
     )
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(default_lmdb_uri(tmp_path), writer=True)
-    yield opened
-    opened.close()
 
 
 def committer(config: Config, store: Store, stats: PipelineStats | None = None) -> OptionsCommitter:

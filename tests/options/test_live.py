@@ -8,7 +8,6 @@ be checked against what the venue meant, not against a re-computation of ours.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,34 +25,26 @@ from hydra_daemon.options.pipeline import OptionsIngestPipeline
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.sim.config import CRUDE_OIL, LEAN_HOGS, MarketConfig
 from hydra_daemon.sim.market import Emission
-from hydra_daemon.sim.testing import FAST_START, eventually, running
 from hydra_daemon.sim.venue import Venue, VenueConfig, VenueThread
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol
 from hydra_daemon.store.uri import default_lmdb_uri
+from tests.helpers import FAST_START, eventually, running
 
 NS_PER_S = 1_000_000_000
 INTERVAL_S = 600  # one snapshot per wall second at speed 600
 
 
-def venue_config() -> VenueConfig:
+def two_markets() -> VenueConfig:
     products = (LEAN_HOGS, CRUDE_OIL)  # crude: LO options on CL futures
     market = MarketConfig(seed=5, products=products, start=FAST_START, speed=600.0, base_rate=300.0, rate=0.0)
     return VenueConfig(market=market)
 
 
 @pytest.fixture(scope="module")
-def venue() -> Iterator[VenueThread]:
-    with VenueThread(venue_config()) as running:
-        yield running
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(default_lmdb_uri(tmp_path), writer=True)
-    yield opened
-    opened.close()
+def venue_config() -> VenueConfig:
+    return two_markets()
 
 
 def make_config(venue: VenueThread, state_dir: Path) -> Config:
@@ -236,7 +227,7 @@ def _inject_crossed_quote(venue: Venue, instrument_id: int) -> int:
 
 
 async def test_crossed_quote_is_stored_flagged_and_logged_once(store: Store, tmp_path: Path) -> None:
-    with VenueThread(venue_config()) as venue:
+    with VenueThread(two_markets()) as venue:
         option = next(i for i in venue.venue.model.instruments if i.kind == "C")
         pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
         with structlog.testing.capture_logs() as logs:

@@ -23,6 +23,7 @@ from hydra_daemon.runtime.supervisor import (
     Supervisor,
     SupervisorState,
 )
+from tests.helpers import eventually
 
 FAST = RestartPolicy(initial_s=0.01, max_s=1.0, multiplier=2.0, jitter=0.2, healthy_after_s=60.0)
 
@@ -66,12 +67,6 @@ class CountingPipeline(IngestPipeline[list[int]]):
         return len(clean)
 
 
-async def wait_until(condition: Callable[[], bool]) -> None:
-    with anyio.fail_after(60):
-        while not condition():
-            await anyio.sleep(0.01)
-
-
 async def run_while(supervisor: Supervisor, body: Callable[[], Awaitable[None]]) -> None:
     async with anyio.create_task_group() as group:
         group.start_soon(supervisor.run)
@@ -88,10 +83,13 @@ async def test_failing_pipeline_restarts_while_the_other_keeps_running() -> None
     records = supervisor.records
 
     async def body() -> None:
-        await wait_until(lambda: records["steady"].current is not None and records["steady"].current.stats.batches > 0)
+        await eventually(
+            lambda: records["steady"].current is not None and records["steady"].current.stats.batches > 0,
+            "a steady batch",
+        )
         before = len(steady.values)
-        await wait_until(lambda: records["flaky"].restarts >= 3)
-        await wait_until(lambda: len(steady.values) > before)
+        await eventually(lambda: records["flaky"].restarts >= 3, "three restarts")
+        await eventually(lambda: len(steady.values) > before, "steady values after the restarts")
 
     with capture_logs() as logs:
         await run_while(supervisor, body)
@@ -116,7 +114,9 @@ async def test_backoff_resets_after_a_healthy_run() -> None:
     policy = RestartPolicy(initial_s=0.01, max_s=10.0, multiplier=10.0, jitter=0.2, healthy_after_s=0.0)
     supervisor = Supervisor([("flaky", lambda: CountingPipeline(sink, fail_on=2))], policy=policy)
     with capture_logs() as logs:
-        await run_while(supervisor, lambda: wait_until(lambda: supervisor.records["flaky"].restarts >= 4))
+        await run_while(
+            supervisor, lambda: eventually(lambda: supervisor.records["flaky"].restarts >= 4, "four restarts")
+        )
     delays = [e["retry_in_s"] for e in logs if e["event"] == "pipeline_restarting"]
     assert len(delays) >= 4
     assert max(delays) <= 0.012, "every run counted as healthy, so every restart used the initial delay"
@@ -126,7 +126,9 @@ async def test_pipeline_that_returns_is_restarted_as_unexpected() -> None:
     sink = Sink()
     supervisor = Supervisor([("finite", lambda: CountingPipeline(sink, stop_after=1))], policy=FAST)
     with capture_logs() as logs:
-        await run_while(supervisor, lambda: wait_until(lambda: supervisor.records["finite"].restarts >= 2))
+        await run_while(
+            supervisor, lambda: eventually(lambda: supervisor.records["finite"].restarts >= 2, "two restarts")
+        )
     record = supervisor.records["finite"]
     assert record.last_failure == "returned unexpectedly"
     assert any(e["event"] == "pipeline_restarting" and e["reason"] == "returned" for e in logs)
@@ -148,7 +150,7 @@ async def test_factory_failure_is_a_restart_and_its_secret_is_masked() -> None:
     supervisor = Supervisor([("cot", factory)], policy=FAST)
     record = supervisor.records["cot"]
     try:
-        await run_while(supervisor, lambda: wait_until(lambda: record.started()))
+        await run_while(supervisor, lambda: eventually(record.started, "a started pipeline"))
     finally:
         clear_secrets()
     assert record.restarts == 2

@@ -15,8 +15,8 @@ from hydra_daemon.databento.historical_client import historical_client
 from hydra_daemon.sim import command
 from hydra_daemon.sim.command import configure, initial_faults, parse_timed_fault, run, venue_config
 from hydra_daemon.sim.process import VenueProcess
-from hydra_daemon.sim.testing import Collector, wait_until
 from hydra_daemon.sim.venue import FAULT_NAMES
+from tests.helpers import Collector, wait_until
 
 DATASET = "GLBX.MDP3"
 

@@ -11,16 +11,10 @@ import httpx
 import pytest
 from databento_dbn import DBNDecoder, ErrorMsg, MBP1Msg, SystemMsg
 
-from hydra_daemon.sim.testing import Collector, fast_config, live_client, wait_until
 from hydra_daemon.sim.venue import VenueThread
+from tests.helpers import Collector, fast_config, live_client, wait_until
 
 DATASET = "GLBX.MDP3"
-
-
-@pytest.fixture(scope="module")
-def venue() -> Iterator[VenueThread]:
-    with VenueThread(fast_config()) as running:
-        yield running
 
 
 @pytest.fixture(autouse=True)

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import databento as db
 import pytest
 from databento_dbn import InstrumentDefMsg, Schema, TradeMsg
 
 from hydra_daemon.databento.historical_client import historical_client
 from hydra_daemon.sim.market import NS_PER_DAY, SCHEMAS
-from hydra_daemon.sim.testing import fast_config, wait_until
 from hydra_daemon.sim.venue import VenueThread
+from tests.helpers import wait_until
 
 DATASET = "GLBX.MDP3"
 
 
-@pytest.fixture(scope="module")
-def venue() -> Iterator[VenueThread]:
-    with VenueThread(fast_config()) as running:
-        wait_until(lambda: running.call(lambda v: v.tape.end("ohlcv-1d")) > 0, "the first daily bar")
-        yield running
+@pytest.fixture(scope="module", autouse=True)
+def first_daily_bar(venue: VenueThread) -> None:
+    """Slices of every schema are compared: wait until the venue has emitted a daily bar too."""
+    wait_until(lambda: venue.call(lambda v: v.tape.end("ohlcv-1d")) > 0, "the first daily bar")
 
 
 def available_end(venue: VenueThread) -> int:

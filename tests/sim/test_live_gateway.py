@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import databento as db
 import pytest
 from databento_dbn import (
@@ -19,16 +17,10 @@ from databento_dbn import (
     TradeMsg,
 )
 
-from hydra_daemon.sim.testing import Collector, fast_config, live_client, wait_until
 from hydra_daemon.sim.venue import VenueThread
+from tests.helpers import Collector, live_client, wait_until
 
 DATASET = "GLBX.MDP3"
-
-
-@pytest.fixture(scope="module")
-def venue() -> Iterator[VenueThread]:
-    with VenueThread(fast_config()) as running:
-        yield running
 
 
 def test_auth_success_gives_session_id(venue: VenueThread) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from databento_dbn import (
     FIXED_PRICE_SCALE,
@@ -18,16 +16,10 @@ from databento_dbn import (
 from vollib.black.implied_volatility import implied_volatility
 
 from hydra_daemon.databento.historical_client import historical_client
-from hydra_daemon.sim.testing import Collector, fast_config, live_client, wait_until
 from hydra_daemon.sim.venue import VenueThread
+from tests.helpers import Collector, fast_config, live_client, wait_until
 
 DATASET = "GLBX.MDP3"
-
-
-@pytest.fixture(scope="module")
-def venue() -> Iterator[VenueThread]:
-    with VenueThread(fast_config()) as running:
-        yield running
 
 
 def test_zstd_session_decodes(venue: VenueThread) -> None:

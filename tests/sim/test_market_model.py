@@ -19,7 +19,7 @@ from vollib.black.implied_volatility import implied_volatility
 from hydra_daemon.sim.black76 import black76_price, implied_vol
 from hydra_daemon.sim.config import CRUDE_OIL, LIVE_CATTLE, MarketConfig
 from hydra_daemon.sim.market import NS_PER_DAY, NS_PER_MINUTE, Emission, MarketModel
-from hydra_daemon.sim.testing import fast_config
+from tests.helpers import fast_config
 
 CONFIG = fast_config().market
 

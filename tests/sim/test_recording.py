@@ -7,8 +7,8 @@ from pathlib import Path
 import databento as db
 
 from hydra_daemon.sim.market import MarketModel
-from hydra_daemon.sim.testing import fast_config, wait_until
 from hydra_daemon.sim.venue import VenueThread
+from tests.helpers import fast_config, wait_until
 
 
 def test_record_file_is_the_seeded_stream_and_readable_while_running(tmp_path: Path) -> None:

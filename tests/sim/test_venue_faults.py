@@ -16,17 +16,16 @@ from databento_dbn import OHLCVMsg, SymbolMappingMsg
 
 from hydra_daemon.databento.historical_client import historical_client
 from hydra_daemon.sim.cftc_files import Value
-from hydra_daemon.sim.testing import Collector, fast_config, live_client, wait_until
-from hydra_daemon.sim.venue import FAULT_NAMES, Venue, VenueThread
+from hydra_daemon.sim.venue import FAULT_NAMES, Venue, VenueConfig, VenueThread
+from tests.helpers import Collector, fast_config, live_client, wait_until
 
 DATASET = "GLBX.MDP3"
 YEAR_ZIP = "/files/dea/history/fut_disagg_txt_2026.zip"  # the venue's clock is in Nov 2026
 
 
 @pytest.fixture(scope="module")
-def venue() -> Iterator[VenueThread]:
-    with VenueThread(fast_config(seed=13)) as running:
-        yield running
+def venue_config() -> VenueConfig:
+    return fast_config(seed=13)
 
 
 @pytest.fixture(autouse=True)

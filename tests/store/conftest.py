@@ -96,8 +96,3 @@ def s3_bucket(moto_server: MotoServer) -> S3Bucket:
 @pytest.fixture
 def s3_uri(s3_bucket: S3Bucket) -> str:
     return s3_bucket.uri
-
-
-@pytest.fixture
-def lmdb_uri(tmp_path: Path) -> str:
-    return f"lmdb://{tmp_path / 'arctic'}?map_size=1GB"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,10 +22,9 @@ TUE = pd.Timestamp("2024-01-02", tz="UTC")  # the report's as_of
 
 
 @pytest.fixture(params=["lmdb", "s3"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    uri = request.getfixturevalue("lmdb_uri" if request.param == "lmdb" else "s3_uri")
-    with Store.open(uri, writer=True) as opened:
-        yield opened
+def store_uri(request: pytest.FixtureRequest) -> str:
+    """Every `store` test here runs on LMDB and on S3 (moto)."""
+    return str(request.getfixturevalue(f"{request.param}_uri"))
 
 
 def _report(values: list[float], weeks: int | None = None) -> pd.DataFrame:

@@ -4,12 +4,10 @@ snapshots, daily snapshots and their retention, PIT answers unchanged, and a sto
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
@@ -22,12 +20,6 @@ from hydra_daemon.store.writer import StreamWriter, Watermark
 SYMBOL = "HE.trades"
 BASE = pd.Timestamp("2024-03-01 14:30", tz="UTC")
 DAY_NS = 86_400 * 10**9
-
-
-@pytest.fixture
-def store(lmdb_uri: str) -> Iterator[Store]:
-    with Store.open(lmdb_uri, writer=True) as opened:
-        yield opened
 
 
 def _trades(start: int, count: int = 1) -> pd.DataFrame:

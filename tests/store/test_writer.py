@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -18,12 +17,6 @@ from hydra_daemon.store.writer import FlushError, StreamWriter, Watermark
 
 SYMBOL = "HE.trades"
 BASE = pd.Timestamp("2024-03-01 14:30", tz="UTC")
-
-
-@pytest.fixture
-def store(lmdb_uri: str) -> Iterator[Store]:
-    with Store.open(lmdb_uri, writer=True) as opened:
-        yield opened
 
 
 def _trades(seconds: list[int], keys: list[int] | None = None, start: int = 0) -> pd.DataFrame:

@@ -1,4 +1,8 @@
-"""Helpers for tests that drive the real Databento clients against the simulated venue."""
+"""Helpers for tests that drive the real Databento clients and our pipelines against the simulated venue.
+
+Test code only: the package (production and `hydra_daemon.sim`) never imports this. Every wait polls a condition
+under a generous timeout that guards against hangs; none is a timing assertion.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from hydra_daemon.sim.venue import VenueConfig, VenueThread
 # Monday 23:55 UTC: at speed 600 the first wall second crosses midnight, so minute bars, daily bars, settlements
 # and the next day's definitions are all on the tape early.
 FAST_START = datetime(2026, 11, 2, 23, 55, tzinfo=UTC)
+WAIT_S = 60.0
+"""How long a wait lasts before it fails: far beyond any healthy run, even on a loaded 2-core machine."""
 
 
 def fast_config(seed: int = 11, base_rate: float = 300.0, **overrides: Any) -> VenueConfig:
@@ -26,14 +32,23 @@ def fast_config(seed: int = 11, base_rate: float = 300.0, **overrides: Any) -> V
     return VenueConfig(market=market, **overrides)
 
 
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
-    """Poll `condition` until truthy; raise AssertionError naming `what` after `timeout` s (a hang guard)."""
+def wait_until(condition: Callable[[], object], what: str, timeout: float = WAIT_S) -> None:
+    """Poll `condition` until truthy; raise AssertionError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
     pause = threading.Event()
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
         pause.wait(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def eventually(condition: Callable[[], object], what: str, timeout: float = WAIT_S) -> None:
+    """Poll `condition` (on the event loop) until truthy; raise AssertionError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await anyio.sleep(0.02)
 
 
 class Runnable(Protocol):
@@ -50,15 +65,6 @@ async def running(pipeline: R) -> AsyncIterator[R]:
         group.start_soon(pipeline.run)
         yield pipeline
         group.cancel_scope.cancel()
-
-
-async def eventually(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
-    """Poll until `condition()` holds; fail naming `what` if it never does (a hang guard, not a timing check)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await anyio.sleep(0.05)
 
 
 def live_client(venue: VenueThread, **kwargs: Any) -> db.Live:
