@@ -125,10 +125,6 @@ class LiveGateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reopen: asyncio.TimerHandle | None = None
 
-    @property
-    def session_count(self) -> int:
-        return len(self._sessions)
-
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]

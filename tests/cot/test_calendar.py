@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hydra_daemon.cot import release_time as reexported_release_time
 from hydra_daemon.cot.calendar import (
     latest_as_of_released,
     next_release_after,
@@ -23,10 +22,6 @@ NY = ZoneInfo("America/New_York")
 
 def utc(y: int, m: int, d: int, hh: int, mm: int = 0) -> datetime:
     return datetime(y, m, d, hh, mm, tzinfo=UTC)
-
-
-def test_reexported_from_package() -> None:
-    assert reexported_release_time is release_time
 
 
 def test_winter_week_releases_friday_2030_utc() -> None:

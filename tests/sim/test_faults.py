@@ -33,10 +33,6 @@ def streaming(venue: VenueThread, **kwargs: object) -> tuple[db.Live, Collector]
     return client, sink
 
 
-def sessions(venue: VenueThread) -> int:
-    return venue.call(lambda v: v.gateway.session_count if v.gateway else 0)
-
-
 def test_graceful_close_ends_the_stream_without_error(venue: VenueThread) -> None:
     client, _ = streaming(venue, reconnect_policy="reconnect")
     venue.fault("close")
@@ -59,12 +55,17 @@ def test_reset_with_reconnect_policy_reconnects_once(venue: VenueThread) -> None
     client.subscribe(DATASET, "mbp-1", ["HE.FUT"], stype_in="parent")
     client.start()
     wait_until(lambda: sink.of(MBP1Msg), "first quotes")
+    first_session = client.session_id
     venue.fault("reset")
     wait_until(lambda: gaps, "the reconnect callback")
     seen = len(sink.of(MBP1Msg))
     wait_until(lambda: len(sink.of(MBP1Msg)) > seen, "quotes after the reconnect")
+    second_session = client.session_id
     client.stop()
     client.block_for_close(timeout=30)
+    assert len(gaps) == 1
+    # The venue numbers connections consecutively: the client's new session is the only connection since the reset.
+    assert first_session is not None and second_session == str(int(first_session) + 1)
     gap_start, gap_end = gaps[0]
     assert gap_start <= gap_end  # type: ignore[operator]
 

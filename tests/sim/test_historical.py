@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import databento as db
 import pytest
+import requests
 from databento_dbn import InstrumentDefMsg, Schema, TradeMsg
 
 from hydra_daemon.databento.historical_client import historical_client
@@ -95,6 +96,21 @@ def test_injected_http_failure_then_recovery(
     assert list(store)
 
 
-def test_production_client_is_untouched_without_base_url() -> None:
+def test_without_base_url_requests_go_to_databento(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The internet is mocked at the HTTP adapter: record where each request would go, then refuse it."""
+    sent: list[str] = []
+
+    def offline(adapter: object, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:
+        sent.append(str(request.url))
+        raise requests.ConnectionError("offline test")
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", offline)
     client = historical_client("db-SomeKeySomeKeySomeKeySomeKey1")
-    assert client.timeseries._base_url == "https://hist.databento.com/v0/timeseries"
+    with pytest.raises(requests.ConnectionError):
+        client.timeseries.get_range(DATASET, "2026-11-02", "2026-11-03", "HE.FUT", "trades", stype_in="parent")
+    with pytest.raises(requests.ConnectionError):
+        client.metadata.get_cost(DATASET, "2026-11-02", "2026-11-03", symbols="HE.FUT", stype_in="parent")
+    assert [url.split("?")[0] for url in sent] == [
+        "https://hist.databento.com/v0/timeseries.get_range",
+        "https://hist.databento.com/v0/metadata.get_cost",
+    ]

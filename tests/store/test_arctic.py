@@ -17,7 +17,7 @@ import pytest
 
 from hydra_daemon.store.arctic import Store, StoreLockedError, StoreReadOnlyError, lock_path
 from hydra_daemon.store.lease import LEASE_OBJECT, LeaseHolder, LeaseLostError, S3Lease
-from hydra_daemon.store.symbols import COT, FUTURES, LIBRARIES
+from hydra_daemon.store.symbols import COT, FUTURES
 
 PROCS = Path(__file__).with_name("store_procs.py")
 
@@ -105,8 +105,17 @@ def test_snapshot_pins_what_the_store_held(lmdb_uri: str) -> None:
             store.snapshot("bad label!")
 
 
-def test_libraries_are_the_documented_four() -> None:
-    assert LIBRARIES == ("futures", "options", "cot", "features")
+def test_a_snapshot_pins_all_four_libraries(lmdb_uri: str) -> None:
+    """futures, options, cot and features (README): a snapshot answers "what did the store hold" for each."""
+    names = ("futures", "options", "cot", "features")
+    with Store.open(lmdb_uri, writer=True) as store:
+        for name in names:
+            store.library(name).write("HE.x", _frame("2024-01-02", 3))
+        snapshot = store.snapshot("ingest")
+        for name in names:
+            store.library(name).append("HE.x", _frame("2024-01-03", 2))
+        pinned = {name: len(store.library(name).read("HE.x", as_of=snapshot).data) for name in names}
+    assert pinned == dict.fromkeys(names, 3)
 
 
 def test_s3_second_lease_holder_refused_and_free_after_close(s3_bucket: Any) -> None:
