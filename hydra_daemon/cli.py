@@ -49,6 +49,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     config = _config(args, logging.INFO)
+    _require_writable_dir(config.state_dir)
     _require_socket_dir(config.health_socket)
     from hydra_daemon.runtime.app import run_app
 

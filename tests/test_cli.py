@@ -161,3 +161,51 @@ def test_any_argv_after_a_command_is_a_usage_error_or_a_config_error(argv: list[
         except SystemExit as exit_:
             code = exit_.code
         assert code in (0, 1, 2)
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    result = _cli("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"hydra-daemon {version('hydra-daemon')}\n"
+
+
+def _config_file(tmp_path: Path, state_dir: Path, health_socket: Path) -> Path:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'state_dir = "{state_dir}"\nhealth_socket = "{health_socket}"\n'
+        '[[markets]]\nname="HE"\nfutures_root="HE"\noptions_root="HE"\ncftc_code="054642"\n'
+    )
+    return config
+
+
+@pytest.mark.parametrize("command", [["run"], ["backfill", "cot", "--start-year", "2020", "--end-year", "2021"]])
+def test_a_state_dir_that_cannot_be_written_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    (tmp_path / "run").mkdir()
+    config = _config_file(tmp_path, blocker / "state", tmp_path / "run" / "health.sock")
+    result = _cli(*command, "--config", str(config))
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: state_dir {blocker / 'state'} cannot be created: Not a directory; create it for this user or set "
+        "state_dir elsewhere\n"
+    )
+
+
+def test_run_refuses_a_missing_health_socket_directory_instead_of_creating_it(tmp_path: Path) -> None:
+    socket = tmp_path / "missing" / "health.sock"
+    result = _cli("run", "--config", str(_config_file(tmp_path, tmp_path / "state", socket)))
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: health_socket directory {socket.parent} does not exist; create it (under systemd, "
+        "RuntimeDirectory=hydra-daemon does) or set health_socket elsewhere\n"
+    )
+    assert not socket.parent.exists()
+
+
+def test_backfill_cot_with_years_backwards_is_one_line() -> None:
+    result = _cli("backfill", "cot", "--config", "c.toml", "--start-year", "2021", "--end-year", "2020")
+    assert result.returncode == 1
+    assert result.stderr == "error: --end-year 2020 is before --start-year 2021\n"

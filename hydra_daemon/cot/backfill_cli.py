@@ -1,6 +1,8 @@
-"""`hydra-daemon backfill cot`: run a COT backfill with a rich progress bar."""
+"""`hydra-daemon backfill cot`: run a COT backfill with a rich progress bar (CFTC files are free: no cost guard)."""
 
 from __future__ import annotations
+
+import sys
 
 import anyio
 from rich.console import Console
@@ -11,20 +13,21 @@ from hydra_daemon.cot.backfill import BackfillResult, backfill_cot
 from hydra_daemon.cot.fetch import CotFetcher, CotFetchError
 from hydra_daemon.cot.parse import CotParseError
 from hydra_daemon.cot.persist import QuarantineLog, quarantine_path
+from hydra_daemon.redaction import redact_text
 from hydra_daemon.store.arctic import Store, StoreLockedError
 
 
 def backfill_cot_command(config: Config, start_year: int, end_year: int, console: Console | None = None) -> int:
     """Backfill every configured market for [start_year, end_year]; prints a summary; returns an exit code.
 
-    Opens the store as writer, so it refuses (exit code 1, message on the console) while the daemon is running.
+    Opens the store as writer, so it refuses (exit code 1, one `error:` line on stderr) while the daemon is running.
     """
     console = console or Console()
     try:
         with Store.open(config.storage.arctic_uri, writer=True) as store:
             result = anyio.run(_run, config, store, start_year, end_year, console)
     except (StoreLockedError, CotFetchError, CotParseError, ValueError) as exc:
-        console.print(f"error: {exc}", markup=False)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     for market, rows in result.written.items():
         console.print(f"{market}: {rows} new weekly rows")

@@ -118,7 +118,9 @@ def test_cli_backfill_prints_progress_and_summary(threaded_venue: str, tmp_path:
         assert cot_table(store, "HE").history()["as_of"].dt.year.unique().tolist() == [2017]
 
 
-def test_cli_backfill_refuses_while_another_writer_holds_the_store(tmp_path: Path) -> None:
+def test_cli_backfill_refuses_while_another_writer_holds_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = parse_config(
         {
             "state_dir": str(tmp_path),
@@ -132,4 +134,8 @@ def test_cli_backfill_refuses_while_another_writer_holds_the_store(tmp_path: Pat
         code = backfill_cot_command(config, 2017, 2017, console=Console(file=output, width=200))
 
     assert code == 1
-    assert output.getvalue().startswith("error: ")
+    assert output.getvalue() == ""
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: store ") and "already open for writing" in line
+    assert "writer=False" not in line, "no Python API hint for a command line user"
+    assert "systemctl stop hydra-daemon" in line

@@ -46,6 +46,8 @@ def test_unit_declares_the_daemon_contract() -> None:
         "CapabilityBoundingSet": [""],
         "RestrictAddressFamilies": ["AF_UNIX AF_INET AF_INET6"],
         "UMask": ["0027"],
+        "StandardError": ["journal"],
+        "SyslogLevelPrefix": ["yes"],
     }
     for key, value in expected.items():
         assert service.get(key) == value, key
