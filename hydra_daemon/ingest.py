@@ -59,7 +59,8 @@ class PipelineStats:
 
     `reconnects` count attempts, never progress; `fetch_failures` count failed downloads of a polled source (COT).
     `idle_ticks` count `Idle` ticks (a live source quiet but alive); they are not batches.
-    `gap_fill_records`: rows received from Historical gap fills.
+    `gap_fill_records`: rows received from Historical gap fills. `corrupt_records`: source records that could not be
+    decoded (quarantined, never stored; a live session is replaced at once).
     `historical_cost_usd` / `historical_refusals`: what the cost guard let Historical requests spend and how many it
     refused; `degraded_reason` says why a running pipeline is degraded (e.g. a refused request; None when fine).
     `buffered_rows` / `queue_depth`: rows waiting in the writer and decoded batches waiting for the committer.
@@ -78,6 +79,7 @@ class PipelineStats:
     last_commit_at: datetime | None = None
     last_error: str | None = None
     gap_fill_records: int = 0
+    corrupt_records: int = 0
     historical_cost_usd: float = 0.0
     historical_refusals: int = 0
     degraded_reason: str | None = None
@@ -105,6 +107,7 @@ class PipelineStats:
             "gaps_filled": self.gaps_filled,
             "fetch_failures": self.fetch_failures,
             "gap_fill_records": self.gap_fill_records,
+            "corrupt_records": self.corrupt_records,
             "historical_cost_usd": round(self.historical_cost_usd, 6),
             "historical_refusals": self.historical_refusals,
             "degraded_reason": self.degraded_reason,

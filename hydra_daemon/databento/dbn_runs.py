@@ -32,8 +32,36 @@ class RecordRun:
         return self.start + self.length * self.count
 
 
+@dataclass(frozen=True)
+class CorruptRecord:
+    """A record that could not be decoded: where it started in its chunk (-1 when unknown), its header's rtype and
+    declared length, why, and its first bytes (bounded). `breaks_stream`: the framing cannot be trusted past it
+    (nothing after it in the chunk was decoded)."""
+
+    offset: int
+    rtype: int
+    length: int
+    reason: str
+    raw: bytes
+    breaks_stream: bool
+
+
 class CorruptStream(ValueError):
-    """The byte stream does not hold DBN records where one must start."""
+    """DBN bytes (from the gateway, Historical or a file) that do not hold a decodable record where one must start;
+    `offset` is where in the bytes given (-1 when unknown), `reason` what is wrong there, `record` the corrupt record
+    when known (for quarantine)."""
+
+    def __init__(self, reason: str, offset: int = -1, record: CorruptRecord | None = None) -> None:
+        super().__init__(reason if offset < 0 else f"record at byte {offset}: {reason}")
+        self.reason = reason
+        self.offset = offset
+        self.record = record
+
+
+def is_panic(exc: BaseException) -> bool:
+    """pyo3's `PanicException`, raised when databento_dbn panics on malformed input: a `BaseException`, so
+    `except Exception` does not see it (and it cannot be imported by name)."""
+    return type(exc).__name__ == "PanicException"
 
 
 def split_runs(data: bytes | bytearray | memoryview) -> tuple[list[RecordRun], int]:
@@ -47,7 +75,7 @@ def split_runs(data: bytes | bytearray | memoryview) -> tuple[list[RecordRun], i
         words = int(raw[at])
         length = words * 4
         if length < 16:
-            raise CorruptStream(f"record at byte {at} declares length {length} (< the 16-byte header)")
+            raise CorruptStream(f"declares length {length} (< the 16-byte header)", at)
         if at + length > size:
             break
         rtype = int(raw[at + 1])
@@ -72,12 +100,15 @@ def _run_length(raw: np.ndarray, at: int, length: int, words: int, rtype: int) -
     return count
 
 
-def metadata_length(data: bytes | bytearray) -> int | None:
-    """Bytes taken by the DBN Metadata header at the start of `data`; None while fewer bytes than that arrived."""
+def metadata_length(data: bytes | bytearray, limit: int = 1 << 30) -> int | None:
+    """Bytes taken by the DBN Metadata header at the start of `data`; None while fewer bytes than that arrived;
+    `CorruptStream` when it is not a DBN header or declares more than `limit` bytes (memory stays bounded)."""
     if len(data) < _METADATA_PREFIX.size:
         return None
     magic, _version, length = _METADATA_PREFIX.unpack_from(data)
     if magic != b"DBN":
         raise CorruptStream(f"the stream does not start with a DBN header (got {bytes(data[:3])!r})")
     total = _METADATA_PREFIX.size + length
+    if total > limit:
+        raise CorruptStream(f"the DBN header declares {length} bytes of metadata, over the limit of {limit}")
     return total if len(data) >= total else None

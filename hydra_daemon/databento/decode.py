@@ -10,12 +10,18 @@ Data records are grouped by record type and turned into one numpy structured arr
 
 Control records update a `SymbolMap` (SymbolMappingMsg, definitions) or become `GatewayNotice`s (ErrorMsg,
 non-heartbeat SystemMsg); heartbeats are only counted.
+
+Hostile bytes: databento_dbn panics (a `PanicException`, not an `Exception`) on a record of a known type whose
+declared length is too short, so raw records are checked (`record_problem`) before any reaches it. A record that
+fails the check breaks the framing: it and everything after it in the chunk are left undecoded and the batch carries
+a `CorruptRecord` with `breaks_stream=True`. A control record whose text cannot be read is skipped and carried as a
+`CorruptRecord` too (the framing is intact).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -23,7 +29,7 @@ import databento_dbn as dbn
 import numpy as np
 import pandas as pd
 
-from hydra_daemon.databento.dbn_runs import split_runs
+from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream, RecordRun, split_runs
 
 UNDEF_PRICE = dbn.UNDEF_PRICE
 UNDEF_TIMESTAMP = dbn.UNDEF_TIMESTAMP
@@ -96,6 +102,28 @@ _DATA_BY_RTYPE: Mapping[int, type] = {
     **{rtype: dbn.OHLCVMsg for rtype in _OHLCV_BY_RTYPE},
 }
 """Record types decoded straight from raw bytes into structured arrays (by rtype)."""
+_CONTROL_BY_RTYPE: Mapping[int, type] = {
+    int(dbn.RType.ERROR): dbn.ErrorMsg,
+    int(dbn.RType.SYMBOL_MAPPING): dbn.SymbolMappingMsg,
+    int(dbn.RType.SYSTEM): dbn.SystemMsg,
+}
+_UNSUPPORTED_MIN_LENGTH: Mapping[int, int] = {
+    10: 368,  # MBP10Msg
+    17: 56,  # OHLCVMsg (deprecated rtype)
+    18: 40,  # StatusMsg
+    20: 112,  # ImbalanceMsg
+    160: 56,  # MBOMsg
+    177: 80,  # CMBP1Msg
+    192: 80,  # CBBOMsg 1s
+    193: 80,  # CBBOMsg 1m
+    194: 80,  # CMBP1Msg (tcbbo)
+    195: 80,  # BBOMsg 1s
+    196: 80,  # BBOMsg 1m
+}
+"""Other record types databento_dbn knows, with the shortest length it decodes without panicking (measured on
+databento-dbn 0.70; `tests/databento/test_hostile_dbn.py` checks it): decoded only to be counted as unsupported."""
+MAX_QUARANTINED_BYTES = 1024
+"""A quarantined record keeps at most this many of its bytes (a corrupt length may claim up to 1020)."""
 
 
 def layout(schema: str) -> SchemaLayout:
@@ -118,9 +146,11 @@ class SymbolMap:
         self._market: dict[int, str] = {}
 
     def learn_mapping(self, record: dbn.SymbolMappingMsg) -> None:
-        """Apply one SymbolMappingMsg (stype_in_symbol = parent, stype_out_symbol = raw symbol)."""
-        self._symbol[record.instrument_id] = record.stype_out_symbol
-        market = self._parents.get(record.stype_in_symbol)
+        """Apply one SymbolMappingMsg (stype_in_symbol = parent, stype_out_symbol = raw symbol); nothing is learned
+        when either text cannot be read."""
+        symbol, parent = record.stype_out_symbol, record.stype_in_symbol
+        self._symbol[record.instrument_id] = symbol
+        market = self._parents.get(parent)
         if market is not None:
             self._market[record.instrument_id] = market
 
@@ -185,6 +215,7 @@ class DecodedBatch:
     heartbeats: int = 0
     unmapped: tuple[int, ...] = ()  # instrument ids of data records whose market is unknown (not stored)
     unsupported: Mapping[str, int] = field(default_factory=dict)  # record type name -> count (not stored)
+    corrupt: tuple[CorruptRecord, ...] = ()  # records that could not be decoded (not stored; quarantined)
 
     @property
     def rows(self) -> int:
@@ -203,19 +234,65 @@ def decode_raw(data: bytes, symbols: SymbolMap, market: str | None = None) -> tu
     `decode_records`; returns the batch and how many bytes it used (a trailing partial record is left over).
 
     Runs of data records become structured arrays straight from the bytes; only control records (mappings, system
-    and error messages) and records of unexpected size are decoded into objects."""
-    runs, used = split_runs(data)
+    and error messages) and records of other known types (counted as unsupported) are decoded into objects. At the
+    first record failing `record_problem` decoding stops: the batch carries it as a `CorruptRecord` with
+    `breaks_stream=True` and `used` ends before it."""
+    runs, used, broken = checked_runs(data)
     parts: dict[type, list[np.ndarray]] = {}
     others: list[bytes] = []
     for run in runs:
         kind = _DATA_BY_RTYPE.get(run.rtype)
-        if kind is not None and run.length == _dtype(kind).itemsize:
+        if kind is not None:
             parts.setdefault(kind, []).append(np.frombuffer(data, _dtype(kind), count=run.count, offset=run.start))
         else:
             others.append(data[run.start : run.end])
     objects = _decode_objects(b"".join(others)) if others else []
     arrays = {kind: np.concatenate(items) if len(items) > 1 else items[0] for kind, items in parts.items()}
-    return _decode(_group_by_type(objects), arrays, symbols, market, BatchSource.LIVE), used
+    decoded = _decode(_group_by_type(objects), arrays, symbols, market, BatchSource.LIVE)
+    if broken is not None:
+        decoded = replace(decoded, corrupt=(*decoded.corrupt, broken))
+    return decoded, used
+
+
+def record_problem(rtype: int, length: int) -> str | None:
+    """Why a record with this header must not be handed to databento_dbn (None when it may): data and control
+    records must have exactly their current size, other known types at least the size the library needs, and an
+    unknown type is corrupt."""
+    kind = _DATA_BY_RTYPE.get(rtype) or _CONTROL_BY_RTYPE.get(rtype)
+    if kind is not None:
+        size = _dtype(kind).itemsize
+        if length != size:
+            return f"{kind.__name__} record (rtype {rtype}) declares {length} bytes, expected {size}"
+        return None
+    minimum = _UNSUPPORTED_MIN_LENGTH.get(rtype)
+    if minimum is None:
+        return f"unknown record type {rtype} (length {length})"
+    if length < minimum:
+        return f"record type {rtype} declares {length} bytes, shorter than its {minimum}"
+    return None
+
+
+def checked_runs(data: bytes) -> tuple[list[RecordRun], int, CorruptRecord | None]:
+    """`split_runs(data)` cut before the first record that breaks the framing (a header shorter than 16 bytes or a
+    `record_problem`): the good runs, the bytes they span, and the corrupt record (None when all are good)."""
+    try:
+        runs, used = split_runs(data)
+        broken = None
+    except CorruptStream as exc:
+        runs, used = split_runs(data[: exc.offset])
+        broken = _corrupt_at(data, exc.offset, exc.reason)
+    for index, run in enumerate(runs):
+        problem = record_problem(run.rtype, run.length)
+        if problem is not None:
+            return runs[:index], run.start, _corrupt_at(data, run.start, problem)
+    return runs, used, broken
+
+
+def _corrupt_at(data: bytes, offset: int, reason: str) -> CorruptRecord:
+    length = data[offset] * 4
+    rtype = data[offset + 1] if offset + 1 < len(data) else -1
+    raw = bytes(data[offset : offset + max(2, min(length, MAX_QUARANTINED_BYTES))])
+    return CorruptRecord(offset, rtype, length, reason, raw, breaks_stream=True)
 
 
 def _decode_objects(payload: bytes) -> list[Any]:
@@ -235,15 +312,25 @@ def _decode(
 ) -> DecodedBatch:
     notices: list[GatewayNotice] = []
     heartbeats = 0
+    corrupt: list[CorruptRecord] = []
     for record in by_type.pop(dbn.SymbolMappingMsg, ()):
-        symbols.learn_mapping(record)
+        try:
+            symbols.learn_mapping(record)
+        except Exception as exc:  # databento_dbn raises DBNError on text that is not UTF-8
+            corrupt.append(_unreadable(record, exc))
     for record in by_type.pop(dbn.SystemMsg, ()):
-        if record.is_heartbeat():
-            heartbeats += 1
-        else:
-            notices.append(GatewayNotice("system", int(record.code), record.msg, record.ts_event))
+        try:
+            if record.is_heartbeat():
+                heartbeats += 1
+            else:
+                notices.append(GatewayNotice("system", int(record.code), record.msg, record.ts_event))
+        except Exception as exc:
+            corrupt.append(_unreadable(record, exc))
     for record in by_type.pop(dbn.ErrorMsg, ()):
-        notices.append(GatewayNotice("error", int(record.code), record.err, record.ts_event))
+        try:
+            notices.append(GatewayNotice("error", int(record.code), record.err, record.ts_event))
+        except Exception as exc:
+            corrupt.append(_unreadable(record, exc))
     unsupported: dict[str, int] = {}
     for record_type, group in by_type.items():
         if record_type not in _DATA_TYPES:
@@ -261,7 +348,15 @@ def _decode(
     for record_type, array in arrays.items():
         for schema, part in _schemas_of(record_type, array):
             _split(frames, unmapped, part, schema, symbols, market)
-    return DecodedBatch(tuple(frames), source, tuple(notices), heartbeats, tuple(sorted(set(unmapped))), unsupported)
+    return DecodedBatch(
+        tuple(frames), source, tuple(notices), heartbeats, tuple(sorted(set(unmapped))), unsupported, tuple(corrupt)
+    )
+
+
+def _unreadable(record: Any, exc: Exception) -> CorruptRecord:
+    raw = bytes(record)
+    reason = f"unreadable {type(record).__name__}: {type(exc).__name__}: {str(exc)[:200]}"
+    return CorruptRecord(-1, raw[1], raw[0] * 4, reason, raw[:MAX_QUARANTINED_BYTES], breaks_stream=False)
 
 
 def _group_by_type(records: Sequence[Any]) -> dict[type, list[Any]]:

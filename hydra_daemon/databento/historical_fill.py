@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import databento
+import databento_dbn as dbn
 
 from hydra_daemon.databento.cost_guard import CostGuard, CostRefused, HistoricalRequest
+from hydra_daemon.databento.dbn_runs import CorruptStream, is_panic, metadata_length
+from hydra_daemon.databento.decode import checked_runs
 from hydra_daemon.databento.historical_client import historical_client, http_errors
 from hydra_daemon.secrets import ApiKey
 
@@ -55,19 +58,26 @@ class HistoricalSource:
 
     def fetch(self, client: databento.Historical, parent: str, schema: str, start_ns: int, end_ns: int) -> list[Any]:
         """All records of `schema` for the instruments of `parent` (e.g. ``HE.FUT``) with start <= ts < end;
-        `CostRefused` (nothing requested) when the guard refuses the price."""
+        `CostRefused` (nothing requested) when the guard refuses the price; `CorruptStream` when the response does not
+        hold decodable DBN records (checked before databento_dbn sees them: it panics on some)."""
         self.guard.authorize(client, self.request(parent, schema, start_ns, end_ns))
+        what = f"Historical {parent} {schema} [{start_ns}, {end_ns})"
         with http_errors():
-            store = client.timeseries.get_range(
-                dataset=self.dataset,
-                start=start_ns,
-                end=end_ns,
-                symbols=[parent],
-                schema=schema,
-                stype_in="parent",
-                stype_out="instrument_id",
-            )
-            return list(store)
+            try:
+                store = client.timeseries.get_range(
+                    dataset=self.dataset,
+                    start=start_ns,
+                    end=end_ns,
+                    symbols=[parent],
+                    schema=schema,
+                    stype_in="parent",
+                    stype_out="instrument_id",
+                )
+                return checked_records(store, what)
+            except BaseException as exc:
+                if is_panic(exc):
+                    raise CorruptStream(f"{what}: the DBN decoder panicked: {str(exc)[:200]}") from None
+                raise
 
     def fetch_chunks(
         self, client: databento.Historical, parent: str, schema: str, start_ns: int, end_ns: int
@@ -83,3 +93,20 @@ class HistoricalSource:
                 return
             self.guard.stats.gap_fill_records += len(records)
             yield records
+
+
+def checked_records(store: databento.DBNStore, what: str) -> list[Any]:
+    """The records of `store`, after checking that its bytes frame only records databento_dbn decodes safely (when
+    they are of the current DBN version; older versions are upgraded by the library)."""
+    raw = store.reader.read()
+    header = metadata_length(raw)
+    if header is None:
+        raise CorruptStream(f"{what}: the response ends inside its DBN header")
+    if raw[3] == dbn.DBN_VERSION:
+        body = raw[header:]
+        _, used, broken = checked_runs(body)
+        if broken is not None:
+            raise CorruptStream(f"{what}: {broken.reason}", broken.offset, broken)
+        if used != len(body):
+            raise CorruptStream(f"{what}: the response ends inside a record ({len(body) - used} bytes left over)")
+    return list(store)

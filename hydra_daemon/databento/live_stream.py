@@ -12,8 +12,9 @@ Flow per connection:
 4. the child streams raw DBN bytes through a pipe; a `StreamDecoder` thread turns them into column batches with
    numpy (overlapping with the consumer committing the previous batch); while no rows come, `Idle.TICK` every
    `idle_tick_s` lets the consumer flush on time;
-5. the session ends on a gateway error, a reset, a graceful close, or our own watchdog (no record or heartbeat for
-   `watchdog_s`); we stop the child, back off with jitter and start again at 1.
+5. the session ends on a gateway error, a reset, a graceful close, a corrupt record (quarantined in
+   `<state_dir>/quarantine/dbn.jsonl`, counted in `stats.corrupt_records`), or our own watchdog (no record or
+   heartbeat for `watchdog_s`); we stop the child, back off with jitter and start again at 1.
 
 Overlapping replays are harmless: the `StreamWriter` drops every row at or before its watermark, so the store ends
 up with each record exactly once. A slow consumer fills the pipe, which blocks the child's client, which stops
@@ -36,10 +37,12 @@ from hydra_daemon.clock import Clock, WallClock
 from hydra_daemon.config import DatabentoConfig, MarketConfig
 from hydra_daemon.databento.child import SessionRequest
 from hydra_daemon.databento.cost_guard import CostGuard
+from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream
 from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, decode_records
 from hydra_daemon.databento.historical_fill import HistoricalSource
 from hydra_daemon.databento.launcher import Launcher
 from hydra_daemon.databento.process import LiveProcess
+from hydra_daemon.databento.quarantine import DbnQuarantine, dbn_quarantine_path
 from hydra_daemon.databento.stream_decoder import DecoderFinished, StreamDecoder
 from hydra_daemon.ingest import Idle, PipelineState, PipelineStats
 from hydra_daemon.redaction import redact_text, register_secret
@@ -152,6 +155,7 @@ class LiveStream:
         self._idle_tick_s = idle_tick_s
         guard = CostGuard(settings.max_historical_cost_usd, settings.state_dir, stats)
         self._historical = HistoricalSource(settings.dataset, settings.key, guard, settings.historical_url)
+        self._quarantine = DbnQuarantine(dbn_quarantine_path(settings.state_dir) if settings.state_dir else None)
         Launcher.shared()  # starts importing the client in the launcher now, not at the first connect
 
     async def batches(self) -> AsyncGenerator[DecodedBatch | Idle, None]:
@@ -219,7 +223,12 @@ class LiveStream:
             first = max(0, start_ns - REPLAY_OVERLAP_NS - BAR_NS.get(schema, 0))
             chunks = self._historical.fetch_chunks(client, parent, schema, first, end_ns)
             while True:
-                decoded = await anyio.to_thread.run_sync(_next_decoded, chunks, self.symbols, market)
+                try:
+                    decoded = await anyio.to_thread.run_sync(_next_decoded, chunks, self.symbols, market, self._decoded)
+                except CorruptStream as exc:
+                    if exc.record is not None:
+                        self._quarantined(exc.record, f"historical {parent} {schema}")
+                    raise
                 if decoded is None:
                     break
                 if decoded.rows:
@@ -239,7 +248,7 @@ class LiveStream:
     async def _drain(self, child: LiveProcess) -> AsyncGenerator[DecodedBatch | Idle, None]:
         """Batches with rows until the child's stream ends, `Idle.TICK` every `idle_tick_s` without; then raise how
         the session ended (or SessionClosed by caller). Heartbeat- or notice-only batches are not batches."""
-        decoder = StreamDecoder(child, self.symbols, _log_decoded)
+        decoder = StreamDecoder(child, self.symbols, self._decoded)
         try:
             last_yield = time.monotonic()
             while True:
@@ -263,13 +272,25 @@ class LiveStream:
         finally:
             decoder.stop()
 
+    def _decoded(self, decoded: DecodedBatch) -> None:
+        """Log what a batch says about the source and quarantine its corrupt records (decoder or worker thread)."""
+        _log_decoded(decoded)
+        for record in decoded.corrupt:
+            self._quarantined(record, decoded.source.value)
 
-def _next_decoded(chunks: object, symbols: SymbolMap, market: str) -> DecodedBatch | None:
+    def _quarantined(self, record: CorruptRecord, source: str) -> None:
+        self._stats.corrupt_records += 1
+        self._quarantine.add(record, source)
+
+
+def _next_decoded(
+    chunks: object, symbols: SymbolMap, market: str, on_decoded: Callable[[DecodedBatch], None]
+) -> DecodedBatch | None:
     records = next(chunks, None)  # type: ignore[call-overload]
     if records is None:
         return None
     decoded = decode_records(records, symbols, market=market)
-    _log_decoded(decoded)
+    on_decoded(decoded)
     return decoded
 
 

@@ -4,6 +4,11 @@ their time outside the GIL).
 
 child pipe → decoder thread → bounded queue (`depth` batches) → `get()` in a worker thread. A full queue stops the
 reads, the pipe fills, the child's client stops reading its socket: back-pressure end to end.
+
+A corrupt record ends the stream at once (the batch before it is delivered, the record travels in its
+`DecodedBatch.corrupt` for `on_decoded` to quarantine, then `get()` raises `CorruptStream`), so the session is
+replaced and resumes from the committed watermarks; a panic of the DBN library becomes a `CorruptStream` too, never a
+silently dead thread.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from hydra_daemon.databento.dbn_runs import CorruptStream, metadata_length
-from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, decode_raw
+from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream, is_panic, metadata_length
+from hydra_daemon.databento.decode import BatchSource, DecodedBatch, SymbolMap, decode_raw
 
 BATCH_BYTES = 1 << 21
 BATCH_LINGER_S = 0.05
@@ -88,6 +93,13 @@ class StreamDecoder:
         except Exception as exc:
             self._put(exc)
             return
+        except BaseException as exc:
+            if not is_panic(exc):
+                raise
+            reason = f"the DBN decoder panicked: {str(exc)[:200]}"
+            self._on_decoded(DecodedBatch((), BatchSource.LIVE, corrupt=(CorruptRecord(-1, -1, 0, reason, b"", True),)))
+            self._put(CorruptStream(reason))
+            return
         self._put(None)
 
     def _decode_stream(self) -> None:
@@ -107,7 +119,7 @@ class StreamDecoder:
                 pending += self._more(BATCH_LINGER_S)
             pending += self._while_consumer_busy(MAX_BATCH_BYTES - len(pending))
             if header is None:
-                header = metadata_length(pending)
+                header = metadata_length(pending, MAX_BATCH_BYTES)
                 if header is None:
                     continue
                 del pending[:header]
@@ -116,6 +128,11 @@ class StreamDecoder:
             if decoded.rows or decoded.notices or decoded.unmapped or decoded.unsupported or decoded.heartbeats:
                 self._on_decoded(decoded)
                 self._put(decoded)
+            elif decoded.corrupt:
+                self._on_decoded(decoded)
+            broken = next((c for c in decoded.corrupt if c.breaks_stream), None)
+            if broken is not None:
+                raise CorruptStream(f"corrupt record (quarantined): {broken.reason}")
 
     def _while_consumer_busy(self, room: int) -> bytes:
         """Keep reading while the consumer still has batches queued (up to `room` bytes): under load, batches grow

@@ -32,6 +32,7 @@ _COUNTERS = (
     ("historical_requests_refused", "historical_refusals", "Historical requests refused by the cost guard."),
     ("batches", "batches", "Batches with rows processed."),
     ("idle_ticks", "idle_ticks", "Idle ticks: the Live session is up but the source is quiet."),
+    ("corrupt_records", "corrupt_records", "Source records that could not be decoded (quarantined, never stored)."),
 )
 
 

@@ -73,7 +73,7 @@ def test_runs_follow_the_stream_order_of_types() -> None:
 
 
 def test_zero_length_record_is_a_corrupt_stream() -> None:
-    with pytest.raises(CorruptStream, match="record at byte 80 declares length 0"):
+    with pytest.raises(CorruptStream, match="record at byte 80: declares length 0"):
         split_runs(bytes(next(r for r in POOL if isinstance(r, dbn.MBP1Msg))) + bytes(16))
 
 

@@ -1,0 +1,180 @@
+"""Hostile DBN bytes: nothing reaches databento_dbn that makes it panic, a corrupt record is quarantined and ends
+the stream at once (never a dead decoder thread), and Historical responses are checked the same way."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import databento as db
+import databento_dbn as dbn
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hydra_daemon.databento import stream_decoder
+from hydra_daemon.databento.dbn_runs import CorruptStream, is_panic
+from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, decode_raw, record_problem
+from hydra_daemon.databento.historical_fill import checked_records
+from hydra_daemon.databento.quarantine import DbnQuarantine
+from hydra_daemon.databento.stream_decoder import DecoderFinished, StreamDecoder
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+POOL: list[Any] = [
+    r
+    for schema in ("mbp-1", "definition", "ohlcv-1d")
+    for r in db.DBNStore.from_file(DATA / f"test_data.{schema}.dbn.zst")
+]
+POOL.append(dbn.SystemMsg(1, "Heartbeat", code=dbn.SystemCode.HEARTBEAT))  # type: ignore[arg-type]
+STREAM = b"".join(bytes(r) for r in POOL)
+SHORT_MBP1 = bytes([4, int(dbn.RType.MBP_1)]) + bytes(14)  # a known type declaring 16 bytes: the library panics
+
+
+def _decodes_without_panic(record: bytes) -> bool:
+    try:
+        list(dbn.DBNDecoder(has_metadata=False, input_version=dbn.DBN_VERSION).write_and_decode(record))
+    except BaseException as exc:
+        return not is_panic(exc) and isinstance(exc, Exception)
+    return True
+
+
+def test_the_library_panics_on_the_short_record_we_refuse() -> None:
+    assert not _decodes_without_panic(SHORT_MBP1)
+    assert record_problem(int(dbn.RType.MBP_1), 16) == "MBP1Msg record (rtype 1) declares 16 bytes, expected 80"
+
+
+@pytest.mark.parametrize("rtype", range(256))
+def test_every_header_we_let_through_decodes_without_panic(rtype: int) -> None:
+    for length in range(16, 1024, 4):
+        if record_problem(rtype, length) is None:
+            assert _decodes_without_panic(bytes([length // 4, rtype]) + bytes(length - 2)), (rtype, length)
+
+
+_mutation = st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255))
+
+
+@settings(max_examples=300, deadline=None)
+@given(flips=st.lists(_mutation, max_size=4), cut=st.integers(min_value=0), insert=st.binary(max_size=24))
+def test_any_damaged_stream_decodes_its_good_head_or_stops_at_a_corrupt_record(
+    flips: list[tuple[int, int]], cut: int, insert: bytes
+) -> None:
+    data = bytearray(STREAM)
+    for at, value in flips:
+        data[at % len(data)] = value
+    at = cut % len(data)
+    data[at:at] = insert
+    decoded, used = decode_raw(bytes(data), SymbolMap({}), market="ES")
+    assert 0 <= used <= len(data)
+    broken = [c for c in decoded.corrupt if c.breaks_stream]
+    assert len(broken) <= 1
+    if broken:
+        assert broken[0].offset == used and broken[0].raw == bytes(data[used : used + len(broken[0].raw)])
+    if bytes(data[:used]) == STREAM[:used]:  # an undamaged head decodes exactly as the original records
+        head = sum(1 for _ in _records_within(used))
+        assert decoded.rows <= head
+
+
+def _records_within(size: int) -> list[Any]:
+    out, total = [], 0
+    for record in POOL:
+        total += len(bytes(record))
+        if total > size:
+            break
+        out.append(record)
+    return out
+
+
+class Chunks:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = list(chunks)
+        self._lock = threading.Lock()
+
+    def read(self, timeout: float) -> bytes | None:
+        with self._lock:
+            return self._chunks.pop(0) if self._chunks else b""
+
+
+def _header() -> bytes:
+    return dbn.Metadata("GLBX.MDP3", 0, None, dbn.SType.INSTRUMENT_ID, None, [], ts_out=False).encode()  # type: ignore[arg-type]
+
+
+def _bar(i: int) -> bytes:
+    price = (90 + i) * 1_000_000_000
+    return bytes(dbn.OHLCVMsg(int(dbn.RType.OHLCV_1M), 1, 7, i * 60_000_000_000, price, price, price, price, i))
+
+
+def _mapping() -> bytes:
+    return bytes(dbn.SymbolMappingMsg(0, 7, 0, dbn.SType.PARENT, "HE.FUT", dbn.SType.RAW_SYMBOL, "HEZ6", 0, 0))  # type: ignore[arg-type]
+
+
+def test_a_short_record_delivers_what_came_before_then_ends_the_stream_at_once() -> None:
+    seen: list[DecodedBatch] = []
+    payload = _header() + _mapping() + b"".join(_bar(i) for i in range(5)) + SHORT_MBP1 + _bar(99)
+    decoder = StreamDecoder(Chunks([payload]), SymbolMap({"HE.FUT": "HE"}), seen.append)
+    batch = decoder.get(timeout=5)
+    assert batch is not None and [v for f in batch.frames for v in f.frame["volume"]] == [0, 1, 2, 3, 4]
+    with pytest.raises(CorruptStream, match="corrupt record \\(quarantined\\): MBP1Msg record"):
+        decoder.get(timeout=5)
+    [corrupt] = [c for b in seen for c in b.corrupt]
+    assert corrupt.raw == SHORT_MBP1 and corrupt.breaks_stream
+
+
+def test_a_panic_in_the_decoder_thread_is_raised_by_get_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        list(dbn.DBNDecoder(has_metadata=False, input_version=dbn.DBN_VERSION).write_and_decode(SHORT_MBP1))
+    except BaseException as exc:
+        panic = exc
+    assert is_panic(panic)
+
+    def explode(data: bytes, symbols: SymbolMap) -> tuple[DecodedBatch, int]:
+        raise panic
+
+    monkeypatch.setattr(stream_decoder, "decode_raw", explode)
+    seen: list[DecodedBatch] = []
+    decoder = StreamDecoder(Chunks([_header() + _bar(1)]), SymbolMap({}), seen.append)
+    with pytest.raises(CorruptStream, match="the DBN decoder panicked"):
+        decoder.get(timeout=5)
+    assert [c.reason for b in seen for c in b.corrupt] == [f"the DBN decoder panicked: {panic}"]
+    with pytest.raises(DecoderFinished):
+        decoder.get(timeout=0.1)
+
+
+def test_an_oversized_metadata_header_is_refused_not_buffered() -> None:
+    header = b"DBN\x03" + (1 << 31).to_bytes(4, "little")
+    decoder = StreamDecoder(Chunks([header + bytes(1000)]), SymbolMap({}))
+    with pytest.raises(CorruptStream, match="over the limit"):
+        decoder.get(timeout=5)
+
+
+def test_a_mapping_with_unreadable_text_is_skipped_and_kept(tmp_path: Path) -> None:
+    mapping = bytearray(_mapping())
+    mapping[20:24] = b"\xff\xfe\xfd\xfc"  # inside stype_in_symbol: not UTF-8
+    decoded, used = decode_raw(bytes(mapping) + _bar(1), SymbolMap({"HE.FUT": "HE"}))
+    assert used == len(mapping) + len(_bar(1))
+    [corrupt] = decoded.corrupt
+    assert not corrupt.breaks_stream and "unreadable SymbolMappingMsg" in corrupt.reason
+    quarantine = DbnQuarantine(tmp_path / "q" / "dbn.jsonl", max_bytes=1000)
+    for _ in range(3):
+        quarantine.add(corrupt, "live")
+    lines = (tmp_path / "q" / "dbn.jsonl").read_text().splitlines()
+    assert len(lines) == 1, "bounded: the second entry would pass max_bytes"
+    entry = json.loads(lines[0])
+    assert bytes.fromhex(entry["raw_hex"]) == bytes(mapping) and entry["source"] == "live"
+
+
+def _historical_store(body: bytes) -> db.DBNStore:
+    metadata = dbn.Metadata("GLBX.MDP3", 0, dbn.SType.PARENT, dbn.SType.INSTRUMENT_ID, dbn.Schema.OHLCV_1M, [])  # type: ignore[arg-type]
+    return db.DBNStore.from_bytes(io.BytesIO(zstandard.ZstdCompressor().compress(metadata.encode() + body)))
+
+
+def test_a_corrupt_historical_response_is_a_corrupt_stream_with_the_record() -> None:
+    assert len(checked_records(_historical_store(_bar(1) + _bar(2)), "HE.FUT")) == 2
+    with pytest.raises(CorruptStream, match=r"HE\.FUT: MBP1Msg record") as info:
+        checked_records(_historical_store(_bar(1) + SHORT_MBP1 + _bar(2)), "HE.FUT")
+    assert info.value.record is not None and info.value.record.raw == SHORT_MBP1
+    with pytest.raises(CorruptStream, match="ends inside a record"):
+        checked_records(_historical_store(_bar(1) + _bar(2)[:-5]), "HE.FUT")
