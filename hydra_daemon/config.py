@@ -111,6 +111,16 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class LakeConfig:
+    """The daemon's own Parquet lake export: on or off, and how long after a day completes (the CME session in
+    progress at the end of the UTC day has closed) or a COT cycle writes it is exported, so late gap fills land first.
+    """
+
+    enabled: bool = True
+    export_delay_s: float = 1800.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole daemon configuration; `source` is the file it came from (None for defaults)."""
 
@@ -122,6 +132,7 @@ class Config:
     cot: CotConfig
     markets: tuple[MarketConfig, ...]
     health: HealthConfig = HealthConfig()
+    lake: LakeConfig = LakeConfig()
     source: Path | None = None
 
     def market(self, name: str) -> MarketConfig:
@@ -318,6 +329,16 @@ def _cot(reader: _Reader) -> CotConfig:
     return config
 
 
+def _lake(reader: _Reader) -> LakeConfig:
+    d = _dataclass_defaults(LakeConfig)
+    config = LakeConfig(
+        enabled=reader.take("enabled", bool, "true or false", d["enabled"]),
+        export_delay_s=float(reader.positive("export_delay_s", d["export_delay_s"], (int, float), maximum=7 * 86400)),
+    )
+    reader.finish()
+    return config
+
+
 def _options(reader: _Reader) -> OptionsConfig:
     d = _dataclass_defaults(OptionsConfig)
     config = OptionsConfig(
@@ -428,12 +449,13 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     databento = problems.check("databento", lambda: _databento(root.sub("databento")))
     options = problems.check("options", lambda: _options(root.sub("options")))
     cot = problems.check("cot", lambda: _cot(root.sub("cot")))
+    lake = problems.check("lake", lambda: _lake(root.sub("lake")))
     markets = problems.check("markets", lambda: _markets(root))
     health = problems.check("health", lambda: _health(root.sub("health")))
     problems.check("", root.finish)
     if problems.messages:
         raise ConfigError("\n".join(problems.messages))
-    assert health_socket and storage and databento and options and cot and markets and health
+    assert health_socket and storage and databento and options and cot and lake and markets and health
     return Config(
         state_dir=state_dir,
         health_socket=health_socket,
@@ -443,6 +465,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
         cot=cot,
         markets=markets,
         health=health,
+        lake=lake,
         source=source,
     )
 

@@ -35,7 +35,7 @@ def render_config(config: Config) -> str:
     """The effective configuration (defaults filled in, secrets redacted) as TOML-like text."""
     lines = [f"# effective configuration from {config.source or '<defaults>'}"]
     lines += [f"state_dir = {_value(config.state_dir)}", f"health_socket = {_value(config.health_socket)}"]
-    for name in ("storage", "databento", "options", "cot", "health"):
+    for name in ("storage", "databento", "options", "cot", "health", "lake"):
         lines += ["", f"[{name}]", *_table(getattr(config, name))]
     for market in config.markets:
         lines += ["", "[[markets]]", *_table(market)]

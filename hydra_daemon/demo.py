@@ -104,6 +104,7 @@ def demo_config(root: Path, info: VenueInfo) -> Config:
             "options": {"snapshot_interval_s": 6 * 3600},
             "cot": {"base_url": info.cftc_url, "timeout_s": 10, "poll_interval_s": 600},
             "health": {"stale_after_s": HEALTH_WALL_S * DEMO_SPEED, "cot_grace_s": HEALTH_WALL_S * DEMO_SPEED},
+            "lake": {"export_delay_s": 1},
             "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": LEAN_HOGS_CODE}],
         }
     )

@@ -1,5 +1,5 @@
 """The demo's closing report: what the store holds, exactly-once against the venue's ground truth, point-in-time
-COT reads around a release and a correction, an option chain with implied vols, features, and a lake export."""
+COT reads around a release and a correction, an option chain with implied vols, features, the daemon's lake."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hydra_daemon.reader import Reader
 from hydra_daemon.sim.audit import AuditLine, audit_store
 from hydra_daemon.sim.venue import VenueThread
 from hydra_daemon.store.arctic import Store
-from hydra_daemon.store.lake import export_range
+from hydra_daemon.store.lake import MANIFEST, read_manifest
 from hydra_daemon.store.symbols import LIBRARIES
 
 REPORT_MARKET = "HE"
@@ -27,7 +27,7 @@ def print_report(console: Console, config: Config, venue: VenueThread) -> None:
     with Store.open(config.storage.arctic_uri, writer=False) as store, Reader(config.storage.arctic_uri) as reader:
         _symbols(console, store)
         _audit(console, audit_store(store, venue.venue.model, venue.venue.config.record_path, config.markets))
-        _lake(console, config, store)
+        _lake(console, config)
         _cot(console, reader)
         _chain(console, reader, venue)
         _features(console, reader)
@@ -149,16 +149,19 @@ def _features(console: Console, reader: Reader) -> None:
     console.print(table)
 
 
-def _lake(console: Console, config: Config, store: Store) -> None:
-    symbol = f"{REPORT_MARKET}.ohlcv-1d"
-    library = store.library("futures")
-    if not library.has_symbol(symbol):
-        return
-    index = library.read(symbol, columns=[]).data.index
-    paths = export_range(library, "futures", symbol, index.min().date(), index.max().date(), config.storage.lake_dir)
-    root = config.storage.lake_dir / "futures" / symbol
-    rows = pl.scan_parquet(root / "**/*.parquet", hive_partitioning=True).select(pl.len()).collect().item()
-    console.print(
-        f"Parquet lake: {len(paths)} daily partitions of {symbol} under {root}; "
-        f"polars.scan_parquet reads {rows} rows (ArcticDB holds {len(index)})"
-    )
+def _lake(console: Console, config: Config) -> None:
+    """The lake the daemon exported by itself (every dataset's manifest), and one dataset read back with polars."""
+    table = Table(title=f"Parquet lake the daemon exported ({config.storage.lake_dir})")
+    for column in ("dataset", "partitions", "rows", "last day"):
+        table.add_column(column)
+    for manifest_path in sorted(config.storage.lake_dir.glob(f"*/*/{MANIFEST}")):
+        manifest = read_manifest(manifest_path.parent)
+        if manifest is None or not manifest.partitions:
+            continue
+        name = f"{manifest.library}/{manifest.symbol}"
+        table.add_row(name, str(len(manifest.partitions)), str(manifest.rows), max(manifest.partitions).isoformat())
+    console.print(table)
+    root = config.storage.lake_dir / "futures" / f"{REPORT_MARKET}.ohlcv-1d"
+    if (root / MANIFEST).exists():
+        rows = pl.scan_parquet(root / "**/*.parquet", hive_partitioning=True).select(pl.len()).collect().item()
+        console.print(f"polars.scan_parquet reads {rows} rows of {root.name} from the lake")

@@ -30,6 +30,7 @@ def test_shipped_config_is_valid() -> None:
     assert config.storage.arctic_uri.startswith("lmdb:///var/lib/hydra-daemon/arctic")
     assert config.databento.futures_schemas == ("ohlcv-1d", "ohlcv-1m")
     assert config.cot.extra_closures == (date(2024, 12, 24),)
+    assert config.lake.enabled and config.lake.export_delay_s == 1800.0
 
 
 def test_defaults_fill_in_and_lmdb_lives_under_state_dir() -> None:
@@ -55,6 +56,7 @@ def test_defaults_fill_in_and_lmdb_lives_under_state_dir() -> None:
         ('state_dir = "/x"\n[cot]\nextra_closures = ["2024-12-24"]\n', "cot.extra_closures", "TOML dates"),
         ('state_dir = "/x"\n[databento]\nfutures_schemas = ["mbp-10"]\n', "databento.futures_schemas", "ohlcv-1d"),
         ('state_dir = "/x"\n[databento]\npersist_quotes = 1\n', "databento.persist_quotes", "true or false"),
+        ('state_dir = "/x"\n[lake]\nexport_delay_s = -5\n', "lake.export_delay_s", "a positive number"),
     ],
 )
 def test_errors_name_file_key_and_expectation(tmp_path: Path, text: str, key: str, expected: str) -> None:
@@ -128,6 +130,7 @@ VALID = {
     "options": {"snapshot_interval_s": 60},
     "cot": {"timeout_s": 5, "retries": 2, "base_url": "http://127.0.0.1:8080"},
     "health": {"stale_after_s": 900},
+    "lake": {"enabled": True, "export_delay_s": 600},
     "markets": [MARKET],
 }
 KEYS = [
@@ -161,6 +164,8 @@ KEYS = [
     ("health", "stale_after_s"),
     ("health", "cot_grace_s"),
     ("health", "metrics_listen"),
+    ("lake", "enabled"),
+    ("lake", "export_delay_s"),
     ("markets",),
 ]
 _scalars = st.one_of(
@@ -185,7 +190,8 @@ def _assert_within_ranges(config: object) -> None:
     assert isinstance(config, Config)
     assert 1 <= config.databento.live_port <= 65535
     assert 1 <= config.databento.replay_window_s <= 24 * 3600
-    for value in (config.storage.flush_interval_s, config.cot.timeout_s, config.options.snapshot_interval_s):
+    floats = (config.storage.flush_interval_s, config.cot.timeout_s, config.options.snapshot_interval_s)
+    for value in (*floats, config.lake.export_delay_s):
         assert isinstance(value, float) and 0 < value < float("inf")
     for path in (config.state_dir, config.health_socket, config.storage.lake_dir):
         assert path.is_absolute() and "\x00" not in str(path)

@@ -11,6 +11,7 @@ from hydra_daemon.clock import Clock, WallClock
 from hydra_daemon.config import Config, StorageConfig
 from hydra_daemon.cot.pipeline import build_cot_pipeline
 from hydra_daemon.futures.pipeline import FuturesIngestPipeline
+from hydra_daemon.lake.exporter import LakeExporter
 from hydra_daemon.options.pipeline import OptionsIngestPipeline
 from hydra_daemon.runtime.daemon import RuntimeOptions, protect_secrets, run_daemon
 from hydra_daemon.runtime.supervisor import PeriodicJob, PipelineFactory
@@ -45,6 +46,20 @@ def maintenance_job(store: Store, storage: StorageConfig, clock: Clock) -> Perio
     return PeriodicJob("store_maintenance", storage.maintenance_interval_s, run)
 
 
+def lake_jobs(config: Config, store: Store, clock: Clock) -> list[PeriodicJob]:
+    """The lake export (when `[lake] enabled`): its own supervised job, off the capture path; like maintenance, never
+    counted as progress (exporting stored days says nothing about data flowing)."""
+    if not config.lake.enabled:
+        return []
+    exporter = LakeExporter(config, store, clock)
+
+    async def run() -> int:
+        await exporter.run_once()
+        return 0
+
+    return [PeriodicJob("lake", exporter.interval_s, run)]
+
+
 def run_app(
     config: Config,
     *,
@@ -63,7 +78,7 @@ def run_app(
             run_daemon,
             config,
             factories,
-            jobs=[maintenance_job(store, config.storage, clock)],
+            jobs=[maintenance_job(store, config.storage, clock), *lake_jobs(config, store, clock)],
             fatal=(LeaseLostError,),
             options=options,
             environ=environ,

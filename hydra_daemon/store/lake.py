@@ -39,17 +39,19 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -158,10 +160,10 @@ class Manifest:
 
 @dataclass(frozen=True)
 class _Day:
-    """One day's rows read from ArcticDB, and the symbol version they came from."""
+    """One day's rows read from ArcticDB (as Arrow, see `_to_arrow`), and the symbol version they came from."""
 
     day: date
-    frame: pd.DataFrame
+    table: pa.Table
     version: int
 
 
@@ -199,10 +201,18 @@ def export_range(
     return written
 
 
-def export_due(library: Library, library_name: str, symbol: str, lake_dir: Path, complete_through: date) -> list[Path]:
+def export_due(
+    library: Library,
+    library_name: str,
+    symbol: str,
+    lake_dir: Path,
+    complete_through: date,
+    checkpoint: Callable[[], None] = lambda: None,
+) -> list[Path]:
     """Publish what `symbol` gained since the dataset's watermark, for the days up to `complete_through` (days
     after it stay pending until they are complete); the partitions written. Idempotent and resumable: the manifest,
-    with the new watermark, is published after the partitions it lists."""
+    with the new watermark, is published after the partitions it lists. `checkpoint()` runs before each day (it may
+    raise to stop: the manifest is then left as it was and the next run publishes those days again)."""
     dataset = dataset_root(lake_dir, library_name, symbol)
     with _dataset_lock(lake_dir, library_name, symbol):
         manifest = read_manifest(dataset) or Manifest(library_name, symbol)
@@ -212,12 +222,15 @@ def export_due(library: Library, library_name: str, symbol: str, lake_dir: Path,
         mark = LakeWatermark(through, tuple(day for day in wanted if day > complete_through))
         if mark == manifest.watermark and not due:
             return []
-        manifest, written = _publish_days(manifest, _read_days(library, symbol, due), dataset, lake_dir)
+        days = _checked(_read_days(library, symbol, due), checkpoint)
+        manifest, written = _publish_days(manifest, days, dataset, lake_dir)
         _write_manifest(replace(manifest, watermark=mark), dataset, lake_dir)
     return written
 
 
-def export_store_due(store: Store, lake_dir: Path, complete_through: date) -> list[Path]:
+def export_store_due(
+    store: Store, lake_dir: Path, complete_through: date, checkpoint: Callable[[], None] = lambda: None
+) -> list[Path]:
     """`export_due` for every symbol of every library in `store`; the partitions written."""
     written: list[Path] = []
     for library_name in LIBRARIES:
@@ -225,8 +238,15 @@ def export_store_due(store: Store, lake_dir: Path, complete_through: date) -> li
             continue
         library = store.library(library_name)
         for symbol in sorted(library.list_symbols()):
-            written.extend(export_due(library, library_name, symbol, lake_dir, complete_through))
+            checkpoint()
+            written.extend(export_due(library, library_name, symbol, lake_dir, complete_through, checkpoint))
     return written
+
+
+def _checked(days: Iterator[_Day], checkpoint: Callable[[], None]) -> Iterator[_Day]:
+    for item in days:
+        checkpoint()
+        yield item
 
 
 def export_from_store(uri: str, library_name: str, symbol: str, start: date, end: date, lake_dir: Path) -> list[Path]:
@@ -285,7 +305,7 @@ def _read_days(library: Library, symbol: str, days: Iterable[date]) -> Iterator[
         first = pd.Timestamp(day, tz="UTC")
         read = library.read(symbol, date_range=(first, first + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")))
         if not read.data.empty:
-            yield _Day(day, read.data, int(read.version))
+            yield _Day(day, _to_arrow(read.data), int(read.version))
 
 
 def _publish_days(
@@ -295,7 +315,7 @@ def _publish_days(
     partitions = dict(manifest.partitions)
     written: list[Path] = []
     for item in days:
-        table = _to_arrow(item.frame)
+        table = item.table
         time_column = _time_column(table)
         times = table.column(time_column)
         written.append(_publish_partition(table, dataset, item.day, lake_dir))
@@ -314,6 +334,8 @@ def _publish_days(
             day=item.day.isoformat(),
             rows=table.num_rows,
         )
+    if written:
+        _fsync_path(dataset)
     return replace(manifest, partitions=partitions), written
 
 
@@ -331,7 +353,8 @@ def _iso_ns(value: int | None) -> str | None:
 
 
 def _publish_partition(table: pa.Table, dataset: Path, day: date, lake_dir: Path) -> Path:
-    """Write `table` as the `day` partition of `dataset`, atomically; the partition dir."""
+    """Write `table` as the `day` partition of `dataset`, atomically; the partition dir. The rename becomes durable
+    when the caller fsyncs `dataset` (once for all the partitions it publishes, before their manifest)."""
     target = dataset / f"{PARTITION_COLUMN}={day.isoformat()}"
     with _staging_dir(lake_dir) as staging:
         part = staging / PART_FILE
@@ -345,8 +368,7 @@ def _publish_partition(table: pa.Table, dataset: Path, day: date, lake_dir: Path
             if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
             os.replace(part, target / PART_FILE)
-        _fsync_path(target)
-        _fsync_path(dataset)
+            _fsync_path(target)
     return target
 
 
@@ -406,15 +428,21 @@ def _is_bitemporal(library: Library, symbol: str) -> bool:
 
 
 def _bitemporal_days(library: Library, symbol: str, start: date, end: date) -> Iterator[_Day]:
+    """The rows with ``as_of`` in [start, end], by ``as_of`` day (stable: revisions keep their stored order);
+    converted to Arrow once and sliced, as COT history holds many small days."""
     query = QueryBuilder()
     first = pd.Timestamp(start, tz="UTC")
     after_last = pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1)
     query = query[(query["as_of"] >= first) & (query["as_of"] < after_last)]
     read = library.read(symbol, query_builder=query)
-    frame = restore_utc(read.data)
-    days = frame["as_of"].dt.date
-    for day, rows in frame.groupby(days.to_numpy(), sort=True):
-        yield _Day(day, rows.sort_values("as_of", kind="stable"), int(read.version))
+    frame = restore_utc(read.data).sort_values("as_of", kind="stable")
+    if frame.empty:
+        return
+    table = _to_arrow(frame)
+    days = frame["as_of"].dt.floor("D").to_numpy()
+    cuts = [0, *(np.flatnonzero(days[1:] != days[:-1]) + 1), len(days)]
+    for a, b in itertools.pairwise(cuts):
+        yield _Day(pd.Timestamp(days[a]).date(), table.slice(a, b - a), int(read.version))
 
 
 def _days(start: date, end: date) -> Iterator[date]:

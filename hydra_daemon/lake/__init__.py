@@ -1,0 +1,1 @@
+"""The daemon's own Parquet lake export: when a day is complete (`schedule`) and the job exporting it (`exporter`)."""

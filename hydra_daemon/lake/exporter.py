@@ -1,0 +1,55 @@
+"""Exporting what is due to the Parquet lake: from the daemon (a supervised periodic job) and after backfills.
+
+Each run publishes, for every symbol of every library, the days that became complete (`schedule.last_complete_day`)
+and the days that rows written since the dataset's lake watermark touched (COT cycles, revisions, backfills), then
+moves the watermark — see `store.lake.export_due`. The ArcticDB and Parquet work runs in a worker thread that stops
+between days when the daemon shuts down; whatever it had not recorded in a manifest is simply done again next time.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+
+import anyio
+import anyio.from_thread
+import structlog
+
+from hydra_daemon.clock import Clock, WallClock
+from hydra_daemon.config import Config
+from hydra_daemon.lake.schedule import last_complete_day
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.lake import export_store_due
+
+POLL_S = 60.0
+"""Wall seconds between the job's runs at most (shorter when `export_delay_s` is)."""
+
+log = structlog.get_logger()
+
+
+class LakeExporter:
+    """The daemon's lake job: `run_once()` exports what is due on `clock` and returns how many partitions it wrote."""
+
+    def __init__(self, config: Config, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.lake_dir = config.storage.lake_dir
+        self.delay = timedelta(seconds=config.lake.export_delay_s)
+        self.clock = clock
+        self.interval_s = min(POLL_S, config.lake.export_delay_s)
+
+    async def run_once(self) -> int:
+        through = last_complete_day(self.clock.now(), self.delay)
+        export = partial(export_store_due, self.store, self.lake_dir, through, anyio.from_thread.check_cancelled)
+        written = await anyio.to_thread.run_sync(export)
+        if written:
+            log.info("lake.exported", partitions=len(written), complete_through=through.isoformat())
+        return len(written)
+
+
+def export_after_backfill(config: Config, store: Store) -> list[Path]:
+    """What a backfill wrote (and anything else due), exported now if the lake is enabled (sync)."""
+    if not config.lake.enabled:
+        return []
+    through = last_complete_day(WallClock().now(), timedelta(seconds=config.lake.export_delay_s))
+    return export_store_due(store, config.storage.lake_dir, through)
