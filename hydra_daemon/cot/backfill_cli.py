@@ -13,6 +13,7 @@ from hydra_daemon.cot.backfill import BackfillResult, backfill_cot
 from hydra_daemon.cot.fetch import CotFetcher, CotFetchError
 from hydra_daemon.cot.parse import CotParseError
 from hydra_daemon.cot.persist import QuarantineLog, quarantine_path
+from hydra_daemon.lake.exporter import export_after_backfill
 from hydra_daemon.redaction import redact_text
 from hydra_daemon.store.arctic import Store, StoreLockedError
 
@@ -26,6 +27,7 @@ def backfill_cot_command(config: Config, start_year: int, end_year: int, console
     try:
         with Store.open(config.storage.arctic_uri, writer=True) as store:
             result = anyio.run(_run, config, store, start_year, end_year, console)
+            exported = export_after_backfill(config, store)
     except (StoreLockedError, CotFetchError, CotParseError, ValueError) as exc:
         print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 1
@@ -35,6 +37,7 @@ def backfill_cot_command(config: Config, start_year: int, end_year: int, console
         f"feature rows written: {result.features}; quarantined rows: {result.quarantined} "
         f"(see {quarantine_path(config.state_dir)}); unreadable rows: {result.unreadable}"
     )
+    console.print(f"lake: {len(exported)} partition(s) published under {config.storage.lake_dir}")
     return 0
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 from hydra_daemon.config import Config
 from hydra_daemon.databento.cost_guard import CostRefused
 from hydra_daemon.futures.backfill import backfill_futures, plan_backfill, quote_backfill
+from hydra_daemon.lake.exporter import export_after_backfill
 from hydra_daemon.store.arctic import Store
 
 
@@ -33,7 +34,9 @@ def backfill_futures_command(
             bar.update(task, completed=done, total=total)
 
         stored = backfill_futures(config, store, market, start, end, progress)
+        exported = export_after_backfill(config, store)
     console.print(f"{market}: {stored} new rows stored for [{start.date()}, {end.date()})")
+    console.print(f"lake: {len(exported)} partition(s) published under {config.storage.lake_dir}")
     return 0
 
 

@@ -25,6 +25,7 @@ from hydra_daemon.sim.clock import SimClock
 from hydra_daemon.sim.http_server import HttpServer
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.lake import read_manifest
 from hydra_daemon.store.uri import default_lmdb_uri
 
 HE = MarketConfig(name="HE", futures_root="HE", options_root="HE", cftc_code="054642")
@@ -115,7 +116,13 @@ def test_cli_backfill_prints_progress_and_summary(threaded_venue: str, tmp_path:
     assert f"HE: {len(weekly_as_of_dates(date(2017, 1, 1), date(2017, 12, 31)))} new weekly rows" in text
     assert "COT backfill year 2017" in text
     with Store.open(default_lmdb_uri(tmp_path), writer=False) as store:
-        assert cot_table(store, "HE").history()["as_of"].dt.year.unique().tolist() == [2017]
+        history = cot_table(store, "HE").history()
+        assert history["as_of"].dt.year.unique().tolist() == [2017]
+    manifest = read_manifest(tmp_path / "lake" / "cot" / "HE.cot")  # the backfill exported what it wrote
+    assert manifest is not None and manifest.rows == len(history)
+    assert sorted(manifest.partitions) == sorted(history["as_of"].dt.date.unique())
+    assert read_manifest(tmp_path / "lake" / "features" / "HE.cot_total_oi") is not None
+    assert "lake: " in text
 
 
 def test_cli_backfill_refuses_while_another_writer_holds_the_store(
