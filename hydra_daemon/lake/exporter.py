@@ -8,6 +8,7 @@ between days when the daemon shuts down; whatever it had not recorded in a manif
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -39,8 +40,11 @@ class LakeExporter:
         self.interval_s = min(POLL_S, config.lake.export_delay_s)
 
     async def run_once(self) -> int:
+        """Export what is due; symbols not reached within `interval_s` wait for the next run (see `until`)."""
         through = last_complete_day(self.clock.now(), self.delay)
-        export = partial(export_store_due, self.store, self.lake_dir, through, anyio.from_thread.check_cancelled)
+        until = time.monotonic() + self.interval_s
+        cancelled = anyio.from_thread.check_cancelled
+        export = partial(export_store_due, self.store, self.lake_dir, through, cancelled, until)
         written = await anyio.to_thread.run_sync(export)
         if written:
             log.info("lake.exported", partitions=len(written), complete_through=through.isoformat())

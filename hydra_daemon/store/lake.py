@@ -43,6 +43,7 @@ import itertools
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -229,15 +230,25 @@ def export_due(
 
 
 def export_store_due(
-    store: Store, lake_dir: Path, complete_through: date, checkpoint: Callable[[], None] = lambda: None
+    store: Store,
+    lake_dir: Path,
+    complete_through: date,
+    checkpoint: Callable[[], None] = lambda: None,
+    until: float | None = None,
 ) -> list[Path]:
-    """`export_due` for every symbol of every library in `store`; the partitions written."""
+    """`export_due` for every symbol of every library in `store` (market data first); the partitions written.
+
+    With `until` (a `time.monotonic()` instant) no further symbol is started after it once something was published:
+    a long catch-up (years of COT history) is spread over several calls, each starting again with the market data,
+    so newly complete days of quotes and bars are not held behind it; symbols already done are cheap no-ops."""
     written: list[Path] = []
     for library_name in LIBRARIES:
         if not store.has_library(library_name):
             continue
         library = store.library(library_name)
         for symbol in sorted(library.list_symbols()):
+            if until is not None and written and time.monotonic() > until:
+                return written
             checkpoint()
             written.extend(export_due(library, library_name, symbol, lake_dir, complete_through, checkpoint))
     return written

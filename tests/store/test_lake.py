@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import date
@@ -33,6 +34,7 @@ from hydra_daemon.store.lake import (
     export_due,
     export_from_store,
     export_range,
+    export_store_due,
     read_manifest,
 )
 from hydra_daemon.store.symbols import FUTURES
@@ -362,3 +364,18 @@ def test_export_due_re_publishes_only_the_as_of_day_a_revision_touched(library: 
     assert manifest is not None and manifest.time_column == "as_of"
     assert manifest.partitions[date(2021, 1, 12)].rows == 2
     assert manifest.watermark.index_through == pd.Timestamp("2021-01-23 12:00", tz="UTC").value
+
+
+def test_export_store_due_spreads_a_catch_up_over_calls_market_data_first(tmp_path: Path) -> None:
+    uri = f"lmdb://{tmp_path / 'store'}?map_size=1GB"
+    lake_dir = tmp_path / "lake"
+    with Store.open(uri, writer=True) as store:
+        store.library(FUTURES).write(SYMBOL, _bars("2024-06-03", 48, "h"))
+        store.library("cot").write("HE.ohlcv-1h", _bars("2024-06-03", 24, "h"))
+        through = date(2024, 6, 30)
+        first = export_store_due(store, lake_dir, through, until=time.monotonic())  # budget already spent
+        assert first == [dataset_root(lake_dir, FUTURES, SYMBOL) / f"date=2024-06-0{d}" for d in (3, 4)]
+        assert export_store_due(store, lake_dir, through, until=time.monotonic()) == [
+            dataset_root(lake_dir, "cot", "HE.ohlcv-1h") / "date=2024-06-03"
+        ]
+        assert export_store_due(store, lake_dir, through) == []
