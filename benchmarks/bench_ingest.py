@@ -35,7 +35,7 @@ import databento as db
 import numpy as np
 from databento_dbn import MBP1Msg
 
-from hydra_daemon.capture.commit import StreamCommitter
+from hydra_daemon.capture.commit import MarketRecords
 from hydra_daemon.config import parse_config
 from hydra_daemon.databento.live_stream import LiveSettings, LiveStream, StreamSpec
 from hydra_daemon.ingest import Idle, PipelineStats
@@ -150,29 +150,29 @@ def bench_bare_client(info: dict[str, Any]) -> Rates:
 
 
 async def bench_core(info: dict[str, Any], state_dir: Path) -> Rates:
-    """The streaming core alone (LiveStream + StreamCommitter/StreamWriter into ``options``), rows handed to the
+    """The streaming core alone (LiveStream + MarketRecords/StreamWriter into ``options``), rows handed to the
     writer."""
     total = info["records"]
     window = _Window()
     with Store.open(default_lmdb_uri(state_dir), writer=True) as store:
-        committer = StreamCommitter(StreamWriter(store), OPTIONS, ["HE"])
+        records = MarketRecords(store, StreamWriter(store), OPTIONS, ["HE"])
         settings = LiveSettings(ApiKey(info["api_key"]), info["dataset"], info["live_host"], info["live_port"])
         stream = LiveStream(
-            settings, StreamSpec(SCHEMAS, {p: "HE" for p in PARENTS}), committer.resume_ns, PipelineStats()
+            settings, StreamSpec(SCHEMAS, {p: "HE" for p in PARENTS}), records.committed_ns, PipelineStats()
         )
         started, rows = time.perf_counter(), 0
         async with aclosing(stream.batches()) as batches:
             async for batch in batches:
                 if not isinstance(batch, Idle):
                     rows += batch.rows
-                    await anyio.to_thread.run_sync(committer.add, batch.frames)
-                await anyio.to_thread.run_sync(committer.flush_due)
+                    await anyio.to_thread.run_sync(records.add, batch.frames)
+                await anyio.to_thread.run_sync(records.flush_due)
                 for mark in (total // 10, total * 9 // 10)[len(window.times) :]:
                     if rows >= mark:
                         window.times.append(time.perf_counter())
                 if rows >= total:
                     break
-        await anyio.to_thread.run_sync(committer.flush_all)
+        await anyio.to_thread.run_sync(records.flush_all)
         return window.rates(rows, total * 8 // 10, started, time.perf_counter())
 
 

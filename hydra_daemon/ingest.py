@@ -63,7 +63,7 @@ class PipelineStats:
     decoded (quarantined, never stored; a live session is replaced at once).
     `historical_cost_usd` / `historical_refusals`: what the cost guard let Historical requests spend and how many it
     refused; `degraded_reason` says why a running pipeline is degraded (e.g. a refused request; None when fine).
-    `buffered_rows` / `queue_depth`: rows waiting in the writer and decoded batches waiting for the committer.
+    `buffered_rows` / `queue_depth`: rows waiting in the writer and decoded batches waiting to be persisted.
     `persist_seconds` times each `persist()`; `append_seconds` is the writer's append latency when it shares one.
     """
 

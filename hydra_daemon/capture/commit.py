@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 
 from hydra_daemon.config import StorageConfig
-from hydra_daemon.databento.decode import MarketFrame, layout
+from hydra_daemon.databento.decode import MarketFrame, SymbolMap, layout
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.symbols import data_symbol
@@ -23,10 +23,12 @@ def configured_writer(store: Store, storage: StorageConfig) -> StreamWriter:
     return StreamWriter(store, flush_rows=storage.flush_rows, flush_interval_s=storage.flush_interval_s)
 
 
-class StreamCommitter:
-    """Routes `MarketFrame`s of `markets` into `library` through `writer`; answers resume points per schema."""
+class MarketRecords:
+    """The raw market records of `markets` in `library`: routes each `MarketFrame` to its ``<market>.<schema>``
+    symbol through `writer` and answers where a replay of a schema must resume."""
 
-    def __init__(self, writer: StreamWriter, library: str, markets: Sequence[str]) -> None:
+    def __init__(self, store: Store, writer: StreamWriter, library: str, markets: Sequence[str]) -> None:
+        self.store = store
         self.writer = writer
         self.library = library
         self.markets = tuple(markets)
@@ -47,13 +49,22 @@ class StreamCommitter:
     def flush_all(self) -> list[Commit]:
         return self.writer.flush_all()
 
-    def resume_ns(self, schema: str) -> int | None:
-        """Where a replay of `schema` must start: the oldest committed watermark over all markets (None if any
-        market has nothing committed for it, so the whole replay window is requested)."""
+    def committed_ns(self, schema: str) -> int | None:
+        """The oldest committed watermark of `schema` over all markets (None if any market has nothing committed
+        for it, so the whole replay window is requested)."""
         marks = [self.writer.watermark(self.library, data_symbol(market, schema)) for market in self.markets]
         if not marks or any(mark is None for mark in marks):
             return None
         return min(mark.ts_ns for mark in marks if mark is not None)
+
+    def resume_ns(self, schema: str, schemas: Sequence[str]) -> int | None:
+        """Where a replay of `schema` must start: its committed watermark; for a schema with nothing stored yet, when
+        capture into `schemas` began (so what it published while we were down is filled from Historical); None on
+        a fresh store."""
+        committed = self.committed_ns(schema)
+        if committed is not None:
+            return committed
+        return capture_start_ns(self.store, self.library, self.markets, schemas)
 
 
 def capture_start_ns(store: Store, library: str, markets: Sequence[str], schemas: Sequence[str]) -> int | None:
@@ -73,3 +84,15 @@ def capture_start_ns(store: Store, library: str, markets: Sequence[str], schemas
                 if not head.empty:
                     firsts.append(int(pd.Timestamp(head.index[0]).value))
     return min(firsts, default=None)
+
+
+def seed_symbols(store: Store, markets: Sequence[str], symbols: SymbolMap, library: str) -> None:
+    """Teach `symbols` the raw symbols of instruments already stored as definitions (for Historical fills)."""
+    if not store.has_library(library):
+        return
+    lib = store.library(library)
+    for market in markets:
+        symbol = data_symbol(market, "definition")
+        if lib.has_symbol(symbol):
+            stored = lib.read(symbol, columns=["instrument_id", "symbol"]).data
+            symbols.learn(stored["instrument_id"].tolist(), stored["symbol"].tolist(), market)

@@ -18,12 +18,12 @@ import databento
 import pandas as pd
 import structlog
 
-from hydra_daemon.capture.commit import configured_writer
+from hydra_daemon.capture.commit import configured_writer, seed_symbols
 from hydra_daemon.config import Config
 from hydra_daemon.databento.cost_guard import CostGuard, HistoricalRequest, Quote
 from hydra_daemon.databento.decode import SymbolMap, decode_records
 from hydra_daemon.databento.historical_fill import NS_PER_DAY, HistoricalSource, chunks
-from hydra_daemon.futures.pipeline import FuturesCommitter, seed_symbols, validate_frames
+from hydra_daemon.futures.pipeline import FuturesSink, validate_frames
 from hydra_daemon.redaction import register_secret
 from hydra_daemon.secrets import load_api_key
 from hydra_daemon.store.arctic import Store
@@ -105,7 +105,7 @@ def backfill_futures(
     source.guard.check_total(quote_backfill(plan, client))
     parent = plan.lookback.symbols
     writer = configured_writer(store, config.storage)
-    committer = FuturesCommitter(store, writer, [market])
+    sink = FuturesSink(store, writer, [market])
     symbols = SymbolMap({parent: market})
     seed_symbols(store, [market], symbols, FUTURES)
     decode_records(_fetch(source, client, plan.lookback), symbols, market)
@@ -115,7 +115,7 @@ def backfill_futures(
         clean, problems = validate_frames(decoded.frames)
         for problem in problems:
             log.warning("record_rejected", pipeline="futures-backfill", what=problem.what, where=problem.where)
-        stored += committer.commit(clean)
+        stored += sink.commit(clean)
         if progress is not None:
             progress(done, len(plan.requests))
     writer.flush_all()

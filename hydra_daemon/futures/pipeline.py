@@ -15,29 +15,25 @@ Settlement feature rows (one per instrument symbol and trading date):
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
+from collections.abc import Sequence
 from dataclasses import replace
 
-import anyio
 import pandas as pd
-import structlog
 
 from hydra_daemon.backoff import Backoff
-from hydra_daemon.capture.commit import StreamCommitter, capture_start_ns, configured_writer
+from hydra_daemon.capture.commit import MarketRecords
+from hydra_daemon.capture.pipeline import LiveCapturePipeline
 from hydra_daemon.clock import Clock
-from hydra_daemon.config import Config, MarketConfig
-from hydra_daemon.databento.decode import DecodedBatch, MarketFrame, SymbolMap
-from hydra_daemon.databento.live_stream import LiveSettings, LiveStream, StreamSpec
+from hydra_daemon.config import Config
+from hydra_daemon.databento.decode import DecodedBatch, MarketFrame
+from hydra_daemon.databento.live_stream import StreamSpec
 from hydra_daemon.futures.validation import validate_bars
-from hydra_daemon.ingest import Idle, IngestPipeline, Problem
+from hydra_daemon.ingest import Problem
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
-from hydra_daemon.store.symbols import FUTURES, data_symbol
-from hydra_daemon.store.writer import StreamWriter, Watermark
-
-log = structlog.get_logger()
+from hydra_daemon.store.symbols import FUTURES
+from hydra_daemon.store.writer import StreamWriter
 
 SETTLEMENT = "settlement"
 _DAY = pd.Timedelta(days=1)
@@ -82,45 +78,35 @@ def settlement_rows(bars: pd.DataFrame) -> pd.DataFrame:
 SNAPSHOT_LABEL = "futures"
 
 
-class FuturesCommitter:
-    """Persists validated futures frames (sync; call from a worker thread): bars and definitions through the
-    `StreamCommitter`, daily closes as settlement features. Daily bars close a trading day's ingestion cycle: they
-    are flushed at once and the store is snapshotted, so "what did the store hold then" stays answerable."""
+class FuturesSink:
+    """Where validated futures frames go (sync; call from a worker thread): bars and definitions into the
+    ``futures`` library (`MarketRecords`), daily closes as settlement features. Daily bars close a trading day's
+    ingestion cycle: they are flushed at once and the store is snapshotted, so "what did the store hold then" stays
+    answerable."""
 
     def __init__(self, store: Store, writer: StreamWriter, markets: Sequence[str]) -> None:
         self.store = store
-        self.streams = StreamCommitter(writer, FUTURES, markets)
+        self.records = MarketRecords(store, writer, FUTURES, markets)
         self.features = FeatureStore(store)
 
     def commit(self, frames: Sequence[MarketFrame]) -> int:
-        stored = self.streams.add(frames)
+        stored = self.records.add(frames)
         daily = [item for item in frames if item.schema == "ohlcv-1d" and not item.frame.empty]
         for item in daily:
             self.features.write_feature(item.market, SETTLEMENT, settlement_rows(item.frame))
         if daily:
-            self.streams.flush_all()
+            self.records.flush_all()
             self.store.snapshot(SNAPSHOT_LABEL)
         else:
-            self.streams.flush_due()
+            self.records.flush_due()
         return stored
 
 
-def seed_symbols(store: Store, markets: Sequence[str], symbols: SymbolMap, library: str) -> None:
-    """Teach `symbols` the raw symbols of instruments already stored as definitions (for Historical fills)."""
-    if not store.has_library(library):
-        return
-    lib = store.library(library)
-    for market in markets:
-        symbol = data_symbol(market, "definition")
-        if lib.has_symbol(symbol):
-            stored = lib.read(symbol, columns=["instrument_id", "symbol"]).data
-            symbols.learn(stored["instrument_id"].tolist(), stored["symbol"].tolist(), market)
-
-
-class FuturesIngestPipeline(IngestPipeline[DecodedBatch]):
+class FuturesIngestPipeline(LiveCapturePipeline):
     """Live futures bars + definitions for all configured markets → ``futures`` library, exactly once."""
 
     name = "futures"
+    library = FUTURES
 
     def __init__(
         self,
@@ -131,54 +117,16 @@ class FuturesIngestPipeline(IngestPipeline[DecodedBatch]):
         clock: Clock | None = None,
         backoff: Backoff | None = None,
     ) -> None:
-        markets: Sequence[MarketConfig] = config.markets
-        schemas = futures_schemas(config)
-        super().__init__(markets=tuple(m.name for m in markets), schema=",".join(schemas))
-        self._schemas = schemas
-        self._store = store
-        self._writer = configured_writer(store, config.storage)
-        self._committer = FuturesCommitter(store, self._writer, self.markets)
-        self._stream = LiveStream(
-            LiveSettings.from_config(config.databento, key, config.state_dir),
-            StreamSpec.for_markets(markets, "FUT", schemas),
-            self._resume_ns,
-            self.stats,
-            clock=clock,
-            backoff=backoff,
-        )
+        spec = StreamSpec.for_markets(config.markets, "FUT", futures_schemas(config))
+        super().__init__(config, store, key, spec, clock=clock, backoff=backoff)
+        self.sink = FuturesSink(store, self.writer, self.markets)
 
-    def _resume_ns(self, schema: str) -> int | None:
-        """Committed watermark of `schema`; for a schema with nothing stored yet, when capture began (so what it
-        published while we were down is filled from Historical); None on a fresh store."""
-        committed = self._committer.streams.resume_ns(schema)
-        if committed is not None:
-            return committed
-        return capture_start_ns(self._store, FUTURES, self.markets, self._schemas)
-
-    def watermark(self, market: str, schema: str) -> Watermark | None:
-        """Committed watermark of ``futures/<market>.<schema>`` (None before the first commit)."""
-        return self._writer.watermark(FUTURES, data_symbol(market, schema))
-
-    async def fetch(self) -> AsyncGenerator[DecodedBatch | Idle, None]:
-        await anyio.to_thread.run_sync(seed_symbols, self._store, self.markets, self._stream.symbols, FUTURES)
-        try:
-            async with aclosing(self._stream.batches()) as batches:
-                async for batch in batches:
-                    yield batch
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._writer.flush_all)
+    def resume_ns(self, schema: str) -> int | None:
+        return self.sink.records.resume_ns(schema, self.stream.spec.schemas)
 
     def validate(self, batch: DecodedBatch) -> tuple[DecodedBatch, list[Problem]]:
         clean, problems = validate_frames(batch.frames)
         return replace(batch, frames=clean), problems
 
-    async def persist(self, clean: DecodedBatch) -> int:
-        stored = await anyio.to_thread.run_sync(self._committer.commit, clean.frames)
-        newest = max((item.frame.index.max() for item in clean.frames if not item.frame.empty), default=None)
-        if stored and newest is not None:
-            self.stats.last_record_time = newest.to_pydatetime()
-        return stored
-
-    async def on_idle(self) -> None:
-        await anyio.to_thread.run_sync(self._writer.flush_due)
+    def commit(self, batch: DecodedBatch) -> int:
+        return self.sink.commit(batch.frames)

@@ -15,7 +15,7 @@ Stored, per market (library ``options``):
   (``as_of`` = ``available_at`` = snapshot time), written after the snapshot's chain is committed and only for
   snapshots newer than the newest stored one, so a restart never recomputes (revises) them from a partial chain.
 
-After a restart the chains are first rebuilt from the stored option records (`OptionsCommitter.restore`), so a
+After a restart the chains are first rebuilt from the stored option records (`OptionsSink.restore`), so a
 snapshot after a restart is not limited to what the Live replay (from the watermarks) brings back.
 
 Problems found in snapshots (rejected options, flagged quotes) are logged as ``option_chain_problem`` the first time
@@ -25,21 +25,20 @@ per (market, instrument, rule) and counted in ``stats.rejects``.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
+from collections.abc import Sequence
 
 import anyio
 import pandas as pd
 import structlog
 
 from hydra_daemon.backoff import Backoff
-from hydra_daemon.capture.commit import StreamCommitter, capture_start_ns, configured_writer
+from hydra_daemon.capture.commit import MarketRecords
+from hydra_daemon.capture.pipeline import LiveCapturePipeline
 from hydra_daemon.clock import Clock
 from hydra_daemon.config import Config
 from hydra_daemon.databento.decode import BatchSource, DecodedBatch, MarketFrame
-from hydra_daemon.databento.live_stream import LiveSettings, LiveStream, StreamSpec
-from hydra_daemon.futures.pipeline import seed_symbols
-from hydra_daemon.ingest import Idle, IngestPipeline, PipelineStats, Problem
+from hydra_daemon.databento.live_stream import StreamSpec
+from hydra_daemon.ingest import PipelineStats, Problem
 from hydra_daemon.options.book import ChainBook, MarketSnapshot, is_underlying, stream_parents
 from hydra_daemon.options.chain import EVENT_COLUMNS
 from hydra_daemon.options.features import chain_features
@@ -54,20 +53,21 @@ log = structlog.get_logger()
 OPTION_SCHEMAS = ("definition", "mbp-1", "statistics")
 CHAIN_KEY = ("instrument_id",)
 NS_PER_S = 1_000_000_000
-RESTORE_REFERENCE_S = 7 * 86_400
 SNAPSHOT_LABEL = "options"
+RESTORE_REFERENCE_S = 7 * 86_400
 """How far back a warm start reads definitions and statistics (venues resend them daily; 7 days spans holidays)."""
 
 
-class OptionsCommitter:
-    """Stores option records, feeds the chains, stores snapshots and features (sync: call from a worker thread)."""
+class OptionsSink:
+    """Where option batches go (sync: call from a worker thread): option records into the ``options`` library
+    (`MarketRecords`), every record into the chains, chain snapshots and their features into the store."""
 
     def __init__(self, config: Config, store: Store, writer: StreamWriter, stats: PipelineStats) -> None:
         self.config = config
         self.store = store
         self.markets = tuple(m.name for m in config.markets)
         self.writer = writer
-        self.streams = StreamCommitter(writer, OPTIONS, self.markets)
+        self.records = MarketRecords(store, writer, OPTIONS, self.markets)
         self.features = FeatureStore(store)
         self.book = ChainBook(config.markets, round(config.options.snapshot_interval_s * NS_PER_S))
         self.stats = stats
@@ -84,9 +84,9 @@ class OptionsCommitter:
         live data: a Historical gap fill arrives schema by schema, not in time order)."""
         stored_schemas = self.stored_schemas()
         raw = [f for f in frames if not is_underlying(f.market) and f.schema in stored_schemas]
-        stored = self.streams.add(raw)
+        stored = self.records.add(raw)
         self._store_snapshots(self.book.ingest(frames, snapshots=live))
-        self.streams.flush_due()
+        self.records.flush_due()
         return stored
 
     def restore(self, store: Store) -> int:
@@ -118,7 +118,7 @@ class OptionsCommitter:
         """Session end (the stream went quiet, or we stop): snapshot the chains at the last record's time, flush
         everything, and snapshot the store (the end of an ingestion cycle)."""
         self._store_snapshots(self.book.close())
-        self.streams.flush_all()
+        self.records.flush_all()
         self.store.snapshot(SNAPSHOT_LABEL)
 
     def resume_ns(self, schema: str) -> int | None:
@@ -127,10 +127,7 @@ class OptionsCommitter:
         stored resume from the oldest newest-snapshot over the markets."""
         stored = self.stored_schemas()
         if schema in stored:
-            committed = self.streams.resume_ns(schema)
-            if committed is not None:
-                return committed
-            return capture_start_ns(self.store, OPTIONS, self.markets, stored)
+            return self.records.resume_ns(schema, stored)
         marks = self.chain_marks()
         if len(marks) < len(self.markets):
             return None
@@ -157,7 +154,7 @@ class OptionsCommitter:
             self._report(item)
             if not item.snapshot.frame.empty:
                 self.writer.add(OPTIONS, chain_symbol(item.market), item.snapshot.frame, CHAIN_KEY)
-        self.streams.flush_all()
+        self.records.flush_all()
         self._write_features(fresh)
 
     def _write_features(self, snapshots: Sequence[MarketSnapshot]) -> None:
@@ -204,10 +201,11 @@ class OptionsCommitter:
         log.warning("option_chain_problem", market=market, what=problem.what, where=problem.where)
 
 
-class OptionsIngestPipeline(IngestPipeline[DecodedBatch]):
+class OptionsIngestPipeline(LiveCapturePipeline):
     """Live options (+ underlying futures) for all configured markets → ``options`` library and features."""
 
     name = "options"
+    library = OPTIONS
 
     def __init__(
         self,
@@ -218,57 +216,50 @@ class OptionsIngestPipeline(IngestPipeline[DecodedBatch]):
         clock: Clock | None = None,
         backoff: Backoff | None = None,
     ) -> None:
-        super().__init__(markets=tuple(m.name for m in config.markets), schema=",".join(OPTION_SCHEMAS))
-        self._store = store
-        self._writer = configured_writer(store, config.storage)
-        self.committer = OptionsCommitter(config, store, self._writer, self.stats)
+        spec = StreamSpec(OPTION_SCHEMAS, stream_parents(config.markets))
+        super().__init__(config, store, key, spec, clock=clock, backoff=backoff)
+        self.sink = OptionsSink(config, store, self.writer, self.stats)
         self._quiet_s = config.options.snapshot_interval_s
         self._last_data_monotonic = time.monotonic()
-        self._stream = LiveStream(
-            LiveSettings.from_config(config.databento, key, config.state_dir),
-            StreamSpec(OPTION_SCHEMAS, stream_parents(config.markets)),
-            self.committer.resume_ns,
-            self.stats,
-            clock=clock,
-            backoff=backoff,
-        )
+        self._session_open = True
+
+    def resume_ns(self, schema: str) -> int | None:
+        return self.sink.resume_ns(schema)
 
     def watermark(self, market: str, schema: str) -> Watermark | None:
         """Committed watermark of ``options/<market>.<schema>`` (``"chain"`` for the chain snapshots)."""
-        symbol = chain_symbol(market) if schema == "chain" else data_symbol(market, schema)
-        return self._writer.watermark(OPTIONS, symbol)
+        if schema == "chain":
+            return self.writer.watermark(OPTIONS, chain_symbol(market))
+        return super().watermark(market, schema)
 
-    async def fetch(self) -> AsyncGenerator[DecodedBatch | Idle, None]:
-        await anyio.to_thread.run_sync(seed_symbols, self._store, self.markets, self._stream.symbols, OPTIONS)
-        await anyio.to_thread.run_sync(self.committer.restore, self._store)
-        try:
-            async with aclosing(self._stream.batches()) as batches:
-                async for batch in batches:
-                    yield batch
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.committer.end_session)
+    def warm_start(self) -> None:
+        super().warm_start()
+        self.sink.restore(self.store)
+
+    def end_capture(self) -> None:
+        self.sink.end_session()
+
+    def counts_for_lag(self, item: MarketFrame) -> bool:
+        """The underlying futures feed the chains; the futures pipeline reports their lag."""
+        return not is_underlying(item.market)
 
     def validate(self, batch: DecodedBatch) -> tuple[DecodedBatch, list[Problem]]:
         """Records are captured verbatim; chain rules are applied at snapshot time (see `quote_validation`)."""
         return batch, []
 
-    async def on_idle(self) -> None:
-        """Session end once quiet for `snapshot_interval_s`; before that, rows buffered by the last data batch must
-        not wait for the quiet period."""
-        if time.monotonic() - self._last_data_monotonic >= self._quiet_s:
-            await anyio.to_thread.run_sync(self.committer.end_session)
-        else:
-            await anyio.to_thread.run_sync(self.committer.streams.flush_due)
+    def commit(self, batch: DecodedBatch) -> int:
+        return self.sink.commit(batch.frames, live=batch.source is BatchSource.LIVE)
 
     async def persist(self, clean: DecodedBatch) -> int:
         self._last_data_monotonic = time.monotonic()
-        live = clean.source is BatchSource.LIVE
-        stored = await anyio.to_thread.run_sync(lambda: self.committer.commit(clean.frames, live=live))
-        newest = max(
-            (f.frame.index.max() for f in clean.frames if not f.frame.empty and not is_underlying(f.market)),
-            default=None,
-        )
-        if stored and newest is not None:
-            self.stats.last_record_time = newest.to_pydatetime(warn=False)
-        return stored
+        self._session_open = True
+        return await super().persist(clean)
+
+    async def on_idle(self) -> None:
+        """Quiet for `snapshot_interval_s` of wall time: the session ended, once until data flows again. Before
+        that, rows buffered by the last data batch must not wait for the quiet period."""
+        if self._session_open and time.monotonic() - self._last_data_monotonic >= self._quiet_s:
+            self._session_open = False
+            await anyio.to_thread.run_sync(self.sink.end_session)
+        else:
+            await super().on_idle()

@@ -70,7 +70,7 @@ class DaemonCollector(Collector):
         buffered = GaugeMetricFamily(
             "hydra_buffered_rows", "Rows buffered in the writer, not yet committed.", labels=LABELS
         )
-        queue = GaugeMetricFamily("hydra_queue_depth", "Decoded batches waiting for the committer.", labels=LABELS)
+        queue = GaugeMetricFamily("hydra_queue_depth", "Decoded batches waiting to be persisted.", labels=LABELS)
         cot = GaugeMetricFamily(
             "hydra_cot_last_release_seen_timestamp_seconds",
             "Release time (available_at) of the newest COT report stored.",

@@ -1,4 +1,4 @@
-"""OptionsCommitter on a real LMDB store, fed records decoded like the Live stream decodes them: what is stored,
+"""OptionsSink on a real LMDB store, fed records decoded like the Live stream decodes them: what is stored,
 what is logged, and the warm start after a restart."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hydra_daemon.config import Config, parse_config
 from hydra_daemon.databento.decode import MarketFrame, SymbolMap, decode_records
 from hydra_daemon.ingest import PipelineStats
 from hydra_daemon.options.book import stream_parents
-from hydra_daemon.options.pipeline import OptionsCommitter
+from hydra_daemon.options.pipeline import OptionsSink
 from hydra_daemon.sim.config import MarketConfig as SimMarketConfig
 from hydra_daemon.sim.instruments import Instrument, build_instruments, definition_record, fixed_price
 from hydra_daemon.store.arctic import Store
@@ -44,8 +44,8 @@ def make_config(state_dir: Path, persist_quotes: bool = True) -> Config:
     )
 
 
-def committer(config: Config, store: Store, stats: PipelineStats | None = None) -> OptionsCommitter:
-    return OptionsCommitter(config, store, StreamWriter(store, flush_interval_s=0.0), stats or PipelineStats())
+def sink(config: Config, store: Store, stats: PipelineStats | None = None) -> OptionsSink:
+    return OptionsSink(config, store, StreamWriter(store, flush_interval_s=0.0), stats or PipelineStats())
 
 
 def mapping(instrument: Instrument) -> dbn.SymbolMappingMsg:
@@ -99,7 +99,7 @@ def read(store: Store, symbol: str) -> pd.DataFrame:
 
 
 def test_option_records_are_stored_and_futures_only_feed_the_chain(store: Store, tmp_path: Path) -> None:
-    first = committer(make_config(tmp_path), store)
+    first = sink(make_config(tmp_path), store)
     stored = first.commit(frames([*opening(T0), quote(FUTURE, T0 + 61 * S, 90.0, 90.05)]))
     first.end_session()
     assert stored == 4  # 2 option definitions, 1 option quote, 1 statistic; no futures record
@@ -115,7 +115,7 @@ def test_option_records_are_stored_and_futures_only_feed_the_chain(store: Store,
 
 
 def test_quotes_not_persisted_when_configured_off(store: Store, tmp_path: Path) -> None:
-    first = committer(make_config(tmp_path, persist_quotes=False), store)
+    first = sink(make_config(tmp_path, persist_quotes=False), store)
     first.commit(frames([*opening(T0), quote(FUTURE, T0 + 61 * S, 90.0, 90.05)]))
     first.end_session()
     assert not store.library(OPTIONS).has_symbol(data_symbol("HE", "mbp-1"))
@@ -125,7 +125,7 @@ def test_quotes_not_persisted_when_configured_off(store: Store, tmp_path: Path) 
 
 def test_problems_are_logged_once_per_instrument_and_rule(store: Store, tmp_path: Path) -> None:
     stats = PipelineStats()
-    first = committer(make_config(tmp_path), store, stats)
+    first = sink(make_config(tmp_path), store, stats)
     crossed = [quote(PUT, T0 + 5, 3.0, 2.5)]
     with structlog.testing.capture_logs() as logs:
         first.commit(frames([*opening(T0), *crossed, quote(FUTURE, T0 + 61 * S, 90.0, 90.05)]))
@@ -141,10 +141,10 @@ def test_problems_are_logged_once_per_instrument_and_rule(store: Store, tmp_path
 
 def test_restart_restores_the_chain_from_the_store(store: Store, tmp_path: Path) -> None:
     config = make_config(tmp_path)
-    first = committer(config, store)
+    first = sink(config, store)
     first.commit(frames([*opening(T0), quote(FUTURE, T0 + 61 * S, 90.0, 90.05)]))
     first.end_session()
-    second = committer(config, store)
+    second = sink(config, store)
     assert second.restore(store) == 4
     reconnect = [definition_record(FUTURE, T0 + 130 * S, T0)]  # the gateway's definitions snapshot on connect
     live = [quote(FUTURE, T0 + 130 * S, 91.0, 91.05), quote(FUTURE, T0 + 185 * S, 91.0, 91.05)]
@@ -160,7 +160,7 @@ def test_restart_restores_the_chain_from_the_store(store: Store, tmp_path: Path)
 
 
 def test_quotes_and_statistics_before_their_definitions_reach_the_chain(store: Store, tmp_path: Path) -> None:
-    first = committer(make_config(tmp_path), store)
+    first = sink(make_config(tmp_path), store)
     early = [quote(FUTURE, T0 + 1, 89.975, 90.025), quote(CALL, T0 + 2, 4.0, 4.05), open_interest(CALL, T0 + 3, 150)]
     first.commit(frames(early))
     assert first.book.chains["HE"].undefined_count == 2
@@ -173,7 +173,7 @@ def test_quotes_and_statistics_before_their_definitions_reach_the_chain(store: S
 
 
 def test_evicting_quotes_that_wait_too_long_for_definitions_is_logged_once(store: Store, tmp_path: Path) -> None:
-    first = committer(make_config(tmp_path), store)
+    first = sink(make_config(tmp_path), store)
     first.book.chains["HE"].max_undefined = 1
     with structlog.testing.capture_logs() as logs:
         first.commit(frames([quote(CALL, T0 + 1, 4.0, 4.05), quote(PUT, T0 + 2, 1.0, 1.05)]))
@@ -185,7 +185,7 @@ def test_evicting_quotes_that_wait_too_long_for_definitions_is_logged_once(store
 
 
 def test_a_schema_with_nothing_stored_resumes_from_capture_start(store: Store, tmp_path: Path) -> None:
-    first = committer(make_config(tmp_path), store)
+    first = sink(make_config(tmp_path), store)
     assert first.resume_ns("statistics") is None  # fresh store: the whole replay window
     first.commit(frames([*(definition_record(i, T0, T0) for i in (FUTURE, CALL)), quote(CALL, T0 + 5 * S, 4.0, 4.05)]))
     first.end_session()
