@@ -6,15 +6,18 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from hydra_daemon.reader import Reader
+from hydra_daemon.reader import Reader, ReaderArgumentError
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.features import FeatureStore
@@ -305,3 +308,64 @@ def test_history_windows_and_the_cot_panel_match_the_full_point_in_time_reads(tm
         assert feature["value"].tolist() == [4.0, 5.0]
         with pytest.raises(ValueError, match=r"end .* is before start"):
             reader.feature("LE", "total_oi", at, start=end, end=start)
+
+
+_zones = st.sampled_from(
+    [UTC, ZoneInfo("America/Chicago"), timezone(timedelta(hours=14)), timezone(-timedelta(hours=23))]
+)
+_times = st.one_of(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=_zones),
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),  # naive
+    st.sampled_from([datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, tzinfo=UTC), None, "2024-01-01"]),
+)
+_names = st.one_of(
+    st.sampled_from(["HE", "LE", "he", "HE.x", "H E", "HE\x00", "a" * 33, "a" * 500, "É", ""]),
+    st.text(max_size=40),
+    st.integers(),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    method=st.sampled_from(["futures_bars", "options_chain", "cot", "feature", "cot_panel"]),
+    name=_names,
+    a=_times,
+    b=_times,
+)
+def test_any_argument_is_an_answer_or_one_clear_error(uri: str, method: str, name: Any, a: Any, b: Any) -> None:
+    """Whatever a research notebook passes, a Reader method answers or raises ReaderArgumentError (bad argument)
+    or LookupError (a valid name the store lacks): never ArcticDB's InternalException, OverflowError or TypeError."""
+    calls = {
+        "futures_bars": lambda r: r.futures_bars(name, a, b, "ohlcv-1m"),
+        "options_chain": lambda r: r.options_chain(name, a),
+        "cot": lambda r: r.cot(name, a, start=b),
+        "feature": lambda r: r.feature("HE", name, a, end=b),
+        "cot_panel": lambda r: r.cot_panel([name, "HE"], a),
+    }
+    with Reader(uri) as reader:
+        try:
+            answer = calls[method](reader)
+        except ReaderArgumentError as exc:
+            assert str(exc).startswith(f"Reader.{method}: ")
+            return
+        except LookupError as exc:
+            assert "no symbol" in str(exc)
+            return
+    assert isinstance(answer, pd.DataFrame)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda r: r.cot("a" * 500, T0), r"Reader\.cot: invalid market root 'aaaa"),
+        (lambda r: r.cot("HE", datetime(1, 1, 1, tzinfo=UTC)), r"Reader\.cot: at=0001-01-01 .* outside the times"),
+        (lambda r: r.cot("HE", datetime(9999, 12, 31, tzinfo=UTC)), r"outside the times the store can hold"),
+        (lambda r: r.cot("HE", datetime(2021, 1, 9)), r"Reader\.cot: at=2021-01-09 00:00:00 is timezone-naive"),
+        (lambda r: r.cot("HE", "2021-01-09"), r"Reader\.cot: at must be a datetime, got str"),
+        (lambda r: r.cot_panel("HE", T0), r"markets must be a list of names"),
+        (lambda r: r.futures_bars("HE", T0, T0, "ohlcv-1m; drop"), r"invalid Databento schema"),
+    ],
+)
+def test_hostile_arguments_are_reader_argument_errors(uri: str, call: Any, message: str) -> None:
+    with Reader(uri) as reader, pytest.raises(ReaderArgumentError, match=message):
+        call(reader)

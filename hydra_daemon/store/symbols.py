@@ -12,7 +12,8 @@ Libraries (one per kind of data):
 ==========  ==============================================================
 
 Symbols are ``<MARKET>.<suffix>``: ``MARKET`` is the root symbol of the CME product (``HE``, ``LE``, ``ZC``,
-``6E``: letters, digits and ``_``, never a dot), ``suffix`` is lower case:
+``6E``: letters, digits and ``_``, never a dot, at most 32), ``suffix`` is lower case (schemas and feature names are
+bounded too; anything else is a `SymbolNameError`):
 
 - ``data_symbol("HE", "ohlcv-1d")`` → ``HE.ohlcv-1d`` (any Databento schema name: ``ohlcv-1m``, ``mbp-1``,
   ``trades``, ``definition``, ``statistics``); stored in ``futures`` or ``options``;
@@ -34,14 +35,21 @@ COT = "cot"
 FEATURES = "features"
 LIBRARIES: tuple[str, ...] = (FUTURES, OPTIONS, COT, FEATURES)
 
-_MARKET = re.compile(r"[A-Za-z0-9_]+")
-_SCHEMA = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
-_FEATURE = re.compile(r"[a-z][a-z0-9_]*")
+_MARKET = re.compile(r"[A-Za-z0-9_]{1,32}")
+_SCHEMA = re.compile(r"[a-z0-9]{1,16}(-[a-z0-9]{1,16}){0,3}")
+_FEATURE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_SHOWN_CHARS = 40
+
+
+class SymbolNameError(ValueError):
+    """A market, schema or feature name that cannot be part of a symbol (wrong characters, too long, not text)."""
 
 
 def _checked(pattern: re.Pattern[str], value: str, what: str, example: str) -> str:
+    """`value` if `pattern` matches it whole; names are bounded (ArcticDB fails on very long symbols)."""
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise ValueError(f"invalid {what} {value!r}: expected something like {example!r}")
+        shown = repr(value) if len(repr(value)) <= _SHOWN_CHARS else repr(value)[: _SHOWN_CHARS - 3] + "..."
+        raise SymbolNameError(f"invalid {what} {shown}: expected something like {example!r} ({pattern.pattern})")
     return value
 
 
