@@ -209,3 +209,16 @@ def test_backfill_cot_with_years_backwards_is_one_line() -> None:
     result = _cli("backfill", "cot", "--config", "c.toml", "--start-year", "2021", "--end-year", "2020")
     assert result.returncode == 1
     assert result.stderr == "error: --end-year 2020 is before --start-year 2021\n"
+
+
+@pytest.mark.parametrize("command", [["backfill", "futures"], ["export"]])
+def test_every_day_range_help_says_start_inclusive_end_exclusive(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hydra_daemon.cli import main
+
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--start START first UTC day, included" in text
+    assert "--end END UTC day the range ends before, excluded" in text

@@ -34,6 +34,7 @@ def test_demo_captures_exactly_once_and_exits_cleanly(tmp_path: Path) -> None:
         env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "has already been opened" not in result.stderr, "ArcticDB: an LMDB path opened twice in one process"
     rows = {m.group(1): tuple(int(g) for g in m.groups()[1:]) for m in AUDIT_ROW.finditer(result.stdout)}
     expected = {f"futures/HE.{s}" for s in ("ohlcv-1d", "ohlcv-1m", "definition")}
     expected |= {f"options/HE.{s}" for s in ("mbp-1", "definition", "statistics")}

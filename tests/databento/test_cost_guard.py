@@ -4,6 +4,7 @@ endpoints (a deterministic price per byte), and a live gap fill it refuses."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -71,10 +72,13 @@ def test_metadata_endpoints_price_exactly_what_get_range_returns(venue: VenueThr
     assert client.metadata.get_cost(DATASET, schema="ohlcv-1m", **fields) == pytest.approx(size * USD_PER_BYTE)
 
 
-def test_the_client_logs_the_endpoint_it_really_uses(venue: VenueThread) -> None:
+def test_the_client_logs_the_endpoint_it_really_uses(venue: VenueThread, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="databento")
     with structlog.testing.capture_logs() as logs:
         historical_client(venue.info.api_key, venue.info.historical_url)
     assert [e["endpoint"] for e in logs if e["event"] == "historical_client_ready"] == [venue.info.historical_url]
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("databento")]
+    assert not [m for m in said if "hist.databento.com" in m], "databento's own line names the production gateway"
 
 
 def test_a_request_within_the_limit_is_made_and_accounted(
