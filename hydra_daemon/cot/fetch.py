@@ -13,7 +13,6 @@ method) is an `UnsafeZipError`, any other damage (corrupt deflate/bzip2/lzma dat
 from __future__ import annotations
 
 import io
-import random
 import zipfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import anyio
 import httpx
 import structlog
 
+from hydra_daemon.backoff import Backoff
 from hydra_daemon.config import CotConfig
 
 HISTORY_FIRST_YEAR, HISTORY_LAST_YEAR = 2006, 2016
@@ -118,6 +118,7 @@ class CotFetcher:
         """Download `zip_name`, retrying transient failures, and return the bytes of `member`."""
         url = self.url_for(zip_name)
         attempts = self._config.retries + 1
+        backoff = Backoff(self._backoff_base_s, self._backoff_max_s, jitter=(0.5, 1.0), floor_s=0.0)
         for attempt in range(1, attempts + 1):
             try:
                 payload = await self._download(url)
@@ -128,14 +129,13 @@ class CotFetcher:
             except TransientFetchError as retry:
                 if attempt == attempts:
                     raise TransientFetchError(url, f"{retry.reason} (gave up after {attempts} attempts)") from None
-                delay = self._delay(attempt, retry.retry_after_s)
+                delay = self._delay(backoff.next_delay(), retry.retry_after_s)
                 self._log.warning("cot_fetch_retry", url=url, reason=retry.reason, attempt=attempt, delay_s=delay)
                 await self._sleep(delay)
         raise AssertionError("unreachable")
 
-    def _delay(self, attempt: int, retry_after_s: float | None) -> float:
-        backoff = min(self._backoff_max_s, self._backoff_base_s * 2 ** (attempt - 1))
-        jittered = backoff * (0.5 + random.random() / 2)
+    def _delay(self, jittered: float, retry_after_s: float | None) -> float:
+        """The backoff's delay, or the server's Retry-After when longer (both capped)."""
         if retry_after_s is not None:
             return min(self._backoff_max_s, max(retry_after_s, jittered))
         return jittered

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import structlog
 
+from hydra_daemon.backoff import Backoff
 from hydra_daemon.ingest import IngestPipeline, PipelineState
 from hydra_daemon.redaction import redact_text
 
@@ -31,7 +32,8 @@ _ERROR_CHARS = 500
 
 @dataclass(frozen=True)
 class RestartPolicy:
-    """Exponential backoff with ±`jitter` (fraction) between restarts, capped at `max_s`."""
+    """Exponential backoff with ±`jitter` (fraction) between restarts, capped at `max_s`; a run that stayed up for
+    `healthy_after_s` resets it."""
 
     initial_s: float = 1.0
     max_s: float = 300.0
@@ -39,10 +41,11 @@ class RestartPolicy:
     jitter: float = 0.2
     healthy_after_s: float = 120.0
 
-    def delay_s(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait before restart number `attempt` (0-based since the last healthy run)."""
-        base = min(self.max_s, self.initial_s * self.multiplier ** min(attempt, 64))
-        return max(0.0, base * rng.uniform(1.0 - self.jitter, 1.0 + self.jitter))
+    def backoff(self, rng: random.Random) -> Backoff:
+        """The restart delays of one pipeline (attempt 0 = the first restart since the last healthy run)."""
+        return Backoff(
+            self.initial_s, self.max_s, self.multiplier, (1.0 - self.jitter, 1.0 + self.jitter), floor_s=0.0, rng=rng
+        )
 
 
 class SupervisorState(StrEnum):
@@ -229,16 +232,15 @@ class Supervisor:
 
     async def _supervise(self, record: PipelineRecord) -> None:
         log = structlog.get_logger().bind(pipeline=record.name)
-        attempt = 0
+        backoff = self.policy.backoff(self._rng)
         try:
             while True:
                 started = time.monotonic()
                 outcome = await self._run_once(record)
                 if time.monotonic() - started >= self.policy.healthy_after_s:
-                    attempt = 0
-                delay = self.policy.delay_s(attempt, self._rng)
-                attempt += 1
-                record.crashes_in_row = attempt
+                    backoff.reset()
+                delay = backoff.next_delay()
+                record.crashes_in_row = backoff.attempt
                 record.restarts += 1
                 record.state = SupervisorState.BACKOFF
                 record.retry_at = time.monotonic() + delay

@@ -42,7 +42,7 @@ class FlushError(RuntimeError):
 
     def __init__(self, failures: dict[tuple[str, str], Exception], commits: list[Commit]) -> None:
         names = ", ".join(f"{lib}/{sym}: {err}" for (lib, sym), err in failures.items())
-        super().__init__(f"flush failed for {names}; rows kept buffered (discard() drops them)")
+        super().__init__(f"flush failed for {names}; rows kept buffered for the next flush")
         self.failures = failures
         self.commits = commits
 
@@ -138,16 +138,6 @@ class StreamWriter:
         """Rows buffered and not yet committed, over all symbols."""
         with self._lock:
             return sum(p.rows for p in self._pending.values())
-
-    def discard(self, library: str, symbol: str) -> pd.DataFrame:
-        """Drop (and return, for quarantine) a symbol's buffered rows; its watermark goes back to the committed one."""
-        with self._lock:
-            pending = self._pending.get((library, symbol))
-            if pending is None or not pending.frames:
-                return pd.DataFrame()
-            dropped = pd.concat(pending.frames)
-            pending.frames, pending.rows, pending.since, pending.high = [], 0, None, pending.committed
-            return dropped
 
     def _pending_for(self, library: str, symbol: str, key_columns: tuple[str, ...]) -> _Pending:
         pending = self._pending.get((library, symbol))

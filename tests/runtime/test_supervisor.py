@@ -221,7 +221,7 @@ def test_duplicate_names_are_rejected() -> None:
 @given(attempt=st.integers(min_value=0, max_value=200), seed=st.integers(min_value=0, max_value=2**32))
 def test_backoff_delay_is_bounded_and_jittered(attempt: int, seed: int) -> None:
     policy = RestartPolicy(initial_s=1.0, max_s=300.0, multiplier=2.0, jitter=0.2)
-    delay = policy.delay_s(attempt, random.Random(seed))
+    delay = policy.backoff(random.Random(seed)).delay_s(attempt)
     base = min(300.0, 2.0**attempt)
     assert base * 0.8 <= delay <= base * 1.2
 
