@@ -7,12 +7,14 @@ relying on symbol mappings. Every request is priced and limited by a `CostGuard`
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import databento
 import databento_dbn as dbn
+import zstandard
 
 from hydra_daemon.databento.cost_guard import CostGuard, CostRefused, HistoricalRequest
 from hydra_daemon.databento.dbn_runs import CorruptStream, is_panic, metadata_length
@@ -73,11 +75,11 @@ class HistoricalSource:
                     stype_in="parent",
                     stype_out="instrument_id",
                 )
-                return checked_records(store, what)
-            except BaseException as exc:
-                if is_panic(exc):
-                    raise CorruptStream(f"{what}: the DBN decoder panicked: {str(exc)[:200]}") from None
+            except databento.BentoHttpError:
                 raise
+            except _UNREADABLE as exc:  # the client decodes the body's header while building the store
+                raise _corrupt(what, exc) from None
+            return checked_records(store, what)
 
     def fetch_chunks(
         self, client: databento.Historical, parent: str, schema: str, start_ns: int, end_ns: int
@@ -95,18 +97,48 @@ class HistoricalSource:
             yield records
 
 
+_UNREADABLE = (databento.BentoError, dbn.DBNError, zstandard.ZstdError, ValueError, EOFError)
+"""What reading a body that is not (zstd) DBN raises in the client and databento_dbn."""
+
+
+def _corrupt(what: str, exc: BaseException) -> CorruptStream:
+    return CorruptStream(f"{what}: not readable DBN ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+def response_records(body: bytes, what: str) -> list[Any]:
+    """The records of a Historical response body (zstd or plain DBN), as `fetch` reads them; `CorruptStream`
+    otherwise."""
+    try:
+        store = databento.DBNStore.from_bytes(io.BytesIO(body))
+    except _UNREADABLE as exc:
+        raise _corrupt(what, exc) from None
+    return checked_records(store, what)
+
+
 def checked_records(store: databento.DBNStore, what: str) -> list[Any]:
     """The records of `store`, after checking that its bytes frame only records databento_dbn decodes safely (when
-    they are of the current DBN version; older versions are upgraded by the library)."""
-    raw = store.reader.read()
-    header = metadata_length(raw)
-    if header is None:
-        raise CorruptStream(f"{what}: the response ends inside its DBN header")
-    if raw[3] == dbn.DBN_VERSION:
-        body = raw[header:]
-        _, used, broken = checked_runs(body)
-        if broken is not None:
-            raise CorruptStream(f"{what}: {broken.reason}", broken.offset, broken)
-        if used != len(body):
-            raise CorruptStream(f"{what}: the response ends inside a record ({len(body) - used} bytes left over)")
-    return list(store)
+    they are of the current DBN version; older versions are upgraded by the library); `CorruptStream` for anything
+    wrong, including a panic of the library."""
+    try:
+        raw = store.reader.read()
+        header = metadata_length(raw)
+        if header is None:
+            raise CorruptStream(f"{what}: the response ends inside its DBN header")
+        if store.metadata.ts_out:
+            raise CorruptStream(f"{what}: the response carries ts_out, which Historical requests never ask for")
+        if raw[3] == dbn.DBN_VERSION:
+            body = raw[header:]
+            _, used, broken = checked_runs(body)
+            if broken is not None:
+                raise CorruptStream(f"{what}: {broken.reason}", broken.offset, broken)
+            if used != len(body):
+                raise CorruptStream(f"{what}: the response ends inside a record ({len(body) - used} bytes left over)")
+        return list(store)
+    except CorruptStream:
+        raise
+    except _UNREADABLE as exc:
+        raise _corrupt(what, exc) from None
+    except BaseException as exc:
+        if is_panic(exc):
+            raise _corrupt(what, exc) from None
+        raise

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hydra_daemon.databento import stream_decoder
 from hydra_daemon.databento.dbn_runs import CorruptStream, is_panic
 from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, decode_raw, record_problem
-from hydra_daemon.databento.historical_fill import checked_records
+from hydra_daemon.databento.historical_fill import checked_records, response_records
 from hydra_daemon.databento.quarantine import DbnQuarantine
 from hydra_daemon.databento.stream_decoder import DecoderFinished, StreamDecoder
 
@@ -178,3 +178,38 @@ def test_a_corrupt_historical_response_is_a_corrupt_stream_with_the_record() -> 
     assert info.value.record is not None and info.value.record.raw == SHORT_MBP1
     with pytest.raises(CorruptStream, match="ends inside a record"):
         checked_records(_historical_store(_bar(1) + _bar(2)[:-5]), "HE.FUT")
+
+
+def _response(body: bytes, compress: bool) -> bytes:
+    metadata = dbn.Metadata("GLBX.MDP3", 0, dbn.SType.PARENT, dbn.SType.INSTRUMENT_ID, dbn.Schema.OHLCV_1M, [])  # type: ignore[arg-type]
+    raw = metadata.encode() + body
+    return zstandard.ZstdCompressor().compress(raw) if compress else raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    flips=st.lists(_mutation, min_size=1, max_size=4),
+    cut=st.none() | st.integers(min_value=1),
+    compress=st.booleans(),
+    after=st.booleans(),
+)
+def test_any_damaged_historical_response_is_records_or_a_corrupt_stream(
+    flips: list[tuple[int, int]], cut: int | None, compress: bool, after: bool
+) -> None:
+    """Damage before or after compression, including the metadata (version, ts_out) and truncation."""
+    raw = bytearray(_response(b"".join(_bar(i) for i in range(20)), compress=False))
+    if not after:
+        for at, value in flips:
+            raw[at % len(raw)] = value
+    data = bytearray(zstandard.ZstdCompressor().compress(bytes(raw)) if compress else raw)
+    if after:
+        for at, value in flips:
+            data[at % len(data)] = value
+    if cut is not None:
+        data = data[: cut % len(data) + 1]
+    try:
+        records = response_records(bytes(data), "HE.FUT")
+    except CorruptStream as exc:
+        assert str(exc).startswith("HE.FUT: ") or "HE.FUT: " in str(exc)
+        return
+    assert len(records) <= 20
