@@ -112,7 +112,7 @@ def _export(args: argparse.Namespace) -> int:
         paths = export_from_store(
             config.storage.arctic_uri, args.library, args.symbol, args.start, args.end, config.storage.lake_dir
         )
-    except LookupError as exc:  # no such library or symbol in the store
+    except (LookupError, ValueError) as exc:  # no such library or symbol; a name that cannot be a lake directory
         print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     for path in paths:

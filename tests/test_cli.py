@@ -102,6 +102,12 @@ def test_export_of_a_missing_symbol_or_backwards_range_is_one_line_exit_1(tmp_pa
     assert missing.returncode == 1
     assert "Traceback" not in missing.stderr
     assert "error: export: no symbol 'LE.cot' in library 'cot'" in missing.stderr
+    hidden = _cli("export", "--config", str(config), "--library", "cot", "--symbol", ".HE", "--start", "2024-01-01",
+                  "--end", "2024-01-31")  # fmt: skip
+    assert hidden.returncode == 1
+    assert (
+        hidden.stderr == "error: lake: symbol name '.HE' cannot be a directory name (no '/', no leading '.' or '_')\n"
+    )
     backwards = _cli(
         "export",
         "--config",
