@@ -6,19 +6,23 @@ import datetime as dt
 import functools
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import ParamSpec, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 import pandas as pd
+import polars as pl
 from arcticdb.version_store.library import DataError, Library, ReadRequest
 
 from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.bitemporal import BITEMPORAL_COLUMNS
 from hydra_daemon.store.bitemporal_table import BitemporalTable
-from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.features import VALUE
 from hydra_daemon.store.frames import restore_utc
+from hydra_daemon.store.maintenance import daily_snapshot_name
 from hydra_daemon.store.symbols import (
     COT,
     FEATURES,
     FUTURES,
+    LIBRARIES,
     OPTIONS,
     SymbolNameError,
     chain_symbol,
@@ -28,9 +32,14 @@ from hydra_daemon.store.symbols import (
 )
 from hydra_daemon.store.watermark import Watermark
 
+Output = Literal["pandas", "polars"]
+Frame = TypeVar("Frame", pd.DataFrame, pl.DataFrame)
+
 # How far back options_chain() looks for the latest snapshot before reading the whole symbol (widening windows).
 _CHAIN_LOOKBACKS = (pd.Timedelta(hours=1), pd.Timedelta(days=1), pd.Timedelta(days=10), pd.Timedelta(days=100))
 _CHAIN_PROBE_COLUMN = "instrument_id"  # a narrow column: probing for the snapshot time reads the index and this
+# How far back (in as_of) the panels look for each market's latest value before reading its whole history.
+_PANEL_LOOKBACKS = (pd.Timedelta(days=35), pd.Timedelta(days=400), None)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -52,7 +61,7 @@ def _arguments_checked(method: Callable[P, R]) -> Callable[P, R]:
     return checked
 
 
-class Reader:
+class Reader(Generic[Frame]):
     """Read-only view of a hydra ArcticDB store, safe to use while the daemon writes.
 
     ``Reader(uri)`` opens the store with ``writer=False``: it never takes the writer lease, so it is never blocked by
@@ -60,35 +69,125 @@ class Reader:
     visible within about 2 s (ArcticDB caches the latest version). Use ``with Reader(uri) as r:`` or call
     :meth:`close`.
 
-    Every method returns a numpy-backed pandas DataFrame whose timestamps — index and columns — are tz-aware UTC
-    (``datetime64[ns, UTC]``); ArcticDB hands back non-index timestamp columns naive, the Reader restores UTC.
-    Every ``at``/``start``/``end`` must be a tz-aware datetime (any zone; converted to UTC) within what pandas can
-    hold (1677-09-22 .. 2262-04-11 UTC). An argument a method cannot use (a naive or out-of-range time, a reversed
-    window, a market, schema or feature name that cannot be a symbol) raises `ReaderArgumentError` (a
-    ``ValueError``) naming the method and the argument; a valid name the store does not hold raises ``LookupError``.
-    Reads ``at`` a time are point-in-time: nothing is returned that was not available at ``at`` (bitemporal tables:
-    ``available_at <= at``; market data: index time ``<= at``).
+    - ``as_of_snapshot=date(2026, 3, 4)`` reads what the store held at the end of that UTC day (the daemon's daily
+      snapshot ``daily-YYYYMMDD``; the most recent `keep_daily_snapshots_days` are kept) instead of its latest state.
+    - ``output="polars"`` returns polars DataFrames (a pandas index becomes the first column) instead of pandas.
+    - ``log=True`` lets the store log its opening and closing; by default the Reader logs nothing.
+
+    Every method returns numpy-backed pandas DataFrames whose timestamps — index and columns — are tz-aware UTC
+    (``datetime64[ns, UTC]``; polars ``Datetime("ns", "UTC")``). Every ``at``/``start``/``end`` must be a tz-aware
+    datetime (any zone; converted to UTC) within what pandas can hold (1677-09-22 .. 2262-04-11 UTC). An argument a
+    method cannot use (a naive or out-of-range time, a reversed window, a market, schema or feature name that cannot
+    be a symbol, an unknown column) raises `ReaderArgumentError` (a ``ValueError``) naming the method and the
+    argument; a valid name the store does not hold raises ``LookupError``. Reads ``at`` a time are point-in-time:
+    nothing is returned that was not available at ``at`` (bitemporal tables: ``available_at <= at``; market data:
+    index time ``<= at``). ``columns=`` keeps only those columns (read inside ArcticDB where it can).
     """
 
-    def __init__(self, uri: str) -> None:
-        self._store = Store.open(uri, writer=False)
+    @overload
+    def __init__(
+        self: Reader[pd.DataFrame],
+        uri: str,
+        *,
+        as_of_snapshot: dt.date | None = None,
+        output: Literal["pandas"] = "pandas",
+        log: bool = False,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Reader[pl.DataFrame],
+        uri: str,
+        *,
+        as_of_snapshot: dt.date | None = None,
+        output: Literal["polars"],
+        log: bool = False,
+    ) -> None: ...
+
+    def __init__(
+        self, uri: str, *, as_of_snapshot: dt.date | None = None, output: Output = "pandas", log: bool = False
+    ) -> None:
+        if output not in ("pandas", "polars"):
+            raise ReaderArgumentError(f"Reader: output must be 'pandas' or 'polars', got {output!r}")
+        self._output = output
+        self._store = Store.open(uri, writer=False, quiet=not log)
+        self._as_of: str | None = None
+        if as_of_snapshot is not None:
+            self._as_of = self._snapshot(as_of_snapshot)
+
+    # --- what the store holds ---------------------------------------------------------------------------------
 
     @_arguments_checked
-    def futures_bars(self, market: str, start: dt.datetime, end: dt.datetime, schema: str = "ohlcv-1d") -> pd.DataFrame:
+    def markets(self) -> list[str]:
+        """Every market with at least one symbol in the store, sorted."""
+        return sorted({symbol.split(".", 1)[0] for name in self._libraries() for symbol in self._symbols(name)})
+
+    @_arguments_checked
+    def features(self, market: str) -> list[str]:
+        """The feature names stored for ``market``, sorted (read them with `feature` / `feature_panel`)."""
+        return self._suffixes(FEATURES, market) if FEATURES in self._libraries() else []
+
+    @_arguments_checked
+    def schemas(self, market: str) -> dict[str, list[str]]:
+        """Per library (futures, options, cot), the symbol suffixes stored for ``market`` — Databento schemas,
+        ``chain``, ``cot`` — sorted; libraries without any are left out. Features: see `features`."""
+        found = {name: self._suffixes(name, market) for name in self._libraries() if name != FEATURES}
+        return {name: suffixes for name, suffixes in found.items() if suffixes}
+
+    # --- market data ------------------------------------------------------------------------------------------
+
+    @_arguments_checked
+    def futures_bars(
+        self,
+        market: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        schema: str = "ohlcv-1d",
+        *,
+        columns: Sequence[str] | None = None,
+    ) -> Frame:
         """Futures rows of ``schema`` for ``market`` with index time in ``[start, end]`` (inclusive).
 
         The index is ``ts_recv`` where the schema has one (mbp-1, trades, ...), else ``ts_event``: for OHLCV bars
         that is the bar's OPEN time, and a bar is only known at its close — for a lookahead-free read "as of T",
         pass ``end = T - bar length`` (e.g. one day for ``ohlcv-1d``)."""
-        first, last = _utc("futures_bars", "start", start), _utc("futures_bars", "end", end)
-        if last < first:
-            raise ReaderArgumentError(f"Reader.futures_bars: end {last} is before start {first}")
-        symbol = data_symbol(market, schema)
-        frame = self._library(FUTURES, symbol).read(symbol, date_range=(first, last)).data
-        return restore_utc(frame)
+        return self._records("futures_bars", FUTURES, market, schema, _window("futures_bars", start, end), columns)
 
     @_arguments_checked
-    def options_chain(self, market: str, at: dt.datetime) -> pd.DataFrame:
+    def records(
+        self,
+        library: str,
+        market: str,
+        schema: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        *,
+        columns: Sequence[str] | None = None,
+    ) -> Frame:
+        """Market data of ``library`` (futures or options) — ``schema`` as listed by `schemas`, e.g. options
+        ``mbp-1`` quotes, ``statistics``, ``definition`` or ``chain`` — with index time in ``[start, end]``."""
+        return self._records("records", library, market, schema, _window("records", start, end), columns)
+
+    def _records(
+        self,
+        method: str,
+        library: str,
+        market: str,
+        schema: str,
+        window: tuple[pd.Timestamp | None, ...],
+        columns: Sequence[str] | None,
+    ) -> Frame:
+        if library not in (FUTURES, OPTIONS):
+            raise ReaderArgumentError(f"Reader.{method}: library must be {FUTURES!r} or {OPTIONS!r}, got {library!r}")
+        first, last = window
+        if first is None or last is None:
+            raise ReaderArgumentError(f"Reader.{method}: start and end are required")
+        symbol = chain_symbol(market) if schema == "chain" else data_symbol(market, schema)
+        frame = self._read(self._library(library, symbol), symbol, date_range=(first, last), columns=columns)
+        return self._out(restore_utc(frame))
+
+    @_arguments_checked
+    def options_chain(self, market: str, at: dt.datetime, *, columns: Sequence[str] | None = None) -> Frame:
         """The latest option-chain snapshot of ``market`` taken at or before ``at`` (all its rows, indexed by
         ``snapshot_time``); empty if none was taken by then.
 
@@ -98,51 +197,58 @@ class Reader:
         symbol = chain_symbol(market)
         library = self._library(OPTIONS, symbol)
         taken = self._last_snapshot_time(library, symbol, when)
-        frame = library.read(symbol, date_range=(taken, taken) if taken is not None else (when, when)).data
-        return restore_utc(frame)
+        window = (taken, taken) if taken is not None else (when, when)
+        return self._out(restore_utc(self._read(library, symbol, date_range=window, columns=columns)))
+
+    # --- COT and features (bitemporal) ------------------------------------------------------------------------
 
     @_arguments_checked
     def cot(
-        self, market: str, at: dt.datetime, *, start: dt.datetime | None = None, end: dt.datetime | None = None
-    ) -> pd.DataFrame:
-        """The COT reports of ``market`` as known at ``at``: per ``as_of`` the latest revision with
-        ``available_at <= at``; only reports with ``as_of`` in ``[start, end]`` when given."""
-        when = _utc("cot", "at", at)
-        first, last = _window("cot", start, end)
-        return self._cot_table(market).point_in_time(when, first, last)
-
-    @_arguments_checked
-    def cot_panel(
         self,
-        markets: Sequence[str],
+        market: str,
         at: dt.datetime,
         *,
         start: dt.datetime | None = None,
         end: dt.datetime | None = None,
-    ) -> pd.DataFrame:
-        """`cot` for many markets in one batched read, stacked with a ``market`` column (for cross-sections)."""
-        when = _utc("cot_panel", "at", at)
-        first, last = _window("cot_panel", start, end)
-        if isinstance(markets, str):
-            raise ReaderArgumentError(f"Reader.cot_panel: markets must be a list of names, got the string {markets!r}")
-        symbols = [cot_symbol(market) for market in markets]
-        for symbol in symbols:
-            self._library(COT, symbol)
-        tables = [BitemporalTable(self._store.library(COT), symbol) for symbol in symbols]
-        requests = [ReadRequest(t.symbol, query_builder=t.query(when, first, last)) for t in tables]
-        results = self._store.library(COT).read_batch(requests)
-        frames = []
-        for market, table, result in zip(markets, tables, results, strict=True):
-            if isinstance(result, DataError):
-                raise LookupError(f"cot_panel: reading {table.symbol} failed: {result}")
-            frame = table.point_in_time_of(restore_utc(result.data).reset_index(), when)
-            frames.append(frame.assign(market=market))
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        columns: Sequence[str] | None = None,
+    ) -> Frame:
+        """The COT reports of ``market`` as known at ``at``: per ``as_of`` the latest revision with
+        ``available_at <= at``; only reports with ``as_of`` in ``[start, end]`` when given."""
+        when = _utc("cot", "at", at)
+        first, last = _window("cot", start, end)
+        table = self._cot_table(market)
+        rows = self._read(table.library, table.symbol, query=table.query(when, first, last))
+        return self._out(_select(table.point_in_time_of(_rows(rows), when), columns, "cot"))
 
     @_arguments_checked
-    def cot_history(self, market: str) -> pd.DataFrame:
-        """Every stored revision of ``market``'s COT reports, sorted by (``as_of``, ``revision``)."""
-        return self._cot_table(market).history()
+    def cot_history(
+        self,
+        market: str,
+        *,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> Frame:
+        """Every stored revision of ``market``'s COT reports with ``as_of`` in ``[start, end]`` (either open),
+        sorted by (``as_of``, ``revision``): what was published when, for studying revisions."""
+        first, last = _window("cot_history", start, end)
+        table = self._cot_table(market)
+        rows = _rows(self._read(table.library, table.symbol, query=table.window(first, last)))
+        history = rows.sort_values(["as_of", "revision"], kind="stable").reset_index(drop=True)
+        return self._out(_select(history, columns, "cot_history"))
+
+    @_arguments_checked
+    def cot_panel(self, markets: Sequence[str], at: dt.datetime, *, columns: Sequence[str] | None = None) -> Frame:
+        """The cross-section at ``at``: one row per market (index ``market``) holding its latest COT report known
+        at ``at`` (newest ``as_of`` with a revision available by then), one column per report field; a market
+        without any report by then has a row of missing values. One batched read for all markets."""
+        when = _utc("cot_panel", "at", at)
+        _names("cot_panel", "markets", markets)
+        tables = [self._cot_table(market) for market in markets]
+        latest = self._panel_rows(tables, when)
+        rows = [frame.nlargest(1, "as_of").iloc[0] if not frame.empty else pd.Series(dtype=object) for frame in latest]
+        panel = pd.DataFrame(rows, index=pd.Index(list(markets), name="market")).infer_objects()
+        return self._out(restore_utc(_select(panel, columns, "cot_panel")))
 
     @_arguments_checked
     def feature(
@@ -153,20 +259,45 @@ class Reader:
         *,
         start: dt.datetime | None = None,
         end: dt.datetime | None = None,
-    ) -> pd.DataFrame:
+        columns: Sequence[str] | None = None,
+    ) -> Frame:
         """Feature ``name`` of ``market`` as known at ``at``: per key the latest revision with
         ``available_at <= at``; only rows with ``as_of`` in ``[start, end]`` when given (a history window: both
         filters run inside ArcticDB, so a short window stays fast however long the history)."""
         when = _utc("feature", "at", at)
         first, last = _window("feature", start, end)
-        self._library(FEATURES, feature_symbol(market, name))
-        return FeatureStore(self._store).read_feature(market, name, when, start=first, end=last)
+        table = self._feature_table(market, name)
+        rows = self._read(table.library, table.symbol, query=table.query(when, first, last))
+        return self._out(_select(table.point_in_time_of(_rows(rows), when), columns, "feature"))
+
+    @_arguments_checked
+    def feature_panel(self, markets: Sequence[str], names: Sequence[str], at: dt.datetime) -> Frame:
+        """The cross-section a backtest needs at each rebalance: one row per market (index ``market``), one column
+        per feature, each the value known at ``at`` for the feature's newest ``as_of`` (available by then).
+
+        Features keyed by more than ``as_of`` (the options features, per ``expiration``) give the value of the
+        first key at that ``as_of`` — the front expiration. Missing values where a market has no such feature
+        (known by then); ``LookupError`` if none of the markets has it. One batched read per feature."""
+        when = _utc("feature_panel", "at", at)
+        _names("feature_panel", "markets", markets)
+        _names("feature_panel", "names", names)
+        panel = pd.DataFrame(index=pd.Index(list(markets), name="market"), columns=list(names), dtype="float64")
+        for name in names:
+            held = [m for m in markets if feature_symbol(m, name) in self._symbols(FEATURES)]
+            if not held:
+                self._library(FEATURES, feature_symbol(markets[0], name))  # raises, naming what is missing
+            tables = [self._feature_table(market, name) for market in held]
+            rows = self._panel_rows(tables, when)
+            panel.loc[held, name] = [_front_value(frame, table) for frame, table in zip(rows, tables, strict=True)]
+        return self._out(panel)
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Release this process's handle on the store. Idempotent."""
         self._store.close()
 
-    def __enter__(self) -> Reader:
+    def __enter__(self) -> Reader[Frame]:
         return self
 
     def __exit__(
@@ -174,32 +305,147 @@ class Reader:
     ) -> None:
         self.close()
 
+    # --- helpers ----------------------------------------------------------------------------------------------
+
+    def _panel_rows(self, tables: Sequence[BitemporalTable], when: pd.Timestamp) -> list[pd.DataFrame]:
+        """Per table, its point-in-time rows at ``when`` with ``as_of`` in widening windows ending at ``when``,
+        until each has some (batched reads of all tables still empty)."""
+        found: list[pd.DataFrame | None] = [None] * len(tables)
+        for lookback in _PANEL_LOOKBACKS:
+            todo = [i for i, frame in enumerate(found) if frame is None or frame.empty]
+            if not todo:
+                break
+            first = None if lookback is None else when - lookback
+            for i, frame in zip(todo, self._read_batch([tables[i] for i in todo], when, first), strict=True):
+                found[i] = frame
+        return [frame if frame is not None else pd.DataFrame() for frame in found]
+
+    def _read_batch(
+        self, tables: Sequence[BitemporalTable], when: pd.Timestamp, first: pd.Timestamp | None
+    ) -> list[pd.DataFrame]:
+        """Point-in-time rows at ``when`` (``as_of >= first``) of tables in one library, in one batched read."""
+        if not tables:
+            return []
+        requests = [ReadRequest(t.symbol, as_of=self._as_of, query_builder=t.query(when, first, None)) for t in tables]
+        results = tables[0].library.read_batch(requests)
+        frames = []
+        for table, result in zip(tables, results, strict=True):
+            if isinstance(result, DataError):
+                raise LookupError(f"reading {table.library.name}/{table.symbol} failed: {result}")
+            frames.append(table.point_in_time_of(_rows(result.data), when))
+        return frames
+
     def _cot_table(self, market: str) -> BitemporalTable:
         symbol = cot_symbol(market)
         return BitemporalTable(self._library(COT, symbol), symbol)
 
-    @staticmethod
-    def _last_snapshot_time(library: Library, symbol: str, when: pd.Timestamp) -> pd.Timestamp | None:
+    def _feature_table(self, market: str, name: str) -> BitemporalTable:
+        symbol = feature_symbol(market, name)
+        library = self._library(FEATURES, symbol)
+        names: list[str] = [c.name for c in library.get_description(symbol, as_of=self._as_of).columns]
+        keys = ("as_of", *(name for name in names if name not in (*BITEMPORAL_COLUMNS, VALUE)))
+        return BitemporalTable(library, symbol, keys)
+
+    def _read(
+        self,
+        library: Library,
+        symbol: str,
+        *,
+        date_range: tuple[pd.Timestamp | None, pd.Timestamp | None] | None = None,
+        columns: Sequence[str] | None = None,
+        query: Any = None,
+    ) -> pd.DataFrame:
+        """One ArcticDB read at this Reader's snapshot (or the latest version)."""
+        wanted = None if columns is None else list(columns)
+        return library.read(symbol, as_of=self._as_of, date_range=date_range, columns=wanted, query_builder=query).data
+
+    def _last_snapshot_time(self, library: Library, symbol: str, when: pd.Timestamp) -> pd.Timestamp | None:
         """Time of the newest chain snapshot at or before ``when`` (None if there is none)."""
-        newest = Watermark.from_metadata(library.read_metadata(symbol).metadata)
+        newest = Watermark.from_metadata(library.read_metadata(symbol, as_of=self._as_of).metadata)
         if newest is not None and newest.timestamp <= when:
             return newest.timestamp
         for lookback in (*_CHAIN_LOOKBACKS, None):
             first = None if lookback is None else when - lookback
-            index = library.read(symbol, date_range=(first, when), columns=[_CHAIN_PROBE_COLUMN]).data.index
+            index = self._read(library, symbol, date_range=(first, when), columns=[_CHAIN_PROBE_COLUMN]).index
             if len(index):
                 return pd.Timestamp(index[-1]).tz_convert("UTC")
         return None
 
-    def _library(self, name: str, symbol: str) -> Library:
-        """Library ``name``; ``LookupError`` saying what is missing if it or ``symbol`` is not in the store."""
-        library = self._store.library(name)
-        if not library.has_symbol(symbol):
+    def _libraries(self) -> list[str]:
+        return [name for name in LIBRARIES if self._store.has_library(name)]
+
+    def _symbols(self, library_name: str) -> list[str]:
+        library = self._store.library(library_name)
+        if self._as_of is None:
+            return list(library.list_symbols())
+        return list(library.list_symbols(snapshot_name=self._as_of)) if self._as_of in library.list_snapshots() else []
+
+    def _suffixes(self, library_name: str, market: str) -> list[str]:
+        prefix = f"{market}."
+        return sorted(s[len(prefix) :] for s in self._symbols(library_name) if s.startswith(prefix))
+
+    def _snapshot(self, day: dt.date) -> str:
+        """The daily snapshot holding the store at the end of UTC ``day``; ``LookupError`` naming the ones kept."""
+        if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
+            raise ReaderArgumentError(f"Reader: as_of_snapshot must be a date (a UTC day), got {type(day).__name__}")
+        name = daily_snapshot_name(day)
+        kept: set[str] = set()
+        for library_name in self._libraries():
+            kept |= set(self._store.library(library_name).list_snapshots())
+        if name not in kept:
+            days = sorted(s for s in kept if s.startswith("daily-"))
             raise LookupError(
-                f"no symbol {symbol!r} in library {name!r} of the store; check the market/schema/feature name "
-                "or whether the daemon has captured it yet"
+                f"Reader: no snapshot {name!r} (the end of UTC day {day}) in the store; daily snapshots kept: "
+                f"{', '.join(days[-10:]) or 'none yet'}"
+            )
+        return name
+
+    def _library(self, name: str, symbol: str) -> Library:
+        """Library ``name``; ``LookupError`` saying what is missing if it or ``symbol`` is not in the store (or in
+        this Reader's snapshot)."""
+        library = self._store.library(name)
+        if symbol not in self._symbols(name):
+            where = "the store" if self._as_of is None else f"snapshot {self._as_of}"
+            raise LookupError(
+                f"no symbol {symbol!r} in library {name!r} of {where}; check the market/schema/feature name "
+                "or whether the daemon has captured it yet (Reader.markets(), .schemas(m), .features(m) list them)"
             )
         return library
+
+    def _out(self, frame: pd.DataFrame) -> Frame:
+        if self._output == "pandas":
+            return cast(Frame, frame)
+        named = frame.index.name is not None
+        return cast(Frame, pl.from_pandas(frame.reset_index() if named else frame.reset_index(drop=True)))
+
+
+def _names(method: str, argument: str, names: Sequence[str]) -> None:
+    """A list of names, not one string (which would be read letter by letter)."""
+    if isinstance(names, str):
+        raise ReaderArgumentError(f"Reader.{method}: {argument} must be a list of names, got the string {names!r}")
+
+
+def _rows(stored: pd.DataFrame) -> pd.DataFrame:
+    """Bitemporal rows as read (index ``ingested_at``) as plain columns, UTC restored."""
+    return restore_utc(stored).reset_index()
+
+
+def _select(frame: pd.DataFrame, columns: Sequence[str] | None, method: str) -> pd.DataFrame:
+    """``frame[columns]`` (all when None); ``ValueError`` naming the unknown ones and what there is."""
+    if columns is None:
+        return frame
+    unknown = [c for c in columns if c not in frame.columns]
+    if unknown and not frame.empty:
+        raise ReaderArgumentError(f"Reader.{method}: unknown columns {unknown}; it has {list(frame.columns)}")
+    return frame.reindex(columns=list(columns))
+
+
+def _front_value(frame: pd.DataFrame, table: BitemporalTable) -> float:
+    """The value at the newest ``as_of`` of point-in-time rows, for the first of the other keys (NaN if none)."""
+    if frame.empty:
+        return float("nan")
+    newest = frame[frame["as_of"] == frame["as_of"].max()]
+    return float(newest.sort_values(list(table.keys), kind="stable")[VALUE].iloc[0])
 
 
 def _utc(method: str, argument: str, value: dt.datetime) -> pd.Timestamp:

@@ -277,8 +277,8 @@ def test_reader_reads_consistent_prefixes_while_another_process_appends(tmp_path
 
 
 def test_history_windows_and_the_cot_panel_match_the_full_point_in_time_reads(tmp_path: Path) -> None:
-    """`start`/`end` select `as_of` inside ArcticDB; the result equals filtering the full PIT read; `cot_panel` equals
-    one `cot` per market."""
+    """`start`/`end` select `as_of` inside ArcticDB; the result equals filtering the full PIT read; `cot_panel` holds
+    each market's newest report of its `cot` read."""
     uri = _uri(tmp_path)
     weeks = [COT_AS_OF + pd.Timedelta(weeks=w) for w in range(8)]
     with Store.open(uri, writer=True) as store:
@@ -299,11 +299,11 @@ def test_history_windows_and_the_cot_panel_match_the_full_point_in_time_reads(tm
         expected = full[(full["as_of"] >= start) & (full["as_of"] <= end)].reset_index(drop=True)
         pd.testing.assert_frame_equal(window, expected)
         assert window["as_of"].tolist() == weeks[2:6]  # week 6 was not released by `at`
-        panel = reader.cot_panel(["HE", "LE"], at, start=start)
+        panel = reader.cot_panel(["HE", "LE"], at)
+        assert panel.index.tolist() == ["HE", "LE"]
         for market in ("HE", "LE"):
-            alone = reader.cot(market, at, start=start)
-            mine = panel[panel["market"] == market].drop(columns="market").reset_index(drop=True)
-            pd.testing.assert_frame_equal(mine, alone)
+            latest = reader.cot(market, at).iloc[-1]  # the newest as_of known at `at`: one row per market
+            pd.testing.assert_series_equal(panel.loc[market], latest, check_names=False)
         feature = reader.feature("LE", "total_oi", weeks[-1], start=weeks[3], end=weeks[4])
         assert feature["value"].tolist() == [4.0, 5.0]
         with pytest.raises(ValueError, match=r"end .* is before start"):

@@ -71,13 +71,15 @@ class Store:
         self._lock = threading.Lock()
         self._symbol_locks: dict[tuple[str, str], threading.Lock] = {}
         self._closed = False
+        self.quiet = False
         location = parse_uri(uri)
         lmdb_dir = location.path if isinstance(location, LmdbLocation) else None
         self.status = StorageStatus(lmdb_dir, map_size_bytes(uri) if lmdb_dir else None, redact_uri(uri))
 
     @classmethod
-    def open(cls, uri: str, *, writer: bool) -> Store:
-        """Open the store at ``uri``; :class:`StoreLockedError` if ``writer`` and another process holds the lease."""
+    def open(cls, uri: str, *, writer: bool, quiet: bool = False) -> Store:
+        """Open the store at ``uri``; :class:`StoreLockedError` if ``writer`` and another process holds the lease.
+        ``quiet`` logs neither the opening nor the closing (a research `Reader` stays silent unless asked)."""
         location = parse_uri(validate_uri(uri))
         name = redact_uri(uri)
         lease: FileLease | S3Lease | None = None
@@ -97,7 +99,9 @@ class Store:
             if lease is not None:
                 lease.release()
             raise
-        log.info("store.opened", store=name, writer=writer)
+        store.quiet = quiet
+        if not quiet:
+            log.info("store.opened", store=name, writer=writer)
         return store
 
     def library(self, name: str) -> Library:
@@ -175,7 +179,8 @@ class Store:
         _ARCTICS.release(self._key)
         if self._lease is not None:
             self._lease.release()
-        log.info("store.closed", store=redact_uri(self.uri), writer=self.writer)
+        if not self.quiet:
+            log.info("store.closed", store=redact_uri(self.uri), writer=self.writer)
 
     def __enter__(self) -> Store:
         return self

@@ -102,9 +102,17 @@ class BitemporalTable:
             self._library.append(self.symbol, to_write, metadata=after.to_metadata(), prune_previous_versions=False)
         return to_write.reset_index()
 
+    @property
+    def library(self) -> Library:
+        return self._library
+
     def history(self, start: dt.datetime | None = None, end: dt.datetime | None = None) -> pd.DataFrame:
         """All revisions with ``as_of`` in ``[start, end]`` (either open), sorted by (keys, revision)."""
-        return self._read(None if start is None and end is None else self._as_of_window(QueryBuilder(), start, end))
+        return self._read(self.window(start, end))
+
+    def window(self, start: dt.datetime | None, end: dt.datetime | None) -> QueryBuilder | None:
+        """The ArcticDB filter of `history` (None: no filter), for readers that read themselves."""
+        return None if start is None and end is None else self._as_of_window(QueryBuilder(), start, end)
 
     def point_in_time(
         self, at: dt.datetime, start: dt.datetime | None = None, end: dt.datetime | None = None
