@@ -113,7 +113,11 @@ class Reader(Generic[Frame]):
         self._store = Store.open(uri, writer=False, quiet=not log)
         self._as_of: str | None = None
         if as_of_snapshot is not None:
-            self._as_of = self._snapshot(as_of_snapshot)
+            try:
+                self._as_of = self._snapshot(as_of_snapshot)
+            except Exception:
+                self._store.close()
+                raise
 
     # --- what the store holds ---------------------------------------------------------------------------------
 
@@ -431,7 +435,7 @@ def _rows(stored: pd.DataFrame) -> pd.DataFrame:
 
 
 def _select(frame: pd.DataFrame, columns: Sequence[str] | None, method: str) -> pd.DataFrame:
-    """``frame[columns]`` (all when None); ``ValueError`` naming the unknown ones and what there is."""
+    """``frame[columns]`` (all when None); `ReaderArgumentError` naming the unknown ones and what there is."""
     if columns is None:
         return frame
     unknown = [c for c in columns if c not in frame.columns]
