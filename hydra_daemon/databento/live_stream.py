@@ -209,10 +209,12 @@ class LiveStream:
             start = starts[schema]
             if start is not None and start < live_floor:
                 self._stats.state = PipelineState.FILLING
+                refused = self._stats.historical_refusals
                 async with aclosing(self._fill(schema, start, live_floor)) as filled:
                     async for batch in filled:
                         yield batch
-                self._stats.gaps_filled += 1
+                if self._stats.historical_refusals == refused:  # a refused range is left as a recorded gap
+                    self._stats.gaps_filled += 1
                 starts[schema] = live_floor
 
     async def _fill(self, schema: str, start_ns: int, end_ns: int) -> AsyncGenerator[DecodedBatch, None]:

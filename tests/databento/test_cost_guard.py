@@ -180,10 +180,13 @@ async def test_a_live_gap_fill_above_the_limit_is_refused_recorded_and_capture_g
         stopped_at = minute_mark(first)
         await eventually(lambda: clock.now_ns() > stopped_at + 1200 * NS_PER_S, "the venue to move 20 min on")
         second = pipeline(store)
-        async with running(second):
-            target = clock.now_ns() + 2 * 60 * NS_PER_S
-            await eventually(lambda: minute_mark(second) >= target, "live minute bars after the refused fill")
+        with structlog.testing.capture_logs() as logs:
+            async with running(second):
+                target = clock.now_ns() + 2 * 60 * NS_PER_S
+                await eventually(lambda: minute_mark(second) >= target, "live minute bars after the refused fill")
         assert second.stats.historical_refusals >= 1
+        fills = sum(1 for e in logs if e["event"] == "gap_fill_started")  # one market: one refusal ends a fill
+        assert second.stats.gaps_filled == fills - second.stats.historical_refusals, "a refused fill is not filled"
         assert second.stats.historical_cost_usd == 0
         assert "max_historical_cost_usd" in (second.stats.degraded_reason or "")
         gaps = [json.loads(line) for line in (tmp_path / "gaps" / "historical_refused.jsonl").read_text().splitlines()]
