@@ -265,6 +265,10 @@ def test_a_nul_byte_in_the_config_path_is_a_config_error() -> None:
         ("cot", "base_url", "http://host\x00/x", "an http:// or https:// URL"),
         ("cot", "extra_closures", [datetime(2024, 12, 24, 10)], "TOML dates"),
         ("databento", "futures_schemas", ["ohlcv-1d", "ohlcv-1d"], "distinct"),
+        ("databento", "max_historical_cost_usd", -0.01, "a non-negative amount of US dollars"),
+        ("databento", "max_historical_cost_usd", float("nan"), "a non-negative amount of US dollars"),
+        ("databento", "max_historical_cost_usd", float("inf"), "a non-negative amount of US dollars"),
+        ("databento", "max_historical_cost_usd", "10", "a non-negative amount of US dollars"),
     ],
 )
 def test_hostile_values_are_rejected(table: str | None, key: str, value: object, expected: str) -> None:
