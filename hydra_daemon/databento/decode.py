@@ -109,7 +109,6 @@ _CONTROL_BY_RTYPE: Mapping[int, type] = {
 }
 _UNSUPPORTED_MIN_LENGTH: Mapping[int, int] = {
     10: 368,  # MBP10Msg
-    17: 56,  # OHLCVMsg (deprecated rtype)
     18: 40,  # StatusMsg
     20: 112,  # ImbalanceMsg
     160: 56,  # MBOMsg
@@ -372,7 +371,7 @@ def structured(records: Sequence[Any], record_type: type) -> np.ndarray:
     dtype = _dtype(record_type)
     payload = b"".join(map(bytes, records))
     if len(payload) != dtype.itemsize * len(records):
-        raise ValueError(
+        raise CorruptStream(
             f"{record_type.__name__}: {len(payload)} bytes for {len(records)} records, expected "
             f"{dtype.itemsize} bytes each (DBN version mismatch? decode with the current databento-dbn)"
         )
