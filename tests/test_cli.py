@@ -228,3 +228,23 @@ def test_every_day_range_help_says_start_inclusive_end_exclusive(
     text = " ".join(capsys.readouterr().out.split())
     assert "--start START first UTC day, included" in text
     assert "--end END UTC day the range ends before, excluded" in text
+
+
+def test_readme_command_table_shows_every_required_option() -> None:
+    """Each README row names the options its command requires (a reader copying it must not meet 'required')."""
+    from hydra_daemon.cli import build_parser
+
+    rows = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| `hydra-daemon ")]
+    commands = {
+        "run": ["--config"],
+        "backfill futures": ["--config", "--market", "--start", "--end"],
+        "backfill cot": ["--config", "--start-year", "--end-year"],
+        "export": ["--config", "--library", "--symbol", "--start", "--end"],
+    }
+    parser = build_parser()
+    for command, options in commands.items():
+        (row,) = [r for r in rows if r.startswith(f"| `hydra-daemon {command} ")]
+        for option in options:
+            assert f"{option} " in row, (command, option)
+        with pytest.raises(SystemExit):
+            parser.parse_args(command.split())  # argparse agrees they are required
