@@ -1,10 +1,11 @@
 """Simulated CFTC disaggregated futures-only files: deterministic weekly positions rendered like the real `f_year.txt`.
 
-Pure: no clock, no network. Every answer takes `now` explicitly; a week appears once its `release_time` is <= now and
-a revision once its `published_at` is <= now. Per market, Old and Other crop-year books are random walks (seeded by
-`seed` and the market code); All is derived the way the real file does it: Prod/NonRept/Tot add up, and for Swap,
-Managed Money and Other Reportables a cross-crop-year spread `x` moves contracts out of long and short into spread
-(All_spread = Old_spread + Other_spread + x, All_long = Old_long + Other_long - x, likewise short).
+Pure: no clock, no network. Every answer takes `now` explicitly; a week appears once its release time (the sim's own
+`cftc_calendar`) is <= now and a revision once its `published_at` is <= now. Per market, Old and Other crop-year
+books are random walks (seeded by `seed` and the market code); All is derived the way the real file does it:
+Prod/NonRept/Tot add up, and for Swap, Managed Money and Other Reportables a cross-crop-year spread `x` moves
+contracts out of long and short into spread (All_spread = Old_spread + Other_spread + x, All_long = Old_long +
+Other_long - x, likewise short). The columns are built here too, not taken from the parser under test.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final
 
-from hydra_daemon.cot.calendar import NEW_YORK, release_time, weekly_as_of_dates
-from hydra_daemon.cot.columns import COLUMNS
+from hydra_daemon.sim.cftc_calendar import NEW_YORK, release_at, report_dates
 
 Value = str | int | float | None
 """A typed cell: text, a count, a percentage, or None where the file shows the `.` placeholder."""
@@ -121,6 +121,52 @@ _SHORT_WEIGHTS = {  # starting split of the non-spread short side
     "Other_Rept_Positions_Short": 0.10,
     "NonRept_Positions_Short": 0.20,
 }
+_ID_COLUMNS = (
+    "Market_and_Exchange_Names",
+    "As_of_Date_In_Form_YYMMDD",
+    "Report_Date_as_YYYY-MM-DD",
+    "CFTC_Contract_Market_Code",
+    "CFTC_Market_Code",
+    "CFTC_Region_Code",
+    "CFTC_Commodity_Code",
+)
+_TRAILING_COLUMNS = (
+    "Contract_Units",
+    "CFTC_Contract_Market_Code_Quotes",
+    "CFTC_Market_Code_Quotes",
+    "CFTC_Commodity_Code_Quotes",
+    "CFTC_SubGroup_Code",
+    "FutOnly_or_Combined",
+)
+_CONC_STEMS = tuple(
+    f"Conc_{kind}_LE_{n}_TDR_{side}" for kind in ("Gross", "Net") for n in (4, 8) for side in ("Long", "Short")
+)
+COLUMNS: Final = (
+    *_ID_COLUMNS,
+    *(f"{stem}_{segment}" for segment in _SEGMENTS for stem in _BLOCK),
+    *(f"Change_in_{stem}_All" for stem in _CHANGE_STEMS),
+    *(
+        column
+        for segment in _SEGMENTS
+        for column in (
+            f"Pct_of_Open_Interest_{segment}",
+            *(f"Pct_of_OI_{stem}_{segment}" for stem in _CHANGE_STEMS[1:]),
+        )
+    ),
+    *(
+        column
+        for segment in _SEGMENTS
+        for column in (
+            f"Traders_Tot_{segment}",
+            *(f"Traders_{stem}_{segment}" for stem in _TRADER_STEMS),
+            f"Traders_Tot_Rept_Long_{segment}",
+            f"Traders_Tot_Rept_Short_{segment}",
+        )
+    ),
+    *(f"{stem}_{segment}" for segment in _SEGMENTS for stem in _CONC_STEMS),
+    *_TRAILING_COLUMNS,
+)
+"""The 191 columns of the real `f_year.txt`, in file order (built here, not taken from the parser under test)."""
 _INT_COLUMNS = frozenset(
     [f"{stem}_{seg}" for seg in _SEGMENTS for stem in _BLOCK]
     + [f"Change_in_{stem}_All" for stem in _CHANGE_STEMS]
@@ -278,8 +324,8 @@ class SimulatedCotFiles:
     def released_as_of_dates(self, year: int, now: datetime) -> list[date]:
         """The as_of dates of `year` (ascending) whose report is public at `now`."""
         now = _aware(now)
-        candidates = weekly_as_of_dates(max(date(year, 1, 1), self.first_as_of), date(year, 12, 31))
-        return [d for d in candidates if release_time(d, self.extra_closures) <= now]
+        candidates = report_dates(max(date(year, 1, 1), self.first_as_of), date(year, 12, 31))
+        return [d for d in candidates if release_at(d, self.extra_closures) <= now]
 
     def records(self, years: Sequence[int], now: datetime) -> list[dict[str, Value]]:
         """Typed rows of the file covering `years` as published at `now`, in file order (code, then as_of desc)."""
@@ -327,7 +373,7 @@ class SimulatedCotFiles:
         market = self._market(code)
         self._require_as_of(as_of)
         published_at = _aware(published_at)
-        released = release_time(as_of, self.extra_closures)
+        released = release_at(as_of, self.extra_closures)
         if published_at <= released:
             raise ValueError(f"revision of {code} {as_of} must be published after its release {released.isoformat()}")
         _check_changes(market, changes)
@@ -346,7 +392,7 @@ class SimulatedCotFiles:
         weeks = tuple(d for y in years for d in self.released_as_of_dates(y, now))
         if not weeks:
             return None
-        stamp = max([release_time(weeks[-1], self.extra_closures), *self._revision_times(weeks, now)])
+        stamp = max([release_at(weeks[-1], self.extra_closures), *self._revision_times(weeks, now)])
         key = (member, weeks, stamp)
         with self._lock:
             cached = self._zip_cache.get(key)
@@ -392,7 +438,7 @@ class SimulatedCotFiles:
     def _extend(self, until: date) -> None:
         series = self._series
         start = self.first_as_of if not series.as_of_dates else series.as_of_dates[-1]
-        new = [d for d in weekly_as_of_dates(start, until) if not series.as_of_dates or d > series.as_of_dates[-1]]
+        new = [d for d in report_dates(start, until) if not series.as_of_dates or d > series.as_of_dates[-1]]
         series.as_of_dates.extend(new)
         for market in self.markets:
             walk = self._walks[market.code]
@@ -405,7 +451,7 @@ class SimulatedCotFiles:
         raise KeyError(f"unknown market code {code!r}; simulated codes: {[m.code for m in self.markets]}")
 
     def _require_as_of(self, as_of: date) -> None:
-        if as_of < self.first_as_of or weekly_as_of_dates(as_of, as_of) != [as_of]:
+        if as_of < self.first_as_of or report_dates(as_of, as_of) != [as_of]:
             raise ValueError(f"{as_of!r} is not a simulated report date (weekly from {self.first_as_of})")
 
 

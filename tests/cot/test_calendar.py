@@ -16,12 +16,19 @@ from hydra_daemon.cot.calendar import (
     release_time,
     weekly_as_of_dates,
 )
+from hydra_daemon.sim import cftc_calendar as sim_calendar
 
 NY = ZoneInfo("America/New_York")
 
 
 def utc(y: int, m: int, d: int, hh: int, mm: int = 0) -> datetime:
     return datetime(y, m, d, hh, mm, tzinfo=UTC)
+
+
+def test_agrees_with_the_simulators_independent_calendar_on_every_week_2006_to_2030() -> None:
+    weeks = weekly_as_of_dates(date(2006, 1, 1), date(2030, 12, 31))
+    assert weeks == sim_calendar.report_dates(date(2006, 1, 1), date(2030, 12, 31))
+    assert [release_time(d) for d in weeks] == [sim_calendar.release_at(d) for d in weeks]
 
 
 def test_winter_week_releases_friday_2030_utc() -> None:

@@ -17,9 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hydra_daemon.cot.calendar import release_time
-from hydra_daemon.cot.columns import COLUMNS
-from hydra_daemon.sim.cftc_files import DEFAULT_MARKETS, REVISABLE_COLUMNS, SimulatedCotFiles, Value
+from hydra_daemon.sim.cftc_files import COLUMNS, DEFAULT_MARKETS, REVISABLE_COLUMNS, SimulatedCotFiles, Value
 
 REAL_ZIP = Path(__file__).resolve().parents[1] / "data" / "fut_disagg_txt_2021.zip"
 SEGMENTS = ("All", "Old", "Other")
@@ -234,8 +232,7 @@ def test_same_seed_same_bytes_other_seed_differs() -> None:
 def test_file_grows_on_the_release_calendar() -> None:
     files = SimulatedCotFiles(seed=1, first_as_of=date(2024, 1, 2))
     juneteenth_week = date(2024, 6, 18)
-    released = release_time(juneteenth_week)
-    assert released == utc(2024, 6, 24, 19, 30)
+    released = utc(2024, 6, 24, 19, 30)  # Juneteenth (Wednesday) moves the release to Monday 15:30 New York
     friday = utc(2024, 6, 21, 19, 30)
     assert files.released_as_of_dates(2024, friday)[-1] == date(2024, 6, 11)
     assert files.released_as_of_dates(2024, released - timedelta(microseconds=1))[-1] == date(2024, 6, 11)
