@@ -29,6 +29,7 @@ class PipelineState(StrEnum):
     FILLING = "filling"  # live streams: filling a gap from Historical
     STREAMING = "streaming"  # live streams: the session is up and delivering
     RECONNECTING = "reconnecting"  # live streams: backing off after a session ended
+    AUTH_REFUSED = "auth_refused"  # live streams: the key was refused; retrying rarely (health: failed)
     POLLING = "polling"  # COT: downloading the report files
     WAITING_FOR_RELEASE = "waiting_for_release"  # COT: the expected report is not published yet
     IDLE = "idle"  # COT: sleeping until the next scheduled release

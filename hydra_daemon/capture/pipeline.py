@@ -47,6 +47,7 @@ class LiveCapturePipeline(IngestPipeline[DecodedBatch]):
         super().__init__(markets=tuple(m.name for m in config.markets), schema=",".join(spec.schemas))
         self.store = store
         self.writer = configured_writer(store, config.storage)
+        self.stats.append_seconds = self.writer.append_seconds
         self.stream = LiveStream(
             LiveSettings.from_config(config.databento, key, config.state_dir),
             spec,
@@ -93,6 +94,7 @@ class LiveCapturePipeline(IngestPipeline[DecodedBatch]):
 
     async def persist(self, clean: DecodedBatch) -> int:
         stored = await anyio.to_thread.run_sync(self.commit, clean)
+        self.stats.buffered_rows = self.writer.pending_rows()
         newest = max(
             (item.frame.index.max() for item in clean.frames if not item.frame.empty and self.counts_for_lag(item)),
             default=None,
@@ -104,3 +106,4 @@ class LiveCapturePipeline(IngestPipeline[DecodedBatch]):
     async def on_idle(self) -> None:
         """Rows buffered by the last batch are committed once due, not held until the next batch."""
         await anyio.to_thread.run_sync(self.writer.flush_due)
+        self.stats.buffered_rows = self.writer.pending_rows()

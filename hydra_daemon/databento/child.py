@@ -3,13 +3,16 @@
 It connects with the real `databento.Live` client, subscribes, starts, and writes every record as raw DBN bytes
 (`Live.add_stream`) into a buffered pipe, flushed every `FLUSH_S`; a full pipe blocks the client's socket reads, so
 a slow parent pushes back on the gateway through TCP. It reports on a control connection: ``started`` (with the
-session id), then ``closed`` or ``failed`` (with the redacted error) when the session ends. The API key arrives
+session id), then ``closed`` or ``failed`` (with the redacted error) when the session ends, or ``auth_refused``
+when the gateway rejected the key (the client raises a plain BentoError for that; only its log record tells it
+apart). The API key arrives
 over that private connection, never in argv or an environment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -22,6 +25,20 @@ from hydra_daemon.redaction import redact_text, register_secret
 FLUSH_S = 0.02
 """The child flushes records to the parent at least this often."""
 CHILD_BUFFER_BYTES = 1 << 18
+AUTH_REJECTED_LOG = "CRAM authentication error"
+"""How `databento.live.protocol` logs the gateway's ``success=0`` answer to our authentication."""
+
+
+class _AuthRejections(logging.Handler):
+    """Notes the client's log record of a gateway authentication rejection."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(AUTH_REJECTED_LOG):
+            self.seen = True
 
 
 @dataclass(frozen=True)
@@ -43,10 +60,12 @@ def child_main(control: Connection, data_fd: int) -> None:
     try:
         key, request = control.recv()
         register_secret(key)
+        rejections = _AuthRejections()
+        logging.getLogger("databento.live.protocol").addHandler(rejections)
         try:
             client = _connect(key, request, out)
         except Exception as exc:
-            control.send(("failed", _describe(exc)))
+            control.send(("auth_refused" if rejections.seen else "failed", _describe(exc)))
             return
         control.send(("started", client.session_id))
         outcome = _pump(client, out, control)

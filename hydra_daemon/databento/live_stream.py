@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import databento
 import structlog
 
 from hydra_daemon.backoff import Backoff
@@ -41,7 +42,7 @@ from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream
 from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, decode_records
 from hydra_daemon.databento.historical_fill import HistoricalSource
 from hydra_daemon.databento.launcher import Launcher
-from hydra_daemon.databento.process import LiveProcess
+from hydra_daemon.databento.process import LiveAuthError, LiveProcess
 from hydra_daemon.databento.quarantine import DbnQuarantine, dbn_quarantine_path
 from hydra_daemon.databento.stream_decoder import DecoderFinished, StreamDecoder
 from hydra_daemon.ingest import Idle, PipelineState, PipelineStats
@@ -116,6 +117,20 @@ class StreamSpec:
         return cls(tuple(schemas), {f"{root(m)}.{kind}": m.name for m in markets})
 
 
+AUTH_RETRY_S = 600.0
+"""After the key was refused, try again this rarely (it only changes with a restart; the gateway may have erred)."""
+AUTH_HINT = "check the Databento API key (systemd credential databento_api_key or $DATABENTO_API_KEY), then restart"
+
+
+def _auth_refusal(exc: Exception) -> str | None:
+    """The log event for an authentication refusal (Live gateway rejection, Historical 401/403), else None."""
+    if isinstance(exc, LiveAuthError):
+        return "live_auth_refused"
+    if isinstance(exc, databento.BentoClientError) and exc.http_status in (401, 403):
+        return "historical_auth_refused"
+    return None
+
+
 class SessionStalled(RuntimeError):
     """Our watchdog saw neither records nor heartbeats for too long."""
 
@@ -159,22 +174,35 @@ class LiveStream:
         Launcher.shared()  # starts importing the client in the launcher now, not at the first connect
 
     async def batches(self) -> AsyncGenerator[DecodedBatch | Idle, None]:
-        """Forever: connect, fill, stream; on any session end back off and reconnect."""
+        """Forever: connect, fill, stream; on any session end back off and reconnect.
+
+        A refused key (the Live gateway's rejection, Historical 401/403) is permanent until the key changes: the
+        stream waits `AUTH_RETRY_S` in state ``auth_refused`` instead of hammering the gateway, and says so once."""
+        auth_logged = False
         while True:
             started = time.monotonic()
             try:
                 async with aclosing(self._session()) as session:
                     async for batch in session:
+                        auth_logged = False
                         yield batch
                 raise SessionClosed("the gateway closed the session")
             except Exception as exc:  # every session end is retried; cancellation is not an Exception
                 reason = redact_text(f"{type(exc).__name__}: {exc}")
+                refused = _auth_refusal(exc)
+            self._stats.reconnects += 1
+            self._stats.last_error = reason
+            if refused is not None:
+                self._stats.state = PipelineState.AUTH_REFUSED
+                if not auth_logged:
+                    log.error(refused, error=reason, retry_in_s=AUTH_RETRY_S, hint=AUTH_HINT)
+                    auth_logged = True
+                await anyio.sleep(AUTH_RETRY_S)
+                continue
             if time.monotonic() - started > max(10.0, 2 * self.settings.heartbeat_interval_s):
                 self._backoff.reset()
             delay = self._backoff.next_delay()
             self._stats.state = PipelineState.RECONNECTING
-            self._stats.reconnects += 1
-            self._stats.last_error = reason
             log.warning("live_session_ended", error=reason, retry_in_s=round(delay, 3))
             await anyio.sleep(delay)
 
@@ -233,6 +261,7 @@ class LiveStream:
                     raise
                 if decoded is None:
                     break
+                self._stats.gap_fill_records += decoded.rows
                 if decoded.rows:
                     yield decoded
 

@@ -30,6 +30,10 @@ class LiveSessionError(RuntimeError):
     """The child's session failed: connecting, authenticating, or an abnormal close (message already redacted)."""
 
 
+class LiveAuthError(LiveSessionError):
+    """The gateway rejected the API key: retrying soon with the same key cannot help."""
+
+
 class LiveProcess:
     """One child session: start it, read its raw record bytes, learn how it ended, stop it."""
 
@@ -60,6 +64,8 @@ class LiveProcess:
     def wait_started(self, timeout: float) -> str | None:
         """Block until the child's session streams; its session id. LiveSessionError if it could not start."""
         status, detail = self._next_status(timeout)
+        if status == "auth_refused":
+            raise LiveAuthError(detail)
         if status != "started":
             raise LiveSessionError(detail or f"the live client process ended while connecting ({status})")
         return detail

@@ -1,7 +1,8 @@
 """What health means (pure): each pipeline's status from its state and the source's schedule, on the data's clock.
 
-- ``ok``: delivering data as the schedule predicts (Globex: records within the expected gap of open market; COT: the
-  latest due release is stored).
+- ``ok``: delivering data as the schedule predicts (Globex: records stored, and since the last ones no more open
+  market than the schemas' cadence plus `stale_after_s`; before the first ones, no more than the cadence, since
+  startup replays the recent past; COT: the latest due release is stored).
 - ``closed``: healthy and the market is closed now (weekend, daily break, CME holiday). Counts as ok.
 - ``degraded``: connecting, reconnecting, filling a gap, restarting, no data for longer than the schedule allows,
   a COT release overdue beyond the grace period, a refused Historical request, the store map at or above 80 %.
@@ -21,6 +22,8 @@ from enum import StrEnum
 
 from hydra_daemon.cot.calendar import latest_as_of_released, release_time
 from hydra_daemon.futures import sessions
+from hydra_daemon.ingest import PipelineState
+from hydra_daemon.runtime.supervisor import SupervisorState
 
 
 class Status(StrEnum):
@@ -68,9 +71,10 @@ SCHEMA_CADENCE_S = {"ohlcv-1s": 1, "ohlcv-1m": 60, "ohlcv-1h": 3600, "ohlcv-1d":
 """Seconds between records a schema predicts while the market trades (bars once per interval, quotes any time);
 schemas missing here (definition, statistics) predict nothing."""
 
-SETTLING_STATES = frozenset({"starting", "connecting", "reconnecting", "filling"})
+SETTLING_STATES = frozenset(
+    {PipelineState.STARTING, PipelineState.CONNECTING, PipelineState.RECONNECTING, PipelineState.FILLING}
+)
 """Pipeline states in which no data can flow yet: degraded while they last."""
-AUTH_REFUSED_STATE = "auth_refused"
 
 
 @dataclass(frozen=True)
@@ -104,12 +108,12 @@ def expected_gap_s(schemas: Iterable[str], limits: HealthLimits) -> float | None
 
 def assess_pipeline(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
     """The status of one pipeline at `now` (data clock)."""
-    if view.state == AUTH_REFUSED_STATE:
+    if view.state == PipelineState.AUTH_REFUSED:
         return Verdict(Status.FAILED, (f"authentication refused: {view.last_error}",))
     if view.crashes_in_row >= limits.failed_after_crashes:
         return Verdict(Status.FAILED, (f"crashed {view.crashes_in_row} times in a row: {view.last_error}",))
     reasons = [*view.problems]
-    if view.supervisor_state != "running":
+    if view.supervisor_state != SupervisorState.RUNNING:
         reasons.append(f"pipeline {view.supervisor_state}" + (f" after: {view.last_error}" if view.last_error else ""))
     elif view.state in SETTLING_STATES:
         reasons.append(view.state + (f" after: {view.last_error}" if view.state == "reconnecting" else ""))
@@ -128,17 +132,29 @@ def _scheduled(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdi
 
 
 def _globex(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
-    gap = expected_gap_s(view.schemas, limits)
-    quiet_from = view.last_delivery or view.since
-    if gap is not None:
-        silent = sessions.open_seconds(quiet_from, now)
-        if silent > gap:
-            return Verdict(
-                Status.DEGRADED, (f"no data for {silent:.0f} s of open market (expected within {gap:.0f} s)",)
-            )
+    silence = _silence(view, now, limits)
+    if silence is not None:
+        return Verdict(Status.DEGRADED, (silence,))
     if not sessions.is_open(now):
         return Verdict(Status.CLOSED, (f"market closed; Globex reopens {sessions.next_open(now).isoformat()}",))
     return Verdict(Status.OK)
+
+
+def _silence(view: PipelineView, now: datetime, limits: HealthLimits) -> str | None:
+    """Why the open market has been silent too long, or None. Before the first delivery only the schemas' cadence
+    is allowed: startup replays the recent past, so data is due at once."""
+    gap = expected_gap_s(view.schemas, limits)
+    if gap is None:
+        return None
+    if view.last_delivery is None:
+        silent = sessions.open_seconds(view.since, now)
+        if silent > gap - limits.stale_after_s:
+            return f"no data yet after {silent:.0f} s of open market since the start"
+        return None
+    silent = sessions.open_seconds(view.last_delivery, now)
+    if silent > gap:
+        return f"no data for {silent:.0f} s of open market (expected within {gap:.0f} s)"
+    return None
 
 
 def _cot(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:

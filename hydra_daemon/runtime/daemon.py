@@ -150,6 +150,7 @@ async def _monitor(supervisor: Supervisor, notifier: Notifier, state: DaemonStat
     last_status = ""
     statuses: dict[str, str] = {}
     while True:
+        await state.refresh_usage()
         snapshot = take_snapshot(supervisor, state)
         if state.ready:  # while starting every source is degraded by definition: not news
             _log_status_changes(snapshot, statuses)

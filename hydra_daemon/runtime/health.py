@@ -29,6 +29,7 @@ import structlog
 from anyio.abc import SocketListener
 
 from hydra_daemon.clock import Clock
+from hydra_daemon.ingest import PipelineState
 from hydra_daemon.redaction import redact_value
 from hydra_daemon.runtime.assessment import (
     HealthLimits,
@@ -41,7 +42,7 @@ from hydra_daemon.runtime.assessment import (
     worst,
 )
 from hydra_daemon.runtime.http_server import Response, Route, serve_http
-from hydra_daemon.runtime.supervisor import PipelineRecord, Supervisor
+from hydra_daemon.runtime.supervisor import PipelineRecord, Supervisor, SupervisorState
 from hydra_daemon.store.uri import redact_uri
 from hydra_daemon.store.usage import StoreUsage
 
@@ -50,7 +51,16 @@ GLOBEX_SCHEMAS = frozenset(
     {"ohlcv-1s", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d", "mbp-1", "trades", "definition", "statistics"}
 )
 """Schemas that trade on the Globex calendar; a pipeline of other schemas (other than "cot") follows no calendar."""
-WAITING_STATES = frozenset({"reconnecting", "auth_refused", "idle", "waiting_for_release", "finished", "failed"})
+WAITING_STATES = frozenset(
+    {
+        PipelineState.RECONNECTING,
+        PipelineState.AUTH_REFUSED,
+        PipelineState.IDLE,
+        PipelineState.WAITING_FOR_RELEASE,
+        PipelineState.FINISHED,
+        PipelineState.FAILED,
+    }
+)
 """Pipeline states that wait by design (backoff, next release): no counters move, yet nothing is wedged."""
 
 
@@ -67,6 +77,8 @@ class DaemonState:
     clock: Clock
     limits: HealthLimits = field(default_factory=HealthLimits)
     store_usage: Callable[[], StoreUsage] | None = None
+    """Asks the store (file stats: call it from a worker thread); `refresh_usage` keeps `usage` current."""
+    usage: StoreUsage | None = None
     started_at: datetime = field(init=False)
     started_monotonic: float = field(default_factory=time.monotonic)
     ready: bool = False
@@ -76,6 +88,11 @@ class DaemonState:
 
     def __post_init__(self) -> None:
         self.started_at = self.clock.now()
+
+    async def refresh_usage(self) -> None:
+        """Ask the store for its usage off the event loop (the monitor calls this every tick)."""
+        if self.store_usage is not None:
+            self.usage = await anyio.to_thread.run_sync(self.store_usage)
 
     def last_delivery(self, record: PipelineRecord) -> datetime | None:
         """When `record`'s pipeline last stored records (data clock); None if it has not since the daemon started.
@@ -145,7 +162,7 @@ def pipeline_health(record: PipelineRecord, state: DaemonState, now: datetime) -
         schedule=schedule_of(schema),
         schemas=tuple(schema.split(",")),
         supervisor_state=record.state,
-        state=stats.state if stats is not None and record.state == "running" else record.state,
+        state=stats.state if stats is not None and record.state == SupervisorState.RUNNING else record.state,
         since=state.started_at,
         last_delivery=delivered_at,
         last_record_time=stats.last_record_time if stats else None,
@@ -166,13 +183,14 @@ def take_snapshot(supervisor: Supervisor, state: DaemonState) -> HealthSnapshot:
     supervisor.sample_progress()
     now = state.clock.now()
     pipelines = {name: pipeline_health(record, state, now) for name, record in supervisor.records.items()}
-    usage = state.store_usage() if state.store_usage is not None else None
+    usage = state.usage
     store_problems = [] if usage is None else [p for p in (usage.problem,) if p]
     if usage is not None and not usage.lease_held:
         store_problems.append("writer lease lost")
     store = assess_store(None if usage is None else usage.map_fraction, store_problems, state.limits)
     daemon = _daemon_verdict(supervisor, state)
-    status = worst([daemon, store, *(p.verdict for p in pipelines.values())])
+    own = [v for v in (daemon, store) if v.status is not Status.OK]  # so every pipeline closed is closed overall
+    status = worst([*own, *(p.verdict for p in pipelines.values())])
     return HealthSnapshot(now, status, daemon, store, usage, pipelines)
 
 
@@ -201,7 +219,7 @@ def wedged_pipelines(supervisor: Supervisor, stall_after_s: float) -> list[tuple
     wedged = []
     for name, record in supervisor.records.items():
         stats = record.current.stats if record.current is not None else None
-        if record.state != "running" or stats is None or stats.state in WAITING_STATES:
+        if record.state != SupervisorState.RUNNING or stats is None or stats.state in WAITING_STATES:
             continue
         age = now - record.last_progress
         if age > stall_after_s:

@@ -231,6 +231,8 @@ class Supervisor:
         return "; ".join(parts)
 
     async def _supervise(self, record: PipelineRecord) -> None:
+        # every line logged from this pipeline's task (its stream, its worker threads) names the pipeline
+        structlog.contextvars.bind_contextvars(pipeline=record.name)
         log = structlog.get_logger().bind(pipeline=record.name)
         backoff = self.policy.backoff(self._rng)
         try:

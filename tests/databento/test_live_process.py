@@ -11,7 +11,7 @@ import pytest
 from hydra_daemon.databento.child import SessionRequest
 from hydra_daemon.databento.decode import SymbolMap
 from hydra_daemon.databento.launcher import Launcher
-from hydra_daemon.databento.process import LiveProcess, LiveSessionError
+from hydra_daemon.databento.process import LiveAuthError, LiveProcess, LiveSessionError
 from hydra_daemon.databento.stream_decoder import StreamDecoder
 from hydra_daemon.sim.venue import VenueConfig, VenueThread
 from tests.helpers import fast_config, wait_until
@@ -69,11 +69,11 @@ def test_the_key_is_in_no_command_line_or_environment(venue: VenueThread) -> Non
         child.stop()
 
 
-def test_authentication_failure_comes_back_redacted(venue: VenueThread) -> None:
+def test_authentication_failure_is_told_apart_and_redacted(venue: VenueThread) -> None:
     venue.fault("auth_failure", "1")
     try:
         child = LiveProcess(venue.info.api_key, request(venue))
-        with pytest.raises(LiveSessionError, match="Authentication failed") as failure:
+        with pytest.raises(LiveAuthError, match="Authentication failed") as failure:
             child.wait_started(30)
         child.stop()
     finally:
@@ -83,9 +83,10 @@ def test_authentication_failure_comes_back_redacted(venue: VenueThread) -> None:
 
 def test_refused_connection_is_reported(venue: VenueThread) -> None:
     child = LiveProcess(venue.info.api_key, request(venue, port=_closed_port()))
-    with pytest.raises(LiveSessionError, match="Connection to"):
+    with pytest.raises(LiveSessionError, match="Connection to") as failure:
         child.wait_started(30)
     child.stop()
+    assert not isinstance(failure.value, LiveAuthError), "only a gateway's rejection is an authentication failure"
 
 
 def _closed_port() -> int:

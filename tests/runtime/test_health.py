@@ -212,6 +212,7 @@ async def test_document_and_metrics_tell_the_same_story_without_secrets() -> Non
         with anyio.fail_after(30):
             while record.current is None or record.current.stats.records < 3:
                 await anyio.sleep(0.01)
+        await state.refresh_usage()
         take_snapshot(supervisor, state)  # the tracker sees the burst now, on the data clock
         state.ready = True
         record.current.stats.last_error = f"upstream said: bad key {KEY}"

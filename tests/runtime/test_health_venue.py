@@ -1,0 +1,192 @@
+"""Health against the simulated venue, as an operator sees it: the real daemon in a subprocess on the venue's clock
+(tests/runtime/venue_daemon.py), asked with `curl --unix-socket` and `hydra-daemon health`. A wrong key fails
+within a minute, an outage degrades and recovers, a weekend is closed, and /metrics parses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+APP = Path(__file__).with_name("venue_daemon.py")
+PATIENCE_S = 90.0
+WEDNESDAY = "2026-11-04T14:00:00+00:00"  # 08:00 Chicago: Globex open, the venue trading
+SATURDAY = "2026-11-07T12:00:00+00:00"
+OUTAGE_S = 8
+"""The venue refuses connections this many wall seconds (the issue's report used 60; the behaviour is the same and
+the daemon's reconnect backoff, capped at 60 s, would make a 60 s outage cost this test minutes)."""
+
+
+class VenueDaemon:
+    """The venue + daemon subprocess, its health socket and log."""
+
+    def __init__(self, workdir: Path, start: str, key: str | None = None) -> None:
+        self.socket = workdir / "health.sock"
+        self.log = workdir / "daemon.log"
+        command = [sys.executable, str(APP), str(workdir), "--start", start, *(["--key", key] if key else [])]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_", "DATABENTO_"))}
+        with self.log.open("wb") as err:
+            self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, env=env, text=True)
+        assert self.proc.stdout is not None
+        self.venue = json.loads(self.proc.stdout.readline())
+
+    def curl(self, path: str) -> tuple[int, str]:
+        """GET `path` on the health socket with curl: (HTTP status, body); (0, "") when nothing answers yet."""
+        curl = shutil.which("curl")
+        assert curl is not None
+        done = subprocess.run(
+            [
+                curl,
+                "-s",
+                "-m",
+                "10",
+                "-w",
+                "\n%{http_code}",
+                "--unix-socket",
+                str(self.socket),
+                f"http://localhost{path}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        body, _, code = done.stdout.rpartition("\n")
+        return int(code or 0), body
+
+    def health(self) -> dict[str, Any] | None:
+        code, body = self.curl("/health")
+        return json.loads(body) if code in (200, 503) else None
+
+    def wait_health(self, predicate: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + PATIENCE_S
+        answer = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+            answer = self.health()
+            if answer is not None and predicate(answer):
+                return answer
+            time.sleep(0.2)
+        raise AssertionError(f"never {what}; last answer {json.dumps(answer)[:3000]}")
+
+    def fault(self, name: str, value: str) -> None:
+        response = httpx.post(f"{self.venue['historical_url']}/sim/faults", data={"name": name, "value": value})
+        assert response.status_code == 200, response.text
+
+    def events(self) -> list[dict[str, Any]]:
+        lines = self.log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(PATIENCE_S)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., VenueDaemon]]:
+    started: list[VenueDaemon] = []
+
+    def _start(at: str, key: str | None = None) -> VenueDaemon:
+        started.append(VenueDaemon(tmp_path, at, key))
+        return started[-1]
+
+    yield _start
+    for daemon in started:
+        daemon.close()
+
+
+def statuses(answer: dict[str, Any]) -> dict[str, str]:
+    return {name: p["status"] for name, p in answer["pipelines"].items()}
+
+
+def hydra_health_exit(daemon: VenueDaemon) -> int:
+    command = [sys.executable, "-m", "hydra_daemon.cli", "health", "--socket", str(daemon.socket)]
+    return subprocess.run(command, capture_output=True, timeout=60).returncode
+
+
+def test_open_market_ok_outage_degraded_then_ok_again_and_metrics_over_the_socket(
+    start: Callable[..., VenueDaemon],
+) -> None:
+    daemon = start(WEDNESDAY)
+    ok = daemon.wait_health(lambda h: h["status"] == "ok", "ok while the market trades")
+    assert statuses(ok) == {"futures": "ok", "options": "ok"}
+    assert datetime.fromisoformat(ok["data_clock"]) > datetime.fromisoformat(WEDNESDAY), "the venue's clock"
+    assert daemon.curl("/health")[0] == 200
+    assert hydra_health_exit(daemon) == 0
+
+    code, exposition = daemon.curl("/metrics")
+    assert code == 200
+    families = {f.name: f for f in text_string_to_metric_families(exposition)}
+    records = {s.labels["pipeline"]: s for s in families["hydra_records"].samples if s.name == "hydra_records_total"}
+    assert records["options"].value > 0 and records["futures"].value > 0
+    assert records["options"].labels == {"pipeline": "options", "market": "HE", "schema": "definition,mbp-1,statistics"}
+    assert {s.value for s in families["hydra_pipeline_status"].samples} == {0.0}
+    assert any(s.name == "hydra_append_seconds_count" and s.value > 0 for s in families["hydra_append_seconds"].samples)
+    assert families["hydra_status"].samples[0].value == 0
+
+    daemon.fault("down", str(OUTAGE_S))
+    down = daemon.wait_health(
+        lambda h: h["status"] == "degraded" and "degraded" in statuses(h).values(), "degraded during the outage"
+    )
+    assert daemon.curl("/health")[0] == 503
+    assert any(
+        reason.startswith(("reconnecting", "connecting")) for p in down["pipelines"].values() for reason in p["reasons"]
+    ), down["pipelines"]
+    assert hydra_health_exit(daemon) == 1
+
+    back = daemon.wait_health(
+        lambda h: h["status"] == "ok" and all(p["reconnects"] > 0 for p in h["pipelines"].values()), "ok again"
+    )
+    assert statuses(back) == {"futures": "ok", "options": "ok"}
+    changes = [e for e in daemon.events() if e["event"] == "pipeline_health_changed"]
+    assert {e["status"] for e in changes} >= {"degraded", "ok"}
+    assert daemon.stop() == 0
+
+
+def test_wrong_key_is_failed_within_a_minute_and_said_once(start: Callable[..., VenueDaemon]) -> None:
+    daemon = start(WEDNESDAY, key="db-ThisKeyIsWrong0000000000")
+    began = time.monotonic()
+    failed = daemon.wait_health(
+        lambda h: statuses(h) == {"futures": "failed", "options": "failed"}, "failed with a refused key"
+    )
+    assert time.monotonic() - began < 60
+    assert failed["status"] == "failed"
+    for pipeline in failed["pipelines"].values():
+        assert pipeline["state"] == "auth_refused"
+        assert pipeline["reasons"][0].startswith("authentication refused: ")
+    assert daemon.curl("/health")[0] == 503
+    assert hydra_health_exit(daemon) == 2
+    time.sleep(3)  # the stream now waits 10 minutes before trying again: no more attempts, no more lines
+    refused = [e for e in daemon.events() if e["event"] == "live_auth_refused"]
+    assert sorted(e["pipeline"] for e in refused) == ["futures", "options"], "one line per pipeline"
+    assert all(p["reconnects"] == 1 for p in (daemon.health() or {})["pipelines"].values())
+    assert "ThisKeyIsWrong" not in daemon.log.read_text()
+    assert daemon.stop() == 0
+
+
+def test_weekend_is_closed_not_degraded(start: Callable[..., VenueDaemon]) -> None:
+    daemon = start(SATURDAY)
+    closed = daemon.wait_health(lambda h: h["status"] == "closed", "closed on a Saturday")
+    assert statuses(closed) == {"futures": "closed", "options": "closed"}
+    assert all(p["state"] == "streaming" for p in closed["pipelines"].values())
+    assert closed["pipelines"]["options"]["reasons"] == ["market closed; Globex reopens 2026-11-08T23:00:00+00:00"]
+    assert daemon.curl("/health")[0] == 200
+    assert hydra_health_exit(daemon) == 0
+    assert daemon.stop() == 0
