@@ -19,8 +19,10 @@ import structlog
 
 from hydra_daemon.backoff import Backoff
 from hydra_daemon.config import Config, parse_config
+from hydra_daemon.databento import live_stream
 from hydra_daemon.databento.decode import SymbolMap, decode_records, layout
 from hydra_daemon.futures.pipeline import FuturesIngestPipeline
+from hydra_daemon.ingest import PipelineState
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.sim.market import Emission
 from hydra_daemon.sim.venue import Venue, VenueConfig, VenueThread
@@ -269,9 +271,10 @@ async def test_gap_older_than_the_replay_window_is_filled_from_historical(store:
         assert_store_matches_truth(venue, store, since_ns=captured_from)
 
 
-async def test_auth_failures_are_retried_and_never_leak_the_key(
-    venue: VenueThread, store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def test_a_refused_key_parks_the_stream_says_so_once_and_never_leaks_the_key(
+    venue: VenueThread, store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(live_stream, "AUTH_RETRY_S", 0.5)  # 10 minutes in production
     key = venue.info.api_key
     pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
     caplog.set_level(logging.DEBUG)
@@ -279,12 +282,16 @@ async def test_auth_failures_are_retried_and_never_leak_the_key(
     try:
         with structlog.testing.capture_logs() as logs:
             async with running(pipeline):
-                await eventually(lambda: pipeline.stats.reconnects >= 2, "repeated authentication failures")
+                await eventually(lambda: pipeline.stats.state == PipelineState.AUTH_REFUSED, "the key refused")
+                await eventually(lambda: pipeline.stats.reconnects >= 3, "rare retries with the same key")
                 venue.fault("auth_failure", "0")
                 await caught_up(venue, pipeline, minutes=1)
     finally:
         venue.fault("auth_failure", "0")
-    assert "Authentication failed" in " ".join(str(e.get("error")) for e in logs)
+    refused = [e for e in logs if e["event"] == "live_auth_refused"]
+    assert len(refused) == 1, "said once, however often it is retried"
+    assert "Authentication failed" in refused[0]["error"] and refused[0]["retry_in_s"] == 0.5
+    assert not any(e["event"] == "live_session_ended" for e in logs), "a refusal is not an ordinary reconnect"
     assert key not in repr(logs)
     assert key not in caplog.text
     assert key not in repr(pipeline.stats.as_dict())
