@@ -49,7 +49,16 @@ def historical_client(key: str, base_url: str | None = None) -> databento.Histor
 
 
 class HistoricalError(RuntimeError):
-    """Databento Historical refused or failed a request; the message says what to do (one line, key redacted)."""
+    """Databento Historical refused or failed a request; the message says what to do (one line, key redacted).
+    `http_status` is the answer's status (401/403: the key was refused)."""
+
+    def __init__(self, message: str, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+    @property
+    def key_refused(self) -> bool:
+        return self.http_status in (401, 403)
 
     @classmethod
     def from_http(cls, exc: databento.BentoHttpError) -> HistoricalError:
@@ -58,11 +67,12 @@ class HistoricalError(RuntimeError):
         if status in (401, 403):
             return cls(
                 f"Databento Historical refused the API key (HTTP {status}: {detail}); check $DATABENTO_API_KEY "
-                "or the databento_api_key credential"
+                "or the databento_api_key credential",
+                status,
             )
         if status is not None and 400 <= status < 500 and status != 429:
-            return cls(f"Databento Historical rejected the request (HTTP {status}): {detail}")
-        return cls(f"Databento Historical failed (HTTP {status}: {detail}); retry later")
+            return cls(f"Databento Historical rejected the request (HTTP {status}): {detail}", status)
+        return cls(f"Databento Historical failed (HTTP {status}: {detail}); retry later", status)
 
 
 @contextlib.contextmanager

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-import databento
 import structlog
 
 from hydra_daemon.backoff import Backoff
@@ -40,6 +39,7 @@ from hydra_daemon.databento.child import SessionRequest
 from hydra_daemon.databento.cost_guard import CostGuard
 from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream
 from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, decode_records
+from hydra_daemon.databento.historical_client import HistoricalError
 from hydra_daemon.databento.historical_fill import HistoricalSource
 from hydra_daemon.databento.launcher import Launcher
 from hydra_daemon.databento.process import LiveAuthError, LiveProcess
@@ -126,7 +126,7 @@ def _auth_refusal(exc: Exception) -> str | None:
     """The log event for an authentication refusal (Live gateway rejection, Historical 401/403), else None."""
     if isinstance(exc, LiveAuthError):
         return "live_auth_refused"
-    if isinstance(exc, databento.BentoClientError) and exc.http_status in (401, 403):
+    if isinstance(exc, HistoricalError) and exc.key_refused:
         return "historical_auth_refused"
     return None
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from hydra_daemon.databento import live_stream
 from hydra_daemon.databento.child import SessionRequest
 from hydra_daemon.databento.decode import SymbolMap
+from hydra_daemon.databento.historical_client import HistoricalError, historical_client, http_errors
 from hydra_daemon.databento.launcher import Launcher
 from hydra_daemon.databento.process import LiveAuthError, LiveProcess, LiveSessionError
 from hydra_daemon.databento.stream_decoder import StreamDecoder
@@ -93,3 +95,14 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_refused_keys_are_told_apart_from_other_failures(venue: VenueThread) -> None:
+    wrong = historical_client("db-NotTheVenuesKey00000", venue.info.historical_url)
+    with pytest.raises(HistoricalError) as refused, http_errors():
+        wrong.metadata.get_cost(dataset=venue.info.dataset, symbols=["HE.FUT"], schema="ohlcv-1d", start="2026-11-02")
+    assert refused.value.key_refused and refused.value.http_status == 401
+    assert live_stream._auth_refusal(refused.value) == "historical_auth_refused"
+    assert live_stream._auth_refusal(LiveAuthError("Authentication failed.")) == "live_auth_refused"
+    assert live_stream._auth_refusal(HistoricalError("busy", 503)) is None
+    assert live_stream._auth_refusal(LiveSessionError("Connection reset")) is None
