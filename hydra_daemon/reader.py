@@ -245,12 +245,16 @@ class Reader(Generic[Frame]):
     def cot_panel(self, markets: Sequence[str], at: dt.datetime, *, columns: Sequence[str] | None = None) -> Frame:
         """The cross-section at ``at``: one row per market (index ``market``) holding its latest COT report known
         at ``at`` (newest ``as_of`` with a revision available by then), one column per report field; a market
-        without any report by then has a row of missing values. One batched read for all markets."""
+        without any report by then (or without COT at all) has a row of missing values; ``LookupError`` if none of
+        the markets has COT. One batched read for all markets."""
         when = _utc("cot_panel", "at", at)
         _names("cot_panel", "markets", markets)
-        tables = [self._cot_table(market) for market in markets]
-        latest = self._panel_rows(tables, when)
-        rows = [frame.nlargest(1, "as_of").iloc[0] if not frame.empty else pd.Series(dtype=object) for frame in latest]
+        held = self._holding(COT, [(market, cot_symbol(market)) for market in markets])
+        latest = dict(zip(held, self._panel_rows([self._cot_table(m) for m in held], when), strict=True))
+        empty = pd.Series(dtype=object)
+        rows = [
+            latest[m].nlargest(1, "as_of").iloc[0] if m in latest and not latest[m].empty else empty for m in markets
+        ]
         panel = pd.DataFrame(rows, index=pd.Index(list(markets), name="market")).infer_objects()
         return self._out(restore_utc(_select(panel, columns, "cot_panel")))
 
@@ -287,9 +291,7 @@ class Reader(Generic[Frame]):
         _names("feature_panel", "names", names)
         panel = pd.DataFrame(index=pd.Index(list(markets), name="market"), columns=list(names), dtype="float64")
         for name in names:
-            held = [m for m in markets if feature_symbol(m, name) in self._symbols(FEATURES)]
-            if not held:
-                self._library(FEATURES, feature_symbol(markets[0], name))  # raises, naming what is missing
+            held = self._holding(FEATURES, [(market, feature_symbol(market, name)) for market in markets])
             tables = [self._feature_table(market, name) for market in held]
             rows = self._panel_rows(tables, when)
             panel.loc[held, name] = [_front_value(frame, table) for frame, table in zip(rows, tables, strict=True)]
@@ -338,6 +340,15 @@ class Reader(Generic[Frame]):
                 raise LookupError(f"reading {table.library.name}/{table.symbol} failed: {result}")
             frames.append(table.point_in_time_of(_rows(result.data), when))
         return frames
+
+    def _holding(self, library: str, symbols: Sequence[tuple[str, str]]) -> list[str]:
+        """The markets of (market, symbol) pairs whose symbol is stored; ``LookupError`` (from `_library`, naming the
+        first symbol) if none is."""
+        stored = set(self._symbols(library)) if library in self._libraries() else set()
+        held = [market for market, symbol in symbols if symbol in stored]
+        if symbols and not held:
+            self._library(library, symbols[0][1])
+        return held
 
     def _cot_table(self, market: str) -> BitemporalTable:
         symbol = cot_symbol(market)

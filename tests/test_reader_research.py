@@ -84,6 +84,9 @@ def test_panels_hold_one_row_per_market_known_at_the_time(uri: str) -> None:
         assert cot.index.tolist() == ["HE", "LE"]
         assert cot["as_of"].tolist() == [WEEKS[2], WEEKS[2]]  # the newest report each market had released by AT
         assert cot["open_interest_all"].tolist() == [102.0, 202.0]
+        assert reader.cot_panel(["HE", "ZC"], AT).loc["ZC"].isna().all()  # a market without COT: missing values
+        with pytest.raises(LookupError, match=r"ZC\.cot"):
+            reader.cot_panel(["ZC"], AT)
         before_le_week3 = WEEKS[2] + RELEASE - pd.Timedelta(1, "ns")
         assert reader.cot_panel(["LE"], before_le_week3)["open_interest_all"].tolist() == [201.0]
         assert reader.cot_panel(["HE"], AT, columns=["as_of", "m_money_long"]).columns.tolist() == [
