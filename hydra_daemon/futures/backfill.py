@@ -119,7 +119,8 @@ def backfill_futures(
         if progress is not None:
             progress(done, len(plan.requests))
     writer.flush_all()
-    log.info("futures_backfill_done", market=market, start=str(start), end=str(end), rows=stored)
+    cost = round(source.guard.stats.historical_cost_usd, 6)
+    log.info("futures_backfill_done", market=market, start=str(start), end=str(end), rows=stored, cost_usd=cost)
     return stored
 
 
