@@ -18,26 +18,13 @@ from datetime import UTC, date, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from hydra_daemon.config import Config, ConfigError, load_config
+from hydra_daemon.config import Config, load_config
+from hydra_daemon.errors import UserError
 from hydra_daemon.redaction import redact_text, register_uri_secrets
 
-_USER_ERRORS = (
-    ("hydra_daemon.secrets", "SecretError"),
-    ("hydra_daemon.store.lease", "StoreLockedError"),
-    ("hydra_daemon.runtime.health", "HealthSocketError"),
-    ("hydra_daemon.databento.cost_guard", "CostRefused"),
-    ("hydra_daemon.databento.historical_client", "HistoricalError"),
-)
-"""Errors that are the operator's to fix: printed as one line, exit 1. Their modules are loaded once raised."""
 
-
-class CommandError(Exception):
+class CommandError(UserError):
     """A mistake in the command's arguments or environment: printed as one line, exit 1."""
-
-
-def _is_user_error(exc: Exception) -> bool:
-    classes = [getattr(sys.modules.get(module), name, None) for module, name in _USER_ERRORS]
-    return any(isinstance(cls, type) and isinstance(exc, cls) for cls in classes)
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -269,16 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.rest = rest
     try:
         return int(args.handler(args))
-    except (ConfigError, CommandError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except UserError as exc:  # the operator's to fix: one line, no traceback
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:
-        if not _is_user_error(exc):
-            raise
-        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

@@ -16,10 +16,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hydra_daemon.errors import UserError
 from hydra_daemon.store.uri import default_lmdb_uri, validate_uri
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """The configuration file is invalid; the message names the file, the key and what was expected."""
 
 

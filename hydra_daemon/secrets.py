@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 from hydra_daemon.config import DatabentoConfig
+from hydra_daemon.errors import UserError
 
 
-class SecretError(RuntimeError):
+class SecretError(UserError, RuntimeError):
     """No usable API key was found; the message says where we looked (never the key)."""
 
 

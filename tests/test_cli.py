@@ -1,7 +1,9 @@
-"""`hydra-daemon check-config` as a real subprocess: effective config with secrets redacted, exit codes 0/1."""
+"""`hydra-daemon` commands as real subprocesses: effective config with secrets redacted, exit codes, every
+`UserError` one line on stderr."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -248,3 +250,36 @@ def test_readme_command_table_shows_every_required_option() -> None:
             assert f"{option} " in row, (command, option)
         with pytest.raises(SystemExit):
             parser.parse_args(command.split())  # argparse agrees they are required
+
+
+def test_a_user_error_raised_deep_in_a_command_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    config = _config_file(tmp_path, tmp_path / "state", tmp_path / "run" / "health.sock")
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABENTO_API_KEY", "CREDENTIALS_DIRECTORY")}
+    result = subprocess.run(
+        [sys.executable, "-m", "hydra_daemon.cli", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=environ,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith("error: no Databento API key")
+    assert "Traceback" not in result.stderr
+
+
+def test_help_and_health_load_no_storage_or_market_data_library() -> None:
+    probe = (
+        "import sys\n"
+        "from hydra_daemon.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "code = main(['health', '--socket', '/nonexistent/health.sock'])\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'arcticdb', 'pandas', 'numpy', 'databento'})\n"
+        "print(code, heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.stdout.splitlines()[-1] == "2 []"

@@ -25,6 +25,7 @@ import structlog
 
 from hydra_daemon.backoff import Backoff
 from hydra_daemon.config import CotConfig
+from hydra_daemon.errors import UserError
 
 HISTORY_FIRST_YEAR, HISTORY_LAST_YEAR = 2006, 2016
 HISTORY_ZIP, HISTORY_MEMBER = "fut_disagg_txt_hist_2006_2016.zip", "F_Disagg06_16.txt"
@@ -35,7 +36,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 
 
-class CotFetchError(RuntimeError):
+class CotFetchError(UserError, RuntimeError):
     """A COT file could not be fetched; the message names the URL and what was wrong."""
 
     def __init__(self, url: str, reason: str) -> None:

@@ -24,6 +24,7 @@ import pandas as pd
 import structlog
 
 from hydra_daemon.databento.historical_client import http_errors
+from hydra_daemon.errors import UserError
 from hydra_daemon.ingest import PipelineStats
 
 log = structlog.get_logger()
@@ -55,7 +56,7 @@ class Quote:
     records: int
 
 
-class CostRefused(Exception):
+class CostRefused(UserError):
     """A Historical request was not made: it costs more than the per-request or per-UTC-day limit allows."""
 
     def __init__(self, message: str, cost_usd: float) -> None:

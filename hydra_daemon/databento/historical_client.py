@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import databento
 import structlog
 
+from hydra_daemon.errors import UserError
 from hydra_daemon.redaction import redact_text
 
 log = structlog.get_logger()
@@ -48,7 +49,7 @@ def historical_client(key: str, base_url: str | None = None) -> databento.Histor
     return client
 
 
-class HistoricalError(RuntimeError):
+class HistoricalError(UserError, RuntimeError):
     """Databento Historical refused or failed a request; the message says what to do (one line, key redacted).
     `http_status` is the answer's status (401/403: the key was refused)."""
 

@@ -29,6 +29,7 @@ import structlog
 from anyio.abc import SocketListener
 
 from hydra_daemon.clock import Clock
+from hydra_daemon.errors import UserError
 from hydra_daemon.ingest import PipelineState
 from hydra_daemon.redaction import redact_value
 from hydra_daemon.runtime.assessment import (
@@ -64,7 +65,7 @@ WAITING_STATES = frozenset(
 """Pipeline states that wait by design (backoff, next release): no counters move, yet nothing is wedged."""
 
 
-class HealthSocketError(RuntimeError):
+class HealthSocketError(UserError, RuntimeError):
     """The health socket cannot be created (in use by a live daemon, or not a socket)."""
 
 

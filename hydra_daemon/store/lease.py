@@ -31,6 +31,7 @@ import boto3
 import structlog
 from botocore.exceptions import ClientError
 
+from hydra_daemon.errors import UserError
 from hydra_daemon.store.uri import S3Location
 
 log = structlog.get_logger()
@@ -40,7 +41,7 @@ DEFAULT_TTL_S = 30.0
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 
 
-class StoreLockedError(RuntimeError):
+class StoreLockedError(UserError, RuntimeError):
     """Another process holds the writer lease of the store."""
 
 
