@@ -177,11 +177,16 @@ def _lookup(keys: np.ndarray, table: Mapping[int, str], default: str) -> np.ndar
     return values[inverse]
 
 
+class NoticeKind(StrEnum):
+    ERROR = "error"  # an ErrorMsg
+    SYSTEM = "system"  # a non-heartbeat SystemMsg
+
+
 @dataclass(frozen=True)
 class GatewayNotice:
     """An ErrorMsg or a non-heartbeat SystemMsg from the gateway."""
 
-    kind: str  # "error" | "system"
+    kind: NoticeKind
     code: int
     message: str
     ts_event: int
@@ -322,12 +327,12 @@ def _decode(
             if record.is_heartbeat():
                 heartbeats += 1
             else:
-                notices.append(GatewayNotice("system", int(record.code), record.msg, record.ts_event))
+                notices.append(GatewayNotice(NoticeKind.SYSTEM, int(record.code), record.msg, record.ts_event))
         except Exception as exc:
             corrupt.append(_unreadable(record, exc))
     for record in by_type.pop(dbn.ErrorMsg, ()):
         try:
-            notices.append(GatewayNotice("error", int(record.code), record.err, record.ts_event))
+            notices.append(GatewayNotice(NoticeKind.ERROR, int(record.code), record.err, record.ts_event))
         except Exception as exc:
             corrupt.append(_unreadable(record, exc))
     unsupported: dict[str, int] = {}

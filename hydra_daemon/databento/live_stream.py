@@ -38,7 +38,7 @@ from hydra_daemon.config import DatabentoConfig, MarketConfig
 from hydra_daemon.databento.child import SessionRequest
 from hydra_daemon.databento.cost_guard import CostGuard
 from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream
-from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, decode_records
+from hydra_daemon.databento.decode import DecodedBatch, NoticeKind, SymbolMap, decode_records
 from hydra_daemon.databento.historical_client import HistoricalError
 from hydra_daemon.databento.historical_fill import HistoricalSource
 from hydra_daemon.databento.launcher import Launcher
@@ -327,8 +327,9 @@ def _next_decoded(
 
 def _log_decoded(decoded: DecodedBatch) -> None:
     for notice in decoded.notices:
-        emit = log.warning if notice.kind == "error" else log.info
-        event = "gateway_error" if notice.kind == "error" else "gateway_system_message"
+        error = notice.kind is NoticeKind.ERROR
+        emit = log.warning if error else log.info
+        event = "gateway_error" if error else "gateway_system_message"
         emit(event, code=notice.code, message=redact_text(notice.message), ts_event=notice.ts_event)
     if decoded.unmapped:
         log.error("records_without_market", instrument_ids=list(decoded.unmapped)[:20], count=len(decoded.unmapped))
