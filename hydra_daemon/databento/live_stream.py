@@ -285,6 +285,7 @@ class LiveStream:
             while True:
                 try:
                     decoded = await anyio.to_thread.run_sync(decoder.get, 0.2)
+                    self._stats.queue_depth = decoder.depth()
                 except DecoderFinished:
                     break
                 if decoded is not None and decoded.rows:

@@ -78,6 +78,10 @@ class StreamDecoder:
             raise item
         return item
 
+    def depth(self) -> int:
+        """Decoded batches waiting for the consumer (approximate, for metrics)."""
+        return self._out.qsize()
+
     def idle_s(self) -> float:
         """Seconds since bytes last arrived; 0 while we wait for the consumer (then we are the slow one)."""
         return 0.0 if self._blocked else time.monotonic() - self._seen_at

@@ -16,7 +16,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from hydra_daemon.config import parse_config
 from hydra_daemon.ingest import IngestPipeline, PipelineState, Problem
@@ -39,11 +41,16 @@ class Daemon:
         self.health_socket = tmp_path / "run" / "health.sock"
         self.health_socket.parent.mkdir(exist_ok=True)
         config = tmp_path / "config.toml"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.metrics_port = int(probe.getsockname()[1])
         config.write_text(
             f'state_dir = "{tmp_path / "state"}"\n'
             f'health_socket = "{self.health_socket}"\n'
             "[storage]\n"
             f'arctic_uri = "s3://127.0.0.1:capture?access={S3_ACCESS}&secret={S3_SECRET}&port=9"\n'
+            "[health]\n"
+            f'metrics_listen = "127.0.0.1:{self.metrics_port}"\n'
             "[[markets]]\n"
             'name = "HE"\nfutures_root = "HE"\noptions_root = "HE"\ncftc_code = "054642"\n'
         )
@@ -166,6 +173,15 @@ def test_lifecycle_restarts_health_signals_and_secrets(start: Callable[..., Daem
     assert answer["pipelines"]["futures"]["status"] == "ok"
     assert answer["pipelines"]["options"]["status"] in ("degraded", "failed")
     assert not any(secret in json.dumps(answer) for secret in SECRETS)
+
+    scraped = httpx.get(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=10)
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain; version=0.0.4")
+    families = {f.name: f for f in text_string_to_metric_families(scraped.text)}
+    restarts = {s.labels["pipeline"]: s.value for s in families["hydra_pipeline_restarts"].samples}
+    assert restarts["options"] >= 3 and restarts["futures"] == 0
+    assert httpx.get(f"http://127.0.0.1:{daemon.metrics_port}/health", timeout=10).json()["pid"] == daemon.proc.pid
+    assert not any(secret in scraped.text for secret in SECRETS)
+    daemon.drain()  # STATUS= updates piled up meanwhile; a full notify buffer would drop STOPPING=1
 
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_logs(lambda logs: any(e["event"] == "sighup_ignored" for e in logs))

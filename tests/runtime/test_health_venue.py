@@ -140,6 +140,8 @@ def test_open_market_ok_outage_degraded_then_ok_again_and_metrics_over_the_socke
     assert {s.value for s in families["hydra_pipeline_status"].samples} == {0.0}
     assert any(s.name == "hydra_append_seconds_count" and s.value > 0 for s in families["hydra_append_seconds"].samples)
     assert families["hydra_status"].samples[0].value == 0
+    depths = {s.labels["pipeline"] for s in families["hydra_queue_depth"].samples}
+    assert depths == {"futures", "options"}
 
     daemon.fault("down", str(OUTAGE_S))
     down = daemon.wait_health(
