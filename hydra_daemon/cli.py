@@ -80,6 +80,15 @@ def _backfill_futures(args: argparse.Namespace) -> int:
     return backfill_futures_command(config, args.market, start, end)
 
 
+def _backfill_options(args: argparse.Namespace) -> int:
+    _require_range(args.start, args.end)
+    config = _config(args)
+    _require_writable_dir(config.state_dir)
+    from hydra_daemon.options.backfill_cli import backfill_options_command
+
+    return backfill_options_command(config, args.market, _utc_day(args.start), _utc_day(args.end))
+
+
 def _backfill_cot(args: argparse.Namespace) -> int:
     if args.end_year < args.start_year:
         raise CommandError(f"--end-year {args.end_year} is before --start-year {args.start_year}")
@@ -196,6 +205,13 @@ def _add_backfill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--dry-run", action="store_true", help="print what the requests would cost (Databento metadata) and exit"
     )
     futures.set_defaults(handler=_backfill_futures)
+    options = kinds.add_parser(
+        "options", help="options definitions, quotes (mbp-1) and statistics from Databento Historical, with chains"
+    )
+    _add_config(options)
+    options.add_argument("--market", required=True, help="market name from the config, e.g. HE")
+    _add_days(options)
+    options.set_defaults(handler=_backfill_options)
     cot = kinds.add_parser(
         "cot", help="CFTC disaggregated futures-only reports from the yearly files (free: no cost guard)"
     )
