@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import databento
+import requests
 import structlog
 
 from hydra_daemon.errors import UserError
@@ -78,8 +80,16 @@ class HistoricalError(UserError, RuntimeError):
 
 @contextlib.contextmanager
 def http_errors() -> Iterator[None]:
-    """Turn the client's `BentoHttpError` into a one-line `HistoricalError` for the block."""
+    """Turn the client's `BentoHttpError`, and a network failure before any answer (unresolvable host, refused
+    connection, timeout), into a one-line `HistoricalError` for the block."""
     try:
         yield
     except databento.BentoHttpError as exc:
         raise HistoricalError.from_http(exc) from None
+    except requests.RequestException as exc:
+        url = urlsplit(str(exc.request.url) if exc.request is not None and exc.request.url else "")
+        where = f"{url.scheme}://{url.netloc}" if url.netloc else "the Historical API"
+        raise HistoricalError(
+            f"cannot reach Databento Historical at {where} ({type(exc).__name__}); check the network, or "
+            "[databento] historical_url"
+        ) from None

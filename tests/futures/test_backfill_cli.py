@@ -137,3 +137,15 @@ def test_a_wrong_key_is_one_line_and_not_echoed(venue: VenueThread, tmp_path: Pa
     assert line.startswith("error: Databento Historical refused the API key (HTTP 401")
     assert "DATABENTO_API_KEY" in line
     assert wrong not in line
+
+
+def test_an_unreachable_historical_api_is_one_line(
+    venue: VenueThread, tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    config = _config(venue, tmp_path)
+    config.write_text(config.read_text().replace(venue.info.historical_url, "http://127.0.0.1:9"))
+    line = _one_error_line(cli(config, *DAYS, "--dry-run"))
+    assert line == (
+        "error: cannot reach Databento Historical at http://127.0.0.1:9 (ConnectionError); check the network, or "
+        "[databento] historical_url"
+    )
