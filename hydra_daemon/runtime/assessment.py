@@ -5,6 +5,7 @@
   startup replays the recent past; COT: the latest due release is stored).
 - ``closed``: healthy and the market is closed now (weekend, daily break, CME holiday). Counts as ok.
 - ``degraded``: connecting, reconnecting, filling a gap, restarting, no data for longer than the schedule allows,
+  lagging (the newest stored record trails the data clock by more open market than the schedule allows),
   a COT release overdue beyond the grace period, a refused Historical request, the store map at or above 80 %.
 - ``failed``: authentication refused, repeated crashes, storage full or lease lost.
 
@@ -106,6 +107,19 @@ def expected_gap_s(schemas: Iterable[str], limits: HealthLimits) -> float | None
     return None if not cadences else min(cadences) + limits.stale_after_s
 
 
+def lag_limit_s(schemas: Iterable[str], limits: HealthLimits) -> float | None:
+    """Open-market seconds the newest stored record's time may trail the data clock before a Globex pipeline is
+    lagging (catching up, or committing slower than the feed): two of its cadences (a bar is stamped with its open
+    and published at its close) plus `stale_after_s`; None when its schemas predict nothing."""
+    cadences = [SCHEMA_CADENCE_S[s] for s in schemas if s in SCHEMA_CADENCE_S]
+    return None if not cadences else 2 * min(cadences) + limits.stale_after_s
+
+
+def open_lag_s(last_record_time: datetime | None, now: datetime) -> float | None:
+    """Open-market seconds between the newest stored record's time and `now` (a weekend adds nothing)."""
+    return None if last_record_time is None else sessions.open_seconds(last_record_time, now)
+
+
 def assess_pipeline(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
     """The status of one pipeline at `now` (data clock)."""
     if view.state == PipelineState.AUTH_REFUSED:
@@ -135,6 +149,11 @@ def _globex(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
     silence = _silence(view, now, limits)
     if silence is not None:
         return Verdict(Status.DEGRADED, (silence,))
+    limit, lag = lag_limit_s(view.schemas, limits), open_lag_s(view.last_record_time, now)
+    if limit is not None and lag is not None and lag > limit:
+        return Verdict(
+            Status.DEGRADED, (f"lagging: newest record {lag:.0f} s of open market behind (limit {limit:.0f} s)",)
+        )
     if not sessions.is_open(now):
         return Verdict(Status.CLOSED, (f"market closed; Globex reopens {sessions.next_open(now).isoformat()}",))
     return Verdict(Status.OK)

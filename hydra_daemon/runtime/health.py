@@ -40,6 +40,8 @@ from hydra_daemon.runtime.assessment import (
     Verdict,
     assess_pipeline,
     assess_store,
+    lag_limit_s,
+    open_lag_s,
     worst,
 )
 from hydra_daemon.runtime.http_server import Response, Route, serve_http
@@ -120,6 +122,8 @@ class PipelineHealth:
     verdict: Verdict
     last_delivery: datetime | None
     lag_s: float | None
+    open_lag_s: float | None = None
+    lag_limit_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,10 @@ def pipeline_health(record: PipelineRecord, state: DaemonState, now: datetime) -
     if stats is not None and stats.last_record_time is not None:
         lag = (now - stats.last_record_time).total_seconds()
     markets = ",".join(pipeline.markets) if pipeline is not None else ""
-    return PipelineHealth(record.name, markets, schema, verdict, view.last_delivery, lag)
+    globex = view.schedule is Schedule.GLOBEX
+    open_lag = open_lag_s(view.last_record_time, now) if globex else None
+    limit = lag_limit_s(view.schemas, state.limits) if globex else None
+    return PipelineHealth(record.name, markets, schema, verdict, view.last_delivery, lag, open_lag, limit)
 
 
 def take_snapshot(supervisor: Supervisor, state: DaemonState) -> HealthSnapshot:

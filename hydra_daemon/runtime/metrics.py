@@ -64,6 +64,14 @@ class DaemonCollector(Collector):
         lag = GaugeMetricFamily(
             "hydra_lag_seconds", "Data-clock seconds between now and the newest stored record.", labels=LABELS
         )
+        open_lag = GaugeMetricFamily(
+            "hydra_open_lag_seconds",
+            "Open-market seconds (Globex calendar, data clock) the newest stored record trails now.",
+            labels=LABELS,
+        )
+        lag_limit = GaugeMetricFamily(
+            "hydra_lag_limit_seconds", "Open-market lag beyond which health says lagging (degraded).", labels=LABELS
+        )
         since = GaugeMetricFamily(
             "hydra_last_delivery_timestamp_seconds", "Data-clock time records were last stored.", labels=LABELS
         )
@@ -88,6 +96,10 @@ class DaemonCollector(Collector):
                 since.add_metric(labels, item.last_delivery.timestamp())
             if item.lag_s is not None:
                 lag.add_metric(labels, item.lag_s)
+            if item.open_lag_s is not None:
+                open_lag.add_metric(labels, item.open_lag_s)
+            if item.lag_limit_s is not None:
+                lag_limit.add_metric(labels, item.lag_limit_s)
             stats = record.current.stats if record.current is not None else None
             if stats is None:
                 continue
@@ -101,7 +113,8 @@ class DaemonCollector(Collector):
             _observe(persist, labels, stats.persist_seconds)
             if stats.append_seconds is not None:
                 _observe(append, labels, stats.append_seconds)
-        yield from (*families.values(), cost, restarts, status, market_open, lag, since, buffered, queue, cot)
+        yield from (*families.values(), cost, restarts, status, market_open, lag, open_lag, lag_limit, since)
+        yield from (buffered, queue, cot)
         yield from (persist, append)
 
 

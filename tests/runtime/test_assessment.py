@@ -17,6 +17,7 @@ from hydra_daemon.runtime.assessment import (
     assess_pipeline,
     assess_store,
     expected_gap_s,
+    lag_limit_s,
     worst,
 )
 
@@ -138,3 +139,21 @@ def test_worst_of_all_with_closed_counting_as_ok() -> None:
     assert worst([ok, Verdict(Status.DEGRADED), closed]) is Status.DEGRADED
     assert worst([Verdict(Status.FAILED), Verdict(Status.DEGRADED)]) is Status.FAILED
     assert [s.severity for s in Status] == [0, 0, 1, 2]
+
+
+def test_lagging_behind_the_market_is_degraded_weekends_excluded() -> None:
+    assert lag_limit_s(("mbp-1", "definition"), LIMITS) == 900
+    assert lag_limit_s(("ohlcv-1d", "definition"), LIMITS) == 2 * 86_400 + 900
+    behind = options(last_record_time=TUESDAY_NOON - timedelta(seconds=901))
+    assert assess_pipeline(behind, TUESDAY_NOON, LIMITS) == Verdict(
+        Status.DEGRADED, ("lagging: newest record 901 s of open market behind (limit 900 s)",)
+    )
+    assert assess_pipeline(options(last_record_time=TUESDAY_NOON - timedelta(seconds=30)), TUESDAY_NOON, LIMITS) == (
+        Verdict(Status.OK)
+    )
+    sunday_open = datetime(2026, 3, 8, 22, tzinfo=UTC)
+    friday_last = datetime(2026, 3, 6, 21, 59, tzinfo=UTC)
+    monday = options(last_record_time=friday_last, last_delivery=sunday_open + timedelta(minutes=1))
+    assert assess_pipeline(monday, sunday_open + timedelta(minutes=2), LIMITS).status is Status.OK
+    daily = options(schemas=("ohlcv-1d", "definition"), last_record_time=datetime(2026, 3, 9, tzinfo=UTC))
+    assert assess_pipeline(replace(daily, last_delivery=TUESDAY_NOON), TUESDAY_NOON, LIMITS).status is Status.OK

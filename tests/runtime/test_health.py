@@ -261,6 +261,7 @@ async def test_document_and_metrics_tell_the_same_story_without_secrets() -> Non
     assert value("hydra_pipeline_status") == 1
     assert value("hydra_status") == 1
     assert value("hydra_lag_seconds") == 903
+    assert (value("hydra_open_lag_seconds"), value("hydra_lag_limit_seconds")) == (903, 900), "Tuesday: all open"
     assert value("hydra_last_delivery_timestamp_seconds") == TUESDAY_NOON.timestamp()
     assert value("hydra_persist_seconds", "hydra_persist_seconds_count") == 2
     assert value("hydra_persist_seconds", "hydra_persist_seconds_bucket", le="0.005") >= 1
