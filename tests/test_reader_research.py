@@ -109,6 +109,8 @@ def test_columns_select_on_every_read(uri: str) -> None:
         bars = reader.futures_bars("HE", DAY1, DAY1 + pd.Timedelta(days=5), columns=["close"])
         assert bars.columns.tolist() == ["close"] and bars.index.tz is not None
         assert reader.options_chain("HE", AT, columns=["implied_vol"]).columns.tolist() == ["implied_vol"]
+        chain = reader.records("options", "HE", "chain", DAY1, DAY1 + pd.Timedelta(days=1), columns=["instrument_id"])
+        assert chain["instrument_id"].tolist() == [1, 2] and chain.index.name == "snapshot_time"
         assert reader.cot("HE", AT, columns=["as_of", "open_interest_all"]).shape == (3, 2)
         history = reader.cot_history("HE", start=WEEKS[1], columns=["as_of", "available_at", "revision"])
         assert history["as_of"].tolist() == [WEEKS[1], WEEKS[2]]

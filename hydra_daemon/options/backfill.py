@@ -6,7 +6,9 @@ parent (``HE.FUT``), ``definition``, ``statistics`` and ``mbp-1`` in consecutive
 schema over the same window, and feeds each window to the sink at once — the chain book orders the records by
 ``ts_recv`` and snapshots the boundaries they cross, as it does with live batches (see `ChainBook.ingest`). Chain
 snapshots and features get the same times and ``available_at`` (the snapshot time) as live capture; only
-``ingested_at`` (when the row was stored) tells them apart.
+``ingested_at`` (when the row was stored) tells them apart. Where the records go quiet for `snapshot_interval_s`
+(the daily break, a weekend) the session ends as in live capture (`OptionsSink.end_session`: a snapshot at the last
+record's time).
 
 Before `start` the chains are warmed up from `WARMUP_NS` of history (applied without snapshots and without storing,
 like the warm start after a restart), so the first snapshots of the range hold the quotes and open interest live
@@ -21,12 +23,14 @@ and the sink stores only snapshots newer than the newest stored one. Sync (block
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import databento
+import numpy as np
 import pandas as pd
 import structlog
 
@@ -34,7 +38,7 @@ from hydra_daemon.capture.commit import configured_writer, seed_symbols
 from hydra_daemon.config import Config
 from hydra_daemon.databento.cost_guard import CostGuard, HistoricalRequest, Quote
 from hydra_daemon.databento.decode import MarketFrame, SymbolMap, decode_records
-from hydra_daemon.databento.historical_fill import NS_PER_DAY, HistoricalSource
+from hydra_daemon.databento.historical_fill import NS_PER_DAY, NS_PER_S, HistoricalSource
 from hydra_daemon.ingest import PipelineStats
 from hydra_daemon.options.book import stream_parents
 from hydra_daemon.options.pipeline import OPTION_SCHEMAS, OptionsSink
@@ -155,8 +159,10 @@ def backfill_options(
     seed_symbols(store, [market], symbols, OPTIONS)
     for label, request in plan.lookback:
         decode_records(_fetch(source, client, request), symbols, label)
+    quiet_ns = round(config.options.snapshot_interval_s * NS_PER_S)
     total = len(plan.all_requests)
     done, records, stored = len(plan.lookback), 0, 0
+    in_range_ns: int | None = None  # the newest record applied in the range (a session before `start` is not ended)
     for window in plan.windows:
         frames: list[MarketFrame] = []
         for label, request in window.requests:
@@ -166,14 +172,47 @@ def backfill_options(
             records += sum(len(item.frame) for item in batch.frames)
             if progress is not None:
                 progress(done, total, records)
-        if window.store:
-            stored += sink.commit(frames)
-        else:
+        if not window.store:
             sink.book.ingest(frames, snapshots=False)
+            continue
+        for piece, quiet_after in sessions(frames, in_range_ns, quiet_ns):
+            stored += sink.commit(piece)
+            if quiet_after:
+                sink.end_session()
+        in_range_ns = sink.book.last_event_ns
     writer.flush_all()
     store.snapshot("options-backfill")
     log.info("options_backfill_done", market=market, start=str(start), end=str(end), records=records, stored=stored)
     return stored
+
+
+def sessions(frames: Sequence[MarketFrame], last_ns: int | None, quiet_ns: int) -> list[tuple[list[MarketFrame], bool]]:
+    """`frames` cut where the records go quiet for at least `quiet_ns` (a session break): the pieces in time order,
+    each with whether a quiet stretch follows it. A quiet stretch between `last_ns` (the newest record already
+    applied) and the first record makes the first piece empty and quiet after: the previous session ends first.
+    Live capture ends a session (a snapshot at the last record's time) when the stream is quiet that long."""
+    times = np.sort(np.concatenate([pd.DatetimeIndex(f.frame.index).asi8 for f in frames if not f.frame.empty] or [[]]))
+    if not len(times):
+        return [(list(frames), False)]
+    starts = [int(t) for t in times[1:][np.diff(times) >= quiet_ns]]
+    pieces: list[tuple[list[MarketFrame], bool]] = []
+    if last_ns is not None and int(times[0]) - last_ns >= quiet_ns:
+        pieces.append(([], True))
+    bounds = [None, *starts, None]
+    for a, b in itertools.pairwise(bounds):
+        part = [_between(item, a, b) for item in frames]
+        pieces.append((part, b is not None))
+    return pieces
+
+
+def _between(item: MarketFrame, start_ns: int | None, end_ns: int | None) -> MarketFrame:
+    times = pd.DatetimeIndex(item.frame.index).asi8
+    keep = np.ones(len(times), dtype=bool)
+    if start_ns is not None:
+        keep &= times >= start_ns
+    if end_ns is not None:
+        keep &= times < end_ns
+    return MarketFrame(item.market, item.schema, item.frame[keep])
 
 
 def _fetch(source: HistoricalSource, client: databento.Historical, request: HistoricalRequest) -> list[Any]:

@@ -15,7 +15,8 @@ from rich.console import Console
 
 from hydra_daemon.backoff import Backoff
 from hydra_daemon.config import Config, parse_config
-from hydra_daemon.options.backfill import backfill_options
+from hydra_daemon.databento.decode import MarketFrame
+from hydra_daemon.options.backfill import backfill_options, sessions
 from hydra_daemon.options.backfill_cli import backfill_options_command
 from hydra_daemon.options.features import FEATURE_NAMES
 from hydra_daemon.options.pipeline import OptionsIngestPipeline
@@ -123,3 +124,23 @@ def test_the_cli_refuses_while_a_daemon_writes_the_store(venue: VenueThread, tmp
     config = _config(venue, tmp_path)
     with Store.open(config.storage.arctic_uri, writer=True), pytest.raises(StoreLockedError):
         backfill_options_command(config, "HE", DAY, DAY + timedelta(days=1), Console(file=io.StringIO()))
+
+
+NS = 1_000_000_000
+
+
+def _frame(times_s: list[int]) -> MarketFrame:
+    index = pd.DatetimeIndex(pd.to_datetime(times_s, unit="s", utc=True), name="ts_recv")
+    return MarketFrame("HE", "mbp-1", pd.DataFrame({"x": range(len(times_s))}, index=index))
+
+
+def _seconds(pieces: list[tuple[list[MarketFrame], bool]]) -> list[tuple[list[list[int]], bool]]:
+    return [([list(f.frame.index.asi8 // NS) for f in part], quiet) for part, quiet in pieces]
+
+
+def test_sessions_end_where_the_records_go_quiet_as_live_capture_ends_them() -> None:
+    quiet = 60 * NS
+    pieces = sessions([_frame([0, 10, 100, 110]), _frame([20, 200])], None, quiet)
+    assert _seconds(pieces) == [([[0, 10], [20]], True), ([[100, 110], []], True), ([[], [200]], False)]
+    assert _seconds(sessions([_frame([500])], 400 * NS, quiet)) == [([], True), ([[500]], False)]
+    assert _seconds(sessions([_frame([450])], 400 * NS, quiet)) == [([[450]], False)]
