@@ -112,7 +112,10 @@ class SpendLedger:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = self.path.with_name(self.path.name + ".tmp")
-        staging.write_text(json.dumps(state), encoding="utf-8")
+        with staging.open("w", encoding="utf-8") as handle:
+            handle.write(json.dumps(state))
+            handle.flush()
+            os.fsync(handle.fileno())  # a crash must not forget money already spent
         os.replace(staging, self.path)
 
 
