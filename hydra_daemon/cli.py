@@ -83,10 +83,25 @@ def _backfill_futures(args: argparse.Namespace) -> int:
 def _backfill_options(args: argparse.Namespace) -> int:
     _require_range(args.start, args.end)
     config = _config(args)
+    if args.dry_run:
+        return _quote_options(config, args.market, _utc_day(args.start), _utc_day(args.end))
     _require_writable_dir(config.state_dir)
     from hydra_daemon.options.backfill_cli import backfill_options_command
 
     return backfill_options_command(config, args.market, _utc_day(args.start), _utc_day(args.end))
+
+
+def _quote_options(config: Config, market: str, start: datetime, end: datetime) -> int:
+    from rich.console import Console
+
+    from hydra_daemon.databento.cost_report import print_cost_report
+    from hydra_daemon.options.backfill import plan_options_backfill, quote_options_backfill
+
+    plan = plan_options_backfill(config, market, start, end)
+    quotes = quote_options_backfill(plan, plan.source.client())
+    title = f"options backfill {market} [{start.date()}, {end.date()}) with its warm-up: Databento Historical cost"
+    print_cost_report(Console(), title, quotes, plan.source.guard)
+    return 0
 
 
 def _backfill_cot(args: argparse.Namespace) -> int:
@@ -188,6 +203,12 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="path to config.toml")
 
 
+def _add_dry_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print what the requests would cost (Databento metadata) and exit"
+    )
+
+
 def _add_days(parser: argparse.ArgumentParser) -> None:
     """--start/--end UTC days with Databento's convention: start inclusive, end exclusive."""
     parser.add_argument("--start", required=True, type=_day, help="first UTC day, included (YYYY-MM-DD)")
@@ -201,9 +222,7 @@ def _add_backfill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _add_config(futures)
     futures.add_argument("--market", required=True, help="market name from the config, e.g. HE")
     _add_days(futures)
-    futures.add_argument(
-        "--dry-run", action="store_true", help="print what the requests would cost (Databento metadata) and exit"
-    )
+    _add_dry_run(futures)
     futures.set_defaults(handler=_backfill_futures)
     options = kinds.add_parser(
         "options", help="options definitions, quotes (mbp-1) and statistics from Databento Historical, with chains"
@@ -211,6 +230,7 @@ def _add_backfill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _add_config(options)
     options.add_argument("--market", required=True, help="market name from the config, e.g. HE")
     _add_days(options)
+    _add_dry_run(options)
     options.set_defaults(handler=_backfill_options)
     cot = kinds.add_parser(
         "cot", help="CFTC disaggregated futures-only reports from the yearly files (free: no cost guard)"

@@ -219,7 +219,7 @@ def test_backfill_cot_with_years_backwards_is_one_line() -> None:
     assert result.stderr == "error: --end-year 2020 is before --start-year 2021\n"
 
 
-@pytest.mark.parametrize("command", [["backfill", "futures"], ["export"]])
+@pytest.mark.parametrize("command", [["backfill", "futures"], ["backfill", "options"], ["export"]])
 def test_every_day_range_help_says_start_inclusive_end_exclusive(
     command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -240,6 +240,7 @@ def test_readme_command_table_shows_every_required_option() -> None:
     commands = {
         "run": ["--config"],
         "backfill futures": ["--config", "--market", "--start", "--end"],
+        "backfill options": ["--config", "--market", "--start", "--end"],
         "backfill cot": ["--config", "--start-year", "--end-year"],
         "export": ["--config", "--library", "--symbol", "--start", "--end"],
     }

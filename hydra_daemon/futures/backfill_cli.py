@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from hydra_daemon.config import Config
-from hydra_daemon.databento.cost_guard import CostRefused
+from hydra_daemon.databento.cost_report import print_cost_report
 from hydra_daemon.futures.backfill import backfill_futures, plan_backfill, quote_backfill
 from hydra_daemon.lake.exporter import export_after_backfill
 from hydra_daemon.store.arctic import Store
@@ -45,33 +43,8 @@ def quote_futures_command(
 ) -> int:
     """Print what backfilling `market` for [start, end) would cost (per schema and in total) and whether the cost
     guard would allow it; downloads nothing and needs no store. Returns 0."""
-    console = console or Console()
     plan = plan_backfill(config, market, start, end)
     quotes = quote_backfill(plan, plan.source.client())
-    by_schema: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
-    for quote in quotes:
-        row = by_schema[quote.request.schema]
-        row[0] += 1
-        row[1] += quote.records
-        row[2] += quote.cost_usd
-    table = Table(title=f"futures backfill {market} [{start.date()}, {end.date()}): Databento Historical cost")
-    for column in ("schema", "requests", "records", "cost (USD)"):
-        table.add_column(column, justify="left" if column == "schema" else "right")
-    for schema, (requests, records, cost) in by_schema.items():
-        table.add_row(schema, f"{requests:.0f}", f"{records:.0f}", f"{cost:,.4f}")
-    total = sum(q.cost_usd for q in quotes)
-    table.add_row("total", str(len(quotes)), str(sum(q.records for q in quotes)), f"{total:,.4f}")
-    console.print(table)
-    guard = plan.source.guard
-    spent = guard.ledger.spent_today(datetime.now(UTC).date())
-    console.print(
-        f"limit: ${guard.max_cost_usd:,.4f} per request and per UTC day ([databento] max_historical_cost_usd); "
-        f"spent today: ${spent:,.4f}"
-    )
-    try:
-        guard.check_total(quotes)
-    except CostRefused as refused:
-        console.print(f"a backfill would be refused: {refused}", markup=False)
-    else:
-        console.print("a backfill would be allowed (dry run: nothing downloaded)")
+    title = f"futures backfill {market} [{start.date()}, {end.date()}): Databento Historical cost"
+    print_cost_report(console or Console(), title, quotes, plan.source.guard)
     return 0

@@ -19,6 +19,7 @@ import structlog
 from hydra_daemon.cli import main
 from hydra_daemon.config import load_config
 from hydra_daemon.futures.backfill import plan_backfill, quote_backfill
+from hydra_daemon.options.backfill import plan_options_backfill, quote_options_backfill
 from hydra_daemon.sim.venue import VenueConfig, VenueThread
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.symbols import FUTURES
@@ -58,8 +59,8 @@ def _backfill(config: Path, key: str, *args: str) -> subprocess.CompletedProcess
     return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
 
 
-def _argv(config: Path, *args: str) -> list[str]:
-    return ["backfill", "futures", "--config", str(config), "--market", "HE", *args]
+def _argv(config: Path, *args: str, kind: str = "futures") -> list[str]:
+    return ["backfill", kind, "--config", str(config), "--market", "HE", *args]
 
 
 @pytest.fixture
@@ -69,8 +70,8 @@ def cli(
     """`hydra-daemon` run in this process with the venue's key; returns (returncode, stdout, stderr)."""
     monkeypatch.setenv("DATABENTO_API_KEY", venue.info.api_key)
 
-    def run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        code = main(_argv(config, *args))
+    def run(config: Path, *args: str, kind: str = "futures") -> subprocess.CompletedProcess[str]:
+        code = main(_argv(config, *args, kind=kind))
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess(args, code, out, err)
 
@@ -149,3 +150,19 @@ def test_an_unreachable_historical_api_is_one_line(
         "error: cannot reach Databento Historical at http://127.0.0.1:9 (ConnectionError); check the network, or "
         "[databento] historical_url"
     )
+
+
+def test_options_dry_run_prices_the_warm_up_and_the_range(
+    venue: VenueThread, tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    config = _config(venue, tmp_path)
+    result = cli(config, *DAYS, "--dry-run", kind="options")
+    assert result.returncode == 0, result.stderr
+    start, end = (pd.Timestamp(day, tz="UTC") for day in (DAYS[1], DAYS[3]))
+    plan = plan_options_backfill(load_config(config), "HE", start, end)
+    quotes = quote_options_backfill(plan, plan.source.client())
+    total = sum(q.cost_usd for q in quotes)
+    assert total > 0
+    assert re.search(rf"total\s.*{len(quotes)}\s.*{sum(q.records for q in quotes)}\s.*{total:,.4f}", result.stdout)
+    assert "mbp-1" in result.stdout and "a backfill would be allowed" in result.stdout
+    assert not (tmp_path / "state" / "arctic").exists(), "a dry run opens no store"
