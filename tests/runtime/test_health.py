@@ -226,6 +226,9 @@ async def test_document_and_metrics_tell_the_same_story_without_secrets() -> Non
         )
         stale = routes["/health"]()
         exposition = routes["/metrics"]().body.decode()
+        usage = StoreUsage(size_bytes=850, map_size_bytes=1000, lease_held=False, problem="disk full: ENOSPC")
+        await state.refresh_usage()
+        lost = take_snapshot(supervisor, state)
         group.cancel_scope.cancel()
 
     assert fresh["status"] == "degraded", "the map is 85 % full"
@@ -266,5 +269,6 @@ async def test_document_and_metrics_tell_the_same_story_without_secrets() -> Non
     assert value("hydra_persist_seconds", "hydra_persist_seconds_count") == 2
     assert value("hydra_persist_seconds", "hydra_persist_seconds_bucket", le="0.005") >= 1
     assert value("hydra_store_map_used_ratio") == 0.85
+    assert lost.status.value == "failed" and lost.store.reasons == ("disk full: ENOSPC", "writer lease lost")
     assert value("hydra_versions_pruned", "hydra_versions_pruned_total") == 7
     assert value("hydra_data_clock_timestamp_seconds") == clock.at.timestamp()
