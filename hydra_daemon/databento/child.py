@@ -3,10 +3,10 @@
 It connects with the real `databento.Live` client, subscribes, starts, and writes every record as raw DBN bytes
 (`Live.add_stream`) into a buffered pipe, flushed every `FLUSH_S`; a full pipe blocks the client's socket reads, so
 a slow parent pushes back on the gateway through TCP. It reports on a control connection: ``started`` (with the
-session id), then ``closed`` or ``failed`` (with the redacted error) when the session ends, or ``auth_refused``
-when the gateway rejected the key (the client raises a plain BentoError for that; only its log record tells it
-apart). The API key arrives
-over that private connection, never in argv or an environment.
+session id), then ``closed``, ``failed`` (with the redacted error) or ``corrupt`` (the client could not decode the
+gateway's stream: it logs why and closes as if cleanly, or re-raises a panic of databento_dbn) when the session
+ends, or ``auth_refused`` when the gateway rejected the key (the client raises a plain BentoError for that; only its
+log record tells it apart). The API key arrives over that private connection, never in argv or an environment.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import IO
 
 import databento
 
+from hydra_daemon.databento.dbn_runs import is_panic
 from hydra_daemon.redaction import redact_text, register_secret
 
 FLUSH_S = 0.02
@@ -39,6 +40,21 @@ class _AuthRejections(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.getMessage().startswith(AUTH_REJECTED_LOG):
             self.seen = True
+
+
+class _DecodeFailure(logging.Handler):
+    """Remembers why the client's DBN decoder failed: databento logs a DBNError on `databento.live.protocol`, asyncio
+    logs a panic on a malformed record as a fatal protocol error; either way the transport closes and the session
+    then looks closed normally."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.reason: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        detail = f"{record.exc_info[1]}" if record.exc_info and record.exc_info[1] else record.getMessage()
+        if self.reason is None and ("error decoding DBN record" in record.getMessage() or "Malformed" in detail):
+            self.reason = redact_text(detail)[:500]
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,9 @@ def child_main(control: Connection, data_fd: int) -> None:
         register_secret(key)
         rejections = _AuthRejections()
         logging.getLogger("databento.live.protocol").addHandler(rejections)
+        failure = _DecodeFailure()
+        for name in ("databento.live.protocol", "asyncio"):
+            logging.getLogger(name).addHandler(failure)
         try:
             client = _connect(key, request, out)
         except Exception as exc:
@@ -69,6 +88,8 @@ def child_main(control: Connection, data_fd: int) -> None:
             return
         control.send(("started", client.session_id))
         outcome = _pump(client, out, control)
+        if failure.reason is not None:
+            outcome = ("corrupt", failure.reason)
         out.close()  # EOF for the parent: everything the session sent is in the pipe
         control.send(outcome)
     except (BrokenPipeError, EOFError, ConnectionResetError):
@@ -114,6 +135,10 @@ def _pump(client: databento.Live, out: IO[bytes], control: Connection) -> tuple[
         client.block_for_close()
     except Exception as exc:
         return "failed", _describe(exc)
+    except BaseException as exc:  # the client re-raises a panic of databento_dbn: the stream was corrupt
+        if not is_panic(exc):
+            raise
+        return "corrupt", _describe(exc)
     out.flush()
     return "closed", None
 

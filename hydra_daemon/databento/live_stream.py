@@ -300,7 +300,12 @@ class LiveStream:
                         f"no record or heartbeat for {idle:.1f} s "
                         f"(heartbeat_interval_s={self.settings.heartbeat_interval_s}); dropping the session"
                     )
-            await anyio.to_thread.run_sync(child.outcome)  # raises LiveSessionError on an abnormal close
+            try:
+                await anyio.to_thread.run_sync(child.outcome)  # raises LiveSessionError on an abnormal close
+            except CorruptStream as exc:  # the child's client could not decode the stream
+                if exc.record is not None:
+                    self._quarantined(exc.record, "live")
+                raise
         finally:
             decoder.stop()
 

@@ -18,6 +18,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from hydra_daemon.databento.child import SessionRequest
+from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream
 from hydra_daemon.databento.launcher import Launcher
 
 PIPE_BYTES = 1 << 20
@@ -78,10 +79,14 @@ class LiveProcess:
         return os.read(self._data_fd, READ_BYTES)
 
     def outcome(self) -> None:
-        """After end of stream: return if the gateway closed the session, raise LiveSessionError if it failed."""
+        """After end of stream: return if the gateway closed the session, raise LiveSessionError if it failed and
+        CorruptStream (with the reason as its record) if the client could not decode what the gateway sent."""
         status, detail = self._next_status(OUTCOME_WAIT_S)
         if status == "failed":
             raise LiveSessionError(detail)
+        if status == "corrupt":
+            reason = f"the Live client could not decode the gateway's stream: {detail}"
+            raise CorruptStream(reason, record=CorruptRecord(-1, -1, 0, reason, b"", breaks_stream=True))
 
     def stop(self) -> None:
         """Abandon the session: tell the child, close our ends, kill it if it lingers (without blocking us)."""

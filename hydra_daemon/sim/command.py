@@ -17,6 +17,7 @@ Fault names (`/sim/faults` name=value):
     reset                     TCP reset (RST)
     error                     ErrorMsg "Simulated gateway error", then close
     corrupt                   garbage bytes in the DBN stream
+    short_record              an MBP-1 record declaring 16 bytes (the DBN library panics on it)
     down=SECONDS              reset every session and refuse connections for SECONDS (default 5)
     invalid_bar[=RAW_SYMBOL]  an OHLCV-1m bar with high < low for a future (default the first listed), on Live
                               and Historical but not in the --record ground truth

@@ -13,6 +13,7 @@ class SessionAction(StrEnum):
     RESET = "reset"  # RST (SO_LINGER 0)
     ERROR = "error"  # ErrorMsg, then close
     CORRUPT = "corrupt"  # garbage bytes in the DBN stream
+    SHORT_RECORD = "short_record"  # an MBP-1 record header declaring 16 bytes (databento_dbn panics on it)
 
 
 @dataclass

@@ -53,6 +53,7 @@ DEFAULT_HEARTBEAT_S = 30
 _BATCH_RECORDS = 512
 _IDLE_POLL_S = 0.1
 _CORRUPT_BYTES = b"\xff\x7f" * 64
+_SHORT_RECORD = bytes([4, 1]) + bytes(14)
 _SEND_BUFFER = 64 * 1024  # fixed kernel send buffer: a stalled reader backs up into drain() quickly
 
 
@@ -445,6 +446,9 @@ class LiveGateway:
             if action is SessionAction.CORRUPT:
                 session.writer.write(_CORRUPT_BYTES)
                 await session.writer.drain()
+                continue
+            if action is SessionAction.SHORT_RECORD:
+                await self._send(session, _SHORT_RECORD)
                 continue
             if action is SessionAction.ERROR:
                 error = ErrorMsg(self.feed.clock.now_ns(), "Simulated gateway error", code=_INTERNAL_ERROR)

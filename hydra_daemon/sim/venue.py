@@ -298,6 +298,7 @@ _FAULTS: dict[str, tuple[Callable[[Venue, str], None], str]] = {
     "reset": (_sessions(SessionAction.RESET), ""),
     "error": (_sessions(SessionAction.ERROR), ""),
     "corrupt": (_sessions(SessionAction.CORRUPT), ""),
+    "short_record": (_sessions(SessionAction.SHORT_RECORD), ""),
     "stall": (_set("stall", _flag), "=1|0"),
     "pause": (_set("pause", _flag), "=1|0"),
     "slow": (_set("slow_bytes_per_s", lambda s: float(s or "0")), "=BYTES_PER_S (0 = off)"),

@@ -6,6 +6,7 @@ futures records of that ground truth — none missing, none twice — up to the 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -295,3 +296,22 @@ async def test_a_refused_key_parks_the_stream_says_so_once_and_never_leaks_the_k
     assert key not in repr(logs)
     assert key not in caplog.text
     assert key not in repr(pipeline.stats.as_dict())
+
+
+async def test_a_record_the_dbn_library_panics_on_ends_the_session_at_once(
+    venue: VenueThread, store: Store, tmp_path: Path
+) -> None:
+    """A known record type declaring too short a length: the session is replaced because of it (not by the silence
+    watchdog: heartbeats every 30 s make that 46 s), and the store stays exact."""
+    pipeline = make_pipeline(venue, make_config(venue, tmp_path, heartbeat_interval_s=30), store)
+    async with running(pipeline):
+        await caught_up(venue, pipeline, minutes=1)
+        venue.fault("short_record")
+        await eventually(lambda: pipeline.stats.reconnects >= 1, "a reconnect after the short record")
+        await caught_up(venue, pipeline)
+    assert "CorruptStream: the Live client could not decode the gateway's stream" in (pipeline.stats.last_error or "")
+    assert "Malformed `dbn::record::Mbp1Msg` record" in (pipeline.stats.last_error or "")
+    assert pipeline.stats.corrupt_records == 1
+    [entry] = [json.loads(line) for line in (tmp_path / "quarantine" / "dbn.jsonl").read_text().splitlines()]
+    assert entry["source"] == "live" and "Malformed" in entry["reason"]
+    assert_store_matches_truth(venue, store)
