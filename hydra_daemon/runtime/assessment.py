@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from hydra_daemon.cot.calendar import latest_as_of_released, release_time
@@ -66,6 +66,8 @@ class HealthLimits:
     cot_grace_s: float = 6 * 3600.0
     map_degraded_fraction: float = 0.8
     failed_after_crashes: int = 5
+    cot_extra_closures: tuple[date, ...] = ()
+    """`[cot] extra_closures`: federal closures that move CFTC releases (the COT pipeline schedules by them too)."""
 
 
 SCHEMA_CADENCE_S = {"ohlcv-1s": 1, "ohlcv-1m": 60, "ohlcv-1h": 3600, "ohlcv-1d": 86_400, "mbp-1": 0, "trades": 0}
@@ -177,8 +179,8 @@ def _silence(view: PipelineView, now: datetime, limits: HealthLimits) -> str | N
 
 
 def _cot(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
-    due = latest_as_of_released(now)
-    due_at = release_time(due)
+    due = latest_as_of_released(now, limits.cot_extra_closures)
+    due_at = release_time(due, limits.cot_extra_closures)
     if view.last_record_time is not None and view.last_record_time >= due_at:
         return Verdict(Status.OK)
     overdue = now - due_at

@@ -79,7 +79,11 @@ async def run_daemon(
     log = structlog.get_logger()
     notifier = Notifier(env)
     supervisor = Supervisor(pipelines, policy=opts.restart, jobs=jobs, fatal=fatal)
-    limits = HealthLimits(stale_after_s=config.health.stale_after_s, cot_grace_s=config.health.cot_grace_s)
+    limits = HealthLimits(
+        stale_after_s=config.health.stale_after_s,
+        cot_grace_s=config.health.cot_grace_s,
+        cot_extra_closures=config.cot.extra_closures,
+    )
     state = DaemonState(config.storage.arctic_uri, opts.stall_after_s, clock or WallClock(), limits, store_usage)
     registry = metrics_registry(supervisor, lambda: take_snapshot(supervisor, state))
     routes = health_routes(supervisor, state, lambda: render(registry))

@@ -123,6 +123,10 @@ def test_cot_follows_its_release_calendar() -> None:
         "COT release for 2026-03-03 (due 2026-03-06T20:30:00+00:00) not stored 7.0 h after release",
     )
     assert cot(release - timedelta(hours=1), seen=previous) == Verdict(Status.OK), "the next one is not due yet"
+    closed = HealthLimits(cot_extra_closures=(date(2026, 3, 6),))  # a Friday closure moves the release to Monday
+    view = PipelineView("cot", Schedule.COT, ("cot",), "running", "idle", release - timedelta(days=30))
+    late_friday = release + timedelta(hours=7)
+    assert assess_pipeline(replace(view, last_record_time=previous), late_friday, closed) == Verdict(Status.OK)
 
 
 def test_store_map_and_problems() -> None:
