@@ -1,0 +1,67 @@
+"""A full LMDB map is a fault, not a crash loop: the store reports it with the fix, committed data stays intact, and
+capture resumes exactly where it stopped once the store is reopened with a larger map."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.frames import restore_utc
+from hydra_daemon.store.health import is_out_of_space, map_size_bytes
+from hydra_daemon.store.symbols import OPTIONS
+from hydra_daemon.store.writer import FlushError, StreamWriter
+
+SYMBOL = "HE.mbp-1"
+ROWS = 20_000
+BASE = pd.Timestamp("2024-03-01 14:30", tz="UTC")
+
+
+def _quotes(batch: int) -> pd.DataFrame:
+    rng = np.random.default_rng(batch)  # incompressible values: the map fills after a few batches
+    index = pd.date_range(BASE + pd.Timedelta(minutes=batch), periods=ROWS, freq="ms", name="ts_recv")
+    sequence = np.arange(batch * ROWS, (batch + 1) * ROWS, dtype="int64")
+    return pd.DataFrame({"sequence": sequence, "bid": rng.random(ROWS), "ask": rng.random(ROWS)}, index=index)
+
+
+def test_map_size_is_read_from_the_uri() -> None:
+    assert map_size_bytes("lmdb:///x?map_size=2GB") == 2 * 1024**3
+    assert map_size_bytes("lmdb:///x?map_size=512MB") == 512 * 1024**2
+    assert is_out_of_space(OSError(28, "No space left on device"))
+    assert not is_out_of_space(ValueError("bad frame"))
+
+
+def test_a_full_map_stops_writes_keeps_committed_data_and_resumes_with_a_larger_map(tmp_path: Path) -> None:
+    path = tmp_path / "arctic"
+    committed = 0
+    with Store.open(f"lmdb://{path}?map_size=4MB", writer=True) as store:
+        writer = StreamWriter(store, flush_rows=ROWS)
+        batch = 0
+        with pytest.raises(FlushError) as failure:
+            while batch < 100:
+                writer.add(OPTIONS, SYMBOL, _quotes(batch), ["sequence"])
+                committed += sum(c.rows for c in writer.flush_due())
+                batch += 1
+        assert committed > 0, "the map filled before the first flush: make the map larger"
+        assert is_out_of_space(failure.value.failures[(OPTIONS, SYMBOL)])
+        usage = store.usage()
+        assert usage.problem is not None and "map_size" in usage.problem and "restart" in usage.problem
+        assert usage.map_size_bytes == 4 * 1024**2 and usage.map_fraction is not None and usage.map_fraction > 0.8
+        with pytest.raises(FlushError):  # still full: rows stay buffered, nothing half-written
+            writer.flush_all()
+        assert writer.pending_rows() == ROWS
+        stored = restore_utc(store.library(OPTIONS).read(SYMBOL).data)
+        assert stored["sequence"].tolist() == list(range(committed))
+    gc.collect()  # one Arctic per LMDB path per process: let the next open map the store afresh
+    with Store.open(f"lmdb://{path}?map_size=64MB", writer=True) as store:
+        writer = StreamWriter(store, flush_rows=ROWS)
+        resumed = writer.add(OPTIONS, SYMBOL, pd.concat([_quotes(b) for b in range(batch + 1)]), ["sequence"])
+        assert resumed == (batch + 1) * ROWS - committed  # upstream replays; the watermark drops what was stored
+        writer.flush_all()
+        assert store.usage().problem is None
+        stored = restore_utc(store.library(OPTIONS).read(SYMBOL).data)
+        assert stored["sequence"].tolist() == list(range((batch + 1) * ROWS))
