@@ -27,13 +27,27 @@ def utc_timestamp(value: dt.datetime | pd.Timestamp, *, what: str) -> pd.Timesta
 def point_in_time(history: pd.DataFrame, at: pd.Timestamp, keys: Sequence[str]) -> pd.DataFrame:
     """Rows with ``available_at <= at``, then per ``keys`` the highest revision (ties: latest ``available_at``)."""
     at = utc_timestamp(at, what="point_in_time(at=...)")
-    return latest_revisions(history[history["available_at"] <= at], keys)
+    known = np.flatnonzero((history["available_at"] <= at).to_numpy())
+    return history.iloc[known[_latest_positions(history.iloc[known], keys)]].reset_index(drop=True)
 
 
 def latest_revisions(history: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Per ``keys`` the highest revision (ties: latest ``available_at``), ignoring when it became available."""
-    ordered = history.sort_values([*keys, "revision", "available_at"], kind="stable")
-    return ordered.groupby(list(keys), sort=False, dropna=False).tail(1).reset_index(drop=True)
+    return history.iloc[_latest_positions(history, keys)].reset_index(drop=True)
+
+
+def _latest_positions(history: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
+    """Positions of the latest revision per key, in key order. Works on the key columns only, so a wide table is
+    copied once (by the caller's single row take), not once per pandas step."""
+    if history.empty:
+        return np.zeros(0, dtype=np.intp)
+    codes = [pd.factorize(history[k], sort=True, use_na_sentinel=False)[0] for k in keys]
+    revision = history["revision"].to_numpy()
+    available = pd.DatetimeIndex(history["available_at"]).asi8
+    order = np.lexsort((available, revision, *reversed(codes)))
+    grouped = np.column_stack([c[order] for c in codes])
+    last = np.r_[(grouped[1:] != grouped[:-1]).any(axis=1), True]
+    return order[last]
 
 
 def revisions_to_write(

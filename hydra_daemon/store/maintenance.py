@@ -27,10 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
+import pandas as pd
 import structlog
 from arcticdb.version_store.library import Library
 
 from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.symbols import LIBRARIES
 
 __all__ = ["DAILY_PREFIX", "Maintenance", "MaintenancePolicy", "MaintenanceReport", "daily_snapshot_name"]
@@ -38,6 +41,8 @@ __all__ = ["DAILY_PREFIX", "Maintenance", "MaintenancePolicy", "MaintenanceRepor
 log = structlog.get_logger()
 
 DAILY_PREFIX = "daily-"
+SMALL_SEGMENT_FRACTION = 8
+"""A segment with fewer rows than ``rows_per_segment / 8`` is small: intraday merges gather those only."""
 _SNAPSHOT_DAY = re.compile(r"^[A-Za-z0-9_-]+?-(\d{8})(?:T\d{6}\d*Z)?$")
 
 
@@ -94,10 +99,11 @@ class Maintenance:
             for name, symbol in self._symbols(libraries) | self._store.written_symbols()
             if name in libraries and libraries[name].has_symbol(symbol)
         )
+        day_ended = self._day_ended()
         for name, symbol in symbols:
-            self._compact(libraries[name], symbol, report)
-        with_symbols = [libraries[n] for n in sorted({n for n, _ in symbols})]
-        self._daily_snapshot(with_symbols, report)
+            self._compact(libraries[name], symbol, report, full=day_ended is not None)
+        if day_ended is not None:
+            self._daily_snapshot([libraries[n] for n in sorted({n for n, _ in symbols})], day_ended, report)
         self._expire_snapshots(list(libraries.values()), report)
         for name, symbol in symbols:
             self._prune(libraries[name], symbol, report)
@@ -118,25 +124,53 @@ class Maintenance:
             self._found = {(name, symbol) for name, library in libraries.items() for symbol in library.list_symbols()}
         return self._found
 
-    def _compact(self, library: Library, symbol: str, report: MaintenanceReport) -> None:
+    def _compact(self, library: Library, symbol: str, report: MaintenanceReport, *, full: bool) -> None:
+        """Light: merge the trailing small segments (the appends since the last merge) into one, leaving the rest
+        untouched, so intraday compaction never rewrites large segments. Full (once a UTC day, before the daily
+        snapshot): ArcticDB's ``compact_data`` into ``rows_per_segment`` segments, keeping the segment count — and
+        with it every append's index write — proportional to the rows, not to the appends."""
         with self._store.symbol_lock(library.name, symbol):
-            plan = library.compact_data_explain_plan(symbol)
-            if plan.num_row_slices_before - plan.num_row_slices_after < self._policy.compact_every:
-                return
             try:
-                library.compact_data(symbol, prune_previous_versions=False)
+                done = self._compact_full(library, symbol) if full else self._merge_tail(library, symbol)
             except Exception as error:
                 if not self._store.status.write_failed(error, f"{library.name}/{symbol} (compaction)"):
                     raise
                 report.skipped_for_space += 1
                 return
-        report.compacted += 1
+        report.compacted += int(done)
 
-    def _daily_snapshot(self, libraries: list[Library], report: MaintenanceReport) -> None:
-        today = datetime.fromtimestamp(self._clock() / 1e9, UTC).date()
-        ended = today - timedelta(days=1)
+    @staticmethod
+    def _compact_full(library: Library, symbol: str) -> bool:
+        plan = library.compact_data_explain_plan(symbol)
+        if plan.num_row_slices_before <= plan.num_row_slices_after:
+            return False
+        library.compact_data(symbol, prune_previous_versions=False)
+        return True
+
+    def _merge_tail(self, library: Library, symbol: str) -> bool:
+        """Rewrite the rows of the trailing run of small segments (≥ ``compact_every`` of them) as one segment with
+        ``update``: same rows, same order, same version metadata (watermarks, bitemporal bounds)."""
+        segments = library._nvs.read_index(symbol)  # the latest version's data segments, in row order
+        rows = (segments["end_row"] - segments["start_row"]).to_numpy()
+        small = rows < library.options().rows_per_segment // SMALL_SEGMENT_FRACTION
+        run = len(small) - (np.flatnonzero(~small)[-1] + 1 if (~small).any() else 0)
+        if run < self._policy.compact_every:
+            return False
+        first = _utc(segments.index[-run])  # the index key is indexed by each segment's first timestamp
+        last = _utc(segments["end_index"].iloc[-1]) - pd.Timedelta(1, "ns")  # end_index is exclusive
+        tail = restore_utc(library.read(symbol, date_range=(first, last)).data)
+        metadata = library.read_metadata(symbol).metadata
+        library.update(symbol, tail, metadata=metadata, prune_previous_versions=False)
+        return True
+
+    def _day_ended(self) -> date | None:
+        """The UTC day that ended since the last daily snapshot (on the first run: yesterday), else None."""
+        ended = datetime.fromtimestamp(self._clock() / 1e9, UTC).date() - timedelta(days=1)
         if self._last_daily is not None and self._last_daily >= ended:
-            return
+            return None
+        return ended
+
+    def _daily_snapshot(self, libraries: list[Library], ended: date, report: MaintenanceReport) -> None:
         name = daily_snapshot_name(ended)
         for library in libraries:
             if name in library.list_snapshots(load_metadata=False):
@@ -179,6 +213,11 @@ class Maintenance:
                 library.delete(symbol, versions=expired)
         report.pruned_versions += len(expired)
         self._store.status.pruned(len(expired))
+
+
+def _utc(value: object) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def _snapshot_day(name: str) -> date | None:

@@ -59,26 +59,57 @@ def test_compaction_and_pruning_keep_data_and_the_watermark(store: Store) -> Non
 
 
 def test_a_symbol_with_few_fragments_is_left_alone(store: Store) -> None:
+    maintenance = Maintenance(store, MaintenancePolicy(compact_every=5, prune_grace_s=3600))
+    maintenance.run_once()  # the day's full compaction and snapshot, on an empty store
     _append_one_row_flushes(store, 3)
-    report = Maintenance(store, MaintenancePolicy(compact_every=5, prune_grace_s=3600)).run_once()
+    report = maintenance.run_once()
     assert report.compacted == 0 and report.pruned_versions == 0
     assert _segments(store, FUTURES, SYMBOL) == 3
 
 
+def test_intraday_merges_leave_large_segments_untouched_and_the_day_end_compacts_fully(store: Store) -> None:
+    now = {"ns": pd.Timestamp("2024-03-05 10:00", tz="UTC").value}
+    maintenance = Maintenance(store, MaintenancePolicy(compact_every=3, prune_grace_s=0.0), clock=lambda: now["ns"])
+    maintenance.run_once()
+    writer = StreamWriter(store, flush_rows=1)
+    writer.add(FUTURES, SYMBOL, _trades(0, 20_000), ["sequence"])  # one large segment (not small: ≥ 100k / 8)
+    writer.flush_due()
+    for second in range(20_000, 20_004):
+        writer.add(FUTURES, SYMBOL, _trades(second), ["sequence"])
+        writer.flush_due()
+    large = store.library(FUTURES)._nvs.read_index(SYMBOL).iloc[0]
+    assert maintenance.run_once().compacted == 1
+    index = store.library(FUTURES)._nvs.read_index(SYMBOL)
+    assert list(index["end_row"] - index["start_row"]) == [20_000, 4]
+    assert index.iloc[0]["content_hash"] == large["content_hash"] and index.iloc[0]["version_id"] == large["version_id"]
+    assert list(restore_utc(store.library(FUTURES).read(SYMBOL).data)["sequence"]) == list(range(20_004))
+    assert StreamWriter(store).watermark(FUTURES, SYMBOL) == Watermark(
+        (BASE + pd.Timedelta(seconds=20_003)).value, {"[20003]": 1}
+    )
+    now["ns"] += DAY_NS  # the next UTC day: full compaction, then the snapshot of the day that ended
+    report = maintenance.run_once()
+    assert report.compacted == 1 and report.snapshots_taken == ["daily-20240305"]
+    assert _segments(store, FUTURES, SYMBOL) == 1
+
+
 def test_versions_superseded_within_the_grace_window_survive(store: Store) -> None:
+    clock = _Clock(0.0)
+    policy = MaintenancePolicy(compact_every=100, prune_grace_s=0.0)
+    maintenance = Maintenance(store, policy, wall_clock=clock)
+    maintenance.run_once()  # the day's full compaction and snapshot, on an empty store
     _append_one_row_flushes(store, 5)
     versions = store.library(FUTURES).list_versions(SYMBOL)
     dates = sorted(info.date.timestamp() for info in versions.values())
     # The grace window reaches back to between the writes of versions 2 and 3: only versions 0 and 1 were superseded
     # (by versions 1 and 2) longer ago than that.
-    clock = _Clock(dates[-1] + 10)
+    clock.now = dates[-1] + 10
     grace = clock.now - (dates[2] + dates[3]) / 2
-    policy = MaintenancePolicy(compact_every=100, prune_grace_s=grace)
-    report = Maintenance(store, policy, wall_clock=clock).run_once()
+    maintenance._policy = MaintenancePolicy(compact_every=100, prune_grace_s=grace)
+    report = maintenance.run_once()
     assert report.pruned_versions == 2
     assert sorted(key.version for key in store.library(FUTURES).list_versions(SYMBOL)) == [2, 3, 4]
     clock.now = dates[-1] + grace + 1
-    Maintenance(store, policy, wall_clock=clock).run_once()
+    maintenance.run_once()
     assert [key.version for key in store.library(FUTURES).list_versions(SYMBOL)] == [4]
 
 
