@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 import structlog
-from arcticdb.version_store.library import Library
+from arcticdb.version_store.library import Library, VersionInfo
 
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import restore_utc
@@ -72,7 +72,8 @@ def daily_snapshot_name(day: date) -> str:
 
 
 class Maintenance:
-    """Blocking (run in a worker thread); ``clock`` gives UTC ns and decides the day (the benchmark advances it)."""
+    """Blocking (run in a worker thread); ``clock`` gives UTC ns and decides the day (the benchmark advances it);
+    ``policy`` may be replaced between runs."""
 
     def __init__(
         self,
@@ -84,11 +85,13 @@ class Maintenance:
     ) -> None:
         store.require_writable()
         self._store = store
-        self._policy = policy
+        self.policy = policy
         self._clock = clock
         self._wall_clock = wall_clock
         self._last_daily: date | None = None
         self._found: set[tuple[str, str]] | None = None
+        self._listed: dict[tuple[str, str], list[tuple[int, VersionInfo]]] = {}
+        self._unchanged: dict[tuple[str, str], int | None] = {}
 
     def run_once(self) -> MaintenanceReport:
         """Compact what is fragmented, take the daily snapshot when a day ended, drop expired snapshots, prune."""
@@ -129,9 +132,14 @@ class Maintenance:
         untouched, so intraday compaction never rewrites large segments. Full (once a UTC day, before the daily
         snapshot): ArcticDB's ``compact_data`` into ``rows_per_segment`` segments, keeping the segment count — and
         with it every append's index write — proportional to the rows, not to the appends."""
+        key = (library.name, symbol)
         with self._store.symbol_lock(library.name, symbol):
+            self._listed[key] = live = _live_versions(library, symbol)
+            if not full and self._unchanged.get(key) == live[-1][0]:
+                return  # nothing appended since the last look: skip reading the index
             try:
                 done = self._compact_full(library, symbol) if full else self._merge_tail(library, symbol)
+                self._unchanged[key] = None if done else live[-1][0]
             except Exception as error:
                 if not self._store.status.write_failed(error, f"{library.name}/{symbol} (compaction)"):
                     raise
@@ -154,7 +162,7 @@ class Maintenance:
         rows = (segments["end_row"] - segments["start_row"]).to_numpy()
         small = rows < library.options().rows_per_segment // SMALL_SEGMENT_FRACTION
         run = len(small) - (np.flatnonzero(~small)[-1] + 1 if (~small).any() else 0)
-        if run < self._policy.compact_every:
+        if run < self.policy.compact_every:
             return False
         first = _utc(segments.index[-run])  # the index key is indexed by each segment's first timestamp
         last = _utc(segments["end_index"].iloc[-1]) - pd.Timedelta(1, "ns")  # end_index is exclusive
@@ -188,7 +196,7 @@ class Maintenance:
 
     def _expire_snapshots(self, libraries: list[Library], report: MaintenanceReport) -> None:
         today = datetime.fromtimestamp(self._clock() / 1e9, UTC).date()
-        oldest_kept = today - timedelta(days=self._policy.keep_daily_snapshots_days)
+        oldest_kept = today - timedelta(days=self.policy.keep_daily_snapshots_days)
         for library in libraries:
             for name in library.list_snapshots(load_metadata=False):
                 day = _snapshot_day(name)
@@ -197,13 +205,11 @@ class Maintenance:
                     report.snapshots_deleted += 1
 
     def _prune(self, library: Library, symbol: str, report: MaintenanceReport) -> None:
-        cutoff = self._wall_clock() - self._policy.prune_grace_s
+        """Delete versions superseded more than the grace window ago, from the list `_compact` took: a version
+        compaction just superseded keeps its place until the next run."""
+        cutoff = self._wall_clock() - self.policy.prune_grace_s
         with self._store.symbol_lock(library.name, symbol):
-            live = sorted(
-                (key.version, info)
-                for key, info in library.list_versions(symbol).items()
-                if not info.deleted and key.symbol == symbol
-            )
+            live = self._listed.pop((library.name, symbol))
             expired = [
                 version
                 for (version, info), (_, successor) in itertools.pairwise(live)
@@ -213,6 +219,12 @@ class Maintenance:
                 library.delete(symbol, versions=expired)
         report.pruned_versions += len(expired)
         self._store.status.pruned(len(expired))
+
+
+def _live_versions(library: Library, symbol: str) -> list[tuple[int, VersionInfo]]:
+    """(version, info) of the symbol's live versions, oldest first."""
+    versions = library.list_versions(symbol)
+    return sorted((key.version, info) for key, info in versions.items() if not info.deleted and key.symbol == symbol)
 
 
 def _utc(value: object) -> pd.Timestamp:

@@ -1,0 +1,41 @@
+"""`benchmarks/bench_year.py --days N` (the short mode) runs the real storage code and states every target."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_year.py"
+TARGETS = ("disk/zstd-DBN", "quotes flush p99", "chain flush p99", "feature write p99", "cot cycle p99")
+READS = ("options_chain", "feature(1d)", "cot ", "cot_panel 50x20y", "RSS")
+
+
+def test_short_mode_prints_each_period_and_a_verdict_for_every_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shm = Path("/dev/shm")
+    where = shm if shm.is_dir() else tmp_path  # tmpfs: no fsync per LMDB commit, so the short mode stays short
+    args = ["--days", "5", "--session-hours", "0.03", "--period-days", "2", "--quotes-per-s", "20"]
+    args += ["--panel-markets", "3", "--panel-years", "1", "--dir", str(where)]
+    spec = importlib.util.spec_from_file_location("bench_year", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_year"] = bench  # its dataclasses look their module up while it loads
+    spec.loader.exec_module(bench)
+    assert bench.main(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    periods = [line for line in lines if line.startswith("day=")]
+    assert [p.split()[0] for p in periods] == ["day=2", "day=4", "day=5"]
+    for period in periods:
+        fields = dict(item.split("=", 1) for item in period.split() if "=" in item and not item.startswith("read"))
+        assert float(fields["disk_mb"]) > 0 and float(fields["bytes_per_record"]) > 0
+        assert float(fields["versions_max"]) >= 1 and float(fields["rss_mb"]) > 0
+    verdict = lines[-1]
+    assert verdict.startswith("targets (period 1 vs day 5):")
+    for target in (*TARGETS, *READS):
+        assert target in verdict, f"{target!r} missing from {verdict!r}"
+    assert verdict.count(" met;") == verdict.count(";")  # every target ends in "met;" or "not met;"
+    assert not list(where.glob("bench_year_*")), "the benchmark left its store behind"
