@@ -412,7 +412,7 @@ def cot_panel_ms(root: Path, markets: int, years: int) -> float:
             began = time.perf_counter()
             panel = reader.cot_panel(names, at)
             samples.append(time.perf_counter() - began)
-    assert panel["market"].nunique() == markets and len(panel) == markets * len(weeks), "cot_panel lost rows"
+    assert len(panel) == markets and panel["as_of"].notna().all(), "cot_panel lost markets"
     return float(np.median(samples) * 1e3)
 
 
