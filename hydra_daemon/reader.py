@@ -12,6 +12,7 @@ import pandas as pd
 import polars as pl
 from arcticdb.version_store.library import DataError, Library, ReadRequest
 
+from hydra_daemon.errors import UserError
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal import BITEMPORAL_COLUMNS
 from hydra_daemon.store.bitemporal_table import BitemporalTable
@@ -44,7 +45,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class ReaderArgumentError(ValueError):
+class ReaderArgumentError(UserError, ValueError):
     """A Reader method got an argument it cannot use; the message names the method, the argument and what to pass."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from hydra_daemon.errors import UserError
 from hydra_daemon.ingest import Problem
 
 SEGMENTS: tuple[str, ...] = ("all", "old", "other")
@@ -73,7 +74,7 @@ _INT64_DIGITS = 18
 _SHOWN_CHARS = 40
 
 
-class CotParseError(ValueError):
+class CotParseError(UserError, ValueError):
     """The file as a whole cannot be read (not CSV, required columns missing); names the source."""
 
 

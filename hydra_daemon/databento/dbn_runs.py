@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hydra_daemon.errors import UserError
+
 _FIRST_PROBE = 16
 _METADATA_PREFIX = struct.Struct("<3sBI")  # b"DBN", version, metadata length
 
@@ -46,7 +48,7 @@ class CorruptRecord:
     breaks_stream: bool
 
 
-class CorruptStream(ValueError):
+class CorruptStream(UserError, ValueError):
     """DBN bytes (from the gateway, Historical or a file) that do not hold a decodable record where one must start;
     `offset` is where in the bytes given (-1 when unknown), `reason` what is wrong there, `record` the corrupt record
     when known (for quarantine)."""

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import re
 
+from hydra_daemon.errors import UserError
+
 FUTURES = "futures"
 OPTIONS = "options"
 COT = "cot"
@@ -41,7 +43,7 @@ _FEATURE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _SHOWN_CHARS = 40
 
 
-class SymbolNameError(ValueError):
+class SymbolNameError(UserError, ValueError):
     """A market, schema or feature name that cannot be part of a symbol (wrong characters, too long, not text)."""
 
 
