@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -83,12 +84,14 @@ class SpendLedger:
         with self._lock:
             return self._spent(self._load(), today)
 
-    def add(self, today: date, cost_usd: float) -> float:
-        """Add `cost_usd` to today's total; return the new total."""
+    def charge(self, today: date, cost_usd: float, allow: Callable[[float], None]) -> float:
+        """Add `cost_usd` to today's total if `allow(spent so far)` does not raise; return the new total. One lock
+        around both, so two pipelines filling at once cannot both pass the daily limit."""
         with self._lock:
-            total = self._spent(self._load(), today) + cost_usd
-            self._store({"day": today.isoformat(), "spent_usd": total})
-            return total
+            spent = self._spent(self._load(), today)
+            allow(spent)
+            self._store({"day": today.isoformat(), "spent_usd": spent + cost_usd})
+            return spent + cost_usd
 
     @staticmethod
     def _spent(state: dict[str, Any], today: date) -> float:
@@ -154,6 +157,9 @@ class CostGuard:
     def check(self, quote: Quote, today: date | None = None) -> None:
         """Raise `CostRefused` if `quote` breaks the per-request limit or today's budget."""
         day = today or datetime.now(UTC).date()
+        self._check(quote, self.ledger.spent_today(day), day)
+
+    def _check(self, quote: Quote, spent: float, day: date) -> None:
         limit = self.max_cost_usd
         what = quote.request.describe()
         if quote.cost_usd > limit:
@@ -162,7 +168,6 @@ class CostGuard:
                 f"[databento] max_historical_cost_usd = ${limit:,.4f}",
                 quote.cost_usd,
             )
-        spent = self.ledger.spent_today(day)
         if spent + quote.cost_usd > limit:
             raise CostRefused(
                 f"Historical request {what} would cost ${quote.cost_usd:,.4f} after ${spent:,.4f} spent today "
@@ -191,14 +196,14 @@ class CostGuard:
     def authorize(self, client: Any, request: HistoricalRequest) -> Quote:
         """Quote `request`, check it, and account it as spent; `CostRefused` (counted on the stats) otherwise."""
         quote = self.quote(client, request)
+        day = datetime.now(UTC).date()
         try:
-            self.check(quote)
+            today_total = self.ledger.charge(day, quote.cost_usd, lambda spent: self._check(quote, spent, day))
         except CostRefused as refused:
             self.stats.historical_refusals += 1
             self.stats.degraded_reason = str(refused)
             log.warning("historical_request_refused", reason=str(refused), cost_usd=quote.cost_usd)
             raise
-        today_total = self.ledger.add(datetime.now(UTC).date(), quote.cost_usd)
         self.stats.historical_cost_usd += quote.cost_usd
         log.info("historical_cost_spent", cost_usd=quote.cost_usd, spent_today_usd=round(today_total, 6))
         return quote

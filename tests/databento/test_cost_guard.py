@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import structlog
 
 from hydra_daemon.backoff import Backoff
 from hydra_daemon.config import parse_config
-from hydra_daemon.databento.cost_guard import CostGuard, CostRefused, HistoricalRequest
+from hydra_daemon.databento.cost_guard import CostGuard, CostRefused, HistoricalRequest, SpendLedger
 from hydra_daemon.databento.historical_client import historical_client
 from hydra_daemon.databento.historical_fill import HistoricalSource
 from hydra_daemon.futures.pipeline import FuturesIngestPipeline
@@ -120,6 +122,32 @@ def test_the_daily_budget_survives_a_restart(venue: VenueThread, client: db.Hist
         restarted.authorize(client, request)
     tomorrow = datetime(2999, 1, 1, tzinfo=UTC).date()
     restarted.check(restarted.quote(client, request), today=tomorrow)  # a new UTC day starts from zero
+
+
+def test_the_daily_check_and_the_charge_are_one_step(tmp_path: Path) -> None:
+    """Two pipelines charging at once: the second sees the first's spend, so both cannot pass the daily limit."""
+    ledger = SpendLedger(tmp_path / "historical_spend.json")
+    day = datetime(2026, 11, 30, tzinfo=UTC).date()
+    seen: list[float] = []
+
+    def allow(spent: float) -> None:
+        seen.append(spent)
+        time.sleep(0.05)  # a slow check: without one lock around check and charge, the other thread gets in here
+        if spent + 1.0 > 1.5:
+            raise CostRefused("over the daily limit", 1.0)
+
+    def charge() -> bool:
+        try:
+            ledger.charge(day, 1.0, allow)
+        except CostRefused:
+            return False
+        return True
+
+    with ThreadPoolExecutor(2) as pool:
+        allowed = list(pool.map(lambda _: charge(), range(2)))
+    assert sorted(allowed) == [False, True]
+    assert seen == [0.0, 1.0]
+    assert ledger.spent_today(day) == 1.0
 
 
 def test_a_refused_chunk_ends_the_fill_and_records_the_gap(
