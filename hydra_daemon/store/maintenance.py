@@ -4,12 +4,15 @@ Every append writes a new version whose index lists every data segment of the sy
 own segment; never compacted and never pruned, disk grows with appends instead of records. The writer process (it
 holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_interval_s` in a worker thread:
 
-- **compact** every symbol once compacting would merge ``compact_every`` segments (market data, chains, COT,
-  features alike); compaction keeps the version metadata, so watermarks and bitemporal bounds stay on the latest
-  version;
-- **snapshot** ``daily-YYYYMMDD`` once per UTC day (right after compacting, so it pins large segments), on the first
-  run after the day ended: "what did the store hold at the end of day D"; every snapshot (daily or a pipeline's
-  cycle snapshot) older than ``keep_daily_snapshots_days`` is deleted;
+- **merge** (intraday) every symbol's trailing small segments — the appends since the last merge — into one once
+  there are ``compact_every`` of them (market data, chains, COT, features alike), rewriting nothing else;
+- **compact fully** once per UTC day: ArcticDB ``compact_data`` into ``rows_per_segment`` segments (so the segment
+  count, which every append's index write is proportional to, follows the rows) and the version map (one key per
+  version written otherwise accumulates). Both keep the version metadata, so watermarks and bitemporal bounds stay
+  on the latest version;
+- **snapshot** ``daily-YYYYMMDD`` once per UTC day (right after the full compaction, so it pins large segments), on
+  the first run after the day ended: "what did the store hold at the end of day D"; every snapshot (daily or a
+  pipeline's cycle snapshot) older than ``keep_daily_snapshots_days`` is deleted;
 - **prune** versions superseded more than ``prune_grace_s`` ago (ArcticDB's version dates are wall time). A reader
   picks a version (cached up to 2 s) and reads its segments; deleting that version only after the grace window means
   a read in progress never loses its segments. The latest version is never deleted, nor one a snapshot pins.
@@ -149,6 +152,9 @@ class Maintenance:
 
     @staticmethod
     def _compact_full(library: Library, symbol: str) -> bool:
+        """compact_data, then the version map: ArcticDB keeps one ~600 B key per version written (deleted ones
+        too) until its version map is compacted into one key of ~30 B per version."""
+        library._nvs.version_store._compact_version_map(symbol)
         plan = library.compact_data_explain_plan(symbol)
         if plan.num_row_slices_before <= plan.num_row_slices_after:
             return False

@@ -233,3 +233,22 @@ def test_a_store_of_the_previous_layout_converges_and_loses_nothing(tmp_path: Pa
         written = table.record(revised, value_columns=["net"], available_at=later, ingested_at=later)
         assert written["revision"].tolist() == [1]
         assert table.point_in_time(later)["net"].iloc[-1] == 99.0
+
+
+def test_the_daily_pass_compacts_the_version_map(store: Store) -> None:
+    """One key per version written would grow with appends forever; the daily pass folds them into one."""
+    now = {"ns": pd.Timestamp("2024-03-05 10:00", tz="UTC").value}
+    maintenance = Maintenance(store, MaintenancePolicy(compact_every=1000, prune_grace_s=0.0), clock=lambda: now["ns"])
+    maintenance.run_once()
+    _append_one_row_flushes(store, 40)
+    maintenance.run_once()  # prunes 39 versions (a tombstone key each) but leaves the version map as it is
+
+    def version_keys() -> int:
+        sizes = store.library(FUTURES).admin_tools().get_sizes_for_symbol(SYMBOL)
+        return next(size.count for kind, size in sizes.items() if kind.name == "VERSION")
+
+    assert version_keys() >= 40
+    now["ns"] += DAY_NS
+    maintenance.run_once()
+    assert version_keys() <= 3
+    assert list(restore_utc(store.library(FUTURES).read(SYMBOL).data)["sequence"]) == list(range(40))
