@@ -34,7 +34,7 @@ import structlog
 
 from hydra_daemon.backoff import Backoff
 from hydra_daemon.clock import Clock, WallClock
-from hydra_daemon.config import DatabentoConfig, MarketConfig
+from hydra_daemon.config import DatabentoConfig
 from hydra_daemon.databento.child import SessionRequest
 from hydra_daemon.databento.cost_guard import CostGuard
 from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream
@@ -107,14 +107,6 @@ class StreamSpec:
 
     schemas: tuple[str, ...]
     parents: Mapping[str, str]
-
-    @classmethod
-    def for_markets(cls, markets: Sequence[MarketConfig], kind: str, schemas: Sequence[str]) -> StreamSpec:
-        """`kind` "FUT" subscribes ``{futures_root}.FUT``, "OPT" ``{options_root}.OPT`` of each market."""
-        if kind not in ("FUT", "OPT"):
-            raise ValueError(f"kind must be 'FUT' or 'OPT', got {kind!r}")
-        root = (lambda m: m.futures_root) if kind == "FUT" else (lambda m: m.options_root)
-        return cls(tuple(schemas), {f"{root(m)}.{kind}": m.name for m in markets})
 
 
 AUTH_RETRY_S = 600.0

@@ -117,7 +117,8 @@ class FuturesIngestPipeline(LiveCapturePipeline):
         clock: Clock | None = None,
         backoff: Backoff | None = None,
     ) -> None:
-        spec = StreamSpec.for_markets(config.markets, "FUT", futures_schemas(config))
+        parents = {f"{market.futures_root}.FUT": market.name for market in config.markets}
+        spec = StreamSpec(futures_schemas(config), parents)
         super().__init__(config, store, key, spec, clock=clock, backoff=backoff)
         self.sink = FuturesSink(store, self.writer, self.markets)
 
