@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import anyio
 import databento as db
+import pandas as pd
 
+from hydra_daemon.sim.audit import RECORD_KEYS, canonical, read_truth, truth_frame
 from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
 from hydra_daemon.sim.venue import VenueConfig, VenueThread
 
@@ -87,3 +90,22 @@ class Collector:
     def of(self, kind: type) -> list[Any]:
         with self._lock:
             return [r for r in self.records if isinstance(r, kind)]
+
+
+def futures_truth(venue: VenueThread, schemas: Iterable[str]) -> dict[str, pd.DataFrame]:
+    """The futures records the venue emitted (its `record_path` file) per schema, decoded by `databento.DBNStore`
+    (not by the code under test), each with its raw symbol."""
+    path = venue.venue.config.record_path
+    assert path is not None, "the venue keeps no ground truth: start it with record_path"
+    recorded = read_truth(path)
+    futures = {i.instrument_id: i.raw_symbol for i in venue.venue.model.instruments if i.kind == "F"}
+    frames = {schema: truth_frame(recorded, schema, frozenset(futures)) for schema in schemas}
+    return {schema: frame.assign(symbol=frame["instrument_id"].map(futures)) for schema, frame in frames.items()}
+
+
+def record_keys(frame: pd.DataFrame, schema: str) -> Counter[tuple[Any, ...]]:
+    """A stored or ground-truth frame as a multiset of records: index time (UTC ns), identifying fields, symbol."""
+    index = pd.DatetimeIndex(frame.index)
+    ns = (index.tz_localize("UTC") if index.tz is None else index).asi8
+    columns = [*RECORD_KEYS[schema], "symbol"]
+    return Counter(zip(ns, *(canonical(frame[c]) for c in columns), strict=True))

@@ -25,7 +25,7 @@ import pandas as pd
 from hydra_daemon.sim.market import MarketModel
 
 _LIBRARY_KINDS = {"futures": frozenset("F"), "options": frozenset("CP")}
-_KEYS: Mapping[str, tuple[str, ...]] = {
+RECORD_KEYS: Mapping[str, tuple[str, ...]] = {
     "ohlcv-1d": ("instrument_id", "open", "high", "low", "close", "volume"),
     "ohlcv-1m": ("instrument_id", "open", "high", "low", "close", "volume"),
     "mbp-1": (
@@ -84,7 +84,7 @@ def audit_store(
     """Audit every futures/options data symbol of `markets` against the ground-truth file at `record_path`."""
     if record_path is None:
         raise ValueError("the venue was started without record_path: there is no ground truth to audit against")
-    recorded = db.DBNStore.from_bytes(record_path.read_bytes())
+    recorded = read_truth(record_path)
     lines = []
     for library_name, kinds in _LIBRARY_KINDS.items():
         if not store.has_library(library_name):
@@ -92,13 +92,23 @@ def audit_store(
         library = store.library(library_name)
         for market in markets:
             ids = instrument_ids(model, market, kinds)
-            for schema in _KEYS:
+            for schema in RECORD_KEYS:
                 symbol = f"{market.name}.{schema}"
                 if library.has_symbol(symbol):
                     stored = _utc(library.read(symbol).data)
                     truth = truth_frame(recorded, schema, ids)
                     lines.append(_compare(f"{library_name}/{symbol}", schema, stored, truth))
     return lines
+
+
+def read_truth(record_path: Path) -> db.DBNStore:
+    """The ground-truth file as Databento's `DBNStore`. The venue may be appending a batch right now: a partial
+    last record is cut off (it is newer than anything stored)."""
+    data = record_path.read_bytes()
+    end = 8 + int.from_bytes(data[4:8], "little")  # "DBN", version, metadata length, metadata
+    while end < len(data) and end + 4 * data[end] <= len(data):  # a record's first byte: its length in words
+        end += 4 * data[end]
+    return db.DBNStore.from_bytes(data[:end])
 
 
 def instrument_ids(model: MarketModel, market: Market, kinds: frozenset[str]) -> frozenset[int]:
@@ -125,11 +135,11 @@ def _compare(name: str, schema: str, stored: pd.DataFrame, truth: pd.DataFrame) 
 
 
 def _rows(frame: pd.DataFrame, schema: str) -> Counter[tuple[Any, ...]]:
-    values = [pd.DatetimeIndex(frame.index).asi8, *(_canonical(frame[c]) for c in _KEYS[schema])]
+    values = [pd.DatetimeIndex(frame.index).asi8, *(canonical(frame[c]) for c in RECORD_KEYS[schema])]
     return Counter(zip(*values, strict=True))
 
 
-def _canonical(column: pd.Series) -> Any:
+def canonical(column: pd.Series) -> Any:
     """One form for both sides: datetimes as UTC ns, prices as fixed-point ints (UNDEF for NaN), integers as they
     are, the rest as text."""
     if pd.api.types.is_datetime64_any_dtype(column):

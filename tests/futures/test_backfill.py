@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
-import databento_dbn as dbn
 import pandas as pd
 import pytest
 
 from hydra_daemon.config import Config, parse_config
-from hydra_daemon.databento.decode import SymbolMap, decode_records
 from hydra_daemon.futures.backfill import backfill_futures
 from hydra_daemon.futures.pipeline import SETTLEMENT
 from hydra_daemon.sim.venue import VenueThread
@@ -19,7 +15,7 @@ from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.symbols import FUTURES, data_symbol
 from hydra_daemon.store.uri import default_lmdb_uri
-from tests.helpers import fast_config, wait_until
+from tests.helpers import fast_config, futures_truth, record_keys, wait_until
 
 DAY_NS = 86_400 * 1_000_000_000
 
@@ -40,26 +36,6 @@ def _config(venue: VenueThread, state_dir: Path) -> Config:
     )
 
 
-def _truth(venue: VenueThread) -> dict[str, pd.DataFrame]:
-    path = venue.venue.config.record_path
-    assert path is not None
-    records = [r for r in dbn.DBNDecoder().write_and_decode(path.read_bytes()) if not isinstance(r, dbn.Metadata)]
-    futures = {i.instrument_id: i.raw_symbol for i in venue.venue.model.instruments if i.kind == "F"}
-    symbols = SymbolMap({})
-    symbols.learn(list(futures), list(futures.values()), "HE")
-    decoded = decode_records([r for r in records if r.instrument_id in futures], symbols, market="HE")
-    return {item.schema: item.frame for item in decoded.frames}
-
-
-def _rows(frame: pd.DataFrame) -> Counter[tuple[Any, ...]]:
-    columns = [
-        c for c in ("instrument_id", "symbol", "open", "high", "low", "close", "volume", "raw_symbol") if c in frame
-    ]
-    index = pd.DatetimeIndex(frame.index)
-    ns = (index.tz_localize("UTC") if index.tz is None else index).asi8
-    return Counter(zip(ns, *(frame[c].astype(str).to_numpy() for c in columns), strict=True))
-
-
 def test_backfill_lands_ground_truth_once_and_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with VenueThread(fast_config(seed=3, record_path=tmp_path / "truth.dbn")) as venue:
         monkeypatch.setenv("HYDRA_TEST_DATABENTO_KEY", venue.info.api_key)
@@ -76,10 +52,10 @@ def test_backfill_lands_ground_truth_once_and_is_idempotent(tmp_path: Path, monk
             library = store.library(FUTURES)
             frames = {s: library.read(data_symbol("HE", s)).data for s in ("ohlcv-1d", "ohlcv-1m", "definition")}
             settlement = FeatureStore(store).read_feature("HE", SETTLEMENT)
-        truth = _truth(venue)
+        truth = futures_truth(venue, frames)
         for schema, frame in frames.items():
             want = truth[schema][(truth[schema].index >= start) & (truth[schema].index < end)]
-            assert _rows(frame) == _rows(want), schema
+            assert record_keys(frame, schema) == record_keys(want, schema), schema
             assert len(frame) > 0
         assert stored == sum(len(f) for f in frames.values())
         assert again == 0

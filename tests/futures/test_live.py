@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ import structlog
 from hydra_daemon.backoff import Backoff
 from hydra_daemon.config import Config, parse_config
 from hydra_daemon.databento import live_stream
-from hydra_daemon.databento.decode import SymbolMap, decode_records, layout
 from hydra_daemon.futures.pipeline import FuturesIngestPipeline
 from hydra_daemon.ingest import PipelineState
 from hydra_daemon.secrets import ApiKey
@@ -30,7 +28,7 @@ from hydra_daemon.sim.venue import Venue, VenueConfig, VenueThread
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.symbols import FUTURES, data_symbol
 from hydra_daemon.store.uri import default_lmdb_uri
-from tests.helpers import eventually, fast_config, running
+from tests.helpers import eventually, fast_config, futures_truth, record_keys, running
 
 SCHEMAS = ("ohlcv-1d", "ohlcv-1m", "definition")
 MINUTE_NS = 60 * 1_000_000_000
@@ -83,43 +81,15 @@ async def caught_up(venue: VenueThread, pipeline: FuturesIngestPipeline, minutes
     await eventually(lambda: minute_mark(pipeline) >= target, "minute bars newer than the fault to be committed")
 
 
-def truth_frames(venue: VenueThread) -> dict[str, pd.DataFrame]:
-    """The venue's ground truth (recorded DBN file) for HE futures, decoded like the pipeline decodes."""
-    path = venue.venue.config.record_path
-    assert path is not None
-    decoder = dbn.DBNDecoder()
-    records = [r for r in decoder.write_and_decode(path.read_bytes()) if not isinstance(r, dbn.Metadata)]
-    futures = {i.instrument_id: i.raw_symbol for i in venue.venue.model.instruments if i.kind == "F"}
-    symbols = SymbolMap({})
-    symbols.learn(list(futures), list(futures.values()), "HE")
-    wanted = [r for r in records if r.instrument_id in futures]
-    decoded = decode_records(wanted, symbols, market="HE")
-    return {item.schema: item.frame for item in decoded.frames}
-
-
-def _rows(frame: pd.DataFrame, schema: str) -> Counter[tuple[Any, ...]]:
-    columns = [c for c in (*layout(schema).key_columns, "symbol") if c in frame.columns]
-    index = frame.index.tz_convert("UTC").asi8 if frame.index.tz is not None else frame.index.asi8
-    values = [index, *(_canonical(frame[c]) for c in columns)]
-    return Counter(zip(*values, strict=True))
-
-
-def _canonical(column: pd.Series) -> Any:
-    """Datetimes as UTC ns (ArcticDB returns non-index datetimes naive), everything else as text."""
-    if pd.api.types.is_datetime64_any_dtype(column):
-        return pd.DatetimeIndex(column).asi8
-    return column.astype(str).to_numpy()
-
-
 def assert_store_matches_truth(venue: VenueThread, store: Store, since_ns: int = 0) -> dict[str, int]:
     """Every stored symbol equals the ground truth from `since_ns` (when capture began) up to its newest row;
     returns the row counts compared."""
-    truth = {schema: frame[frame.index.asi8 >= since_ns] for schema, frame in truth_frames(venue).items()}
+    truth = {schema: frame[frame.index.asi8 >= since_ns] for schema, frame in futures_truth(venue, SCHEMAS).items()}
     library = store.library(FUTURES)
     counts: dict[str, int] = {}
     for schema in SCHEMAS:
         if not library.has_symbol(data_symbol("HE", schema)):
-            assert schema not in truth, f"{schema}: nothing stored, but the venue emitted {len(truth[schema])} rows"
+            assert truth[schema].empty, f"{schema}: nothing stored, but the venue emitted {len(truth[schema])} rows"
             counts[schema] = 0
             continue
         stored = library.read(data_symbol("HE", schema)).data
@@ -132,13 +102,15 @@ def assert_store_matches_truth(venue: VenueThread, store: Store, since_ns: int =
         newest = stored.index.max()
         expected = truth[schema]
         got_before, want_before = (
-            _rows(stored[stored.index < newest], schema),
-            _rows(expected[expected.index < newest], schema),
+            record_keys(stored[stored.index < newest], schema),
+            record_keys(expected[expected.index < newest], schema),
         )
         missing, extra = want_before - got_before, got_before - want_before
         assert not missing and not extra, f"{schema}: missing {list(missing)[:3]}, extra/duplicated {list(extra)[:3]}"
-        at_newest = _rows(stored[stored.index == newest], schema)
-        assert not (at_newest - _rows(expected[expected.index == newest], schema)), f"{schema}: duplicate at the end"
+        at_newest = record_keys(stored[stored.index == newest], schema)
+        assert not (at_newest - record_keys(expected[expected.index == newest], schema)), (
+            f"{schema}: duplicate at the end"
+        )
         assert max(at_newest.values()) == 1 or schema == "definition"
         counts[schema] = len(stored)
     return counts
