@@ -121,10 +121,14 @@ def _publish_revision(venue: VenueThread) -> None:
 
 
 def _stop_after(seconds: float, config: Config, console: Console) -> threading.Event:
-    """Print a health line every 5 s, then SIGTERM this process (the daemon's real shutdown path)."""
+    """Once the daemon answers on its health socket, print a health line every 5 s for `seconds`, then SIGTERM this
+    process (the daemon's real shutdown path). Counting from the first answer, not from the start, gives the capture
+    the same length however long start-up takes on a busy machine."""
     done = threading.Event()
 
     def watch() -> None:
+        while not _answers(config) and not done.wait(0.2):
+            pass
         deadline = seconds
         while deadline > 0 and not done.wait(min(5.0, deadline)):
             deadline -= 5.0
@@ -134,6 +138,14 @@ def _stop_after(seconds: float, config: Config, console: Console) -> threading.E
 
     threading.Thread(target=watch, name="demo-timer", daemon=True).start()
     return done
+
+
+def _answers(config: Config) -> bool:
+    try:
+        query_health(config.health_socket, timeout_s=2.0)
+    except OSError:
+        return False
+    return True
 
 
 def _print_health(config: Config, console: Console) -> None:

@@ -57,7 +57,10 @@ def _audit(console: Console, lines: list[AuditLine]) -> None:
 
 
 def _cot(console: Console, reader: Reader) -> None:
-    history = reader.cot_history(REPORT_MARKET)
+    try:
+        history = reader.cot_history(REPORT_MARKET)
+    except LookupError:  # no COT cycle stored yet
+        history = pd.DataFrame()
     if history.empty:
         console.print("[yellow]COT: nothing captured (the run was too short to reach a release)[/]")
         return
@@ -107,7 +110,10 @@ def _row_for(rows: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
 
 
 def _chain(console: Console, reader: Reader, venue: VenueThread) -> None:
-    chain = reader.options_chain(REPORT_MARKET, datetime.now(UTC) + timedelta(days=3650))
+    try:
+        chain = reader.options_chain(REPORT_MARKET, datetime.now(UTC) + timedelta(days=3650))
+    except LookupError:  # no chain snapshot stored yet
+        chain = pd.DataFrame()
     if chain.empty:
         console.print("[yellow]Options: no chain snapshot yet[/]")
         return
