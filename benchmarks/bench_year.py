@@ -436,6 +436,9 @@ def verdict(lines: list[dict[str, float]], panel_ms: float) -> str:
     rss_ratio = last["rss_mb"] / first["rss_mb"]
     rss = f"RSS {first['rss_mb']:.0f}->{last['rss_mb']:.0f} MB (x{rss_ratio:.2f} <= 1.1, <= 400 MB)"
     target(rss, rss_ratio <= 1.1 and last["rss_mb"] <= 400)
+    anon_ratio = last["rss_anon_mb"] / first["rss_anon_mb"]  # the rest is LMDB pages mapped from the page cache
+    anon = f"of which heap {first['rss_anon_mb']:.0f}->{last['rss_anon_mb']:.0f} MB (x{anon_ratio:.2f} <= 1.1)"
+    target(anon, anon_ratio <= 1.1)
     return " ".join(parts)
 
 

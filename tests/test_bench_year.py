@@ -10,7 +10,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_year.py"
 TARGETS = ("disk/zstd-DBN", "quotes flush p99", "chain flush p99", "feature write p99", "cot cycle p99")
-READS = ("options_chain", "feature(1d)", "cot ", "cot_panel 50x20y", "RSS")
+READS = ("options_chain", "feature(1d)", "cot ", "cot_panel 50x20y", "RSS", "of which heap")
 
 
 def test_short_mode_prints_each_period_and_a_verdict_for_every_target(
