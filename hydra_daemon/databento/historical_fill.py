@@ -7,6 +7,7 @@ relying on symbol mappings. Every request is priced and limited by a `CostGuard`
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,22 +65,17 @@ class HistoricalSource:
         hold decodable DBN records (checked before databento_dbn sees them: it panics on some)."""
         self.guard.authorize(client, self.request(parent, schema, start_ns, end_ns))
         what = f"Historical {parent} {schema} [{start_ns}, {end_ns})"
-        with http_errors():
-            try:
-                store = client.timeseries.get_range(
-                    dataset=self.dataset,
-                    start=start_ns,
-                    end=end_ns,
-                    symbols=[parent],
-                    schema=schema,
-                    stype_in="parent",
-                    stype_out="instrument_id",
-                )
-            except databento.BentoHttpError:
-                raise
-            except _UNREADABLE as exc:  # the client decodes the body's header while building the store
-                raise _corrupt(what, exc) from None
-            return checked_records(store, what)
+        with http_errors(), _reading(what):  # the client decodes the body's header while building the store
+            store = client.timeseries.get_range(
+                dataset=self.dataset,
+                start=start_ns,
+                end=end_ns,
+                symbols=[parent],
+                schema=schema,
+                stype_in="parent",
+                stype_out="instrument_id",
+            )
+        return checked_records(store, what)
 
     def fetch_chunks(
         self, client: databento.Historical, parent: str, schema: str, start_ns: int, end_ns: int
@@ -101,17 +97,27 @@ _UNREADABLE = (databento.BentoError, dbn.DBNError, zstandard.ZstdError, ValueErr
 """What reading a body that is not (zstd) DBN raises in the client and databento_dbn."""
 
 
-def _corrupt(what: str, exc: BaseException) -> CorruptStream:
-    return CorruptStream(f"{what}: not readable DBN ({type(exc).__name__}: {str(exc)[:200]})")
+@contextlib.contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Inside, what a body that is not (zstd) DBN makes the client or databento_dbn raise, a panic included, becomes
+    `CorruptStream`; HTTP errors pass through (`http_errors` names them)."""
+    try:
+        yield
+    except (CorruptStream, databento.BentoHttpError):
+        raise
+    except _UNREADABLE as exc:
+        raise CorruptStream(f"{what}: not readable DBN ({type(exc).__name__}: {str(exc)[:200]})") from None
+    except BaseException as exc:
+        if not is_panic(exc):
+            raise
+        raise CorruptStream(f"{what}: not readable DBN (the DBN library panicked: {str(exc)[:200]})") from None
 
 
 def response_records(body: bytes, what: str) -> list[Any]:
     """The records of a Historical response body (zstd or plain DBN), as `fetch` reads them; `CorruptStream`
     otherwise."""
-    try:
+    with _reading(what):
         store = databento.DBNStore.from_bytes(io.BytesIO(body))
-    except _UNREADABLE as exc:
-        raise _corrupt(what, exc) from None
     return checked_records(store, what)
 
 
@@ -119,7 +125,7 @@ def checked_records(store: databento.DBNStore, what: str) -> list[Any]:
     """The records of `store`, after checking that its bytes frame only records databento_dbn decodes safely (when
     they are of the current DBN version; older versions are upgraded by the library); `CorruptStream` for anything
     wrong, including a panic of the library."""
-    try:
+    with _reading(what):
         raw = store.reader.read()
         header = metadata_length(raw)
         if header is None:
@@ -134,11 +140,3 @@ def checked_records(store: databento.DBNStore, what: str) -> list[Any]:
             if used != len(body):
                 raise CorruptStream(f"{what}: the response ends inside a record ({len(body) - used} bytes left over)")
         return list(store)
-    except CorruptStream:
-        raise
-    except _UNREADABLE as exc:
-        raise _corrupt(what, exc) from None
-    except BaseException as exc:
-        if is_panic(exc):
-            raise _corrupt(what, exc) from None
-        raise

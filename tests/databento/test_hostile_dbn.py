@@ -213,3 +213,16 @@ def test_any_damaged_historical_response_is_records_or_a_corrupt_stream(
         assert str(exc).startswith("HE.FUT: ") or "HE.FUT: " in str(exc)
         return
     assert len(records) <= 20
+
+
+PANICKING_BODY = bytes.fromhex(
+    "28b52ffd20b8c50200440444424e0367000000474c42582e4d445033000800ff0004000047000e2301006a1540334bb85416"
+    "8033191d5e03d5000026599f6503000080dc45d55c5ef50a00000000000700cfd88870000da0079c0077c1c3301006"
+)
+"""A zstd response whose damaged metadata made the client's DBNStore panic ('mid > len') while reading its header
+(found by benchmarks/fuzz.py)."""
+
+
+def test_a_body_the_client_panics_on_while_reading_its_header_is_a_corrupt_stream() -> None:
+    with pytest.raises(CorruptStream, match="the DBN library panicked"):
+        response_records(PANICKING_BODY, "HE.FUT")
