@@ -1,7 +1,10 @@
-"""Test-only entry point: `python tests/runtime/venue_daemon.py WORKDIR --start ISO [--key KEY]` runs the simulated
-venue on a thread and the real daemon (`run_app`, real pipelines and clients) against it on the venue's clock, as
-the demo does. The first stdout line is the venue's info as JSON (its `historical_url` takes `POST /sim/faults`);
-the health socket is `WORKDIR/health.sock`. Health thresholds are scaled to the venue's speed (`HEALTH_WALL_S`).
+"""Test-only entry point: `python tests/runtime/venue_daemon.py WORKDIR --start ISO [--key KEY] [--replay-window S]
+[--max-cost USD] [--history S]` runs the simulated venue on a thread and the real daemon (`run_app`, real pipelines
+and clients) against it on the venue's clock, as the demo does. The first stdout line is the venue's info as JSON
+(its `historical_url` takes `POST /sim/faults`); the health socket is `WORKDIR/health.sock`. Health thresholds are
+scaled to the venue's speed (`HEALTH_WALL_S`). `--replay-window` (sim seconds) is the venue's Live replay window and
+the daemon's `replay_window_s` both; `--history` lets the venue trade that many wall seconds before the daemon
+starts, so Historical has data older than the replay window.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -30,12 +34,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--start", type=datetime.fromisoformat, required=True)
     parser.add_argument("--key", help="API key the daemon uses (default: the venue's own)")
+    parser.add_argument("--replay-window", type=int, default=23 * 3600, help="sim seconds, venue and daemon")
+    parser.add_argument("--max-cost", type=float, default=10.0, help="[databento] max_historical_cost_usd")
+    parser.add_argument("--history", type=float, default=0.0, help="wall seconds the venue runs before the daemon")
     args = parser.parse_args(argv)
     configure_logging(json=True)
     market = MarketConfig(seed=5, products=(LEAN_HOGS,), start=args.start, speed=SPEED, base_rate=100.0)
-    with VenueThread(VenueConfig(market=market)) as venue:
+    with VenueThread(VenueConfig(market=market, replay_window_s=args.replay_window)) as venue:
         info = venue.info
         print(json.dumps(info.as_dict()), flush=True)
+        time.sleep(args.history)
         config = parse_config(
             {
                 "state_dir": str(args.workdir / "state"),
@@ -47,6 +55,8 @@ def main(argv: list[str]) -> int:
                     "historical_url": info.historical_url,
                     "futures_schemas": ["ohlcv-1d", "ohlcv-1m"],
                     "heartbeat_interval_s": 2,
+                    "replay_window_s": args.replay_window,
+                    "max_historical_cost_usd": args.max_cost,
                 },
                 "cot": {"enabled": False},
                 "health": {"stale_after_s": HEALTH_WALL_S * SPEED},
