@@ -452,6 +452,11 @@ _SHORT = [
 """Known record types declaring a length shorter than theirs (what made databento_dbn panic)."""
 
 
+def _schemas(records: list[bytes]) -> set[str]:
+    """What a session delivering `records` subscribed (the schemas of its data records)."""
+    return {item.schema for item in decode_raw(b"".join(records), SymbolMap({}), market="ES")[0].frames}
+
+
 def _rows(batch: DecodedBatch) -> set[tuple[Any, ...]]:
     rows: set[tuple[Any, ...]] = set()
     for item in batch.frames:
@@ -495,7 +500,7 @@ def dbn_case(rnd: random.Random) -> tuple[str, Callable[[], Outcome]]:
     def call() -> Outcome:
         if through_thread:
             return _through_stream_decoder(stream)
-        decoded, used = decode_raw(stream, SymbolMap({}), market="ES")
+        decoded, used = decode_raw(stream, SymbolMap({}), market="ES", schemas=_schemas(records))
         refused = bool(decoded.corrupt) or used < len(stream)
         bad = len(_rows(decoded) - _original_rows(records)) if kind != "payload" else 0
         return Outcome(documented=refused, bad_rows=bad)

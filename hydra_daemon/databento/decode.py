@@ -20,7 +20,7 @@ a `CorruptRecord` with `breaks_stream=True`. A control record whose text cannot 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -102,6 +102,13 @@ _DATA_BY_RTYPE: Mapping[int, type] = {
     **{rtype: dbn.OHLCVMsg for rtype in _OHLCV_BY_RTYPE},
 }
 """Record types decoded straight from raw bytes into structured arrays (by rtype)."""
+_SCHEMA_BY_RTYPE: Mapping[int, str] = {
+    int(dbn.RType.MBP_0): "trades",
+    int(dbn.RType.MBP_1): "mbp-1",
+    int(dbn.RType.INSTRUMENT_DEF): "definition",
+    int(dbn.RType.STATISTICS): "statistics",
+    **_OHLCV_BY_RTYPE,
+}
 _CONTROL_BY_RTYPE: Mapping[int, type] = {
     int(dbn.RType.ERROR): dbn.ErrorMsg,
     int(dbn.RType.SYMBOL_MAPPING): dbn.SymbolMappingMsg,
@@ -233,15 +240,17 @@ def decode_records(records: Sequence[Any], symbols: SymbolMap, market: str | Non
     return _decode(_group_by_type(records), {}, symbols, market, BatchSource.HISTORICAL)
 
 
-def decode_raw(data: bytes, symbols: SymbolMap, market: str | None = None) -> tuple[DecodedBatch, int]:
+def decode_raw(
+    data: bytes, symbols: SymbolMap, market: str | None = None, schemas: Collection[str] | None = None
+) -> tuple[DecodedBatch, int]:
     """Decode the complete records at the head of `data` (raw DBN records, no Metadata header) like
     `decode_records`; returns the batch and how many bytes it used (a trailing partial record is left over).
 
     Runs of data records become structured arrays straight from the bytes; only control records (mappings, system
     and error messages) and records of other known types (counted as unsupported) are decoded into objects. At the
-    first record failing `record_problem` decoding stops: the batch carries it as a `CorruptRecord` with
-    `breaks_stream=True` and `used` ends before it."""
-    runs, used, broken = checked_runs(data)
+    first record failing `record_problem` (given the session's subscribed `schemas`: a gateway sends no other data)
+    decoding stops: the batch carries it as a `CorruptRecord` with `breaks_stream=True` and `used` ends before it."""
+    runs, used, broken = checked_runs(data, schemas)
     parts: dict[type, list[np.ndarray]] = {}
     others: list[bytes] = []
     for run in runs:
@@ -258,15 +267,18 @@ def decode_raw(data: bytes, symbols: SymbolMap, market: str | None = None) -> tu
     return decoded, used
 
 
-def record_problem(rtype: int, length: int) -> str | None:
+def record_problem(rtype: int, length: int, schemas: Collection[str] | None = None) -> str | None:
     """Why a record with this header must not be handed to databento_dbn (None when it may): data and control
     records must have exactly their current size, other known types at least the size the library needs, and an
-    unknown type is corrupt."""
+    unknown type is corrupt; with `schemas` (what the session subscribed) a data record of another schema is too."""
     kind = _DATA_BY_RTYPE.get(rtype) or _CONTROL_BY_RTYPE.get(rtype)
     if kind is not None:
         size = _dtype(kind).itemsize
         if length != size:
             return f"{kind.__name__} record (rtype {rtype}) declares {length} bytes, expected {size}"
+        schema = _SCHEMA_BY_RTYPE.get(rtype)
+        if schemas is not None and schema is not None and schema not in schemas:
+            return f"{schema} record (rtype {rtype}) on a session that did not subscribe {schema}"
         return None
     minimum = _UNSUPPORTED_MIN_LENGTH.get(rtype)
     if minimum is None:
@@ -276,7 +288,9 @@ def record_problem(rtype: int, length: int) -> str | None:
     return None
 
 
-def checked_runs(data: bytes) -> tuple[list[RecordRun], int, CorruptRecord | None]:
+def checked_runs(
+    data: bytes, schemas: Collection[str] | None = None
+) -> tuple[list[RecordRun], int, CorruptRecord | None]:
     """`split_runs(data)` cut before the first record that breaks the framing (a header shorter than 16 bytes or a
     `record_problem`): the good runs, the bytes they span, and the corrupt record (None when all are good)."""
     try:
@@ -286,7 +300,7 @@ def checked_runs(data: bytes) -> tuple[list[RecordRun], int, CorruptRecord | Non
         runs, used = split_runs(data[: exc.offset])
         broken = _corrupt_at(data, exc.offset, exc.reason)
     for index, run in enumerate(runs):
-        problem = record_problem(run.rtype, run.length)
+        problem = record_problem(run.rtype, run.length, schemas)
         if problem is not None:
             return runs[:index], run.start, _corrupt_at(data, run.start, problem)
     return runs, used, broken

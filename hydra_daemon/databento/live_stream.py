@@ -271,7 +271,7 @@ class LiveStream:
     async def _drain(self, child: LiveProcess) -> AsyncGenerator[DecodedBatch | Idle, None]:
         """Batches with rows until the child's stream ends, `Idle.TICK` every `idle_tick_s` without; then raise how
         the session ended (or SessionClosed by caller). Heartbeat- or notice-only batches are not batches."""
-        decoder = StreamDecoder(child, self.symbols, self._decoded)
+        decoder = StreamDecoder(child, self.symbols, self._decoded, schemas=self.spec.schemas)
         try:
             last_yield = time.monotonic()
             while True:

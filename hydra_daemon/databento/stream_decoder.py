@@ -16,7 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream, is_panic, metadata_length
@@ -41,7 +41,7 @@ class DecoderFinished(Exception):
 
 class StreamDecoder:
     """Decodes the DBN byte stream of `source` (Metadata header first) on its own thread; `get()` returns decoded
-    batches in stream order."""
+    batches in stream order. `schemas`: what the session subscribed (a data record of another schema is corrupt)."""
 
     def __init__(
         self,
@@ -49,9 +49,11 @@ class StreamDecoder:
         symbols: SymbolMap,
         on_decoded: Callable[[DecodedBatch], None] = lambda _: None,
         depth: int = 2,
+        schemas: Collection[str] | None = None,
     ) -> None:
         self._source = source
         self._symbols = symbols
+        self._schemas = schemas
         self._on_decoded = on_decoded
         self._out: queue.Queue[DecodedBatch | BaseException | None] = queue.Queue(maxsize=depth)
         self._stopped = threading.Event()
@@ -127,7 +129,7 @@ class StreamDecoder:
                 if header is None:
                     continue
                 del pending[:header]
-            decoded, used = decode_raw(bytes(pending), self._symbols)
+            decoded, used = decode_raw(bytes(pending), self._symbols, schemas=self._schemas)
             del pending[:used]
             if decoded.rows or decoded.notices or decoded.unmapped or decoded.unsupported or decoded.heartbeats:
                 self._on_decoded(decoded)

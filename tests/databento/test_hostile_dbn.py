@@ -130,7 +130,7 @@ def test_a_panic_in_the_decoder_thread_is_raised_by_get_not_swallowed(monkeypatc
         panic = exc
     assert is_panic(panic)
 
-    def explode(data: bytes, symbols: SymbolMap) -> tuple[DecodedBatch, int]:
+    def explode(data: bytes, symbols: SymbolMap, **_: object) -> tuple[DecodedBatch, int]:
         raise panic
 
     monkeypatch.setattr(stream_decoder, "decode_raw", explode)
@@ -226,3 +226,16 @@ PANICKING_BODY = bytes.fromhex(
 def test_a_body_the_client_panics_on_while_reading_its_header_is_a_corrupt_stream() -> None:
     with pytest.raises(CorruptStream, match="the DBN library panicked"):
         response_records(PANICKING_BODY, "HE.FUT")
+
+
+def test_a_record_of_a_schema_the_session_did_not_subscribe_is_corrupt() -> None:
+    """A flipped rtype byte can turn a daily bar (rtype 35) into a 1-second bar (rtype 32) of the same size: only
+    the subscription tells it from a real one."""
+    daily = bytearray(_bar(1))
+    daily[1] = int(dbn.RType.OHLCV_1D)
+    second = bytearray(daily)
+    second[1] = int(dbn.RType.OHLCV_1S)
+    decoded, used = decode_raw(bytes(daily + second), SymbolMap({}), market="HE", schemas=("ohlcv-1d", "definition"))
+    assert used == len(daily) and decoded.rows == 1
+    [corrupt] = decoded.corrupt
+    assert corrupt.breaks_stream and "ohlcv-1s record (rtype 32) on a session that did not subscribe" in corrupt.reason
