@@ -290,7 +290,7 @@ def _cot_bad_rows(text: bytes, good: pd.DataFrame) -> int:
     import csv
 
     decoded = text.decode("utf-8", "replace")
-    reader = csv.reader(io.StringIO(decoded))
+    reader = csv.reader(io.StringIO(decoded, newline=""))
     header = [c.strip() for c in next(reader, [])]
     index = {name: header.index(name) for name in SOURCE_POSITION_COLUMNS.values() if name in header}
     code_at, as_of_at = header.index("CFTC_Contract_Market_Code"), header.index("As_of_Date_In_Form_YYMMDD")
