@@ -32,6 +32,7 @@ log = structlog.get_logger()
 
 def cot_table(store: Store, market: str) -> BitemporalTable:
     """The bitemporal COT table of `market` (symbol `cot_symbol(market)` in the `cot` library)."""
+    store.require_writable()  # e.g. out of space: no LMDB write may follow a failed commit
     symbol = cot_symbol(market)
     return BitemporalTable(store.library(COT), symbol, COT_KEYS, lock=store.symbol_lock(COT, symbol))
 

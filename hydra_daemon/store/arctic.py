@@ -12,13 +12,13 @@ import pandas as pd
 import structlog
 from arcticdb.version_store.library import Library
 
-from hydra_daemon.store.health import StorageStatus, map_size_bytes
+from hydra_daemon.store.health import StorageFullError, StorageStatus, map_size_bytes
 from hydra_daemon.store.lease import FileLease, LeaseLostError, S3Lease, StoreLockedError, lease_key, s3_client
 from hydra_daemon.store.symbols import LIBRARIES
 from hydra_daemon.store.uri import LmdbLocation, parse_uri, redact_uri, validate_uri
 from hydra_daemon.store.usage import StoreUsage
 
-__all__ = ["LeaseLostError", "Store", "StoreLockedError", "StoreReadOnlyError"]
+__all__ = ["LeaseLostError", "StorageFullError", "Store", "StoreLockedError", "StoreReadOnlyError"]
 
 log = structlog.get_logger()
 
@@ -144,11 +144,12 @@ class Store:
         return self.status.usage(lease_held=lease_held)
 
     def require_writable(self) -> None:
-        """Raise unless this store may write now (opened as writer, lease still held)."""
+        """Raise unless this store may write now (opened as writer, lease still held, not out of space)."""
         self._require_open()
         if self._lease is None:
             raise StoreReadOnlyError(f"store {redact_uri(self.uri)} was opened read-only (writer=False)")
         self._lease.check()
+        self.status.require_space()
 
     def renew_lease(self) -> None:
         """Extend the writer lease now (S3; a background thread also renews it); ``LeaseLostError`` if taken over."""

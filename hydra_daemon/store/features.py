@@ -41,7 +41,6 @@ class FeatureStore:
         except Exception as error:
             self._store.status.write_failed(error, f"{FEATURES}/{table.symbol}")
             raise
-        self._store.status.write_succeeded()
         return len(written)
 
     def read_feature(

@@ -1,9 +1,10 @@
 """Storage faults: a full LMDB map or a full disk is a fault the daemon reports and survives, not a crash loop.
 
-`StorageStatus` fills the store's `StoreUsage` (what the health answer shows): ``problem`` while writes fail for lack
-of space (saying what to do), the LMDB map's high-water mark against its size (health degrades from 80 %), and the
-versions maintenance pruned. LMDB never shrinks its file: freed pages (pruned versions) are reused, so the file size
-is the map's high-water mark, a safe upper bound of its use.
+`StorageStatus` fills the store's `StoreUsage` (what the health answer shows): ``problem`` once a write failed for
+lack of space (saying what to do; the process then writes no more, see `StorageFullError`), the LMDB map's
+high-water mark against its size (health degrades from 80 %), and the versions maintenance pruned. LMDB never
+shrinks its file: freed pages (pruned versions) are reused, so the file size is the map's high-water mark, a safe
+upper bound of its use.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from arcticdb.exceptions import LmdbMapFullError
 
 from hydra_daemon.store.usage import StoreUsage
 
-__all__ = ["StorageStatus", "is_out_of_space", "map_size_bytes"]
+__all__ = ["StorageFullError", "StorageStatus", "is_out_of_space", "map_size_bytes"]
 
 log = structlog.get_logger()
 
@@ -45,6 +46,14 @@ def is_out_of_space(error: BaseException) -> bool:
     return any(marker in str(error) for marker in _DISK_FULL)
 
 
+class StorageFullError(RuntimeError):
+    """The store ran out of space earlier in this process: no more writes until the daemon restarts.
+
+    LMDB cannot go on after a commit failed for lack of disk (the next write crashed the process in a test), and a
+    full map needs a larger ``map_size`` at open, so this process stops writing altogether; what was committed stays
+    intact and capture resumes from its watermarks after the restart."""
+
+
 class StorageStatus:
     """Thread-safe fault state of one opened store plus its LMDB map usage."""
 
@@ -68,7 +77,10 @@ class StorageStatus:
             )
         else:
             reason = f"disk full writing {what}"
-            hint = "free disk space under the store; writing resumes by itself, committed data is intact"
+            hint = (
+                "free disk space under the store and restart the daemon; committed data is intact and capture "
+                "resumes from its watermarks"
+            )
         with self._lock:
             first = self._fault is None
             self._fault = f"{reason}: {hint}"
@@ -76,12 +88,12 @@ class StorageStatus:
             log.error("storage_full", reason=reason, hint=hint, error=str(error).splitlines()[0][:300])
         return True
 
-    def write_succeeded(self) -> None:
-        """A write went through: any space fault is over."""
+    def require_space(self) -> None:
+        """Raise `StorageFullError` once a write failed for lack of space (this process writes no more)."""
         with self._lock:
-            cleared, self._fault = self._fault, None
-        if cleared is not None:
-            log.info("storage_writable_again", previous_fault=cleared)
+            fault = self._fault
+        if fault is not None:
+            raise StorageFullError(f"store writes stopped: {fault}")
 
     @property
     def failed(self) -> bool:

@@ -98,6 +98,7 @@ class Maintenance:
 
     def run_once(self) -> MaintenanceReport:
         """Compact what is fragmented, take the daily snapshot when a day ended, drop expired snapshots, prune."""
+        self._store.require_writable()
         report = MaintenanceReport()
         libraries = {n: self._store.library(n) for n in LIBRARIES if self._store.has_library(n)}
         symbols = sorted(

@@ -38,7 +38,8 @@ class Commit:
 class FlushError(RuntimeError):
     """Some symbols failed to flush; their rows stay buffered. ``commits`` lists the flushes that succeeded.
 
-    A lost writer lease is not a FlushError: ``LeaseLostError`` propagates and the daemon must stop writing."""
+    A lost writer lease is not a FlushError: ``LeaseLostError`` propagates and the daemon must stop writing; nor is
+    a store already out of space (``StorageFullError``: this process writes no more)."""
 
     def __init__(self, failures: dict[tuple[str, str], Exception], commits: list[Commit]) -> None:
         names = ", ".join(f"{lib}/{sym}: {err}" for (lib, sym), err in failures.items())
@@ -209,7 +210,6 @@ class StreamWriter:
                 symbol, frame, metadata=watermark.to_metadata(pending.key_columns), prune_previous_versions=False
             )
         self.append_seconds.observe(time.perf_counter() - began)
-        self._store.status.write_succeeded()
         commit = Commit(library, symbol, pending.rows, watermark)
         pending.committed = watermark
         pending.frames, pending.rows, pending.since = [], 0, None

@@ -1,5 +1,6 @@
-"""A full LMDB map is a fault, not a crash loop: the store reports it with the fix, committed data stays intact, and
-capture resumes exactly where it stopped once the store is reopened with a larger map."""
+"""A full LMDB map is a fault, not a crash loop: the store reports it with the fix, stops writing (LMDB cannot go on
+after a failed commit), committed data stays intact, and capture resumes exactly where it stopped once the store is
+reopened with a larger map. (A full disk takes the same path; checked by hand on an 8 MB tmpfs, which needs root.)"""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.arctic import StorageFullError, Store
+from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.health import is_out_of_space, map_size_bytes
+from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
 from hydra_daemon.store.symbols import OPTIONS
 from hydra_daemon.store.writer import FlushError, StreamWriter
 
@@ -26,6 +29,10 @@ def _quotes(batch: int) -> pd.DataFrame:
     index = pd.date_range(BASE + pd.Timedelta(minutes=batch), periods=ROWS, freq="ms", name="ts_recv")
     sequence = np.arange(batch * ROWS, (batch + 1) * ROWS, dtype="int64")
     return pd.DataFrame({"sequence": sequence, "bid": rng.random(ROWS), "ask": rng.random(ROWS)}, index=index)
+
+
+def _feature() -> pd.DataFrame:
+    return pd.DataFrame({"as_of": [BASE], "available_at": [BASE], "value": [1.0]})
 
 
 def test_map_size_is_read_from_the_uri() -> None:
@@ -51,8 +58,12 @@ def test_a_full_map_stops_writes_keeps_committed_data_and_resumes_with_a_larger_
         usage = store.usage()
         assert usage.problem is not None and "map_size" in usage.problem and "restart" in usage.problem
         assert usage.map_size_bytes == 4 * 1024**2 and usage.map_fraction is not None and usage.map_fraction > 0.8
-        with pytest.raises(FlushError):  # still full: rows stay buffered, nothing half-written
+        with pytest.raises(StorageFullError, match="restart"):  # this process writes no more: nothing half-written
             writer.flush_all()
+        with pytest.raises(StorageFullError):
+            FeatureStore(store).write_feature("HE", "atm_iv", _feature())
+        with pytest.raises(StorageFullError):
+            Maintenance(store, MaintenancePolicy())
         assert writer.pending_rows() == ROWS
         stored = restore_utc(store.library(OPTIONS).read(SYMBOL).data)
         assert stored["sequence"].tolist() == list(range(committed))
