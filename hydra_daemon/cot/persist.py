@@ -32,7 +32,8 @@ log = structlog.get_logger()
 
 def cot_table(store: Store, market: str) -> BitemporalTable:
     """The bitemporal COT table of `market` (symbol `cot_symbol(market)` in the `cot` library)."""
-    store.require_writable()  # e.g. out of space: no LMDB write may follow a failed commit
+    if store.writer:
+        store.status.require_space()  # no LMDB write may follow a commit that failed for lack of space
     symbol = cot_symbol(market)
     return BitemporalTable(store.library(COT), symbol, COT_KEYS, lock=store.symbol_lock(COT, symbol))
 
