@@ -8,7 +8,6 @@ real `databento` clients, a COT correction is published mid-run, and SIGTERM end
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import signal
 import tempfile
@@ -30,6 +29,7 @@ from hydra_daemon.runtime.daemon import RuntimeOptions
 from hydra_daemon.runtime.health_client import query_health
 from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
 from hydra_daemon.sim.venue import Venue, VenueConfig, VenueInfo, VenueThread
+from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.uri import default_lmdb_uri
 
 DEMO_START = datetime(2026, 2, 2, tzinfo=UTC)
@@ -76,10 +76,12 @@ def run_demo(seconds: float = 60.0, state_dir: Path | None = None) -> int:
             assert clock is not None
             env = {"DATABENTO_API_KEY": venue.info.api_key}
             options = RuntimeOptions(ready_timeout_s=30.0)
-            code = run_app(config, environ=env, options=options, clock=clock)
-            stop.set()
-            gc.collect()
-            print_report(console, config, venue)
+            # One ArcticDB instance over the LMDB path for the whole demo: the daemon and the report share it, so no
+            # leftover handle of the daemon's can make the report open the path a second time (an ArcticDB warning).
+            with Store.open(config.storage.arctic_uri, writer=False, quiet=True):
+                code = run_app(config, environ=env, options=options, clock=clock)
+                stop.set()
+                print_report(console, config, venue)
     return code
 
 
