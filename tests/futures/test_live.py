@@ -162,8 +162,11 @@ async def test_gateway_down_for_a_while(venue: VenueThread, store: Store, tmp_pa
     pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
     async with running(pipeline):
         await caught_up(venue, pipeline, minutes=1)
-        venue.fault("down", "1.5")
-        await eventually(lambda: pipeline.stats.reconnects >= 2, "failed reconnects while the gateway is down")
+        venue.fault("down", "120")  # down until two reconnects have failed, however slowly they come under load
+        try:
+            await eventually(lambda: pipeline.stats.reconnects >= 2, "failed reconnects while the gateway is down")
+        finally:
+            venue.fault("down", "0")
         await caught_up(venue, pipeline)
     assert pipeline.stats.state == "streaming"
     assert "Connection to" in (pipeline.stats.last_error or "")  # refused while down (the RST came first)
