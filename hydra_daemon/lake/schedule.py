@@ -2,7 +2,7 @@
 
 Partitions are UTC calendar days. A day is complete when no record indexed in it can still arrive live: at its
 end, or — when a CME Globex session is open across midnight UTC, as on every Monday-Thursday night — at that session's
-close (16:00 America/Chicago, `futures.sessions`), by which time the daemon has taken its session-end chain snapshot
+close (16:00 America/Chicago, `cme_sessions`), by which time the daemon has taken its session-end chain snapshot
 and flushed. The exporter adds `[lake] export_delay_s` on top so Historical gap fills after a reconnect land first.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from hydra_daemon.futures.sessions import session_at
+from hydra_daemon.cme_sessions import session_at
 
 _DAY = timedelta(days=1)
 

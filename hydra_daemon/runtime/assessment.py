@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
+from hydra_daemon import cme_sessions
 from hydra_daemon.cot.calendar import latest_as_of_released, release_time
-from hydra_daemon.futures import sessions
 from hydra_daemon.ingest import PipelineState
 from hydra_daemon.runtime.supervisor import SupervisorState
 
@@ -119,7 +119,7 @@ def lag_limit_s(schemas: Iterable[str], limits: HealthLimits) -> float | None:
 
 def open_lag_s(last_record_time: datetime | None, now: datetime) -> float | None:
     """Open-market seconds between the newest stored record's time and `now` (a weekend adds nothing)."""
-    return None if last_record_time is None else sessions.open_seconds(last_record_time, now)
+    return None if last_record_time is None else cme_sessions.open_seconds(last_record_time, now)
 
 
 def assess_pipeline(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
@@ -132,7 +132,7 @@ def assess_pipeline(view: PipelineView, now: datetime, limits: HealthLimits) -> 
     if view.supervisor_state != SupervisorState.RUNNING:
         reasons.append(f"pipeline {view.supervisor_state}" + (f" after: {view.last_error}" if view.last_error else ""))
     elif view.state in SETTLING_STATES:
-        reasons.append(view.state + (f" after: {view.last_error}" if view.state == "reconnecting" else ""))
+        reasons.append(view.state + (f" after: {view.last_error}" if view.state == PipelineState.RECONNECTING else ""))
     scheduled = _scheduled(view, now, limits)
     if reasons:
         return Verdict(Status.DEGRADED, tuple(reasons) + scheduled.reasons)
@@ -156,8 +156,8 @@ def _globex(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
         return Verdict(
             Status.DEGRADED, (f"lagging: newest record {lag:.0f} s of open market behind (limit {limit:.0f} s)",)
         )
-    if not sessions.is_open(now):
-        return Verdict(Status.CLOSED, (f"market closed; Globex reopens {sessions.next_open(now).isoformat()}",))
+    if not cme_sessions.is_open(now):
+        return Verdict(Status.CLOSED, (f"market closed; Globex reopens {cme_sessions.next_open(now).isoformat()}",))
     return Verdict(Status.OK)
 
 
@@ -168,11 +168,11 @@ def _silence(view: PipelineView, now: datetime, limits: HealthLimits) -> str | N
     if gap is None:
         return None
     if view.last_delivery is None:
-        silent = sessions.open_seconds(view.since, now)
+        silent = cme_sessions.open_seconds(view.since, now)
         if silent > gap - limits.stale_after_s:
             return f"no data yet after {silent:.0f} s of open market since the start"
         return None
-    silent = sessions.open_seconds(view.last_delivery, now)
+    silent = cme_sessions.open_seconds(view.last_delivery, now)
     if silent > gap:
         return f"no data for {silent:.0f} s of open market (expected within {gap:.0f} s)"
     return None

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hydra_daemon.futures.sessions import CHICAGO, is_open, next_open, open_seconds, session_at, session_for
+from hydra_daemon.cme_sessions import CHICAGO, is_open, next_open, open_seconds, session_at, session_for
 
 
 def chicago(*args: int) -> datetime:
