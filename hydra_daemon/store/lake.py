@@ -19,8 +19,9 @@ Files carry the Arctic index as a column (its name, or ``ts_index`` if unnamed) 
 
 Publishing is atomic: partitions are written under ``<lake_dir>/.staging/<uuid>`` (same filesystem, outside every
 dataset root, so scans never see half-written files), made durable (one ``syncfs`` for all of a symbol's new days),
-then moved into place with ``os.replace`` and the dataset directory fsynced. A new partition is one directory rename; an existing one is replaced by renaming the new
-``part-0.parquet`` over the old file, so readers see the old or the new file and never a missing partition.
+then moved into place with ``os.replace`` and the dataset directory fsynced. A new partition is one directory
+rename; an existing one is replaced by renaming the new ``part-0.parquet`` over the old file, so readers see the old
+or the new file and never a missing partition.
 Re-exporting the same rows writes identical content (idempotent). A day with no rows writes nothing and leaves an
 existing partition alone. A process killed mid-export can leave a directory under ``.staging``, never anything inside
 a dataset.
