@@ -289,7 +289,10 @@ def _cot_bad_rows(text: bytes, good: pd.DataFrame) -> int:
     """Rows validation passed whose positions are not the file's exact integers or break the identities."""
     import csv
 
-    decoded = text.decode("utf-8", "replace")
+    try:  # as the parser reads it: UTF-8, else Latin-1
+        decoded = text.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        decoded = text.decode("latin-1")
     reader = csv.reader(io.StringIO(decoded, newline=""))
     header = [c.strip() for c in next(reader, [])]
     index = {name: header.index(name) for name in SOURCE_POSITION_COLUMNS.values() if name in header}

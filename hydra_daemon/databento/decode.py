@@ -109,6 +109,9 @@ _SCHEMA_BY_RTYPE: Mapping[int, str] = {
     int(dbn.RType.STATISTICS): "statistics",
     **_OHLCV_BY_RTYPE,
 }
+_LIVE_TS_RANGE_NS = (int(pd.Timestamp("1990-01-01", tz="UTC").value), int(pd.Timestamp("2100-01-01", tz="UTC").value))
+"""A live data record whose ts_event or ts_recv lies outside this is corrupt: DBN carries no checksum, and a damaged
+record that still frames (an rtype byte swapped between two subscribed types of one size) shows up this way."""
 _CONTROL_BY_RTYPE: Mapping[int, type] = {
     int(dbn.RType.ERROR): dbn.ErrorMsg,
     int(dbn.RType.SYMBOL_MAPPING): dbn.SymbolMappingMsg,
@@ -260,11 +263,33 @@ def decode_raw(
         else:
             others.append(data[run.start : run.end])
     objects = _decode_objects(b"".join(others)) if others else []
-    arrays = {kind: np.concatenate(items) if len(items) > 1 else items[0] for kind, items in parts.items()}
+    implausible: list[CorruptRecord] = []
+    arrays = {
+        kind: _plausible(np.concatenate(items) if len(items) > 1 else items[0], implausible)
+        for kind, items in parts.items()
+    }
     decoded = _decode(_group_by_type(objects), arrays, symbols, market, BatchSource.LIVE)
-    if broken is not None:
-        decoded = replace(decoded, corrupt=(*decoded.corrupt, broken))
+    extra = (*implausible, *([] if broken is None else [broken]))
+    if extra:
+        decoded = replace(decoded, corrupt=(*decoded.corrupt, *extra))
     return decoded, used
+
+
+def _plausible(array: np.ndarray, corrupt: list[CorruptRecord]) -> np.ndarray:
+    """`array` without the records whose ts_event/ts_recv lie outside `_LIVE_TS_RANGE_NS` (added to `corrupt`)."""
+    low, high = (np.uint64(bound) for bound in _LIVE_TS_RANGE_NS)
+    bad = np.zeros(len(array), dtype=bool)
+    for name in ("ts_event", "ts_recv"):
+        if name in (array.dtype.names or ()):
+            ts = array[name].astype(np.uint64)
+            bad |= (ts < low) | (ts > high)
+    if not bad.any():
+        return array
+    for record in array[bad]:
+        raw = record.tobytes()[:MAX_QUARANTINED_BYTES]
+        reason = f"record (rtype {int(record['rtype'])}) with ts_event/ts_recv outside 1990..2100: damaged"
+        corrupt.append(CorruptRecord(-1, int(record["rtype"]), len(raw), reason, raw, breaks_stream=False))
+    return array[~bad]
 
 
 def record_problem(rtype: int, length: int, schemas: Collection[str] | None = None) -> str | None:

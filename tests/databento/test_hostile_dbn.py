@@ -102,9 +102,12 @@ def _header() -> bytes:
     return dbn.Metadata("GLBX.MDP3", 0, None, dbn.SType.INSTRUMENT_ID, None, [], ts_out=False).encode()  # type: ignore[arg-type]
 
 
+T0 = 1_704_067_200_000_000_000  # 2024-01-01 UTC: live records carry real times
+
+
 def _bar(i: int) -> bytes:
     price = (90 + i) * 1_000_000_000
-    return bytes(dbn.OHLCVMsg(int(dbn.RType.OHLCV_1M), 1, 7, i * 60_000_000_000, price, price, price, price, i))
+    return bytes(dbn.OHLCVMsg(int(dbn.RType.OHLCV_1M), 1, 7, T0 + i * 60_000_000_000, price, price, price, price, i))
 
 
 def _mapping() -> bytes:
@@ -239,3 +242,15 @@ def test_a_record_of_a_schema_the_session_did_not_subscribe_is_corrupt() -> None
     assert used == len(daily) and decoded.rows == 1
     [corrupt] = decoded.corrupt
     assert corrupt.breaks_stream and "ohlcv-1s record (rtype 32) on a session that did not subscribe" in corrupt.reason
+
+
+def test_a_live_record_with_an_impossible_time_is_quarantined_not_decoded() -> None:
+    """An MBP-1 record read as a statistics record (both 80 bytes, both subscribed by options) puts a price where
+    ts_recv belongs: the time is decades off, so the record is skipped and carried as corrupt (framing intact)."""
+    bars = [bytearray(_bar(i)) for i in range(3)]
+    struct_ts_event = 8  # header: length, rtype, publisher_id (u16), instrument_id (u32), then ts_event (u64)
+    bars[1][struct_ts_event : struct_ts_event + 8] = (3_702_750_000_000).to_bytes(8, "little")  # 1970
+    decoded, used = decode_raw(b"".join(map(bytes, bars)), SymbolMap({}), market="HE")
+    assert used == 3 * len(bars[0]) and decoded.rows == 2
+    [corrupt] = decoded.corrupt
+    assert not corrupt.breaks_stream and "outside 1990..2100" in corrupt.reason and corrupt.raw == bytes(bars[1])

@@ -12,10 +12,12 @@ from hydra_daemon.databento.dbn_runs import CorruptStream
 from hydra_daemon.databento.decode import DecodedBatch, SymbolMap
 from hydra_daemon.databento.stream_decoder import DecoderFinished, StreamDecoder
 
+T0 = 1_704_067_200_000_000_000  # 2024-01-01 UTC: live records carry real times
+
 
 def _bar(i: int) -> dbn.OHLCVMsg:
     price = (90 + i) * 1_000_000_000
-    return dbn.OHLCVMsg(int(dbn.RType.OHLCV_1M), 1, 7, i * 60_000_000_000, price, price, price, price, i)
+    return dbn.OHLCVMsg(int(dbn.RType.OHLCV_1M), 1, 7, T0 + i * 60_000_000_000, price, price, price, price, i)
 
 
 def _mapping() -> dbn.SymbolMappingMsg:
