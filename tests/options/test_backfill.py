@@ -103,8 +103,13 @@ async def test_a_backfilled_day_equals_the_same_day_captured_live(
     calls: list[tuple[int, int, int]] = []
     with Store.open(backfilled.storage.arctic_uri, writer=True) as store:
         stored = backfill_options(backfilled, store, "HE", DAY, DAY + timedelta(days=1), lambda *a: calls.append(a))
-        assert backfill_options(backfilled, store, "HE", DAY, DAY + timedelta(days=1)) == 0  # idempotent
     assert stored > 0 and calls[-1][0] == calls[-1][1] and calls[-1][2] >= stored
+    output = io.StringIO()  # again, through the command: idempotent, with its progress bar
+    assert (
+        backfill_options_command(backfilled, "HE", DAY, DAY + timedelta(days=1), Console(file=output, width=200)) == 0
+    )
+    assert "HE: 0 new option records stored for [2026-11-03, 2026-11-04)" in output.getvalue()
+    assert f"{calls[-1][2]:,} records" in output.getvalue()
 
     with (
         Store.open(live.storage.arctic_uri, writer=False) as a,
