@@ -65,13 +65,14 @@ def _config(venue: VenueThread, state_dir: Path) -> Config:
     return replace(config, databento=replace(config.databento, replay_window_s=REPLAY_S))
 
 
-async def _capture_live(venue: VenueThread, config: Config) -> None:
+async def _capture_live(venue: VenueThread, config: Config, until: datetime = DAY + timedelta(days=1)) -> None:
+    """Run the live options pipeline on `config`'s store until its chain has a snapshot at `until` or later."""
     clock = venue.venue.clock
     assert clock is not None
     with Store.open(config.storage.arctic_uri, writer=True) as store:
         key = ApiKey(venue.info.api_key)
         pipeline = OptionsIngestPipeline(config, store, key, clock=clock, backoff=Backoff(base_s=0.05, cap_s=0.4))
-        end = pd.Timestamp(DAY + timedelta(days=1)).value
+        end = pd.Timestamp(until).value
 
         def day_done() -> bool:
             mark = pipeline.watermark("HE", "chain")
@@ -123,6 +124,15 @@ async def test_a_backfilled_day_equals_the_same_day_captured_live(
         pd.testing.assert_frame_equal(chain_a, chain_b, obj="chain")
         for name in FEATURE_NAMES:
             pd.testing.assert_frame_equal(_features(a, name), _features(b, name), obj=name)
+
+    # The daemon then keeps the backfilled store current: it resumes from the backfill's watermarks.
+    await _capture_live(venue, backfilled, until=DAY + timedelta(days=1, hours=6))
+    with Store.open(backfilled.storage.arctic_uri, writer=False) as b:
+        quotes = b.library(OPTIONS).read(data_symbol("HE", "mbp-1")).data.reset_index()
+        assert not quotes.duplicated().any() and quotes["ts_recv"].is_monotonic_increasing
+        snapshots = restore_utc(b.library(OPTIONS).read(chain_symbol("HE"), columns=["instrument_id"]).data).index
+        hours = pd.date_range(DAY, DAY + timedelta(days=1, hours=6), freq="h", tz="UTC")
+        assert set(hours) <= set(snapshots.unique())  # no hour missing across the hand-over
 
 
 def test_the_cli_refuses_while_a_daemon_writes_the_store(venue: VenueThread, tmp_path: Path) -> None:
