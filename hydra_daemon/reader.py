@@ -8,8 +8,10 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
+import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 from arcticdb.version_store.library import DataError, Library, ReadRequest
 
 from hydra_daemon.errors import UserError
@@ -41,6 +43,7 @@ _CHAIN_LOOKBACKS = (pd.Timedelta(hours=1), pd.Timedelta(days=1), pd.Timedelta(da
 _CHAIN_PROBE_COLUMN = "instrument_id"  # a narrow column: probing for the snapshot time reads the index and this
 # How far back (in as_of) the panels look for each market's latest value before reading its whole history.
 _PANEL_LOOKBACKS = (pd.Timedelta(days=35), pd.Timedelta(days=400), None)
+_PIT_COLUMNS = ("as_of", "revision", "available_at")  # what the point-in-time pick needs, whatever `columns` asks
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -247,17 +250,18 @@ class Reader(Generic[Frame]):
         """The cross-section at ``at``: one row per market (index ``market``) holding its latest COT report known
         at ``at`` (newest ``as_of`` with a revision available by then), one column per report field; a market
         without any report by then (or without COT at all) has a row of missing values; ``LookupError`` if none of
-        the markets has COT. One batched read for all markets."""
+        the markets has COT.
+
+        One batched read of all markets, filtered inside ArcticDB to ``available_at <= at`` and recent ``as_of``
+        (widened for markets with nothing recent), only ``columns`` (plus the bitemporal ones) decoded, as Arrow
+        tables; the point-in-time pick is one vectorised sort over all markets' rows."""
         when = _utc("cot_panel", "at", at)
         _names("cot_panel", "markets", markets)
-        held = self._holding(COT, [(market, cot_symbol(market)) for market in markets])
-        latest = dict(zip(held, self._panel_rows([self._cot_table(m) for m in held], when), strict=True))
-        empty = pd.Series(dtype=object)
-        rows = [
-            latest[m].nlargest(1, "as_of").iloc[0] if m in latest and not latest[m].empty else empty for m in markets
-        ]
-        panel = pd.DataFrame(rows, index=pd.Index(list(markets), name="market")).infer_objects()
-        return self._out(restore_utc(_select(panel, columns, "cot_panel")))
+        held = list(dict.fromkeys(self._holding(COT, [(market, cot_symbol(market)) for market in markets])))
+        wanted = None if columns is None else list(dict.fromkeys([*columns, *_PIT_COLUMNS]))
+        latest = self._latest_reports(held, when, wanted)
+        panel = latest.reindex(pd.Index(list(markets), name="market"))
+        return self._out(_select(panel, columns, "cot_panel"))
 
     @_arguments_checked
     def feature(
@@ -313,6 +317,48 @@ class Reader(Generic[Frame]):
         self.close()
 
     # --- helpers ----------------------------------------------------------------------------------------------
+
+    def _latest_reports(self, markets: Sequence[str], when: pd.Timestamp, columns: list[str] | None) -> pd.DataFrame:
+        """Per market (index) its newest ``as_of``'s point-in-time row at ``when``; markets without one are left out.
+
+        Reads ``as_of`` in widening windows ending at ``when``, re-reading only the markets still without a row, so
+        the window only decides speed: a market's newest visible ``as_of`` is in any window holding one of its
+        visible rows, and the window keeps every revision of it."""
+        library = self._store.library(COT)
+        found: list[pa.Table] = []
+        todo = list(markets)
+        for lookback in _PANEL_LOOKBACKS:
+            if not todo:
+                break
+            first = None if lookback is None else when - lookback
+            tables = self._arrow_batch(library, [cot_symbol(m) for m in todo], when, first, columns)
+            found += [t.append_column("market", pa.array([m] * t.num_rows, pa.string())) for m, t in tables.items()]
+            todo = [m for m, t in zip(todo, tables.values(), strict=True) if t.num_rows == 0]
+        rows = [t for t in found if t.num_rows]
+        if not rows:
+            return pd.DataFrame(index=pd.Index([], name="market", dtype=object))
+        table = pa.concat_tables(rows, promote_options="permissive")
+        frame = table.take(_latest_per_market(table)).replace_schema_metadata(None).to_pandas()  # index: a column
+        return restore_utc(frame.set_index("market"))
+
+    def _arrow_batch(
+        self,
+        library: Library,
+        symbols: Sequence[str],
+        when: pd.Timestamp,
+        first: pd.Timestamp | None,
+        columns: list[str] | None,
+    ) -> dict[str, pa.Table]:
+        """Per symbol (in order) its rows with ``available_at <= when`` and ``as_of >= first`` as an Arrow table:
+        one batched read, filtered and column-pruned inside ArcticDB (Arrow skips pandas' per-column assembly)."""
+        query = BitemporalTable(library, symbols[0]).query(when, first, None)  # ArcticDB copies it per request
+        requests = [ReadRequest(s, as_of=self._as_of, columns=columns, query_builder=query) for s in symbols]
+        tables: dict[str, pa.Table] = {}
+        for symbol, result in zip(symbols, library.read_batch(requests, output_format="pyarrow"), strict=True):
+            if isinstance(result, DataError):
+                raise LookupError(f"reading {library.name}/{symbol} failed: {result}")
+            tables[symbol.split(".", 1)[0]] = result.data
+        return tables
 
     def _panel_rows(self, tables: Sequence[BitemporalTable], when: pd.Timestamp) -> list[pd.DataFrame]:
         """Per table, its point-in-time rows at ``when`` with ``as_of`` in widening windows ending at ``when``,
@@ -454,6 +500,16 @@ def _select(frame: pd.DataFrame, columns: Sequence[str] | None, method: str) -> 
     if unknown and not frame.empty:
         raise ReaderArgumentError(f"Reader.{method}: unknown columns {unknown}; it has {list(frame.columns)}")
     return frame.reindex(columns=list(columns))
+
+
+def _latest_per_market(table: pa.Table) -> np.ndarray:
+    """Row positions of each market's newest ``as_of``, highest revision (ties: latest ``available_at``) — the
+    point-in-time rule of `bitemporal.point_in_time` with key ``as_of``, for rows already filtered to ``at``."""
+    market = pd.factorize(table["market"].to_numpy())[0]
+    as_of, revision, available = (table[c].cast(pa.int64()).to_numpy() for c in _PIT_COLUMNS)
+    order = np.lexsort((available, revision, as_of, market))
+    last = np.r_[market[order][1:] != market[order][:-1], True]
+    return order[last]
 
 
 def _front_value(frame: pd.DataFrame, table: BitemporalTable) -> float:
