@@ -258,8 +258,7 @@ class Reader(Generic[Frame]):
         when = _utc("cot_panel", "at", at)
         _names("cot_panel", "markets", markets)
         held = list(dict.fromkeys(self._holding(COT, [(market, cot_symbol(market)) for market in markets])))
-        wanted = None if columns is None else list(dict.fromkeys([*columns, *_PIT_COLUMNS]))
-        latest = self._latest_reports(held, when, wanted)
+        latest = self._latest_reports(held, when, _with_pit_columns(columns))
         panel = latest.reindex(pd.Index(list(markets), name="market"))
         return self._out(_select(panel, columns, "cot_panel"))
 
@@ -500,6 +499,11 @@ def _select(frame: pd.DataFrame, columns: Sequence[str] | None, method: str) -> 
     if unknown and not frame.empty:
         raise ReaderArgumentError(f"Reader.{method}: unknown columns {unknown}; it has {list(frame.columns)}")
     return frame.reindex(columns=list(columns))
+
+
+def _with_pit_columns(columns: Sequence[str] | None) -> list[str] | None:
+    """``columns`` (None: all) plus those the point-in-time pick needs, for ArcticDB to decode."""
+    return None if columns is None else list(dict.fromkeys([*columns, *_PIT_COLUMNS]))
 
 
 def _latest_per_market(table: pa.Table) -> np.ndarray:

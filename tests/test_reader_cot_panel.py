@@ -4,7 +4,6 @@ revision, at random times and around a revision, a long release gap and a market
 from __future__ import annotations
 
 import gc
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
