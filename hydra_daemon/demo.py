@@ -106,7 +106,9 @@ def demo_config(root: Path, info: VenueInfo) -> Config:
             "options": {"snapshot_interval_s": 6 * 3600},
             "cot": {"base_url": info.cftc_url, "timeout_s": 10, "poll_interval_s": 600},
             "health": {"stale_after_s": HEALTH_WALL_S * DEMO_SPEED, "cot_grace_s": HEALTH_WALL_S * DEMO_SPEED},
-            "lake": {"export_delay_s": 1},
+            # A day is exported half a simulated day after it completes: rows still in a flush (0.25 wall s, ~2 h of
+            # simulated time) or in the shutdown snapshot must land first, as export_delay_s allows for in production.
+            "lake": {"export_delay_s": 12 * 3600},
             "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": LEAN_HOGS_CODE}],
         }
     )

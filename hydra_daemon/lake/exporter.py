@@ -23,7 +23,9 @@ from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.lake import export_store_due
 
 POLL_S = 60.0
-"""Wall seconds between the job's runs at most (shorter when `export_delay_s` is)."""
+"""Wall seconds between the job's runs at most (shorter when `export_delay_s` or a few flush intervals are)."""
+FLUSHES_PER_POLL = 4
+"""Polling more often than every few flushes would find nothing new: the store changes once per flush."""
 
 log = structlog.get_logger()
 
@@ -36,7 +38,7 @@ class LakeExporter:
         self.lake_dir = config.storage.lake_dir
         self.delay = timedelta(seconds=config.lake.export_delay_s)
         self.clock = clock
-        self.interval_s = min(POLL_S, config.lake.export_delay_s)
+        self.interval_s = min(POLL_S, config.lake.export_delay_s, FLUSHES_PER_POLL * config.storage.flush_interval_s)
 
     async def run_once(self) -> int:
         """Export what is due; symbols not reached within `interval_s` wait for the next run (see `until`)."""
