@@ -64,7 +64,7 @@ class Store:
     def __init__(self, uri: str, arctic: arcticdb.Arctic, key: str, lease: FileLease | S3Lease | None) -> None:
         self.uri = uri
         self.writer = lease is not None
-        self._arctic = arctic
+        self._arctic: arcticdb.Arctic | None = arctic
         self._key = key
         self._lease = lease
         self._libraries: dict[str, Library] = {}
@@ -109,10 +109,10 @@ class Store:
         self._require_open()
         with self._lock:
             if name not in self._libraries:
-                if not self.writer and not self._arctic.has_library(name):
+                if not self.writer and not self._handle().has_library(name):
                     raise LookupError(f"store {redact_uri(self.uri)} has no library {name!r} yet")
                 options = LIBRARY_OPTIONS if self.writer else None
-                self._libraries[name] = self._arctic.get_library(
+                self._libraries[name] = self._handle().get_library(
                     name, create_if_missing=self.writer, library_options=options
                 )
             return self._libraries[name]
@@ -120,7 +120,7 @@ class Store:
     def has_library(self, name: str) -> bool:
         """True if library ``name`` exists."""
         self._require_open()
-        return bool(self._arctic.has_library(name))
+        return bool(self._handle().has_library(name))
 
     def symbol_lock(self, library: str, symbol: str) -> threading.Lock:
         """The lock every write to ``library``/``symbol`` holds: appends, compaction and pruning of one symbol from
@@ -177,6 +177,9 @@ class Store:
             return
         self._closed = True
         self._libraries.clear()
+        self._arctic = (
+            None  # no native handle may outlive close(): ArcticDB tearing one down at interpreter exit can crash
+        )
         _ARCTICS.release(self._key)
         if self._lease is not None:
             self._lease.release()
@@ -191,14 +194,19 @@ class Store:
     ) -> None:
         self.close()
 
+    def _handle(self) -> arcticdb.Arctic:
+        self._require_open()
+        assert self._arctic is not None
+        return self._arctic
+
     def _require_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"store {redact_uri(self.uri)} is closed")
 
     def _delete_staged_segments(self) -> None:
         """Drop staged-but-never-finalised segments a crashed writer may have left (ArcticDB #1993)."""
-        for library_name in self._arctic.list_libraries():
-            library = self._arctic.get_library(library_name)
+        for library_name in self._handle().list_libraries():
+            library = self._handle().get_library(library_name)
             for symbol in library.get_staged_symbols():
                 log.warning("store.staged_segments_deleted", library=library_name, symbol=symbol)
                 library.delete_staged_data(symbol)
