@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
@@ -141,7 +142,7 @@ class IngestPipeline(ABC, Generic[Batch]):
         self.stats = PipelineStats()
 
     @abstractmethod
-    def fetch(self) -> AsyncIterator[Batch | Idle]:
+    def fetch(self) -> AsyncGenerator[Batch | Idle, None]:
         """Yield raw batches from the source, forever (or until the source is exhausted); `Idle.TICK` while quiet."""
 
     @abstractmethod
@@ -160,21 +161,24 @@ class IngestPipeline(ABC, Generic[Batch]):
         log = structlog.get_logger().bind(pipeline=self.name, market=",".join(self.markets), schema=self.schema)
         self.stats.state = PipelineState.RUNNING
         log.info("pipeline_started")
-        async for batch in self.fetch():
-            if isinstance(batch, Idle):
-                self.stats.idle_ticks += 1
-                await self.on_idle()
-                continue
-            clean, problems = self.validate(batch)
-            for problem in problems:
-                log.warning("record_rejected", what=problem.what, where=problem.where)
-            self.stats.rejects += len(problems)
-            began = time.perf_counter()
-            stored = await self.persist(clean)
-            self.stats.persist_seconds.observe(time.perf_counter() - began)
-            self.stats.batches += 1
-            self.stats.records += stored
-            if stored:
-                self.stats.last_commit_at = datetime.now(UTC)
+        # aclosing: a stop that lands while a batch is being persisted must still run fetch()'s cleanup (commit what
+        # is buffered) now, not whenever the suspended generator is garbage-collected — after the store has closed.
+        async with aclosing(self.fetch()) as batches:
+            async for batch in batches:
+                if isinstance(batch, Idle):
+                    self.stats.idle_ticks += 1
+                    await self.on_idle()
+                    continue
+                clean, problems = self.validate(batch)
+                for problem in problems:
+                    log.warning("record_rejected", what=problem.what, where=problem.where)
+                self.stats.rejects += len(problems)
+                began = time.perf_counter()
+                stored = await self.persist(clean)
+                self.stats.persist_seconds.observe(time.perf_counter() - began)
+                self.stats.batches += 1
+                self.stats.records += stored
+                if stored:
+                    self.stats.last_commit_at = datetime.now(UTC)
         self.stats.state = PipelineState.FINISHED
         log.info("pipeline_finished", records=self.stats.records, rejects=self.stats.rejects)

@@ -7,7 +7,7 @@ rows that break the accounting identities, refreshes the point-in-time features,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -93,7 +93,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
             with anyio.CancelScope(shield=True):
                 await self._fetcher.aclose()
 
-    async def fetch(self) -> AsyncIterator[CotCycle]:
+    async def fetch(self) -> AsyncGenerator[CotCycle, None]:
         """Forever: poll until the latest released `as_of` is in the file, yield, sleep until the next release.
 
         A release that passed while a cycle was being stored is polled for at once, not slept through."""
