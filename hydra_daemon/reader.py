@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
-from arcticdb.version_store.library import DataError, Library, ReadRequest
+from arcticdb.version_store.library import DataError, Library, ReadInfoRequest, ReadRequest
 
 from hydra_daemon.errors import UserError
 from hydra_daemon.store.arctic import Store
@@ -46,6 +47,44 @@ _PANEL_LOOKBACKS = (pd.Timedelta(days=35), pd.Timedelta(days=400), None)
 _PIT_COLUMNS = ("as_of", "revision", "available_at")  # what the point-in-time pick needs, whatever `columns` asks
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class _History:
+    """Every revision of one COT symbol as read from one stored version. ``order`` sorts its rows by (``as_of``,
+    ``revision``, ``available_at``), so the row a point-in-time read at T keeps — the newest ``as_of`` with a row
+    available by T, its highest such revision, ties to the latest ``available_at`` (the rule of
+    `bitemporal.point_in_time` with key ``as_of``) — is the last row in that order available by T."""
+
+    version: tuple[int, int]  # (version number, creation time ns) of the stored version read
+    columns: frozenset[str] | None  # the columns read (None: all)
+    table: pa.Table  # as read
+    order: np.ndarray  # row positions in point-in-time order
+    available_ns: np.ndarray  # available_at (ns) in that order
+
+    @classmethod
+    def of(cls, table: pa.Table, version: tuple[int, int], columns: Sequence[str] | None) -> _History:
+        as_of, revision, available = (table[c].cast(pa.int64()).to_numpy() for c in _PIT_COLUMNS)
+        order = np.lexsort((available, revision, as_of))
+        wanted = None if columns is None else frozenset(columns)
+        return cls(version, wanted, table, order, available[order])
+
+    def serves(self, version: tuple[int, int], columns: Sequence[str] | None) -> bool:
+        """Whether this is the history of ``version`` with every column of ``columns`` (None: all)."""
+        if version != self.version:
+            return False
+        return self.columns is None or (columns is not None and self.columns.issuperset(columns))
+
+    def to_read(self, version: tuple[int, int], columns: list[str] | None) -> list[str] | None:
+        """The columns to read to serve ``columns`` at ``version``: with those kept when the version is the same."""
+        if columns is None or version != self.version or self.columns is None:
+            return columns
+        return sorted(self.columns.union(columns))
+
+    def latest_at(self, when: pd.Timestamp) -> int | None:
+        """Row position (in ``table``) of the point-in-time row at ``when``; None if nothing was available by then."""
+        available = np.flatnonzero(self.available_ns <= when.value)
+        return int(self.order[available[-1]]) if len(available) else None
 
 
 class ReaderArgumentError(UserError, ValueError):
@@ -116,6 +155,7 @@ class Reader(Generic[Frame]):
         self._output = output
         self._store = Store.open(uri, writer=False, quiet=not log)
         self._as_of: str | None = None
+        self._cot_cache: dict[str, _History] = {}  # per COT symbol: its history at the version last read
         if as_of_snapshot is not None:
             try:
                 self._as_of = self._snapshot(as_of_snapshot)
@@ -252,9 +292,11 @@ class Reader(Generic[Frame]):
         without any report by then (or without COT at all) has a row of missing values; ``LookupError`` if none of
         the markets has COT.
 
-        One batched read of all markets, filtered inside ArcticDB to ``available_at <= at`` and recent ``as_of``
-        (widened for markets with nothing recent), only ``columns`` (plus the bitemporal ones) decoded, as Arrow
-        tables; the point-in-time pick is one vectorised sort over all markets' rows."""
+        The first call reads the markets' whole histories (only ``columns`` plus the bitemporal ones decoded) in
+        one batched read as Arrow tables and keeps them in this Reader, each tied to the stored version it came
+        from; later calls — a backtest stepping ``at`` week by week — check the versions in one batched metadata
+        read, re-read only markets the daemon has written since, and pick each market's row with one vectorised
+        comparison. Memory: about 0.4 MB per market for 20 years of all columns."""
         when = _utc("cot_panel", "at", at)
         _names("cot_panel", "markets", markets)
         held = list(dict.fromkeys(self._holding(COT, [(market, cot_symbol(market)) for market in markets])))
@@ -320,44 +362,45 @@ class Reader(Generic[Frame]):
     def _latest_reports(self, markets: Sequence[str], when: pd.Timestamp, columns: list[str] | None) -> pd.DataFrame:
         """Per market (index) its newest ``as_of``'s point-in-time row at ``when``; markets without one are left out.
 
-        Reads ``as_of`` in widening windows ending at ``when``, re-reading only the markets still without a row, so
-        the window only decides speed: a market's newest visible ``as_of`` is in any window holding one of its
-        visible rows, and the window keeps every revision of it."""
-        library = self._store.library(COT)
-        found: list[pa.Table] = []
-        todo = list(markets)
-        for lookback in _PANEL_LOOKBACKS:
-            if not todo:
-                break
-            first = None if lookback is None else when - lookback
-            tables = self._arrow_batch(library, [cot_symbol(m) for m in todo], when, first, columns)
-            found += [t.append_column("market", pa.array([m] * t.num_rows, pa.string())) for m, t in tables.items()]
-            todo = [m for m, t in zip(todo, tables.values(), strict=True) if t.num_rows == 0]
-        rows = [t for t in found if t.num_rows]
+        Picks from each market's whole history, kept in memory per stored version (`_cot_histories`), so a backtest
+        that asks for many ``at`` reads each market once and then pays one batched version check per call."""
+        histories = self._cot_histories(markets, columns)
+        rows = []
+        for market, history in histories.items():
+            position = history.latest_at(when)
+            if position is not None:
+                row = history.table.slice(position, 1)
+                rows.append(row.append_column("market", pa.array([market], pa.string())))
         if not rows:
             return pd.DataFrame(index=pd.Index([], name="market", dtype=object))
         table = pa.concat_tables(rows, promote_options="permissive")
-        frame = table.take(_latest_per_market(table)).replace_schema_metadata(None).to_pandas()  # index: a column
-        return restore_utc(frame.set_index("market"))
+        return restore_utc(table.replace_schema_metadata(None).to_pandas().set_index("market"))  # index: a column
 
-    def _arrow_batch(
-        self,
-        library: Library,
-        symbols: Sequence[str],
-        when: pd.Timestamp,
-        first: pd.Timestamp | None,
-        columns: list[str] | None,
-    ) -> dict[str, pa.Table]:
-        """Per symbol (in order) its rows with ``available_at <= when`` and ``as_of >= first`` as an Arrow table:
-        one batched read, filtered and column-pruned inside ArcticDB (Arrow skips pandas' per-column assembly)."""
-        query = BitemporalTable(library, symbols[0]).query(when, first, None)  # ArcticDB copies it per request
-        requests = [ReadRequest(s, as_of=self._as_of, columns=columns, query_builder=query) for s in symbols]
-        tables: dict[str, pa.Table] = {}
-        for symbol, result in zip(symbols, library.read_batch(requests, output_format="pyarrow"), strict=True):
+    def _cot_histories(self, markets: Sequence[str], columns: list[str] | None) -> dict[str, _History]:
+        """Per market, every revision of its COT reports (``columns``; None: all) at the version this Reader reads.
+
+        One batched metadata read says which stored version each symbol is at; a market whose cached history was
+        read from that very version (number and creation time: a symbol deleted and written again cannot match)
+        with the columns asked is reused, the others are read in one batch and cached under the version their read
+        returned. A cached history is therefore always exactly what a read now would return (ArcticDB itself sees
+        a new version within ~2 s); compaction writes a new version and so costs one re-read."""
+        library = self._store.library(COT)
+        symbols = [cot_symbol(m) for m in markets]
+        stale: dict[str, list[str] | None] = {s: columns for s in symbols if s not in self._cot_cache}
+        known = [s for s in symbols if s in self._cot_cache]
+        stored = library.read_metadata_batch([ReadInfoRequest(s, as_of=self._as_of) for s in known]) if known else []
+        for symbol, item in zip(known, stored, strict=True):
+            if isinstance(item, DataError):
+                raise LookupError(f"reading {library.name}/{symbol} failed: {item}")
+            version, cached = (item.version, item.timestamp), self._cot_cache[symbol]
+            if not cached.serves(version, columns):
+                stale[symbol] = cached.to_read(version, columns)
+        requests = [ReadRequest(s, as_of=self._as_of, columns=c) for s, c in stale.items()]
+        for symbol, result in zip(stale, library.read_batch(requests, output_format="pyarrow"), strict=True):
             if isinstance(result, DataError):
                 raise LookupError(f"reading {library.name}/{symbol} failed: {result}")
-            tables[symbol.split(".", 1)[0]] = result.data
-        return tables
+            self._cot_cache[symbol] = _History.of(result.data, (result.version, result.timestamp), stale[symbol])
+        return {m: self._cot_cache[s] for m, s in zip(markets, symbols, strict=True)}
 
     def _panel_rows(self, tables: Sequence[BitemporalTable], when: pd.Timestamp) -> list[pd.DataFrame]:
         """Per table, its point-in-time rows at ``when`` with ``as_of`` in widening windows ending at ``when``,
@@ -504,16 +547,6 @@ def _select(frame: pd.DataFrame, columns: Sequence[str] | None, method: str) -> 
 def _with_pit_columns(columns: Sequence[str] | None) -> list[str] | None:
     """``columns`` (None: all) plus those the point-in-time pick needs, for ArcticDB to decode."""
     return None if columns is None else list(dict.fromkeys([*columns, *_PIT_COLUMNS]))
-
-
-def _latest_per_market(table: pa.Table) -> np.ndarray:
-    """Row positions of each market's newest ``as_of``, highest revision (ties: latest ``available_at``) — the
-    point-in-time rule of `bitemporal.point_in_time` with key ``as_of``, for rows already filtered to ``at``."""
-    market = pd.factorize(table["market"].to_numpy())[0]
-    as_of, revision, available = (table[c].cast(pa.int64()).to_numpy() for c in _PIT_COLUMNS)
-    order = np.lexsort((available, revision, as_of, market))
-    last = np.r_[market[order][1:] != market[order][:-1], True]
-    return order[last]
 
 
 def _front_value(frame: pd.DataFrame, table: BitemporalTable) -> float:

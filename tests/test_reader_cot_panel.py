@@ -4,14 +4,22 @@ revision, at random times and around a revision, a long release gap and a market
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+from arcticdb_ext import set_config_int, unset_config_int
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hydra_daemon.reader import Reader, ReaderArgumentError
+from hydra_daemon.reader import Reader, ReaderArgumentError, _History
 from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.bitemporal import point_in_time
 from hydra_daemon.store.bitemporal_table import BitemporalTable
+from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
 from hydra_daemon.store.symbols import COT, cot_symbol
 
 FIRST = pd.Timestamp("2018-01-02", tz="UTC")  # a Tuesday
@@ -146,3 +154,84 @@ def test_columns_are_pushed_down_and_checked(uri: str) -> None:
         pd.testing.assert_series_equal(narrow["m_money_long_all"], full["m_money_long_all"].loc[["LE", "HE"]])
         with pytest.raises(ReaderArgumentError, match=r"unknown columns \['nope'\]"):
             reader.cot_panel(["HE"], at, columns=["nope"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 12), st.integers(0, 2)), min_size=1, max_size=25),
+    at_day=st.integers(-1, 14),
+)
+def test_a_cached_history_picks_the_point_in_time_row(rows: list[tuple[int, int, int]], at_day: int) -> None:
+    """`_History.latest_at` (one comparison over rows sorted once) keeps the row `bitemporal.point_in_time` keeps
+    for the newest visible `as_of`, whatever order the rows were stored in."""
+    day = pd.Timedelta(days=1)
+    history = pd.DataFrame(
+        {
+            "as_of": [FIRST + a * 7 * day for a, _, _ in rows],
+            "available_at": [FIRST + (7 * a + v) * day for a, v, _ in rows],
+            "revision": np.array([r for _, _, r in rows], dtype="int64"),
+            "row": np.arange(len(rows)),
+        }
+    )
+    at = FIRST + 7 * at_day * day
+    cached = _History.of(pa.Table.from_pandas(history, preserve_index=False), (0, 0), None)
+    position = cached.latest_at(at)
+    expected = point_in_time(history, at, ["as_of"])
+    if expected.empty:
+        assert position is None
+        return
+    newest = expected.iloc[-1]
+    picked = cached.table.slice(position, 1).to_pylist()[0]
+    assert (picked["as_of"], picked["revision"]) == (newest["as_of"], newest["revision"])
+    assert picked["available_at"] == newest["available_at"]
+
+
+@pytest.fixture
+def fresh_versions() -> Iterator[None]:
+    """Readers in this process see every new version at once (no 2 s latest-version cache): the test can ask
+    right after a write whether the panel is stale."""
+    set_config_int("VersionMap.ReloadInterval", 0)
+    yield
+    unset_config_int("VersionMap.ReloadInterval")
+
+
+def test_the_cached_histories_follow_every_new_version(tmp_path: Path, fresh_versions: None) -> None:
+    """A Reader that cached both markets sees a revision, a new week, a compaction and a symbol deleted and written
+    again (its version number goes on, its data differs) at once; an unchanged market is not read again."""
+    uri = f"lmdb://{tmp_path / 'arctic'}?map_size=256MB"
+    released = _releases()
+    at = released[9] + pd.Timedelta(days=30)
+    ingested = pd.Timestamp("2026-01-01", tz="UTC")
+    with Store.open(uri, writer=True) as store, Reader(uri) as reader:
+        tables = {m: BitemporalTable(store.library(COT), cot_symbol(m)) for m in ("HE", "LE")}
+
+        def record(market: str, weeks: list[int], revision: int, available: pd.Timestamp | pd.Series) -> None:
+            nonlocal ingested
+            ingested += pd.Timedelta(hours=1)
+            frame = _reports(("HE", "LE").index(market), weeks, revision)
+            tables[market].record(frame, value_columns=VALUES, available_at=available, ingested_at=ingested)
+
+        for market in ("HE", "LE"):
+            record(market, list(range(8)), 0, released[:8].reset_index(drop=True))
+        narrow = reader.cot_panel(["HE", "LE"], at, columns=["m_money_long_all"])
+        assert narrow["m_money_long_all"].tolist() == [7.0, 7.0]
+        assert reader.cot_panel(["HE", "LE"], at)["open_interest_all"].tolist() == [70.0, 10_070.0]  # widened
+        le_cached = reader._cot_cache[cot_symbol("LE")]
+
+        record("HE", [7], 1, released[7] + pd.Timedelta(days=2))
+        assert reader.cot_panel(["HE", "LE"], at)["revision"].tolist() == [1, 0]
+        record("HE", [8], 0, released[8])
+        assert reader.cot_panel(["HE"], at)["as_of"].tolist() == [_as_ofs()[8]]
+        assert reader._cot_cache[cot_symbol("LE")] is le_cached  # LE did not change: not read again
+
+        Maintenance(store, MaintenancePolicy(compact_every=1, prune_grace_s=0)).run_once()
+        assert reader.cot_panel(["HE", "LE"], at)["as_of"].tolist() == [_as_ofs()[8], _as_ofs()[7]]
+
+        store.library(COT).delete(cot_symbol("LE"))
+        record("LE", [3], 0, released[3])
+        assert reader.cot_panel(["LE"], at)["as_of"].tolist() == [_as_ofs()[3]]
+        # what a Reader opened now returns, for every market and many times
+        for when in [released[w] + d for w in range(10) for d in (-pd.Timedelta(1, "ns"), pd.Timedelta(0))]:
+            with Reader(uri) as fresh:
+                expected = fresh.cot_panel(["HE", "LE"], when)
+            pd.testing.assert_frame_equal(reader.cot_panel(["HE", "LE"], when), expected)

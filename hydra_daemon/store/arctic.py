@@ -14,6 +14,7 @@ from arcticdb.version_store.library import Library
 
 from hydra_daemon.store.health import StorageFullError, StorageStatus, map_size_bytes
 from hydra_daemon.store.lease import FileLease, LeaseLostError, S3Lease, StoreLockedError, lease_key, s3_client
+from hydra_daemon.store.resident import release_pages, store_mappings
 from hydra_daemon.store.symbols import LIBRARIES
 from hydra_daemon.store.uri import LmdbLocation, parse_uri, redact_uri, validate_uri
 from hydra_daemon.store.usage import StoreUsage
@@ -74,6 +75,7 @@ class Store:
         self.quiet = False
         location = parse_uri(uri)
         lmdb_dir = location.path if isinstance(location, LmdbLocation) else None
+        self.lmdb_dir = lmdb_dir  # None on S3
         self.status = StorageStatus(lmdb_dir, map_size_bytes(uri) if lmdb_dir else None, redact_uri(uri))
 
     @classmethod
@@ -171,16 +173,25 @@ class Store:
         log.info("store.snapshot", store=redact_uri(self.uri), snapshot=name)
         return name
 
+    def release_mapped_pages(self) -> None:
+        """Drop the LMDB pages this process has touched from its RSS (they refault from the page cache when read
+        again; see `hydra_daemon.store.resident`), so a process that runs for months keeps a flat RSS. Nothing to do
+        on S3. Holds the store open meanwhile, so the mappings it advises cannot be unmapped under it."""
+        if self.lmdb_dir is None:
+            return
+        with self._lock:
+            self._require_open()
+            release_pages(store_mappings(self.lmdb_dir))
+
     def close(self) -> None:
         """Release the lease (if writer) and this process's handle on the store. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._libraries.clear()
-        self._arctic = (
-            None  # no native handle may outlive close(): ArcticDB tearing one down at interpreter exit can crash
-        )
-        _ARCTICS.release(self._key)
+        with self._lock:  # not while `release_mapped_pages` advises the mappings this handle keeps alive
+            if self._closed:
+                return
+            self._closed = True
+            self._libraries.clear()
+            self._arctic = None  # no native handle may outlive close(): ArcticDB tearing one down at exit can crash
+            _ARCTICS.release(self._key)
         if self._lease is not None:
             self._lease.release()
         if not self.quiet:

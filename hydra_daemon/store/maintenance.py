@@ -15,7 +15,9 @@ holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_in
   pipeline's cycle snapshot) older than ``keep_daily_snapshots_days`` is deleted;
 - **prune** versions superseded more than ``prune_grace_s`` ago (ArcticDB's version dates are wall time). A reader
   picks a version (cached up to 2 s) and reads its segments; deleting that version only after the grace window means
-  a read in progress never loses its segments. The latest version is never deleted, nor one a snapshot pins.
+  a read in progress never loses its segments. The latest version is never deleted, nor one a snapshot pins;
+- **release** the LMDB pages the process has touched from its RSS (`Store.release_mapped_pages`), which otherwise
+  grows with everything the process ever read.
 
 Point-in-time truth lives in the ``available_at`` columns, not in versions, so pruning never changes a PIT answer.
 Each step holds the symbol's `Store.symbol_lock`, so it never interleaves with an append to the same symbol.
@@ -114,6 +116,7 @@ class Maintenance:
         self._expire_snapshots(list(libraries.values()), report)
         for name, symbol in symbols:
             self._prune(libraries[name], symbol, report)
+        self._store.release_mapped_pages()  # compaction read and wrote much: keep the RSS flat (store.resident)
         if report.compacted or report.pruned_versions or report.snapshots_taken or report.snapshots_deleted:
             log.info(
                 "store.maintenance",

@@ -1,0 +1,83 @@
+"""Keeping the LMDB pages a long-running process has touched out of its resident set (RSS).
+
+LMDB maps each library's ``data.mdb`` into the process, and every page a read or a B-tree lookup touches stays in
+the process's RSS until the mapping goes: over months the daemon's RSS would grow towards the size of everything it
+ever read, although its heap stays flat. ArcticDB opens LMDB without ``MDB_WRITEMAP``, so the mapping is read-only
+and shared (``r--s`` in ``/proc/self/maps``; writes go through ``pwrite``): its pages are clean page-cache pages.
+``madvise(MADV_DONTNEED)`` on such a mapping only removes them from this process's page tables; the next access —
+by any thread, even one in the middle of a read — faults the same page back in from the page cache (or the file), so
+nothing is lost and readers never see different bytes. The page cache itself is the kernel's to reclaim.
+
+Only ranges that are still the live mapping may be advised: an address range unmapped and reused for other memory
+would have its contents discarded. The caller guarantees the environments stay open (`Store.release_mapped_pages`
+holds the store open), and only read-only shared mappings of ``data.mdb`` files under the store's directory are
+touched — never private or writable memory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+MADV_DONTNEED = 4  # <sys/mman.h> on Linux (every architecture)
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.madvise.restype = ctypes.c_int
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One line of ``/proc/self/maps``: ``[start, end)`` mapped from ``path`` with ``permissions`` (e.g. r--s)."""
+
+    start: int
+    end: int
+    permissions: str
+    path: str
+
+    @classmethod
+    def parse(cls, line: str) -> Mapping | None:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6:
+            return None  # anonymous memory: no path
+        low, high = fields[0].split("-")
+        return cls(int(low, 16), int(high, 16), fields[1], fields[5].rstrip("\n"))
+
+
+def store_mappings(lmdb_dir: Path) -> list[Mapping]:
+    """The read-only shared mappings of ``data.mdb`` files under ``lmdb_dir`` in this process."""
+    root = f"{os.path.realpath(lmdb_dir)}{os.sep}"
+    with open("/proc/self/maps") as maps:
+        found = [Mapping.parse(line) for line in maps]
+    return [
+        m
+        for m in found
+        if m is not None and m.permissions == "r--s" and m.path.startswith(root) and m.path.endswith("/data.mdb")
+    ]
+
+
+def release_pages(mappings: list[Mapping]) -> None:
+    """Drop ``mappings``' resident pages from this process (they refault from the page cache on the next access).
+    The caller guarantees they are still mapped (see the module docstring)."""
+    for mapping in mappings:
+        if _libc.madvise(mapping.start, mapping.end - mapping.start, MADV_DONTNEED) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"madvise(MADV_DONTNEED) on {mapping.path}: {os.strerror(errno)}")
+
+
+def resident_bytes(lmdb_dir: Path) -> int:
+    """Bytes of this process's RSS that are pages of the store's ``data.mdb`` mappings (from ``/proc/self/smaps``)."""
+    root = f"{os.path.realpath(lmdb_dir)}{os.sep}"
+    total, counting = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split(maxsplit=1)[0]
+            if "-" in head and not head.endswith(":"):
+                mapping = Mapping.parse(line)
+                counting = mapping is not None and mapping.path.startswith(root) and mapping.path.endswith("data.mdb")
+            elif counting and head == "Rss:":
+                total += int(line.split()[1]) * 1024
+    return total

@@ -1,0 +1,97 @@
+"""Releasing the LMDB pages a process touched (`Store.release_mapped_pages`, run by maintenance): the store's
+mappings leave the RSS, every read returns the same bytes afterwards, also for threads reading and writing while the
+pages are dropped, and nothing but the store's read-only shared mappings is touched."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
+from hydra_daemon.store.resident import resident_bytes, store_mappings
+from hydra_daemon.store.symbols import FUTURES
+
+ROWS = 400_000
+FIRST = pd.Timestamp("2024-03-01", tz="UTC")
+
+
+def _frame(start: int, rows: int) -> pd.DataFrame:
+    index = pd.date_range(FIRST + pd.Timedelta(seconds=start), periods=rows, freq="s", name="ts_event")
+    rng = np.random.default_rng(start)
+    return pd.DataFrame({"seq": np.arange(start, start + rows), "price": rng.normal(size=rows)}, index=index)
+
+
+def test_the_store_pages_leave_the_rss_and_reads_return_the_same_data(store: Store) -> None:
+    library = store.library(FUTURES)
+    library.write("HE.trades", _frame(0, ROWS))
+    before = library.read("HE.trades").data
+    assert store.lmdb_dir is not None
+    touched = resident_bytes(store.lmdb_dir)
+    assert touched > 5_000_000  # the whole symbol was read through the map
+    mappings = store_mappings(store.lmdb_dir)
+    assert mappings and {m.permissions for m in mappings} == {"r--s"}  # LMDB without MDB_WRITEMAP: read-only
+    store.release_mapped_pages()
+    assert resident_bytes(store.lmdb_dir) < touched / 10
+    pd.testing.assert_frame_equal(library.read("HE.trades").data, before)
+
+
+def test_maintenance_releases_the_pages(store: Store) -> None:
+    library = store.library(FUTURES)
+    library.write("HE.trades", _frame(0, ROWS))
+    library.read("HE.trades")
+    assert store.lmdb_dir is not None
+    touched = resident_bytes(store.lmdb_dir)
+    Maintenance(store, MaintenancePolicy()).run_once()
+    assert resident_bytes(store.lmdb_dir) < touched / 10
+
+
+def test_readers_and_a_writer_never_see_a_difference_while_pages_are_dropped(store: Store) -> None:
+    """Threads read the symbol (checking every row) and append to it while the main thread drops the pages over
+    and over: a page dropped mid-read faults back in with the same bytes."""
+    library = store.library(FUTURES)
+    library.write("HE.trades", _frame(0, ROWS))
+    expected = _frame(0, ROWS)["price"].to_numpy()
+    stop = threading.Event()
+    errors: list[str] = []
+    reads = [0, 0]
+
+    def read(slot: int) -> None:
+        while not stop.is_set():
+            frame = library.read("HE.trades").data
+            if not np.array_equal(frame["seq"].to_numpy(), np.arange(len(frame))):
+                errors.append(f"seq broken at {len(frame)} rows")
+            if not np.array_equal(frame["price"].to_numpy()[:ROWS], expected):
+                errors.append("prices changed")
+            reads[slot] += 1
+
+    def append() -> None:
+        for batch in range(20):
+            library.append("HE.trades", _frame(ROWS + batch * 1_000, 1_000))
+
+    threads = [threading.Thread(target=read, args=(slot,)) for slot in (0, 1)] + [threading.Thread(target=append)]
+    for thread in threads:
+        thread.start()
+    while threads[2].is_alive() or min(reads) < 5:
+        store.release_mapped_pages()
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:5]
+    assert len(library.read("HE.trades").data) == ROWS + 20_000
+
+
+def test_a_closed_store_refuses_and_other_stores_mappings_are_left_alone(tmp_path: Path, store: Store) -> None:
+    other = tmp_path / "elsewhere"
+    with Store.open(f"lmdb://{other}", writer=True) as second:
+        second.library(FUTURES).write("HE.trades", _frame(0, ROWS))
+        second.library(FUTURES).read("HE.trades")
+        touched = resident_bytes(other)
+        store.release_mapped_pages()  # the fixture's store: another directory
+        assert resident_bytes(other) == touched
+    with pytest.raises(RuntimeError, match="is closed"):  # its mappings may be gone: it must not advise them
+        second.release_mapped_pages()
