@@ -265,7 +265,7 @@ class Reader(Generic[Frame]):
         when = _utc("cot", "at", at)
         first, last = _window("cot", start, end)
         table = self._cot_table(market)
-        rows = self._read(table.library, table.symbol, query=table.query(when, first, last))
+        rows = self._read_table(table, table.query(when, first, last), first)
         return self._out(_select(table.point_in_time_of(_rows(rows), when), columns, "cot"))
 
     @_arguments_checked
@@ -281,7 +281,7 @@ class Reader(Generic[Frame]):
         sorted by (``as_of``, ``revision``): what was published when, for studying revisions."""
         first, last = _window("cot_history", start, end)
         table = self._cot_table(market)
-        rows = _rows(self._read(table.library, table.symbol, query=table.window(first, last)))
+        rows = _rows(self._read_table(table, table.window(first, last), first))
         history = rows.sort_values(["as_of", "revision"], kind="stable").reset_index(drop=True)
         return self._out(_select(history, columns, "cot_history"))
 
@@ -321,7 +321,7 @@ class Reader(Generic[Frame]):
         when = _utc("feature", "at", at)
         first, last = _window("feature", start, end)
         table = self._feature_table(market, name)
-        rows = self._read(table.library, table.symbol, query=table.query(when, first, last))
+        rows = self._read_table(table, table.query(when, first, last), first)
         return self._out(_select(table.point_in_time_of(_rows(rows), when), columns, "feature"))
 
     @_arguments_checked
@@ -462,6 +462,13 @@ class Reader(Generic[Frame]):
         """One ArcticDB read at this Reader's snapshot (or the latest version)."""
         wanted = None if columns is None else list(columns)
         return library.read(symbol, as_of=self._as_of, date_range=date_range, columns=wanted, query_builder=query).data
+
+    def _read_table(self, table: BitemporalTable, query: Any, start: pd.Timestamp | None) -> pd.DataFrame:
+        """One read of a bitemporal table at this Reader's snapshot, skipping the segments ingested before rows
+        with ``as_of >= start`` can begin (`BitemporalTable.where_from`)."""
+        version, first = table.where_from(start, self._as_of)
+        window = None if first is None else (first, None)
+        return table.library.read(table.symbol, as_of=version, date_range=window, query_builder=query).data
 
     def _last_snapshot_time(self, library: Library, symbol: str, when: pd.Timestamp) -> pd.Timestamp | None:
         """Time of the newest chain snapshot at or before ``when`` (None if there is none)."""
