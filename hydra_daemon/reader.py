@@ -22,6 +22,7 @@ from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.features import VALUE
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.maintenance import daily_snapshot_name
+from hydra_daemon.store.partitions import read_stream
 from hydra_daemon.store.symbols import (
     COT,
     FEATURES,
@@ -33,6 +34,7 @@ from hydra_daemon.store.symbols import (
     cot_symbol,
     data_symbol,
     feature_symbol,
+    stream_of,
 )
 from hydra_daemon.store.watermark import Watermark
 
@@ -213,7 +215,10 @@ class Reader(Generic[Frame]):
         columns: Sequence[str] | None = None,
     ) -> Frame:
         """Market data of ``library`` (futures or options) — ``schema`` as listed by `schemas`, e.g. options
-        ``mbp-1`` quotes, ``statistics``, ``definition`` or ``chain`` — with index time in ``[start, end]``."""
+        ``mbp-1`` quotes, ``statistics``, ``definition`` or ``chain`` — with index time in ``[start, end]``.
+
+        Quotes and trades are stored one symbol per UTC day (``HE.mbp-1.2026-12-01``, see `store.symbols`): only
+        the days overlapping the window are read, in one batched read."""
         return self._records("records", library, market, schema, _window("records", start, end), columns)
 
     def _records(
@@ -231,7 +236,8 @@ class Reader(Generic[Frame]):
         if first is None or last is None:
             raise ReaderArgumentError(f"Reader.{method}: start and end are required")
         symbol = chain_symbol(market) if schema == "chain" else data_symbol(market, schema)
-        frame = self._read(self._library(library, symbol), symbol, date_range=(first, last), columns=columns)
+        stored = self._library(library, symbol)
+        frame = read_stream(stored, symbol, date_range=(first, last), columns=columns, as_of=self._as_of).data
         return self._out(restore_utc(frame))
 
     @_arguments_checked
@@ -486,10 +492,13 @@ class Reader(Generic[Frame]):
         return [name for name in LIBRARIES if self._store.has_library(name)]
 
     def _symbols(self, library_name: str) -> list[str]:
+        """The logical symbols of a library (a day-partitioned stream once, by its name without the day)."""
         library = self._store.library(library_name)
         if self._as_of is None:
-            return list(library.list_symbols())
-        return list(library.list_symbols(snapshot_name=self._as_of)) if self._as_of in library.list_snapshots() else []
+            listed = library.list_symbols()
+        else:
+            listed = library.list_symbols(snapshot_name=self._as_of) if self._as_of in library.list_snapshots() else []
+        return list(dict.fromkeys(stream_of(symbol) for symbol in listed))
 
     def _suffixes(self, library_name: str, market: str) -> list[str]:
         prefix = f"{market}."

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import pandas as pd
-
 from hydra_daemon.config import StorageConfig
 from hydra_daemon.databento.decode import MarketFrame, SymbolMap, layout
 from hydra_daemon.store.arctic import Store
-from hydra_daemon.store.frames import restore_utc
+from hydra_daemon.store.partitions import edge_ns
 from hydra_daemon.store.symbols import data_symbol
 from hydra_daemon.store.writer import Commit, StreamWriter
 
@@ -78,11 +76,9 @@ def capture_start_ns(store: Store, library: str, markets: Sequence[str], schemas
     firsts: list[int] = []
     for market in markets:
         for schema in schemas:
-            symbol = data_symbol(market, schema)
-            if lib.has_symbol(symbol):
-                head = restore_utc(lib.head(symbol, 1).data)
-                if not head.empty:
-                    firsts.append(int(pd.Timestamp(head.index[0]).value))
+            first = edge_ns(lib, data_symbol(market, schema), tail=False)
+            if first is not None:
+                firsts.append(first)
     return min(firsts, default=None)
 
 

@@ -45,6 +45,7 @@ from hydra_daemon.options.features import chain_features
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.partitions import read_stream
 from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol
 from hydra_daemon.store.writer import StreamWriter, Watermark
 
@@ -107,7 +108,7 @@ class OptionsSink:
                 lookback_s = self.config.databento.replay_window_s if schema == "mbp-1" else RESTORE_REFERENCE_S
                 since = pd.Timestamp(mark.ts_ns - lookback_s * NS_PER_S, tz="UTC")
                 columns = list(EVENT_COLUMNS[schema])
-                frame = library.read(symbol, date_range=(since, None), columns=columns).data
+                frame = read_stream(library, symbol, date_range=(since, None), columns=columns).data
                 frames.append(MarketFrame(market, schema, frame))
         applied = sum(len(item.frame) for item in frames)
         self.book.ingest(frames, snapshots=False)

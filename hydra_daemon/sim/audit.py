@@ -5,12 +5,14 @@ the ground truth's rows of the same schema and instruments (as multisets), and t
 subset of the truth's: anything else is a missing or duplicated record. Used by the demo and the tests.
 
 The ground truth is decoded by Databento's own `DBNStore`, not by the decoder under test, and nothing here comes
-from the daemon's code: the documented store layout (libraries `futures`/`options`, symbols `<market>.<schema>`) is
-spelled out, so a bug on the daemon's side cannot pass on both.
+from the daemon's code: the documented store layout (libraries `futures`/`options`, symbols `<market>.<schema>`, and
+for quotes and trades one `<market>.<schema>.<YYYY-MM-DD>` symbol per UTC day after the whole `<market>.<schema>` an
+older store holds) is spelled out, so a bug on the daemon's side cannot pass on both.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -90,15 +92,23 @@ def audit_store(
         if not store.has_library(library_name):
             continue
         library = store.library(library_name)
+        listed = library.list_symbols()
         for market in markets:
             ids = instrument_ids(model, market, kinds)
             for schema in RECORD_KEYS:
                 symbol = f"{market.name}.{schema}"
-                if library.has_symbol(symbol):
-                    stored = _utc(library.read(symbol).data)
+                parts = _parts(symbol, listed)
+                if parts:
+                    stored = pd.concat([_utc(library.read(part).data) for part in parts])
                     truth = truth_frame(recorded, schema, ids)
                     lines.append(_compare(f"{library_name}/{symbol}", schema, stored, truth))
     return lines
+
+
+def _parts(symbol: str, listed: Sequence[str]) -> list[str]:
+    """The stored symbols holding `symbol`'s rows in index order: the whole symbol, then its UTC days in order."""
+    day = re.compile(re.escape(symbol) + r"\.\d{4}-\d{2}-\d{2}")
+    return ([symbol] if symbol in listed else []) + sorted(s for s in listed if day.fullmatch(s))
 
 
 def read_truth(record_path: Path) -> db.DBNStore:

@@ -1,8 +1,9 @@
 """Export ArcticDB symbols to a hive-partitioned, zstd-compressed Parquet lake, with a manifest per dataset.
 
 Layout: ``<lake_dir>/<library>/<symbol>/date=YYYY-MM-DD/part-0.parquet`` plus ``<symbol>/_manifest.json``; each
-symbol directory is one dataset. The ``date`` partition column reads back as a date with
-``polars.scan_parquet(root / "**/*.parquet", hive_partitioning=True)``, DuckDB's
+symbol directory is one dataset. A day-partitioned stream (``HE.mbp-1``, stored as ``HE.mbp-1.<YYYY-MM-DD>``) is one
+dataset named after the stream, its lake partitions being the same UTC days. The ``date`` partition column reads back
+as a date with ``polars.scan_parquet(root / "**/*.parquet", hive_partitioning=True)``, DuckDB's
 ``read_parquet('<root>/**/*.parquet', hive_partitioning = true)`` and, in pyarrow, only when the partitioning is
 given its type: ``pyarrow.dataset.dataset(root, format="parquet", partitioning=PARTITIONING)`` (`PARTITIONING`
 below; plain ``partitioning="hive"`` reads the dates as strings). Read through the ``**/*.parquet`` glob: polars
@@ -67,7 +68,8 @@ from arcticdb.version_store.library import Library
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal import BITEMPORAL_COLUMNS
 from hydra_daemon.store.frames import restore_utc
-from hydra_daemon.store.symbols import LIBRARIES
+from hydra_daemon.store.partitions import edge_ns, read_stream, stream_symbols
+from hydra_daemon.store.symbols import LIBRARIES, is_partitioned, stream_of
 
 log = structlog.get_logger()
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -249,7 +251,7 @@ def export_store_due(
         if not store.has_library(library_name):
             continue
         library = store.library(library_name)
-        for symbol in sorted(library.list_symbols()):
+        for symbol in sorted({stream_of(symbol) for symbol in library.list_symbols()}):
             if until is not None and written and time.monotonic() > until:
                 return written
             checkpoint()
@@ -281,8 +283,8 @@ def dataset_root(lake_dir: Path, library_name: str, symbol: str) -> Path:
 
 
 def _require_symbol(library: Library, library_name: str, symbol: str) -> None:
-    if not library.has_symbol(symbol):
-        held = ", ".join(sorted(library.list_symbols())[:20]) or "nothing yet"
+    if not stream_symbols(library, symbol):
+        held = ", ".join(sorted({stream_of(s) for s in library.list_symbols()})[:20]) or "nothing yet"
         raise LookupError(f"export: no symbol {symbol!r} in library {library_name!r} (it holds: {held})")
 
 
@@ -290,21 +292,16 @@ def _touched_days(library: Library, symbol: str, after_ns: int | None) -> tuple[
     """The symbol's newest index value and the partition days of the rows indexed after `after_ns` (all rows if
     None): for market data every day between the first such row and the last, for bitemporal tables the ``as_of``
     days of those rows."""
-    last = _edge_ns(library, symbol, tail=True)
+    last = edge_ns(library, symbol, tail=True)
     if last is None or (after_ns is not None and last <= after_ns):
         return after_ns, set()
     since = None if after_ns is None else pd.Timestamp(after_ns + 1, tz="UTC")
     if _is_bitemporal(library, symbol):
         as_of = restore_utc(library.read(symbol, date_range=(since, None), columns=["as_of"]).data)["as_of"]
         return last, set(as_of.dt.date)
-    first = _edge_ns(library, symbol, tail=False) if since is None else since.value
+    first = edge_ns(library, symbol, tail=False) if since is None else since.value
     assert first is not None
     return last, set(_days(pd.Timestamp(first, tz="UTC").date(), pd.Timestamp(last, tz="UTC").date()))
-
-
-def _edge_ns(library: Library, symbol: str, *, tail: bool) -> int | None:
-    rows = (library.tail if tail else library.head)(symbol, 1).data
-    return None if rows.empty else int(pd.Timestamp(rows.index[0]).value)
 
 
 def _read_days(library: Library, symbol: str, days: Iterable[date]) -> Iterator[_Day]:
@@ -317,9 +314,9 @@ def _read_days(library: Library, symbol: str, days: Iterable[date]) -> Iterator[
         return
     for day in wanted:
         first = pd.Timestamp(day, tz="UTC")
-        read = library.read(symbol, date_range=(first, first + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")))
-        if not read.data.empty:
-            yield _Day(day, _to_arrow(read.data), int(read.version))
+        read = read_stream(library, symbol, date_range=(first, first + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")))
+        if not read.data.empty and read.version is not None:
+            yield _Day(day, _to_arrow(read.data), read.version)
 
 
 def _publish_days(
@@ -456,6 +453,8 @@ def _index_as_column(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _is_bitemporal(library: Library, symbol: str) -> bool:
+    if is_partitioned(symbol):
+        return False  # quotes and trades: market data
     description = library.get_description(symbol)
     names = {column.name for column in (*description.columns, *description.index)}
     return set(BITEMPORAL_COLUMNS) <= names

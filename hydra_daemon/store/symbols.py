@@ -21,6 +21,19 @@ bounded too; anything else is a `SymbolNameError`):
 - ``cot_symbol("HE")`` → ``HE.cot`` (in ``cot``);
 - ``feature_symbol("HE", "atm_iv")`` → ``HE.atm_iv`` (in ``features``; names are ``snake_case``).
 
+**Partitions.** The event-rate schemas (`PARTITIONED_SCHEMAS`: ``mbp-1`` quotes and ``trades``, whose rows follow
+market activity: ~12 million quotes a day per market) are stored as one symbol per UTC day of the index,
+``<MARKET>.<schema>.<YYYY-MM-DD>`` — ``partition_symbol("HE.mbp-1", date(2026, 12, 1))`` → ``HE.mbp-1.2026-12-01``.
+The logical symbol ``HE.mbp-1`` (the *stream*) is what `Reader.records`, the lake (one dataset per stream,
+hive-partitioned by the same days) and the writer address; its rows are the concatenation of its partitions in day
+order. Why: every ArcticDB append writes an index listing every data segment of its symbol, so one symbol per market
+made a quote append, and the daily compaction, cost more with every day of history; a day partition holds at most a
+day of segments (~116 of 100k rows), is compacted once after its day, and is never written again (the writer only
+appends at or after its watermark, which lives in the newest partition). A store written before partitioning holds
+the whole ``HE.mbp-1``: it stays readable as the stream's oldest part, and capture continues into day partitions.
+Bars, ``definition``, ``statistics``, chains, COT and features stay one symbol each: they grow slowly, and a backtest
+reads their whole history at once.
+
 Every symbol index is a UTC ``DatetimeIndex``: the record's event time for market data, the ingestion time
 (``ingested_at``) for bitemporal tables.
 """
@@ -28,6 +41,7 @@ Every symbol index is a UTC ``DatetimeIndex``: the record's event time for marke
 from __future__ import annotations
 
 import re
+from datetime import date
 
 from hydra_daemon.errors import UserError
 
@@ -41,6 +55,9 @@ _MARKET = re.compile(r"[A-Za-z0-9_]{1,32}")
 _SCHEMA = re.compile(r"[a-z0-9]{1,16}(-[a-z0-9]{1,16}){0,3}")
 _FEATURE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _SHOWN_CHARS = 40
+PARTITIONED_SCHEMAS = frozenset({"mbp-1", "trades"})
+"""Schemas stored one symbol per UTC day (see the module docstring)."""
+_PARTITION = re.compile(r"(?P<stream>[A-Za-z0-9_]{1,32}\.[a-z0-9-]{1,80})\.(?P<day>\d{4}-\d{2}-\d{2})")
 
 
 class SymbolNameError(UserError, ValueError):
@@ -77,3 +94,33 @@ def cot_symbol(market: str) -> str:
 def feature_symbol(market: str, name: str) -> str:
     """Feature symbol, e.g. ``feature_symbol("HE", "atm_iv") == "HE.atm_iv"``."""
     return f"{_market(market)}.{_checked(_FEATURE, name, 'feature name', 'atm_iv')}"
+
+
+def is_partitioned(stream: str) -> bool:
+    """Whether the rows of symbol ``stream`` (``<MARKET>.<schema>``) are stored in day partitions."""
+    market, _, schema = stream.partition(".")
+    return bool(market) and schema in PARTITIONED_SCHEMAS
+
+
+def partition_symbol(stream: str, day: date) -> str:
+    """The symbol holding ``stream``'s rows of UTC ``day``, e.g. ``HE.mbp-1.2026-12-01``."""
+    if not is_partitioned(stream):
+        raise ValueError(f"{stream!r} is not stored in day partitions (only {sorted(PARTITIONED_SCHEMAS)} are)")
+    return f"{stream}.{day.isoformat()}"
+
+
+def split_partition(symbol: str) -> tuple[str, date] | None:
+    """(stream, day) of a partition symbol; None for any other symbol."""
+    match = _PARTITION.fullmatch(symbol)
+    if match is None or not is_partitioned(match["stream"]):
+        return None
+    try:
+        return match["stream"], date.fromisoformat(match["day"])
+    except ValueError:
+        return None
+
+
+def stream_of(symbol: str) -> str:
+    """The logical symbol a stored symbol belongs to: the stream of a partition, else the symbol itself."""
+    split = split_partition(symbol)
+    return symbol if split is None else split[0]

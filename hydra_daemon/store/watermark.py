@@ -77,11 +77,16 @@ def after_watermark(
     accepted = frame if keep.all() else frame[keep]
     if accepted.empty:
         return accepted, watermark
-    last = int(ts[keep][-1])
+    return accepted, advanced(watermark, accepted, key_columns)
+
+
+def advanced(watermark: Watermark | None, accepted: pd.DataFrame, key_columns: Sequence[str]) -> Watermark:
+    """The watermark after committing ``accepted`` (index-sorted, non-empty, none of it covered by ``watermark``)."""
+    last = int(accepted.index.asi8[-1])
     boundary = Counter(boundary_at(accepted, last, key_columns))
     if watermark is not None and last == watermark.ts_ns:
         boundary.update(watermark.boundary)
-    return accepted, Watermark(last, dict(boundary))
+    return Watermark(last, dict(boundary))
 
 
 def _unseen(keys: list[str], boundary: Mapping[str, int]) -> np.ndarray:

@@ -3,6 +3,11 @@
 Each flush of a symbol is ONE ArcticDB append whose version metadata carries the symbol's new watermark, so the
 data and the watermark commit atomically: after a crash the store holds whole flushes and the watermark that
 matches them, and redelivered rows (upstream replays from the watermark) are dropped on arrival.
+
+A partitioned stream (``HE.mbp-1``, stored per UTC day: `store.partitions`) is buffered and watermarked as one
+symbol; a flush spanning midnight becomes one append per day, oldest first, each carrying the watermark after its
+own rows. The stream's watermark is the newest partition's, so a crash between two of those appends leaves the
+store holding the older day and the watermark that matches it: the replay from there re-delivers the rest.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import structlog
 from hydra_daemon.latency import LatencyHistogram
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import normalise_dtypes, require_utc_columns, require_utc_index, restore_utc
-from hydra_daemon.store.watermark import Watermark, after_watermark, boundary_at
+from hydra_daemon.store.partitions import day_parts, stream_symbols
+from hydra_daemon.store.watermark import Watermark, advanced, after_watermark, boundary_at
 
 __all__ = ["Commit", "FlushError", "StreamWriter", "Watermark"]
 
@@ -27,7 +33,8 @@ log = structlog.get_logger()
 
 @dataclass(frozen=True)
 class Commit:
-    """One append: ``rows`` rows committed to ``library``/``symbol`` together with ``watermark``."""
+    """One flush: ``rows`` rows committed to ``library``/``symbol`` (a stream: its day partitions for a partitioned
+    one) together with ``watermark``."""
 
     library: str
     symbol: str
@@ -153,13 +160,16 @@ class StreamWriter:
             )
         return pending
 
-    def _load_watermark(self, library: str, symbol: str, key_columns: Sequence[str] | None) -> Watermark | None:
-        """Watermark from the latest version's metadata; derived from the stored tail if the metadata lacks one."""
+    def _load_watermark(self, library: str, stream: str, key_columns: Sequence[str] | None) -> Watermark | None:
+        """Watermark from the latest version's metadata of the stream's newest part; derived from the stored tail if
+        the metadata lacks one."""
         if not self._store.has_library(library):
             return None
         lib = self._store.library(library)
-        if not lib.has_symbol(symbol):
+        parts = stream_symbols(lib, stream)
+        if not parts:
             return None
+        symbol = parts[-1]
         found = Watermark.from_metadata(lib.read_metadata(symbol).metadata)
         if found is not None:
             return found
@@ -195,26 +205,34 @@ class StreamWriter:
         return commits
 
     def _flush_one(self, library: str, symbol: str) -> Commit:
+        """One append per part (per UTC day of a partitioned stream), oldest first, each with the watermark after its
+        rows; rows of a part leave the buffer as soon as it committed, so a failure of a later part retries only
+        that one."""
         pending = self._pending[(library, symbol)]
         frame = pd.concat(pending.frames) if len(pending.frames) > 1 else pending.frames[0]
         if pending.failed:
             frame = self._without_committed(library, symbol, pending, frame)
             if frame.empty and pending.committed is not None:
                 return Commit(library, symbol, 0, pending.committed)
-        watermark = pending.high
-        if watermark is None:
+        if pending.high is None:
             raise RuntimeError(f"{library}/{symbol}: rows buffered without a watermark")
-        began = time.perf_counter()
-        with self._store.symbol_lock(library, symbol):
-            self._store.library(library).append(
-                symbol, frame, metadata=watermark.to_metadata(pending.key_columns), prune_previous_versions=False
-            )
-        self.append_seconds.observe(time.perf_counter() - began)
-        commit = Commit(library, symbol, pending.rows, watermark)
-        pending.committed = watermark
-        pending.frames, pending.rows, pending.since = [], 0, None
-        pending.failed = False
-        return commit
+        parts = day_parts(symbol, frame)
+        rows = 0
+        for position, (target, part) in enumerate(parts):
+            last = position == len(parts) - 1
+            watermark = pending.high if last else advanced(pending.committed, part, pending.key_columns)
+            began = time.perf_counter()
+            with self._store.symbol_lock(library, target):
+                self._store.library(library).append(
+                    target, part, metadata=watermark.to_metadata(pending.key_columns), prune_previous_versions=False
+                )
+            self.append_seconds.observe(time.perf_counter() - began)
+            rows += len(part)
+            pending.committed = watermark
+            rest = frame.iloc[rows:]
+            pending.frames, pending.rows = ([rest] if len(rest) else []), len(rest)
+        pending.since, pending.failed = None, False
+        return Commit(library, symbol, rows, pending.high)
 
     def _without_committed(self, library: str, symbol: str, pending: _Pending, frame: pd.DataFrame) -> pd.DataFrame:
         """After a failed append (which may have committed anyway, e.g. a lost S3 response), drop what did commit."""

@@ -26,6 +26,7 @@ from hydra_daemon.sim.venue import VenueConfig, VenueThread
 from hydra_daemon.store.arctic import Store, StoreLockedError
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.frames import restore_utc
+from hydra_daemon.store.partitions import read_stream
 from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol
 from hydra_daemon.store.uri import default_lmdb_uri
 from tests.helpers import eventually, running
@@ -83,7 +84,7 @@ async def _capture_live(venue: VenueThread, config: Config, until: datetime = DA
 
 
 def _day_rows(store: Store, library: str, symbol: str, column: str | None = None) -> pd.DataFrame:
-    frame = restore_utc(store.library(library).read(symbol).data)
+    frame = restore_utc(read_stream(store.library(library), symbol).data)
     times = frame.index if column is None else pd.DatetimeIndex(frame[column])
     return frame[(times >= DAY) & (times < DAY + timedelta(days=1))]
 
@@ -128,7 +129,7 @@ async def test_a_backfilled_day_equals_the_same_day_captured_live(
     # The daemon then keeps the backfilled store current: it resumes from the backfill's watermarks.
     await _capture_live(venue, backfilled, until=DAY + timedelta(days=1, hours=6))
     with Store.open(backfilled.storage.arctic_uri, writer=False) as b:
-        quotes = b.library(OPTIONS).read(data_symbol("HE", "mbp-1")).data.reset_index()
+        quotes = read_stream(b.library(OPTIONS), data_symbol("HE", "mbp-1")).data.reset_index()
         assert not quotes.duplicated().any() and quotes["ts_recv"].is_monotonic_increasing
         snapshots = restore_utc(b.library(OPTIONS).read(chain_symbol("HE"), columns=["instrument_id"]).data).index
         hours = pd.date_range(DAY, DAY + timedelta(days=1, hours=6), freq="h", tz="UTC")

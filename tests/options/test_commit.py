@@ -19,7 +19,8 @@ from hydra_daemon.options.pipeline import OptionsSink
 from hydra_daemon.sim.config import MarketConfig as SimMarketConfig
 from hydra_daemon.sim.instruments import Instrument, build_instruments, definition_record, fixed_price
 from hydra_daemon.store.arctic import Store
-from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol
+from hydra_daemon.store.partitions import read_stream, stream_symbols
+from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol, partition_symbol
 from hydra_daemon.store.uri import default_lmdb_uri
 from hydra_daemon.store.writer import StreamWriter
 
@@ -95,7 +96,7 @@ def opening(ts: int) -> list[Any]:
 
 
 def read(store: Store, symbol: str) -> pd.DataFrame:
-    return store.library(OPTIONS).read(symbol).data
+    return read_stream(store.library(OPTIONS), symbol).data
 
 
 def test_option_records_are_stored_and_futures_only_feed_the_chain(store: Store, tmp_path: Path) -> None:
@@ -106,7 +107,13 @@ def test_option_records_are_stored_and_futures_only_feed_the_chain(store: Store,
     definitions = read(store, data_symbol("HE", "definition"))
     assert sorted(definitions["raw_symbol"]) == sorted([CALL.raw_symbol, PUT.raw_symbol])
     assert list(read(store, data_symbol("HE", "mbp-1"))["instrument_id"]) == [CALL.instrument_id]
-    assert set(store.library(OPTIONS).list_symbols()) == {"HE.definition", "HE.mbp-1", "HE.statistics", "HE.chain"}
+    quote_day = pd.Timestamp(T0 + 61 * S, tz="UTC").date()
+    assert set(store.library(OPTIONS).list_symbols()) == {
+        "HE.definition",
+        partition_symbol("HE.mbp-1", quote_day),  # quotes: one symbol per UTC day
+        "HE.statistics",
+        "HE.chain",
+    }
     chain = read(store, chain_symbol("HE"))
     assert sorted(set(pd.DatetimeIndex(chain.index).asi8)) == [T0 + 60 * S, T0 + 61 * S]
     call = chain[chain["instrument_id"] == CALL.instrument_id].iloc[0]
@@ -118,7 +125,7 @@ def test_quotes_not_persisted_when_configured_off(store: Store, tmp_path: Path) 
     first = sink(make_config(tmp_path, persist_quotes=False), store)
     first.commit(frames([*opening(T0), quote(FUTURE, T0 + 61 * S, 90.0, 90.05)]))
     first.end_session()
-    assert not store.library(OPTIONS).has_symbol(data_symbol("HE", "mbp-1"))
+    assert not stream_symbols(store.library(OPTIONS), data_symbol("HE", "mbp-1"))
     assert first.resume_ns("mbp-1") == T0 + 61 * S  # replay quotes from the newest stored snapshot
     assert first.resume_ns("definition") == T0
 

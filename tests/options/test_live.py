@@ -28,6 +28,7 @@ from hydra_daemon.sim.market import Emission
 from hydra_daemon.sim.venue import Venue, VenueConfig, VenueThread
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.partitions import read_stream
 from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol
 from hydra_daemon.store.uri import default_lmdb_uri
 from tests.helpers import FAST_START, eventually, running
@@ -93,7 +94,7 @@ def utc(values: pd.Series | pd.Index) -> pd.DatetimeIndex:
 
 
 def read(store: Store, symbol: str) -> pd.DataFrame:
-    frame = store.library(OPTIONS).read(symbol).data
+    frame = read_stream(store.library(OPTIONS), symbol).data
     frame.index = utc(frame.index)
     return frame
 

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,12 @@ import pandas as pd
 
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy, MaintenanceReport
-from hydra_daemon.store.symbols import FUTURES
+from hydra_daemon.store.symbols import FUTURES, partition_symbol
 from hydra_daemon.store.writer import StreamWriter
 
 PROCS = Path(__file__).with_name("store_procs.py")
 SYMBOL = "HE.mbp-1"
+PARTITION = partition_symbol(SYMBOL, date(2024, 3, 1))  # where all these rows are stored
 BATCH_ROWS = 50
 BATCHES = 60
 
@@ -37,7 +39,7 @@ def test_reader_process_sees_only_whole_commits_while_writer_appends(lmdb_uri: s
         writer.add(FUTURES, SYMBOL, _batch(0), ["seq"])
         writer.flush_due()
         reader = subprocess.Popen(
-            [sys.executable, str(PROCS), "read-loop", lmdb_uri, FUTURES, SYMBOL, str(BATCH_ROWS), str(stop_file)],
+            [sys.executable, str(PROCS), "read-loop", lmdb_uri, FUTURES, PARTITION, str(BATCH_ROWS), str(stop_file)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -77,7 +79,7 @@ def test_reader_never_fails_while_maintenance_compacts_and_prunes_beside_the_wri
         writer.add(FUTURES, SYMBOL, _batch(0), ["seq"])
         writer.flush_due()
         reader = subprocess.Popen(
-            [sys.executable, str(PROCS), "read-loop", lmdb_uri, FUTURES, SYMBOL, str(BATCH_ROWS), str(stop_file)],
+            [sys.executable, str(PROCS), "read-loop", lmdb_uri, FUTURES, PARTITION, str(BATCH_ROWS), str(stop_file)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -95,7 +97,7 @@ def test_reader_never_fails_while_maintenance_compacts_and_prunes_beside_the_wri
         output, _ = reader.communicate()
         done.set()
         thread.join()
-        versions = len(store.library(FUTURES).list_versions(SYMBOL))
+        versions = len(store.library(FUTURES).list_versions(PARTITION))
     summary = json.loads(output.strip().splitlines()[-1])
     assert reader.returncode == 0
     assert summary["errors"] == []

@@ -14,10 +14,12 @@ from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy, daily_snapshot_name
-from hydra_daemon.store.symbols import COT, FEATURES, FUTURES, cot_symbol
+from hydra_daemon.store.partitions import read_stream, stream_symbols
+from hydra_daemon.store.symbols import COT, FEATURES, FUTURES, cot_symbol, partition_symbol
 from hydra_daemon.store.writer import StreamWriter, Watermark
 
-SYMBOL = "HE.trades"
+SYMBOL = "HE.ohlcv-1m"  # one whole symbol (quotes and trades are stored per UTC day: see the partition tests)
+QUOTES = "HE.trades"
 BASE = pd.Timestamp("2024-03-01 14:30", tz="UTC")
 DAY_NS = 86_400 * 10**9
 
@@ -197,7 +199,8 @@ def test_feature_writes_read_no_history_for_new_keys(store: Store) -> None:
 
 def test_a_store_of_the_previous_layout_converges_and_loses_nothing(tmp_path: Path) -> None:
     """Build what the previous version wrote — per-flush appends never compacted nor pruned, bitemporal appends
-    without bounds metadata — then open it with today's code: maintenance converges it; writes continue exactly."""
+    without bounds metadata, trades in one whole symbol — then open it with today's code: maintenance converges it;
+    writes continue exactly, the trades into day partitions after the whole symbol."""
     uri = f"lmdb://{tmp_path / 'arctic'}?map_size=1GB"
     cot = cot_symbol("HE")
     release = pd.Timestamp("2024-01-05 20:30", tz="UTC")
@@ -206,6 +209,7 @@ def test_a_store_of_the_previous_layout_converges_and_loses_nothing(tmp_path: Pa
         for second in range(40):
             watermark = Watermark((BASE + pd.Timedelta(seconds=second)).value, {f"[{second}]": 1})
             futures.append(SYMBOL, _trades(second), metadata=watermark.to_metadata(["sequence"]))
+            futures.append(QUOTES, _trades(second), metadata=watermark.to_metadata(["sequence"]))
         for week in range(30):
             rows = _cot_rows(1, float(week)).assign(
                 as_of=pd.Timestamp("2024-01-02", tz="UTC") + pd.Timedelta(weeks=week)
@@ -219,15 +223,21 @@ def test_a_store_of_the_previous_layout_converges_and_loses_nothing(tmp_path: Pa
         probes = [release + pd.Timedelta(weeks=w, days=1) for w in range(0, 30, 4)]
         before = [table.point_in_time(at) for at in probes]
         _converge(Maintenance(store, MaintenancePolicy(compact_every=10, prune_grace_s=0.0)))
-        assert _segments(store, FUTURES, SYMBOL) == 1 and _segments(store, COT, cot) == 1
-        assert len(store.library(FUTURES).list_versions(SYMBOL)) == 1
+        for symbol in (SYMBOL, QUOTES):
+            assert _segments(store, FUTURES, symbol) == 1 and len(store.library(FUTURES).list_versions(symbol)) == 1
+        assert _segments(store, COT, cot) == 1
         assert len(store.library(COT).list_versions(cot)) == 1
         for at, expected in zip(probes, before, strict=True):
             pd.testing.assert_frame_equal(table.point_in_time(at), expected)
         writer = StreamWriter(store, flush_rows=1)
         assert writer.add(FUTURES, SYMBOL, _trades(38, 4), ["sequence"]) == 2  # 38, 39 were stored
+        assert writer.add(FUTURES, QUOTES, _trades(38, 4), ["sequence"]) == 2
         writer.flush_due()
         assert list(restore_utc(store.library(FUTURES).read(SYMBOL).data)["sequence"]) == list(range(42))
+        library = store.library(FUTURES)
+        assert stream_symbols(library, QUOTES) == [QUOTES, partition_symbol(QUOTES, BASE.date())]
+        assert list(restore_utc(read_stream(library, QUOTES).data)["sequence"]) == list(range(42))
+        assert len(library.read(QUOTES).data) == 40  # the whole symbol is never written again
         later = release + pd.Timedelta(weeks=30)
         revised = _cot_rows(1, 99.0).assign(as_of=pd.Timestamp("2024-01-02", tz="UTC") + pd.Timedelta(weeks=29))
         written = table.record(revised, value_columns=["net"], available_at=later, ingested_at=later)

@@ -16,6 +16,7 @@ from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.health import is_out_of_space, map_size_bytes
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
+from hydra_daemon.store.partitions import read_stream
 from hydra_daemon.store.symbols import OPTIONS
 from hydra_daemon.store.writer import FlushError, StreamWriter
 
@@ -65,7 +66,7 @@ def test_a_full_map_stops_writes_keeps_committed_data_and_resumes_with_a_larger_
         with pytest.raises(StorageFullError):
             Maintenance(store, MaintenancePolicy())
         assert writer.pending_rows() == ROWS
-        stored = restore_utc(store.library(OPTIONS).read(SYMBOL).data)
+        stored = restore_utc(read_stream(store.library(OPTIONS), SYMBOL).data)
         assert stored["sequence"].tolist() == list(range(committed))
     gc.collect()  # one Arctic per LMDB path per process: let the next open map the store afresh
     with Store.open(f"lmdb://{path}?map_size=64MB", writer=True) as store:
@@ -74,5 +75,5 @@ def test_a_full_map_stops_writes_keeps_committed_data_and_resumes_with_a_larger_
         assert resumed == (batch + 1) * ROWS - committed  # upstream replays; the watermark drops what was stored
         writer.flush_all()
         assert store.usage().problem is None
-        stored = restore_utc(store.library(OPTIONS).read(SYMBOL).data)
+        stored = restore_utc(read_stream(store.library(OPTIONS), SYMBOL).data)
         assert stored["sequence"].tolist() == list(range((batch + 1) * ROWS))

@@ -12,15 +12,19 @@ from hypothesis import strategies as st
 
 from hydra_daemon.store.arctic import Store, StoreReadOnlyError
 from hydra_daemon.store.frames import restore_utc
-from hydra_daemon.store.symbols import FUTURES
+from hydra_daemon.store.partitions import read_stream, stream_symbols
+from hydra_daemon.store.symbols import FUTURES, is_partitioned, partition_symbol
 from hydra_daemon.store.writer import FlushError, StreamWriter, Watermark
 
-SYMBOL = "HE.trades"
+SYMBOL = "HE.trades"  # stored in UTC day partitions: these tests' rows are all on BASE's day
 BASE = pd.Timestamp("2024-03-01 14:30", tz="UTC")
+PARTITION = partition_symbol(SYMBOL, BASE.date())
 
 
-def _trades(seconds: list[int], keys: list[int] | None = None, start: int = 0) -> pd.DataFrame:
-    index = pd.DatetimeIndex([BASE + pd.Timedelta(seconds=s) for s in seconds], name="ts_event")
+def _trades(
+    seconds: list[int], keys: list[int] | None = None, start: int = 0, base: pd.Timestamp = BASE
+) -> pd.DataFrame:
+    index = pd.DatetimeIndex([base + pd.Timedelta(seconds=s) for s in seconds], name="ts_event")
     keys = keys if keys is not None else list(range(start, start + len(seconds)))
     return pd.DataFrame(
         {"sequence": np.array(keys, dtype="int64"), "price": np.arange(len(seconds)) * 0.25}, index=index
@@ -28,7 +32,7 @@ def _trades(seconds: list[int], keys: list[int] | None = None, start: int = 0) -
 
 
 def _stored(store: Store, symbol: str = SYMBOL) -> pd.DataFrame:
-    return restore_utc(store.library(FUTURES).read(symbol).data)
+    return restore_utc(read_stream(store.library(FUTURES), symbol).data)
 
 
 def test_naive_index_rejected_naming_the_symbol(store: Store) -> None:
@@ -101,7 +105,7 @@ def test_micro_batches_flush_on_rows_not_per_add(store: Store) -> None:
     writer.add(FUTURES, SYMBOL, _trades([4], start=4), ["sequence"])
     commits = writer.flush_due()
     assert [(c.symbol, c.rows) for c in commits] == [(SYMBOL, 5)]
-    assert len(store.library(FUTURES).list_versions(SYMBOL)) == 1
+    assert len(store.library(FUTURES).list_versions(PARTITION)) == 1
     assert writer.pending_rows() == 0
 
 
@@ -117,7 +121,7 @@ def test_watermark_commits_with_the_data(store: Store) -> None:
     (commit,) = writer.flush_all()
     expected = Watermark((BASE + pd.Timedelta(seconds=1)).value, {"[1]": 1, "[2]": 1})
     assert commit.watermark == expected
-    assert Watermark.from_metadata(store.library(FUTURES).read(SYMBOL).metadata) == expected
+    assert Watermark.from_metadata(store.library(FUTURES).read(PARTITION).metadata) == expected
     assert StreamWriter(store).watermark(FUTURES, SYMBOL) == expected
 
 
@@ -184,7 +188,7 @@ def test_failed_flush_keeps_rows_and_other_symbols_flush(store: Store) -> None:
 
 
 def test_watermark_derived_from_data_when_metadata_missing(store: Store) -> None:
-    store.library(FUTURES).write(SYMBOL, _trades([0, 3, 3], keys=[0, 1, 2]))
+    store.library(FUTURES).write(PARTITION, _trades([0, 3, 3], keys=[0, 1, 2]))
     writer = StreamWriter(store)
     assert writer.add(FUTURES, SYMBOL, _trades([3, 3, 4], keys=[1, 2, 3]), ["sequence"]) == 1
     writer.flush_all()
@@ -224,9 +228,17 @@ def _deliveries(draw: st.DrawFn, unique_keys: bool) -> tuple[list[int], list[int
     return seconds, keys, steps
 
 
-def _run_deliveries(store: Store, seconds: list[int], keys: list[int], steps: list[tuple[int, int, str]]) -> None:
-    symbol = f"HE.prop{next(_counter)}"
-    stream = _trades(seconds, keys=keys).assign(row=np.arange(len(seconds)))
+def _run_deliveries(
+    store: Store,
+    seconds: list[int],
+    keys: list[int],
+    steps: list[tuple[int, int, str]],
+    *,
+    schema: str = "prop",
+    base: pd.Timestamp = BASE,
+) -> None:
+    symbol = f"P{next(_counter)}.{schema}"
+    stream = _trades(seconds, keys=keys, base=base).assign(row=np.arange(len(seconds)))
     writer = StreamWriter(store, flush_rows=10**9, flush_interval_s=10**9)
     for start, end, after in steps:
         writer.add(FUTURES, symbol, stream.iloc[start:end], ["sequence"])
@@ -237,6 +249,9 @@ def _run_deliveries(store: Store, seconds: list[int], keys: list[int], steps: li
     writer.flush_all()
     stored = _stored(store, symbol)
     assert list(stored["row"]) == list(range(len(seconds)))
+    if is_partitioned(symbol):
+        days = sorted(set(stream.index.date))
+        assert stream_symbols(store.library(FUTURES), symbol) == [partition_symbol(symbol, d) for d in days]
     pd.testing.assert_index_equal(stored.index, stream.index, check_names=False)
 
 
@@ -250,6 +265,13 @@ def test_property_replayed_timestamps_store_each_row_once(store: Store, data: tu
 @given(data=_deliveries(unique_keys=True))
 def test_property_overlapping_chunks_with_unique_keys_store_each_row_once(store: Store, data: tuple) -> None:
     _run_deliveries(store, *data)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_deliveries(unique_keys=False))
+def test_property_day_partitions_across_midnight_store_each_row_once(store: Store, data: tuple) -> None:
+    """The same, for a stream stored per UTC day whose rows straddle midnight (flushes become one append per day)."""
+    _run_deliveries(store, *data, schema="trades", base=pd.Timestamp("2024-02-29 23:59:50", tz="UTC"))
 
 
 def test_append_that_committed_but_reported_failure_is_not_repeated(

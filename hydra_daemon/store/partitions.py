@@ -1,0 +1,134 @@
+"""A market-data stream across its day partitions: which symbols hold it, reading it, splitting a flush.
+
+``HE.mbp-1`` is stored as ``HE.mbp-1.<YYYY-MM-DD>`` symbols (see `store.symbols`), plus the whole ``HE.mbp-1`` of a
+store written before partitioning, which is the stream's oldest part: all of its rows are at or before the watermark
+it carried, and capture continued after that watermark into day partitions, so the parts never overlap and their
+concatenation (legacy first, then the days in order) is the stream in index order. Unpartitioned symbols are streams
+of one part. Sync (ArcticDB I/O): call from a worker thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from arcticdb.version_store.library import DataError, Library, ReadRequest
+
+from hydra_daemon.store.symbols import is_partitioned, partition_symbol, split_partition
+
+__all__ = ["StreamRead", "day_parts", "edge_ns", "read_stream", "stream_symbols"]
+
+PROBE_DAYS = 62
+"""A window of at most this many days finds its partitions by name (``has_symbol``, ~0.1 ms each); a longer or open
+one lists the library's symbols once (ArcticDB caches the list; the first call after many writes takes ~1 s)."""
+_DAY_NS = 86_400 * 10**9
+
+
+@dataclass(frozen=True)
+class StreamRead:
+    """Rows of a stream (its parts concatenated in order) and the version of the newest part read (None if none)."""
+
+    data: pd.DataFrame
+    version: int | None
+
+
+def stream_symbols(
+    library: Library,
+    stream: str,
+    *,
+    first: date | None = None,
+    last: date | None = None,
+    as_of: str | None = None,
+) -> list[str]:
+    """The stored symbols holding ``stream``, oldest first: the whole (legacy) symbol if stored, then the day
+    partitions in ``[first, last]`` (either open). ``as_of``: a snapshot name (what it pinned)."""
+    whole = [stream] if library.has_symbol(stream, as_of) else []
+    if not is_partitioned(stream):
+        return whole
+    if first is not None and last is not None and (last - first).days < PROBE_DAYS:
+        named = (partition_symbol(stream, day) for day in _days(first, last))
+        return whole + [symbol for symbol in named if library.has_symbol(symbol, as_of)]
+    pattern = f"^{re.escape(stream)}\\."
+    listed = library.list_symbols(regex=pattern) if as_of is None else library.list_symbols(as_of, pattern)
+    days = sorted(
+        split[1]
+        for symbol in listed
+        if (split := split_partition(symbol)) is not None
+        and split[0] == stream
+        and (first is None or split[1] >= first)
+        and (last is None or split[1] <= last)
+    )
+    return whole + [partition_symbol(stream, day) for day in days]
+
+
+def read_stream(
+    library: Library,
+    stream: str,
+    *,
+    date_range: tuple[pd.Timestamp | None, pd.Timestamp | None] | None = None,
+    columns: Sequence[str] | None = None,
+    as_of: str | None = None,
+) -> StreamRead:
+    """The rows of ``stream`` with index in ``date_range`` (inclusive, either end open), reading only the parts that
+    overlap it, in one batched read; ``LookupError`` if no part of the stream is stored."""
+    start, end = date_range if date_range is not None else (None, None)
+    symbols = stream_symbols(library, stream, first=_day(start), last=_day(end), as_of=as_of)
+    if not symbols:
+        symbols = stream_symbols(library, stream, as_of=as_of)[-1:]  # none overlaps: read one for the columns
+        if not symbols:
+            raise LookupError(f"no symbol {stream!r} (nor any day partition of it) in library {library.name!r}")
+    wanted = None if columns is None else list(columns)
+    requests = [ReadRequest(s, as_of=as_of, date_range=date_range, columns=wanted) for s in symbols]
+    results = library.read_batch(requests) if len(requests) > 1 else [_read_one(library, requests[0])]
+    frames = []
+    for symbol, result in zip(symbols, results, strict=True):
+        if isinstance(result, DataError):
+            raise LookupError(f"reading {library.name}/{symbol} failed: {result}")
+        frames.append(result.data)
+    data = frames[0] if len(frames) == 1 else pd.concat([f for f in frames if len(f)] or frames[:1])
+    return StreamRead(data, int(results[-1].version))
+
+
+def edge_ns(library: Library, stream: str, *, tail: bool) -> int | None:
+    """The stream's newest (``tail``) or oldest index value in UTC ns; None if it holds no rows."""
+    symbols = stream_symbols(library, stream)
+    for symbol in reversed(symbols) if tail else symbols:
+        rows = (library.tail if tail else library.head)(symbol, 1).data
+        if not rows.empty:
+            return int(pd.Timestamp(rows.index[0]).value)
+    return None
+
+
+def day_parts(stream: str, frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """``frame`` (UTC index, sorted) cut into (symbol, rows) per symbol it is stored in, oldest first: one part per
+    UTC day for a partitioned stream, else the whole frame under ``stream``."""
+    if not is_partitioned(stream) or frame.empty:
+        return [(stream, frame)]
+    days = np.asarray(frame.index.asi8) // _DAY_NS
+    cuts = [0, *(np.flatnonzero(days[1:] != days[:-1]) + 1), len(days)]
+    return [(partition_symbol(stream, _epoch_day(int(days[a]))), frame.iloc[a:b]) for a, b in itertools.pairwise(cuts)]
+
+
+def _read_one(library: Library, request: ReadRequest) -> Any:
+    return library.read(request.symbol, as_of=request.as_of, date_range=request.date_range, columns=request.columns)
+
+
+def _day(value: pd.Timestamp | None) -> date | None:
+    return None if value is None else pd.Timestamp(value).tz_convert("UTC").date()
+
+
+def _epoch_day(days: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=days)
+
+
+def _days(first: date, last: date) -> Iterator[date]:
+    day = first
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
