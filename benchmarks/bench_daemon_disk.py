@@ -45,7 +45,7 @@ from arcticdb_ext.storage import KeyType
 
 from hydra_daemon.databento.decode import LAYOUTS, layout
 from hydra_daemon.sim.config import DEFAULT_API_KEY
-from hydra_daemon.store.symbols import FUTURES, LIBRARIES, OPTIONS
+from hydra_daemon.store.symbols import FUTURES, LIBRARIES, OPTIONS, stream_of
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_TOML = REPO / "config.toml"
@@ -128,7 +128,7 @@ def measure(arctic: arcticdb.Arctic, root: Path, seconds: float) -> Sample:
     for name in [n for n in LIBRARIES if n in arctic.list_libraries()]:
         library = arctic.get_library(name)
         for symbol in library.list_symbols():
-            schema = symbol.split(".", 1)[1]
+            schema = stream_of(symbol).split(".", 1)[1]  # quotes are stored one symbol per UTC day
             if name in (FUTURES, OPTIONS) and schema in LAYOUTS:
                 frame = library.read(symbol).data
                 records = to_dbn(frame, schema)
