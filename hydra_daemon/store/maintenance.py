@@ -19,6 +19,12 @@ holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_in
 - **release** the LMDB pages the process has touched from its RSS (`Store.release_mapped_pages`), which otherwise
   grows with everything the process ever read.
 
+Day partitions of quotes and trades (`store.partitions`) are symbols like any other, but a partition older than its
+stream's newest one is *closed*: the writer appends only after the stream's watermark, which lives in the newest
+partition. A closed partition gets one full compaction (the first daily pass after it closed), is pruned down to its
+latest version, and is then *settled*: no run looks at it again, so the work of every run, the daily one included, is
+bounded by the partitions written recently, not by the history (after a restart, each is looked at once).
+
 Point-in-time truth lives in the ``available_at`` columns, not in versions, so pruning never changes a PIT answer.
 Each step holds the symbol's `Store.symbol_lock`, so it never interleaves with an append to the same symbol.
 """
@@ -28,7 +34,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -39,7 +45,7 @@ from arcticdb.version_store.library import Library, VersionInfo
 
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import restore_utc
-from hydra_daemon.store.symbols import LIBRARIES
+from hydra_daemon.store.symbols import LIBRARIES, is_partitioned, split_partition
 
 __all__ = ["DAILY_PREFIX", "Maintenance", "MaintenancePolicy", "MaintenanceReport", "daily_snapshot_name"]
 
@@ -97,6 +103,9 @@ class Maintenance:
         self._found: set[tuple[str, str]] | None = None
         self._listed: dict[tuple[str, str], list[tuple[int, VersionInfo]]] = {}
         self._unchanged: dict[tuple[str, str], int | None] = {}
+        self._closed_compacted: set[tuple[str, str]] = set()
+        self._compacted_now: set[tuple[str, str]] = set()  # this run's: their version list predates the compaction
+        self._settled: set[tuple[str, str]] = set()
 
     def run_once(self) -> MaintenanceReport:
         """Compact what is fragmented, take the daily snapshot when a day ended, drop expired snapshots, prune."""
@@ -105,12 +114,13 @@ class Maintenance:
         libraries = {n: self._store.library(n) for n in LIBRARIES if self._store.has_library(n)}
         symbols = sorted(
             (name, symbol)
-            for name, symbol in self._symbols(libraries) | self._store.written_symbols()
+            for name, symbol in (self._symbols(libraries) | self._store.written_symbols()) - self._settled
             if name in libraries and libraries[name].has_symbol(symbol)
         )
         day_ended = self._day_ended()
+        closed = closed_parts(symbols)
         for name, symbol in symbols:
-            self._compact(libraries[name], symbol, report, full=day_ended is not None)
+            self._compact(libraries[name], symbol, report, full=day_ended is not None, closed=(name, symbol) in closed)
         if day_ended is not None:
             self._daily_snapshot([libraries[n] for n in sorted({n for n, _ in symbols})], day_ended, report)
         self._expire_snapshots(list(libraries.values()), report)
@@ -134,15 +144,16 @@ class Maintenance:
             self._found = {(name, symbol) for name, library in libraries.items() for symbol in library.list_symbols()}
         return self._found
 
-    def _compact(self, library: Library, symbol: str, report: MaintenanceReport, *, full: bool) -> None:
+    def _compact(self, library: Library, symbol: str, report: MaintenanceReport, *, full: bool, closed: bool) -> None:
         """Light: merge the trailing small segments (the appends since the last merge) into one, leaving the rest
         untouched, so intraday compaction never rewrites large segments. Full (once a UTC day, before the daily
         snapshot): ArcticDB's ``compact_data`` into ``rows_per_segment`` segments, keeping the segment count — and
-        with it every append's index write — proportional to the rows, not to the appends."""
+        with it every append's index write — proportional to the rows, not to the appends. A ``closed`` partition
+        is compacted fully once (then only pruned until it is settled)."""
         key = (library.name, symbol)
         with self._store.symbol_lock(library.name, symbol):
             self._listed[key] = live = _live_versions(library, symbol)
-            if not full and self._unchanged.get(key) == live[-1][0]:
+            if key in self._closed_compacted or (not full and self._unchanged.get(key) == live[-1][0]):
                 return  # nothing appended since the last look: skip reading the index
             try:
                 done = self._compact_full(library, symbol) if full else self._merge_tail(library, symbol)
@@ -152,6 +163,10 @@ class Maintenance:
                     raise
                 report.skipped_for_space += 1
                 return
+        if full and closed:
+            self._closed_compacted.add(key)
+        if done:
+            self._compacted_now.add(key)
         report.compacted += int(done)
 
     @staticmethod
@@ -227,8 +242,33 @@ class Maintenance:
             ]
             if expired:
                 library.delete(symbol, versions=expired)
+        key = (library.name, symbol)
+        if key in self._closed_compacted and key not in self._compacted_now and len(live) - len(expired) == 1:
+            self._settled.add(key)  # compacted, one version, never written again
+            self._unchanged.pop(key, None)
+        self._compacted_now.discard(key)
         report.pruned_versions += len(expired)
         self._store.status.pruned(len(expired))
+
+
+def closed_parts(symbols: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (library, symbol) of day partitions older than their stream's newest partition among ``symbols``, and of
+    the whole (pre-partitioning) symbol of a stream that has partitions: never appended to again."""
+    symbols = list(symbols)
+    newest: dict[tuple[str, str], date] = {}
+    for name, symbol in symbols:
+        split = split_partition(symbol)
+        if split is not None:
+            stream = (name, split[0])
+            newest[stream] = max(newest.get(stream, split[1]), split[1])
+    return {(name, symbol) for name, symbol in symbols if _older_than_newest(name, symbol, newest)}
+
+
+def _older_than_newest(name: str, symbol: str, newest: dict[tuple[str, str], date]) -> bool:
+    split = split_partition(symbol)
+    if split is None:
+        return is_partitioned(symbol) and (name, symbol) in newest
+    return split[1] < newest[(name, split[0])]
 
 
 def _live_versions(library: Library, symbol: str) -> list[tuple[int, VersionInfo]]:

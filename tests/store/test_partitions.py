@@ -15,7 +15,7 @@ from hydra_daemon.reader import Reader
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.lake import export_store_due, read_manifest
-from hydra_daemon.store.maintenance import daily_snapshot_name
+from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy, daily_snapshot_name
 from hydra_daemon.store.partitions import PROBE_DAYS, read_stream, stream_symbols
 from hydra_daemon.store.symbols import OPTIONS, partition_symbol, split_partition, stream_of
 from hydra_daemon.store.writer import FlushError, StreamWriter, Watermark
@@ -227,3 +227,44 @@ def test_the_lake_exports_a_stream_as_one_dataset_of_its_days(store: Store, tmp_
     rows = pq.read_table(dataset / "date=2024-02-29" / "part-0.parquet").column("sequence").to_pylist()
     assert rows == [0, 1, 2]
     assert export_store_due(store, lake_dir, date(2024, 3, 1)) == []
+
+
+def test_maintenance_compacts_a_closed_partition_once_then_never_looks_at_it_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole legacy symbol and the days before the newest are closed: one full compaction each, pruned to one
+    version, then settled — later runs (a daily one included) touch only the newest day."""
+    library = store.library(OPTIONS)
+    start = pd.Timestamp("2024-03-01 10:00", tz="UTC")
+    for i in range(5):  # the previous layout: fragmented appends to the whole symbol
+        library.append(STREAM, _quotes(i, 1, start=start), metadata=Watermark(0, {}).to_metadata(KEYS))
+    writer = StreamWriter(store, flush_rows=1)
+    for day in range(3):  # then five one-row appends to each of 03-02, 03-03, 03-04
+        for i in range(5):
+            writer.add(OPTIONS, STREAM, _quotes(100 * day + i, 1, start=start + pd.Timedelta(days=day + 1)), KEYS)
+            writer.flush_due()
+    rows = list(_stream(store)["sequence"])
+    now = {"ns": pd.Timestamp("2024-03-04 12:00", tz="UTC").value}
+    maintenance = Maintenance(store, MaintenancePolicy(compact_every=1000, prune_grace_s=0.0), clock=lambda: now["ns"])
+    maintenance.run_once()  # the first run is a daily one: compacts everything fully
+    maintenance.run_once()  # prunes what the compaction superseded
+    closed = [STREAM, *(partition_symbol(STREAM, date(2024, 3, d)) for d in (2, 3))]
+    newest = partition_symbol(STREAM, date(2024, 3, 4))
+    for symbol in [*closed, newest]:
+        assert len(library._nvs.read_index(symbol)) == 1 and len(library.list_versions(symbol)) == 1, symbol
+    looked_at: list[str] = []
+    real_list_versions = library.list_versions
+
+    def recorded(symbol: str, *args: object, **kwargs: object) -> object:
+        looked_at.append(symbol)
+        return real_list_versions(symbol, *args, **kwargs)
+
+    monkeypatch.setattr(library, "list_versions", recorded)
+    writer.add(OPTIONS, STREAM, _quotes(300, 1, start=start + pd.Timedelta(days=3, hours=1)), KEYS)
+    writer.flush_due()
+    now["ns"] += 86_400 * 10**9  # a new UTC day: the daily pass
+    maintenance.run_once()
+    assert set(looked_at) == {newest}
+    assert list(_stream(store)["sequence"]) == [*rows, 300]
+    assert Maintenance(store, MaintenancePolicy()).run_once() is not None  # a restart looks at each part once more
+    assert set(looked_at) == {newest, *closed}
