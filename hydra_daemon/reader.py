@@ -44,8 +44,9 @@ Frame = TypeVar("Frame", pd.DataFrame, pl.DataFrame)
 # How far back options_chain() looks for the latest snapshot before reading the whole symbol (widening windows).
 _CHAIN_LOOKBACKS = (pd.Timedelta(hours=1), pd.Timedelta(days=1), pd.Timedelta(days=10), pd.Timedelta(days=100))
 _CHAIN_PROBE_COLUMN = "instrument_id"  # a narrow column: probing for the snapshot time reads the index and this
-# How far back (in as_of) the panels look for each market's latest value before reading its whole history.
-_PANEL_LOOKBACKS = (pd.Timedelta(days=35), pd.Timedelta(days=400), None)
+# How far back (in as_of) feature_panel looks for each market's latest value before reading its whole history: a
+# day of a per-minute feature first (a month of one is ~400k rows), a month for weekly (COT) features, then further.
+_PANEL_LOOKBACKS = (pd.Timedelta(days=1), pd.Timedelta(days=35), pd.Timedelta(days=400), None)
 _PIT_COLUMNS = ("as_of", "revision", "available_at")  # what the point-in-time pick needs, whatever `columns` asks
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -410,31 +411,32 @@ class Reader(Generic[Frame]):
 
     def _panel_rows(self, tables: Sequence[BitemporalTable], when: pd.Timestamp) -> list[pd.DataFrame]:
         """Per table, its point-in-time rows at ``when`` with ``as_of`` in widening windows ending at ``when``,
-        until each has some (batched reads of all tables still empty)."""
+        until each has some (batched reads of all tables still empty, each of the version whose metadata was read
+        first and only of the segments ingested since its window can begin: `BitemporalTable.start_of`)."""
+        if not tables:
+            return []
+        library = tables[0].library
+        versions = library.read_metadata_batch([ReadInfoRequest(t.symbol, as_of=self._as_of) for t in tables])
+        for table, item in zip(tables, versions, strict=True):
+            if isinstance(item, DataError):
+                raise LookupError(f"reading {library.name}/{table.symbol} failed: {item}")
         found: list[pd.DataFrame | None] = [None] * len(tables)
         for lookback in _PANEL_LOOKBACKS:
             todo = [i for i, frame in enumerate(found) if frame is None or frame.empty]
             if not todo:
                 break
             first = None if lookback is None else when - lookback
-            for i, frame in zip(todo, self._read_batch([tables[i] for i in todo], when, first), strict=True):
-                found[i] = frame
+            requests = []
+            for i in todo:
+                version, begin = tables[i].start_of(versions[i], first, self._as_of)
+                window = None if begin is None else (begin, None)
+                query = tables[i].query(when, first, None)
+                requests.append(ReadRequest(tables[i].symbol, as_of=version, date_range=window, query_builder=query))
+            for i, result in zip(todo, library.read_batch(requests), strict=True):
+                if isinstance(result, DataError):
+                    raise LookupError(f"reading {library.name}/{tables[i].symbol} failed: {result}")
+                found[i] = tables[i].point_in_time_of(_rows(result.data), when)
         return [frame if frame is not None else pd.DataFrame() for frame in found]
-
-    def _read_batch(
-        self, tables: Sequence[BitemporalTable], when: pd.Timestamp, first: pd.Timestamp | None
-    ) -> list[pd.DataFrame]:
-        """Point-in-time rows at ``when`` (``as_of >= first``) of tables in one library, in one batched read."""
-        if not tables:
-            return []
-        requests = [ReadRequest(t.symbol, as_of=self._as_of, query_builder=t.query(when, first, None)) for t in tables]
-        results = tables[0].library.read_batch(requests)
-        frames = []
-        for table, result in zip(tables, results, strict=True):
-            if isinstance(result, DataError):
-                raise LookupError(f"reading {table.library.name}/{table.symbol} failed: {result}")
-            frames.append(table.point_in_time_of(_rows(result.data), when))
-        return frames
 
     def _holding(self, library: str, symbols: Sequence[tuple[str, str]]) -> list[str]:
         """The markets of (market, symbol) pairs whose symbol is stored; ``LookupError`` (from `_library`, naming the

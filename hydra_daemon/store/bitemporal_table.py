@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from arcticdb import QueryBuilder
+from arcticdb.version_store._store import VersionedItem
 from arcticdb.version_store.library import Library
 
 from hydra_daemon.store import bitemporal
@@ -139,10 +140,15 @@ class BitemporalTable:
         (None: from the beginning). Reads metadata only when ``start`` is given."""
         if start is None:
             return as_of, None
-        item = self._library.read_metadata(self.symbol, as_of=as_of)
+        return self.start_of(self._library.read_metadata(self.symbol, as_of=as_of), start, as_of)
+
+    def start_of(
+        self, item: VersionedItem, start: dt.datetime | None, as_of: str | None
+    ) -> tuple[int | str | None, pd.Timestamp | None]:
+        """`where_from` given ``item``, the metadata read of this symbol at ``as_of`` (for batched reads)."""
         bounds = _Bounds.from_metadata(item.metadata)
         version = as_of if as_of is not None else item.version
-        if bounds is None or bounds.max_lead_ns is None:
+        if start is None or bounds is None or bounds.max_lead_ns is None:
             return version, None
         first = bitemporal.utc_timestamp(start, what=f"{self.symbol} start")
         return version, first - pd.Timedelta(bounds.max_lead_ns, "ns")

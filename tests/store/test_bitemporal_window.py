@@ -10,13 +10,14 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hydra_daemon.reader import Reader
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal import point_in_time
 from hydra_daemon.store.bitemporal_table import BitemporalTable
+from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.symbols import COT, cot_symbol
 
 T0 = pd.Timestamp("2024-01-02", tz="UTC")
@@ -81,3 +82,32 @@ def test_a_table_without_the_lead_is_read_whole_and_learns_it_on_its_next_write(
     _record(table, 11, [-3])
     assert library.read_metadata(table.symbol).metadata["hydra_bitemporal"]["max_lead_ns"] == (5 * DAY).value
     assert table.history(T0 + 5 * DAY)["as_of"].tolist() == [T0 + 5 * DAY, T0 + 8 * DAY, T0 + 9 * DAY]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(st.sampled_from([-500, -40, -2, -1, 0, 1, 2, 3]), min_size=1, max_size=4), min_size=1, max_size=6
+    ),
+    at_day=st.integers(0, 8),
+)
+@example(batches=[[3], [0], [0]], at_day=3)  # the newest as_of was ingested before the first window begins
+def test_the_feature_panel_equals_the_brute_force_pick(
+    shared: tuple[Store, Reader[pd.DataFrame]], batches: list[list[int]], at_day: int
+) -> None:
+    """`feature_panel` reads widening `as_of` windows, each only from where its rows can begin: whatever the leads
+    (as_of up to 500 days before its ingestion, or after it), it returns the newest `as_of` known at `at`."""
+    store, reader = shared
+    market = next(_names)
+    features = FeatureStore(store)
+    for day, leads in enumerate(batches):
+        ingested = T0 + day * DAY
+        as_of = sorted({ingested + lead * DAY for lead in leads})
+        values = np.arange(len(as_of), dtype="float64") + 100 * day
+        frame = pd.DataFrame({"as_of": as_of, "available_at": ingested, "value": values})
+        features.write_feature(market, "iv", frame, ingested_at=ingested)
+    at = T0 + at_day * DAY
+    known = point_in_time(features.read_feature(market, "iv"), at, ["as_of"])
+    expected = float("nan") if known.empty else float(known.sort_values("as_of")["value"].iloc[-1])
+    got = reader.feature_panel([market], ["iv"], at).loc[market, "iv"]
+    assert got == expected or (np.isnan(got) and np.isnan(expected))
