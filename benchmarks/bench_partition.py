@@ -13,8 +13,8 @@ The library is created with segments of `ROWS_PER_SEGMENT` rows (the only change
 can be written at once: an index entry costs the same whether its segment holds 1k or 100k rows, and 30k segments of
 100k rows would not fit here. The appends (one segment each, as in production) go through the real `StreamWriter`.
 `--sizes 50 200 --appends 10` is the short mode a test runs; timings are printed, never asserted. Measured (ext4,
-2 cores shared with other work, p50 / p99 ms): one symbol 3.2 / 20.7 at 100 segments, 21.9 / 68.1 at 10k,
-90.9 / 187.2 at 30k (a year); day partitions 2.8 / 22.0, 3.5 / 16.8, 8.4 / 44.2.
+2 cores shared with other work, p50 / p99 ms): one symbol 4.7 / 32.2 at 100 segments, 19.1 / 33.3 at 10k,
+50.0 / 107 at 30k (a year); day partitions 3.8 / 22.0, 3.3 / 10.6, 4.0 / 17.0.
 """
 
 from __future__ import annotations
