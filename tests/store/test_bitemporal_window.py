@@ -40,7 +40,7 @@ def _record(table: BitemporalTable, ingested_day: int, leads: list[int]) -> None
     table.record(frame, value_columns=["net"], available_at=ingested, ingested_at=ingested)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     batches=st.lists(st.lists(st.integers(-30, 10), min_size=1, max_size=4), min_size=1, max_size=8),
     start_day=st.integers(-35, 25),
@@ -84,7 +84,7 @@ def test_a_table_without_the_lead_is_read_whole_and_learns_it_on_its_next_write(
     assert table.history(T0 + 5 * DAY)["as_of"].tolist() == [T0 + 5 * DAY, T0 + 8 * DAY, T0 + 9 * DAY]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     batches=st.lists(
         st.lists(st.sampled_from([-500, -40, -2, -1, 0, 1, 2, 3]), min_size=1, max_size=4), min_size=1, max_size=6
