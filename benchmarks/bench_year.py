@@ -1,9 +1,10 @@
 """A simulated year of the daemon's storage: does the store stay small, fast and flat for months?
 
-Drives the real storage code — `StreamWriter` (options quotes and chain snapshots, the shipped `[storage]` cadence),
-`chain_features` + `FeatureStore`, the COT `record_cycle` + `write_features`, `Maintenance` and the `Reader` — through
-trading days of a 23 h session on a simulated clock (advanced directly: no sleeping, no network). Per market and
-session second it generates `--quotes-per-s` mbp-1 records in Databento's binary layout (the DBN bytes, zstd level 3,
+Drives the real storage code — `StreamWriter` (options quotes, stored one symbol per UTC day, and chain snapshots,
+the shipped `[storage]` cadence), `chain_features` + `FeatureStore`, the COT `record_cycle` + `write_features`,
+`Maintenance` and the `Reader` (quotes of the last 10 minutes among its reads) — through trading days of a 23 h
+session on a simulated clock (advanced directly: no sleeping, no network). Per market and session second it generates
+`--quotes-per-s` mbp-1 records in Databento's binary layout (the DBN bytes, zstd level 3,
 are the comparison), hands the writer one batch per flush interval, snapshots a ~80-option chain (8 expiries) every
 60 s with its 4 features, runs maintenance every `maintenance_interval_s` of session time and, every Friday, a COT
 cycle that sometimes revises the previous week. Every `--period-days` trading days (21 = a month) it prints: disk
@@ -358,6 +359,7 @@ class YearBench:
             "feature(1d)": lambda r: r.feature(market, "atm_iv", at, start=at - pd.Timedelta(days=1)),
             "feature(all)": lambda r: r.feature(market, "atm_iv", at),
             "cot": lambda r: r.cot(market, at),
+            "quotes(10m)": lambda r: r.records(OPTIONS, market, "mbp-1", at - pd.Timedelta(minutes=10), at),
         }
         latencies = {}
         with Reader(self.uri) as reader:

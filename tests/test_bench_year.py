@@ -11,7 +11,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_year.py"
 TARGETS = ("disk/zstd-DBN", "quotes flush p99", "chain flush p99", "feature write p99", "cot cycle p99")
-READS = ("options_chain", "feature(1d)", "cot ", "cot_panel 50x20y", "RSS", "of which heap")
+READS = ("options_chain", "feature(1d)", "cot ", "quotes(10m)", "cot_panel 50x20y", "RSS", "of which heap")
 
 
 def test_short_mode_prints_each_period_and_a_verdict_for_every_target(
