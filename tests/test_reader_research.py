@@ -136,6 +136,10 @@ def test_as_of_snapshot_reads_the_store_as_it_was_at_the_end_of_a_utc_day(uri: s
         assert now.feature_panel(["HE"], ["atm_iv"], late).loc["HE", "atm_iv"] == 0.35
         assert then.cot("HE", late)["as_of"].tolist() == WEEKS[:2]
         assert now.cot("HE", late)["as_of"].tolist() == WEEKS[:3]
+        assert then.cot("HE", late, start=WEEKS[1])["as_of"].tolist() == WEEKS[1:2]  # a window at the snapshot
+        for _ in range(2):  # the second call picks from the histories the first one kept
+            assert then.cot_panel(["HE"], late).loc["HE", "as_of"] == WEEKS[1]
+            assert now.cot_panel(["HE"], late).loc["HE", "as_of"] == WEEKS[2]
         assert then.markets() == ["HE", "LE"]
     with pytest.raises(LookupError, match=r"no snapshot 'daily-20260203'.*daily-20260202"):
         Reader(uri, as_of_snapshot=date(2026, 2, 3))
