@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from functools import partial
 
 import anyio
+import structlog
 
 from hydra_daemon.clock import Clock, WallClock
 from hydra_daemon.config import Config, StorageConfig
@@ -16,7 +17,7 @@ from hydra_daemon.options.pipeline import OptionsIngestPipeline
 from hydra_daemon.runtime.daemon import RuntimeOptions, protect_secrets, run_daemon
 from hydra_daemon.runtime.supervisor import PeriodicJob, PipelineFactory
 from hydra_daemon.secrets import ApiKey, load_api_key
-from hydra_daemon.store.arctic import LeaseLostError, Store
+from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
 
 
@@ -44,6 +45,33 @@ def maintenance_job(store: Store, storage: StorageConfig, clock: Clock) -> Perio
         return 0
 
     return PeriodicJob("store_maintenance", storage.maintenance_interval_s, run)
+
+
+STORE_WATCH_INTERVAL_S = 1.0
+
+
+class RestartRequired(RuntimeError):
+    """A store fault that stopped this process's writes has cleared: a fresh process resumes capture (LMDB cannot
+    write again after a failed commit; a lease taken over is retaken by a fresh open), so the daemon exits with
+    status 1 and systemd's Restart=on-failure starts it again."""
+
+
+def store_watch_job(store: Store) -> PeriodicJob:
+    """Every second, in a worker thread: once a fault that stopped writes has cleared (`Store.fault_cleared`), say so
+    and end the daemon with status 1. Until then health says failed with the fault and its fix."""
+
+    async def run() -> int:
+        cleared = await anyio.to_thread.run_sync(store.fault_cleared)
+        if cleared is not None:
+            structlog.get_logger().warning(
+                "store_fault_cleared",
+                cleared=cleared,
+                action="exiting with status 1: systemd restarts the daemon and capture resumes from its watermarks",
+            )
+            raise RestartRequired(cleared)
+        return 0
+
+    return PeriodicJob("store_watch", STORE_WATCH_INTERVAL_S, run)
 
 
 def lake_jobs(config: Config, store: Store, clock: Clock) -> list[PeriodicJob]:
@@ -78,8 +106,12 @@ def run_app(
             run_daemon,
             config,
             factories,
-            jobs=[maintenance_job(store, config.storage, clock), *lake_jobs(config, store, clock)],
-            fatal=(LeaseLostError,),
+            jobs=[
+                maintenance_job(store, config.storage, clock),
+                store_watch_job(store),
+                *lake_jobs(config, store, clock),
+            ],
+            fatal=(RestartRequired,),
             options=options,
             environ=environ,
             clock=clock,

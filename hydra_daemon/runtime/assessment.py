@@ -193,15 +193,17 @@ def _cot(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
     return Verdict(Status.OK)
 
 
-def assess_store(map_fraction: float | None, problems: Sequence[str], limits: HealthLimits) -> Verdict:
-    """The store's status: failed on `problems` (full, lease lost), degraded when the map is nearly full."""
+def assess_store(
+    map_fraction: float | None, problems: Sequence[str], limits: HealthLimits, retrying: Sequence[str] = ()
+) -> Verdict:
+    """The store's status: failed on `problems` (full, not writable, lease lost), degraded while writes fail and are
+    retried (`retrying`: an S3 outage) or when the map is nearly full."""
     if problems:
         return Verdict(Status.FAILED, tuple(problems))
+    reasons = [*retrying]
     if map_fraction is not None and map_fraction >= limits.map_degraded_fraction:
-        return Verdict(
-            Status.DEGRADED, (f"store map {map_fraction:.0%} full (degraded from {limits.map_degraded_fraction:.0%})",)
-        )
-    return Verdict(Status.OK)
+        reasons.append(f"store map {map_fraction:.0%} full (degraded from {limits.map_degraded_fraction:.0%})")
+    return Verdict(Status.DEGRADED, tuple(reasons)) if reasons else Verdict(Status.OK)
 
 
 def worst(verdicts: Iterable[Verdict]) -> Status:

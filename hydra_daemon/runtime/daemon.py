@@ -71,7 +71,8 @@ async def run_daemon(
     """Run `pipelines` (name, factory) and `jobs` under supervision until SIGTERM/SIGINT.
 
     Returns the process exit code: 0 after a signalled, clean stop; 1 when a pipeline or job raised one of the
-    `fatal` exception types (e.g. `LeaseLostError`), so systemd's Restart=on-failure starts a fresh daemon.
+    `fatal` exception types (e.g. `RestartRequired` once a store fault cleared), so systemd's Restart=on-failure
+    starts a fresh daemon.
     Health judges market data on `clock` (the data's clock: the venue's in tests and the demo).
     """
     opts = options or RuntimeOptions()

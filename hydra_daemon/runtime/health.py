@@ -195,7 +195,8 @@ def take_snapshot(supervisor: Supervisor, state: DaemonState) -> HealthSnapshot:
     store_problems = [] if usage is None else [p for p in (usage.problem,) if p]
     if usage is not None and not usage.lease_held:
         store_problems.append("writer lease lost")
-    store = assess_store(None if usage is None else usage.map_fraction, store_problems, state.limits)
+    retrying = () if usage is None or usage.retrying is None else (usage.retrying,)
+    store = assess_store(None if usage is None else usage.map_fraction, store_problems, state.limits, retrying)
     daemon = _daemon_verdict(supervisor, state)
     own = [v for v in (daemon, store) if v.status is not Status.OK]  # so every pipeline closed is closed overall
     status = worst([*own, *(p.verdict for p in pipelines.values())])

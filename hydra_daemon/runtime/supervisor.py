@@ -164,7 +164,7 @@ def describe_error(exc: BaseException) -> str:
 class Supervisor:
     """Runs every pipeline (restarting it on failure) and every periodic job inside one task group.
 
-    An exception of a `fatal` type (e.g. the store's `LeaseLostError`: restarting cannot help) is not retried:
+    An exception of a `fatal` type (e.g. the app's `RestartRequired`: only a fresh process helps) is not retried:
     `run()` raises `FatalError` (inside an ExceptionGroup) after cancelling everything else.
     """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
 import re
 import threading
 from pathlib import Path
@@ -12,14 +14,28 @@ import pandas as pd
 import structlog
 from arcticdb.version_store.library import Library
 
-from hydra_daemon.store.health import StorageFullError, StorageStatus, map_size_bytes
+from hydra_daemon.store.health import (
+    StorageFaultError,
+    StorageFullError,
+    StorageStatus,
+    StoreUnwritableError,
+    map_size_bytes,
+)
 from hydra_daemon.store.lease import FileLease, LeaseLostError, S3Lease, StoreLockedError, lease_key, s3_client
 from hydra_daemon.store.resident import release_pages, store_mappings
 from hydra_daemon.store.symbols import LIBRARIES
 from hydra_daemon.store.uri import LmdbLocation, parse_uri, redact_uri, validate_uri
 from hydra_daemon.store.usage import StoreUsage
 
-__all__ = ["LeaseLostError", "StorageFullError", "Store", "StoreLockedError", "StoreReadOnlyError"]
+__all__ = [
+    "LeaseLostError",
+    "StorageFaultError",
+    "StorageFullError",
+    "Store",
+    "StoreLockedError",
+    "StoreReadOnlyError",
+    "StoreUnwritableError",
+]
 
 log = structlog.get_logger()
 
@@ -136,14 +152,27 @@ class Store:
             return set(self._symbol_locks)
 
     def usage(self) -> StoreUsage:
-        """Map usage, pruned versions, lease and space faults, for health and metrics."""
-        lease_held = True
+        """Map usage, pruned versions, lease and write faults (the problem says what to do), for health and metrics."""
+        lease_problem = None
         if self._lease is not None:
             try:
                 self._lease.check()
-            except LeaseLostError:
-                lease_held = False
-        return self.status.usage(lease_held=lease_held)
+            except LeaseLostError as lost:
+                lease_problem = str(lost)
+        usage = self.status.usage(lease_held=lease_problem is None)
+        if lease_problem is not None and usage.problem is None:
+            usage = dataclasses.replace(usage, problem=lease_problem)
+        return usage
+
+    def fault_cleared(self) -> str | None:
+        """What cleared, if this process stopped writing for a reason a fresh process no longer has: the LMDB store is
+        writable again, or the S3 lease another process took over is free again. None otherwise (also for a full
+        disk or map: that needs the operator). Blocking (file checks, an S3 read)."""
+        if self.status.cleared():
+            return f"store {redact_uri(self.uri)} is writable again"
+        if isinstance(self._lease, S3Lease) and self._lease.free_again():
+            return f"the writer lease of store {redact_uri(self.uri)} is free again"
+        return None
 
     def require_writable(self) -> None:
         """Raise unless this store may write now (opened as writer, lease still held, not out of space)."""
@@ -189,6 +218,8 @@ class Store:
             if self._closed:
                 return
             self._closed = True
+            if self.status.failed and self.status.lmdb:
+                _never_free(self._arctic, *self._libraries.values())
             self._libraries.clear()
             self._arctic = None  # no native handle may outlive close(): ArcticDB tearing one down at exit can crash
             _ARCTICS.release(self._key)
@@ -221,6 +252,14 @@ class Store:
             for symbol in library.get_staged_symbols():
                 log.warning("store.staged_segments_deleted", library=library_name, symbol=symbol)
                 library.delete_staged_data(symbol)
+
+
+def _never_free(*handles: object) -> None:
+    """Keep native handles alive until the process ends: after an LMDB commit failed, tearing its environment down
+    crashed the process (``double free or corruption``, measured with arcticdb 6.28), so the exit status systemd
+    acts on would be SIGABRT's instead of ours. The kernel reclaims everything at exit anyway."""
+    for handle in handles:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(handle))
 
 
 def lock_path(store_dir: Path) -> Path:

@@ -1,15 +1,21 @@
-"""Storage faults: a full LMDB map or a full disk is a fault the daemon reports and survives, not a crash loop.
+"""Storage faults: a full LMDB map or disk, or an LMDB store that is no longer writable (directory or files made
+read-only, a filesystem remounted read-only), is a fault the daemon reports and survives, not a crash loop.
 
-`StorageStatus` fills the store's `StoreUsage` (what the health answer shows): ``problem`` once a write failed for
-lack of space (saying what to do; the process then writes no more, see `StorageFullError`), the LMDB map's
-high-water mark against its size (health degrades from 80 %), and the versions maintenance pruned. LMDB never
-shrinks its file: freed pages (pruned versions) are reused, so the file size is the map's high-water mark, a safe
-upper bound of its use.
+`StorageStatus` fills the store's `StoreUsage` (what the health answer shows): ``problem`` once an LMDB commit failed
+(saying what to do; the process then writes no more, see `StorageFaultError`), the LMDB map's high-water mark
+against its size (health degrades from 80 %), and the versions maintenance pruned. LMDB never shrinks its file:
+freed pages (pruned versions) are reused, so the file size is the map's high-water mark, a safe upper bound of its
+use.
+
+Why no write may follow a failed LMDB commit in the same process: measured with arcticdb 6.28 — after
+``mdb_txn_commit`` failed (no space, or ``EPERM`` on an immutable ``data.mdb``), the next append to that library
+crashed the process (segfault, or ``double free`` at exit) even once the cause was gone. Reads stay fine.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import re
 import threading
 from pathlib import Path
@@ -19,7 +25,15 @@ from arcticdb.exceptions import LmdbMapFullError
 
 from hydra_daemon.store.usage import StoreUsage
 
-__all__ = ["StorageFullError", "StorageStatus", "is_out_of_space", "map_size_bytes"]
+__all__ = [
+    "StorageFaultError",
+    "StorageFullError",
+    "StorageStatus",
+    "StoreUnwritableError",
+    "is_out_of_space",
+    "is_unwritable",
+    "map_size_bytes",
+]
 
 log = structlog.get_logger()
 
@@ -27,6 +41,8 @@ _UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4
 _MAP_SIZE = re.compile(r"(?:^|[?&])map_size=(\d+)\s*([KMGT]?B?)(?:&|$)", re.IGNORECASE)
 _ARCTICDB_DEFAULT_MAP_SIZE = 400 * 1024**3  # ArcticDB's LMDB default when the URI names none
 _DISK_FULL = ("No space left on device", "ENOSPC", "Disk quota exceeded")
+_UNWRITABLE = ("Operation not permitted", "Permission denied", "Read-only file system")
+_UNWRITABLE_ERRNOS = (errno.EPERM, errno.EACCES, errno.EROFS)
 
 
 def map_size_bytes(uri: str) -> int:
@@ -46,12 +62,26 @@ def is_out_of_space(error: BaseException) -> bool:
     return any(marker in str(error) for marker in _DISK_FULL)
 
 
-class StorageFullError(RuntimeError):
-    """The store ran out of space earlier in this process: no more writes until the daemon restarts.
+def is_unwritable(error: BaseException) -> bool:
+    """True if `error` says the store's files may not be written (permissions, immutable, read-only filesystem)."""
+    if isinstance(error, OSError) and error.errno in _UNWRITABLE_ERRNOS:
+        return True
+    return any(marker in str(error) for marker in _UNWRITABLE)
 
-    LMDB cannot go on after a commit failed for lack of disk (the next write crashed the process in a test), and a
-    full map needs a larger ``map_size`` at open, so this process stops writing altogether; what was committed stays
-    intact and capture resumes from its watermarks after the restart."""
+
+class StorageFaultError(RuntimeError):
+    """An LMDB commit failed earlier in this process: it writes no more (see the module docstring); what was committed
+    stays intact and capture resumes from its watermarks in the next process."""
+
+
+class StorageFullError(StorageFaultError):
+    """The store ran out of space: no more writes until the daemon restarts (a full map needs a larger ``map_size``
+    at open)."""
+
+
+class StoreUnwritableError(StorageFaultError):
+    """The LMDB store stopped being writable: no more writes in this process; once it is writable again the daemon
+    exits with status 1 for systemd to restart it (`StorageStatus.cleared`)."""
 
 
 class StorageStatus:
@@ -63,12 +93,41 @@ class StorageStatus:
         self._uri_for_hint = uri_for_hint
         self._lock = threading.Lock()
         self._fault: str | None = None
+        self._fault_type: type[StorageFaultError] = StorageFullError
+        self._retrying: str | None = None
         self._pruned = 0
 
     def write_failed(self, error: BaseException, what: str) -> bool:
-        """Record `error` if it is a lack of space (returns True); the log line says how to fix it."""
-        if not is_out_of_space(error):
-            return False
+        """Record `error` if it stops this process's writes — a lack of space, or an LMDB store no longer writable
+        (returns True); the log line says how to fix it. Other errors (e.g. S3 answering 503) are the caller's to
+        retry."""
+        if is_out_of_space(error):
+            self._space_fault(error, what)
+            return True
+        if self._lmdb_dir is not None and is_unwritable(error):
+            self._unwritable_fault(error, what)
+            return True
+        with self._lock:
+            self._retrying = f"writes to store {self._uri_for_hint} failing ({_first_line(error)}) writing {what}"
+        return False
+
+    def write_succeeded(self) -> None:
+        """A write went through: writes that failed before (an S3 outage) work again."""
+        with self._lock:
+            self._retrying = None
+
+    def _unwritable_fault(self, error: BaseException, what: str) -> None:
+        where = self._lmdb_dir
+        reason = f"store {where} is not writable ({_first_line(error)}) writing {what}"
+        hint = (
+            f"make {where} and the files under it writable again for the daemon's user (remount the filesystem "
+            "read-write, fix ownership or mode, chattr -i); writes stay stopped until then, and once it is writable "
+            "the daemon exits with status 1 so systemd restarts it and capture resumes from its watermarks; "
+            "committed data is intact"
+        )
+        self._record(StoreUnwritableError, reason, hint, "storage_unwritable", error)
+
+    def _space_fault(self, error: BaseException, what: str) -> None:
         if isinstance(error, LmdbMapFullError):
             reason = f"LMDB map full writing {what}"
             hint = (
@@ -81,25 +140,43 @@ class StorageStatus:
                 "free disk space under the store and restart the daemon; committed data is intact and capture "
                 "resumes from its watermarks"
             )
+        self._record(StorageFullError, reason, hint, "storage_full", error)
+
+    def _record(self, kind: type[StorageFaultError], reason: str, hint: str, event: str, error: BaseException) -> None:
         with self._lock:
             first = self._fault is None
-            self._fault = f"{reason}: {hint}"
+            if first:
+                self._fault, self._fault_type = f"{reason}: {hint}", kind
         if first:
-            log.error("storage_full", reason=reason, hint=hint, error=str(error).splitlines()[0][:300])
-        return True
+            log.error(event, reason=reason, hint=hint, error=_first_line(error))
 
     def require_space(self) -> None:
-        """Raise `StorageFullError` once a write failed for lack of space (this process writes no more)."""
+        """Raise `StorageFaultError` (its kind) once an LMDB commit failed: this process writes no more."""
         with self._lock:
-            fault = self._fault
+            fault, kind = self._fault, self._fault_type
         if fault is not None:
-            raise StorageFullError(f"store writes stopped: {fault}")
+            raise kind(f"store writes stopped: {fault}")
+
+    @property
+    def lmdb(self) -> bool:
+        """True for an LMDB store (S3 has no environment to poison)."""
+        return self._lmdb_dir is not None
 
     @property
     def failed(self) -> bool:
-        """True while writes fail for lack of space."""
+        """True once a write fault stopped this process's writes."""
         with self._lock:
             return self._fault is not None
+
+    def cleared(self) -> bool:
+        """True if writes stopped because the store was not writable and now it is: the store directory, every
+        library's directory and LMDB files (``access(W_OK)`` sees read-only mounts, modes and the immutable flag)."""
+        with self._lock:
+            unwritable = self._fault_type is StoreUnwritableError and self._fault is not None
+        if not unwritable or self._lmdb_dir is None:
+            return False
+        paths = [self._lmdb_dir, *self._lmdb_dir.glob("*"), *self._lmdb_dir.glob("*/*.mdb")]
+        return all(os.access(path, os.W_OK) for path in paths)
 
     def pruned(self, versions: int) -> None:
         """Count versions maintenance deleted."""
@@ -109,8 +186,8 @@ class StorageStatus:
     def usage(self, *, lease_held: bool) -> StoreUsage:
         """The store's usage for health and metrics."""
         with self._lock:
-            fault, pruned = self._fault, self._pruned
-        return StoreUsage(self._map_used(), self._map_size, pruned, lease_held, fault)
+            fault, pruned, retrying = self._fault, self._pruned, self._retrying
+        return StoreUsage(self._map_used(), self._map_size, pruned, lease_held, fault, retrying)
 
     def _map_used(self) -> int | None:
         """The fullest library's high-water mark (every library is its own LMDB map of `map_size`)."""
@@ -123,3 +200,7 @@ class StorageStatus:
         except OSError:
             return None
         return max(sizes)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0][:300] if str(error) else type(error).__name__

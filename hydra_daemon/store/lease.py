@@ -208,16 +208,41 @@ class S3Lease:
                 self.holder.owner, self.holder.pid, self.holder.host, self.holder.acquired_at, time.time() + self._ttl_s
             )
             try:
-                response = self._client.put_object(
-                    Bucket=self._bucket, Key=self._key, Body=renewed.to_json(), IfMatch=self._etag
-                )
+                response = self._put_if_match(renewed)
             except ClientError as error:
-                if _is_conflict(error) or error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
-                    self._lost = f"writer lease s3://{self._bucket}/{self._key} was taken over by another process"
+                if not (_is_conflict(error) or _is_missing(error)):
+                    raise
+                current = _read_lease(self._client, self._bucket, self._key)
+                if current is None or current[0] is None or current[0].owner != self.holder.owner:
+                    self._lost = self._taken_over_message(current[0] if current else None)
                     raise LeaseLostError(self._lost) from error
-                raise
+                # Our own earlier renewal took effect but its response was lost: the object is ours, its ETag new.
+                self._etag = current[1]
+                response = self._put_if_match(renewed)
             self.holder = renewed
             self._etag = response["ETag"]
+
+    def _put_if_match(self, holder: LeaseHolder) -> Any:
+        return self._client.put_object(Bucket=self._bucket, Key=self._key, Body=holder.to_json(), IfMatch=self._etag)
+
+    def _taken_over_message(self, holder: LeaseHolder | None) -> str:
+        who = f"taken over by {holder.describe()}" if holder is not None else "deleted by another process"
+        return (
+            f"writer lease s3://{self._bucket}/{self._key} was {who}; this daemon stopped writing (two writers on one "
+            "store lose data). Stop the other writer; once the lease is free this daemon exits with status 1 so "
+            "systemd restarts it and capture resumes from its watermarks"
+        )
+
+    def free_again(self) -> bool:
+        """True once the lease was lost to another process and is free now (deleted, or expired): a fresh daemon
+        can take it. Reads the lease object."""
+        with self._lock:
+            if not self._lost or self._stop.is_set():
+                return False
+        current = _read_lease(self._client, self._bucket, self._key)
+        if current is None or current[0] is None:
+            return True
+        return (current[0].expires_at or 0) <= time.time()
 
     def check(self) -> None:
         """Raise :class:`LeaseLostError` unless the lease is held with at least ``ttl/6`` to spare."""
@@ -251,6 +276,10 @@ class S3Lease:
                 return
             except Exception as error:  # network trouble: keep trying; check() fails if it lasts
                 log.warning("store.lease_renewal_failed", error=str(error))
+
+
+def _is_missing(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}
 
 
 def _read_lease(client: Any, bucket: str, key: str) -> tuple[LeaseHolder | None, str] | None:

@@ -24,6 +24,7 @@ from hydra_daemon.latency import LatencyHistogram
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import normalise_dtypes, require_utc_columns, require_utc_index, restore_utc
 from hydra_daemon.store.partitions import day_parts, stream_symbols
+from hydra_daemon.store.uri import redact_uri
 from hydra_daemon.store.watermark import Watermark, advanced, after_watermark, boundary_at
 
 __all__ = ["Commit", "FlushError", "StreamWriter", "Watermark"]
@@ -46,7 +47,8 @@ class FlushError(RuntimeError):
     """Some symbols failed to flush; their rows stay buffered. ``commits`` lists the flushes that succeeded.
 
     A lost writer lease is not a FlushError: ``LeaseLostError`` propagates and the daemon must stop writing; nor is
-    a store already out of space (``StorageFullError``: this process writes no more)."""
+    a store whose writes stopped after a failed LMDB commit (``StorageFaultError``: this process writes no more).
+    The first failing symbol ends the flush: the others would only wait out the same store retries."""
 
     def __init__(self, failures: dict[tuple[str, str], Exception], commits: list[Commit]) -> None:
         names = ", ".join(f"{lib}/{sym}: {err}" for (lib, sym), err in failures.items())
@@ -197,9 +199,19 @@ class StreamWriter:
                 commits.append(self._flush_one(*key))
             except Exception as error:
                 if not self._store.status.write_failed(error, f"{key[0]}/{key[1]}"):
-                    log.error("writer.flush_failed", library=key[0], symbol=key[1], error=str(error))
+                    log.error(
+                        "writer.flush_failed",
+                        library=key[0],
+                        symbol=key[1],
+                        store=redact_uri(self._store.uri),
+                        error=str(error)[:500],
+                        action="rows stay buffered and are retried (the pipeline restarts from its committed "
+                        "watermark; nothing is lost or stored twice); if it persists, check the store's endpoint, "
+                        "bucket and credentials",
+                    )
                 self._pending[key].failed = True
                 failures[key] = error
+                break  # the store is failing: the other symbols would only wait out the same retries
         if failures:
             raise FlushError(failures, commits)
         return commits
@@ -227,6 +239,7 @@ class StreamWriter:
                     target, part, metadata=watermark.to_metadata(pending.key_columns), prune_previous_versions=False
                 )
             self.append_seconds.observe(time.perf_counter() - began)
+            self._store.status.write_succeeded()
             rows += len(part)
             pending.committed = watermark
             rest = frame.iloc[rows:]

@@ -133,6 +133,9 @@ def test_store_map_and_problems() -> None:
     assert assess_store(0.5, [], LIMITS) == Verdict(Status.OK)
     assert assess_store(0.8, [], LIMITS) == Verdict(Status.DEGRADED, ("store map 80% full (degraded from 80%)",))
     assert assess_store(None, ["writer lease lost"], LIMITS) == Verdict(Status.FAILED, ("writer lease lost",))
+    failing = "writes to store s3://host:bucket failing (503 SlowDown) writing options/HE.mbp-1"
+    assert assess_store(0.1, [], LIMITS, [failing]) == Verdict(Status.DEGRADED, (failing,))
+    assert assess_store(None, ["disk full"], LIMITS, [failing]) == Verdict(Status.FAILED, ("disk full",))
 
 
 def test_worst_of_all_with_closed_counting_as_ok() -> None:

@@ -172,6 +172,28 @@ def test_s3_lease_renewal_detects_takeover(s3_bucket: Any) -> None:
     assert LeaseHolder.from_json(body) == intruder, "releasing a lost lease must not delete the new holder's"
 
 
+def test_s3_lease_renewal_whose_response_was_lost_keeps_the_lease_and_a_lost_lease_is_free_once_deleted(
+    s3_bucket: Any,
+) -> None:
+    bucket, client = s3_bucket.name, s3_bucket.client
+    lease = S3Lease.acquire(client, bucket, LEASE_OBJECT, "test store", ttl_s=60)
+    try:
+        # A renewal S3 applied but whose response never arrived: the object is ours, with an ETag we never saw.
+        client.put_object(Bucket=bucket, Key=LEASE_OBJECT, Body=lease.holder.to_json())
+        lease.renew()
+        lease.check()
+        assert not lease.free_again(), "a lease still held is not 'free again'"
+        intruder = LeaseHolder("other:7:z", 7, "other", time.time(), time.time() + 600)
+        client.put_object(Bucket=bucket, Key=LEASE_OBJECT, Body=intruder.to_json())
+        with pytest.raises(LeaseLostError, match=r"taken over by pid 7 on host other .*Stop the other writer"):
+            lease.renew()
+        assert not lease.free_again(), "the other holder's lease is live"
+        client.delete_object(Bucket=bucket, Key=LEASE_OBJECT)
+        assert lease.free_again()
+    finally:
+        lease.release()
+
+
 def test_s3_lease_deleted_on_release(s3_bucket: Any) -> None:
     s3_uri, bucket = s3_bucket.uri, s3_bucket.name
     with Store.open(s3_uri, writer=True):
