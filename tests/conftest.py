@@ -1,4 +1,6 @@
-"""Fixtures shared by the whole suite: the simulated venue and an ArcticDB store (LMDB in tmp_path).
+"""Fixtures shared by the whole suite: the simulated venue, an ArcticDB store (LMDB in tmp_path) and S3 through a moto
+server in a separate process (an in-process ``ThreadedMotoServer`` deadlocks with ArcticDB: it holds the GIL in
+``get_library``), one per session on a free loopback port; each test gets its own bucket.
 
 A module changes what it gets by overriding the input fixture, not the fixture itself: `venue_config` (which venue
 its module-scoped `venue` runs) and `store_uri` (where `store` opens, e.g. parametrised over LMDB and S3).
@@ -7,10 +9,19 @@ Plain helpers (waits, the Live client, record collectors) live in `tests/helpers
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from hydra_daemon.sim.venue import VenueConfig, VenueThread
 from hydra_daemon.store.arctic import Store
@@ -48,3 +59,81 @@ def store(store_uri: str) -> Iterator[Store]:
     """A store opened as writer for the test, closed (lease released) after it."""
     with Store.open(store_uri, writer=True) as opened:
         yield opened
+
+
+S3_ACCESS = "hydraTestAccessKey"
+S3_SECRET = "hydraTestSecretValue"
+
+
+@dataclass(frozen=True)
+class MotoServer:
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=S3_ACCESS,
+            aws_secret_access_key=S3_SECRET,
+            region_name="us-east-1",
+        )
+
+    def uri(self, bucket: str) -> str:
+        return f"s3://127.0.0.1:{bucket}?access={S3_ACCESS}&secret={S3_SECRET}&port={self.port}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer(_free_port())
+    moto = Path(sys.executable).with_name("moto_server")
+    process = subprocess.Popen(
+        [str(moto), "-H", "127.0.0.1", "-p", str(server.port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while True:  # wait for startup; the test timeout bounds this loop
+            if process.poll() is not None:
+                raise RuntimeError(f"moto_server exited with code {process.returncode}")
+            try:
+                server.client().list_buckets()
+                break
+            except EndpointConnectionError:
+                time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        process.wait()
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    """A fresh bucket on the moto server: its store URI and a boto3 client."""
+
+    name: str
+    uri: str
+    client: Any
+    secret: str = S3_SECRET
+
+
+@pytest.fixture
+def s3_bucket(moto_server: MotoServer) -> S3Bucket:
+    bucket = f"hydra-{uuid.uuid4().hex[:12]}"
+    client = moto_server.client()
+    client.create_bucket(Bucket=bucket)
+    return S3Bucket(bucket, moto_server.uri(bucket), client)
+
+
+@pytest.fixture
+def s3_uri(s3_bucket: S3Bucket) -> str:
+    return s3_bucket.uri
