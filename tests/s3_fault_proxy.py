@@ -34,6 +34,7 @@ class Fault(StrEnum):
     ERROR_500 = "500"
     ERROR_503 = "503"
     SLOW_DOWN = "slowdown"
+    ERRORS = "errors"  # 500, 503 and SlowDown in turn: an outage
     FLAKY = "flaky"  # every other request answered 500, 503 or SlowDown in turn, the rest forwarded
     DROP_AFTER_FORWARD = "drop"
 
@@ -45,7 +46,10 @@ _ERRORS = {
 }
 
 
-_FLAKY = (None, Fault.ERROR_500, None, Fault.ERROR_503, None, Fault.SLOW_DOWN)
+_TURNS: dict[Fault, tuple[Fault | None, ...]] = {
+    Fault.ERRORS: (Fault.ERROR_500, Fault.ERROR_503, Fault.SLOW_DOWN),
+    Fault.FLAKY: (None, Fault.ERROR_500, None, Fault.ERROR_503, None, Fault.SLOW_DOWN),
+}
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,9 @@ class FaultProxy:
                 return None
             fault: Fault | None = rule.fault
             self.counts[rule.fault] += 1
-            if fault is Fault.FLAKY:
-                fault = _FLAKY[self.counts[Fault.FLAKY] % len(_FLAKY)]
+            if rule.fault in _TURNS:
+                turns = _TURNS[rule.fault]
+                fault = turns[self.counts[rule.fault] % len(turns)]
                 if fault is not None:
                     self.counts[fault] += 1
             return fault

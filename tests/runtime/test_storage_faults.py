@@ -172,37 +172,47 @@ def proxy(moto_server: MotoServer) -> Iterator[ProxyProcess]:
     running.close()
 
 
-def test_s3_errors_are_retried_a_lost_response_degrades_health_and_capture_resumes_without_loss(
+def failing(answer: dict[str, Any], library: str) -> str | None:
+    """The store's reason while writes to `library` fail and are retried, if it says so."""
+    return next((r for r in answer["reasons"] if "failing" in r and f"writing {library}/" in r), None)
+
+
+def test_s3_errors_and_a_lost_response_degrade_health_and_capture_resumes_without_loss(
     tmp_path: Path, venue: VenueThread, s3_bucket: S3Bucket, proxy: ProxyProcess
 ) -> None:
     uri = f"s3://127.0.0.1:{s3_bucket.name}?access={S3_ACCESS}&secret={S3_SECRET}&port={proxy.port}"
+    data = f"/{s3_bucket.name}/"
     runs = Daemons(tmp_path, venue, uri)
     try:
         daemon = runs.start()
         before = daemon.wait_health(storing(), "storing")
-        # Every other request to the market-data libraries is answered 500, 503 or SlowDown (ArcticDB's S3 client
-        # retries those: 11 attempts over ~26 s, measured); and every options append commits, then loses the response
-        # of its last write (the version reference), so it fails after those retries although it took effect.
-        data = f"/{s3_bucket.name}/"
+        # An outage of the futures library: every write answered 500, 503 or SlowDown, past ArcticDB's own retries
+        # (11 attempts over ~26 s, measured).
+        proxy.fault(Rule(Fault.ERRORS, ("PUT",), (data + "futures",)))
+        outage = daemon.wait_health(lambda h: failing(h, "futures") is not None, "degraded: futures writes failing")
+        # Then every options append commits and loses the response of its last write (the version reference), so it
+        # fails after those retries although it took effect; every other request meets 500, 503 or SlowDown, which
+        # ArcticDB's retries absorb.
         proxy.fault(
             Rule(Fault.DROP_AFTER_FORWARD, ("PUT",), (data + "options", "/vref/")),
-            Rule(Fault.FLAKY, (), (data + "futures",)),
             Rule(Fault.FLAKY, (), (data + "options",)),
         )
-        degraded = daemon.wait_health(
-            lambda h: h["status"] == "degraded" and any("failing" in r for r in h["reasons"]), "degraded: S3 failing"
-        )
+        lost = daemon.wait_health(lambda h: failing(h, "options") is not None, "degraded: options append lost")
         proxy.clear()
-        [reason] = [r for r in degraded["reasons"] if "failing" in r]
-        assert f"writes to store s3://127.0.0.1:{s3_bucket.name}" in reason and "writing options/" in reason, reason
-        assert S3_SECRET not in reason
+        for answer, library in ((outage, "futures"), (lost, "options")):
+            assert answer["status"] == "degraded"
+            reason = failing(answer, library)
+            assert reason is not None and f"writes to store s3://127.0.0.1:{s3_bucket.name}" in reason, reason
+            assert S3_SECRET not in reason
+        assert any(code in (failing(outage, "futures") or "") for code in ("500", "503")), outage["reasons"]
+        assert "Server returned nothing" in (failing(lost, "options") or ""), lost["reasons"]
         counts = proxy.counts()
         assert min(counts.get(f, 0) for f in (Fault.ERROR_500, Fault.ERROR_503, Fault.SLOW_DOWN)) > 0, counts
         assert counts.get(Fault.DROP_AFTER_FORWARD, 0) >= 11, counts
 
         daemon.wait_health(storing(after=newest(before), more_than=records(before)), "storing again")
         failures = [e for e in daemon.events() if e["event"] == "writer.flush_failed"]
-        assert failures and {e["library"] for e in failures} == {"options"}, "500/503/SlowDown never surfaced"
+        assert {e["library"] for e in failures} == {"futures", "options"}, failures
         assert all(s3_bucket.name in e["store"] and S3_SECRET not in e["store"] for e in failures)
         assert all("check the store's endpoint, bucket" in e["action"] for e in failures)
         assert any(e["event"] == "writer.failed_append_had_committed" for e in daemon.events()), "the lost response"
