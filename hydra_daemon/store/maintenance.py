@@ -4,13 +4,20 @@ Every append writes a new version whose index lists every data segment of the sy
 own segment; never compacted and never pruned, disk grows with appends instead of records. The writer process (it
 holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_interval_s` in a worker thread:
 
-- **merge** (intraday) every symbol's trailing small segments — the appends since the last merge — into one once
-  there are ``compact_every`` of them (market data, chains, COT, features alike), rewriting nothing else;
-- **compact fully** once per UTC day: ArcticDB ``compact_data`` into ``rows_per_segment`` segments (so the segment
-  count, which every append's index write is proportional to, follows the rows) and the version map (one key per
-  version written otherwise accumulates). Both keep the version metadata, so watermarks and bitemporal bounds stay
-  on the latest version;
-- **snapshot** ``daily-YYYYMMDD`` once per UTC day (right after the full compaction, so it pins large segments), on
+- **merge** (intraday) every symbol's trailing small segments — the appends since the last merge, and the earlier
+  merges no larger than twice what follows them (`merge_run`) — into one once that run has ``compact_every``
+  segments (market data, chains, COT, features alike), rewriting nothing else;
+- **merge up** once per UTC day: the same size-tiered run, over every segment smaller than two thirds of
+  ``rows_per_segment`` (ArcticDB's own notion of compacted), so the segment count, which every append's index write
+  is proportional to, follows the rows; and fold the version map (one key per version written otherwise
+  accumulates). A segment is rewritten only together with at least half its size of newer rows, so a row is
+  rewritten a logarithmic number of times and a day's pass rewrites about a day of rows, never the symbol's whole
+  history: each daily snapshot pins what that day rewrote, and `keep_daily_snapshots_days` of them cost about as
+  many days of rows (a whole-symbol ``compact_data`` every day made each snapshot pin a copy of every symbol below
+  ``rows_per_segment`` rows: disk grew with the square of history). ``compact_data`` still compacts a closed day
+  partition (written once) and a symbol with small segments before large ones (a store of an earlier layout). All
+  of it keeps the version metadata, so watermarks and bitemporal bounds stay on the latest version;
+- **snapshot** ``daily-YYYYMMDD`` once per UTC day (right after the daily merge, so it pins merged segments), on
   the first run after the day ended: "what did the store hold at the end of day D"; every snapshot (daily or a
   pipeline's cycle snapshot) older than ``keep_daily_snapshots_days`` is deleted;
 - **prune** versions superseded more than ``prune_grace_s`` ago (ArcticDB's version dates are wall time). A reader
@@ -47,13 +54,22 @@ from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.symbols import LIBRARIES, is_partitioned, split_partition
 
-__all__ = ["DAILY_PREFIX", "Maintenance", "MaintenancePolicy", "MaintenanceReport", "daily_snapshot_name"]
+__all__ = [
+    "DAILY_PREFIX",
+    "Maintenance",
+    "MaintenancePolicy",
+    "MaintenanceReport",
+    "daily_snapshot_name",
+    "merge_run",
+]
 
 log = structlog.get_logger()
 
 DAILY_PREFIX = "daily-"
 SMALL_SEGMENT_FRACTION = 8
 """A segment with fewer rows than ``rows_per_segment / 8`` is small: intraday merges gather those only."""
+GROWTH = 2
+"""A segment joins a merge run only if it has at most this many times the rows of the newer segments in the run."""
 _SNAPSHOT_DAY = re.compile(r"^[A-Za-z0-9_-]+?-(\d{8})(?:T\d{6}\d*Z)?$")
 
 
@@ -145,18 +161,20 @@ class Maintenance:
         return self._found
 
     def _compact(self, library: Library, symbol: str, report: MaintenanceReport, *, full: bool, closed: bool) -> None:
-        """Light: merge the trailing small segments (the appends since the last merge) into one, leaving the rest
-        untouched, so intraday compaction never rewrites large segments. Full (once a UTC day, before the daily
-        snapshot): ArcticDB's ``compact_data`` into ``rows_per_segment`` segments, keeping the segment count — and
-        with it every append's index write — proportional to the rows, not to the appends. A ``closed`` partition
-        is compacted fully once (then only pruned until it is settled)."""
+        """Light: merge the trailing run of small segments (the appends since the last merge) into one, leaving the
+        rest untouched, so intraday compaction never rewrites large segments. Full (once a UTC day, before the
+        daily snapshot): the same run up to nearly full segments, keeping the segment count — and with it every
+        append's index write — proportional to the rows, not to the appends. A ``closed`` partition is compacted
+        with ``compact_data`` once (then only pruned until it is settled)."""
         key = (library.name, symbol)
         with self._store.symbol_lock(library.name, symbol):
             self._listed[key] = live = _live_versions(library, symbol)
             if key in self._closed_compacted or (not full and self._unchanged.get(key) == live[-1][0]):
                 return  # nothing appended since the last look: skip reading the index
             try:
-                done = self._compact_full(library, symbol) if full else self._merge_tail(library, symbol)
+                done = (
+                    self._compact_daily(library, symbol, closed=closed) if full else self._merge_small(library, symbol)
+                )
                 self._unchanged[key] = None if done else live[-1][0]
             except Exception as error:
                 if not self._store.status.write_failed(error, f"{library.name}/{symbol} (compaction)"):
@@ -169,32 +187,28 @@ class Maintenance:
             self._compacted_now.add(key)
         report.compacted += int(done)
 
-    @staticmethod
-    def _compact_full(library: Library, symbol: str) -> bool:
-        """compact_data, then the version map: ArcticDB keeps one ~600 B key per version written (deleted ones
-        too) until its version map is compacted into one key of ~30 B per version."""
+    def _compact_daily(self, library: Library, symbol: str, *, closed: bool) -> bool:
+        """Fold the version map (ArcticDB keeps one ~600 B key per version written, deleted ones too, until it is
+        compacted into one key of ~30 B per version), then merge the trailing run of segments below two thirds of
+        ``rows_per_segment``; ``compact_data`` for a closed partition, and for small segments among large ones
+        (what an earlier layout left), once."""
         library._nvs.version_store._compact_version_map(symbol)
-        plan = library.compact_data_explain_plan(symbol)
-        if plan.num_row_slices_before <= plan.num_row_slices_after:
-            return False
-        library.compact_data(symbol, prune_previous_versions=False)
-        return True
-
-    def _merge_tail(self, library: Library, symbol: str) -> bool:
-        """Rewrite the rows of the trailing run of small segments (≥ ``compact_every`` of them) as one segment with
-        ``update``: same rows, same order, same version metadata (watermarks, bitemporal bounds)."""
         segments = library._nvs.read_index(symbol)  # the latest version's data segments, in row order
         rows = (segments["end_row"] - segments["start_row"]).to_numpy()
+        large = rows >= library.options().rows_per_segment * 2 // 3  # compact_data's own tolerance
+        if closed:
+            return _compact_data(library, symbol)
+        if large.any() and not large[: np.flatnonzero(large)[-1]].all() and _compact_data(library, symbol):
+            return True
+        return _rewrite_tail(library, symbol, segments, merge_run(rows, 2, large))
+
+    def _merge_small(self, library: Library, symbol: str) -> bool:
+        """Merge the trailing run (`merge_run`) of small segments once it has ``compact_every`` of them."""
+        segments = library._nvs.read_index(symbol)
+        rows = (segments["end_row"] - segments["start_row"]).to_numpy()
         small = rows < library.options().rows_per_segment // SMALL_SEGMENT_FRACTION
-        run = len(small) - (np.flatnonzero(~small)[-1] + 1 if (~small).any() else 0)
-        if run < self.policy.compact_every:
-            return False
-        first = _utc(segments.index[-run])  # the index key is indexed by each segment's first timestamp
-        last = _utc(segments["end_index"].iloc[-1]) - pd.Timedelta(1, "ns")  # end_index is exclusive
-        tail = restore_utc(library.read(symbol, date_range=(first, last)).data)
-        metadata = library.read_metadata(symbol).metadata
-        library.update(symbol, tail, metadata=metadata, prune_previous_versions=False)
-        return True
+        run = merge_run(rows, self.policy.compact_every, ~small)
+        return _rewrite_tail(library, symbol, segments, run)
 
     def _day_ended(self) -> date | None:
         """The UTC day that ended since the last daily snapshot (on the first run: yesterday), else None."""
@@ -249,6 +263,41 @@ class Maintenance:
         self._compacted_now.discard(key)
         report.pruned_versions += len(expired)
         self._store.status.pruned(len(expired))
+
+
+def merge_run(rows: np.ndarray, minimum: int, excluded: np.ndarray) -> int:
+    """How many trailing segments (of ``rows`` rows each, in row order) to merge, 0 if fewer than ``minimum``:
+    walking back from the newest, a segment joins while it is not ``excluded`` and has at most `GROWTH` times the
+    rows already taken. Merged segments so form tiers growing towards the oldest (a binary counter), a row is
+    rewritten O(log rows) times, and an old segment is never rewritten for a few new rows."""
+    taken = count = 0
+    for size, skip in zip(rows[::-1], excluded[::-1], strict=True):
+        if skip or (count and size > GROWTH * taken):
+            break
+        taken += int(size)
+        count += 1
+    return count if count >= max(minimum, 2) else 0
+
+
+def _compact_data(library: Library, symbol: str) -> bool:
+    plan = library.compact_data_explain_plan(symbol)
+    if plan.num_row_slices_before <= plan.num_row_slices_after:
+        return False
+    library.compact_data(symbol, prune_previous_versions=False)
+    return True
+
+
+def _rewrite_tail(library: Library, symbol: str, segments: pd.DataFrame, run: int) -> bool:
+    """Rewrite the rows of the last ``run`` segments (none if 0) with ``update``: same rows, same order, same
+    version metadata (watermarks, bitemporal bounds); ArcticDB cuts them into ``rows_per_segment`` segments."""
+    if run == 0:
+        return False
+    first = _utc(segments.index[-run])  # the index key is indexed by each segment's first timestamp
+    last = _utc(segments["end_index"].iloc[-1]) - pd.Timedelta(1, "ns")  # end_index is exclusive
+    tail = restore_utc(library.read(symbol, date_range=(first, last)).data)
+    metadata = library.read_metadata(symbol).metadata
+    library.update(symbol, tail, metadata=metadata, prune_previous_versions=False)
+    return True
 
 
 def closed_parts(symbols: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.frames import restore_utc
-from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy, daily_snapshot_name
+from hydra_daemon.store.maintenance import GROWTH, Maintenance, MaintenancePolicy, daily_snapshot_name, merge_run
 from hydra_daemon.store.partitions import read_stream, stream_symbols
 from hydra_daemon.store.symbols import COT, FEATURES, FUTURES, cot_symbol, partition_symbol
 from hydra_daemon.store.writer import StreamWriter, Watermark
@@ -75,7 +77,7 @@ def test_a_symbol_with_few_fragments_is_left_alone(store: Store) -> None:
     assert _segments(store, FUTURES, SYMBOL) == 3
 
 
-def test_intraday_merges_leave_large_segments_untouched_and_the_day_end_compacts_fully(store: Store) -> None:
+def test_merges_never_rewrite_a_large_segment_for_a_few_new_rows(store: Store) -> None:
     now = {"ns": pd.Timestamp("2024-03-05 10:00", tz="UTC").value}
     maintenance = Maintenance(store, MaintenancePolicy(compact_every=3, prune_grace_s=0.0), clock=lambda: now["ns"])
     maintenance.run_once()
@@ -94,10 +96,60 @@ def test_intraday_merges_leave_large_segments_untouched_and_the_day_end_compacts
     assert StreamWriter(store).watermark(FUTURES, SYMBOL) == Watermark(
         (BASE + pd.Timedelta(seconds=20_003)).value, {"[20003]": 1}
     )
-    now["ns"] += DAY_NS  # the next UTC day: full compaction, then the snapshot of the day that ended
+    now["ns"] += DAY_NS  # the next UTC day: the daily merge leaves 20k rows alone for 4, then the snapshot
     report = maintenance.run_once()
-    assert report.compacted == 1 and report.snapshots_taken == ["daily-20240305"]
-    assert _segments(store, FUTURES, SYMBOL) == 1
+    assert report.compacted == 0 and report.snapshots_taken == ["daily-20240305"]
+    index = store.library(FUTURES)._nvs.read_index(SYMBOL)
+    assert list(index["end_row"] - index["start_row"]) == [20_000, 4]
+    assert index.iloc[0]["content_hash"] == large["content_hash"]
+
+
+def test_daily_snapshots_pin_about_a_day_of_rows_each_not_a_copy_of_the_symbol(store: Store) -> None:
+    """A symbol far below rows_per_segment (a chain, a feature) merged every day: every daily snapshot keeps the
+    segments it pins, so a daily rewrite of the whole symbol would keep a copy of it per retained day (disk growing
+    with the square of history); the daily merge rewrites a logarithmic number of times per row instead."""
+    days = 32
+    now = {"ns": pd.Timestamp("2024-03-05 10:00", tz="UTC").value}
+    policy = MaintenancePolicy(compact_every=1000, prune_grace_s=0.0, keep_daily_snapshots_days=days + 1)
+    maintenance = Maintenance(store, policy, clock=lambda: now["ns"])
+    writer = StreamWriter(store, flush_rows=1)
+    for day in range(days):
+        for flush in range(3):
+            writer.add(FUTURES, SYMBOL, _trades(day * 30 + flush * 10, 10), ["sequence"])
+            writer.flush_due()
+        now["ns"] += DAY_NS
+        maintenance.run_once()
+    library = store.library(FUTURES)
+    snapshots = library.list_snapshots(load_metadata=False)
+    assert len(snapshots) == days
+    pinned: dict[tuple[int, int, int], int] = {}
+    for name in snapshots:
+        for _, segment in library._nvs.read_index(SYMBOL, as_of=name).iterrows():
+            key = (segment["version_id"], segment["content_hash"], segment["start_row"])
+            pinned[key] = segment["end_row"] - segment["start_row"]
+    rows = days * 30
+    assert sum(pinned.values()) <= rows * (np.log2(days) + 2)  # compact_data every day: ~rows * days / 2
+    index = library._nvs.read_index(SYMBOL)
+    sizes = list(index["end_row"] - index["start_row"])
+    assert len(sizes) <= np.log2(days) + 2 and sizes == sorted(sizes, reverse=True)  # tiers, largest first
+    assert list(restore_utc(library.read(SYMBOL).data)["sequence"]) == list(range(rows))
+    held = restore_utc(library.read(SYMBOL, as_of=min(snapshots)).data)  # the end of the first day
+    assert list(held["sequence"]) == list(range(30))
+
+
+@given(st.lists(st.integers(1, 5_000), min_size=1, max_size=40), st.integers(1, 12))
+@settings(max_examples=200, deadline=None)
+def test_a_merge_run_joins_only_segments_no_larger_than_twice_the_newer_ones(rows: list[int], minimum: int) -> None:
+    sizes = np.array(rows)
+    excluded = sizes >= 4_000
+    run = merge_run(sizes, minimum, excluded)
+    assert run == 0 or run >= max(minimum, 2)
+    tail = sizes[len(sizes) - run :]
+    assert not excluded[len(sizes) - run :].any()
+    for position in range(len(tail) - 1):  # each joined segment has at most GROWTH times the rows after it
+        assert tail[position] <= GROWTH * tail[position + 1 :].sum()
+    if 0 < run < len(sizes):  # and the run is as long as that allows
+        assert excluded[-run - 1] or sizes[-run - 1] > GROWTH * tail.sum()
 
 
 def test_versions_superseded_within_the_grace_window_survive(store: Store) -> None:
