@@ -13,7 +13,8 @@ p50/p99 per writer, the latency of each Reader method at the latest time, and th
 the heap and the pages of the store's LMDB mappings, which maintenance releases).
 
 The last line states each target (first vs last period) with the measured value and `met`/`not met`; `cot_panel`
-over 50 markets × 20 years is stated for a fresh Reader's first call and for the repeat calls of a backtest.
+over 50 markets × 20 years (built as the daemon does: per-market appends, then maintenance, which compacts them and
+rewrites the COT panel) is stated for a fresh Reader's first call and for the repeat calls of a backtest.
 `--days 2 --session-hours 0.5 --period-days 1` is the short mode the tests run.
 """
 

@@ -13,18 +13,21 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+from arcticdb.exceptions import NoDataFoundException, NoSuchVersionException
 from arcticdb.version_store.library import DataError, Library, ReadInfoRequest, ReadRequest
 
 from hydra_daemon.errors import UserError
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal import BITEMPORAL_COLUMNS
 from hydra_daemon.store.bitemporal_table import BitemporalTable
+from hydra_daemon.store.cot_panel import MARKET_COLUMN, latest_versions, sources_of
 from hydra_daemon.store.features import VALUE
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.maintenance import daily_snapshot_name
 from hydra_daemon.store.partitions import read_stream
 from hydra_daemon.store.symbols import (
     COT,
+    COT_PANEL,
     FEATURES,
     FUTURES,
     LIBRARIES,
@@ -34,6 +37,7 @@ from hydra_daemon.store.symbols import (
     cot_symbol,
     data_symbol,
     feature_symbol,
+    market_of_cot,
     stream_of,
 )
 from hydra_daemon.store.watermark import Watermark
@@ -88,6 +92,62 @@ class _History:
         """Row position (in ``table``) of the point-in-time row at ``when``; None if nothing was available by then."""
         available = np.flatnonzero(self.available_ns <= when.value)
         return int(self.order[available[-1]]) if len(available) else None
+
+
+@dataclass(frozen=True)
+class _Panel:
+    """The COT panel (`store.cot_panel`) as read from one stored version: every market's revisions it holds, the
+    version of each market symbol they were read from, and the rows in point-in-time order per market — (market,
+    ``as_of``, ``revision``, ``available_at``), the order `_History` uses — so one comparison picks every market."""
+
+    version: tuple[int, int]  # of the panel symbol
+    columns: frozenset[str] | None  # the columns read (None: all)
+    sources: list[tuple[str, tuple[int, int]]]  # per market number: its symbol and the version its rows are
+    frame: pd.DataFrame  # as read (naive UTC, index ``ingested_at``), with the market number column
+    order: np.ndarray  # row positions in point-in-time order per market
+    numbers: np.ndarray  # market numbers in that order
+    available_ns: np.ndarray  # available_at (ns) in that order
+
+    @classmethod
+    def of(
+        cls,
+        frame: pd.DataFrame,
+        version: tuple[int, int],
+        columns: Sequence[str] | None,
+        sources: list[tuple[str, tuple[int, int]]],
+    ) -> _Panel:
+        numbers = frame[MARKET_COLUMN].to_numpy()
+        as_of, revision, available = (_int64(frame[c]) for c in _PIT_COLUMNS)
+        order = np.lexsort((available, revision, as_of, numbers))
+        wanted = None if columns is None else frozenset(columns)
+        return cls(version, wanted, sources, frame, order, numbers[order], available[order])
+
+    def serves_columns(self, columns: Sequence[str] | None) -> bool:
+        return self.columns is None or (columns is not None and self.columns.issuperset(columns))
+
+    @functools.cached_property
+    def _numbers(self) -> dict[str, int]:
+        return {symbol: number for number, (symbol, _) in enumerate(self.sources)}
+
+    def holds(self, symbol: str, version: tuple[int, int]) -> bool:
+        """Whether the panel's rows of ``symbol`` are those of its stored ``version``."""
+        number = self._numbers.get(symbol)
+        return number is not None and self.sources[number][1] == version
+
+    def latest(self, symbols: set[str], when: pd.Timestamp) -> pd.DataFrame:
+        """Per market of ``symbols`` (index ``market``) the point-in-time row at ``when`` of its newest ``as_of``
+        (`_History.latest_at` for every market at once); markets with none are left out. Only those rows are
+        taken, column by column (a row take of the whole frame would touch every one of its ~50 blocks)."""
+        known = np.flatnonzero(self.available_ns <= when.value)
+        numbers = self.numbers[known]
+        last = known[np.r_[numbers[1:] != numbers[:-1], True]] if len(known) else known
+        last = last[np.isin(self.numbers[last], [self._numbers[s] for s in symbols])]
+        rows = np.sort(self.order[last])
+        columns = {self.frame.index.name: self.frame.index.array.take(rows)}
+        columns |= {name: self.frame[name].array.take(rows) for name in self.frame.columns if name != MARKET_COLUMN}
+        markets = [market_of_cot(self.sources[number][0]) for number in self.frame[MARKET_COLUMN].to_numpy()[rows]]
+        index = pd.Index(markets, name="market", dtype=object)
+        return pd.DataFrame({name: _utc_values(values) for name, values in columns.items()}, index=index)
 
 
 class ReaderArgumentError(UserError, ValueError):
@@ -159,6 +219,7 @@ class Reader(Generic[Frame]):
         self._store = Store.open(uri, writer=False, quiet=not log)
         self._as_of: str | None = None
         self._cot_cache: dict[str, _History] = {}  # per COT symbol: its history at the version last read
+        self._cot_panel: _Panel | None = None  # the COT panel at the version last read
         if as_of_snapshot is not None:
             try:
                 self._as_of = self._snapshot(as_of_snapshot)
@@ -171,7 +232,9 @@ class Reader(Generic[Frame]):
     @_arguments_checked
     def markets(self) -> list[str]:
         """Every market with at least one symbol in the store, sorted."""
-        return sorted({symbol.split(".", 1)[0] for name in self._libraries() for symbol in self._symbols(name)})
+        return sorted(
+            {symbol.split(".", 1)[0] for name in self._libraries() for symbol in self._symbols(name)} - {COT_PANEL}
+        )
 
     @_arguments_checked
     def features(self, market: str) -> list[str]:
@@ -299,11 +362,12 @@ class Reader(Generic[Frame]):
         without any report by then (or without COT at all) has a row of missing values; ``LookupError`` if none of
         the markets has COT.
 
-        The first call reads the markets' whole histories (only ``columns`` plus the bitemporal ones decoded) in
-        one batched read as Arrow tables and keeps them in this Reader, each tied to the stored version it came
-        from; later calls — a backtest stepping ``at`` week by week — check the versions in one batched metadata
-        read, re-read only markets the daemon has written since, and pick each market's row with one vectorised
-        comparison. Memory: about 0.4 MB per market for 20 years of all columns."""
+        The first call reads the markets' whole histories (only ``columns`` plus the bitemporal ones decoded) from
+        the COT panel (`store.cot_panel`: one read for every market it holds at the market symbol's latest version;
+        the others, in one batched read of their own symbols) and keeps them in this Reader, tied to the stored
+        versions they came from; later calls — a backtest stepping ``at`` week by week — check the versions with
+        one listing, re-read only markets the daemon has written since, and pick each market's row with one
+        vectorised comparison. Memory: about 0.4 MB per market for 20 years of all columns."""
         when = _utc("cot_panel", "at", at)
         _names("cot_panel", "markets", markets)
         held = list(dict.fromkeys(self._holding(COT, [(market, cot_symbol(market)) for market in markets])))
@@ -369,41 +433,89 @@ class Reader(Generic[Frame]):
     def _latest_reports(self, markets: Sequence[str], when: pd.Timestamp, columns: list[str] | None) -> pd.DataFrame:
         """Per market (index) its newest ``as_of``'s point-in-time row at ``when``; markets without one are left out.
 
-        Picks from each market's whole history, kept in memory per stored version (`_cot_histories`), so a backtest
-        that asks for many ``at`` reads each market once and then pays one batched version check per call."""
-        histories = self._cot_histories(markets, columns)
+        Picks from each market's whole history, kept in memory per stored version: the COT panel's rows of every
+        market still at the version the panel recorded (`store.cot_panel`), the market's own history otherwise
+        (`_cot_histories`). One listing of the library's latest versions proves both current, so a backtest that
+        asks for many ``at`` reads each market once and then pays one listing per call."""
+        symbols = [cot_symbol(m) for m in markets]
+        versions = self._cot_versions()
+        for symbol in symbols:
+            if symbol not in versions:
+                raise LookupError(f"reading {COT}/{symbol} failed: it is not in the store any more")
+        in_panel = self._cot_panel_serving(symbols, versions, columns)
+        rest = [m for m, s in zip(markets, symbols, strict=True) if s not in in_panel]
         rows = []
-        for market, history in histories.items():
+        for market, history in self._cot_histories(rest, columns, versions).items():
             position = history.latest_at(when)
             if position is not None:
                 row = history.table.slice(position, 1)
                 rows.append(row.append_column("market", pa.array([market], pa.string())))
-        if not rows:
+        frames = [] if self._cot_panel is None or not in_panel else [self._cot_panel.latest(in_panel, when)]
+        if rows:
+            table = pa.concat_tables(rows, promote_options="permissive").replace_schema_metadata(None)
+            frames.append(restore_utc(table.to_pandas().set_index("market")))  # the index: a column
+        frames = [frame for frame in frames if not frame.empty]
+        if not frames:
             return pd.DataFrame(index=pd.Index([], name="market", dtype=object))
-        table = pa.concat_tables(rows, promote_options="permissive")
-        return restore_utc(table.replace_schema_metadata(None).to_pandas().set_index("market"))  # index: a column
+        return frames[0] if len(frames) == 1 else pd.concat(frames)
 
-    def _cot_histories(self, markets: Sequence[str], columns: list[str] | None) -> dict[str, _History]:
+    def _cot_versions(self) -> dict[str, tuple[int, int]]:
+        """(version, creation ns) of every symbol of the cot library this Reader reads, in one listing."""
+        return latest_versions(self._store.library(COT), self._as_of)
+
+    def _cot_panel_serving(
+        self, symbols: Sequence[str], versions: dict[str, tuple[int, int]], columns: list[str] | None
+    ) -> set[str]:
+        """The symbols whose rows this Reader takes from the COT panel: those the panel (cached, or read now when at
+        least two markets would otherwise be read) holds at their current version with ``columns``."""
+        panel = self._cot_panel
+        if panel is not None and (panel.version != versions.get(COT_PANEL) or not panel.serves_columns(columns)):
+            panel = self._cot_panel = None
+        cached = {s for s in symbols if s in self._cot_cache and self._cot_cache[s].serves(versions[s], columns)}
+        to_read = [s for s in symbols if s not in cached and (panel is None or not panel.holds(s, versions[s]))]
+        if panel is None and len(to_read) >= 2 and COT_PANEL in versions:
+            panel = self._cot_panel = self._read_cot_panel(columns)
+        if panel is None:
+            return set()
+        return {s for s in symbols if s not in cached and panel.holds(s, versions[s])}
+
+    def _read_cot_panel(self, columns: list[str] | None) -> _Panel | None:
+        """The COT panel at this Reader's snapshot (None if it vanished since the listing)."""
+        wanted: list[str] | None = None
+        if columns is not None:
+            wanted = [MARKET_COLUMN]
+            wanted.extend(columns)
+        try:
+            item = self._store.library(COT).read(COT_PANEL, as_of=self._as_of, columns=wanted)
+        except (NoDataFoundException, NoSuchVersionException):  # deleted since the listing: read per market
+            return None
+        sources = sources_of(item.metadata)
+        if sources is None:
+            return None
+        return _Panel.of(item.data, (item.version, item.timestamp), columns, sources)
+
+    def _cot_histories(
+        self, markets: Sequence[str], columns: list[str] | None, versions: dict[str, tuple[int, int]]
+    ) -> dict[str, _History]:
         """Per market, every revision of its COT reports (``columns``; None: all) at the version this Reader reads.
 
-        One batched metadata read says which stored version each symbol is at; a market whose cached history was
+        ``versions`` (one listing) says which stored version each symbol is at; a market whose cached history was
         read from that very version (number and creation time: a symbol deleted and written again cannot match)
         with the columns asked is reused, the others are read in one batch and cached under the version their read
         returned. A cached history is therefore always exactly what a read now would return (ArcticDB itself sees
         a new version within ~2 s); compaction writes a new version and so costs one re-read."""
         library = self._store.library(COT)
         symbols = [cot_symbol(m) for m in markets]
-        stale: dict[str, list[str] | None] = {s: columns for s in symbols if s not in self._cot_cache}
-        known = [s for s in symbols if s in self._cot_cache]
-        stored = library.read_metadata_batch([ReadInfoRequest(s, as_of=self._as_of) for s in known]) if known else []
-        for symbol, item in zip(known, stored, strict=True):
-            if isinstance(item, DataError):
-                raise LookupError(f"reading {library.name}/{symbol} failed: {item}")
-            version, cached = (item.version, item.timestamp), self._cot_cache[symbol]
-            if not cached.serves(version, columns):
-                stale[symbol] = cached.to_read(version, columns)
+        stale: dict[str, list[str] | None] = {}
+        for symbol in symbols:
+            cached = self._cot_cache.get(symbol)
+            if cached is None:
+                stale[symbol] = columns
+            elif not cached.serves(versions[symbol], columns):
+                stale[symbol] = cached.to_read(versions[symbol], columns)
         requests = [ReadRequest(s, as_of=self._as_of, columns=c) for s, c in stale.items()]
-        for symbol, result in zip(stale, library.read_batch(requests, output_format="pyarrow"), strict=True):
+        results = library.read_batch(requests, output_format="pyarrow") if requests else []
+        for symbol, result in zip(stale, results, strict=True):
             if isinstance(result, DataError):
                 raise LookupError(f"reading {library.name}/{symbol} failed: {result}")
             self._cot_cache[symbol] = _History.of(result.data, (result.version, result.timestamp), stale[symbol])
@@ -545,6 +657,20 @@ def _names(method: str, argument: str, names: Sequence[str]) -> None:
     """A list of names, not one string (which would be read letter by letter)."""
     if isinstance(names, str):
         raise ReaderArgumentError(f"Reader.{method}: {argument} must be a list of names, got the string {names!r}")
+
+
+def _int64(column: pd.Series) -> np.ndarray:
+    """A timestamp (ns, naive or UTC) or integer column as int64 values."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return pd.DatetimeIndex(column).asi8
+    values = column.to_numpy()
+    return values.view("int64") if values.dtype.kind == "M" else values.astype("int64", copy=False)
+
+
+def _utc_values(values: Any) -> Any:
+    """Values of a column as read, naive timestamps (UTC values) made UTC (`frames.restore_utc` for one column)."""
+    naive = isinstance(values.dtype, np.dtype) and values.dtype.kind == "M"
+    return pd.DatetimeIndex(values).tz_localize("UTC").array if naive else values
 
 
 def _rows(stored: pd.DataFrame) -> pd.DataFrame:

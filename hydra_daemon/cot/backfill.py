@@ -22,6 +22,7 @@ from hydra_daemon.cot.parse import parse_report
 from hydra_daemon.cot.persist import QuarantineLog, cot_table, record_backfill, write_features
 from hydra_daemon.cot.validate import validate_rows
 from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.cot_panel import refresh_cot_panel
 
 SNAPSHOT_LABEL = "cot-backfill"
 Progress = Callable[[int, int, str], None]
@@ -79,6 +80,7 @@ async def backfill_cot(
         )
         progress(done, len(plan), f"{kind} {year or f'{HISTORY_FIRST_YEAR}-{HISTORY_LAST_YEAR}'}")
     result.features = await anyio.to_thread.run_sync(_refresh_features, store, markets, now())
+    await anyio.to_thread.run_sync(refresh_cot_panel, store)
     if result.features or any(result.written.values()):
         result.snapshot = await anyio.to_thread.run_sync(store.snapshot, SNAPSHOT_LABEL)
     log.info("cot_backfill_done", written=result.written, quarantined=result.quarantined, features=result.features)

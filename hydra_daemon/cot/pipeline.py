@@ -24,6 +24,7 @@ from hydra_daemon.cot.persist import QuarantineLog, cot_table, quarantine_path, 
 from hydra_daemon.cot.validate import validate_rows
 from hydra_daemon.ingest import IngestPipeline, PipelineState, Problem
 from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.cot_panel import refresh_cot_panel
 
 MAX_POLL_INTERVAL_S = 3600.0
 SNAPSHOT_LABEL = "cot"
@@ -210,6 +211,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
                     revisions=int((written["revision"] > 0).sum()),
                 )
             total += len(written)
+        refresh_cot_panel(self._store)  # also after a crash left it stale: readers fall back until then
         if total or features:
             self._store.snapshot(SNAPSHOT_LABEL)
         return total

@@ -69,7 +69,7 @@ from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal import BITEMPORAL_COLUMNS
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.partitions import edge_ns, read_stream, stream_symbols
-from hydra_daemon.store.symbols import LIBRARIES, is_partitioned, stream_of
+from hydra_daemon.store.symbols import COT_PANEL, LIBRARIES, is_partitioned, stream_of
 
 log = structlog.get_logger()
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -251,7 +251,7 @@ def export_store_due(
         if not store.has_library(library_name):
             continue
         library = store.library(library_name)
-        for symbol in sorted({stream_of(symbol) for symbol in library.list_symbols()}):
+        for symbol in sorted({stream_of(symbol) for symbol in library.list_symbols()} - {COT_PANEL}):
             if until is not None and written and time.monotonic() > until:
                 return written
             checkpoint()

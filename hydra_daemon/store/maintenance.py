@@ -23,6 +23,7 @@ holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_in
 - **prune** versions superseded more than ``prune_grace_s`` ago (ArcticDB's version dates are wall time). A reader
   picks a version (cached up to 2 s) and reads its segments; deleting that version only after the grace window means
   a read in progress never loses its segments. The latest version is never deleted, nor one a snapshot pins;
+- **refresh** the COT panel (`store.cot_panel`) when a COT symbol moved since it was built;
 - **release** the LMDB pages the process has touched from its RSS (`Store.release_mapped_pages`), which otherwise
   grows with everything the process ever read.
 
@@ -51,8 +52,9 @@ import structlog
 from arcticdb.version_store.library import Library, VersionInfo
 
 from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.cot_panel import refresh_cot_panel
 from hydra_daemon.store.frames import restore_utc
-from hydra_daemon.store.symbols import LIBRARIES, is_partitioned, split_partition
+from hydra_daemon.store.symbols import COT, COT_PANEL, LIBRARIES, is_partitioned, split_partition
 
 __all__ = [
     "DAILY_PREFIX",
@@ -137,6 +139,7 @@ class Maintenance:
         closed = closed_parts(symbols)
         for name, symbol in symbols:
             self._compact(libraries[name], symbol, report, full=day_ended is not None, closed=(name, symbol) in closed)
+        self._refresh_cot_panel(report)
         if day_ended is not None:
             self._daily_snapshot([libraries[n] for n in sorted({n for n, _ in symbols})], day_ended, report)
         self._expire_snapshots(list(libraries.values()), report)
@@ -209,6 +212,16 @@ class Maintenance:
         small = rows < library.options().rows_per_segment // SMALL_SEGMENT_FRACTION
         run = merge_run(rows, self.policy.compact_every, ~small)
         return _rewrite_tail(library, symbol, segments, run)
+
+    def _refresh_cot_panel(self, report: MaintenanceReport) -> None:
+        """Rebuild the COT panel if a COT symbol moved since it was built (compacted just now, or written by a cycle
+        that crashed before rebuilding it), before the daily snapshot pins it (`store.cot_panel`)."""
+        try:
+            refresh_cot_panel(self._store)
+        except Exception as error:
+            if not self._store.status.write_failed(error, f"{COT}/{COT_PANEL}"):
+                raise
+            report.skipped_for_space += 1
 
     def _day_ended(self) -> date | None:
         """The UTC day that ended since the last daily snapshot (on the first run: yesterday), else None."""

@@ -34,6 +34,13 @@ the whole ``HE.mbp-1``: it stays readable as the stream's oldest part, and captu
 Bars, ``definition``, ``statistics``, chains, COT and features stay one symbol each: they grow slowly, and a backtest
 reads their whole history at once.
 
+**The COT panel.** ``cot-panel`` (`COT_PANEL`, in ``cot``; no dot, so it is never a ``<MARKET>.<suffix>`` name and
+never a market) is derived, not captured: every market's ``<MARKET>.cot`` rows in one table with a market number
+column, its version metadata naming each market symbol and the version it was built from (`store.cot_panel`). It
+exists because ArcticDB costs about 1 ms per symbol read, so 50 markets cannot be read in one call's budget; a
+reader uses a market's rows from it only while that market's symbol is still at the recorded version. Listings of
+markets and the Parquet lake leave it out.
+
 Every symbol index is a UTC ``DatetimeIndex``: the record's event time for market data, the ingestion time
 (``ingested_at``) for bitemporal tables.
 """
@@ -51,6 +58,8 @@ OPTIONS = "options"
 COT = "cot"
 FEATURES = "features"
 LIBRARIES: tuple[str, ...] = (FUTURES, OPTIONS, COT, FEATURES)
+COT_PANEL = "cot-panel"
+"""Every market's COT revisions in one symbol of ``cot`` (see the module docstring)."""
 
 _MARKET = re.compile(r"[A-Za-z0-9_]{1,32}")
 _SCHEMA = re.compile(r"[a-z0-9]{1,16}(-[a-z0-9]{1,16}){0,3}")
@@ -90,6 +99,12 @@ def chain_symbol(market: str) -> str:
 def cot_symbol(market: str) -> str:
     """COT report symbol, e.g. ``"HE.cot"``."""
     return f"{_market(market)}.cot"
+
+
+def market_of_cot(symbol: str) -> str | None:
+    """The market of a ``<MARKET>.cot`` symbol; None for any other symbol (the panel among them)."""
+    market, dot, suffix = symbol.partition(".")
+    return market if dot and suffix == "cot" and _MARKET.fullmatch(market) else None
 
 
 def feature_symbol(market: str, name: str) -> str:

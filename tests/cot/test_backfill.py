@@ -24,6 +24,7 @@ from hydra_daemon.sim.cftc_server import CftcFiles
 from hydra_daemon.sim.clock import SimClock
 from hydra_daemon.sim.http_server import HttpServer
 from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.cot_panel import refresh_cot_panel
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.lake import read_manifest
 from hydra_daemon.store.uri import default_lmdb_uri
@@ -61,6 +62,7 @@ async def test_backfill_over_history_and_yearly_zips_is_idempotent(store: Store,
     try:
         progress: list = []
         first = await _backfill(store, f"http://127.0.0.1:{server.port}", tmp_path, progress)
+        panel_was_current = not refresh_cot_panel(store)
         history = cot_table(store, "HE").history()
         again = await _backfill(store, f"http://127.0.0.1:{server.port}", tmp_path, [])
     finally:
@@ -73,6 +75,7 @@ async def test_backfill_over_history_and_yearly_zips_is_idempotent(store: Store,
     assert list(history["available_at"]) == [pd.Timestamp(release_time(d)) for d in weeks]
     assert first.written == {"HE": len(weeks), "ZC": len(weeks)}
     assert first.quarantined == 0 and first.unreadable == 0
+    assert panel_was_current  # the backfill left the COT panel current (`store.cot_panel`)
     assert again.written == {"HE": 0, "ZC": 0} and again.features == 0
     assert len(cot_table(store, "HE").history()) == len(weeks)
     z = FeatureStore(store).read_feature("HE", "cot_managed_money_net_z156")

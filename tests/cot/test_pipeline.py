@@ -23,6 +23,7 @@ from hydra_daemon.sim.clock import SimClock
 from hydra_daemon.sim.http_server import HttpServer
 from hydra_daemon.sim.http_types import HttpRequest, HttpResponse, Route
 from hydra_daemon.store.arctic import Store
+from hydra_daemon.store.cot_panel import refresh_cot_panel
 from hydra_daemon.store.features import FeatureStore
 
 REAL_2021_ZIP = Path(__file__).resolve().parents[1] / "data" / "fut_disagg_txt_2021.zip"
@@ -157,6 +158,7 @@ async def test_release_then_revision_end_to_end(store: Store, tmp_path: Path) ->
     assert first["as_of"].max() == pd.Timestamp("2026-03-10") and (first["revision"] == 0).all()
     assert len(store.library("cot").read("HE.cot", as_of=snapshots[-1]).data) == len(history)
     assert pipeline.stats.records == len(history) + len(cot_table(store, "LE").history())
+    assert not refresh_cot_panel(store)  # every cycle left the COT panel current (`store.cot_panel`)
 
 
 @pytest.mark.usefixtures("warm_symbol_lists")
