@@ -6,6 +6,8 @@ Real ArcticDB on LMDB."""
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -146,7 +148,7 @@ OPERATIONS = st.one_of(
 )
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations=st.lists(OPERATIONS, min_size=1, max_size=10), refreshed=st.booleans())
 def test_the_panel_path_equals_the_per_market_path(
     tmp_path_factory: pytest.TempPathFactory, operations: list[tuple[str, str, int, int]], refreshed: bool
@@ -215,4 +217,40 @@ def test_the_lake_leaves_the_panel_out(tmp_path: Path) -> None:
         assert refresh_cot_panel(store)
         written = export_store_due(store, tmp_path / "lake", date(2026, 12, 1))
     assert {path.parent.name for path in written} == {"HE.cot", "LE.cot"}
+    gc.collect()
+
+
+def test_a_writer_killed_between_an_append_and_the_panel_rewrite_leaves_it_stale_not_wrong(tmp_path: Path) -> None:
+    """SIGKILL after LE's append of week 3 (the panel holds weeks 0-2, HE appended week 3 too): Readers take ZC from
+    the panel and HE and LE from their symbols, equal to the per-market answers; the next maintenance run makes the
+    panel current again."""
+    uri = f"lmdb://{tmp_path / 'arctic'}?map_size=256MB"
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("cot_panel_writer.py")), uri],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        for line in child.stdout:
+            if line.split() == ["recorded", "3", "LE"]:
+                break
+            child.stdin.write("go\n")
+            child.stdin.flush()
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    times = _times(5)
+    markets = ["HE", "LE", "ZC"]
+    with _fresh_versions():
+        answers, read = _panel_answers(uri, markets, times)
+        assert read == {"HE", "LE"}  # both appended week 3 since the panel's rewrite
+        assert answers[1]["as_of"].tolist() == [FIRST + pd.Timedelta(weeks=w) for w in (3, 3, 2)]
+        with Store.open(uri, writer=True) as store:
+            Maintenance(store, MaintenancePolicy(compact_every=1, prune_grace_s=0)).run_once()
+            repaired, read = _panel_answers(uri, markets, times)
+            assert read == set()
+            _assert_same(answers, repaired)
+            _assert_same(answers, _per_market_answers(store, uri, markets, times))
     gc.collect()
