@@ -1,10 +1,10 @@
 """A simulated year of the daemon's storage: does the store stay small, fast and flat for months?
 
 Drives the real storage code — `StreamWriter` (options quotes, stored one symbol per UTC day, and chain snapshots,
-the shipped `[storage]` cadence), `chain_features` + `FeatureStore`, the COT `record_cycle` + `write_features`,
-`Maintenance` and the `Reader` (quotes of the last 10 minutes among its reads) — through trading days of a 23 h
-session on a simulated clock (advanced directly: no sleeping, no network). Per market and session second it generates
-`--quotes-per-s` mbp-1 records in Databento's binary layout (the DBN bytes, zstd level 3,
+the shipped `[storage]` cadence), `chain_features` + `FeatureStore`, the COT `record_cycle` + `write_features` and
+the COT panel's rewrite, `Maintenance` and the `Reader` (quotes of the last 10 minutes among its reads) — through
+trading days of a 23 h session on a simulated clock (advanced directly: no sleeping, no network). Per market and
+session second it generates `--quotes-per-s` mbp-1 records in Databento's binary layout (the DBN bytes, zstd level 3,
 are the comparison), hands the writer one batch per flush interval, snapshots a ~80-option chain (8 expiries) every
 60 s with its 4 features, runs maintenance every `maintenance_interval_s` of session time and, every Friday, a COT
 cycle that sometimes revises the previous week. Every `--period-days` trading days (21 = a month) it prints: disk
@@ -50,6 +50,7 @@ from hydra_daemon.options.features import chain_features
 from hydra_daemon.reader import Reader
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
+from hydra_daemon.store.cot_panel import refresh_cot_panel
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
 from hydra_daemon.store.resident import resident_bytes
@@ -335,6 +336,7 @@ class YearBench:
             written = table.record(rows, value_columns=values, available_at=release, ingested_at=stamp)
             history = table.history()[list(HISTORY_COLUMNS)]
             self.totals.records += len(written) + write_features(self.store, market.name, history, ingested_at=stamp)
+        refresh_cot_panel(self.store)
 
     def cot_cycle(self, friday: pd.Timestamp, period: Period, *, revise: bool) -> None:
         release = friday + pd.Timedelta(hours=20, minutes=30)
@@ -351,6 +353,7 @@ class YearBench:
                 return len(written) + write_features(self.store, name, history, ingested_at=release)
 
             self.totals.records += int(timed(period, "cot cycle", cycle))  # type: ignore[call-overload]
+        timed(period, "cot panel", lambda: refresh_cot_panel(self.store))  # as the pipeline ends each cycle
 
     def reader_latencies(self) -> dict[str, float]:
         at = pd.Timestamp(self.clock.ns, tz="UTC")

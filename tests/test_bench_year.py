@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_year.py"
-TARGETS = ("disk/zstd-DBN", "quotes flush p99", "chain flush p99", "feature write p99", "cot cycle p99")
+TARGETS = (
+    "disk/zstd-DBN",
+    "quotes flush p99",
+    "chain flush p99",
+    "feature write p99",
+    "cot cycle p99",
+    "cot panel p99",
+)
 READS = ("options_chain", "feature(1d)", "cot ", "quotes(10m)", "cot_panel 50x20y", "RSS", "of which heap")
 
 
