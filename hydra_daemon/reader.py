@@ -125,6 +125,10 @@ class _Panel:
     def serves_columns(self, columns: Sequence[str] | None) -> bool:
         return self.columns is None or (columns is not None and self.columns.issuperset(columns))
 
+    def to_read(self, columns: list[str] | None) -> list[str] | None:
+        """The columns to read the panel again with to serve ``columns``: with those kept."""
+        return None if columns is None or self.columns is None else sorted(self.columns.union(columns))
+
     @functools.cached_property
     def _numbers(self) -> dict[str, int]:
         return {symbol: number for number, (symbol, _) in enumerate(self.sources)}
@@ -466,15 +470,19 @@ class Reader(Generic[Frame]):
     def _cot_panel_serving(
         self, symbols: Sequence[str], versions: dict[str, tuple[int, int]], columns: list[str] | None
     ) -> set[str]:
-        """The symbols whose rows this Reader takes from the COT panel: those the panel (cached, or read now when at
-        least two markets would otherwise be read) holds at their current version with ``columns``."""
-        panel = self._cot_panel
-        if panel is not None and (panel.version != versions.get(COT_PANEL) or not panel.serves_columns(columns)):
-            panel = self._cot_panel = None
+        """The symbols whose rows this Reader takes from the COT panel: those the panel holds at their current
+        version with ``columns``. The panel kept from an earlier call still serves every market it holds at its
+        current version (even after the panel was rewritten: its recorded versions prove it); the stored panel is
+        read when at least two markets would otherwise be read from their own symbols."""
+        kept = self._cot_panel
+        panel = kept if kept is not None and kept.serves_columns(columns) else None
         cached = {s for s in symbols if s in self._cot_cache and self._cot_cache[s].serves(versions[s], columns)}
         to_read = [s for s in symbols if s not in cached and (panel is None or not panel.holds(s, versions[s]))]
-        if panel is None and len(to_read) >= 2 and COT_PANEL in versions:
-            panel = self._cot_panel = self._read_cot_panel(columns)
+        newer = COT_PANEL in versions and (panel is None or panel.version != versions[COT_PANEL])
+        if len(to_read) >= 2 and newer:
+            fresh = self._read_cot_panel(columns if kept is None else kept.to_read(columns))
+            if fresh is not None:
+                panel = self._cot_panel = fresh
         if panel is None:
             return set()
         return {s for s in symbols if s not in cached and panel.holds(s, versions[s])}

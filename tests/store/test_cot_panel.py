@@ -254,3 +254,39 @@ def test_a_writer_killed_between_an_append_and_the_panel_rewrite_leaves_it_stale
             _assert_same(answers, repaired)
             _assert_same(answers, _per_market_answers(store, uri, markets, times))
     gc.collect()
+
+
+def test_a_reader_kept_across_writes_and_rewrites_answers_what_a_fresh_one_does(
+    tmp_path: Path, fresh_versions: None
+) -> None:
+    """A backtest's Reader: after one market's new week (panel rewritten or not) it keeps the other markets from
+    the panel it holds and reads that market alone; after every market moved it reads the new panel."""
+    uri = f"lmdb://{tmp_path / 'arctic'}?map_size=256MB"
+    markets = ["HE", "LE", "ZC"]
+    times = _times(9)[::3]
+    with Store.open(uri, writer=True) as store, Reader(uri) as kept:
+        writer = Writer(store)
+        for market in markets:
+            writer.record(market, list(range(6)))
+        refresh_cot_panel(store)
+        narrow = kept.cot_panel(markets, times[-1], columns=["as_of"])
+        first = kept._cot_panel
+        assert first is not None and narrow["as_of"].notna().all()
+
+        def same_as_fresh() -> None:
+            fresh, _ = _panel_answers(uri, markets, times)
+            _assert_same([kept.cot_panel(markets, at) for at in times], fresh[: len(times)])
+
+        writer.record("LE", [6])
+        same_as_fresh()
+        assert set(kept._cot_cache) == {cot_symbol("LE")}  # HE and ZC from the panel first read (with all columns)
+        refresh_cot_panel(store)
+        same_as_fresh()
+        assert set(kept._cot_cache) == {cot_symbol("LE")}  # one market moved: the panel is not read again
+        for market in markets:
+            writer.record(market, [7], salt=2)
+        refresh_cot_panel(store)
+        same_as_fresh()
+        assert kept._cot_panel is not first and kept._cot_panel is not None
+        assert kept._cot_panel.holds(cot_symbol("HE"), kept._cot_versions()[cot_symbol("HE")])
+    gc.collect()
