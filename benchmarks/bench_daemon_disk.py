@@ -13,9 +13,10 @@ changed, so its `[storage]` cadence is the shipped one. Every `--sample-s` it pr
   DBN form, so they add disk but no DBN bytes (the ratio is the stricter for it);
 - the ratio of the two, and the disk cost of the rows stored since the previous sample (d-bytes / d-rows).
 
-Then it stops the daemon (SIGTERM) and prints ArcticDB's key counts per library and key type. The last line states
-the target: ratio at the end ≤ 2, and bytes per row of the last minutes (the final third of the run) no higher
-than of the first minute. `--minutes 0.5 --sample-s 10` is the short mode a test runs.
+After the last sample it prints, per library, ArcticDB's keys by type (count, bytes) and the LMDB pages beyond them,
+then stops the daemon (SIGTERM). The last line states the target: ratio at the end ≤ 2, and bytes per row of the
+last minutes (the final third of the run) no higher than of the first sample. `--minutes 0.1 --sample-s 2` is the
+short mode a test runs.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ import databento_dbn as dbn
 import numpy as np
 import pandas as pd
 import zstandard
-from arcticdb_ext.storage import KeyType
 
 from hydra_daemon.databento.decode import LAYOUTS, layout
 from hydra_daemon.sim.config import DEFAULT_API_KEY
@@ -62,14 +62,6 @@ RTYPES = {
     "ohlcv-eod": 36,
 }
 UNDEF_TIMESTAMP = np.uint64(dbn.UNDEF_TIMESTAMP)
-REPORTED_KEYS = (
-    KeyType.TABLE_DATA,
-    KeyType.TABLE_INDEX,
-    KeyType.VERSION,
-    KeyType.VERSION_REF,
-    KeyType.SNAPSHOT_REF,
-    KeyType.SYMBOL_LIST,
-)
 
 
 def to_dbn(frame: pd.DataFrame, schema: str) -> np.ndarray:
@@ -209,13 +201,16 @@ def line(sample: Sample, previous: Sample | None) -> str:
     return " ".join(fields)
 
 
-def key_counts(arctic: arcticdb.Arctic) -> list[str]:
-    """ArcticDB's keys per library and key type (what the disk holds besides data)."""
+def key_sizes(arctic: arcticdb.Arctic, root: Path) -> list[str]:
+    """Per library: ArcticDB's keys by type (count, KB) and what `du` holds beyond them (LMDB's free and part-filled
+    pages: the file never shrinks, freed pages are reused)."""
     lines = []
     for name in [n for n in LIBRARIES if n in arctic.list_libraries()]:
-        tool = arctic.get_library(name)._nvs.library_tool()
-        counts = " ".join(f"{key.name.lower()}={tool.count_keys(key)}" for key in REPORTED_KEYS)
-        lines.append(f"keys {name}: {counts}")
+        sizes = arctic.get_library(name).admin_tools().get_sizes()
+        kept = {kind: size for kind, size in sizes.items() if size.count}
+        parts = [f"{kind.name.lower()}={size.count}/{size.bytes_compressed / 1e3:.0f}KB" for kind, size in kept.items()]
+        slack = du_bytes(root / name) - sum(size.bytes_compressed for size in kept.values())
+        lines.append(f"keys {name}: {' '.join(parts)} lmdb_pages_beyond_keys={slack / 1e3:.0f}KB")
     return lines
 
 
@@ -257,10 +252,10 @@ def run(args: argparse.Namespace, work: Path) -> list[Sample]:
                     raise RuntimeError(f"the daemon exited with {daemon.returncode}; see {work / 'daemon.log'}")
                 samples.append(measure(arctic, work / "arctic", time.monotonic() - began))
                 print(line(samples[-1], samples[-2] if len(samples) > 1 else None), flush=True)
+            for text in key_sizes(arctic, work / "arctic"):
+                print(text, flush=True)
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=120)
-            for text in key_counts(arctic):
-                print(text, flush=True)
     return samples
 
 

@@ -5,8 +5,8 @@ own segment; never compacted and never pruned, disk grows with appends instead o
 holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_interval_s` in a worker thread:
 
 - **merge** (intraday) every symbol's trailing small segments — the appends since the last merge, and the earlier
-  merges no larger than twice what follows them (`merge_run`) — into one once that run has ``compact_every``
-  segments (market data, chains, COT, features alike), rewriting nothing else;
+  merges no larger than twice what follows them (`merge_run`) — into one once that run holds `MERGED_ROWS` rows or
+  has ``compact_every`` segments (market data, chains, COT, features alike), rewriting nothing else;
 - **merge up** once per UTC day: the same size-tiered run, over every segment smaller than two thirds of
   ``rows_per_segment`` (ArcticDB's own notion of compacted), so the segment count, which every append's index write
   is proportional to, follows the rows; and fold the version map (one key per version written otherwise
@@ -18,8 +18,8 @@ holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_in
   partition (written once) and a symbol with small segments before large ones (a store of an earlier layout). All
   of it keeps the version metadata, so watermarks and bitemporal bounds stay on the latest version;
 - **snapshot** ``daily-YYYYMMDD`` once per UTC day (right after the daily merge, so it pins merged segments), on
-  the first run after the day ended: "what did the store hold at the end of day D"; every snapshot (daily or a
-  pipeline's cycle snapshot) older than ``keep_daily_snapshots_days`` is deleted;
+  the first run after the day ended: "what did the store hold at the end of day D"; a daily snapshot older than
+  ``keep_daily_snapshots_days`` is deleted, a pipeline's cycle snapshot once the daily snapshot of its day exists;
 - **prune** versions superseded more than ``prune_grace_s`` ago (ArcticDB's version dates are wall time). A reader
   picks a version (cached up to 2 s) and reads its segments; deleting that version only after the grace window means
   a read in progress never loses its segments. The latest version is never deleted, nor one a snapshot pins;
@@ -68,8 +68,10 @@ __all__ = [
 log = structlog.get_logger()
 
 DAILY_PREFIX = "daily-"
-SMALL_SEGMENT_FRACTION = 8
-"""A segment with fewer rows than ``rows_per_segment / 8`` is small: intraday merges gather those only."""
+MERGED_ROWS = 17_000
+"""A segment of fewer rows is small: intraday merges gather those only, and merge them as soon as they hold this many
+rows. ArcticDB 6.28 stores a segment of mbp-1 quotes of more than ~16,400 rows at 42 B/row, one of fewer at 47-48
+(1,400 rows: 49; one 5 s flush of 700: 51), so a merge of fewer rows would cost more and be rewritten again."""
 GROWTH = 2
 """A segment joins a merge run only if it has at most this many times the rows of the newer segments in the run."""
 _SNAPSHOT_DAY = re.compile(r"^[A-Za-z0-9_-]+?-(\d{8})(?:T\d{6}\d*Z)?$")
@@ -206,11 +208,14 @@ class Maintenance:
         return _rewrite_tail(library, symbol, segments, merge_run(rows, 2, large))
 
     def _merge_small(self, library: Library, symbol: str) -> bool:
-        """Merge the trailing run (`merge_run`) of small segments once it has ``compact_every`` of them."""
+        """Merge the trailing run (`merge_run`) of small segments once it holds `MERGED_ROWS` rows (a busy symbol:
+        the merged segment is large, never rewritten intraday) or has ``compact_every`` segments (a slow one: its
+        index stays short)."""
         segments = library._nvs.read_index(symbol)
         rows = (segments["end_row"] - segments["start_row"]).to_numpy()
-        small = rows < library.options().rows_per_segment // SMALL_SEGMENT_FRACTION
-        run = merge_run(rows, self.policy.compact_every, ~small)
+        run = merge_run(rows, 2, rows >= MERGED_ROWS)
+        if run < self.policy.compact_every and rows[len(rows) - run :].sum() < MERGED_ROWS:
+            run = 0
         return _rewrite_tail(library, symbol, segments, run)
 
     def _refresh_cot_panel(self, report: MaintenanceReport) -> None:
@@ -247,18 +252,27 @@ class Maintenance:
         self._last_daily = ended
 
     def _expire_snapshots(self, libraries: list[Library], report: MaintenanceReport) -> None:
+        """Daily snapshots older than the retention window go; a pipeline's cycle snapshot goes once the daily
+        snapshot of its day (or a later one) exists: until then it pins that day's intraday segments, which the day's
+        merges rewrite (kept, they would hold every day's quotes twice for the retention window)."""
         today = datetime.fromtimestamp(self._clock() / 1e9, UTC).date()
         oldest_kept = today - timedelta(days=self.policy.keep_daily_snapshots_days)
         for library in libraries:
-            for name in library.list_snapshots(load_metadata=False):
-                day = _snapshot_day(name)
-                if day is not None and day < oldest_kept:
+            days = {name: _snapshot_day(name) for name in library.list_snapshots(load_metadata=False)}
+            dailies = [day for name, day in days.items() if day is not None and name.startswith(DAILY_PREFIX)]
+            covered = max(dailies, default=None)
+            for name, day in days.items():
+                if day is None:
+                    continue
+                cycle_covered = not name.startswith(DAILY_PREFIX) and covered is not None and day <= covered
+                if day < oldest_kept or cycle_covered:
                     library.delete_snapshot(name)
                     report.snapshots_deleted += 1
 
     def _prune(self, library: Library, symbol: str, report: MaintenanceReport) -> None:
-        """Delete versions superseded more than the grace window ago, from the list `_compact` took: a version
-        compaction just superseded keeps its place until the next run."""
+        """Delete versions superseded more than the grace window ago, from the list `_compact` took (a version
+        compaction just superseded keeps its place until the next run), then fold the symbol's version map: ArcticDB
+        keeps a key per version written and per deletion until it is folded (into ~30 B per live version)."""
         cutoff = self._wall_clock() - self.policy.prune_grace_s
         with self._store.symbol_lock(library.name, symbol):
             live = self._listed.pop((library.name, symbol))
@@ -269,6 +283,7 @@ class Maintenance:
             ]
             if expired:
                 library.delete(symbol, versions=expired)
+                library._nvs.version_store._compact_version_map(symbol)  # else a ~600 B key per version and delete
         key = (library.name, symbol)
         if key in self._closed_compacted and key not in self._compacted_now and len(live) - len(expired) == 1:
             self._settled.add(key)  # compacted, one version, never written again

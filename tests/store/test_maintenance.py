@@ -15,7 +15,14 @@ from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.frames import restore_utc
-from hydra_daemon.store.maintenance import GROWTH, Maintenance, MaintenancePolicy, daily_snapshot_name, merge_run
+from hydra_daemon.store.maintenance import (
+    GROWTH,
+    MERGED_ROWS,
+    Maintenance,
+    MaintenancePolicy,
+    daily_snapshot_name,
+    merge_run,
+)
 from hydra_daemon.store.partitions import read_stream, stream_symbols
 from hydra_daemon.store.symbols import COT, FEATURES, FUTURES, cot_symbol, partition_symbol
 from hydra_daemon.store.writer import StreamWriter, Watermark
@@ -82,7 +89,7 @@ def test_merges_never_rewrite_a_large_segment_for_a_few_new_rows(store: Store) -
     maintenance = Maintenance(store, MaintenancePolicy(compact_every=3, prune_grace_s=0.0), clock=lambda: now["ns"])
     maintenance.run_once()
     writer = StreamWriter(store, flush_rows=1)
-    writer.add(FUTURES, SYMBOL, _trades(0, 20_000), ["sequence"])  # one large segment (not small: ≥ 100k / 8)
+    writer.add(FUTURES, SYMBOL, _trades(0, 20_000), ["sequence"])  # one large segment (not small: ≥ MERGED_ROWS)
     writer.flush_due()
     for second in range(20_000, 20_004):
         writer.add(FUTURES, SYMBOL, _trades(second), ["sequence"])
@@ -152,6 +159,27 @@ def test_a_merge_run_joins_only_segments_no_larger_than_twice_the_newer_ones(row
         assert excluded[-run - 1] or sizes[-run - 1] > GROWTH * tail.sum()
 
 
+def test_a_busy_symbol_merges_once_its_appends_hold_a_large_segment_of_rows(store: Store) -> None:
+    """Merged at `MERGED_ROWS` rows, not at `compact_every` appends: the merged segment is stored at the large-segment
+    cost and never rewritten intraday, while the appends after it wait for their own rows."""
+    maintenance = Maintenance(store, MaintenancePolicy(compact_every=100, prune_grace_s=0.0))
+    maintenance.run_once()  # the day's merge and snapshot, on an empty store
+    writer = StreamWriter(store, flush_rows=1)
+    for start in range(0, MERGED_ROWS + 1_000, 6_000):  # three appends holding 18,000 rows
+        writer.add(FUTURES, SYMBOL, _trades(start, 6_000), ["sequence"])
+        writer.flush_due()
+    assert maintenance.run_once().compacted == 1
+    merged = store.library(FUTURES)._nvs.read_index(SYMBOL).iloc[0]
+    for start in range(18_000, 18_010, 5):
+        writer.add(FUTURES, SYMBOL, _trades(start, 5), ["sequence"])
+        writer.flush_due()
+    assert maintenance.run_once().compacted == 0  # two small appends: neither enough rows nor compact_every
+    index = store.library(FUTURES)._nvs.read_index(SYMBOL)
+    assert list(index["end_row"] - index["start_row"]) == [18_000, 5, 5]
+    assert index.iloc[0]["content_hash"] == merged["content_hash"]
+    assert list(restore_utc(store.library(FUTURES).read(SYMBOL).data)["sequence"]) == list(range(18_010))
+
+
 def test_versions_superseded_within_the_grace_window_survive(store: Store) -> None:
     clock = _Clock(0.0)
     policy = MaintenancePolicy(compact_every=100, prune_grace_s=0.0)
@@ -197,12 +225,25 @@ def test_one_snapshot_per_utc_day_kept_for_the_retention_window(store: Store) ->
     assert list(held["sequence"]) == [0, 1, 2, 3]
 
 
-def test_cycle_snapshots_expire_with_the_daily_ones(store: Store) -> None:
-    _append_one_row_flushes(store, 2)
-    old = store.snapshot("cot")
-    now_ns = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=4)).value
-    Maintenance(store, MaintenancePolicy(keep_daily_snapshots_days=3), clock=lambda: now_ns).run_once()
-    assert old not in store.library(FUTURES).list_snapshots(load_metadata=False)
+def test_a_cycle_snapshot_lasts_until_the_daily_snapshot_of_its_day_then_its_segments_go(store: Store) -> None:
+    """A pipeline's cycle snapshot pins the symbols' intraday state; once the day's daily snapshot holds the store at
+    the end of that day, the cycle snapshot is deleted and what only it pinned (segments merged since) is pruned."""
+    today = pd.Timestamp.now(tz="UTC").normalize()  # cycle snapshots are named by wall time
+    now = {"ns": (today + pd.Timedelta(hours=1)).value}
+    maintenance = Maintenance(store, MaintenancePolicy(compact_every=3, prune_grace_s=0.0), clock=lambda: now["ns"])
+    maintenance.run_once()  # yesterday's daily snapshot, of an empty store
+    _append_one_row_flushes(store, 3)
+    cycle = store.snapshot("cot")
+    pinned = store.library(FUTURES).read(SYMBOL, as_of=cycle).version
+    _converge(maintenance)  # the day goes on: the three appends are merged, the cycle snapshot keeps its version
+    assert cycle in store.library(FUTURES).list_snapshots(load_metadata=False)
+    assert pinned in [key.version for key in store.library(FUTURES).list_versions(SYMBOL)]
+    now["ns"] += DAY_NS  # the day ended: its daily snapshot supersedes the cycle's
+    assert maintenance.run_once().snapshots_taken == [daily_snapshot_name(today.date())]
+    maintenance.run_once()
+    assert list(store.library(FUTURES).list_snapshots(load_metadata=False)) == [daily_snapshot_name(today.date())]
+    assert len(store.library(FUTURES).list_versions(SYMBOL)) == 1
+    assert list(restore_utc(store.library(FUTURES).read(SYMBOL).data)["sequence"]) == [0, 1, 2]
 
 
 def _cot_rows(weeks: int, value: float) -> pd.DataFrame:
@@ -297,20 +338,18 @@ def test_a_store_of_the_previous_layout_converges_and_loses_nothing(tmp_path: Pa
         assert table.point_in_time(later)["net"].iloc[-1] == 99.0
 
 
-def test_the_daily_pass_compacts_the_version_map(store: Store) -> None:
-    """One key per version written would grow with appends forever; the daily pass folds them into one."""
+def test_pruning_folds_the_version_map(store: Store) -> None:
+    """ArcticDB writes a key per version and per deletion, which would grow with appends; every prune folds them."""
     now = {"ns": pd.Timestamp("2024-03-05 10:00", tz="UTC").value}
     maintenance = Maintenance(store, MaintenancePolicy(compact_every=1000, prune_grace_s=0.0), clock=lambda: now["ns"])
     maintenance.run_once()
     _append_one_row_flushes(store, 40)
-    maintenance.run_once()  # prunes 39 versions (a tombstone key each) but leaves the version map as it is
 
     def version_keys() -> int:
         sizes = store.library(FUTURES).admin_tools().get_sizes_for_symbol(SYMBOL)
         return next(size.count for kind, size in sizes.items() if kind.name == "VERSION")
 
     assert version_keys() >= 40
-    now["ns"] += DAY_NS
-    maintenance.run_once()
+    assert maintenance.run_once().pruned_versions == 39
     assert version_keys() <= 3
     assert list(restore_utc(store.library(FUTURES).read(SYMBOL).data)["sequence"]) == list(range(40))
