@@ -120,7 +120,7 @@ def measure(arctic: arcticdb.Arctic, root: Path, seconds: float) -> Sample:
     for name in [n for n in LIBRARIES if n in arctic.list_libraries()]:
         library = arctic.get_library(name)
         for symbol in library.list_symbols():
-            schema = stream_of(symbol).split(".", 1)[1]  # quotes are stored one symbol per UTC day
+            schema = stream_of(symbol).partition(".")[2]  # quotes are stored one symbol per UTC day
             if name in (FUTURES, OPTIONS) and schema in LAYOUTS:
                 frame = library.read(symbol).data
                 records = to_dbn(frame, schema)
