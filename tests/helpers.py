@@ -6,12 +6,16 @@ under a generous timeout that guards against hangs; none is a timing assertion.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import struct
 import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -109,3 +113,26 @@ def record_keys(frame: pd.DataFrame, schema: str) -> Counter[tuple[Any, ...]]:
     ns = (index.tz_localize("UTC") if index.tz is None else index).asi8
     columns = [*RECORD_KEYS[schema], "symbol"]
     return Counter(zip(ns, *(canonical(frame[c]) for c in columns), strict=True))
+
+
+_FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS, _FS_IMMUTABLE_FL = 0x80086601, 0x40086602, 0x10
+
+
+def set_immutable(paths: list[Path], on: bool) -> None:
+    """chattr ±i through the ioctl: root cannot be stopped by file modes, but the immutable flag stops every write,
+    also through files LMDB holds open (it needs CAP_LINUX_IMMUTABLE, which root has)."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            flags = struct.unpack("l", fcntl.ioctl(fd, _FS_IOC_GETFLAGS, struct.pack("l", 0)))[0]
+            flags = flags | _FS_IMMUTABLE_FL if on else flags & ~_FS_IMMUTABLE_FL
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("l", flags))
+        finally:
+            os.close(fd)
+
+
+def store_paths(store_dir: Path) -> list[Path]:
+    """The store directory, each library's directory and LMDB data file: what `set_immutable` makes read-only. Not
+    `lock.mdb`: LMDB writes its reader table through a shared mapping, and an immutable one kills the process with
+    SIGBUS at the next write, which is not the fault these tests are about."""
+    return [store_dir, *sorted(store_dir.glob("*/")), *sorted(store_dir.glob("*/data.mdb"))]

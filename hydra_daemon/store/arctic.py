@@ -6,8 +6,10 @@ import ctypes
 import dataclasses
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any, cast
 
 import arcticdb
 import pandas as pd
@@ -19,7 +21,9 @@ from hydra_daemon.store.health import (
     StorageFullError,
     StorageStatus,
     StoreUnwritableError,
+    is_unwritable,
     map_size_bytes,
+    unwritable_message,
 )
 from hydra_daemon.store.lease import FileLease, LeaseLostError, S3Lease, StoreLockedError, lease_key, s3_client
 from hydra_daemon.store.resident import release_pages, store_mappings
@@ -96,7 +100,8 @@ class Store:
 
     @classmethod
     def open(cls, uri: str, *, writer: bool, quiet: bool = False) -> Store:
-        """Open the store at ``uri``; :class:`StoreLockedError` if ``writer`` and another process holds the lease.
+        """Open the store at ``uri``; :class:`StoreLockedError` if ``writer`` and another process holds the lease,
+        :class:`StoreUnwritableError` if an LMDB store's files may not be written.
         ``quiet`` logs neither the opening nor the closing (a research `Reader` stays silent unless asked)."""
         location = parse_uri(validate_uri(uri))
         name = redact_uri(uri)
@@ -113,9 +118,11 @@ class Store:
             store = cls(uri, _ARCTICS.acquire(key, uri), key, lease)
             if writer:
                 store._delete_staged_segments()
-        except BaseException:
+        except BaseException as error:
             if lease is not None:
                 lease.release()
+            if isinstance(location, LmdbLocation) and is_unwritable(error):
+                raise StoreUnwritableError(unwritable_message(location.path, error)) from None
             raise
         store.quiet = quiet
         if not quiet:
@@ -130,9 +137,10 @@ class Store:
                 if not self.writer and not self._handle().has_library(name):
                     raise LookupError(f"store {redact_uri(self.uri)} has no library {name!r} yet")
                 options = LIBRARY_OPTIONS if self.writer else None
-                self._libraries[name] = self._handle().get_library(
-                    name, create_if_missing=self.writer, library_options=options
-                )
+                library = self._handle().get_library(name, create_if_missing=self.writer, library_options=options)
+                if self.writer and self.status.lmdb:
+                    library = cast(Library, _GuardedLmdb(library, self.status, threading.RLock()))
+                self._libraries[name] = library
             return self._libraries[name]
 
     def has_library(self, name: str) -> bool:
@@ -252,6 +260,62 @@ class Store:
             for symbol in library.get_staged_symbols():
                 log.warning("store.staged_segments_deleted", library=library_name, symbol=symbol)
                 library.delete_staged_data(symbol)
+
+
+_READS = frozenset(
+    {
+        "name",
+        "read",
+        "read_batch",
+        "read_metadata",
+        "read_metadata_batch",
+        "head",
+        "tail",
+        "has_symbol",
+        "list_versions",
+        "list_snapshots",
+        "get_description",
+        "get_description_batch",
+        "get_staged_symbols",
+        "options",
+        "compact_data_explain_plan",
+        "is_symbol_fragmented",
+    }
+)
+
+
+class _GuardedLmdb:
+    """A writer's LMDB library (or an object reached through it, e.g. ``_nvs``): every call but the known reads holds
+    the library's lock, refuses once the store stopped writing, and records its own failure before letting go.
+
+    After a commit failed, the next write to that LMDB environment crashes the process (see `store.health`); without
+    this, another thread's write could start between a failure and its being recorded (measured: SIGSEGV in the lake
+    job's ``list_symbols``, which compacts ArcticDB's symbol list, a write, right after a feature write failed). LMDB
+    runs one write transaction per environment at a time anyway. Known reads run unguarded (they may fail after a
+    failed commit — ``MDB_PANIC`` — but as exceptions)."""
+
+    def __init__(self, target: Any, status: StorageStatus, lock: threading.RLock) -> None:
+        self._target, self._status, self._lock = target, status, lock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if name in _READS:
+            return attr
+        if not callable(attr):
+            return _GuardedLmdb(attr, self._status, self._lock)
+        return self._guarded(attr, name)
+
+    def _guarded(self, call: Callable[..., Any], name: str) -> Callable[..., Any]:
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self._status.require_space()
+                try:
+                    return call(*args, **kwargs)
+                except Exception as error:
+                    self._status.record_fault(error, f"{name} {args[0] if args else ''}".strip())
+                    raise
+
+        return guarded
 
 
 def _never_free(*handles: object) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import structlog
 from arcticdb.exceptions import LmdbMapFullError
 
+from hydra_daemon.errors import UserError
 from hydra_daemon.store.usage import StoreUsage
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "is_out_of_space",
     "is_unwritable",
     "map_size_bytes",
+    "unwritable_message",
 ]
 
 log = structlog.get_logger()
@@ -79,9 +81,17 @@ class StorageFullError(StorageFaultError):
     at open)."""
 
 
-class StoreUnwritableError(StorageFaultError):
-    """The LMDB store stopped being writable: no more writes in this process; once it is writable again the daemon
-    exits with status 1 for systemd to restart it (`StorageStatus.cleared`)."""
+class StoreUnwritableError(UserError, StorageFaultError):
+    """The LMDB store is not writable: at open, one `error:` line; while running, no more writes in this process, and
+    once it is writable again the daemon exits with status 1 for systemd to restart it (`StorageStatus.cleared`)."""
+
+
+def unwritable_message(store_dir: Path, error: BaseException) -> str:
+    """What is wrong and what to do when the LMDB store at `store_dir` may not be written."""
+    return (
+        f"store {store_dir} is not writable ({_first_line(error)}): make {store_dir} and the files under it writable "
+        "for the daemon's user (remount the filesystem read-write, fix ownership or mode, chattr -i)"
+    )
 
 
 class StorageStatus:
@@ -101,14 +111,20 @@ class StorageStatus:
         """Record `error` if it stops this process's writes — a lack of space, or an LMDB store no longer writable
         (returns True); the log line says how to fix it. Other errors (e.g. S3 answering 503) are the caller's to
         retry."""
+        if self.record_fault(error, what):
+            return True
+        with self._lock:
+            self._retrying = f"writes to store {self._uri_for_hint} failing ({_first_line(error)}) writing {what}"
+        return False
+
+    def record_fault(self, error: BaseException, what: str) -> bool:
+        """Record `error` if it stops this process's writes (lack of space, LMDB store not writable); True if so."""
         if is_out_of_space(error):
             self._space_fault(error, what)
             return True
         if self._lmdb_dir is not None and is_unwritable(error):
             self._unwritable_fault(error, what)
             return True
-        with self._lock:
-            self._retrying = f"writes to store {self._uri_for_hint} failing ({_first_line(error)}) writing {what}"
         return False
 
     def write_succeeded(self) -> None:

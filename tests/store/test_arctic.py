@@ -15,9 +15,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from hydra_daemon.store.arctic import Store, StoreLockedError, StoreReadOnlyError, lock_path
+from hydra_daemon.errors import UserError
+from hydra_daemon.store.arctic import Store, StoreLockedError, StoreReadOnlyError, StoreUnwritableError, lock_path
 from hydra_daemon.store.lease import LEASE_OBJECT, LeaseHolder, LeaseLostError, S3Lease
 from hydra_daemon.store.symbols import COT, FUTURES
+from tests.helpers import set_immutable, store_paths
 
 PROCS = Path(__file__).with_name("store_procs.py")
 
@@ -209,3 +211,18 @@ def test_writer_open_deletes_staged_segments_left_by_a_crash(lmdb_uri: str) -> N
         assert reader.library(FUTURES).get_staged_symbols() == ["HE.trades"], "readers leave them alone"
     with Store.open(lmdb_uri, writer=True) as store:
         assert store.library(FUTURES).get_staged_symbols() == []
+
+
+def test_opening_a_read_only_lmdb_store_for_writing_is_one_user_error_saying_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "arctic"
+    with Store.open(f"lmdb://{path}?map_size=64MB", writer=True) as store:
+        store.library(FUTURES)
+    set_immutable(store_paths(path), True)
+    try:
+        with pytest.raises(StoreUnwritableError, match=f"store {path} is not writable") as refused:
+            Store.open(f"lmdb://{path}?map_size=64MB", writer=True)
+        assert isinstance(refused.value, UserError) and "chattr -i" in str(refused.value)
+    finally:
+        set_immutable(store_paths(path), False)
+    with Store.open(f"lmdb://{path}?map_size=64MB", writer=True) as store:  # the lease was released
+        assert store.has_library(FUTURES)
