@@ -18,7 +18,8 @@ holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_in
   partition (written once) and a symbol with small segments before large ones (a store of an earlier layout). All
   of it keeps the version metadata, so watermarks and bitemporal bounds stay on the latest version;
 - **snapshot** ``daily-YYYYMMDD`` once per UTC day (right after the daily merge, so it pins merged segments), on
-  the first run after the day ended: "what did the store hold at the end of day D"; a daily snapshot older than
+  the first run after the day ended: "what did the store hold at the end of day D" (day partitions of later days
+  left out: it held none of their rows); a daily snapshot older than
   ``keep_daily_snapshots_days`` is deleted, a pipeline's cycle snapshot once the daily snapshot of its day exists;
 - **prune** versions superseded more than ``prune_grace_s`` ago (ArcticDB's version dates are wall time). A reader
   picks a version (cached up to 2 s) and reads its segments; deleting that version only after the grace window means
@@ -49,6 +50,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 import structlog
+from arcticdb.exceptions import NoSuchVersionException
 from arcticdb.version_store.library import Library, VersionInfo
 
 from hydra_daemon.store.arctic import Store
@@ -143,7 +145,8 @@ class Maintenance:
             self._compact(libraries[name], symbol, report, full=day_ended is not None, closed=(name, symbol) in closed)
         self._refresh_cot_panel(report)
         if day_ended is not None:
-            self._daily_snapshot([libraries[n] for n in sorted({n for n, _ in symbols})], day_ended, report)
+            later = [(n, s) for n, s in symbols if (part := split_partition(s)) is not None and part[1] > day_ended]
+            self._daily_snapshot([libraries[n] for n in sorted({n for n, _ in symbols})], day_ended, later, report)
         self._expire_snapshots(list(libraries.values()), report)
         for name, symbol in symbols:
             self._prune(libraries[name], symbol, report)
@@ -235,13 +238,21 @@ class Maintenance:
             return None
         return ended
 
-    def _daily_snapshot(self, libraries: list[Library], ended: date, report: MaintenanceReport) -> None:
+    def _daily_snapshot(
+        self, libraries: list[Library], ended: date, later: list[tuple[str, str]], report: MaintenanceReport
+    ) -> None:
+        """Snapshot every library as ``daily-<ended>``, without the ``later`` day partitions (rows of days after
+        ``ended``, which the store did not hold at its end: pinned, the new day's first appends would stay on disk
+        beside their merged copy for the retention window)."""
         name = daily_snapshot_name(ended)
         for library in libraries:
             if name in library.list_snapshots(load_metadata=False):
                 continue
+            skipped = [symbol for library_name, symbol in later if library_name == library.name]
             try:
-                library.snapshot(name)
+                library.snapshot(name, skip_symbols=skipped)
+            except NoSuchVersionException:
+                continue  # nothing but later partitions in this library
             except Exception as error:
                 if not self._store.status.write_failed(error, f"{library.name} snapshot {name}"):
                     raise

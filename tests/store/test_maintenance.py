@@ -225,6 +225,23 @@ def test_one_snapshot_per_utc_day_kept_for_the_retention_window(store: Store) ->
     assert list(held["sequence"]) == [0, 1, 2, 3]
 
 
+def test_the_daily_snapshot_leaves_out_the_partitions_of_later_days(store: Store) -> None:
+    """At its first run after midnight the new day's partition already holds a few appends; the store at the end of
+    the day that ended held none of them, and pinned they would stay beside their merged copy for the retention."""
+    day = BASE.normalize()
+    now = {"ns": (day + pd.Timedelta(days=1, seconds=30)).value}
+    writer = StreamWriter(store, flush_rows=1)
+    writer.add(FUTURES, QUOTES, _trades(0, 3), ["sequence"])  # 14:30 on day
+    writer.flush_due()
+    late = _trades(0, 2).set_axis(pd.DatetimeIndex([day + pd.Timedelta(days=1, seconds=s) for s in (5, 9)]))
+    writer.add(FUTURES, QUOTES, late.assign(sequence=[3, 4]), ["sequence"])  # the next day's first seconds
+    writer.flush_due()
+    report = Maintenance(store, MaintenancePolicy(), clock=lambda: now["ns"]).run_once()
+    assert report.snapshots_taken == [daily_snapshot_name(day.date())]
+    held = store.library(FUTURES).list_symbols(snapshot_name=daily_snapshot_name(day.date()))
+    assert held == [partition_symbol(QUOTES, day.date())]
+
+
 def test_a_cycle_snapshot_lasts_until_the_daily_snapshot_of_its_day_then_its_segments_go(store: Store) -> None:
     """A pipeline's cycle snapshot pins the symbols' intraday state; once the day's daily snapshot holds the store at
     the end of that day, the cycle snapshot is deleted and what only it pinned (segments merged since) is pruned."""
