@@ -27,6 +27,7 @@ from hydra_daemon.sim.venue import VenueConfig, VenueThread
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.uri import default_lmdb_uri
 from tests.helpers import fast_config
+from tests.s3_fault_proxy import ProxyProcess
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +138,11 @@ def s3_bucket(moto_server: MotoServer) -> S3Bucket:
 @pytest.fixture
 def s3_uri(s3_bucket: S3Bucket) -> str:
     return s3_bucket.uri
+
+
+@pytest.fixture
+def s3_proxy(moto_server: MotoServer) -> Iterator[ProxyProcess]:
+    """A fault-injecting proxy process in front of the moto server (tests/s3_fault_proxy.py)."""
+    running = ProxyProcess(moto_server.port)
+    yield running
+    running.close()

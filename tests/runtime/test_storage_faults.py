@@ -143,22 +143,15 @@ def test_read_only_store_fails_health_says_the_fix_and_capture_resumes_without_l
     audit(daemons.uri, daemons.venue)
 
 
-@pytest.fixture
-def proxy(moto_server: MotoServer) -> Iterator[ProxyProcess]:
-    running = ProxyProcess(moto_server.port)
-    yield running
-    running.close()
-
-
 def failing(answer: dict[str, Any], library: str) -> str | None:
     """The store's reason while writes to `library` fail and are retried, if it says so."""
     return next((r for r in answer["reasons"] if "failing" in r and f"writing {library}/" in r), None)
 
 
 def test_s3_errors_and_a_lost_response_degrade_health_and_capture_resumes_without_loss(
-    tmp_path: Path, venue: VenueThread, s3_bucket: S3Bucket, proxy: ProxyProcess
+    tmp_path: Path, venue: VenueThread, s3_bucket: S3Bucket, s3_proxy: ProxyProcess
 ) -> None:
-    uri = f"s3://127.0.0.1:{s3_bucket.name}?access={S3_ACCESS}&secret={S3_SECRET}&port={proxy.port}"
+    uri = f"s3://127.0.0.1:{s3_bucket.name}?access={S3_ACCESS}&secret={S3_SECRET}&port={s3_proxy.port}"
     data = f"/{s3_bucket.name}/"
     runs = Daemons(tmp_path, venue, uri)
     try:
@@ -166,17 +159,17 @@ def test_s3_errors_and_a_lost_response_degrade_health_and_capture_resumes_withou
         before = daemon.wait_health(storing(), "storing")
         # An outage of the futures library: every write answered 500, 503 or SlowDown, past ArcticDB's own retries
         # (11 attempts over ~26 s, measured).
-        proxy.fault(Rule(Fault.ERRORS, ("PUT",), (data + "futures",)))
+        s3_proxy.fault(Rule(Fault.ERRORS, ("PUT",), (data + "futures",)))
         outage = daemon.wait_health(lambda h: failing(h, "futures") is not None, "degraded: futures writes failing")
         # Then every options append commits and loses the response of its last write (the version reference), so it
         # fails after those retries although it took effect; every other request meets 500, 503 or SlowDown, which
         # ArcticDB's retries absorb.
-        proxy.fault(
+        s3_proxy.fault(
             Rule(Fault.DROP_AFTER_FORWARD, ("PUT",), (data + "options", "/vref/")),
             Rule(Fault.FLAKY, (), (data + "options",)),
         )
         lost = daemon.wait_health(lambda h: failing(h, "options") is not None, "degraded: options append lost")
-        proxy.clear()
+        s3_proxy.clear()
         for answer, library in ((outage, "futures"), (lost, "options")):
             assert answer["status"] == "degraded"
             reason = failing(answer, library)
@@ -184,7 +177,7 @@ def test_s3_errors_and_a_lost_response_degrade_health_and_capture_resumes_withou
             assert S3_SECRET not in reason
         assert any(code in (failing(outage, "futures") or "") for code in ("500", "503")), outage["reasons"]
         assert "Server returned nothing" in (failing(lost, "options") or ""), lost["reasons"]
-        counts = proxy.counts()
+        counts = s3_proxy.counts()
         assert min(counts.get(f, 0) for f in (Fault.ERROR_500, Fault.ERROR_503, Fault.SLOW_DOWN)) > 0, counts
         assert counts.get(Fault.DROP_AFTER_FORWARD, 0) >= 11, counts
 

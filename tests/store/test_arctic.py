@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pandas as pd
 import pytest
 
@@ -19,7 +20,9 @@ from hydra_daemon.errors import UserError
 from hydra_daemon.store.arctic import Store, StoreLockedError, StoreReadOnlyError, StoreUnwritableError, lock_path
 from hydra_daemon.store.lease import LEASE_OBJECT, LeaseHolder, LeaseLostError, S3Lease
 from hydra_daemon.store.symbols import COT, FUTURES
-from tests.helpers import set_immutable, store_paths
+from tests.conftest import S3_ACCESS, S3_SECRET
+from tests.helpers import set_immutable, store_paths, wait_until
+from tests.s3_fault_proxy import Fault, ProxyProcess, Rule
 
 PROCS = Path(__file__).with_name("store_procs.py")
 
@@ -194,6 +197,37 @@ def test_s3_lease_renewal_whose_response_was_lost_keeps_the_lease_and_a_lost_lea
         assert lease.free_again()
     finally:
         lease.release()
+
+
+def test_s3_lease_renewals_failing_pause_writes_until_one_succeeds(s3_bucket: Any, s3_proxy: ProxyProcess) -> None:
+    """S3 answering 503 to the lease's renewals past most of its TTL: `check()` refuses writes ("about to expire");
+    once S3 answers again the next renewal succeeds (nobody took the lease over) and writes may go on."""
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{s3_proxy.port}",
+        aws_access_key_id=S3_ACCESS,
+        aws_secret_access_key=S3_SECRET,
+        region_name="us-east-1",
+    )
+    lease = S3Lease.acquire(client, s3_bucket.name, LEASE_OBJECT, "test store", ttl_s=3)
+    try:
+        s3_proxy.fault(Rule(Fault.ERROR_503, ("PUT",), (LEASE_OBJECT,)))
+        wait_until(lambda: _refused(lease), "writes refused while renewals fail", timeout=30)
+        with pytest.raises(LeaseLostError, match="about to expire"):
+            lease.check()
+        s3_proxy.clear()
+        wait_until(lambda: not _refused(lease), "writes allowed once a renewal succeeds", timeout=30)
+        assert not lease.free_again(), "never lost: still ours"
+    finally:
+        lease.release()
+
+
+def _refused(lease: S3Lease) -> bool:
+    try:
+        lease.check()
+    except LeaseLostError:
+        return True
+    return False
 
 
 def test_s3_lease_deleted_on_release(s3_bucket: Any) -> None:
