@@ -440,7 +440,9 @@ class Reader(Generic[Frame]):
         Picks from each market's whole history, kept in memory per stored version: the COT panel's rows of every
         market still at the version the panel recorded (`store.cot_panel`), the market's own history otherwise
         (`_cot_histories`). One listing of the library's latest versions proves both current, so a backtest that
-        asks for many ``at`` reads each market once and then pays one listing per call."""
+        asks for many ``at`` reads each market once and then pays one listing per call. Should the panel's rows and
+        the others differ in columns or dtypes (markets of another schema), every market is picked from its own
+        history instead: Arrow's promotion of the missing values is what the answer is defined by."""
         symbols = [cot_symbol(m) for m in markets]
         versions = self._cot_versions()
         for symbol in symbols:
@@ -448,20 +450,32 @@ class Reader(Generic[Frame]):
                 raise LookupError(f"reading {COT}/{symbol} failed: it is not in the store any more")
         in_panel = self._cot_panel_serving(symbols, versions, columns)
         rest = [m for m, s in zip(markets, symbols, strict=True) if s not in in_panel]
+        own = self._own_rows(rest, when, columns, versions)
+        panel = self._cot_panel.latest(in_panel, when) if self._cot_panel is not None and in_panel else own.iloc[:0]
+        if panel.empty or own.empty:
+            return own if panel.empty else panel
+        if list(panel.dtypes.items()) != list(own.dtypes.items()):
+            return self._own_rows(markets, when, columns, versions)
+        return pd.concat([panel, own])
+
+    def _own_rows(
+        self,
+        markets: Sequence[str],
+        when: pd.Timestamp,
+        columns: list[str] | None,
+        versions: dict[str, tuple[int, int]],
+    ) -> pd.DataFrame:
+        """`_latest_reports` of ``markets`` from their own histories (`_cot_histories`)."""
         rows = []
-        for market, history in self._cot_histories(rest, columns, versions).items():
+        for market, history in self._cot_histories(markets, columns, versions).items():
             position = history.latest_at(when)
             if position is not None:
                 row = history.table.slice(position, 1)
                 rows.append(row.append_column("market", pa.array([market], pa.string())))
-        frames = [] if self._cot_panel is None or not in_panel else [self._cot_panel.latest(in_panel, when)]
-        if rows:
-            table = pa.concat_tables(rows, promote_options="permissive").replace_schema_metadata(None)
-            frames.append(restore_utc(table.to_pandas().set_index("market")))  # the index: a column
-        frames = [frame for frame in frames if not frame.empty]
-        if not frames:
+        if not rows:
             return pd.DataFrame(index=pd.Index([], name="market", dtype=object))
-        return frames[0] if len(frames) == 1 else pd.concat(frames)
+        table = pa.concat_tables(rows, promote_options="permissive").replace_schema_metadata(None)
+        return restore_utc(table.to_pandas().set_index("market"))  # the index: a column
 
     def _cot_versions(self) -> dict[str, tuple[int, int]]:
         """(version, creation ns) of every symbol of the cot library this Reader reads, in one listing."""
@@ -676,9 +690,14 @@ def _int64(column: pd.Series) -> np.ndarray:
 
 
 def _utc_values(values: Any) -> Any:
-    """Values of a column as read, naive timestamps (UTC values) made UTC (`frames.restore_utc` for one column)."""
-    naive = isinstance(values.dtype, np.dtype) and values.dtype.kind == "M"
-    return pd.DatetimeIndex(values).tz_localize("UTC").array if naive else values
+    """Values of a column as read (pandas) as a read to Arrow gives them: naive timestamps (UTC values) made UTC
+    (`frames.restore_utc` for one column), every missing value of a text column None (pandas keeps a NaN)."""
+    if isinstance(values, pd.arrays.DatetimeArray) and values.tz is None:
+        return values.tz_localize("UTC")
+    if isinstance(values, pd.arrays.NumpyExtensionArray) and values.dtype.numpy_dtype.kind == "O":
+        text = values.to_numpy()
+        return np.where(pd.isna(text), np.array(None, dtype=object), text)
+    return values
 
 
 def _rows(stored: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from arcticdb_ext import set_config_int, unset_config_int
@@ -289,4 +290,35 @@ def test_a_reader_kept_across_writes_and_rewrites_answers_what_a_fresh_one_does(
         same_as_fresh()
         assert kept._cot_panel is not first and kept._cot_panel is not None
         assert kept._cot_panel.holds(cot_symbol("HE"), kept._cot_versions()[cot_symbol("HE")])
+    gc.collect()
+
+
+def test_a_market_whose_columns_differ_is_left_out_of_the_panel(tmp_path: Path, fresh_versions: None) -> None:
+    """The panel's rows of a market must be exactly its symbol's: one with another schema is left out, and an answer
+    that would mix it with panel rows is picked from the symbols (Arrow's promotion of the missing columns defines
+    it); a text NaN from the panel is None, as a read of the symbol gives it."""
+    uri = f"lmdb://{tmp_path / 'arctic'}?map_size=256MB"
+    markets = ["HE", "LE", "ZC"]
+    times = _times(6)
+    with Store.open(uri, writer=True) as store:
+        writer = Writer(store)
+        for market in ("HE", "LE"):
+            writer.record(market, [0, 1, 2])
+        weeks = [FIRST + pd.Timedelta(weeks=w) for w in (3, 4)]
+        blank = pd.DataFrame({"as_of": weeks, "open_interest_all": 1.0, "m_money_long_all": 2.0, "code": [np.nan, "x"]})
+        he = BitemporalTable(store.library(COT), cot_symbol("HE"))
+        released = pd.Series([w + RELEASE for w in weeks])
+        he.record(blank, value_columns=VALUES, available_at=released, ingested_at=writer.ingested)
+        odd = pd.DataFrame({"as_of": [FIRST], "open_interest_all": [1], "extra": ["x"]})  # an int, one more column
+        table = BitemporalTable(store.library(COT), cot_symbol("ZC"))
+        table.record(odd, value_columns=["open_interest_all", "extra"], available_at=FIRST + RELEASE, ingested_at=FIRST)
+        assert refresh_cot_panel(store)
+        mixed, read = _panel_answers(uri, markets, times)
+        assert read == set(markets)
+        assert mixed[1].loc["ZC", "extra"] == "x"
+        from_panel, read = _panel_answers(uri, ["HE", "LE"], times)
+        assert read == set()
+        assert [from_panel[i].loc["HE", "code"] for i in (1, 15)] == ["x", None]  # after week 4's, week 3's release
+        _assert_same(mixed, _per_market_answers(store, uri, markets, times))
+        _assert_same(from_panel, _per_market_answers(store, uri, ["HE", "LE"], times))
     gc.collect()
