@@ -54,7 +54,7 @@ from arcticdb.exceptions import NoSuchVersionException
 from arcticdb.version_store.library import Library, VersionInfo
 
 from hydra_daemon.store.arctic import Store
-from hydra_daemon.store.cot_panel import refresh_cot_panel
+from hydra_daemon.store.cot_panel import Version, refresh_cot_panel
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.symbols import COT, COT_PANEL, LIBRARIES, is_partitioned, split_partition
 
@@ -128,6 +128,7 @@ class Maintenance:
         self._closed_compacted: set[tuple[str, str]] = set()
         self._compacted_now: set[tuple[str, str]] = set()  # this run's: their version list predates the compaction
         self._settled: set[tuple[str, str]] = set()
+        self._cot_compacted: dict[str, tuple[Version, Version]] = {}  # this run's: version before -> after
 
     def run_once(self) -> MaintenanceReport:
         """Compact what is fragmented, take the daily snapshot when a day ended, drop expired snapshots, prune."""
@@ -184,6 +185,10 @@ class Maintenance:
                     self._compact_daily(library, symbol, closed=closed) if full else self._merge_small(library, symbol)
                 )
                 self._unchanged[key] = None if done else live[-1][0]
+                if done and library.name == COT:  # same rows, new version: the panel need not be rewritten
+                    after = library.read_metadata(symbol)
+                    before = (live[-1][0], int(live[-1][1].date.value))
+                    self._cot_compacted[symbol] = (before, (after.version, after.timestamp))
             except Exception as error:
                 if not self._store.status.write_failed(error, f"{library.name}/{symbol} (compaction)"):
                     raise
@@ -224,8 +229,9 @@ class Maintenance:
     def _refresh_cot_panel(self, report: MaintenanceReport) -> None:
         """Rebuild the COT panel if a COT symbol moved since it was built (compacted just now, or written by a cycle
         that crashed before rebuilding it), before the daily snapshot pins it (`store.cot_panel`)."""
+        compacted, self._cot_compacted = self._cot_compacted, {}
         try:
-            refresh_cot_panel(self._store)
+            refresh_cot_panel(self._store, compacted)
         except Exception as error:
             if not self._store.status.write_failed(error, f"{COT}/{COT_PANEL}"):
                 raise

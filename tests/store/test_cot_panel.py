@@ -313,6 +313,7 @@ def test_a_market_whose_columns_differ_is_left_out_of_the_panel(tmp_path: Path, 
         table = BitemporalTable(store.library(COT), cot_symbol("ZC"))
         table.record(odd, value_columns=["open_interest_all", "extra"], available_at=FIRST + RELEASE, ingested_at=FIRST)
         assert refresh_cot_panel(store)
+        assert not refresh_cot_panel(store)  # current, though ZC is not in it
         mixed, read = _panel_answers(uri, markets, times)
         assert read == set(markets)
         assert mixed[1].loc["ZC", "extra"] == "x"
@@ -321,4 +322,39 @@ def test_a_market_whose_columns_differ_is_left_out_of_the_panel(tmp_path: Path, 
         assert [from_panel[i].loc["HE", "code"] for i in (1, 15)] == ["x", None]  # after week 4's, week 3's release
         _assert_same(mixed, _per_market_answers(store, uri, markets, times))
         _assert_same(from_panel, _per_market_answers(store, uri, ["HE", "LE"], times))
+    gc.collect()
+
+
+def test_a_compaction_re_points_the_panel_without_copying_its_rows(tmp_path: Path, fresh_versions: None) -> None:
+    """Maintenance merges each market's appends (a new version, the same rows): the panel gets the new versions in
+    a metadata-only version sharing its data, and Readers still take every market from it; a market that moved
+    otherwise makes it rebuild."""
+    uri = f"lmdb://{tmp_path / 'arctic'}?map_size=256MB"
+    markets = ["HE", "LE"]
+    times = _times(8)[::2]
+    with Store.open(uri, writer=True) as store:
+        library = store.library(COT)
+        writer = Writer(store)
+        for week in range(7):
+            for market in markets:
+                writer.record(market, [week])  # one segment each: merged by the next maintenance run
+        refresh_cot_panel(store)
+        built = library.read_metadata(COT_PANEL).version
+        before = {s: library.read_metadata(s).version for s in map(cot_symbol, markets)}
+        report = Maintenance(store, MaintenancePolicy(compact_every=2, prune_grace_s=3600)).run_once()
+        assert report.compacted == 2 and {s: library.read_metadata(s).version for s in before} != before
+        assert library.read_metadata(COT_PANEL).version == built + 1
+        assert set(library._nvs.read_index(COT_PANEL)["version_id"]) == {built}  # the rows written at `built`
+        answers, read = _panel_answers(uri, markets, times)
+        assert read == set()
+        assert not refresh_cot_panel(store)
+        Maintenance(store, MaintenancePolicy(compact_every=2, prune_grace_s=0)).run_once()
+        pruned, read = _panel_answers(uri, markets, times)  # the version that wrote the rows is pruned, not its rows
+        assert read == set() and built not in {key.version for key in library.list_versions(COT_PANEL)}
+        _assert_same(pruned, answers)
+
+        writer.record("HE", [7])
+        Maintenance(store, MaintenancePolicy(compact_every=2, prune_grace_s=3600)).run_once()
+        assert set(library._nvs.read_index(COT_PANEL)["version_id"]) != {built}  # HE appended: rebuilt
+        _assert_same(answers[:1], _per_market_answers(store, uri, markets, times)[:1])  # before week 7 was known
     gc.collect()
