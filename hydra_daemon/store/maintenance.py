@@ -24,7 +24,8 @@ holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_in
 - **prune** versions superseded more than ``prune_grace_s`` ago (ArcticDB's version dates are wall time). A reader
   picks a version (cached up to 2 s) and reads its segments; deleting that version only after the grace window means
   a read in progress never loses its segments. The latest version is never deleted, nor one a snapshot pins;
-- **refresh** the COT panel (`store.cot_panel`) when a COT symbol moved since it was built;
+- **refresh** the COT panel (`store.cot_panel`) when a COT symbol moved since it was built (only its metadata when
+  the move was this run's compaction);
 - **release** the LMDB pages the process has touched from its RSS (`Store.release_mapped_pages`), which otherwise
   grows with everything the process ever read.
 
