@@ -454,6 +454,8 @@ class Reader(Generic[Frame]):
         panel = self._cot_panel.latest(in_panel, when) if self._cot_panel is not None and in_panel else own.iloc[:0]
         if panel.empty or own.empty:
             return own if panel.empty else panel
+        if columns is not None:  # either may hold more columns than asked (kept from earlier calls)
+            panel, own = (frame[[c for c in frame.columns if c in columns]] for frame in (panel, own))
         if list(panel.dtypes.items()) != list(own.dtypes.items()):
             return self._own_rows(markets, when, columns, versions)
         return pd.concat([panel, own])
