@@ -40,7 +40,7 @@ Version = tuple[int, int]
 
 def latest_versions(library: Library, snapshot: str | None = None) -> dict[str, Version]:
     """`Version` of every symbol of ``library`` — the latest, or the one ``snapshot`` holds — in one listing."""
-    listed = library.list_versions(snapshot=snapshot, latest_only=snapshot is None)
+    listed = library.list_versions(snapshot=snapshot, latest_only=snapshot is None, skip_snapshots=True)
     return {key.symbol: (key.version, int(info.date.value)) for key, info in listed.items() if not info.deleted}
 
 

@@ -130,6 +130,7 @@ class Maintenance:
         self._compacted_now: set[tuple[str, str]] = set()  # this run's: their version list predates the compaction
         self._settled: set[tuple[str, str]] = set()
         self._cot_compacted: dict[str, tuple[Version, Version]] = {}  # this run's: version before -> after
+        self._pins: dict[tuple[str, str], dict[str, int]] = {}  # (library, snapshot): {symbol: version it pins}
 
     def run_once(self) -> MaintenanceReport:
         """Compact what is fragmented, take the daily snapshot when a day ended, drop expired snapshots, prune."""
@@ -149,9 +150,10 @@ class Maintenance:
         if day_ended is not None:
             later = [(n, s) for n, s in symbols if (part := split_partition(s)) is not None and part[1] > day_ended]
             self._daily_snapshot([libraries[n] for n in sorted({n for n, _ in symbols})], day_ended, later, report)
-        self._expire_snapshots(list(libraries.values()), report)
+        kept = self._expire_snapshots(libraries, report)
+        pinned = self._snapshot_pins(libraries, kept)
         for name, symbol in symbols:
-            self._prune(libraries[name], symbol, report)
+            self._prune(libraries[name], symbol, pinned.get((name, symbol), set()), report)
         self._store.release_mapped_pages()  # compaction read and wrote much: keep the RSS flat (store.resident)
         if report.compacted or report.pruned_versions or report.snapshots_taken or report.snapshots_deleted:
             log.info(
@@ -269,35 +271,62 @@ class Maintenance:
                 report.snapshots_taken.append(name)
         self._last_daily = ended
 
-    def _expire_snapshots(self, libraries: list[Library], report: MaintenanceReport) -> None:
+    def _expire_snapshots(self, libraries: dict[str, Library], report: MaintenanceReport) -> set[tuple[str, str]]:
         """Daily snapshots older than the retention window go; a pipeline's cycle snapshot goes once the daily
         snapshot of its day (or a later one) exists: until then it pins that day's intraday segments, which the day's
-        merges rewrite (kept, they would hold every day's quotes twice for the retention window)."""
+        merges rewrite (kept, they would hold every day's quotes twice for the retention window). Returns the
+        (library, snapshot) kept."""
         today = datetime.fromtimestamp(self._clock() / 1e9, UTC).date()
         oldest_kept = today - timedelta(days=self.policy.keep_daily_snapshots_days)
-        for library in libraries:
+        kept = set()
+        for library_name, library in libraries.items():
             days = {name: _snapshot_day(name) for name in library.list_snapshots(load_metadata=False)}
             dailies = [day for name, day in days.items() if day is not None and name.startswith(DAILY_PREFIX)]
             covered = max(dailies, default=None)
             for name, day in days.items():
-                if day is None:
-                    continue
-                cycle_covered = not name.startswith(DAILY_PREFIX) and covered is not None and day <= covered
-                if day < oldest_kept or cycle_covered:
+                cycle_covered = (
+                    day is not None and not name.startswith(DAILY_PREFIX) and covered is not None and day <= covered
+                )
+                if day is not None and (day < oldest_kept or cycle_covered):
                     library.delete_snapshot(name)
                     report.snapshots_deleted += 1
+                else:
+                    kept.add((library_name, name))
+        return kept
 
-    def _prune(self, library: Library, symbol: str, report: MaintenanceReport) -> None:
-        """Delete versions superseded more than the grace window ago, from the list `_compact` took (a version
-        compaction just superseded keeps its place until the next run), then fold the symbol's version map: ArcticDB
-        keeps a key per version written and per deletion until it is folded (into ~30 B per live version)."""
+    def _snapshot_pins(
+        self, libraries: dict[str, Library], kept: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], set[int]]:
+        """The versions each (library, symbol) has pinned by a snapshot. A snapshot never changes, so each is read
+        once, when first seen (one key listing every symbol): a version list with its snapshots reads every
+        snapshot for every symbol listed, which grew with the snapshots kept times the symbols in the library (day
+        partitions accumulate), and made each run slower with history. Settled symbols are left out (never pruned
+        again)."""
+        for key in self._pins.keys() - kept:
+            del self._pins[key]
+        for library_name, name in sorted(kept - self._pins.keys()):
+            listed = libraries[library_name].list_versions(snapshot=name, skip_snapshots=True)
+            self._pins[(library_name, name)] = {
+                key.symbol: key.version for key in listed if (library_name, key.symbol) not in self._settled
+            }
+        pinned: dict[tuple[str, str], set[int]] = {}
+        for (library_name, _), versions in self._pins.items():
+            for symbol, version in versions.items():
+                pinned.setdefault((library_name, symbol), set()).add(version)
+        return pinned
+
+    def _prune(self, library: Library, symbol: str, pinned: set[int], report: MaintenanceReport) -> None:
+        """Delete versions superseded more than the grace window ago and not ``pinned`` by a snapshot, from the
+        list `_compact` took (a version compaction just superseded keeps its place until the next run), then fold the
+        symbol's version map: ArcticDB keeps a key per version written and per deletion until it is folded (into
+        ~30 B per live version)."""
         cutoff = self._wall_clock() - self.policy.prune_grace_s
         with self._store.symbol_lock(library.name, symbol):
             live = self._listed.pop((library.name, symbol))
             expired = [
                 version
-                for (version, info), (_, successor) in itertools.pairwise(live)
-                if not info.snapshots and successor.date.timestamp() <= cutoff
+                for (version, _), (_, successor) in itertools.pairwise(live)
+                if version not in pinned and successor.date.timestamp() <= cutoff
             ]
             if expired:
                 library.delete(symbol, versions=expired)
@@ -367,8 +396,8 @@ def _older_than_newest(name: str, symbol: str, newest: dict[tuple[str, str], dat
 
 
 def _live_versions(library: Library, symbol: str) -> list[tuple[int, VersionInfo]]:
-    """(version, info) of the symbol's live versions, oldest first."""
-    versions = library.list_versions(symbol)
+    """(version, info) of the symbol's live versions, oldest first (which snapshots pin them: `_snapshot_pins`)."""
+    versions = library.list_versions(symbol, skip_snapshots=True)
     return sorted((key.version, info) for key, info in versions.items() if not info.deleted and key.symbol == symbol)
 
 

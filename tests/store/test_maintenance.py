@@ -370,3 +370,26 @@ def test_pruning_folds_the_version_map(store: Store) -> None:
     assert maintenance.run_once().pruned_versions == 39
     assert version_keys() <= 3
     assert list(restore_utc(store.library(FUTURES).read(SYMBOL).data)["sequence"]) == list(range(40))
+
+
+def test_each_snapshot_is_read_once_not_for_every_symbol_on_every_run(store: Store) -> None:
+    """Which versions snapshots pin is read from each snapshot once: a version list with its snapshots reads every
+    snapshot kept for every symbol, on every run (slower with each day partition and snapshot)."""
+    now = {"ns": pd.Timestamp("2024-03-05 10:00", tz="UTC").value}
+    maintenance = Maintenance(store, MaintenancePolicy(compact_every=2, prune_grace_s=0.0), clock=lambda: now["ns"])
+    writer = StreamWriter(store, flush_rows=1)
+    library = store.library(FUTURES)
+    calls: list[dict[str, object]] = []
+    original = library.list_versions
+    library.list_versions = lambda *a, **k: calls.append(k) or original(*a, **k)  # type: ignore[method-assign]
+    for day in range(3):
+        for run in range(2):
+            for market in ("HE", "LE", "ZC"):
+                writer.add(FUTURES, f"{market}.ohlcv-1m", _trades(day * 10 + run * 2, 2), ["sequence"])
+            writer.flush_all()
+            maintenance.run_once()
+        now["ns"] += DAY_NS
+    read = [str(call["snapshot"]) for call in calls if call.get("snapshot") is not None]
+    assert len(read) == len(set(read)) == len(library.list_snapshots(load_metadata=False)) == 3
+    assert all(call.get("skip_snapshots") for call in calls)
+    assert all(len(restore_utc(library.read(f"{m}.ohlcv-1m").data)) == 12 for m in ("HE", "LE", "ZC"))
