@@ -3,15 +3,18 @@ errors, no torn reads (whole commits only)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 import threading
+import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy, MaintenanceReport
@@ -58,22 +61,32 @@ def test_reader_process_sees_only_whole_commits_while_writer_appends(lmdb_uri: s
     assert summary["final_rows"] == BATCHES * BATCH_ROWS
 
 
+@pytest.mark.parametrize("daily", [False, True], ids=["intraday", "every-run-daily"])
 def test_reader_never_fails_while_maintenance_compacts_and_prunes_beside_the_writer(
-    lmdb_uri: str, tmp_path: Path
+    lmdb_uri: str, tmp_path: Path, daily: bool
 ) -> None:
     """Maintenance runs in its own thread as in the daemon; versions superseded > 0.3 s ago are deleted while the
-    reader (no latest-version cache) keeps reading: the grace window keeps every read's segments alive."""
+    reader (no latest-version cache) keeps reading: the grace window keeps every read's segments alive. ``daily``:
+    every run is a daily pass (its clock a day later each time), which also rebuilds the version map the reader
+    loads on every read."""
     stop_file = tmp_path / "stop"
     done = threading.Event()
     totals = MaintenanceReport()
+    runs = itertools.count()
+    day_ns = 86_400 * 10**9 if daily else 0
     with Store.open(lmdb_uri, writer=True) as store:
-        maintenance = Maintenance(store, MaintenancePolicy(compact_every=3, prune_grace_s=0.3))
+        maintenance = Maintenance(
+            store,
+            MaintenancePolicy(compact_every=3, prune_grace_s=0.3, keep_daily_snapshots_days=2),
+            clock=lambda: time.time_ns() + next(runs) * day_ns,
+        )
 
         def maintain() -> None:
             while not done.is_set():
                 report = maintenance.run_once()
                 totals.compacted += report.compacted
                 totals.pruned_versions += report.pruned_versions
+                totals.snapshots_taken += report.snapshots_taken
 
         writer = StreamWriter(store, flush_rows=BATCH_ROWS, flush_interval_s=3600)
         writer.add(FUTURES, SYMBOL, _batch(0), ["seq"])
@@ -88,7 +101,12 @@ def test_reader_never_fails_while_maintenance_compacts_and_prunes_beside_the_wri
         thread = threading.Thread(target=maintain)
         thread.start()
         number = 1
-        while number < BATCHES or totals.compacted < 3 or totals.pruned_versions < 10:
+        while (
+            number < BATCHES
+            or totals.compacted < 3
+            or totals.pruned_versions < 10
+            or len(totals.snapshots_taken) < 3 * daily
+        ):
             assert number < 20_000, f"maintenance did not keep up: {totals}"
             writer.add(FUTURES, SYMBOL, _batch(number), ["seq"])
             assert [c.rows for c in writer.flush_due()] == [BATCH_ROWS]

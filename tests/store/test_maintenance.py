@@ -393,3 +393,33 @@ def test_each_snapshot_is_read_once_not_for_every_symbol_on_every_run(store: Sto
     assert len(read) == len(set(read)) == len(library.list_snapshots(load_metadata=False)) == 3
     assert all(call.get("skip_snapshots") for call in calls)
     assert all(len(restore_utc(library.read(f"{m}.ohlcv-1m").data)) == 12 for m in ("HE", "LE", "ZC"))
+
+
+def test_the_daily_pass_keeps_the_version_map_as_small_as_the_versions_kept(store: Store) -> None:
+    """A folded version map still holds every version ever written (~30 B each, decoded by every cold read): a
+    symbol appended once a minute would carry ~350,000 a year. The daily pass rebuilds it from the live versions and
+    those the daily snapshots pin; numbering continues after the latest, and what a snapshot pins stays readable."""
+    now = {"ns": pd.Timestamp("2024-03-05 10:00", tz="UTC").value}
+    policy = MaintenancePolicy(compact_every=1000, prune_grace_s=0.0, keep_daily_snapshots_days=30)
+    maintenance = Maintenance(store, policy, clock=lambda: now["ns"])
+    writer = StreamWriter(store, flush_rows=1)
+    library = store.library(FUTURES)
+
+    def version_map_bytes() -> int:
+        sizes = library.admin_tools().get_sizes_for_symbol(SYMBOL)
+        return next(size.bytes_compressed for kind, size in sizes.items() if kind.name == "VERSION")
+
+    after_each_day = []
+    for day in range(4):
+        for second in range(day * 100, day * 100 + 100):
+            writer.add(FUTURES, SYMBOL, _trades(second), ["sequence"])
+            writer.flush_due()
+        maintenance.run_once()  # prunes the day's versions (folds their keys)
+        now["ns"] += DAY_NS
+        maintenance.run_once()  # the daily pass: snapshot, rebuild
+        after_each_day.append(version_map_bytes())
+    assert after_each_day[-1] <= after_each_day[0] + 200, after_each_day  # 300 more versions written: ~9 KB folded
+    assert max(library.list_versions(SYMBOL)).version >= 400  # no version number reused
+    first_day = daily_snapshot_name(pd.Timestamp("2024-03-05").date())
+    assert list(restore_utc(library.read(SYMBOL, as_of=first_day).data)["sequence"]) == list(range(100))
+    assert list(restore_utc(library.read(SYMBOL).data)["sequence"]) == list(range(400))
