@@ -35,7 +35,7 @@ class Fault(StrEnum):
     ERROR_503 = "503"
     SLOW_DOWN = "slowdown"
     ERRORS = "errors"  # 500, 503 and SlowDown in turn: an outage
-    FLAKY = "flaky"  # every other request answered 500, 503 or SlowDown in turn, the rest forwarded
+    FLAKY = "flaky"  # every other request answered 500, 503 or SlowDown in turn, the rest (and retries) forwarded
     DROP_AFTER_FORWARD = "drop"
 
 
@@ -79,6 +79,7 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.counts: Counter[Fault] = Counter()
         self._rules: list[Rule] = []
+        self._flaked: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -94,9 +95,14 @@ class FaultProxy:
             self._rules = list(rules)
 
     def decide(self, method: str, path: str) -> Fault | None:
+        """The fault for this request. A retry of a request FLAKY just failed is forwarded, so however requests
+        interleave, a client retrying at least once absorbs every FLAKY error."""
         with self._lock:
             rule = next((r for r in self._rules if r.matches(method, path)), None)
             if rule is None:
+                return None
+            if rule.fault is Fault.FLAKY and (method, path) in self._flaked:
+                self._flaked.discard((method, path))
                 return None
             fault: Fault | None = rule.fault
             self.counts[rule.fault] += 1
@@ -105,6 +111,8 @@ class FaultProxy:
                 fault = turns[self.counts[rule.fault] % len(turns)]
                 if fault is not None:
                     self.counts[fault] += 1
+                    if rule.fault is Fault.FLAKY:
+                        self._flaked.add((method, path))
             return fault
 
     def __enter__(self) -> FaultProxy:

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,14 +37,23 @@ the daemon's reconnect backoff, capped at 60 s, would make a 60 s outage cost th
 class VenueDaemon:
     """The venue + daemon subprocess, its health socket and log."""
 
-    def __init__(self, workdir: Path, start: str, key: str | None = None, options: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        start: str,
+        key: str | None = None,
+        options: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.socket = workdir / "health.sock"
         self.log = workdir / "daemon.log"
         command = [sys.executable, str(APP), str(workdir), "--start", start, *(["--key", key] if key else [])]
         command += options
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_", "DATABENTO_"))}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_", "DATABENTO_"))}
         with self.log.open("wb") as err:
-            self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, env=env, text=True)
+            self.proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=err, env={**inherited, **(env or {})}, text=True
+            )
         assert self.proc.stdout is not None
         self.venue = json.loads(self.proc.stdout.readline())
 
