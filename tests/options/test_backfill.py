@@ -33,7 +33,7 @@ from tests.helpers import eventually, running
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday: the venue's first day is the backfill's warm-up
 DAY = START + timedelta(days=1)  # the day compared
-SPEED = 86_400 / 6  # a simulated day every 6 wall seconds
+SPEED = 86_400 / 2  # a simulated day every 2 wall seconds: its records are as many per wall second
 INTERVAL_S = 3600
 REPLAY_S = 10 * 86_400
 

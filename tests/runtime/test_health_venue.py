@@ -29,7 +29,7 @@ PATIENCE_S = 90.0
 WEDNESDAY = "2026-11-04T14:00:00+00:00"  # 08:00 Chicago: Globex open, the venue trading
 SATURDAY = "2026-11-07T12:00:00+00:00"
 AN_HOUR_LATER = "2026-11-04T15:00:00+00:00"
-OUTAGE_S = 8
+OUTAGE_S = 4
 """The venue refuses connections this many wall seconds (the issue's report used 60; the behaviour is the same and
 the daemon's reconnect backoff, capped at 60 s, would make a 60 s outage cost this test minutes)."""
 
