@@ -5,10 +5,14 @@ server in a separate process (an in-process ``ThreadedMotoServer`` deadlocks wit
 A module changes what it gets by overriding the input fixture, not the fixture itself: `venue_config` (which venue
 its module-scoped `venue` runs) and `store_uri` (where `store` opens, e.g. parametrised over LMDB and S3).
 Plain helpers (waits, the Live client, record collectors) live in `tests/helpers.py`.
+
+ArcticDB's storage lock waits `STORAGE_LOCK_WAIT_MS` here (see there): set for this process and, through the
+environment, for every daemon, venue and benchmark process the suite starts.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -21,6 +25,7 @@ from typing import Any
 
 import boto3
 import pytest
+from arcticdb_ext import set_config_int
 from botocore.exceptions import EndpointConnectionError
 
 from hydra_daemon.sim.venue import VenueConfig, VenueThread
@@ -28,6 +33,16 @@ from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.uri import default_lmdb_uri
 from tests.helpers import fast_config
 from tests.s3_fault_proxy import ProxyProcess
+
+STORAGE_LOCK_WAIT_MS = 10
+"""ArcticDB takes a storage lock to compact a library's symbol list (a process's first `list_symbols` of a library,
+so every snapshot and maintenance run of a fresh store): it writes the lock, sleeps `StorageLock.WaitMs`, then reads
+it back to see whether another writer took it meanwhile (~1 s per library measured with arcticdb 6.28; ~2 s of each
+pipeline run in a test). LMDB and the loopback moto server show a write at once, so the suite waits 10 ms; the
+product keeps ArcticDB's default."""
+_STORAGE_LOCK_WAIT_ENV = "ARCTICDB_StorageLock_WaitMs_int"  # ArcticDB's spelling: ARCTICDB_<setting>_int
+os.environ[_STORAGE_LOCK_WAIT_ENV] = str(STORAGE_LOCK_WAIT_MS)
+set_config_int("StorageLock.WaitMs", STORAGE_LOCK_WAIT_MS)
 
 
 @pytest.fixture(scope="module")
