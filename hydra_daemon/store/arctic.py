@@ -26,7 +26,7 @@ from hydra_daemon.store.health import (
     unwritable_message,
 )
 from hydra_daemon.store.lease import FileLease, LeaseLostError, S3Lease, StoreLockedError, lease_key, s3_client
-from hydra_daemon.store.resident import release_pages, store_mappings
+from hydra_daemon.store.resident import release_pages, store_mappings, trim_heap
 from hydra_daemon.store.symbols import LIBRARIES
 from hydra_daemon.store.uri import LmdbLocation, parse_uri, redact_uri, validate_uri
 from hydra_daemon.store.usage import StoreUsage
@@ -219,6 +219,17 @@ class Store:
         with self._lock:
             self._require_open()
             release_pages(store_mappings(self.lmdb_dir))
+
+    def forget_cached_versions(self) -> None:
+        """Drop ArcticDB's cache of every symbol's versions (each library keeps, for every symbol it ever looked up,
+        the version map it loaded: ~9 KB a symbol, so a process that runs for months, with a new day partition of
+        each stream every day, would grow without bound) and return the freed heap (`resident.trim_heap`). The next
+        access to a symbol reloads its map, which the daily pass has just rebuilt (a key or two)."""
+        with self._lock:
+            self._require_open()
+            for library in self._libraries.values():
+                library._nvs.version_store.flush_version_map()
+        trim_heap()
 
     def close(self) -> None:
         """Release the lease (if writer) and this process's handle on the store. Idempotent."""

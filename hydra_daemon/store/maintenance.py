@@ -28,7 +28,8 @@ holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_in
 - **refresh** the COT panel (`store.cot_panel`) when a COT symbol moved since it was built (only its metadata when
   the move was this run's compaction);
 - **release** the LMDB pages the process has touched from its RSS (`Store.release_mapped_pages`), which otherwise
-  grows with everything the process ever read.
+  grows with everything the process ever read, and, after the daily pass, ArcticDB's cache of version maps
+  (`Store.forget_cached_versions`), which otherwise holds every symbol ever looked up.
 
 Day partitions of quotes and trades (`store.partitions`) are symbols like any other, but a partition older than its
 stream's newest one is *closed*: the writer appends only after the stream's watermark, which lives in the newest
@@ -155,6 +156,8 @@ class Maintenance:
         pinned = self._snapshot_pins(libraries, kept)
         for name, symbol in symbols:
             self._prune(libraries[name], symbol, pinned.get((name, symbol), set()), report)
+        if day_ended is not None:
+            self._store.forget_cached_versions()  # else every symbol ever looked up stays cached, day partitions too
         self._store.release_mapped_pages()  # compaction read and wrote much: keep the RSS flat (store.resident)
         if report.compacted or report.pruned_versions or report.snapshots_taken or report.snapshots_deleted:
             log.info(

@@ -12,6 +12,9 @@ Only ranges that are still the live mapping may be advised: an address range unm
 would have its contents discarded. The caller guarantees the environments stay open (`Store.release_mapped_pages`
 holds the store open), and only read-only shared mappings of ``data.mdb`` files under the store's directory are
 touched — never private or writable memory.
+
+The heap has a similar tail: memory ArcticDB frees (its version cache, `Store.forget_cached_versions`) stays in the
+process until glibc's ``malloc_trim`` hands the free pages back (`trim_heap`).
 """
 
 from __future__ import annotations
@@ -66,6 +69,14 @@ def release_pages(mappings: list[Mapping]) -> None:
         if _libc.madvise(mapping.start, mapping.end - mapping.start, MADV_DONTNEED) != 0:
             errno = ctypes.get_errno()
             raise OSError(errno, f"madvise(MADV_DONTNEED) on {mapping.path}: {os.strerror(errno)}")
+
+
+def trim_heap() -> None:
+    """Return the heap's free pages to the kernel (glibc's ``malloc_trim``; nothing on a C library without it): freed
+    blocks below a live one are otherwise kept by the process for good, and its RSS only ever grows."""
+    trim = getattr(_libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def resident_bytes(lmdb_dir: Path) -> int:

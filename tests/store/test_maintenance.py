@@ -423,3 +423,22 @@ def test_the_daily_pass_keeps_the_version_map_as_small_as_the_versions_kept(stor
     first_day = daily_snapshot_name(pd.Timestamp("2024-03-05").date())
     assert list(restore_utc(library.read(SYMBOL, as_of=first_day).data)["sequence"]) == list(range(100))
     assert list(restore_utc(library.read(SYMBOL).data)["sequence"]) == list(range(400))
+
+
+def test_the_daily_pass_forgets_the_version_cache_and_nothing_else_does(store: Store) -> None:
+    """ArcticDB caches the version map of every symbol it ever looked up (a new day partition per stream each day):
+    the daily pass drops the cache, after rebuilding the maps it reloads; intraday runs keep it (appends reuse it)."""
+    now = {"ns": pd.Timestamp("2024-03-05 10:00", tz="UTC").value}
+    maintenance = Maintenance(store, MaintenancePolicy(prune_grace_s=0.0), clock=lambda: now["ns"])
+    forgotten = []
+    original = store.forget_cached_versions
+    store.forget_cached_versions = lambda: forgotten.append(now["ns"]) or original()  # type: ignore[method-assign]
+    writer = StreamWriter(store, flush_rows=1)
+    for day in range(3):
+        for run in range(3):
+            writer.add(FUTURES, SYMBOL, _trades(day * 10 + run), ["sequence"])
+            writer.flush_due()
+            maintenance.run_once()
+        now["ns"] += DAY_NS
+    assert len(forgotten) == 3  # the first run of each day
+    assert list(restore_utc(store.library(FUTURES).read(SYMBOL).data)["sequence"]) == [0, 1, 2, 10, 11, 12, 20, 21, 22]
