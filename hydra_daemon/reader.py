@@ -159,16 +159,33 @@ class ReaderArgumentError(UserError, ValueError):
 
 
 def _arguments_checked(method: Callable[P, R]) -> Callable[P, R]:
-    """Names that cannot be symbols (`SymbolNameError`) become a `ReaderArgumentError` naming the method."""
+    """Names that cannot be symbols (`SymbolNameError`) become a `ReaderArgumentError` naming the method; a read of
+    the latest state whose version the daemon pruned under it is done once more (`_once_more_if_pruned`)."""
 
     @functools.wraps(method)
     def checked(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return method(*args, **kwargs)
+            return _once_more_if_pruned(method, *args, **kwargs)
         except SymbolNameError as exc:
             raise ReaderArgumentError(f"Reader.{method.__name__}: {exc}") from None
 
     return checked
+
+
+def _once_more_if_pruned(method: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Call ``method``; if a version it read is gone (``NoDataFoundException``), forget the cached versions and call
+    it once more. The daemon deletes a superseded version `prune_grace_s` after a merge replaced it, so a read that
+    picked its version earlier (ArcticDB's cached latest, up to 2 s old, or a bitemporal read's pinned number) and
+    took longer than that loses it; the next read picks the merged version, which holds the same rows. A Reader at a
+    snapshot reads pinned versions (never pruned) and a symbol that is not stored fails the same way twice."""
+    try:
+        return method(*args, **kwargs)
+    except NoDataFoundException:
+        reader = args[0]
+        if not isinstance(reader, Reader) or reader._as_of is not None:
+            raise
+        reader._store.forget_cached_versions()
+        return method(*args, **kwargs)
 
 
 class Reader(Generic[Frame]):

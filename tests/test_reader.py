@@ -21,7 +21,8 @@ from hydra_daemon.reader import Reader, ReaderArgumentError
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.features import FeatureStore
-from hydra_daemon.store.symbols import COT, FUTURES, OPTIONS, chain_symbol, cot_symbol, data_symbol
+from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
+from hydra_daemon.store.symbols import COT, FEATURES, FUTURES, OPTIONS, chain_symbol, cot_symbol, data_symbol
 from hydra_daemon.store.writer import StreamWriter
 
 UTC = UTC
@@ -369,3 +370,36 @@ def test_any_argument_is_an_answer_or_one_clear_error(uri: str, method: str, nam
 def test_hostile_arguments_are_reader_argument_errors(uri: str, call: Any, message: str) -> None:
     with Reader(uri) as reader, pytest.raises(ReaderArgumentError, match=message):
         call(reader)
+
+
+def test_a_read_whose_version_the_daemon_pruned_under_it_is_done_once_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that took longer than the grace window loses the version it picked (here: right after picking it, the
+    writer appends, merges and prunes with no grace): it is read once more, from the version that replaced it."""
+    uri = _uri(tmp_path)
+    days = [T0 + pd.Timedelta(days=d) for d in range(6)]
+    first = pd.DataFrame({"as_of": days[:3], "available_at": days[:3], "value": [1.0, 2.0, 3.0]})
+    later = pd.DataFrame({"as_of": days[3:], "available_at": days[3:], "value": [4.0, 5.0, 6.0]})
+    picked: list[object] = []
+    with Store.open(uri, writer=True) as store, Reader(uri) as reader:
+        features = FeatureStore(store)
+        features.write_feature("HE", "total_oi", first, ingested_at=days[2])
+        original = BitemporalTable.where_from
+
+        def where_from_then_pruned(table: BitemporalTable, start: Any, as_of: Any = None) -> Any:
+            version, since = original(table, start, as_of)
+            if not picked:
+                picked.append(version)
+                features.write_feature("HE", "total_oi", later, ingested_at=days[5])
+                maintenance = Maintenance(store, MaintenancePolicy(compact_every=1, prune_grace_s=0.0))
+                maintenance.run_once()
+                maintenance.run_once()
+                kept = store.library(FEATURES).list_versions(table.symbol)
+                assert version not in [key.version for key in kept]
+            return version, since
+
+        monkeypatch.setattr(BitemporalTable, "where_from", where_from_then_pruned)
+        frame = reader.feature("HE", "total_oi", days[5], start=days[0])
+    assert len(picked) == 1
+    assert frame["value"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
