@@ -32,6 +32,7 @@ def _config(venue: VenueThread, tmp_path: Path) -> Path:
         f'live_gateway = "{info.live_host}"\nlive_port = {info.live_port}\n'
         f'historical_url = "{info.historical_url}"\n'
         'futures_schemas = ["ohlcv-1m"]\nheartbeat_interval_s = 1\n'
+        "[storage]\nflush_interval_s = 0.25\n"
         "[cot]\nenabled = false\n"
         '[[markets]]\nname = "HE"\nfutures_root = "HE"\noptions_root = "HE"\ncftc_code = "054642"\n'
     )

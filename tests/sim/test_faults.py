@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterator
 
 import databento as db
+import databento.live.session
 import httpx
 import pytest
 from databento_dbn import DBNDecoder, ErrorMsg, MBP1Msg, SystemMsg
@@ -125,7 +126,10 @@ def test_pause_sends_heartbeats_only_then_resumes(venue: VenueThread) -> None:
     client.block_for_close(timeout=30)
 
 
-def test_stall_trips_the_client_heartbeat_watchdog(venue: VenueThread) -> None:
+def test_stall_trips_the_client_heartbeat_watchdog(venue: VenueThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The client gives up after heartbeat_interval_s + this margin of silence (10 s in databento; the gateway's
+    # heartbeats, every second here, never leave a gap that long while it is not stalled).
+    monkeypatch.setattr(databento.live.session, "CLIENT_TIMEOUT_MARGIN_SECONDS", 2)
     client, _ = streaming(venue, heartbeat_interval_s=1)
     venue.fault("stall", "1")
     with pytest.raises(db.BentoError, match="Gateway timeout"):
