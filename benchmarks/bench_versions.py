@@ -10,10 +10,12 @@ For `--days` simulated days, the real `FeatureStore` writes one row per simulate
 1380 = a 23 h session) and the real `Maintenance` runs every `--every` writes and at each midnight (its daily pass),
 in two stores in one run: as shipped, and with the daily pass folding instead of rebuilding (the previous behaviour).
 Every `--period-days` it prints, for each, the versions written, the version map's size, a cold
-`FeatureStore.read_feature(at)` (version cache flushed, as in a fresh process), a cold ``list_versions`` and the
+`FeatureStore.read_feature(at)` of the last hour (version cache flushed, as in a fresh process: a year-long read
+costs its rows, which is not what this measures), a cold ``list_versions`` and the
 write p99; the last line gives each one's last/first ratio. `--days 2 --per-day 60` is the short mode a test runs;
-timings are printed, never asserted. Measured (ext4, 2 cores shared with other work), 20 days of 1,380 writes
-(27,600 versions): see the README (Operations: a year of operation).
+timings are printed, never asserted. Measured (ext4, 2 cores shared with two other heavy jobs), 20 days of 1,380
+writes (29,000 versions), days 5 -> 20: folded map 224 -> 887 KB, cold read 27 -> 37 ms, cold list 9.5 -> 41.6 ms;
+rebuilt map 1.4 -> 1.8 KB, cold read 4.6 -> 7.5 ms, cold list 0.3 -> 0.4 ms; write p99 flat in both (35-48 ms).
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def _checkpoint(store: Store, day: int, now_ns: int, writes: list[float]) -> Che
     sizes = library.admin_tools().get_sizes_for_symbol(symbol)
     map_bytes = sum(size.bytes_compressed for kind, size in sizes.items() if kind.name == "VERSION")
     features = FeatureStore(store)
-    read_ms = _cold(store, lambda: features.read_feature(MARKET, FEATURE, pd.Timestamp(now_ns, tz="UTC")))
+    at = pd.Timestamp(now_ns, tz="UTC")
+    read_ms = _cold(store, lambda: features.read_feature(MARKET, FEATURE, at, start=at - pd.Timedelta(hours=1)))
     list_ms = _cold(store, lambda: library.list_versions(symbol, skip_snapshots=True))
     versions = max(key.version for key in library.list_versions(symbol)) + 1
     return Checkpoint(day, versions, map_bytes / 1e3, read_ms, list_ms, float(np.percentile(writes, 99)))
