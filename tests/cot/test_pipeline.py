@@ -47,8 +47,9 @@ async def _until(condition: Callable[[], bool]) -> None:
 @pytest.fixture
 def warm_symbol_lists(store: Store) -> None:
     """Warm the store's symbol lists: ArcticDB's first symbol listing of a library in a process
-    waits ~1 s on its storage lock, each cycle's snapshot lists symbols, and at `SPEED` one wall second is a
-    simulated day, so pay it before any simulation clock starts."""
+    waits on its storage lock (`StorageLock.WaitMs`: ~1 s by default, 10 ms in this suite, see conftest), each
+    cycle's snapshot lists symbols, and at `SPEED` one wall second is a simulated day, so pay it before any
+    simulation clock starts."""
     for library in ("cot", "features"):
         store.library(library).list_symbols()
 
