@@ -7,8 +7,10 @@ under a generous timeout that guards against hangs; none is a timing assertion.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import struct
+import sys
 import threading
 import time
 from collections import Counter
@@ -16,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -136,3 +139,14 @@ def store_paths(store_dir: Path) -> list[Path]:
     `lock.mdb`: LMDB writes its reader table through a shared mapping, and an immutable one kills the process with
     SIGBUS at the next write, which is not the fault these tests are about."""
     return [store_dir, *sorted(store_dir.glob("*/")), *sorted(store_dir.glob("*/data.mdb"))]
+
+
+def load_script(path: Path) -> ModuleType:
+    """Import the script at ``path`` (a benchmark: not a package module) as a module named after its file, registered
+    in ``sys.modules`` first because its dataclasses look their module up while it loads."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module

@@ -3,8 +3,6 @@ the zstd DBN counterpart computed from exactly the stored rows, and a verdict.""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +14,7 @@ import zstandard
 
 from hydra_daemon.config import load_config
 from hydra_daemon.databento.decode import layout, structured, to_frame
+from tests.helpers import load_script
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_daemon_disk.py"
 DATA = Path(__file__).resolve().parent / "data"
@@ -23,11 +22,7 @@ DATA = Path(__file__).resolve().parent / "data"
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_daemon_disk", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_daemon_disk"] = module  # its dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
+    module = load_script(BENCH)
     return module
 
 

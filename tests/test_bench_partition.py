@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from hydra_daemon.store import arctic
+from tests.helpers import load_script
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_partition.py"
 ROW = re.compile(r"^\s*(\d+) \|\s+([\d.]+) /\s+([\d.]+) \|\s+([\d.]+) /\s+([\d.]+) \| ([\d.]+)x, ([\d.]+)x$", re.M)
@@ -18,11 +17,7 @@ ROW = re.compile(r"^\s*(\d+) \|\s+([\d.]+) /\s+([\d.]+) \|\s+([\d.]+) /\s+([\d.]
 def test_short_mode_prints_both_layouts_side_by_side_for_each_size(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = importlib.util.spec_from_file_location("bench_partition", BENCH)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["bench_partition"] = bench  # its dataclasses look their module up while it loads
-    spec.loader.exec_module(bench)
+    bench = load_script(BENCH)
     production = arctic.LIBRARY_OPTIONS
     assert bench.main(["--sizes", "50", "200", "--appends", "10", "--dir", str(tmp_path)]) == 0
     assert arctic.LIBRARY_OPTIONS is production, "the benchmark's library options must not outlive it"

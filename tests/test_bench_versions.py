@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from hydra_daemon.store import maintenance
+from tests.helpers import load_script
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_versions.py"
 _FOUR = r"\s+([\d.]+)" * 4
@@ -19,11 +18,7 @@ ROW = re.compile(rf"^\s*(\d+) \|\s+(\d+) \|{_FOUR} \|{_FOUR}$", re.M)
 def test_short_mode_prints_both_variants_and_the_rebuilt_map_does_not_grow(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = importlib.util.spec_from_file_location("bench_versions", BENCH)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["bench_versions"] = bench  # its dataclasses look their module up while it loads
-    spec.loader.exec_module(bench)
+    bench = load_script(BENCH)
     shipped = maintenance._rebuild_version_map
     assert bench.main(["--days", "3", "--per-day", "60", "--period-days", "1", "--dir", str(tmp_path)]) == 0
     assert maintenance._rebuild_version_map is shipped, "the benchmark's fold must not outlive it"

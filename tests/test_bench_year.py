@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import load_script
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_year.py"
 TARGETS = (
@@ -29,11 +29,7 @@ def test_short_mode_prints_each_period_and_a_verdict_for_every_target(
     where = Path(tempfile.mkdtemp(prefix="hydra-bench-test-", dir=shm)) if shm.is_dir() else tmp_path
     args = ["--days", "5", "--session-hours", "0.03", "--period-days", "2", "--quotes-per-s", "20"]
     args += ["--panel-markets", "3", "--panel-years", "1", "--dir", str(where)]
-    spec = importlib.util.spec_from_file_location("bench_year", BENCH)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["bench_year"] = bench  # its dataclasses look their module up while it loads
-    spec.loader.exec_module(bench)
+    bench = load_script(BENCH)
     assert bench.main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     periods = [line for line in lines if line.startswith("day=")]
