@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from arcticdb.adapters.lmdb_library_adapter import convert_size_str_to_bytes
 
 from hydra_daemon.store.arctic import StorageFullError, Store
 from hydra_daemon.store.features import FeatureStore
@@ -36,9 +37,11 @@ def _feature() -> pd.DataFrame:
     return pd.DataFrame({"as_of": [BASE], "available_at": [BASE], "value": [1.0]})
 
 
-def test_map_size_is_read_from_the_uri() -> None:
-    assert map_size_bytes("lmdb:///x?map_size=2GB") == 2 * 1024**3
-    assert map_size_bytes("lmdb:///x?map_size=512MB") == 512 * 1024**2
+def test_map_size_is_read_from_the_uri_in_arcticdbs_units() -> None:
+    """ArcticDB's units are decimal: a binary reading overstated a 3TB map by 10 % (health degraded at 88 %)."""
+    for size in ("2GB", "512MB", "3TB", "64KB"):
+        assert map_size_bytes(f"lmdb:///x?map_size={size}") == convert_size_str_to_bytes(size)
+    assert map_size_bytes("lmdb:///x?map_size=3TB") == 3 * 10**12
     assert is_out_of_space(OSError(28, "No space left on device"))
     assert not is_out_of_space(ValueError("bad frame"))
 
@@ -58,7 +61,7 @@ def test_a_full_map_stops_writes_keeps_committed_data_and_resumes_with_a_larger_
         assert is_out_of_space(failure.value.failures[(OPTIONS, SYMBOL)])
         usage = store.usage()
         assert usage.problem is not None and "map_size" in usage.problem and "restart" in usage.problem
-        assert usage.map_size_bytes == 4 * 1024**2 and usage.map_fraction is not None and usage.map_fraction > 0.8
+        assert usage.map_size_bytes == 4 * 10**6 and usage.map_fraction is not None and usage.map_fraction > 0.8
         with pytest.raises(StorageFullError, match="restart"):  # this process writes no more: nothing half-written
             writer.flush_all()
         with pytest.raises(StorageFullError):
