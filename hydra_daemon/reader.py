@@ -24,7 +24,7 @@ from hydra_daemon.store.cot_panel import MARKET_COLUMN, latest_versions, sources
 from hydra_daemon.store.features import VALUE
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.maintenance import daily_snapshot_name
-from hydra_daemon.store.partitions import read_stream
+from hydra_daemon.store.partitions import VersionGoneError, batch_failure, read_stream
 from hydra_daemon.store.symbols import (
     COT,
     COT_PANEL,
@@ -173,14 +173,15 @@ def _arguments_checked(method: Callable[P, R]) -> Callable[P, R]:
 
 
 def _once_more_if_pruned(method: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Call ``method``; if a version it read is gone (``NoDataFoundException``), forget the cached versions and call
-    it once more. The daemon deletes a superseded version `prune_grace_s` after a merge replaced it, so a read that
-    picked its version earlier (ArcticDB's cached latest, up to 2 s old, or a bitemporal read's pinned number) and
-    took longer than that loses it; the next read picks the merged version, which holds the same rows. A Reader at a
-    snapshot reads pinned versions (never pruned) and a symbol that is not stored fails the same way twice."""
+    """Call ``method``; if a version it read is gone (``NoDataFoundException``, `VersionGoneError` from a batched
+    read), forget the cached versions and call it once more. The daemon deletes a superseded version `prune_grace_s`
+    after a merge replaced it, so a read that picked its version earlier (ArcticDB's cached latest, up to 2 s old,
+    or a bitemporal read's pinned number) and took longer than that loses it; the next read picks the merged version,
+    which holds the same rows. A Reader at a snapshot reads pinned versions (never pruned) and a symbol that is not
+    stored fails the same way twice."""
     try:
         return method(*args, **kwargs)
-    except NoDataFoundException:
+    except (NoDataFoundException, VersionGoneError):
         reader = args[0]
         if not isinstance(reader, Reader) or reader._as_of is not None:
             raise
@@ -558,7 +559,7 @@ class Reader(Generic[Frame]):
         results = library.read_batch(requests, output_format="pyarrow") if requests else []
         for symbol, result in zip(stale, results, strict=True):
             if isinstance(result, DataError):
-                raise LookupError(f"reading {library.name}/{symbol} failed: {result}")
+                raise batch_failure(library.name, symbol, result)
             self._cot_cache[symbol] = _History.of(result.data, (result.version, result.timestamp), stale[symbol])
         return {m: self._cot_cache[s] for m, s in zip(markets, symbols, strict=True)}
 
@@ -572,7 +573,7 @@ class Reader(Generic[Frame]):
         versions = library.read_metadata_batch([ReadInfoRequest(t.symbol, as_of=self._as_of) for t in tables])
         for table, item in zip(tables, versions, strict=True):
             if isinstance(item, DataError):
-                raise LookupError(f"reading {library.name}/{table.symbol} failed: {item}")
+                raise batch_failure(library.name, table.symbol, item)
         found: list[pd.DataFrame | None] = [None] * len(tables)
         for lookback in _PANEL_LOOKBACKS:
             todo = [i for i, frame in enumerate(found) if frame is None or frame.empty]
@@ -587,7 +588,7 @@ class Reader(Generic[Frame]):
                 requests.append(ReadRequest(tables[i].symbol, as_of=version, date_range=window, query_builder=query))
             for i, result in zip(todo, library.read_batch(requests), strict=True):
                 if isinstance(result, DataError):
-                    raise LookupError(f"reading {library.name}/{tables[i].symbol} failed: {result}")
+                    raise batch_failure(library.name, tables[i].symbol, result)
                 found[i] = tables[i].point_in_time_of(_rows(result.data), when)
         return [frame if frame is not None else pd.DataFrame() for frame in found]
 

@@ -403,3 +403,37 @@ def test_a_read_whose_version_the_daemon_pruned_under_it_is_done_once_more(
         frame = reader.feature("HE", "total_oi", days[5], start=days[0])
     assert len(picked) == 1
     assert frame["value"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+def test_a_batched_read_whose_version_the_daemon_pruned_under_it_is_done_once_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for a batched read (`feature_panel`, and likewise `cot_panel` and a `records` window of several days):
+    ArcticDB reports the lost version as a `DataError` entry, not an exception, and it used to surface as a
+    LookupError instead of being read once more."""
+    uri = _uri(tmp_path)
+    days = [T0 + pd.Timedelta(days=d) for d in range(6)]
+    first = pd.DataFrame({"as_of": days[:3], "available_at": days[:3], "value": [1.0, 2.0, 3.0]})
+    later = pd.DataFrame({"as_of": days[3:], "available_at": days[3:], "value": [4.0, 5.0, 6.0]})
+    picked: list[object] = []
+    with Store.open(uri, writer=True) as store, Reader(uri) as reader:
+        features = FeatureStore(store)
+        features.write_feature("HE", "total_oi", first, ingested_at=days[2])
+        original = BitemporalTable.start_of
+
+        def start_of_then_pruned(table: BitemporalTable, item: Any, start: Any, as_of: Any) -> Any:
+            version, since = original(table, item, start, as_of)
+            if not picked:
+                picked.append(version)
+                features.write_feature("HE", "total_oi", later, ingested_at=days[5])
+                maintenance = Maintenance(store, MaintenancePolicy(compact_every=1, prune_grace_s=0.0))
+                maintenance.run_once()
+                maintenance.run_once()
+                kept = store.library(FEATURES).list_versions(table.symbol)
+                assert version not in [key.version for key in kept]
+            return version, since
+
+        monkeypatch.setattr(BitemporalTable, "start_of", start_of_then_pruned)
+        panel = reader.feature_panel(["HE"], ["total_oi"], days[5])
+    assert len(picked) == 1
+    assert panel.loc["HE", "total_oi"] == 6.0

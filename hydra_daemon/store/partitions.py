@@ -18,16 +18,31 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from arcticdb.exceptions import ErrorCode
 from arcticdb.version_store.library import DataError, Library, ReadRequest
 
 from hydra_daemon.store.symbols import is_partitioned, partition_symbol, split_partition
 
-__all__ = ["StreamRead", "day_parts", "edge_ns", "read_stream", "stream_symbols"]
+__all__ = ["StreamRead", "VersionGoneError", "batch_failure", "day_parts", "edge_ns", "read_stream", "stream_symbols"]
 
 PROBE_DAYS = 62
 """A window of at most this many days finds its partitions by name (``has_symbol``, ~0.1 ms each); a longer or open
 one lists the library's symbols once (ArcticDB caches the list; the first call after many writes takes ~1 s)."""
 _DAY_NS = 86_400 * 10**9
+_GONE = (ErrorCode.E_KEY_NOT_FOUND, ErrorCode.E_NO_SUCH_VERSION)
+
+
+class VersionGoneError(LookupError):
+    """A batched read found the version it picked gone: maintenance deletes a superseded version `prune_grace_s`
+    after a merge, so a read that picked it earlier and took longer loses it (what a single read raises as
+    ``NoDataFoundException``). Reading again picks the version that replaced it, holding the same rows."""
+
+
+def batch_failure(library_name: str, symbol: str, error: DataError) -> LookupError:
+    """What to raise for ``symbol``'s failed entry of a batched read: `VersionGoneError` if its version or keys are
+    gone, else a plain ``LookupError``."""
+    message = f"reading {library_name}/{symbol} failed: {error}"
+    return VersionGoneError(message) if error.error_code in _GONE else LookupError(message)
 
 
 @dataclass(frozen=True)
@@ -89,7 +104,7 @@ def read_stream(
     frames = []
     for symbol, result in zip(symbols, results, strict=True):
         if isinstance(result, DataError):
-            raise LookupError(f"reading {library.name}/{symbol} failed: {result}")
+            raise batch_failure(library.name, symbol, result)
         frames.append(result.data)
     data = frames[0] if len(frames) == 1 else pd.concat([f for f in frames if len(f)] or frames[:1])
     return StreamRead(data, int(results[-1].version))
