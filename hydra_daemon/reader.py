@@ -428,13 +428,15 @@ class Reader(Generic[Frame]):
         when = _utc("feature_panel", "at", at)
         _names("feature_panel", "markets", markets)
         _names("feature_panel", "names", names)
-        panel = pd.DataFrame(index=pd.Index(list(markets), name="market"), columns=list(names), dtype="float64")
-        for name in names:
-            held = self._holding(FEATURES, [(market, feature_symbol(market, name)) for market in markets])
+        index = pd.Index(list(markets), name="market")
+        columns: dict[str, pd.Series] = {}
+        for name in dict.fromkeys(names):  # a market or name listed twice is read once and shown twice
+            held = list(dict.fromkeys(self._holding(FEATURES, [(m, feature_symbol(m, name)) for m in markets])))
             tables = [self._feature_table(market, name) for market in held]
             rows = self._panel_rows(tables, when)
-            panel.loc[held, name] = [_front_value(frame, table) for frame, table in zip(rows, tables, strict=True)]
-        return self._out(panel)
+            values = [_front_value(frame, table) for frame, table in zip(rows, tables, strict=True)]
+            columns[name] = pd.Series(values, index=held, dtype="float64").reindex(index)
+        return self._out(pd.DataFrame(columns, index=index, dtype="float64")[list(names)])
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 

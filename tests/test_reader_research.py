@@ -102,6 +102,9 @@ def test_panels_hold_one_row_per_market_known_at_the_time(uri: str) -> None:
         assert reader.feature_panel(["HE"], ["atm_iv"], datetime(2026, 2, 2, tzinfo=UTC)).isna().all().all()
         with pytest.raises(LookupError, match=r"HE\.nope"):
             reader.feature_panel(["HE", "LE"], ["nope"], AT)
+        twice = reader.feature_panel(["HE", "LE", "HE"], ["atm_iv"], AT)  # a universe listing a market twice
+        assert twice.index.tolist() == ["HE", "LE", "HE"] and twice["atm_iv"].tolist()[::2] == [0.35, 0.35]
+        assert reader.cot_panel(["HE", "LE", "HE"], AT)["open_interest_all"].tolist() == [102.0, 202.0, 102.0]
 
 
 def test_columns_select_on_every_read(uri: str) -> None:
