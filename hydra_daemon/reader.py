@@ -324,7 +324,7 @@ class Reader(Generic[Frame]):
         symbol = chain_symbol(market) if schema == "chain" else data_symbol(market, schema)
         stored = self._library(library, symbol)
         frame = read_stream(stored, symbol, date_range=(first, last), columns=columns, as_of=self._as_of).data
-        return self._out(restore_utc(frame))
+        return self._out(restore_utc(_stored_columns(frame, columns, method, symbol)))
 
     @_arguments_checked
     def options_chain(self, market: str, at: dt.datetime, *, columns: Sequence[str] | None = None) -> Frame:
@@ -338,7 +338,8 @@ class Reader(Generic[Frame]):
         library = self._library(OPTIONS, symbol)
         taken = self._last_snapshot_time(library, symbol, when)
         window = (taken, taken) if taken is not None else (when, when)
-        return self._out(restore_utc(self._read(library, symbol, date_range=window, columns=columns)))
+        frame = self._read(library, symbol, date_range=window, columns=columns)
+        return self._out(restore_utc(_stored_columns(frame, columns, "options_chain", symbol)))
 
     # --- COT and features (bitemporal) ------------------------------------------------------------------------
 
@@ -735,6 +736,18 @@ def _select(frame: pd.DataFrame, columns: Sequence[str] | None, method: str) -> 
     if unknown and not frame.empty:
         raise ReaderArgumentError(f"Reader.{method}: unknown columns {unknown}; it has {list(frame.columns)}")
     return frame.reindex(columns=list(columns))
+
+
+def _stored_columns(frame: pd.DataFrame, columns: Sequence[str] | None, method: str, symbol: str) -> pd.DataFrame:
+    """``frame`` as ArcticDB read it with ``columns``; `ReaderArgumentError` for a column it does not hold (ArcticDB
+    leaves those out silently, and a bare string would be read letter by letter: an empty answer, not an error)."""
+    if columns is None:
+        return frame
+    _names(method, "columns", columns)
+    unknown = [c for c in columns if c not in frame.columns and c != frame.index.name]
+    if unknown:
+        raise ReaderArgumentError(f"Reader.{method}: unknown columns {unknown}: {symbol} stores no column of that name")
+    return frame
 
 
 def _with_pit_columns(columns: Sequence[str] | None) -> list[str] | None:

@@ -11,7 +11,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from hydra_daemon.reader import Reader
+from hydra_daemon.reader import Reader, ReaderArgumentError
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.features import FeatureStore
@@ -120,6 +120,17 @@ def test_columns_select_on_every_read(uri: str) -> None:
         assert reader.feature("HE", "atm_iv", AT, columns=["expiration", "value"]).shape == (4, 2)
         with pytest.raises(ValueError, match=r"unknown columns \['nope'\]"):
             reader.cot("HE", AT, columns=["nope"])
+        for read in (  # ArcticDB leaves an unknown column out silently: a typo must not read as "no data"
+            lambda columns: reader.futures_bars("HE", DAY1, DAY1 + pd.Timedelta(days=5), columns=columns),
+            lambda columns: reader.records(
+                "options", "HE", "chain", DAY1, DAY1 + pd.Timedelta(days=1), columns=columns
+            ),
+            lambda columns: reader.options_chain("HE", AT, columns=columns),
+        ):
+            with pytest.raises(ReaderArgumentError, match=r"unknown columns \['nope'\]"):
+                read(["nope"])
+            with pytest.raises(ReaderArgumentError, match="columns must be a list of names"):
+                read("close")
 
 
 def test_polars_output_keeps_utc_and_the_index_as_a_column(uri: str) -> None:
