@@ -59,13 +59,15 @@ def record_cycle(
     """Record a live cycle's rows of one market: a new `as_of` gets its scheduled release time; a known `as_of`
     among the newest `revision_weeks` whose values changed becomes a revision available at `revealed_at` (when the
     cycle that revealed it could see it; see `pipeline.revealed_at_for`); older known weeks and unchanged rows are
-    skipped."""
+    skipped. A new `as_of` older than a stored one was missing from the cycle that stored the newer week (published
+    late, or quarantined at its release and corrected since): what it holds is public only since `revealed_at`."""
     known = set(table.latest()["as_of"])
     recent = set(sorted(rows["as_of"].unique())[-revision_weeks:])
     rows = rows[~rows["as_of"].isin(known) | rows["as_of"].isin(recent)]
     scheduled = scheduled_release(rows["as_of"], extra_closures)
     revealed = pd.Series(pd.Timestamp(revealed_at).tz_convert("UTC"), index=rows.index)
-    available_at = revealed.where(rows["as_of"].isin(known), scheduled)
+    late = rows["as_of"] < max(known) if known else False
+    available_at = revealed.where(rows["as_of"].isin(known) | late, scheduled)
     return table.record(
         rows, value_columns=COT_VALUE_COLUMNS, available_at=available_at, ingested_at=pd.Timestamp(ingested_at)
     )

@@ -196,6 +196,25 @@ def test_changes_older_than_the_revision_window_are_ignored(store: Store, real_2
     assert list(written["as_of"]) == [_utc("2021-03-16")]
 
 
+def test_a_week_first_seen_after_a_newer_one_is_available_only_from_the_cycle_that_revealed_it(
+    store: Store, real_2021_text: bytes
+) -> None:
+    """A week missing from the cycle that stored the next one (quarantined at its release for breaking the
+    identities, then corrected; or published late) must not become visible from its scheduled release: its values
+    were not public then."""
+    rows = _he_rows(real_2021_text)
+    missing = _utc("2021-02-23")
+    _cycle(store, rows[rows["as_of"] != missing], "2021-03-02", datetime(2021, 3, 5, 21, tzinfo=UTC))
+
+    written = _cycle(store, rows, "2021-03-09", datetime(2021, 3, 12, 21, tzinfo=UTC)).set_index("as_of")
+
+    assert written.loc[missing, "revision"] == 0
+    assert written.loc[missing, "available_at"] == _utc("2021-03-12 20:30")  # not its scheduled 2021-02-26
+    table = cot_table(store, "HE")
+    assert missing not in set(table.point_in_time(datetime(2021, 3, 8, tzinfo=UTC))["as_of"])
+    assert missing in set(table.point_in_time(datetime(2021, 3, 13, tzinfo=UTC))["as_of"])
+
+
 def test_quarantine_log_writes_each_bad_row_once(tmp_path: Path, real_2021_text: bytes) -> None:
     rows = _he_rows(real_2021_text).head(2).astype({"m_money_long_all": "float64"})
     rows.loc[0, "m_money_long_all"] += 1
