@@ -32,8 +32,8 @@ log = structlog.get_logger()
 
 def cot_table(store: Store, market: str) -> BitemporalTable:
     """The bitemporal COT table of `market` (symbol `cot_symbol(market)` in the `cot` library)."""
-    if store.writer:
-        store.status.require_space()  # no LMDB write may follow a commit that failed for lack of space
+    if store.writer:  # the lease still held (S3: not taken over), and no LMDB write after a failed commit
+        store.require_writable()
     symbol = cot_symbol(market)
     return BitemporalTable(store.library(COT), symbol, COT_KEYS, lock=store.symbol_lock(COT, symbol))
 

@@ -69,7 +69,7 @@ def refresh_cot_panel(store: Store, compacted: Mapping[str, tuple[Version, Versi
         built = _Built.of(library.read_metadata(COT_PANEL).metadata) if COT_PANEL in versions else None
         if built is not None and built.versions() == markets:
             return False
-        store.status.require_space()
+        store.require_writable()  # the lease still held, and no LMDB write after a failed commit
         if built is not None and built.only_compacted(markets, compacted or {}):
             library.write_metadata(COT_PANEL, built.moved_to(markets).to_metadata(), prune_previous_versions=False)
             return True

@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hydra_daemon.cot.persist import cot_table
 from hydra_daemon.store.arctic import Store, StoreReadOnlyError
 from hydra_daemon.store.bitemporal_table import BitemporalTable
+from hydra_daemon.store.cot_panel import refresh_cot_panel
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.lease import LEASE_OBJECT, LeaseHolder, LeaseLostError
-from hydra_daemon.store.symbols import COT, FEATURES, FUTURES, cot_symbol
+from hydra_daemon.store.symbols import COT, COT_PANEL, FEATURES, FUTURES, cot_symbol
 from hydra_daemon.store.writer import StreamWriter
 
 FRI = pd.Timestamp("2024-01-05 20:30", tz="UTC")  # a COT release (15:30 New York)
@@ -144,3 +146,25 @@ def test_s3_lost_lease_stops_the_writer(s3_bucket: Any) -> None:
             writer.flush_all()
         assert writer.pending_rows() == 2
         assert not store.library(FUTURES).has_symbol("HE.ohlcv-1d")
+
+
+def test_s3_lost_lease_stops_cot_writes_and_the_cot_panel(s3_bucket: Any) -> None:
+    """COT rows and the COT panel are written past `FeatureStore` and `StreamWriter`: they must check the lease too
+    (two writers on one symbol lose data)."""
+    report = pd.DataFrame({"as_of": [TUE], "open_interest_all": [250_000.0]})
+    with Store.open(s3_bucket.uri, writer=True) as store:
+        cot_table(store, "HE").record(report, value_columns=["open_interest_all"], available_at=FRI, ingested_at=FRI)
+        intruder = LeaseHolder("other:7:z", 7, "other", time.time(), time.time() + 600)
+        s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=LEASE_OBJECT, Body=intruder.to_json())
+        with pytest.raises(LeaseLostError, match="taken over"):
+            store.renew_lease()
+        revised = report.assign(open_interest_all=251_000.0)
+        with pytest.raises(LeaseLostError):
+            cot_table(store, "HE").record(
+                revised, value_columns=["open_interest_all"], available_at=FRI, ingested_at=FRI + pd.Timedelta(days=7)
+            )
+        with pytest.raises(LeaseLostError):
+            refresh_cot_panel(store)
+        library = store.library(COT)
+        assert [key.version for key in library.list_versions(cot_symbol("HE"))] == [0]
+        assert not library.has_symbol(COT_PANEL)
