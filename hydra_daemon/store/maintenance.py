@@ -38,7 +38,8 @@ latest version, and is then *settled*: no run looks at it again, so the work of 
 bounded by the partitions written recently, not by the history (after a restart, each is looked at once).
 
 Point-in-time truth lives in the ``available_at`` columns, not in versions, so pruning never changes a PIT answer.
-Each step holds the symbol's `Store.symbol_lock`, so it never interleaves with an append to the same symbol.
+Each step holds the symbol's `Store.symbol_lock`, so it never interleaves with an append to the same symbol, and
+checks the writer lease first (`Store.require_writable`): a run can outlast the lease's loss to another writer.
 """
 
 from __future__ import annotations
@@ -184,6 +185,7 @@ class Maintenance:
         with ``compact_data`` once (then only pruned until it is settled)."""
         key = (library.name, symbol)
         with self._store.symbol_lock(library.name, symbol):
+            self._store.require_writable()  # before every symbol: a run takes long, the lease may be lost meanwhile
             self._listed[key] = live = _live_versions(library, symbol)
             if key in self._closed_compacted or (not full and self._unchanged.get(key) == live[-1][0]):
                 return  # nothing appended since the last look: skip reading the index
@@ -261,6 +263,7 @@ class Maintenance:
             if name in library.list_snapshots(load_metadata=False):
                 continue
             skipped = [symbol for library_name, symbol in later if library_name == library.name]
+            self._store.require_writable()
             try:
                 library.snapshot(name, skip_symbols=skipped)
             except NoSuchVersionException:
@@ -291,6 +294,7 @@ class Maintenance:
                     day is not None and not name.startswith(DAILY_PREFIX) and covered is not None and day <= covered
                 )
                 if day is not None and (day < oldest_kept or cycle_covered):
+                    self._store.require_writable()
                     library.delete_snapshot(name)
                     report.snapshots_deleted += 1
                 else:
@@ -325,6 +329,7 @@ class Maintenance:
         ~30 B per live version)."""
         cutoff = self._wall_clock() - self.policy.prune_grace_s
         with self._store.symbol_lock(library.name, symbol):
+            self._store.require_writable()
             live = self._listed.pop((library.name, symbol))
             expired = [
                 version

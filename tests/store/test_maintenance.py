@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.frames import restore_utc
+from hydra_daemon.store.lease import LeaseLostError
 from hydra_daemon.store.maintenance import (
     GROWTH,
     MERGED_ROWS,
@@ -73,6 +75,27 @@ def test_compaction_and_pruning_keep_data_and_the_watermark(store: Store) -> Non
     assert StreamWriter(store).watermark(FUTURES, SYMBOL) == Watermark(
         (BASE + pd.Timedelta(seconds=6)).value, {"[6]": 1}
     )
+
+
+def test_a_lease_lost_during_a_run_stops_it_before_the_next_write(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run can take long (after a restart it looks at every partition once); an S3 lease another writer takes over
+    meanwhile must stop it, as it stops every other write: a compaction racing the other writer's append loses one."""
+    _append_one_row_flushes(store, 7)
+    maintenance = Maintenance(store, MaintenancePolicy(compact_every=3, prune_grace_s=0.0))
+    assert store._lease is not None
+    checks = itertools.count()
+
+    def taken_over_after_the_first_check() -> None:
+        if next(checks):
+            raise LeaseLostError("writer lease s3://bucket/hydra-writer.lease was taken over by pid 7 on host other")
+
+    monkeypatch.setattr(store._lease, "check", taken_over_after_the_first_check)
+    with pytest.raises(LeaseLostError):
+        maintenance.run_once()
+    assert _segments(store, FUTURES, SYMBOL) == 7 and len(store.library(FUTURES).list_versions(SYMBOL)) == 7
+    assert store.library(FUTURES).list_snapshots() == {}
 
 
 def test_a_symbol_with_few_fragments_is_left_alone(store: Store) -> None:
