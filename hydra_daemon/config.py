@@ -53,15 +53,17 @@ class DatabentoConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    """Where data goes, how the writer batches it, and how maintenance keeps the store small (see config.toml)."""
+    """Where data goes, how the writer batches it, and how maintenance keeps the store small. The defaults are the
+    shipped config.toml's, whose comments give the measurements behind them (a key left out gets the measured
+    choice, not an older one)."""
 
     arctic_uri: str
     lake_dir: Path
     flush_rows: int = 10_000
-    flush_interval_s: float = 1.0
-    compact_every: int = 20
-    maintenance_interval_s: float = 30.0
-    prune_grace_s: float = 120.0
+    flush_interval_s: float = 5.0
+    compact_every: int = 60
+    maintenance_interval_s: float = 10.0
+    prune_grace_s: float = 10.0
     keep_daily_snapshots_days: int = 30
 
 
