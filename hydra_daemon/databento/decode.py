@@ -239,7 +239,8 @@ class DecodedBatch:
 def decode_records(records: Sequence[Any], symbols: SymbolMap, market: str | None = None) -> DecodedBatch:
     """Decode `records` (in stream order; record objects come from Historical, so the batch's source is
     `HISTORICAL`). `market` routes every data record to one market (Historical requests made per market); otherwise
-    the market comes from the SymbolMappingMsgs seen so far."""
+    the market comes from the SymbolMappingMsgs seen so far. A data record with a time outside 1990..2100 is left
+    out and carried in `corrupt` (an undefined time becomes NaT, which the writer refuses: the whole batch failed)."""
     return _decode(_group_by_type(records), {}, symbols, market, BatchSource.HISTORICAL)
 
 
@@ -379,7 +380,7 @@ def _decode(
         if record_type not in _DATA_TYPES:
             unsupported[record_type.__name__] = len(group)
             continue
-        array = structured(group, record_type)
+        array = _plausible(structured(group, record_type), corrupt)  # Historical: what decode_raw checks for Live
         arrays[record_type] = np.concatenate([arrays[record_type], array]) if record_type in arrays else array
     frames: list[MarketFrame] = []
     unmapped: list[int] = []

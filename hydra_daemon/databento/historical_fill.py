@@ -15,11 +15,12 @@ from typing import Any
 
 import databento
 import databento_dbn as dbn
+import structlog
 import zstandard
 
 from hydra_daemon.databento.cost_guard import CostGuard, CostRefused, HistoricalRequest
 from hydra_daemon.databento.dbn_runs import CorruptStream, is_panic, metadata_length
-from hydra_daemon.databento.decode import checked_runs
+from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, checked_runs, decode_records
 from hydra_daemon.databento.historical_client import historical_client, http_errors
 from hydra_daemon.secrets import ApiKey
 
@@ -35,6 +36,8 @@ CHUNK_NS: dict[str, int] = {
 }
 """Request span per schema (end exclusive); schemas not listed (quotes, trades) use `DEFAULT_CHUNK_NS`."""
 DEFAULT_CHUNK_NS = 3600 * NS_PER_S
+
+log = structlog.get_logger()
 
 
 def chunks(schema: str, start_ns: int, end_ns: int) -> list[tuple[int, int]]:
@@ -76,6 +79,18 @@ class HistoricalSource:
                 stype_out="instrument_id",
             )
         return checked_records(store, what)
+
+    def decode(
+        self, client: databento.Historical, request: HistoricalRequest, symbols: SymbolMap, market: str
+    ) -> DecodedBatch:
+        """`request`'s records decoded for `market` (a backfill's request); each record decoding leaves out as corrupt
+        gets one `record_rejected` line naming it and the request (the rest is stored; a later backfill of the range
+        fetches it again)."""
+        records = self.fetch(client, request.symbols, request.schema, request.start_ns, request.end_ns)
+        decoded = decode_records(records, symbols, market)
+        for record in decoded.corrupt:
+            log.warning("record_rejected", pipeline="backfill", what=record.reason, where=request.describe())
+        return decoded
 
     def fetch_chunks(
         self, client: databento.Historical, parent: str, schema: str, start_ns: int, end_ns: int

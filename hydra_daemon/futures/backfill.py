@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import databento
 import pandas as pd
@@ -21,7 +20,7 @@ import structlog
 from hydra_daemon.capture.commit import configured_writer, seed_symbols
 from hydra_daemon.config import Config
 from hydra_daemon.databento.cost_guard import CostGuard, HistoricalRequest, Quote
-from hydra_daemon.databento.decode import SymbolMap, decode_records
+from hydra_daemon.databento.decode import SymbolMap
 from hydra_daemon.databento.historical_fill import NS_PER_DAY, HistoricalSource, chunks
 from hydra_daemon.futures.pipeline import FuturesSink, validate_frames
 from hydra_daemon.redaction import register_secret
@@ -108,10 +107,10 @@ def backfill_futures(
     sink = FuturesSink(store, writer, [market])
     symbols = SymbolMap({parent: market})
     seed_symbols(store, [market], symbols, FUTURES)
-    decode_records(_fetch(source, client, plan.lookback), symbols, market)
+    source.decode(client, plan.lookback, symbols, market)
     stored = 0
     for done, request in enumerate(plan.requests, start=1):
-        decoded = decode_records(_fetch(source, client, request), symbols, market)
+        decoded = source.decode(client, request, symbols, market)
         clean, problems = validate_frames(decoded.frames)
         for problem in problems:
             log.warning("record_rejected", pipeline="futures-backfill", what=problem.what, where=problem.where)
@@ -122,7 +121,3 @@ def backfill_futures(
     cost = round(source.guard.stats.historical_cost_usd, 6)
     log.info("futures_backfill_done", market=market, start=str(start), end=str(end), rows=stored, cost_usd=cost)
     return stored
-
-
-def _fetch(source: HistoricalSource, client: databento.Historical, request: HistoricalRequest) -> list[Any]:
-    return source.fetch(client, request.symbols, request.schema, request.start_ns, request.end_ns)

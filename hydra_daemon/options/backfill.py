@@ -27,7 +27,6 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 import databento
 import numpy as np
@@ -37,7 +36,7 @@ import structlog
 from hydra_daemon.capture.commit import configured_writer, seed_symbols
 from hydra_daemon.config import Config
 from hydra_daemon.databento.cost_guard import CostGuard, HistoricalRequest, Quote
-from hydra_daemon.databento.decode import MarketFrame, SymbolMap, decode_records
+from hydra_daemon.databento.decode import MarketFrame, SymbolMap
 from hydra_daemon.databento.historical_fill import NS_PER_DAY, NS_PER_S, HistoricalSource
 from hydra_daemon.ingest import PipelineStats
 from hydra_daemon.options.book import stream_parents
@@ -158,7 +157,7 @@ def backfill_options(
     symbols = SymbolMap(plan.parents)
     seed_symbols(store, [market], symbols, OPTIONS)
     for label, request in plan.lookback:
-        decode_records(_fetch(source, client, request), symbols, label)
+        source.decode(client, request, symbols, label)
     quiet_ns = round(config.options.snapshot_interval_s * NS_PER_S)
     total = len(plan.all_requests)
     done, records, stored = len(plan.lookback), 0, 0
@@ -166,7 +165,7 @@ def backfill_options(
     for window in plan.windows:
         frames: list[MarketFrame] = []
         for label, request in window.requests:
-            batch = decode_records(_fetch(source, client, request), symbols, label)
+            batch = source.decode(client, request, symbols, label)
             frames.extend(batch.frames)
             done += 1
             records += sum(len(item.frame) for item in batch.frames)
@@ -213,7 +212,3 @@ def _between(item: MarketFrame, start_ns: int | None, end_ns: int | None) -> Mar
     if end_ns is not None:
         keep &= times < end_ns
     return MarketFrame(item.market, item.schema, item.frame[keep])
-
-
-def _fetch(source: HistoricalSource, client: databento.Historical, request: HistoricalRequest) -> list[Any]:
-    return source.fetch(client, request.symbols, request.schema, request.start_ns, request.end_ns)

@@ -21,7 +21,8 @@ class FaultState:
     """Persistent fault switches. Live: stall = nothing at all (no heartbeats); pause = heartbeats only;
     slow_bytes_per_s > 0 throttles every session; auth_failure rejects every login; down_until_wall refuses
     connections until that monotonic instant. Historical: the next `http_fail_count` requests (-1 = all) answer
-    `http_status`; `http_delay_s` delays every answer (client timeouts)."""
+    `http_status`; `http_delay_s` delays every answer (client timeouts); the next `undefined_time_responses`
+    get_range answers holding records have their first record's ts_event undefined (2**64 - 1)."""
 
     stall: bool = False
     pause: bool = False
@@ -30,6 +31,7 @@ class FaultState:
     http_status: int = 0
     http_fail_count: int = 0
     http_delay_s: float = 0.0
+    undefined_time_responses: int = 0
 
     def take_http_failure(self) -> int | None:
         """The status to fail the current Historical request with, consuming one failure; None = answer normally."""
@@ -44,3 +46,4 @@ class FaultState:
         self.slow_bytes_per_s = 0.0
         self.http_status = self.http_fail_count = 0
         self.http_delay_s = 0.0
+        self.undefined_time_responses = 0

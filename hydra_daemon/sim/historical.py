@@ -129,7 +129,11 @@ class HistoricalApi:
             return json_response(200, len(selection.records))
         if request.path == BILLABLE_SIZE_PATH:
             return json_response(200, selection.size)
-        payload = selection.metadata.encode() + b"".join(selection.records)
+        records = selection.records
+        if records and self.faults.undefined_time_responses > 0:
+            self.faults.undefined_time_responses -= 1
+            records = [_with_undefined_ts_event(records[0]), *records[1:]]
+        payload = selection.metadata.encode() + b"".join(records)
         if request.form.get("compression", "zstd") != "none":
             payload = zstandard.ZstdCompressor().compress(payload)
         return HttpResponse(status=200, body=payload, content_type="application/octet-stream")
@@ -193,6 +197,11 @@ class HistoricalApi:
             limit=limit,
         )
         return _Selection(metadata, records)
+
+
+def _with_undefined_ts_event(record: bytes) -> bytes:
+    """`record` with its header's ts_event (bytes 8..16) set to DBN's undefined timestamp."""
+    return record[:8] + (2**64 - 1).to_bytes(8, "little") + record[16:]
 
 
 def _mappings(pairs: Sequence[tuple[str, Instrument]], start: int, end: int) -> list[Any]:

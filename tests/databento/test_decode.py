@@ -82,11 +82,13 @@ def test_heartbeats_counted_and_notices_kept() -> None:
 
 
 UNDEF = dbn.UNDEF_PRICE
+PLAUSIBLE = (int(pd.Timestamp("1990-01-01", tz="UTC").value), int(pd.Timestamp("2100-01-01", tz="UTC").value))
+"""Times a decoded record may carry; outside, it is carried as corrupt."""
 ohlcv_args = st.fixed_dictionaries(
     {
         "rtype": st.sampled_from([dbn.RType.OHLCV_1D, dbn.RType.OHLCV_1M]),
         "instrument_id": st.integers(1, 2**32 - 1),
-        "ts_event": st.integers(0, 2**63 - 1),
+        "ts_event": st.one_of(st.integers(*PLAUSIBLE), st.integers(0, 2**63 - 1)),
         "open": st.integers(-(2**63), 2**63 - 1),
         "high": st.integers(1, 2**63 - 1),
         "low": st.integers(1, 10**12),
@@ -101,8 +103,11 @@ def test_ohlcv_fields_roundtrip_in_stream_order(args: list[dict[str, int]]) -> N
     records = [dbn.OHLCVMsg(publisher_id=1, **a) for a in args]
     decoded = decode_records(records, SymbolMap({}), market="HE")
     got = {item.schema: item.frame for item in decoded.frames}
+    plausible = [a for a in args if PLAUSIBLE[0] <= a["ts_event"] <= PLAUSIBLE[1]]
+    implausible = [bytes(r) for r, a in zip(records, args, strict=True) if a not in plausible]
+    assert sorted(r.raw for r in decoded.corrupt) == sorted(implausible)
     for schema, rtype in (("ohlcv-1d", dbn.RType.OHLCV_1D), ("ohlcv-1m", dbn.RType.OHLCV_1M)):
-        want = [a for a in args if a["rtype"] == rtype]
+        want = [a for a in plausible if a["rtype"] == rtype]
         if not want:
             assert schema not in got
             continue

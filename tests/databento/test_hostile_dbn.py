@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from hydra_daemon.databento import stream_decoder
 from hydra_daemon.databento.dbn_runs import CorruptStream, is_panic
-from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, decode_raw, record_problem
+from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, decode_raw, decode_records, record_problem
 from hydra_daemon.databento.historical_fill import checked_records, response_records
 from hydra_daemon.databento.quarantine import DbnQuarantine
 from hydra_daemon.databento.stream_decoder import DecoderFinished, StreamDecoder
@@ -254,3 +254,14 @@ def test_a_live_record_with_an_impossible_time_is_quarantined_not_decoded() -> N
     assert used == 3 * len(bars[0]) and decoded.rows == 2
     [corrupt] = decoded.corrupt
     assert not corrupt.breaks_stream and "outside 1990..2100" in corrupt.reason and corrupt.raw == bytes(bars[1])
+
+
+def test_a_historical_record_with_an_impossible_time_is_carried_as_corrupt_not_decoded() -> None:
+    """Historical hands record objects (`decode_records`); one whose ts_event is undefined (2**64 - 1) would be
+    decoded as NaT without the check Live records get (the writer then refuses the whole batch)."""
+    bars = [dbn.OHLCVMsg(int(dbn.RType.OHLCV_1M), 1, 7, T0 + i * 60_000_000_000, 1, 1, 1, 1, i) for i in range(3)]
+    undefined = dbn.OHLCVMsg(int(dbn.RType.OHLCV_1M), 1, 7, dbn.UNDEF_TIMESTAMP, 1, 1, 1, 1, 9)
+    decoded = decode_records([bars[0], undefined, bars[1], bars[2]], SymbolMap({}), market="HE")
+    assert [v for f in decoded.frames for v in f.frame["volume"]] == [0, 1, 2]
+    [corrupt] = decoded.corrupt
+    assert "outside 1990..2100" in corrupt.reason and corrupt.raw == bytes(undefined)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from structlog.testing import capture_logs
 
 from hydra_daemon.config import Config, parse_config
 from hydra_daemon.futures.backfill import backfill_futures
@@ -78,3 +80,36 @@ def test_naive_times_are_refused(tmp_path: Path) -> None:
             pytest.raises(ValueError, match="timezone-aware"),
         ):
             backfill_futures(config, store, "HE", pd.Timestamp("2026-11-02"), pd.Timestamp("2026-11-03", tz="UTC"))
+
+
+def test_a_record_with_an_undefined_time_is_rejected_with_one_line_and_the_rest_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The venue answers the second request with its first record's ts_event undefined: that record gets one
+    `record_rejected` line naming the request and is not stored (its NaT index made the backfill fail); every
+    other record of the range is, once."""
+    with VenueThread(fast_config(seed=5, record_path=tmp_path / "truth.dbn")) as venue:
+        monkeypatch.setenv("HYDRA_TEST_DATABENTO_KEY", venue.info.api_key)
+        clock = venue.venue.clock
+        assert clock is not None
+        start, end = pd.Timestamp("2026-11-02", tz="UTC"), pd.Timestamp("2026-11-03 00:30", tz="UTC")
+        wait_until(lambda: clock.now_ns() > end.value + 60 * 1_000_000_000, "the venue to pass the backfill end")
+        config = _config(venue, tmp_path)
+
+        def damage_the_next_response(done: int, total: int) -> None:
+            venue.venue.faults.undefined_time_responses = 1 if done == 1 else 0
+
+        with Store.open(config.storage.arctic_uri, writer=True) as store, capture_logs() as logs:
+            backfill_futures(config, store, "HE", start, end, damage_the_next_response)
+            library = store.library(FUTURES)
+            frames = {s: library.read(data_symbol("HE", s)).data for s in ("ohlcv-1d", "ohlcv-1m", "definition")}
+    rejected = [line for line in logs if line["event"] == "record_rejected"]
+    assert len(rejected) == 1 and "outside 1990..2100" in rejected[0]["what"] and "HE.FUT" in rejected[0]["where"]
+    truth = futures_truth(venue, frames)
+    missing: Counter[tuple[object, ...]] = Counter()
+    for schema, frame in frames.items():
+        want = truth[schema][(truth[schema].index >= start) & (truth[schema].index < end)]
+        assert frame.index.min() >= start, schema
+        assert not record_keys(frame, schema) - record_keys(want, schema), f"{schema}: a row not in the truth"
+        missing += record_keys(want, schema) - record_keys(frame, schema)
+    assert sum(missing.values()) == 1
