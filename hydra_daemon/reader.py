@@ -24,7 +24,7 @@ from hydra_daemon.store.cot_panel import MARKET_COLUMN, latest_versions, sources
 from hydra_daemon.store.features import VALUE
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.maintenance import daily_snapshot_name
-from hydra_daemon.store.partitions import VersionGoneError, batch_failure, read_stream
+from hydra_daemon.store.partitions import VersionGoneError, batch_failure, read_stream, stream_symbols
 from hydra_daemon.store.symbols import (
     COT,
     COT_PANEL,
@@ -37,6 +37,7 @@ from hydra_daemon.store.symbols import (
     cot_symbol,
     data_symbol,
     feature_symbol,
+    is_partitioned,
     market_of_cot,
     stream_of,
 )
@@ -322,7 +323,7 @@ class Reader(Generic[Frame]):
         if first is None or last is None:
             raise ReaderArgumentError(f"Reader.{method}: start and end are required")
         symbol = chain_symbol(market) if schema == "chain" else data_symbol(market, schema)
-        stored = self._library(library, symbol)
+        stored = self._library(library, symbol, (first.date(), last.date()))
         frame = read_stream(stored, symbol, date_range=(first, last), columns=columns, as_of=self._as_of).data
         return self._out(restore_utc(_stored_columns(frame, columns, method, symbol)))
 
@@ -679,17 +680,25 @@ class Reader(Generic[Frame]):
             )
         return name
 
-    def _library(self, name: str, symbol: str) -> Library:
-        """Library ``name``; ``LookupError`` saying what is missing if it or ``symbol`` is not in the store (or in
-        this Reader's snapshot)."""
+    def _library(self, name: str, symbol: str, days: tuple[dt.date, dt.date] | None = None) -> Library:
+        """Library ``name``; ``LookupError`` saying what is missing if it or ``symbol`` (a day-partitioned stream: a
+        partition of it, looked up by name among ``days`` first) is not in the store (or in this Reader's snapshot).
+        Looked up by name, not in a listing of the library, which gains a partition per stream every day."""
         library = self._store.library(name)
-        if symbol not in self._symbols(name):
+        if not library.has_symbol(symbol, self._as_of) and not self._partitions_stored(library, symbol, days):
             where = "the store" if self._as_of is None else f"snapshot {self._as_of}"
             raise LookupError(
                 f"no symbol {symbol!r} in library {name!r} of {where}; check the market/schema/feature name "
                 "or whether the daemon has captured it yet (Reader.markets(), .schemas(m), .features(m) list them)"
             )
         return library
+
+    def _partitions_stored(self, library: Library, stream: str, days: tuple[dt.date, dt.date] | None) -> bool:
+        if not is_partitioned(stream):
+            return False
+        if days is not None and stream_symbols(library, stream, first=days[0], last=days[1], as_of=self._as_of):
+            return True
+        return bool(stream_symbols(library, stream, as_of=self._as_of))  # none among days: any day? (a listing)
 
     def _out(self, frame: pd.DataFrame) -> Frame:
         if self._output == "pandas":

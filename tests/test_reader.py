@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pytest
+from arcticdb.version_store.library import Library
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -437,3 +438,40 @@ def test_a_batched_read_whose_version_the_daemon_pruned_under_it_is_done_once_mo
         panel = reader.feature_panel(["HE"], ["total_oi"], days[5])
     assert len(picked) == 1
     assert panel.loc["HE", "total_oi"] == 6.0
+
+
+def test_reads_look_their_symbols_up_by_name_not_in_a_listing_of_the_library(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The options library gains a quote partition per market every day (a thousand symbols a year for two
+    markets, 2 ms per listing at 3,000): a read finds its symbol by name, and lists only for a window holding no
+    partition of a stored stream (the stream's existence then needs a listing)."""
+    store_uri = _uri(tmp_path)
+    _populate(store_uri)
+    with Store.open(store_uri, writer=True) as store:
+        writer = StreamWriter(store)
+        for day in range(3):
+            quotes = _bars(T0 + pd.Timedelta(days=day), 5)[["instrument_id", "close"]]
+            writer.add(OPTIONS, data_symbol("HE", "mbp-1"), quotes, key_columns=["instrument_id"])
+            writer.flush_all()
+    _release_arctic_handles()
+    listings: list[str] = []
+    real = Library.list_symbols
+
+    def counted(library: Library, *args: Any, **kwargs: Any) -> Any:
+        listings.append(library.name)
+        return real(library, *args, **kwargs)
+
+    monkeypatch.setattr(Library, "list_symbols", counted)
+    day2 = T0 + pd.Timedelta(days=2)
+    with Reader(store_uri) as reader:
+        quotes = reader.records(OPTIONS, "HE", "mbp-1", day2, day2 + pd.Timedelta(minutes=4))
+        reader.options_chain("HE", T0 + pd.Timedelta(days=30))
+        reader.cot("HE", COT_REVISED)
+        reader.feature("HE", "cot_managed_money_net", COT_REVISED)
+        reader.futures_bars("HE", T0, T0 + pd.Timedelta(minutes=3), "ohlcv-1m")
+        assert len(quotes) == 5 and listings == []
+        assert reader.records(OPTIONS, "HE", "mbp-1", T0 + pd.Timedelta(days=9), T0 + pd.Timedelta(days=10)).empty
+        assert listings  # no partition in the window: whether the stream is stored at all takes a listing
+        with pytest.raises(LookupError, match=r"no symbol 'LE\.mbp-1' in library 'options'"):
+            reader.records(OPTIONS, "LE", "mbp-1", day2, day2)
