@@ -10,7 +10,8 @@ are the comparison), hands the writer one batch per flush interval, snapshots a 
 cycle that sometimes revises the previous week. Every `--period-days` trading days (21 = a month) it prints: disk
 (`du` of the LMDB store), bytes per stored record, ratio to zstd DBN of the quotes, versions per symbol, write
 p50/p99 per writer, the latency of each Reader method at the latest time, and the RSS of the process tree (of it,
-the heap and the pages of the store's LMDB mappings, which maintenance releases).
+the heap and the pages of the store's LMDB mappings, which maintenance releases); the process bounds its heap as the
+daemon does (`resident.bound_heap`) unless `--heap glibc-default`.
 
 The last line states each target (first vs last period) with the measured value and `met`/`not met`; `cot_panel`
 over 50 markets × 20 years (built as the daemon does: per-market appends, then maintenance, which compacts them and
@@ -53,7 +54,7 @@ from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.cot_panel import refresh_cot_panel
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
-from hydra_daemon.store.resident import resident_bytes
+from hydra_daemon.store.resident import bound_heap, resident_bytes
 from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol
 from hydra_daemon.store.writer import StreamWriter
 
@@ -479,12 +480,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--session-hours", type=float, default=23.0)
     parser.add_argument("--panel-markets", type=int, default=50)
     parser.add_argument("--panel-years", type=int, default=20)
+    parser.add_argument(
+        "--heap",
+        choices=("bounded", "glibc-default"),
+        default="bounded",
+        help="bounded: as the daemon (resident.bound_heap); glibc-default: without it, to compare",
+    )
     parser.add_argument("--dir", type=Path, default=None, help="where to build the store (default: a temp dir)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.heap == "bounded":
+        bound_heap()  # as the daemon does at start
     root = Path(tempfile.mkdtemp(prefix="bench_year_", dir=args.dir))
     try:
         cadence = Cadence.shipped()

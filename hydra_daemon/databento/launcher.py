@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 
 from hydra_daemon.databento.child import child_main
 from hydra_daemon.logging_setup import configure_logging
+from hydra_daemon.store.resident import bound_heap
 
 _PID_BYTES = 8
 
@@ -100,6 +101,7 @@ def main(fd: int) -> None:
     """Launcher process: the daemon's log format on the shared stderr; Ctrl-C is the daemon's to handle (a
     terminal sends SIGINT to the whole process group), so the launcher and its children ignore it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    bound_heap()  # its children (forked) keep it: they run as long as a Live session
     configure_logging(level=logging.WARNING)
     serve(socket.socket(fileno=fd))
 

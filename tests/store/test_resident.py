@@ -4,6 +4,8 @@ pages are dropped, and nothing but the store's read-only shared mappings is touc
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -95,3 +97,61 @@ def test_a_closed_store_refuses_and_other_stores_mappings_are_left_alone(tmp_pat
         assert resident_bytes(other) == touched
     with pytest.raises(RuntimeError, match="is closed"):  # its mappings may be gone: it must not advise them
         second.release_mapped_pages()
+
+
+HEAP_PROBE = """
+import ctypes, sys, threading
+from hydra_daemon.store.resident import bound_heap
+
+class Mallinfo2(ctypes.Structure):
+    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+    _fields_ = [(name, ctypes.c_size_t) for name in names.split()]
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+libc.mallinfo2.restype = Mallinfo2
+if sys.argv[1] == "bound":
+    assert bound_heap()
+libc.free(libc.malloc(8 << 20))  # a freed mapped 8 MB block: glibc's default raises its mmap threshold to 8 MB
+before = libc.mallinfo2().hblks
+blocks = [libc.malloc(1 << 20) for _ in range(4)]
+mapped = libc.mallinfo2().hblks - before
+together = threading.Barrier(6)
+def allocate():
+    block = libc.malloc(64)
+    together.wait()
+    libc.free(block)
+threads = [threading.Thread(target=allocate) for _ in range(6)]
+for thread in threads:  # each live thread's first malloc gets an arena of its own while under glibc's limit
+    thread.start()
+for thread in threads:
+    thread.join()
+path = sys.argv[2].encode()
+stream = libc.fopen(path, b"w")
+libc.malloc_info(0, stream)
+libc.fclose(stream)
+print(mapped, open(path).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.parametrize(("policy", "mapped", "arenas"), [("bound", 4, 2), ("glibc default", 0, 7)])
+def test_the_daemon_keeps_large_blocks_mapped_and_its_arenas_few(
+    tmp_path: Path, policy: str, mapped: int, arenas: int
+) -> None:
+    """`bound_heap` (the daemon and its Live launcher call it at start): 1 MB blocks after an 8 MB one was freed
+    are still mapped (returned to the kernel when freed), not carved from the heap where small blocks pin them, and
+    six threads share two arenas. glibc's defaults, measured in the same way, do neither (what the test rests on)."""
+    script = tmp_path / "probe.py"
+    script.write_text(HEAP_PROBE)
+    argument = "bound" if policy == "bound" else "default"
+    result = subprocess.run(
+        [sys.executable, str(script), argument, str(tmp_path / "malloc_info.xml")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == [str(mapped), str(arenas)]
