@@ -80,7 +80,8 @@ rows. ArcticDB 6.28 stores a segment of mbp-1 quotes of more than ~16,400 rows a
 (1,400 rows: 49; one 5 s flush of 700: 51), so a merge of fewer rows would cost more and be rewritten again."""
 GROWTH = 2
 """A segment joins a merge run only if it has at most this many times the rows of the newer segments in the run."""
-_SNAPSHOT_DAY = re.compile(r"^[A-Za-z0-9_-]+?-(\d{8})(?:T\d{6}\d*Z)?$")
+_SNAPSHOT_DAY = re.compile(r"^daily-(\d{8})$|^[A-Za-z0-9_-]+?-(\d{8})T\d{6}\d*Z$")
+"""The daemon's snapshot names (`daily_snapshot_name`, `Store.snapshot`); any other is a user's, never expired."""
 
 
 @dataclass(frozen=True)
@@ -433,6 +434,6 @@ def _snapshot_day(name: str) -> date | None:
     if match is None:
         return None
     try:
-        return datetime.strptime(match[1], "%Y%m%d").replace(tzinfo=UTC).date()
+        return datetime.strptime(match[1] or match[2], "%Y%m%d").replace(tzinfo=UTC).date()
     except ValueError:
         return None

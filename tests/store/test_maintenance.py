@@ -237,12 +237,15 @@ def test_one_snapshot_per_utc_day_kept_for_the_retention_window(store: Store) ->
         taken += maintenance.run_once().snapshots_taken  # a second run the same day takes nothing
         writer.add(FUTURES, SYMBOL, _trades(offset), ["sequence"])
         writer.flush_due()
+        if offset == 0:  # a researcher's own snapshot, named with a day like the daemon's: never the daemon's to delete
+            store.library(FUTURES).snapshot("study-20240305")
         now["ns"] += DAY_NS
     maintenance.run_once()  # on 2024-03-10: keeps the ends of 03-08 and 03-09 (two days)
     assert taken == [daily_snapshot_name((day + pd.Timedelta(days=d)).date()) for d in range(4)]
     library = store.library(FUTURES)
     kept = sorted(library.list_snapshots(load_metadata=False))
-    assert kept == [daily_snapshot_name((day + pd.Timedelta(days=d)).date()) for d in (3, 4)]
+    assert kept == [*(daily_snapshot_name((day + pd.Timedelta(days=d)).date()) for d in (3, 4)), "study-20240305"]
+    assert list(restore_utc(library.read(SYMBOL, as_of="study-20240305").data)["sequence"]) == [0]
     # The end of 2024-03-08 holds the rows of 03-05..03-08 (pruning kept the version the snapshot pins).
     held = restore_utc(library.read(SYMBOL, as_of=daily_snapshot_name(pd.Timestamp("2024-03-08").date())).data)
     assert list(held["sequence"]) == [0, 1, 2, 3]
