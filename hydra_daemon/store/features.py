@@ -38,6 +38,8 @@ class FeatureStore:
                 available_at=frame["available_at"],
                 ingested_at=ingested_at if ingested_at is not None else pd.Timestamp.now(tz="UTC"),
             )
+        except ValueError:
+            raise  # the frame is wrong (validation), not the store: health keeps saying what the store does
         except Exception as error:
             self._store.status.write_failed(error, f"{FEATURES}/{table.symbol}")
             raise

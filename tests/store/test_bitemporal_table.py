@@ -90,6 +90,15 @@ def test_bad_timestamps_rejected(store: Store) -> None:
         table.record(_report([2.0]), value_columns=["net"], available_at=FRI, ingested_at=FRI - pd.Timedelta(1))
 
 
+def test_a_bad_feature_frame_is_the_callers_error_not_a_store_failing(store: Store) -> None:
+    """Health's "writes to store failing" is about the store; a frame failing validation raises to its caller and
+    leaves health as it was."""
+    naive = pd.DataFrame({"as_of": [pd.Timestamp("2024-01-02")], "available_at": [FRI], "value": [1.0]})
+    with pytest.raises(ValueError, match="timezone-naive"):
+        FeatureStore(store).write_feature("HE", "atm_iv", naive, ingested_at=FRI)
+    assert store.usage().retrying is None and store.usage().problem is None
+
+
 def test_feature_store_with_expiration_key(store: Store) -> None:
     features = FeatureStore(store)
     expirations = [pd.Timestamp("2024-02-14", tz="UTC"), pd.Timestamp("2024-04-12", tz="UTC")]
