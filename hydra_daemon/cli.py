@@ -35,6 +35,9 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from hydra_daemon.store.resident import bound_heap
+
+    bound_heap()  # first: ArcticDB's and polars' threads, started by the imports below, would each get an arena
     config = _config(args, logging.INFO)
     _require_writable_dir(config.state_dir)
     _require_socket_dir(config.health_socket)

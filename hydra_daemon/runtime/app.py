@@ -19,7 +19,6 @@ from hydra_daemon.runtime.supervisor import PeriodicJob, PipelineFactory
 from hydra_daemon.secrets import ApiKey, load_api_key
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
-from hydra_daemon.store.resident import bound_heap
 
 
 def pipeline_factories(config: Config, store: Store, key: ApiKey, clock: Clock) -> list[tuple[str, PipelineFactory]]:
@@ -98,7 +97,6 @@ def run_app(
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT on `clock` (wall time by default); returns the exit code. Raises
     SecretError / StoreLockedError early."""
-    bound_heap()  # months of running: see `resident.bound_heap`
     key = load_api_key(config.databento, dict(environ) if environ is not None else None)
     protect_secrets(config, key)
     with Store.open(config.storage.arctic_uri, writer=True) as store:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from hydra_daemon.runtime.health_client import query_health
 from hydra_daemon.sim.venue import VenueThread
-from tests.helpers import fast_config, wait_until
+from hydra_daemon.store.resident import ARENAS
+from tests.helpers import fast_config, malloc_arenas, process_tree, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"<([0-7])>(\{.*\})")
@@ -68,6 +69,8 @@ def test_stderr_is_prefixed_json_lines_and_ctrl_c_stops_cleanly(tmp_path: Path) 
         reader.start()
         try:
             wait_until(lambda: _futures_records(tmp_path / "run" / "health.sock") > 0, "futures rows", timeout=120)
+            arenas = {pid: malloc_arenas(pid) for pid in process_tree(daemon.pid)}  # daemon, launcher, Live child
+            assert len(arenas) >= 3 and max(arenas.values()) <= ARENAS - 1, f"resident.bound_heap: {arenas}"
             os.killpg(daemon.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
             assert daemon.wait(timeout=60) == 0
         finally:
