@@ -23,6 +23,7 @@ from hydra_daemon.cot.persist import QuarantineLog, cot_table, record_backfill, 
 from hydra_daemon.cot.validate import validate_rows
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.cot_panel import refresh_cot_panel
+from hydra_daemon.store.symbols import COT, FEATURES
 
 SNAPSHOT_LABEL = "cot-backfill"
 Progress = Callable[[int, int, str], None]
@@ -82,7 +83,7 @@ async def backfill_cot(
     result.features = await anyio.to_thread.run_sync(_refresh_features, store, markets, now())
     await anyio.to_thread.run_sync(refresh_cot_panel, store)
     if result.features or any(result.written.values()):
-        result.snapshot = await anyio.to_thread.run_sync(store.snapshot, SNAPSHOT_LABEL)
+        result.snapshot = await anyio.to_thread.run_sync(store.snapshot, SNAPSHOT_LABEL, (COT, FEATURES))
     log.info("cot_backfill_done", written=result.written, quarantined=result.quarantined, features=result.features)
     return result
 

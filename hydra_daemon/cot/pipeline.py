@@ -25,10 +25,12 @@ from hydra_daemon.cot.validate import validate_rows
 from hydra_daemon.ingest import IngestPipeline, PipelineState, Problem
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.cot_panel import refresh_cot_panel
+from hydra_daemon.store.symbols import COT, FEATURES
 
 MAX_POLL_INTERVAL_S = 3600.0
 SNAPSHOT_LABEL = "cot"
-"""A cycle that wrote anything ends with `Store.snapshot("cot")`: "what did the store hold then" stays answerable."""
+"""A cycle that wrote anything ends with `Store.snapshot("cot", ...)` of the libraries it writes: "what did they hold
+then" stays answerable."""
 
 log = structlog.get_logger()
 
@@ -213,7 +215,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
             total += len(written)
         refresh_cot_panel(self._store)  # also after a crash left it stale: readers fall back until then
         if total or features:
-            self._store.snapshot(SNAPSHOT_LABEL)
+            self._store.snapshot(SNAPSHOT_LABEL, (COT, FEATURES))
         return total
 
 

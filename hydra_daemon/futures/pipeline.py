@@ -32,7 +32,7 @@ from hydra_daemon.ingest import Problem
 from hydra_daemon.secrets import ApiKey
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
-from hydra_daemon.store.symbols import FUTURES
+from hydra_daemon.store.symbols import FEATURES, FUTURES
 from hydra_daemon.store.writer import StreamWriter
 
 SETTLEMENT = "settlement"
@@ -96,7 +96,7 @@ class FuturesSink:
             self.features.write_feature(item.market, SETTLEMENT, settlement_rows(item.frame))
         if daily:
             self.records.flush_all()
-            self.store.snapshot(SNAPSHOT_LABEL)
+            self.store.snapshot(SNAPSHOT_LABEL, (FUTURES, FEATURES))
         else:
             self.records.flush_due()
         return stored

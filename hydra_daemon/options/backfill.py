@@ -44,7 +44,7 @@ from hydra_daemon.options.pipeline import OPTION_SCHEMAS, OptionsSink
 from hydra_daemon.redaction import register_secret
 from hydra_daemon.secrets import load_api_key
 from hydra_daemon.store.arctic import Store
-from hydra_daemon.store.symbols import OPTIONS
+from hydra_daemon.store.symbols import FEATURES, OPTIONS
 
 log = structlog.get_logger()
 
@@ -180,7 +180,7 @@ def backfill_options(
                 sink.end_session()
         in_range_ns = sink.book.last_event_ns
     writer.flush_all()
-    store.snapshot("options-backfill")
+    store.snapshot("options-backfill", (OPTIONS, FEATURES))
     log.info("options_backfill_done", market=market, start=str(start), end=str(end), records=records, stored=stored)
     return stored
 

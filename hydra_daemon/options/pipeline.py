@@ -46,7 +46,7 @@ from hydra_daemon.secrets import ApiKey
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.partitions import read_stream
-from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol
+from hydra_daemon.store.symbols import FEATURES, OPTIONS, chain_symbol, data_symbol
 from hydra_daemon.store.writer import StreamWriter, Watermark
 
 log = structlog.get_logger()
@@ -120,7 +120,7 @@ class OptionsSink:
         everything, and snapshot the store (the end of an ingestion cycle)."""
         self._store_snapshots(self.book.close())
         self.records.flush_all()
-        self.store.snapshot(SNAPSHOT_LABEL)
+        self.store.snapshot(SNAPSHOT_LABEL, (OPTIONS, FEATURES))
 
     def resume_ns(self, schema: str) -> int | None:
         """Replay start of `schema`: its committed watermark, or when capture began if nothing of it is stored yet

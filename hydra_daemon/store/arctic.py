@@ -6,7 +6,7 @@ import ctypes
 import dataclasses
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -196,13 +196,16 @@ class Store:
         assert self._lease is not None
         self._lease.renew()
 
-    def snapshot(self, label: str) -> str:
-        """Pin the current version of every symbol of every library as snapshot ``<label>-<UTC time>``."""
+    def snapshot(self, label: str, libraries: Collection[str]) -> str:
+        """Pin the current version of every symbol of ``libraries`` (those a pipeline's cycle wrote) as snapshot
+        ``<label>-<UTC time>``. Only those: until the daily snapshot supersedes it, a snapshot keeps the small
+        intraday segments of every symbol it pins beside their merged copies, and another pipeline's streams are
+        the daily snapshot's to hold."""
         self.require_writable()
         if not _SNAPSHOT_LABEL.fullmatch(label):
             raise ValueError(f"snapshot label {label!r} must match {_SNAPSHOT_LABEL.pattern}")
         name = f"{label}-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S%fZ}"
-        for library_name in LIBRARIES:
+        for library_name in (name for name in LIBRARIES if name in libraries):
             if self.has_library(library_name):
                 library = self.library(library_name)
                 if library.list_symbols():

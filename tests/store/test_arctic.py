@@ -93,7 +93,7 @@ def test_reader_never_creates_libraries_and_cannot_write(lmdb_uri: str) -> None:
             with pytest.raises(StoreReadOnlyError):
                 reader.require_writable()
             with pytest.raises(StoreReadOnlyError):
-                reader.snapshot("cycle")
+                reader.snapshot("cycle", (FUTURES,))
 
 
 def test_snapshot_pins_what_the_store_held(lmdb_uri: str) -> None:
@@ -101,26 +101,29 @@ def test_snapshot_pins_what_the_store_held(lmdb_uri: str) -> None:
         library = store.library(FUTURES)
         library.write("HE.ohlcv-1d", _frame("2024-01-02", 3))
         store.library(COT)  # empty library: nothing to pin, must not fail
-        name = store.snapshot("ingest")
+        name = store.snapshot("ingest", (FUTURES, COT))
         library.append("HE.ohlcv-1d", _frame("2024-01-03", 2))
         assert name.startswith("ingest-") and name.endswith("Z")
         assert len(library.read("HE.ohlcv-1d", as_of=name).data) == 3
         assert len(library.read("HE.ohlcv-1d").data) == 5
         with pytest.raises(ValueError, match="snapshot label"):
-            store.snapshot("bad label!")
+            store.snapshot("bad label!", (FUTURES,))
 
 
-def test_a_snapshot_pins_all_four_libraries(lmdb_uri: str) -> None:
-    """futures, options, cot and features (README): a snapshot answers "what did the store hold" for each."""
+def test_a_cycle_snapshot_pins_the_libraries_its_pipeline_writes_and_no_other(lmdb_uri: str) -> None:
+    """A COT cycle's snapshot holds cot and features; options quotes pinned by it would keep their small intraday
+    segments beside the merged ones until the daily snapshot (which holds every library)."""
     names = ("futures", "options", "cot", "features")
     with Store.open(lmdb_uri, writer=True) as store:
         for name in names:
             store.library(name).write("HE.x", _frame("2024-01-02", 3))
-        snapshot = store.snapshot("ingest")
+        snapshot = store.snapshot("cot", ("cot", "features"))
         for name in names:
             store.library(name).append("HE.x", _frame("2024-01-03", 2))
-        pinned = {name: len(store.library(name).read("HE.x", as_of=snapshot).data) for name in names}
-    assert pinned == dict.fromkeys(names, 3)
+        pinned = {name: len(store.library(name).read("HE.x", as_of=snapshot).data) for name in ("cot", "features")}
+        held = {name: snapshot in store.library(name).list_snapshots(load_metadata=False) for name in names}
+    assert pinned == {"cot": 3, "features": 3}
+    assert held == {"futures": False, "options": False, "cot": True, "features": True}
 
 
 def test_s3_second_lease_holder_refused_and_free_after_close(s3_bucket: Any) -> None:

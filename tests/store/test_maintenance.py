@@ -276,7 +276,7 @@ def test_a_cycle_snapshot_lasts_until_the_daily_snapshot_of_its_day_then_its_seg
     maintenance = Maintenance(store, MaintenancePolicy(compact_every=3, prune_grace_s=0.0), clock=lambda: now["ns"])
     maintenance.run_once()  # yesterday's daily snapshot, of an empty store
     _append_one_row_flushes(store, 3)
-    cycle = store.snapshot("cot")
+    cycle = store.snapshot("cot", (FUTURES,))
     pinned = store.library(FUTURES).read(SYMBOL, as_of=cycle).version
     _converge(maintenance)  # the day goes on: the three appends are merged, the cycle snapshot keeps its version
     assert cycle in store.library(FUTURES).list_snapshots(load_metadata=False)
