@@ -31,14 +31,16 @@ class MarketRecords:
         self.library = library
         self.markets = tuple(markets)
 
-    def add(self, frames: Iterable[MarketFrame]) -> int:
-        """Buffer the not-yet-committed rows of `frames`; return how many were accepted."""
+    def add(self, frames: Iterable[MarketFrame], delivery: int | None = None) -> int:
+        """Buffer the not-yet-committed rows of `frames` (the next batch of `delivery`, see `StreamWriter.add`);
+        return how many were accepted."""
         accepted = 0
         for item in frames:
             if item.frame.empty:
                 continue
             symbol = data_symbol(item.market, item.schema)
-            accepted += self.writer.add(self.library, symbol, item.frame, layout(item.schema).key_columns)
+            key_columns = layout(item.schema).key_columns
+            accepted += self.writer.add(self.library, symbol, item.frame, key_columns, delivery=delivery)
         return accepted
 
     def flush_due(self) -> list[Commit]:

@@ -230,6 +230,8 @@ class DecodedBatch:
     unmapped: tuple[int, ...] = ()  # instrument ids of data records whose market is unknown (not stored)
     unsupported: Mapping[str, int] = field(default_factory=dict)  # record type name -> count (not stored)
     corrupt: tuple[CorruptRecord, ...] = ()  # records that could not be decoded (not stored; quarantined)
+    delivery: int | None = None
+    """The ordered delivery (one live session, one gap fill) this batch continues; None: not part of one."""
 
     @property
     def rows(self) -> int:

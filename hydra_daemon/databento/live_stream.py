@@ -17,16 +17,21 @@ Flow per connection:
    heartbeat for `watchdog_s`); we stop the child, back off with jitter and start again at 1.
 
 Overlapping replays are harmless: the `StreamWriter` drops every row at or before its watermark, so the store ends
-up with each record exactly once. A slow consumer fills the pipe, which blocks the child's client, which stops
-reading its socket: TCP back-pressure on the gateway, nothing dropped, memory bounded.
+up with each record exactly once. Each session's live stream and each gap fill is one numbered delivery
+(`DecodedBatch.delivery`): a timestamp whose records the decoder split over two batches is continued, not taken
+for a redelivery of rows equal in every key column.
+
+A slow consumer fills the pipe, which blocks the child's client, which stops reading its socket: TCP back-pressure
+on the gateway, nothing dropped, memory bounded.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -61,6 +66,10 @@ drops the overlap."""
 BAR_NS = {"ohlcv-1s": NS_PER_S, "ohlcv-1m": 60 * NS_PER_S, "ohlcv-1h": 3600 * NS_PER_S, "ohlcv-1d": 86_400 * NS_PER_S}
 """Historical filters bars on ts_event (the bar's start) but they are published at its end: fills reach back one bar
 further, so a bar published after the resume point is fetched even though it started before it."""
+
+_DELIVERIES = itertools.count(1)
+"""Numbers each ordered delivery (a session's live stream, one gap fill): its batches carry it (`DecodedBatch.delivery`)
+so the writer tells a timestamp continued in the next batch from a redelivered one."""
 
 ResumePoint = Callable[[str], int | None]
 """schema -> committed watermark in UTC ns (None = nothing stored yet). Called from a worker thread."""
@@ -241,6 +250,7 @@ class LiveStream:
         """Historical [start - overlap (- one bar), end) for every market, one batch per request chunk with rows."""
         log.info("gap_fill_started", schema=schema, start_ns=start_ns, end_ns=end_ns)
         client = await anyio.to_thread.run_sync(self._historical.client)
+        delivery = next(_DELIVERIES)
         for parent, market in self.spec.parents.items():
             first = max(0, start_ns - REPLAY_OVERLAP_NS - BAR_NS.get(schema, 0))
             chunks = self._historical.fetch_chunks(client, parent, schema, first, end_ns)
@@ -255,7 +265,7 @@ class LiveStream:
                     break
                 self._stats.gap_fill_records += decoded.rows
                 if decoded.rows:
-                    yield decoded
+                    yield replace(decoded, delivery=delivery)
 
     def _request(self, replay: Mapping[str, int]) -> SessionRequest:
         settings = self.settings
@@ -272,6 +282,7 @@ class LiveStream:
         """Batches with rows until the child's stream ends, `Idle.TICK` every `idle_tick_s` without; then raise how
         the session ended (or SessionClosed by caller). Heartbeat- or notice-only batches are not batches."""
         decoder = StreamDecoder(child, self.symbols, self._decoded, schemas=self.spec.schemas)
+        delivery = next(_DELIVERIES)
         try:
             last_yield = time.monotonic()
             while True:
@@ -281,7 +292,7 @@ class LiveStream:
                 except DecoderFinished:
                     break
                 if decoded is not None and decoded.rows:
-                    yield decoded
+                    yield replace(decoded, delivery=delivery)
                     last_yield = time.monotonic()
                 elif time.monotonic() - last_yield >= self._idle_tick_s:
                     yield Idle.TICK

@@ -89,8 +89,8 @@ class FuturesSink:
         self.records = MarketRecords(store, writer, FUTURES, markets)
         self.features = FeatureStore(store)
 
-    def commit(self, frames: Sequence[MarketFrame]) -> int:
-        stored = self.records.add(frames)
+    def commit(self, frames: Sequence[MarketFrame], delivery: int | None = None) -> int:
+        stored = self.records.add(frames, delivery)
         daily = [item for item in frames if item.schema == "ohlcv-1d" and not item.frame.empty]
         for item in daily:
             self.features.write_feature(item.market, SETTLEMENT, settlement_rows(item.frame))
@@ -130,4 +130,4 @@ class FuturesIngestPipeline(LiveCapturePipeline):
         return replace(batch, frames=clean), problems
 
     def commit(self, batch: DecodedBatch) -> int:
-        return self.sink.commit(batch.frames)
+        return self.sink.commit(batch.frames, batch.delivery)

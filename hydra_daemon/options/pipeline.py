@@ -80,12 +80,13 @@ class OptionsSink:
         """Option schemas persisted raw (mbp-1 only with `persist_quotes`)."""
         return tuple(s for s in OPTION_SCHEMAS if s != "mbp-1" or self.config.databento.persist_quotes)
 
-    def commit(self, frames: Sequence[MarketFrame], *, live: bool = True) -> int:
-        """Store the option records of `frames`, advance the chains, store the snapshots that came due (only from
-        live data: a Historical gap fill arrives schema by schema, not in time order)."""
+    def commit(self, frames: Sequence[MarketFrame], *, live: bool = True, delivery: int | None = None) -> int:
+        """Store the option records of `frames` (the next batch of `delivery`), advance the chains, store the
+        snapshots that came due (only from live data: a Historical gap fill arrives schema by schema, not in time
+        order)."""
         stored_schemas = self.stored_schemas()
         raw = [f for f in frames if not is_underlying(f.market) and f.schema in stored_schemas]
-        stored = self.records.add(raw)
+        stored = self.records.add(raw, delivery)
         self._store_snapshots(self.book.ingest(frames, snapshots=live))
         self.records.flush_due()
         return stored
@@ -249,7 +250,7 @@ class OptionsIngestPipeline(LiveCapturePipeline):
         return batch, []
 
     def commit(self, batch: DecodedBatch) -> int:
-        return self.sink.commit(batch.frames, live=batch.source is BatchSource.LIVE)
+        return self.sink.commit(batch.frames, live=batch.source is BatchSource.LIVE, delivery=batch.delivery)
 
     async def persist(self, clean: DecodedBatch) -> int:
         self._last_data_monotonic = time.monotonic()

@@ -5,6 +5,11 @@ Redelivered rows are recognised against it: rows before the watermark time were 
 watermark time are matched one-for-one against the boundary multiset. This is exact when a redelivery
 replays whole timestamps (Databento replays every record with ``ts >= start``) or when the key columns tell
 apart the rows sharing one timestamp.
+
+A stream cut into batches at arbitrary records (a live session) is one ordered *delivery*: its rows at a timestamp
+may arrive in two batches, and the second part can equal the first in every key column (two one-lot trades in one
+packet). `after_delivered` matches such a delivery against the watermark it resumed from only (consuming the
+boundary multiset across its batches), so the continuation of a timestamp is never mistaken for a redelivery.
 """
 
 from __future__ import annotations
@@ -80,6 +85,45 @@ def after_watermark(
     return accepted, advanced(watermark, accepted, key_columns)
 
 
+@dataclass
+class Delivery:
+    """The state of one ordered delivery into a symbol: the watermark timestamp it resumed from (None: nothing was
+    committed or buffered) and the boundary rows at it not yet matched by the delivery's redelivered rows."""
+
+    token: object
+    resume_ts: int | None
+    unmatched: Counter[str]
+
+    @classmethod
+    def resuming(cls, token: object, watermark: Watermark | None) -> Delivery:
+        if watermark is None:
+            return cls(token, None, Counter())
+        return cls(token, watermark.ts_ns, Counter(watermark.boundary))
+
+
+def after_delivered(
+    frame: pd.DataFrame, watermark: Watermark | None, key_columns: Sequence[str], delivery: Delivery
+) -> tuple[pd.DataFrame, Watermark | None]:
+    """Like `after_watermark` for the next batch of an ordered `delivery` (rows of index-sorted UTC ``frame``):
+    rows before the watermark are redelivered; rows at it are matched against the boundary the delivery resumed
+    from (consumed across batches) while the watermark is still that one, and are new once the delivery has moved
+    the watermark on (everything at that timestamp came from this delivery, in order)."""
+    if frame.empty:
+        return frame, watermark
+    ts = np.asarray(frame.index.asi8)
+    if watermark is None:
+        keep = np.ones(len(frame), dtype=bool)
+    else:
+        keep = ts >= watermark.ts_ns
+        at = np.flatnonzero(ts == watermark.ts_ns)
+        if len(at) and watermark.ts_ns == delivery.resume_ts:
+            keep[at] = _unmatched(row_keys(frame.iloc[at], key_columns), delivery.unmatched)
+    accepted = frame if keep.all() else frame[keep]
+    if accepted.empty:
+        return accepted, watermark
+    return accepted, advanced(watermark, accepted, key_columns)
+
+
 def advanced(watermark: Watermark | None, accepted: pd.DataFrame, key_columns: Sequence[str]) -> Watermark:
     """The watermark after committing ``accepted`` (index-sorted, non-empty, none of it covered by ``watermark``)."""
     last = int(accepted.index.asi8[-1])
@@ -90,7 +134,11 @@ def advanced(watermark: Watermark | None, accepted: pd.DataFrame, key_columns: S
 
 
 def _unseen(keys: list[str], boundary: Mapping[str, int]) -> np.ndarray:
-    remaining = Counter(boundary)
+    return _unmatched(keys, Counter(boundary))
+
+
+def _unmatched(keys: list[str], remaining: Counter[str]) -> np.ndarray:
+    """Like `_unseen`, consuming `remaining` in place (the delivery's next batch continues from it)."""
     unseen = np.zeros(len(keys), dtype=bool)
     for position, key in enumerate(keys):
         if remaining[key] > 0:

@@ -25,7 +25,14 @@ from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import normalise_dtypes, require_utc_columns, require_utc_index, restore_utc
 from hydra_daemon.store.partitions import day_parts, stream_symbols
 from hydra_daemon.store.uri import redact_uri
-from hydra_daemon.store.watermark import Watermark, advanced, after_watermark, boundary_at
+from hydra_daemon.store.watermark import (
+    Delivery,
+    Watermark,
+    advanced,
+    after_delivered,
+    after_watermark,
+    boundary_at,
+)
 
 __all__ = ["Commit", "FlushError", "StreamWriter", "Watermark"]
 
@@ -66,6 +73,7 @@ class _Pending:
     rows: int = 0
     since: float | None = None
     failed: bool = False
+    delivery: Delivery | None = None
 
 
 class StreamWriter:
@@ -97,8 +105,20 @@ class StreamWriter:
         self.append_seconds = LatencyHistogram()
         """Duration of every ArcticDB append (one per flushed symbol), for the metrics endpoint."""
 
-    def add(self, library: str, symbol: str, frame: pd.DataFrame, key_columns: Sequence[str]) -> int:
-        """Buffer the rows of ``frame`` not yet committed or buffered; return how many were accepted."""
+    def add(
+        self,
+        library: str,
+        symbol: str,
+        frame: pd.DataFrame,
+        key_columns: Sequence[str],
+        *,
+        delivery: object | None = None,
+    ) -> int:
+        """Buffer the rows of ``frame`` not yet committed or buffered; return how many were accepted.
+
+        ``delivery`` names the ordered stream ``frame`` is the next batch of (one live session, one gap fill): its
+        rows at the watermark's time continue that timestamp instead of being matched against it as a redelivery
+        (`watermark.after_delivered`). None: ``frame`` is a redelivery of whole timestamps or has unique keys."""
         what = f"{library}/{symbol}"
         missing = [c for c in key_columns if c not in frame.columns]
         if missing:
@@ -109,7 +129,12 @@ class StreamWriter:
         rows.index = rows.index.tz_convert("UTC")
         with self._lock:
             pending = self._pending_for(library, symbol, tuple(key_columns))
-            accepted, pending.high = after_watermark(rows, pending.high, pending.key_columns)
+            if delivery is None:
+                accepted, pending.high = after_watermark(rows, pending.high, pending.key_columns)
+            else:
+                if pending.delivery is None or pending.delivery.token != delivery:
+                    pending.delivery = Delivery.resuming(delivery, pending.high)
+                accepted, pending.high = after_delivered(rows, pending.high, pending.key_columns, pending.delivery)
             if not accepted.empty:
                 pending.frames.append(accepted)
                 pending.rows += len(accepted)
