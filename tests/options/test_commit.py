@@ -130,6 +130,17 @@ def test_quotes_not_persisted_when_configured_off(store: Store, tmp_path: Path) 
     assert first.resume_ns("definition") == T0
 
 
+def test_with_quotes_not_persisted_the_chain_rows_stored_are_counted(store: Store, tmp_path: Path) -> None:
+    """What the options pipeline reports as stored (health's `last_delivery`) includes the chain rows: with quotes
+    not persisted, a batch of quotes that stores a snapshot is a delivery, not silence."""
+    first = sink(make_config(tmp_path, persist_quotes=False), store)
+    first.commit(frames(opening(T0)))
+    assert first.commit(frames([quote(CALL, T0 + 61 * S, 4.1, 4.15)])) == 0
+    assert first.chain_rows == 2  # the snapshot at T0 + 60 s: call and put
+    first.commit(frames([quote(CALL, T0 + 62 * S, 4.2, 4.25)]))
+    assert first.chain_rows == 2  # no snapshot due
+
+
 def test_problems_are_logged_once_per_instrument_and_rule(store: Store, tmp_path: Path) -> None:
     stats = PipelineStats()
     first = sink(make_config(tmp_path), store, stats)
