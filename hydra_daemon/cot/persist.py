@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -47,6 +48,15 @@ def scheduled_release(as_of: pd.Series, extra_closures: Collection[date]) -> pd.
     return pd.Series(pd.to_datetime([cache[d] for d in days], utc=True), index=as_of.index, name="available_at")
 
 
+@dataclass(frozen=True)
+class Unpublished:
+    """What a poll saw: at `seen_at`, the files held no week newer than `newest` (None: none at all) although a
+    newer one was due by the calendar."""
+
+    newest: date | None
+    seen_at: datetime
+
+
 def record_cycle(
     table: BitemporalTable,
     rows: pd.DataFrame,
@@ -55,18 +65,24 @@ def record_cycle(
     ingested_at: datetime,
     revision_weeks: int,
     extra_closures: Collection[date],
+    unpublished: Unpublished | None = None,
 ) -> pd.DataFrame:
     """Record a live cycle's rows of one market: a new `as_of` gets its scheduled release time; a known `as_of`
     among the newest `revision_weeks` whose values changed becomes a revision available at `revealed_at` (when the
     cycle that revealed it could see it; see `pipeline.revealed_at_for`); older known weeks and unchanged rows are
     skipped. A new `as_of` older than a stored one was missing from the cycle that stored the newer week (published
-    late, or quarantined at its release and corrected since): what it holds is public only since `revealed_at`."""
+    late, or quarantined at its release and corrected since): what it holds is public only since `revealed_at`. So
+    is a new `as_of` a poll saw missing after its scheduled release (`unpublished`: a release the calendar does not
+    know was late, e.g. a government shutdown): claiming the scheduled time would be lookahead."""
     known = set(table.latest()["as_of"])
     recent = set(sorted(rows["as_of"].unique())[-revision_weeks:])
     rows = rows[~rows["as_of"].isin(known) | rows["as_of"].isin(recent)]
     scheduled = scheduled_release(rows["as_of"], extra_closures)
     revealed = pd.Series(pd.Timestamp(revealed_at).tz_convert("UTC"), index=rows.index)
     late = rows["as_of"] < max(known) if known else False
+    if unpublished is not None:
+        after = rows["as_of"] > pd.Timestamp(unpublished.newest, tz="UTC") if unpublished.newest is not None else True
+        late = late | (after & (scheduled <= pd.Timestamp(unpublished.seen_at).tz_convert("UTC")))
     available_at = revealed.where(rows["as_of"].isin(known) | late, scheduled)
     return table.record(
         rows, value_columns=COT_VALUE_COLUMNS, available_at=available_at, ingested_at=pd.Timestamp(ingested_at)

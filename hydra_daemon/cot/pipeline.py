@@ -20,7 +20,14 @@ from hydra_daemon.config import Config, CotConfig, MarketConfig
 from hydra_daemon.cot.calendar import latest_as_of_released, next_release_after, release_time
 from hydra_daemon.cot.fetch import CotFetcher, CotFetchError, CotFile, NotPublishedYet
 from hydra_daemon.cot.parse import OUTPUT_COLUMNS, CotParseError, parse_report
-from hydra_daemon.cot.persist import QuarantineLog, cot_table, quarantine_path, record_cycle, write_features
+from hydra_daemon.cot.persist import (
+    QuarantineLog,
+    Unpublished,
+    cot_table,
+    quarantine_path,
+    record_cycle,
+    write_features,
+)
 from hydra_daemon.cot.validate import validate_rows
 from hydra_daemon.ingest import IngestPipeline, PipelineState, Problem
 from hydra_daemon.store.arctic import Store
@@ -87,6 +94,8 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         self._quarantine = quarantine
         self._codes = {m.cftc_code for m in markets}
         self._log = log.bind(pipeline=self.name)
+        self._unpublished: Unpublished | None = None
+        """The last poll that found a due week missing: weeks after it first seen later are available from then."""
 
     async def run(self) -> None:
         """Run until cancelled; the fetcher's HTTP client is closed on the way out."""
@@ -125,6 +134,8 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
                 yield cycle
             if newest is not None and newest >= expected:
                 return
+            if cycle is not None:  # the files were read: nothing after `newest` was public now, though due
+                self._unpublished = Unpublished(newest if newest is not None else newest_seen, cycle.ingested_at)
             self.stats.state = PipelineState.WAITING_FOR_RELEASE
             self._log.info("cot_not_yet_published", expected_as_of=expected.isoformat(), retry_in_s=delay)
             await self._clock.sleep_until(self._clock.now() + timedelta(seconds=delay))
@@ -201,6 +212,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
                 ingested_at=clean.ingested_at,
                 revision_weeks=self._config.revision_weeks,
                 extra_closures=self._config.extra_closures,
+                unpublished=self._unpublished,
             )
             history = table.history()
             features += write_features(self._store, market.name, history, ingested_at=clean.ingested_at)
