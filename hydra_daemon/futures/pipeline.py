@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import pandas as pd
+import structlog
 
 from hydra_daemon.backoff import Backoff
 from hydra_daemon.capture.commit import MarketRecords
@@ -34,6 +35,8 @@ from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.symbols import FEATURES, FUTURES
 from hydra_daemon.store.writer import StreamWriter
+
+log = structlog.get_logger()
 
 SETTLEMENT = "settlement"
 _DAY = pd.Timedelta(days=1)
@@ -93,13 +96,34 @@ class FuturesSink:
         stored = self.records.add(frames, delivery)
         daily = [item for item in frames if item.schema == "ohlcv-1d" and not item.frame.empty]
         for item in daily:
-            self.features.write_feature(item.market, SETTLEMENT, settlement_rows(item.frame))
+            rows = self._keyed_settlements(item)
+            if not rows.empty:
+                self.features.write_feature(item.market, SETTLEMENT, rows)
         if daily:
             self.records.flush_all()
             self.store.snapshot(SNAPSHOT_LABEL, (FUTURES, FEATURES))
         else:
             self.records.flush_due()
         return stored
+
+    @staticmethod
+    def _keyed_settlements(item: MarketFrame) -> pd.DataFrame:
+        """Settlement rows of `item`'s daily bars that have a key: a bar of an instrument whose raw symbol is not
+        known yet (a gap fill before its definition was seen) is stored as a bar but gets no settlement row (one
+        line names it); of two bars of one symbol and day the later counts. Without this one such batch fails the
+        feature write and, replayed after every restart, crashes the pipeline again."""
+        rows = settlement_rows(item.frame)
+        unknown = (rows["symbol"] == "").to_numpy()
+        if unknown.any():
+            bars = item.frame[unknown].head(20)
+            ids, times = bars["instrument_id"].tolist(), bars.index
+            log.warning(
+                "settlement_without_symbol",
+                market=item.market,
+                what="daily bars of instruments whose raw symbol is unknown (no definition seen): no settlement row",
+                where=[f"instrument_id={i} at {t.isoformat()}" for i, t in zip(ids, times, strict=True)],
+            )
+        return rows[~unknown].drop_duplicates(["as_of", "symbol"], keep="last").reset_index(drop=True)
 
 
 class FuturesIngestPipeline(LiveCapturePipeline):
