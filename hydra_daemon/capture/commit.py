@@ -49,22 +49,19 @@ class MarketRecords:
     def flush_all(self) -> list[Commit]:
         return self.writer.flush_all()
 
-    def committed_ns(self, schema: str) -> int | None:
-        """The oldest committed watermark of `schema` over all markets (None if any market has nothing committed
-        for it, so the whole replay window is requested)."""
-        marks = [self.writer.watermark(self.library, data_symbol(market, schema)) for market in self.markets]
-        if not marks or any(mark is None for mark in marks):
-            return None
-        return min(mark.ts_ns for mark in marks if mark is not None)
-
     def resume_ns(self, schema: str, schemas: Sequence[str]) -> int | None:
         """Where a replay of `schema` must start: its committed watermark; for a schema with nothing stored yet, when
         capture into `schemas` began (so what it published while we were down is filled from Historical); None on
-        a fresh store."""
-        committed = self.committed_ns(schema)
-        if committed is not None:
-            return committed
-        return capture_start_ns(self.store, self.library, self.markets, schemas)
+        a fresh store. A market with nothing stored at all (just added to the configuration) is new like a fresh
+        store, not behind: it does not pull the others back to when their capture began (a Historical re-fill of
+        their whole history, spending the day's budget on rows the writer then drops)."""
+        started = [m for m in self.markets if capture_start_ns(self.store, self.library, [m], schemas) is not None]
+        if not started:
+            return None
+        marks = [self.writer.watermark(self.library, data_symbol(market, schema)) for market in started]
+        if all(mark is not None for mark in marks):
+            return min(mark.ts_ns for mark in marks if mark is not None)
+        return capture_start_ns(self.store, self.library, started, schemas)
 
 
 def capture_start_ns(store: Store, library: str, markets: Sequence[str], schemas: Sequence[str]) -> int | None:
