@@ -214,7 +214,7 @@ class LiveStream:
             async for batch in filled:
                 yield batch
         replay = {schema: 0 if start is None else max(1, start - REPLAY_OVERLAP_NS) for schema, start in starts.items()}
-        child = LiveProcess(self.settings.key.reveal(), self._request(replay))
+        child = await self._start_child(replay)
         try:
             session_id = await anyio.to_thread.run_sync(child.wait_started, CONNECT_TIMEOUT_S, abandon_on_cancel=True)
             # The replay window moved on while we filled and connected: fill what slipped out of it before reading
@@ -229,6 +229,14 @@ class LiveStream:
                     yield item
         finally:
             child.stop()
+
+    async def _start_child(self, replay: Mapping[str, int]) -> LiveProcess:
+        """A child session asked for `replay`, forked off the event loop: the fork waits for the launcher, which is
+        still importing the client (~2 s, more on a loaded machine) at the first connect and after it was restarted.
+        Shielded, so a stop that lands meanwhile finds the child in `_session`'s cleanup instead of orphaning it."""
+        with anyio.CancelScope(shield=True):
+            child = await anyio.to_thread.run_sync(LiveProcess, self.settings.key.reveal(), self._request(replay))
+        return child
 
     async def _fill_older_than_replay(self, starts: dict[str, int | None]) -> AsyncGenerator[DecodedBatch, None]:
         """Fill from Historical every schema whose resume point is older than the replay window now; advance
