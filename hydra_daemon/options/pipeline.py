@@ -24,12 +24,15 @@ per (market, instrument, rule) and counted in ``stats.rejects``.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import anyio
+import numpy as np
 import pandas as pd
 import structlog
+from arcticdb.version_store.library import Library
 
 from hydra_daemon.backoff import Backoff
 from hydra_daemon.capture.commit import MarketRecords
@@ -57,6 +60,9 @@ NS_PER_S = 1_000_000_000
 SNAPSHOT_LABEL = "options"
 RESTORE_REFERENCE_S = 7 * 86_400
 """How far back a warm start reads definitions and statistics (venues resend them daily; 7 days spans holidays)."""
+RESTORE_QUOTES_S = 3600
+"""A warm start reads stored quotes this much at a time (memory bounded by an hour of quotes, not a day)."""
+QUOTE_COLUMNS = list(EVENT_COLUMNS["mbp-1"])
 
 
 class OptionsSink:
@@ -97,25 +103,51 @@ class OptionsSink:
         """Warm start after a restart: rebuild the chains from stored option records — definitions and statistics
         of the last `RESTORE_REFERENCE_S`, quotes of the last replay window — so options not requoted since the
         restart keep their quote. Returns the number of records applied. Their underlying futures quotes are not
-        stored, so restored quotes get an implied vol only once requoted."""
+        stored, so restored quotes get an implied vol only once requoted. Quotes are read `RESTORE_QUOTES_S` at a
+        time: a day of them is ~10M rows a market, which read at once took about a gigabyte at every restart."""
         if not store.has_library(OPTIONS):
             return 0
         library = store.library(OPTIONS)
         frames = []
+        quotes: dict[str, tuple[int, int]] = {}
         for market in self.markets:
             for schema in self.stored_schemas():
                 symbol = data_symbol(market, schema)
                 mark = self.writer.watermark(OPTIONS, symbol)
                 if mark is None:
                     continue
-                lookback_s = self.config.databento.replay_window_s if schema == "mbp-1" else RESTORE_REFERENCE_S
-                since = pd.Timestamp(mark.ts_ns - lookback_s * NS_PER_S, tz="UTC")
-                columns = list(EVENT_COLUMNS[schema])
-                frame = read_stream(library, symbol, date_range=(since, None), columns=columns).data
-                frames.append(MarketFrame(market, schema, frame))
-        applied = sum(len(item.frame) for item in frames)
-        self.book.ingest(frames, snapshots=False)
+                if schema == "mbp-1":
+                    quotes[market] = (mark.ts_ns - self.config.databento.replay_window_s * NS_PER_S, mark.ts_ns)
+                    continue
+                since = pd.Timestamp(mark.ts_ns - RESTORE_REFERENCE_S * NS_PER_S, tz="UTC")
+                frame = read_stream(library, symbol, date_range=(since, None), columns=list(EVENT_COLUMNS[schema]))
+                frames.append(MarketFrame(market, schema, frame.data))
+        applied = self._restore_in_windows(library, frames, quotes)
         log.info("option_chains_restored", records=applied, markets=list(self.markets))
+        return applied
+
+    def _restore_in_windows(
+        self, library: Library, frames: list[MarketFrame], quotes: Mapping[str, tuple[int, int]]
+    ) -> int:
+        """Apply `frames` (definitions, statistics) and each market's stored quotes in [first, last] ns in time
+        order, `RESTORE_QUOTES_S` at a time (the records of each window together, as the stream brought them)."""
+        if not quotes:
+            self.book.ingest(frames, snapshots=False)
+            return sum(len(item.frame) for item in frames)
+        step = RESTORE_QUOTES_S * NS_PER_S
+        first, last = min(a for a, _ in quotes.values()), max(b for _, b in quotes.values())
+        edges = [None, *range(first, last + 1, step), last + 1, None]
+        applied = 0
+        for a, b in itertools.pairwise(edges):
+            window = [_between(item, a, b) for item in frames]
+            for market, (since, until) in quotes.items() if a is not None and b is not None else ():
+                lo, hi = max(a, since), min(b - 1, until)
+                if lo <= hi:
+                    span = (pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"))
+                    read = read_stream(library, data_symbol(market, "mbp-1"), date_range=span, columns=QUOTE_COLUMNS)
+                    window.append(MarketFrame(market, "mbp-1", read.data))
+            applied += sum(len(item.frame) for item in window)
+            self.book.ingest(window, snapshots=False)
         return applied
 
     def end_session(self) -> None:
@@ -271,3 +303,11 @@ class OptionsIngestPipeline(LiveCapturePipeline):
             await anyio.to_thread.run_sync(self.sink.end_session)
         else:
             await super().on_idle()
+
+
+def _between(item: MarketFrame, start_ns: int | None, end_ns: int | None) -> MarketFrame:
+    """The rows of `item` (index-sorted) in [start_ns, end_ns) (None: open)."""
+    times = pd.DatetimeIndex(item.frame.index).asi8
+    lo = 0 if start_ns is None else int(np.searchsorted(times, start_ns, side="left"))
+    hi = len(times) if end_ns is None else int(np.searchsorted(times, end_ns, side="left"))
+    return MarketFrame(item.market, item.schema, item.frame.iloc[lo:hi])

@@ -9,11 +9,13 @@ from typing import Any
 
 import databento_dbn as dbn
 import pandas as pd
+import pytest
 import structlog
 
 from hydra_daemon.config import Config, parse_config
 from hydra_daemon.databento.decode import MarketFrame, SymbolMap, decode_records
 from hydra_daemon.ingest import PipelineStats
+from hydra_daemon.options import pipeline as pipeline_module
 from hydra_daemon.options.book import stream_parents
 from hydra_daemon.options.pipeline import OptionsSink
 from hydra_daemon.sim.config import MarketConfig as SimMarketConfig
@@ -175,6 +177,31 @@ def test_restart_restores_the_chain_from_the_store(store: Store, tmp_path: Path)
     assert (after["bid"], after["ask"], after["open_interest"]) == (4.0, 4.05, 150)
     assert after["underlying_price"] == 91.025
     assert after["iv_status"] == "no_underlying" and math.isnan(after["implied_vol"])  # futures quotes are not stored
+
+
+def test_restore_reads_stored_quotes_an_hour_at_a_time_and_keeps_the_newest(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day of stored quotes is ~10M rows a market: the warm start must not read them all at once."""
+    config = make_config(tmp_path)
+    first = sink(config, store)
+    hours = [quote(CALL, T0 + h * 3600 * S + 10, 4.0 + h, 4.05 + h) for h in range(1, 5)]
+    first.commit(frames([*opening(T0), *hours]))
+    first.end_session()
+    reads: list[int] = []
+    real_read = pipeline_module.read_stream
+
+    def counting_read(*args: Any, **kwargs: Any) -> Any:
+        result = real_read(*args, **kwargs)
+        if args[1] == data_symbol("HE", "mbp-1"):
+            reads.append(len(result.data))
+        return result
+
+    monkeypatch.setattr(pipeline_module, "read_stream", counting_read)
+    second = sink(config, store)
+    assert second.restore(store) == 4 + len(hours)
+    assert sum(reads) == 1 + len(hours) and max(reads) == 1  # one quote per hour stored: one per read
+    assert second.book.chains["HE"].quotes[CALL.instrument_id].bid == 8.0
 
 
 def test_quotes_and_statistics_before_their_definitions_reach_the_chain(store: Store, tmp_path: Path) -> None:
