@@ -8,8 +8,9 @@ apart the rows sharing one timestamp.
 
 A stream cut into batches at arbitrary records (a live session) is one ordered *delivery*: its rows at a timestamp
 may arrive in two batches, and the second part can equal the first in every key column (two one-lot trades in one
-packet). `after_delivered` matches such a delivery against the watermark it resumed from only (consuming the
-boundary multiset across its batches), so the continuation of a timestamp is never mistaken for a redelivery.
+packet). `after_watermark` with a `Delivery` matches such a delivery against the watermark it resumed from only
+(consuming the boundary multiset across its batches), so the continuation of a timestamp is never mistaken for a
+redelivery.
 """
 
 from __future__ import annotations
@@ -66,9 +67,12 @@ def boundary_at(frame: pd.DataFrame, ts_ns: int, key_columns: Sequence[str]) -> 
 
 
 def after_watermark(
-    frame: pd.DataFrame, watermark: Watermark | None, key_columns: Sequence[str]
+    frame: pd.DataFrame, watermark: Watermark | None, key_columns: Sequence[str], delivery: Delivery | None = None
 ) -> tuple[pd.DataFrame, Watermark | None]:
-    """Rows of an index-sorted UTC ``frame`` not covered by ``watermark``, and the watermark after them."""
+    """Rows of an index-sorted UTC ``frame`` not covered by ``watermark``, and the watermark after them. With
+    ``delivery`` (``frame`` is its next batch), rows at the watermark are matched against the boundary the delivery
+    resumed from (consumed across batches) while the watermark is still that one, and are new once the delivery has
+    moved it on (everything at that timestamp came from this delivery, in order)."""
     if frame.empty:
         return frame, watermark
     ts = np.asarray(frame.index.asi8)
@@ -78,7 +82,7 @@ def after_watermark(
         keep = ts > watermark.ts_ns
         at = np.flatnonzero(ts == watermark.ts_ns)
         if len(at):
-            keep[at] = _unseen(row_keys(frame.iloc[at], key_columns), watermark.boundary)
+            keep[at] = _new_at_watermark(row_keys(frame.iloc[at], key_columns), watermark, delivery)
     accepted = frame if keep.all() else frame[keep]
     if accepted.empty:
         return accepted, watermark
@@ -101,27 +105,14 @@ class Delivery:
         return cls(token, watermark.ts_ns, Counter(watermark.boundary))
 
 
-def after_delivered(
-    frame: pd.DataFrame, watermark: Watermark | None, key_columns: Sequence[str], delivery: Delivery
-) -> tuple[pd.DataFrame, Watermark | None]:
-    """Like `after_watermark` for the next batch of an ordered `delivery` (rows of index-sorted UTC ``frame``):
-    rows before the watermark are redelivered; rows at it are matched against the boundary the delivery resumed
-    from (consumed across batches) while the watermark is still that one, and are new once the delivery has moved
-    the watermark on (everything at that timestamp came from this delivery, in order)."""
-    if frame.empty:
-        return frame, watermark
-    ts = np.asarray(frame.index.asi8)
-    if watermark is None:
-        keep = np.ones(len(frame), dtype=bool)
-    else:
-        keep = ts >= watermark.ts_ns
-        at = np.flatnonzero(ts == watermark.ts_ns)
-        if len(at) and watermark.ts_ns == delivery.resume_ts:
-            keep[at] = _unmatched(row_keys(frame.iloc[at], key_columns), delivery.unmatched)
-    accepted = frame if keep.all() else frame[keep]
-    if accepted.empty:
-        return accepted, watermark
-    return accepted, advanced(watermark, accepted, key_columns)
+def _new_at_watermark(keys: list[str], watermark: Watermark, delivery: Delivery | None) -> np.ndarray:
+    """Which rows at the watermark's time (of ``keys``) are new: those beyond the boundary multiset; within a
+    delivery, all of them once the delivery itself set this watermark."""
+    if delivery is None:
+        return _unmatched(keys, Counter(watermark.boundary))
+    if watermark.ts_ns != delivery.resume_ts:
+        return np.ones(len(keys), dtype=bool)
+    return _unmatched(keys, delivery.unmatched)
 
 
 def advanced(watermark: Watermark | None, accepted: pd.DataFrame, key_columns: Sequence[str]) -> Watermark:
@@ -133,12 +124,9 @@ def advanced(watermark: Watermark | None, accepted: pd.DataFrame, key_columns: S
     return Watermark(last, dict(boundary))
 
 
-def _unseen(keys: list[str], boundary: Mapping[str, int]) -> np.ndarray:
-    return _unmatched(keys, Counter(boundary))
-
-
 def _unmatched(keys: list[str], remaining: Counter[str]) -> np.ndarray:
-    """Like `_unseen`, consuming `remaining` in place (the delivery's next batch continues from it)."""
+    """Which of ``keys`` are beyond the multiset ``remaining``, consuming it in place (a delivery's next batch
+    continues from it)."""
     unseen = np.zeros(len(keys), dtype=bool)
     for position, key in enumerate(keys):
         if remaining[key] > 0:

@@ -29,7 +29,6 @@ from hydra_daemon.store.watermark import (
     Delivery,
     Watermark,
     advanced,
-    after_delivered,
     after_watermark,
     boundary_at,
 )
@@ -118,7 +117,8 @@ class StreamWriter:
 
         ``delivery`` names the ordered stream ``frame`` is the next batch of (one live session, one gap fill): its
         rows at the watermark's time continue that timestamp instead of being matched against it as a redelivery
-        (`watermark.after_delivered`). None: ``frame`` is a redelivery of whole timestamps or has unique keys."""
+        (`watermark.after_watermark` with a `Delivery`). None: ``frame`` is a redelivery of whole timestamps or has
+        unique keys."""
         what = f"{library}/{symbol}"
         missing = [c for c in key_columns if c not in frame.columns]
         if missing:
@@ -129,12 +129,10 @@ class StreamWriter:
         rows.index = rows.index.tz_convert("UTC")
         with self._lock:
             pending = self._pending_for(library, symbol, tuple(key_columns))
-            if delivery is None:
-                accepted, pending.high = after_watermark(rows, pending.high, pending.key_columns)
-            else:
-                if pending.delivery is None or pending.delivery.token != delivery:
-                    pending.delivery = Delivery.resuming(delivery, pending.high)
-                accepted, pending.high = after_delivered(rows, pending.high, pending.key_columns, pending.delivery)
+            if delivery is not None and (pending.delivery is None or pending.delivery.token != delivery):
+                pending.delivery = Delivery.resuming(delivery, pending.high)
+            matching = pending.delivery if delivery is not None else None
+            accepted, pending.high = after_watermark(rows, pending.high, pending.key_columns, matching)
             if not accepted.empty:
                 pending.frames.append(accepted)
                 pending.rows += len(accepted)
