@@ -373,15 +373,30 @@ def test_hostile_arguments_are_reader_argument_errors(uri: str, call: Any, messa
         call(reader)
 
 
+def _six_days_in_two_writes() -> tuple[list[pd.Timestamp], pd.DataFrame, pd.DataFrame]:
+    """Six daily values of feature HE.total_oi, as the days and the two frames written (days 0-2, then 3-5)."""
+    days = [T0 + pd.Timedelta(days=d) for d in range(6)]
+    first = pd.DataFrame({"as_of": days[:3], "available_at": days[:3], "value": [1.0, 2.0, 3.0]})
+    later = pd.DataFrame({"as_of": days[3:], "available_at": days[3:], "value": [4.0, 5.0, 6.0]})
+    return days, first, later
+
+
+def _supersede_and_prune(store: Store, later: pd.DataFrame, at: pd.Timestamp, symbol: str, version: object) -> None:
+    """Append `later` to HE.total_oi, then merge and prune with no grace, as the daemon would: `version` is gone."""
+    FeatureStore(store).write_feature("HE", "total_oi", later, ingested_at=at)
+    maintenance = Maintenance(store, MaintenancePolicy(compact_every=1, prune_grace_s=0.0))
+    maintenance.run_once()
+    maintenance.run_once()
+    assert version not in [key.version for key in store.library(FEATURES).list_versions(symbol)]
+
+
 def test_a_read_whose_version_the_daemon_pruned_under_it_is_done_once_more(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A read that took longer than the grace window loses the version it picked (here: right after picking it, the
     writer appends, merges and prunes with no grace): it is read once more, from the version that replaced it."""
     uri = _uri(tmp_path)
-    days = [T0 + pd.Timedelta(days=d) for d in range(6)]
-    first = pd.DataFrame({"as_of": days[:3], "available_at": days[:3], "value": [1.0, 2.0, 3.0]})
-    later = pd.DataFrame({"as_of": days[3:], "available_at": days[3:], "value": [4.0, 5.0, 6.0]})
+    days, first, later = _six_days_in_two_writes()
     picked: list[object] = []
     with Store.open(uri, writer=True) as store, Reader(uri) as reader:
         features = FeatureStore(store)
@@ -392,12 +407,7 @@ def test_a_read_whose_version_the_daemon_pruned_under_it_is_done_once_more(
             version, since = original(table, start, as_of)
             if not picked:
                 picked.append(version)
-                features.write_feature("HE", "total_oi", later, ingested_at=days[5])
-                maintenance = Maintenance(store, MaintenancePolicy(compact_every=1, prune_grace_s=0.0))
-                maintenance.run_once()
-                maintenance.run_once()
-                kept = store.library(FEATURES).list_versions(table.symbol)
-                assert version not in [key.version for key in kept]
+                _supersede_and_prune(store, later, days[5], table.symbol, version)
             return version, since
 
         monkeypatch.setattr(BitemporalTable, "where_from", where_from_then_pruned)
@@ -413,9 +423,7 @@ def test_a_batched_read_whose_version_the_daemon_pruned_under_it_is_done_once_mo
     ArcticDB reports the lost version as a `DataError` entry, not an exception, and it used to surface as a
     LookupError instead of being read once more."""
     uri = _uri(tmp_path)
-    days = [T0 + pd.Timedelta(days=d) for d in range(6)]
-    first = pd.DataFrame({"as_of": days[:3], "available_at": days[:3], "value": [1.0, 2.0, 3.0]})
-    later = pd.DataFrame({"as_of": days[3:], "available_at": days[3:], "value": [4.0, 5.0, 6.0]})
+    days, first, later = _six_days_in_two_writes()
     picked: list[object] = []
     with Store.open(uri, writer=True) as store, Reader(uri) as reader:
         features = FeatureStore(store)
@@ -426,12 +434,7 @@ def test_a_batched_read_whose_version_the_daemon_pruned_under_it_is_done_once_mo
             version, since = original(table, item, start, as_of)
             if not picked:
                 picked.append(version)
-                features.write_feature("HE", "total_oi", later, ingested_at=days[5])
-                maintenance = Maintenance(store, MaintenancePolicy(compact_every=1, prune_grace_s=0.0))
-                maintenance.run_once()
-                maintenance.run_once()
-                kept = store.library(FEATURES).list_versions(table.symbol)
-                assert version not in [key.version for key in kept]
+                _supersede_and_prune(store, later, days[5], table.symbol, version)
             return version, since
 
         monkeypatch.setattr(BitemporalTable, "start_of", start_of_then_pruned)
