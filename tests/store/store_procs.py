@@ -76,5 +76,8 @@ if __name__ == "__main__":
         hold(args[0])
     elif command == "read-loop":
         read_loop(args[0], args[1], args[2], int(args[3]), Path(args[4]))
+        # Its summary is out and its store closed: skip interpreter teardown, where ArcticDB's native thread pools
+        # crash the process now and then (SIGSEGV after every read succeeded; seen ~1 run in 30 on 2 loaded cores).
+        os._exit(0)
     else:
         raise SystemExit(f"unknown command {command}")
