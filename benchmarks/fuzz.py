@@ -538,7 +538,7 @@ def _through_stream_decoder(stream: bytes) -> Outcome:
                 return Outcome(documented=True)
         raise TimeoutError("the stream decoder neither finished nor failed within 10 s")
     finally:
-        decoder.stop()
+        decoder.close()
 
 
 # --- Historical responses ----------------------------------------------------------------------------------------

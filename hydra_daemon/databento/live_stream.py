@@ -318,7 +318,7 @@ class LiveStream:
                     self._quarantined(exc.record, "live")
                 raise
         finally:
-            decoder.stop()
+            await decoder.aclose()  # off the event loop, and before `_session` closes the child's pipe under it
 
     def _decoded(self, decoded: DecodedBatch) -> None:
         """Log what a batch says about the source and quarantine its corrupt records (decoder or worker thread)."""

@@ -9,6 +9,9 @@ A corrupt record ends the stream at once (the batch before it is delivered, the 
 `DecodedBatch.corrupt` for `on_decoded` to quarantine, then `get()` raises `CorruptStream`), so the session is
 replaced and resumes from the committed watermarks; a panic of the DBN library becomes a `CorruptStream` too, never a
 silently dead thread.
+
+Closing waits for the thread (it may be inside a long decode or `on_decoded`) so that the source it reads is not
+closed under it; on the event loop that wait runs in a worker thread (`aclose`), never on the loop itself.
 """
 
 from __future__ import annotations
@@ -19,8 +22,13 @@ import time
 from collections.abc import Callable, Collection
 from typing import Protocol
 
+import anyio
+import structlog
+
 from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream, is_panic, metadata_length
 from hydra_daemon.databento.decode import BatchSource, DecodedBatch, SymbolMap, decode_raw
+
+log = structlog.get_logger()
 
 BATCH_BYTES = 1 << 21
 BATCH_LINGER_S = 0.05
@@ -28,6 +36,9 @@ BATCH_LINGER_S = 0.05
 per-frame pandas overhead, and the writer buffers for `flush_interval_s` anyway, so the latency is free."""
 MAX_BATCH_BYTES = 1 << 24
 """While the consumer is behind, a batch grows up to this (about 200k mbp-1 records); memory stays bounded."""
+CLOSE_WAIT_S = 5.0
+"""How long closing waits for the thread to finish what it is doing (a read is at most 0.2 s, a decode of
+MAX_BATCH_BYTES and its `on_decoded` far less on a healthy machine); after that it is abandoned (a daemon thread)."""
 
 
 class ByteSource(Protocol):
@@ -88,10 +99,21 @@ class StreamDecoder:
         """Seconds since bytes last arrived; 0 while we wait for the consumer (then we are the slow one)."""
         return 0.0 if self._blocked else time.monotonic() - self._seen_at
 
-    def stop(self) -> None:
-        """Abandon: let the thread exit without delivering more."""
+    def close(self) -> None:
+        """Abandon the stream: the thread exits without delivering more; wait for it (up to CLOSE_WAIT_S). Blocks:
+        for synchronous callers; on the event loop use `aclose()`."""
         self._stopped.set()
-        self._thread.join(timeout=5)
+        self._thread.join(CLOSE_WAIT_S)
+
+    async def aclose(self) -> None:
+        """`close()` for the event loop: the wait runs in a worker thread, so the loop keeps serving everything else.
+        Shielded: a caller being cancelled (shutdown, a pipeline restart) still waits, for at most CLOSE_WAIT_S, so
+        whoever closes the source next does not close it under a thread that is still reading it."""
+        self._stopped.set()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._thread.join, CLOSE_WAIT_S)
+        if self._thread.is_alive():
+            log.warning("stream_decoder_abandoned", waited_s=CLOSE_WAIT_S)
 
     def _run(self) -> None:
         try:

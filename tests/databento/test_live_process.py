@@ -44,7 +44,7 @@ def test_records_stream_from_the_child_and_stop_ends_it(venue: VenueThread) -> N
         try:
             wait_until(lambda: _collect(decoder, seen) >= 2, "minute bars and definitions from the child", 30)
         finally:
-            decoder.stop()
+            decoder.close()
         assert seen["definition"] > 0 and seen["ohlcv-1m"] > 0
     finally:
         child.stop()

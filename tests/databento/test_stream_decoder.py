@@ -83,4 +83,4 @@ def test_waiting_for_the_consumer_is_not_idleness() -> None:
         assert decoder.idle_s() == 0.0
         assert decoder.get(timeout=1.0) is not None
     finally:
-        decoder.stop()
+        decoder.close()
