@@ -1,16 +1,23 @@
-"""CME Globex trading sessions (pure): when the market is open, so health can tell a quiet weekend from a stall.
+"""CME Globex trading sessions (pure): when a market is open, so health can tell a quiet weekend or a closed pit-hours
+product from a stall.
 
 Databento's GLBX definitions carry no session hours, so the schedule is the Globex calendar: the session of trading
 date D runs from 17:00 America/Chicago on the previous calendar day to 16:00 on D (Sunday 17:00 opens Monday's),
 Monday-Friday trading dates only, so the daily 16:00-17:00 maintenance break and the Friday 16:00 - Sunday 17:00
 weekend are closed. CME holidays come from `holidays.financial_holidays("XCME")`: a full holiday removes that trading
-date's session; a half day pauses it at 12:00 Chicago (10:30 before 2015). Products with shorter pit-era hours (e.g.
-livestock 08:30-13:05) still stream definitions and statistics on Globex; health uses this calendar for all of them.
+date's session; a half day pauses it at 12:00 Chicago (10:30 before 2015).
+
+Products with shorter hours trade only part of it: CME livestock (HE, LE, GF) futures and options trade on Globex
+08:30-13:05 Chicago on each trading date. A `MarketSchedule` says so (`[[markets]] hours` in the config); every
+function takes one, `GLOBEX` (the full session) by default. Holidays apply to it, and a half day cuts a window that
+spans its close.
 """
 
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -25,11 +32,65 @@ _FRIDAY = 4
 _DAY = timedelta(days=1)
 _MAX_SPAN = timedelta(days=400)
 """Open time is integrated over at most this span: callers compare it with limits of hours, not years."""
+_HOURS = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
+HOURS_EXPECTED = (
+    '"HH:MM-HH:MM" in America/Chicago, opening before closing and by 16:00 (the Globex close), like "08:30-13:05"'
+)
+"""What `MarketSchedule.parse` accepts."""
+
+
+@dataclass(frozen=True)
+class MarketSchedule:
+    """When a market trades on Globex trading dates: the whole session (`hours` empty: `GLOBEX`) or only these
+    windows of Chicago clock time on the trading date itself, sorted and disjoint, within 00:00-16:00 (a market's
+    config gives one; several arise only as the `union` of markets' hours)."""
+
+    hours: tuple[tuple[time, time], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> MarketSchedule:
+        """`"08:30-13:05"` -> that window; ValueError saying what is expected otherwise."""
+        match = _HOURS.fullmatch(text)
+        if match is None:
+            raise ValueError(f"expected trading hours as {HOURS_EXPECTED}, got {text!r}")
+        opens, closes = (time(int(match[i]), int(match[i + 1])) for i in (1, 3))
+        if not opens < closes <= SESSION_CLOSE:
+            raise ValueError(f"expected trading hours as {HOURS_EXPECTED}, got {text!r}")
+        return cls(((opens, closes),))
+
+    def __str__(self) -> str:
+        """As written in the config ("08:30-13:05"; windows joined by ", "), "Globex" for the whole session."""
+        return ", ".join(f"{opens:%H:%M}-{closes:%H:%M}" for opens, closes in self.hours) or "Globex"
+
+    @property
+    def day_seconds(self) -> float | None:
+        """Open seconds of a whole trading date within the hours; None for the whole Globex session."""
+        if not self.hours:
+            return None
+        return sum(_clock_seconds(closes) - _clock_seconds(opens) for opens, closes in self.hours)
+
+
+GLOBEX = MarketSchedule()
+
+
+def union(schedules: Iterable[MarketSchedule]) -> MarketSchedule:
+    """Open whenever any of `schedules` is (`GLOBEX` when one of them is, or there are none)."""
+    schedules = list(schedules)
+    if not schedules or any(not s.hours for s in schedules):
+        return GLOBEX
+    windows = sorted(w for s in schedules for w in s.hours)
+    merged = [windows[0]]
+    for opens, closes in windows[1:]:
+        if opens <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], closes))
+        else:
+            merged.append((opens, closes))
+    return MarketSchedule(tuple(merged))
 
 
 @dataclass(frozen=True)
 class Session:
-    """One Globex session: trading date and its UTC-aware open and close instants."""
+    """One open stretch of a trading date: the date and its UTC-aware open and close instants."""
 
     trading_date: date
     opens: datetime
@@ -47,34 +108,44 @@ def session_for(trading_date: date) -> Session | None:
     return Session(trading_date, opens.astimezone(UTC), closes.astimezone(UTC))
 
 
-def session_at(t: datetime) -> Session | None:
-    """The session open at `t` (UTC-aware), or None when Globex is closed then."""
+def sessions_on(trading_date: date, schedule: MarketSchedule = GLOBEX) -> tuple[Session, ...]:
+    """The stretches `schedule` trades on `trading_date`, in time order: its hours within the Globex session (cut
+    at a half day's close), or the whole session; none on weekends and CME holidays."""
+    globex = session_for(trading_date)
+    if globex is None or not schedule.hours:
+        return () if globex is None else (globex,)
+    sessions = []
+    for opens, closes in schedule.hours:
+        start = datetime.combine(trading_date, opens, tzinfo=CHICAGO).astimezone(UTC)
+        end = min(datetime.combine(trading_date, closes, tzinfo=CHICAGO).astimezone(UTC), globex.closes)
+        if start < end:
+            sessions.append(Session(trading_date, start, end))
+    return tuple(sessions)
+
+
+def session_at(t: datetime, schedule: MarketSchedule = GLOBEX) -> Session | None:
+    """The session (a stretch of `schedule`'s hours) open at `t` (UTC-aware), or None when closed then."""
     local = _aware(t).astimezone(CHICAGO)
     trading_date = local.date() + _DAY if local.time() >= SESSION_OPEN else local.date()
-    session = session_for(trading_date)
-    if session is None or not session.opens <= t < session.closes:
-        return None
-    return session
+    return next((s for s in sessions_on(trading_date, schedule) if s.opens <= t < s.closes), None)
 
 
-def is_open(t: datetime) -> bool:
-    """True when Globex trades at `t`."""
-    return session_at(t) is not None
+def is_open(t: datetime, schedule: MarketSchedule = GLOBEX) -> bool:
+    """True when the market trades at `t`."""
+    return session_at(t, schedule) is not None
 
 
-def next_open(t: datetime) -> datetime:
-    """The first instant at or after `t` when Globex is open (`t` itself when open)."""
-    if is_open(t):
-        return t
+def next_open(t: datetime, schedule: MarketSchedule = GLOBEX) -> datetime:
+    """The first instant at or after `t` when the market is open (`t` itself when open)."""
     day = _aware(t).astimezone(CHICAGO).date()
     for offset in range(15):
-        session = session_for(day + offset * _DAY)
-        if session is not None and session.closes > t:
-            return max(session.opens, t)
-    raise RuntimeError(f"no Globex session within two weeks after {t.isoformat()}")
+        for session in sessions_on(day + offset * _DAY, schedule):
+            if session.closes > t:
+                return max(session.opens, t)
+    raise RuntimeError(f"no session of {schedule} within two weeks after {t.isoformat()}")
 
 
-def open_seconds(start: datetime, end: datetime) -> float:
+def open_seconds(start: datetime, end: datetime, schedule: MarketSchedule = GLOBEX) -> float:
     """Seconds of open market in [start, end) (0 when end <= start); spans longer than 400 days are cut there."""
     start, end = _aware(start), _aware(end)
     if end <= start:
@@ -84,12 +155,15 @@ def open_seconds(start: datetime, end: datetime) -> float:
     day = start.astimezone(CHICAGO).date()
     last = end.astimezone(CHICAGO).date() + _DAY
     while day <= last:
-        session = session_for(day)
-        if session is not None:
+        for session in sessions_on(day, schedule):
             overlap = (min(end, session.closes) - max(start, session.opens)).total_seconds()
             total += max(0.0, overlap)
         day += _DAY
     return total
+
+
+def _clock_seconds(clock: time) -> int:
+    return clock.hour * 3600 + clock.minute * 60
 
 
 def _half_day_close(trading_date: date) -> time | None:

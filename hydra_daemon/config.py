@@ -16,6 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hydra_daemon.cme_sessions import GLOBEX, HOURS_EXPECTED, MarketSchedule
 from hydra_daemon.errors import UserError
 from hydra_daemon.store.uri import default_lmdb_uri, validate_uri
 
@@ -26,12 +27,14 @@ class ConfigError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class MarketConfig:
-    """One market: its name (used in symbols), futures and options parent roots, and CFTC contract market code."""
+    """One market: its name (used in symbols), futures and options parent roots, CFTC contract market code, and when
+    it trades on Globex (`hours`; health expects its data then only)."""
 
     name: str
     futures_root: str
     options_root: str
     cftc_code: str
+    hours: MarketSchedule = GLOBEX
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,7 @@ def _markets(reader: _Reader) -> tuple[MarketConfig, ...]:
             futures_root=_pattern(item, "futures_root", _ROOT, "a futures parent root like 'HE'"),
             options_root=_pattern(item, "options_root", _ROOT, "an options parent root like 'HE'"),
             cftc_code=_pattern(item, "cftc_code", _CFTC_CODE, "a 6-character CFTC code as a string, like '054642'"),
+            hours=_hours(item, name),
         )
         item.finish()
         markets.append(market)
@@ -248,6 +252,19 @@ def _markets(reader: _Reader) -> tuple[MarketConfig, ...]:
         if twice:
             raise reader.error("markets", f"each market needs its own {field_name}; {', '.join(twice)} appears twice")
     return tuple(markets)
+
+
+def _hours(reader: _Reader, market: str) -> MarketSchedule:
+    """`hours = "08:30-13:05"`: the market trades only then on Globex trading dates; absent: the whole session."""
+    expected = f"market {market}'s trading hours as {HOURS_EXPECTED}"
+    text = reader.take("hours", str, expected, None)
+    if text is None:
+        return GLOBEX
+    try:
+        return MarketSchedule.parse(text)
+    except ValueError:
+        reader.table["hours"] = text
+        raise reader.fail("hours", expected) from None
 
 
 def _pattern(reader: _Reader, key: str, pattern: re.Pattern[str], expected: str) -> str:

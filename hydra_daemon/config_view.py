@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from hydra_daemon.cme_sessions import MarketSchedule
 from hydra_daemon.config import Config
 from hydra_daemon.store.uri import redact_uri
 
@@ -24,11 +25,14 @@ def _value(value: Any) -> str:
         return "[" + ", ".join(_value(v) for v in value) + "]"
     if value is None:
         return '""  # not set'
+    if isinstance(value, MarketSchedule):
+        return '""  # not set: the whole Globex session' if not value.hours else f'"{value}"'
     return str(value)
 
 
 def _table(obj: Any) -> list[str]:
-    return [f"{f.name} = {_value(getattr(obj, f.name))}" for f in fields(obj) if not is_dataclass(getattr(obj, f.name))]
+    values = [(f.name, getattr(obj, f.name)) for f in fields(obj)]
+    return [f"{name} = {_value(v)}" for name, v in values if not is_dataclass(v) or isinstance(v, MarketSchedule)]
 
 
 def render_config(config: Config) -> str:

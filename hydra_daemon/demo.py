@@ -109,6 +109,7 @@ def demo_config(root: Path, info: VenueInfo) -> Config:
             # A day is exported half a simulated day after it completes: rows still in a flush (0.25 wall s, ~2 h of
             # simulated time) or in the shutdown snapshot must land first, as export_delay_s allows for in production.
             "lake": {"export_delay_s": 12 * 3600},
+            # No `hours`: the simulated venue trades HE round the clock on weekdays, not CME's 08:30-13:05.
             "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": LEAN_HOGS_CODE}],
         }
     )

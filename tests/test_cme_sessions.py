@@ -1,14 +1,26 @@
-"""CME Globex calendar: weekly hours, the daily break, holidays and half days, open time between two instants."""
+"""CME Globex calendar: weekly hours, the daily break, holidays and half days, open time between two instants; and
+markets trading only some hours of it (livestock 08:30-13:05 Chicago)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hydra_daemon.cme_sessions import CHICAGO, is_open, next_open, open_seconds, session_at, session_for
+from hydra_daemon.cme_sessions import (
+    CHICAGO,
+    GLOBEX,
+    MarketSchedule,
+    Session,
+    is_open,
+    next_open,
+    open_seconds,
+    session_at,
+    session_for,
+    union,
+)
 
 
 def chicago(*args: int) -> datetime:
@@ -79,3 +91,103 @@ def test_open_time_is_additive_and_bounded(a: datetime, b: datetime, c: datetime
 def test_is_open_agrees_with_open_time(t: datetime) -> None:
     assert is_open(t) == (open_seconds(t, t + timedelta(microseconds=1)) > 0)
     assert is_open(next_open(t))
+
+
+LIVESTOCK = MarketSchedule.parse("08:30-13:05")
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        (chicago(2026, 3, 10, 8, 29), False),  # Tuesday, before the livestock open (Globex is open)
+        (chicago(2026, 3, 10, 8, 30), True),
+        (chicago(2026, 3, 10, 13, 4), True),
+        (chicago(2026, 3, 10, 13, 5), False),  # the livestock close
+        (chicago(2026, 3, 10, 15, 0), False),  # Globex still open
+        (chicago(2026, 3, 10, 20, 0), False),  # the Globex evening of Wednesday's session
+        (chicago(2026, 3, 9, 10, 0), True),  # Monday (DST began Sunday)
+        (chicago(2026, 3, 7, 10, 0), False),  # Saturday
+        (chicago(2026, 4, 3, 10, 0), False),  # Good Friday
+        (chicago(2026, 11, 27, 11, 59), True),  # half day: cut at noon
+        (chicago(2026, 11, 27, 12, 0), False),
+    ],
+)
+def test_livestock_trade_0830_to_1305_chicago_on_globex_trading_dates(when: datetime, expected: bool) -> None:
+    assert is_open(when, LIVESTOCK) is expected
+
+
+def test_livestock_sessions_reopen_times_and_open_time() -> None:
+    tuesday = Session(date(2026, 3, 10), chicago(2026, 3, 10, 8, 30), chicago(2026, 3, 10, 13, 5))
+    assert session_at(chicago(2026, 3, 10, 9), LIVESTOCK) == tuesday
+    assert session_at(chicago(2026, 3, 10, 14), LIVESTOCK) is None
+    assert next_open(chicago(2026, 3, 10, 14), LIVESTOCK) == chicago(2026, 3, 11, 8, 30)
+    assert next_open(chicago(2026, 3, 6, 14), LIVESTOCK) == chicago(2026, 3, 9, 8, 30), "Friday to Monday"
+    assert next_open(chicago(2026, 3, 10, 9), LIVESTOCK) == chicago(2026, 3, 10, 9)
+    assert open_seconds(chicago(2026, 3, 8, 17), chicago(2026, 3, 13, 16), LIVESTOCK) == 5 * (4 * 3600 + 35 * 60)
+    assert LIVESTOCK.day_seconds == 4 * 3600 + 35 * 60 and GLOBEX.day_seconds is None
+
+
+def test_a_half_day_cuts_hours_that_span_its_close_and_no_others() -> None:
+    friday = (chicago(2026, 11, 27, 0), chicago(2026, 11, 27, 16))  # the day after Thanksgiving closes at 12:00
+    assert open_seconds(*friday, LIVESTOCK) == 3.5 * 3600
+    assert open_seconds(*friday, MarketSchedule.parse("08:30-11:00")) == 2.5 * 3600
+    assert open_seconds(*friday, MarketSchedule.parse("12:30-13:05")) == 0
+    assert open_seconds(chicago(2014, 11, 28, 0), chicago(2014, 11, 28, 16), LIVESTOCK) == 2 * 3600, "10:30 then"
+
+
+def test_hours_text_round_trips_and_bad_hours_say_what_is_expected() -> None:
+    assert LIVESTOCK.hours == ((time(8, 30), time(13, 5)),)
+    assert str(LIVESTOCK) == "08:30-13:05" and str(GLOBEX) == "Globex"
+    for bad in ("8:30-13:05", "08:30-08:30", "13:05-08:30", "08:30-16:01", "24:00-25:00", "08:30 - 13:05", ""):
+        with pytest.raises(ValueError, match='"HH:MM-HH:MM" in America/Chicago'):
+            MarketSchedule.parse(bad)
+
+
+def test_union_of_hours() -> None:
+    assert union([]) == GLOBEX
+    assert union([LIVESTOCK, GLOBEX]) == GLOBEX
+    assert union([LIVESTOCK]) == LIVESTOCK
+    hours = [MarketSchedule.parse(h) for h in ("12:00-14:00", "15:00-16:00", "08:30-13:05")]
+    assert str(union(hours)) == "08:30-14:00, 15:00-16:00"
+
+
+_clocks = st.integers(min_value=0, max_value=16 * 60).map(lambda m: time(m // 60, m % 60))
+_windows = st.tuples(_clocks, _clocks).filter(lambda w: w[0] < w[1])
+_with_hours = st.lists(_windows, min_size=1, max_size=3).map(lambda ws: union(MarketSchedule((w,)) for w in ws))
+schedules = st.one_of(st.just(GLOBEX), st.just(LIVESTOCK), _with_hours)
+
+
+@settings(max_examples=100, deadline=None)
+@given(window=_windows)
+def test_any_valid_window_parses_to_itself(window: tuple[time, time]) -> None:
+    text = f"{window[0]:%H:%M}-{window[1]:%H:%M}"
+    assert str(MarketSchedule.parse(text)) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(schedule=schedules, a=instants, b=instants, c=instants)
+def test_open_time_of_any_hours_is_additive_and_within_globex(
+    schedule: MarketSchedule, a: datetime, b: datetime, c: datetime
+) -> None:
+    a, b, c = sorted((a, b, c))
+    if c - a > timedelta(days=30):
+        c = a + timedelta(days=30)
+        b = min(b, c)
+    total = open_seconds(a, c, schedule)
+    assert open_seconds(a, b, schedule) + open_seconds(b, c, schedule) == pytest.approx(total)
+    assert 0 <= total <= open_seconds(a, c)
+
+
+@settings(max_examples=100, deadline=None)
+@given(schedule=schedules, other=schedules, t=instants)
+def test_is_open_agrees_with_sessions_open_time_next_open_and_union(
+    schedule: MarketSchedule, other: MarketSchedule, t: datetime
+) -> None:
+    session = session_at(t, schedule)
+    assert (
+        is_open(t, schedule) == (session is not None) == (open_seconds(t, t + timedelta(microseconds=1), schedule) > 0)
+    )
+    assert session is None or (session.opens <= t < session.closes and is_open(t))
+    reopens = next_open(t, schedule)
+    assert is_open(reopens, schedule) and open_seconds(t, reopens, schedule) == 0
+    assert is_open(t, union([schedule, other])) == (is_open(t, schedule) or is_open(t, other))

@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hydra_daemon.cme_sessions import GLOBEX, MarketSchedule
 from hydra_daemon.config import ConfigError, load_config, parse_config
+from hydra_daemon.config_view import render_config
 
 REPO = Path(__file__).resolve().parents[1]
 MARKET_TOML = '[[markets]]\nname="HE"\nfutures_root="HE"\noptions_root="HE"\ncftc_code="054642"\n'
@@ -28,6 +30,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_shipped_config_is_valid() -> None:
     config = load_config(REPO / "config.toml")
     assert config.market("HE").cftc_code == "054642"
+    assert config.market("HE").hours == MarketSchedule.parse("08:30-13:05"), "CME livestock hours"
     assert config.storage.arctic_uri.startswith("lmdb:///var/lib/hydra-daemon/arctic")
     assert config.databento.futures_schemas == ("ohlcv-1d", "ohlcv-1m")
     assert config.cot.extra_closures == (date(2024, 12, 24),)
@@ -309,3 +312,27 @@ def test_health_table_thresholds_and_metrics_listener() -> None:
     for bad in ("9464", "127.0.0.1:0", "host:65536", "a b:1"):
         with pytest.raises(ConfigError, match=r"key 'health\.metrics_listen': expected HOST:PORT"):
             parse_config({"markets": [MARKET], "health": {"metrics_listen": bad}})
+
+
+def test_a_market_trades_the_whole_globex_session_unless_its_hours_say_otherwise() -> None:
+    cattle = {**MARKET, "name": "LE", "futures_root": "LE", "options_root": "LE", "hours": "08:30-13:05"}
+    config = parse_config({"markets": [MARKET, cattle]})
+    assert config.market("HE").hours == GLOBEX
+    assert config.market("LE").hours == MarketSchedule.parse("08:30-13:05")
+    shown = render_config(config)
+    assert 'hours = "08:30-13:05"' in shown and 'hours = ""  # not set: the whole Globex session' in shown
+
+
+@given(
+    hours=st.one_of(st.text(max_size=14), st.sampled_from(["8:30-13:05", "13:05-08:30", "08:30-17:00"]), st.integers())
+)
+def test_bad_hours_are_one_line_naming_the_market_and_the_value(hours: object) -> None:
+    try:
+        config = parse_config({"markets": [{**MARKET, "hours": hours}]}, source=Path("/etc/hydra.toml"))
+    except ConfigError as exc:
+        message = str(exc)
+        assert "\n" not in message
+        assert message.startswith("/etc/hydra.toml: key 'markets[0].hours': expected market HE's trading hours as")
+        assert message.endswith(f"got {hours!r}")
+        return
+    assert isinstance(hours, str) and str(config.market("HE").hours) == hours

@@ -4,6 +4,8 @@ Partitions are UTC calendar days. A day is complete when no record indexed in it
 end, or — when a CME Globex session is open across midnight UTC, as on every Monday-Thursday night — at that session's
 close (16:00 America/Chicago, `cme_sessions`), by which time the daemon has taken its session-end chain snapshot
 and flushed. The exporter adds `[lake] export_delay_s` on top so Historical gap fills after a reconnect land first.
+It waits for the whole Globex session even for markets with shorter `hours` (livestock close at 13:05): their
+definitions and statistics still stream across midnight UTC, and a later export is only later, never incomplete.
 """
 
 from __future__ import annotations

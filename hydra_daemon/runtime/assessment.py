@@ -3,7 +3,8 @@
 - ``ok``: delivering data as the schedule predicts (Globex: records stored, and since the last ones no more open
   market than the schemas' cadence plus `stale_after_s`; before the first ones, no more than the cadence, since
   startup replays the recent past; COT: the latest due release is stored).
-- ``closed``: healthy and the market is closed now (weekend, daily break, CME holiday). Counts as ok.
+- ``closed``: healthy and the market is closed now (weekend, daily break, CME holiday, outside a market's configured
+  `hours`: livestock trade 08:30-13:05 Chicago). Counts as ok.
 - ``degraded``: connecting, reconnecting, filling a gap, restarting, no data for longer than the schedule allows,
   lagging (the newest stored record trails the data clock by more open market than the schedule allows),
   a COT release overdue beyond the grace period, a refused Historical request, the store map at or above 80 %.
@@ -11,7 +12,8 @@
 
 The overall status is the worst of them; `hydra-daemon health` exits 0 (ok/closed), 1 (degraded), 2 (failed).
 Every instant here is on the data clock (the venue's clock in tests), so an accelerated simulation is judged by
-its own time.
+its own time. "Open market" is the pipeline's `hours` (`cme_sessions.MarketSchedule`): the Globex session, or the
+hours its markets trade.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from hydra_daemon import cme_sessions
+from hydra_daemon.cme_sessions import GLOBEX, MarketSchedule
 from hydra_daemon.cot.calendar import latest_as_of_released, release_time
 from hydra_daemon.ingest import PipelineState
 from hydra_daemon.runtime.supervisor import SupervisorState
@@ -86,7 +89,9 @@ class PipelineView:
 
     `last_delivery`: when records were last stored (None: never since the daemon started, then `since` counts);
     `last_record_time`: the newest stored record's time (for COT: the newest release's `available_at`);
-    `crashes_in_row`: restarts since the last healthy run; `problems`: extra degraded reasons (refused requests...).
+    `crashes_in_row`: restarts since the last healthy run; `problems`: extra degraded reasons (refused requests...);
+    `hours`: when a Globex pipeline's markets trade (the `union` of their hours when they differ; see
+    `health.pipeline_hours` for why that keeps invariant 9).
     """
 
     name: str
@@ -100,26 +105,38 @@ class PipelineView:
     crashes_in_row: int = 0
     last_error: str | None = None
     problems: tuple[str, ...] = ()
+    hours: MarketSchedule = GLOBEX
 
 
-def expected_gap_s(schemas: Iterable[str], limits: HealthLimits) -> float | None:
+def cadence_s(schemas: Iterable[str], hours: MarketSchedule = GLOBEX) -> float | None:
+    """Open-market seconds between records the schemas predict (the shortest; None: they predict nothing). A bar
+    longer than a trading day of `hours` (a daily bar of a livestock market: 4.6 open hours) comes once a trading day,
+    so its cadence is that day's open time, not 86,400 s (five such days)."""
+    cadences = [SCHEMA_CADENCE_S[s] for s in schemas if s in SCHEMA_CADENCE_S]
+    if not cadences:
+        return None
+    day = hours.day_seconds
+    return min(cadences) if day is None else min(*cadences, day)
+
+
+def expected_gap_s(schemas: Iterable[str], limits: HealthLimits, hours: MarketSchedule = GLOBEX) -> float | None:
     """Open-market seconds without any record before a Globex pipeline is stale; None when its schemas predict
     nothing."""
-    cadences = [SCHEMA_CADENCE_S[s] for s in schemas if s in SCHEMA_CADENCE_S]
-    return None if not cadences else min(cadences) + limits.stale_after_s
+    cadence = cadence_s(schemas, hours)
+    return None if cadence is None else cadence + limits.stale_after_s
 
 
-def lag_limit_s(schemas: Iterable[str], limits: HealthLimits) -> float | None:
+def lag_limit_s(schemas: Iterable[str], limits: HealthLimits, hours: MarketSchedule = GLOBEX) -> float | None:
     """Open-market seconds the newest stored record's time may trail the data clock before a Globex pipeline is
     lagging (catching up, or committing slower than the feed): two of its cadences (a bar is stamped with its open
     and published at its close) plus `stale_after_s`; None when its schemas predict nothing."""
-    cadences = [SCHEMA_CADENCE_S[s] for s in schemas if s in SCHEMA_CADENCE_S]
-    return None if not cadences else 2 * min(cadences) + limits.stale_after_s
+    cadence = cadence_s(schemas, hours)
+    return None if cadence is None else 2 * cadence + limits.stale_after_s
 
 
-def open_lag_s(last_record_time: datetime | None, now: datetime) -> float | None:
+def open_lag_s(last_record_time: datetime | None, now: datetime, hours: MarketSchedule = GLOBEX) -> float | None:
     """Open-market seconds between the newest stored record's time and `now` (a weekend adds nothing)."""
-    return None if last_record_time is None else cme_sessions.open_seconds(last_record_time, now)
+    return None if last_record_time is None else cme_sessions.open_seconds(last_record_time, now, hours)
 
 
 def assess_pipeline(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
@@ -151,28 +168,35 @@ def _globex(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
     silence = _silence(view, now, limits)
     if silence is not None:
         return Verdict(Status.DEGRADED, (silence,))
-    limit, lag = lag_limit_s(view.schemas, limits), open_lag_s(view.last_record_time, now)
+    limit, lag = lag_limit_s(view.schemas, limits, view.hours), open_lag_s(view.last_record_time, now, view.hours)
     if limit is not None and lag is not None and lag > limit:
         return Verdict(
             Status.DEGRADED, (f"lagging: newest record {lag:.0f} s of open market behind (limit {limit:.0f} s)",)
         )
-    if not cme_sessions.is_open(now):
-        return Verdict(Status.CLOSED, (f"market closed; Globex reopens {cme_sessions.next_open(now).isoformat()}",))
+    if not cme_sessions.is_open(now, view.hours):
+        return Verdict(Status.CLOSED, (_closed_reason(view.hours, now),))
     return Verdict(Status.OK)
+
+
+def _closed_reason(hours: MarketSchedule, now: datetime) -> str:
+    reopens = cme_sessions.next_open(now, hours).isoformat()
+    if hours == GLOBEX:
+        return f"market closed; Globex reopens {reopens}"
+    return f"market closed; trades {hours} America/Chicago on Globex trading days, reopens {reopens}"
 
 
 def _silence(view: PipelineView, now: datetime, limits: HealthLimits) -> str | None:
     """Why the open market has been silent too long, or None. Before the first delivery only the schemas' cadence
     is allowed: startup replays the recent past, so data is due at once."""
-    gap = expected_gap_s(view.schemas, limits)
+    gap = expected_gap_s(view.schemas, limits, view.hours)
     if gap is None:
         return None
     if view.last_delivery is None:
-        silent = cme_sessions.open_seconds(view.since, now)
+        silent = cme_sessions.open_seconds(view.since, now, view.hours)
         if silent > gap - limits.stale_after_s:
             return f"no data yet after {silent:.0f} s of open market since the start"
         return None
-    silent = cme_sessions.open_seconds(view.last_delivery, now)
+    silent = cme_sessions.open_seconds(view.last_delivery, now, view.hours)
     if silent > gap:
         return f"no data for {silent:.0f} s of open market (expected within {gap:.0f} s)"
     return None

@@ -85,7 +85,14 @@ async def run_daemon(
         cot_grace_s=config.health.cot_grace_s,
         cot_extra_closures=config.cot.extra_closures,
     )
-    state = DaemonState(config.storage.arctic_uri, opts.stall_after_s, clock or WallClock(), limits, store_usage)
+    state = DaemonState(
+        config.storage.arctic_uri,
+        opts.stall_after_s,
+        clock or WallClock(),
+        limits,
+        store_usage,
+        market_hours={m.name: m.hours for m in config.markets},
+    )
     registry = metrics_registry(supervisor, lambda: take_snapshot(supervisor, state))
     routes = health_routes(supervisor, state, lambda: render(registry))
     watchdog_s = watchdog_interval_s(env)

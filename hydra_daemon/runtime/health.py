@@ -17,7 +17,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
@@ -29,6 +29,7 @@ import structlog
 from anyio.abc import SocketListener
 
 from hydra_daemon.clock import Clock
+from hydra_daemon.cme_sessions import GLOBEX, MarketSchedule, union
 from hydra_daemon.errors import UserError
 from hydra_daemon.ingest import PipelineState
 from hydra_daemon.redaction import redact_value
@@ -81,6 +82,8 @@ class DaemonState:
     limits: HealthLimits = field(default_factory=HealthLimits)
     store_usage: Callable[[], StoreUsage] | None = None
     """Asks the store (file stats: call it from a worker thread); `refresh_usage` keeps `usage` current."""
+    market_hours: Mapping[str, MarketSchedule] = field(default_factory=dict)
+    """`[[markets]] hours` by market name (a market missing here trades the whole Globex session)."""
     usage: StoreUsage | None = None
     started_at: datetime = field(init=False)
     started_monotonic: float = field(default_factory=time.monotonic)
@@ -155,6 +158,15 @@ def schedule_of(schema: str) -> Schedule:
     return Schedule.GLOBEX if schemas <= GLOBEX_SCHEMAS else Schedule.NONE
 
 
+def pipeline_hours(markets: Iterable[str], market_hours: Mapping[str, MarketSchedule]) -> MarketSchedule:
+    """When a pipeline's markets trade: the union of their hours. A pipeline's records are counted together (one
+    Live session for every market), so it is judged once, and the union keeps invariant 9: it is closed only when
+    every market is closed (no schedule expects data then), and it counts every second any of its markets trades,
+    so silence a single market's hours would flag, it flags too. Like the whole-session calendar before, it cannot
+    see one market silent while another delivers; that needs per-market delivery counts."""
+    return union(market_hours.get(market, GLOBEX) for market in markets)
+
+
 def pipeline_health(record: PipelineRecord, state: DaemonState, now: datetime) -> PipelineHealth:
     """The verdict on one supervised pipeline at `now` (data clock)."""
     delivered_at = state.last_delivery(record)
@@ -162,6 +174,7 @@ def pipeline_health(record: PipelineRecord, state: DaemonState, now: datetime) -
     stats = pipeline.stats if pipeline is not None else None
     schema = pipeline.schema if pipeline is not None else ""
     problems = tuple(r for r in (stats.degraded_reason if stats else None,) if r)
+    markets = pipeline.markets if pipeline is not None else ()
     view = PipelineView(
         name=record.name,
         schedule=schedule_of(schema),
@@ -174,16 +187,16 @@ def pipeline_health(record: PipelineRecord, state: DaemonState, now: datetime) -
         crashes_in_row=record.crashes_in_row,
         last_error=(stats.last_error if stats else None) or record.last_failure,
         problems=problems,
+        hours=pipeline_hours(markets, state.market_hours),
     )
     verdict = assess_pipeline(view, now, state.limits)
     lag = None
     if stats is not None and stats.last_record_time is not None:
         lag = (now - stats.last_record_time).total_seconds()
-    markets = ",".join(pipeline.markets) if pipeline is not None else ""
     globex = view.schedule is Schedule.GLOBEX
-    open_lag = open_lag_s(view.last_record_time, now) if globex else None
-    limit = lag_limit_s(view.schemas, state.limits) if globex else None
-    return PipelineHealth(record.name, markets, schema, verdict, view.last_delivery, lag, open_lag, limit)
+    open_lag = open_lag_s(view.last_record_time, now, view.hours) if globex else None
+    limit = lag_limit_s(view.schemas, state.limits, view.hours) if globex else None
+    return PipelineHealth(record.name, ",".join(markets), schema, verdict, view.last_delivery, lag, open_lag, limit)
 
 
 def take_snapshot(supervisor: Supervisor, state: DaemonState) -> HealthSnapshot:

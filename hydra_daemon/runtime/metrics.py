@@ -66,7 +66,7 @@ class DaemonCollector(Collector):
         )
         open_lag = GaugeMetricFamily(
             "hydra_open_lag_seconds",
-            "Open-market seconds (Globex calendar, data clock) the newest stored record trails now.",
+            "Open-market seconds (the markets' trading hours, data clock) the newest stored record trails now.",
             labels=LABELS,
         )
         lag_limit = GaugeMetricFamily(

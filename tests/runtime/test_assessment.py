@@ -1,4 +1,5 @@
-"""What health means, judged on the data clock: Globex hours, COT releases, settling states, failures, the worst."""
+"""What health means, judged on the data clock: Globex hours (or a market's own), COT releases, settling states,
+failures, the worst."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hydra_daemon.cme_sessions import CHICAGO, MarketSchedule
 from hydra_daemon.cot.calendar import release_time
 from hydra_daemon.runtime.assessment import (
     HealthLimits,
@@ -16,6 +18,7 @@ from hydra_daemon.runtime.assessment import (
     Verdict,
     assess_pipeline,
     assess_store,
+    cadence_s,
     expected_gap_s,
     lag_limit_s,
     worst,
@@ -164,3 +167,52 @@ def test_lagging_behind_the_market_is_degraded_weekends_excluded() -> None:
     assert assess_pipeline(monday, sunday_open + timedelta(minutes=2), LIMITS).status is Status.OK
     daily = options(schemas=("ohlcv-1d", "definition"), last_record_time=datetime(2026, 3, 9, tzinfo=UTC))
     assert assess_pipeline(replace(daily, last_delivery=TUESDAY_NOON), TUESDAY_NOON, LIMITS).status is Status.OK
+
+
+LIVESTOCK = MarketSchedule.parse("08:30-13:05")
+
+
+def chicago(*args: int) -> datetime:
+    return datetime(*args, tzinfo=CHICAGO).astimezone(UTC)  # type: ignore[misc]
+
+
+def test_livestock_quotes_silent_after_their_close_are_closed_not_degraded() -> None:
+    last = chicago(2026, 3, 10, 13, 4, 30)  # Tuesday, just before the 13:05 close
+    he = options(hours=LIVESTOCK, last_delivery=last, last_record_time=last)
+    verdict = assess_pipeline(he, chicago(2026, 3, 10, 15), LIMITS)
+    assert verdict == Verdict(
+        Status.CLOSED,
+        (
+            "market closed; trades 08:30-13:05 America/Chicago on Globex trading days, "
+            "reopens 2026-03-11T13:30:00+00:00",
+        ),
+    )
+    assert assess_pipeline(he, chicago(2026, 3, 11, 8, 40), LIMITS) == Verdict(Status.OK), "ten open minutes"
+
+
+def test_livestock_silent_in_their_hours_is_degraded_counting_only_those_hours() -> None:
+    he = options(hours=LIVESTOCK, last_delivery=chicago(2026, 3, 10, 13, 4), since=chicago(2026, 3, 10, 6))
+    verdict = assess_pipeline(he, chicago(2026, 3, 11, 10), LIMITS)
+    assert verdict == Verdict(Status.DEGRADED, ("no data for 5460 s of open market (expected within 900 s)",))
+    bars = options(hours=LIVESTOCK, schemas=("ohlcv-1d", "ohlcv-1m", "definition"), last_delivery=None)
+    started = assess_pipeline(replace(bars, since=chicago(2026, 3, 11, 8)), chicago(2026, 3, 11, 8, 31, 1), LIMITS)
+    assert started == Verdict(Status.DEGRADED, ("no data yet after 61 s of open market since the start",))
+    lagging = options(hours=LIVESTOCK, last_record_time=chicago(2026, 3, 10, 12, 50))
+    at_open, later = chicago(2026, 3, 11, 8, 30), chicago(2026, 3, 11, 8, 45)
+    assert assess_pipeline(replace(lagging, last_delivery=at_open), at_open, LIMITS) == Verdict(Status.OK), "900 s"
+    assert assess_pipeline(replace(lagging, last_delivery=later), later, LIMITS) == Verdict(
+        Status.DEGRADED, ("lagging: newest record 1800 s of open market behind (limit 900 s)",)
+    )
+
+
+def test_a_daily_bar_of_a_short_hours_market_is_due_every_trading_day() -> None:
+    day = 4 * 3600 + 35 * 60
+    assert cadence_s(("ohlcv-1d", "definition"), LIVESTOCK) == day
+    assert expected_gap_s(("ohlcv-1d", "definition"), LIMITS, LIVESTOCK) == day + 900
+    assert lag_limit_s(("ohlcv-1d", "definition"), LIMITS, LIVESTOCK) == 2 * day + 900
+    assert cadence_s(("ohlcv-1d", "ohlcv-1m"), LIVESTOCK) == 60 and cadence_s(("ohlcv-1d",)) == 86_400
+    monday_bar = datetime(2026, 3, 10, tzinfo=UTC)  # published at the end of its UTC day, after the 13:05 close
+    daily = options(hours=LIVESTOCK, schemas=("ohlcv-1d", "definition"), last_delivery=monday_bar)
+    assert assess_pipeline(daily, chicago(2026, 3, 10, 23), LIMITS).status is Status.CLOSED, "Tuesday's bar not due"
+    missed = assess_pipeline(daily, chicago(2026, 3, 11, 9), LIMITS)
+    assert missed == Verdict(Status.DEGRADED, ("no data for 18300 s of open market (expected within 17400 s)",))

@@ -16,6 +16,7 @@ import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from hydra_daemon.cme_sessions import CHICAGO, MarketSchedule
 from hydra_daemon.ingest import IngestPipeline, PipelineState, Problem
 from hydra_daemon.redaction import clear_secrets, register_secret, register_uri_secrets
 from hydra_daemon.runtime import http_server
@@ -272,3 +273,40 @@ async def test_document_and_metrics_tell_the_same_story_without_secrets() -> Non
     assert lost.status.value == "failed" and lost.store.reasons == ("disk full: ENOSPC", "writer lease lost")
     assert value("hydra_versions_pruned", "hydra_versions_pruned_total") == 7
     assert value("hydra_data_clock_timestamp_seconds") == clock.at.timestamp()
+
+
+async def test_each_pipeline_is_judged_by_the_hours_of_the_markets_it_captures() -> None:
+    """HE trades 08:30-13:05 Chicago: a pipeline of HE alone, silent since 13:04, is closed at 15:00; one of HE and CL
+    (CL trades the whole Globex session) is judged by their union and degraded."""
+    closed_at = datetime(2026, 3, 10, 13, 4, tzinfo=CHICAGO).astimezone(UTC)
+    clock = FixedClock(closed_at)
+    supervisor = Supervisor(
+        [
+            ("he", lambda: QuotesPipeline(markets=("HE",), schema="mbp-1,definition")),
+            ("he_cl", lambda: QuotesPipeline(markets=("HE", "CL"), schema="mbp-1,definition")),
+        ]
+    )
+    state = DaemonState(S3_URI, 600.0, clock, market_hours={"HE": MarketSchedule.parse("08:30-13:05")})
+    state.ready = True
+    async with anyio.create_task_group() as group:
+        group.start_soon(supervisor.run)
+        with anyio.fail_after(30):
+            while any(r.current is None or r.current.stats.records < 3 for r in supervisor.records.values()):
+                await anyio.sleep(0.01)
+        take_snapshot(supervisor, state)  # both delivered at 13:04 on the data clock
+        for record in supervisor.records.values():
+            assert record.current is not None
+            record.current.stats.last_record_time = closed_at
+        clock.at = datetime(2026, 3, 10, 15, tzinfo=CHICAGO).astimezone(UTC)
+        snapshot = take_snapshot(supervisor, state)
+        group.cancel_scope.cancel()
+
+    he, both = snapshot.pipelines["he"], snapshot.pipelines["he_cl"]
+    assert he.verdict.status.value == "closed"
+    assert he.verdict.reasons == (
+        "market closed; trades 08:30-13:05 America/Chicago on Globex trading days, reopens 2026-03-11T13:30:00+00:00",
+    )
+    assert (he.open_lag_s, he.lag_limit_s) == (60.0, 900.0), "one open minute: 13:04-13:05"
+    assert both.verdict.status.value == "degraded"
+    assert both.verdict.reasons == ("no data for 6960 s of open market (expected within 900 s)",)
+    assert snapshot.status.value == "degraded"

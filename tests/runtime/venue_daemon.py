@@ -89,6 +89,7 @@ def main(argv: list[str]) -> int:
                 },
                 "cot": {"enabled": False},
                 "health": {"stale_after_s": HEALTH_WALL_S * SPEED},
+                # No `hours`: the simulated venue trades HE round the clock on weekdays, not CME's 08:30-13:05.
                 "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
             }
         )
