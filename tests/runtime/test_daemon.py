@@ -13,9 +13,12 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -291,3 +294,63 @@ async def test_fatal_error_exits_1_after_stopping_cleanly(tmp_path: Path) -> Non
     assert rc == 1
     assert any("STOPPING=1" in m.splitlines() for m in messages)
     assert not config.health_socket.exists()
+
+
+class QuietAfterOneBatch(IngestPipeline[list[int]]):
+    """Streams one batch, then stays up and quiet (a market after its close)."""
+
+    async def fetch(self) -> AsyncIterator[list[int]]:
+        self.stats.state = PipelineState.STREAMING
+        yield [1]
+        await anyio.sleep_forever()
+
+    def validate(self, batch: list[int]) -> tuple[list[int], list[Problem]]:
+        return batch, []
+
+    async def persist(self, clean: list[int]) -> int:
+        return len(clean)
+
+
+class StoppedClock:
+    """The data clock at one instant."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def now_ns(self) -> int:
+        return int(self.at.timestamp()) * 1_000_000_000
+
+    async def sleep_until(self, instant: datetime) -> None:
+        await anyio.sleep_forever()
+
+
+async def test_health_judges_a_market_by_the_hours_its_config_gives(tmp_path: Path) -> None:
+    """[[markets]] hours reach health: at 14:00 Chicago on a Tuesday (Globex open) HE, trading 08:30-13:05, is
+    closed until 08:30 the next day."""
+    hours = {"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642", "hours": "08:30-13:05"}
+    config = parse_config(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "health_socket": str(tmp_path / "run" / "health.sock"),
+            "markets": [hours],
+        }
+    )
+    config.health_socket.parent.mkdir()
+    clock = StoppedClock(datetime(2026, 3, 10, 19, tzinfo=UTC))
+    pipelines = [("options", lambda: QuietAfterOneBatch(markets=("HE",), schema="mbp-1,definition"))]
+    answer: dict[str, Any] = {}
+    async with anyio.create_task_group() as group:
+        group.start_soon(partial(run_daemon, config, pipelines, environ={}, clock=clock))
+        with anyio.fail_after(30):
+            while not answer.get("ready") or answer["pipelines"]["options"]["records"] < 1:
+                await anyio.sleep(0.05)
+                with contextlib.suppress(OSError):
+                    answer = await anyio.to_thread.run_sync(query_health, config.health_socket)
+        group.cancel_scope.cancel()
+    assert answer["status"] == "closed", answer
+    assert answer["pipelines"]["options"]["reasons"] == [
+        "market closed; trades 08:30-13:05 America/Chicago on Globex trading days, reopens 2026-03-11T13:30:00+00:00"
+    ]
