@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -43,7 +42,7 @@ HOURS_EXPECTED = (
 class MarketSchedule:
     """When a market trades on Globex trading dates: the whole session (`hours` empty: `GLOBEX`) or only these
     windows of Chicago clock time on the trading date itself, sorted and disjoint, within 00:00-16:00 (a market's
-    config gives one; several arise only as the `union` of markets' hours)."""
+    config gives one)."""
 
     hours: tuple[tuple[time, time], ...] = ()
 
@@ -71,21 +70,6 @@ class MarketSchedule:
 
 
 GLOBEX = MarketSchedule()
-
-
-def union(schedules: Iterable[MarketSchedule]) -> MarketSchedule:
-    """Open whenever any of `schedules` is (`GLOBEX` when one of them is, or there are none)."""
-    schedules = list(schedules)
-    if not schedules or any(not s.hours for s in schedules):
-        return GLOBEX
-    windows = sorted(w for s in schedules for w in s.hours)
-    merged = [windows[0]]
-    for opens, closes in windows[1:]:
-        if opens <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], closes))
-        else:
-            merged.append((opens, closes))
-    return MarketSchedule(tuple(merged))
 
 
 @dataclass(frozen=True)

@@ -98,10 +98,10 @@ class CotConfig:
 class HealthConfig:
     """Health thresholds and the optional metrics listener (see `hydra_daemon.runtime.assessment`).
 
-    `stale_after_s`: open-market seconds (data clock) past a schema's own cadence without any stored record before a
-    market-data pipeline is degraded; `cot_grace_s`: how long after its scheduled release a COT report may be missing
-    before the COT pipeline is degraded; `metrics_listen`: "HOST:PORT" for a TCP listener serving /metrics and
-    /health besides the Unix socket (None: socket only).
+    `stale_after_s`: open-market seconds (data clock, the market's hours) past a schema's own cadence without any
+    record of one of its markets before a market-data pipeline is degraded; `cot_grace_s`: how long after its
+    scheduled release a COT report may be missing before the COT pipeline is degraded; `metrics_listen`:
+    "HOST:PORT" for a TCP listener serving /metrics and /health besides the Unix socket (None: socket only).
     """
 
     stale_after_s: float = 900.0

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+import pandas as pd
 import structlog
 
 from hydra_daemon.latency import LatencyHistogram
@@ -56,6 +58,25 @@ class Problem:
 
 
 @dataclass
+class MarketProgress:
+    """How one market of a multi-market pipeline delivers: `records` newer than any it delivered before, and the
+    newest one's time. A replay of what was already seen advances neither, so one market's silence shows while
+    another's data flows (health judges each market)."""
+
+    records: int = 0
+    last_record_time: datetime | None = None
+
+    def advance(self, times: pd.DatetimeIndex) -> None:
+        """Count the records at `times` (UTC) newer than the newest so far: one vectorised pass per frame."""
+        stamps = times.asi8
+        if self.last_record_time is not None:
+            stamps = stamps[stamps > pd.Timestamp(self.last_record_time).value]
+        if len(stamps):
+            self.records += len(stamps)
+            self.last_record_time = pd.Timestamp(int(np.max(stamps)), tz="UTC")  # a datetime keeping its ns
+
+
+@dataclass
 class PipelineStats:
     """Counters a pipeline keeps for the health endpoint and metrics; every time is UTC-aware.
 
@@ -67,6 +88,8 @@ class PipelineStats:
     refused; `degraded_reason` says why a running pipeline is degraded (e.g. a refused request; None when fine).
     `buffered_rows` / `queue_depth`: rows waiting in the writer and decoded batches waiting to be persisted.
     `persist_seconds` times each `persist()`; `append_seconds` is the writer's append latency when it shares one.
+    `markets`: per market, what it delivered (`MarketProgress`; live market-data pipelines keep it, one entry a
+    market, for health to judge each market by its own hours).
     """
 
     records: int = 0
@@ -90,6 +113,11 @@ class PipelineStats:
     persist_seconds: LatencyHistogram = field(default_factory=LatencyHistogram)
     append_seconds: LatencyHistogram | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
+    markets: dict[str, MarketProgress] = field(default_factory=dict)
+
+    def market(self, name: str) -> MarketProgress:
+        """The progress of market `name` (created on its first records)."""
+        return self.markets.setdefault(name, MarketProgress())
 
     def lag_s(self, now: datetime | None = None) -> float | None:
         """Seconds between now and the newest stored record's event time."""

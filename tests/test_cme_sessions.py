@@ -19,7 +19,6 @@ from hydra_daemon.cme_sessions import (
     open_seconds,
     session_at,
     session_for,
-    union,
 )
 
 
@@ -143,17 +142,9 @@ def test_hours_text_round_trips_and_bad_hours_say_what_is_expected() -> None:
             MarketSchedule.parse(bad)
 
 
-def test_union_of_hours() -> None:
-    assert union([]) == GLOBEX
-    assert union([LIVESTOCK, GLOBEX]) == GLOBEX
-    assert union([LIVESTOCK]) == LIVESTOCK
-    hours = [MarketSchedule.parse(h) for h in ("12:00-14:00", "15:00-16:00", "08:30-13:05")]
-    assert str(union(hours)) == "08:30-14:00, 15:00-16:00"
-
-
 _clocks = st.integers(min_value=0, max_value=16 * 60).map(lambda m: time(m // 60, m % 60))
 _windows = st.tuples(_clocks, _clocks).filter(lambda w: w[0] < w[1])
-_with_hours = st.lists(_windows, min_size=1, max_size=3).map(lambda ws: union(MarketSchedule((w,)) for w in ws))
+_with_hours = _windows.map(lambda w: MarketSchedule((w,)))
 schedules = st.one_of(st.just(GLOBEX), st.just(LIVESTOCK), _with_hours)
 
 
@@ -179,10 +170,8 @@ def test_open_time_of_any_hours_is_additive_and_within_globex(
 
 
 @settings(max_examples=100, deadline=None)
-@given(schedule=schedules, other=schedules, t=instants)
-def test_is_open_agrees_with_sessions_open_time_next_open_and_union(
-    schedule: MarketSchedule, other: MarketSchedule, t: datetime
-) -> None:
+@given(schedule=schedules, t=instants)
+def test_is_open_agrees_with_sessions_open_time_and_next_open(schedule: MarketSchedule, t: datetime) -> None:
     session = session_at(t, schedule)
     assert (
         is_open(t, schedule) == (session is not None) == (open_seconds(t, t + timedelta(microseconds=1), schedule) > 0)
@@ -190,4 +179,3 @@ def test_is_open_agrees_with_sessions_open_time_next_open_and_union(
     assert session is None or (session.opens <= t < session.closes and is_open(t))
     reopens = next_open(t, schedule)
     assert is_open(reopens, schedule) and open_seconds(t, reopens, schedule) == 0
-    assert is_open(t, union([schedule, other])) == (is_open(t, schedule) or is_open(t, other))

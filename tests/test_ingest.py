@@ -1,12 +1,14 @@
-"""The IngestPipeline contract: idle ticks are a separate signal, not zero-row batches."""
+"""The IngestPipeline contract: idle ticks are a separate signal, not zero-row batches; a market's progress counts
+only records newer than it delivered before."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 import anyio
+import pandas as pd
 
-from hydra_daemon.ingest import Idle, IngestPipeline, PipelineState, Problem
+from hydra_daemon.ingest import Idle, IngestPipeline, MarketProgress, PipelineState, Problem
 
 
 class Scripted(IngestPipeline[list[int]]):
@@ -40,3 +42,13 @@ def test_idle_ticks_call_on_idle_and_are_not_batches() -> None:
     assert (pipeline.stats.batches, pipeline.stats.records) == (2, 3)
     assert pipeline.stats.state is PipelineState.FINISHED
     assert pipeline.stats.as_dict()["state"] == "finished"
+
+
+def test_market_progress_counts_only_records_newer_than_before() -> None:
+    progress = MarketProgress()
+    progress.advance(pd.DatetimeIndex(["2026-03-10 17:00:00.000000001", "2026-03-10 17:00:00"], tz="UTC"))
+    assert (progress.records, progress.last_record_time) == (2, pd.Timestamp("2026-03-10 17:00:00.000000001", tz="UTC"))
+    progress.advance(pd.DatetimeIndex(["2026-03-10 17:00:00.000000001", "2026-03-10 16:59"], tz="UTC"))
+    assert progress.records == 2, "a replay of what was seen is not a delivery"
+    progress.advance(pd.DatetimeIndex(["2026-03-10 16:59", "2026-03-10 17:01"], tz="UTC"))
+    assert (progress.records, progress.last_record_time) == (3, pd.Timestamp("2026-03-10 17:01", tz="UTC"))

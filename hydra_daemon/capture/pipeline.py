@@ -2,8 +2,10 @@
 (`LiveStream`), committed into one library through one `StreamWriter`.
 
 The base owns the stream, the writer and the `IngestPipeline` plumbing: seeding the stream's symbol map from stored
-definitions before the first connect, committing each clean batch in a worker thread, keeping `last_record_time`,
-flushing on idle ticks and committing everything buffered when `fetch()` ends (shielded from cancellation).
+definitions before the first connect, committing each clean batch in a worker thread, keeping `last_record_time`
+and per market what it delivered (`PipelineStats.markets`: one vectorised pass per frame, the decoder already groups
+a batch by market), flushing on idle ticks and committing everything buffered when `fetch()` ends (shielded from
+cancellation).
 Futures and options supply only their domain: what the session subscribes, where each schema resumes, and how a
 clean batch is stored (`resume_ns`, `commit`).
 """
@@ -15,6 +17,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 import anyio
+import pandas as pd
 
 from hydra_daemon.backoff import Backoff
 from hydra_daemon.capture.commit import configured_writer, seed_symbols
@@ -95,10 +98,10 @@ class LiveCapturePipeline(IngestPipeline[DecodedBatch]):
     async def persist(self, clean: DecodedBatch) -> int:
         stored = await anyio.to_thread.run_sync(self.commit, clean)
         self.stats.buffered_rows = self.writer.pending_rows()
-        newest = max(
-            (item.frame.index.max() for item in clean.frames if not item.frame.empty and self.counts_for_lag(item)),
-            default=None,
-        )
+        own = [item for item in clean.frames if not item.frame.empty and self.counts_for_lag(item)]
+        for item in own:
+            self.stats.market(item.market).advance(pd.DatetimeIndex(item.frame.index))
+        newest = max((item.frame.index.max() for item in own), default=None)
         if stored and newest is not None:
             self.stats.last_record_time = newest.to_pydatetime(warn=False)
         return stored

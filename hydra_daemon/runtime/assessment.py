@@ -1,10 +1,11 @@
 """What health means (pure): each pipeline's status from its state and the source's schedule, on the data's clock.
 
-- ``ok``: delivering data as the schedule predicts (Globex: records stored, and since the last ones no more open
-  market than the schemas' cadence plus `stale_after_s`; before the first ones, no more than the cadence, since
-  startup replays the recent past; COT: the latest due release is stored).
+- ``ok``: delivering data as the schedule predicts (Globex: every market of the pipeline delivered records, and
+  since its last ones no more of its open market than the schemas' cadence plus `stale_after_s`; before its first
+  ones, no more than the cadence, since startup replays the recent past; COT: the latest due release is stored).
 - ``closed``: healthy and the market is closed now (weekend, daily break, CME holiday, outside a market's configured
-  `hours`: livestock trade 08:30-13:05 Chicago). Counts as ok.
+  `hours`: livestock trade 08:30-13:05 Chicago); a Globex pipeline only when every one of its markets is. Counts as
+  ok.
 - ``degraded``: connecting, reconnecting, filling a gap, restarting, no data for longer than the schedule allows,
   lagging (the newest stored record trails the data clock by more open market than the schedule allows),
   a COT release overdue beyond the grace period, a refused Historical request, the store map at or above 80 %.
@@ -12,8 +13,12 @@
 
 The overall status is the worst of them; `hydra-daemon health` exits 0 (ok/closed), 1 (degraded), 2 (failed).
 Every instant here is on the data clock (the venue's clock in tests), so an accelerated simulation is judged by
-its own time. "Open market" is the pipeline's `hours` (`cme_sessions.MarketSchedule`): the Globex session, or the
-hours its markets trade.
+its own time.
+
+A Globex pipeline (futures, options) runs one Live session for all its markets, so its records are not evidence that
+each market delivers: each market is judged on its own deliveries and its own `hours` (`cme_sessions.MarketSchedule`:
+the Globex session, or the hours it trades) and the pipeline's verdict is the worst of them, each reason naming its
+market. HE silent during HE's hours is degraded while CL flows; HE silent after 13:05 is not.
 """
 
 from __future__ import annotations
@@ -84,14 +89,24 @@ SETTLING_STATES = frozenset(
 
 
 @dataclass(frozen=True)
+class MarketView:
+    """One market of a Globex pipeline, on the data clock: when it trades, when records of it last arrived (None:
+    not since the daemon started, then the pipeline's `since` counts) and the newest one's time."""
+
+    name: str
+    hours: MarketSchedule = GLOBEX
+    last_delivery: datetime | None = None
+    last_record_time: datetime | None = None
+
+
+@dataclass(frozen=True)
 class PipelineView:
     """What the verdict of one pipeline depends on. Times are UTC-aware instants on the data clock.
 
-    `last_delivery`: when records were last stored (None: never since the daemon started, then `since` counts);
-    `last_record_time`: the newest stored record's time (for COT: the newest release's `available_at`);
-    `crashes_in_row`: restarts since the last healthy run; `problems`: extra degraded reasons (refused requests...);
-    `hours`: when a Globex pipeline's markets trade (the `union` of their hours when they differ; see
-    `health.pipeline_hours` for why that keeps invariant 9).
+    `markets`: a Globex pipeline's markets (every market it subscribes is judged: the config gives each market both
+    a futures and an options root, so each is expected in both pipelines);
+    `last_record_time`: COT's newest stored release's `available_at`;
+    `crashes_in_row`: restarts since the last healthy run; `problems`: extra degraded reasons (refused requests...).
     """
 
     name: str
@@ -100,12 +115,11 @@ class PipelineView:
     supervisor_state: str
     state: str
     since: datetime
-    last_delivery: datetime | None = None
+    markets: tuple[MarketView, ...] = ()
     last_record_time: datetime | None = None
     crashes_in_row: int = 0
     last_error: str | None = None
     problems: tuple[str, ...] = ()
-    hours: MarketSchedule = GLOBEX
 
 
 def cadence_s(schemas: Iterable[str], hours: MarketSchedule = GLOBEX) -> float | None:
@@ -165,16 +179,31 @@ def _scheduled(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdi
 
 
 def _globex(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
-    silence = _silence(view, now, limits)
+    """The worst of the markets' verdicts, with the reasons of the markets that have it (named)."""
+    verdicts = assess_markets(view, now, limits)
+    status = worst(verdicts.values())
+    return Verdict(
+        status, tuple(f"{name}: {r}" for name, v in verdicts.items() if v.status is status for r in v.reasons)
+    )
+
+
+def assess_markets(view: PipelineView, now: datetime, limits: HealthLimits) -> dict[str, Verdict]:
+    """Each market of a Globex pipeline judged by its own deliveries and hours (reasons without its name)."""
+    return {market.name: _market(market, view, now, limits) for market in view.markets}
+
+
+def _market(market: MarketView, view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
+    silence = _silence(market, view, now, limits)
     if silence is not None:
         return Verdict(Status.DEGRADED, (silence,))
-    limit, lag = lag_limit_s(view.schemas, limits, view.hours), open_lag_s(view.last_record_time, now, view.hours)
+    limit = lag_limit_s(view.schemas, limits, market.hours)
+    lag = open_lag_s(market.last_record_time, now, market.hours)
     if limit is not None and lag is not None and lag > limit:
         return Verdict(
             Status.DEGRADED, (f"lagging: newest record {lag:.0f} s of open market behind (limit {limit:.0f} s)",)
         )
-    if not cme_sessions.is_open(now, view.hours):
-        return Verdict(Status.CLOSED, (_closed_reason(view.hours, now),))
+    if not cme_sessions.is_open(now, market.hours):
+        return Verdict(Status.CLOSED, (_closed_reason(market.hours, now),))
     return Verdict(Status.OK)
 
 
@@ -185,18 +214,18 @@ def _closed_reason(hours: MarketSchedule, now: datetime) -> str:
     return f"market closed; trades {hours} America/Chicago on Globex trading days, reopens {reopens}"
 
 
-def _silence(view: PipelineView, now: datetime, limits: HealthLimits) -> str | None:
-    """Why the open market has been silent too long, or None. Before the first delivery only the schemas' cadence
-    is allowed: startup replays the recent past, so data is due at once."""
-    gap = expected_gap_s(view.schemas, limits, view.hours)
+def _silence(market: MarketView, view: PipelineView, now: datetime, limits: HealthLimits) -> str | None:
+    """Why `market`'s open market has been silent too long, or None. Before its first delivery only the schemas'
+    cadence is allowed: startup replays the recent past, so data is due at once."""
+    gap = expected_gap_s(view.schemas, limits, market.hours)
     if gap is None:
         return None
-    if view.last_delivery is None:
-        silent = cme_sessions.open_seconds(view.since, now, view.hours)
+    if market.last_delivery is None:
+        silent = cme_sessions.open_seconds(view.since, now, market.hours)
         if silent > gap - limits.stale_after_s:
             return f"no data yet after {silent:.0f} s of open market since the start"
         return None
-    silent = cme_sessions.open_seconds(view.last_delivery, now, view.hours)
+    silent = cme_sessions.open_seconds(market.last_delivery, now, market.hours)
     if silent > gap:
         return f"no data for {silent:.0f} s of open market (expected within {gap:.0f} s)"
     return None

@@ -2,7 +2,8 @@
 
 `GET /health` answers one JSON document: identity, uptime, the store (credentials masked) and its usage, the data
 clock, and per pipeline its counters, restart bookkeeping, `status` (ok, closed, degraded, failed — see
-`hydra_daemon.runtime.assessment`) with `reasons`; `status` at the top is the worst of them and of the daemon's own
+`hydra_daemon.runtime.assessment`) with `reasons` and `markets`: each market's own verdict and deliveries (a Globex
+pipeline's; empty for COT); `status` at the top is the worst of them and of the daemon's own
 (starting, stopping, a failing periodic job, a wedged pipeline, the store). HTTP 200 when the overall status is ok
 or closed, 503 when degraded or failed, so a plain HTTP check works too. `GET /metrics` is the Prometheus text
 exposition (`hydra_daemon.runtime.metrics`). The client (`hydra-daemon health`) is
@@ -17,7 +18,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
@@ -29,16 +30,18 @@ import structlog
 from anyio.abc import SocketListener
 
 from hydra_daemon.clock import Clock
-from hydra_daemon.cme_sessions import GLOBEX, MarketSchedule, union
+from hydra_daemon.cme_sessions import GLOBEX, MarketSchedule
 from hydra_daemon.errors import UserError
 from hydra_daemon.ingest import PipelineState
 from hydra_daemon.redaction import redact_value
 from hydra_daemon.runtime.assessment import (
     HealthLimits,
+    MarketView,
     PipelineView,
     Schedule,
     Status,
     Verdict,
+    assess_markets,
     assess_pipeline,
     assess_store,
     lag_limit_s,
@@ -89,8 +92,9 @@ class DaemonState:
     started_monotonic: float = field(default_factory=time.monotonic)
     ready: bool = False
     stopping: bool = False
-    deliveries: dict[str, tuple[int, int, datetime | None]] = field(default_factory=dict)
-    """pipeline -> (instance id, records, when records last grew on the data clock)."""
+    deliveries: dict[tuple[str, str | None], tuple[int, int, datetime | None]] = field(default_factory=dict)
+    """(pipeline, market or None for the whole pipeline) -> (instance id, records, when records last grew on the data
+    clock): one entry per pipeline and market."""
 
     def __post_init__(self) -> None:
         self.started_at = self.clock.now()
@@ -105,19 +109,52 @@ class DaemonState:
 
         Sampled on every call (health, metrics, the monitor's tick), so its resolution is the monitor interval."""
         pipeline = record.current
-        instance, records = (id(pipeline), pipeline.stats.records) if pipeline is not None else (0, 0)
-        previous = self.deliveries.get(record.name)
+        return self._sample(record.name, None, pipeline, pipeline.stats.records if pipeline is not None else 0)
+
+    def market_delivery(self, record: PipelineRecord, market: str) -> datetime | None:
+        """When `record`'s pipeline last delivered new records of `market` (data clock), as `last_delivery`."""
+        pipeline = record.current
+        progress = pipeline.stats.markets.get(market) if pipeline is not None else None
+        return self._sample(record.name, market, pipeline, 0 if progress is None else progress.records)
+
+    def market_schedule(self, market: str) -> MarketSchedule:
+        return self.market_hours.get(market, GLOBEX)
+
+    def _sample(self, name: str, market: str | None, pipeline: object, records: int) -> datetime | None:
+        """The delivery time of (pipeline, market): now if its count grew since the last sample of this instance."""
+        instance = 0 if pipeline is None else id(pipeline)
+        previous = self.deliveries.get((name, market))
         at = None if previous is None else previous[2]
         same = previous is not None and previous[0] == instance
         if records > (previous[1] if same and previous is not None else 0):
             at = self.clock.now()
-        self.deliveries[record.name] = (instance, records, at)
+        self.deliveries[(name, market)] = (instance, records, at)
         return at
 
 
 @dataclass(frozen=True)
+class MarketHealth:
+    """One market's verdict within a Globex pipeline and the inputs metrics export with it."""
+
+    verdict: Verdict
+    last_delivery: datetime | None
+    last_record_time: datetime | None
+    open_lag_s: float | None
+    lag_limit_s: float | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            **self.verdict.as_dict(),
+            "last_delivery": _iso(self.last_delivery),
+            "last_record_time": _iso(self.last_record_time),
+            "open_lag_s": None if self.open_lag_s is None else round(self.open_lag_s, 3),
+            "lag_limit_s": self.lag_limit_s,
+        }
+
+
+@dataclass(frozen=True)
 class PipelineHealth:
-    """One pipeline's verdict and the inputs metrics export with it."""
+    """One pipeline's verdict and the inputs metrics export with it (`per_market`: a Globex pipeline's markets)."""
 
     name: str
     markets: str
@@ -125,8 +162,7 @@ class PipelineHealth:
     verdict: Verdict
     last_delivery: datetime | None
     lag_s: float | None
-    open_lag_s: float | None = None
-    lag_limit_s: float | None = None
+    per_market: dict[str, MarketHealth] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -158,15 +194,6 @@ def schedule_of(schema: str) -> Schedule:
     return Schedule.GLOBEX if schemas <= GLOBEX_SCHEMAS else Schedule.NONE
 
 
-def pipeline_hours(markets: Iterable[str], market_hours: Mapping[str, MarketSchedule]) -> MarketSchedule:
-    """When a pipeline's markets trade: the union of their hours. A pipeline's records are counted together (one
-    Live session for every market), so it is judged once, and the union keeps invariant 9: it is closed only when
-    every market is closed (no schedule expects data then), and it counts every second any of its markets trades,
-    so silence a single market's hours would flag, it flags too. Like the whole-session calendar before, it cannot
-    see one market silent while another delivers; that needs per-market delivery counts."""
-    return union(market_hours.get(market, GLOBEX) for market in markets)
-
-
 def pipeline_health(record: PipelineRecord, state: DaemonState, now: datetime) -> PipelineHealth:
     """The verdict on one supervised pipeline at `now` (data clock)."""
     delivered_at = state.last_delivery(record)
@@ -175,28 +202,58 @@ def pipeline_health(record: PipelineRecord, state: DaemonState, now: datetime) -
     schema = pipeline.schema if pipeline is not None else ""
     problems = tuple(r for r in (stats.degraded_reason if stats else None,) if r)
     markets = pipeline.markets if pipeline is not None else ()
+    schedule = schedule_of(schema)
     view = PipelineView(
         name=record.name,
-        schedule=schedule_of(schema),
+        schedule=schedule,
         schemas=tuple(schema.split(",")),
         supervisor_state=record.state,
         state=stats.state if stats is not None and record.state == SupervisorState.RUNNING else record.state,
         since=state.started_at,
-        last_delivery=delivered_at,
+        markets=_market_views(record, state) if schedule is Schedule.GLOBEX else (),
         last_record_time=stats.last_record_time if stats else None,
         crashes_in_row=record.crashes_in_row,
         last_error=(stats.last_error if stats else None) or record.last_failure,
         problems=problems,
-        hours=pipeline_hours(markets, state.market_hours),
     )
     verdict = assess_pipeline(view, now, state.limits)
     lag = None
     if stats is not None and stats.last_record_time is not None:
         lag = (now - stats.last_record_time).total_seconds()
-    globex = view.schedule is Schedule.GLOBEX
-    open_lag = open_lag_s(view.last_record_time, now, view.hours) if globex else None
-    limit = lag_limit_s(view.schemas, state.limits, view.hours) if globex else None
-    return PipelineHealth(record.name, ",".join(markets), schema, verdict, view.last_delivery, lag, open_lag, limit)
+    per_market = _market_health(view, now, state.limits)
+    return PipelineHealth(record.name, ",".join(markets), schema, verdict, delivered_at, lag, per_market)
+
+
+def _market_views(record: PipelineRecord, state: DaemonState) -> tuple[MarketView, ...]:
+    pipeline = record.current
+    if pipeline is None:
+        return ()
+    views = []
+    for market in pipeline.markets:
+        progress = pipeline.stats.markets.get(market)
+        views.append(
+            MarketView(
+                market,
+                state.market_schedule(market),
+                state.market_delivery(record, market),
+                None if progress is None else progress.last_record_time,
+            )
+        )
+    return tuple(views)
+
+
+def _market_health(view: PipelineView, now: datetime, limits: HealthLimits) -> dict[str, MarketHealth]:
+    verdicts = assess_markets(view, now, limits)
+    return {
+        m.name: MarketHealth(
+            verdicts[m.name],
+            m.last_delivery,
+            m.last_record_time,
+            open_lag_s(m.last_record_time, now, m.hours),
+            lag_limit_s(view.schemas, limits, m.hours),
+        )
+        for m in view.markets
+    }
 
 
 def take_snapshot(supervisor: Supervisor, state: DaemonState) -> HealthSnapshot:
@@ -261,6 +318,7 @@ def health_document(snapshot: HealthSnapshot, supervisor: Supervisor, state: Dae
             "reasons": list(item.verdict.reasons),
             "last_delivery": None if item.last_delivery is None else item.last_delivery.isoformat(),
             "lag_s": None if item.lag_s is None else round(item.lag_s, 3),
+            "markets": {market: detail.as_dict() for market, detail in item.per_market.items()},
         }
     usage = snapshot.usage
     document = {
@@ -341,6 +399,10 @@ def _socket_file_present(path: Path) -> bool:
     if not stat.S_ISSOCK(mode):
         raise HealthSocketError(f"{path} exists and is not a socket; remove it or set health_socket elsewhere")
     return True
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _unlink_socket(path: Path) -> None:

@@ -2,7 +2,9 @@
 
 Nothing is double-booked: the counters are the pipelines' own `PipelineStats`, the statuses are the health
 snapshot's verdicts, so `/metrics` and `/health` never disagree. Pipeline series carry the labels `pipeline`,
-`market` (the pipeline's markets, comma-separated) and `schema` (its schemas, comma-separated). A restarted
+`market` (the pipeline's markets, comma-separated) and `schema` (its schemas, comma-separated); the open-market lag
+and its limit are per market (`market` one market: health judges each market by its own hours), so series stay
+pipelines × markets. A restarted
 pipeline starts its counters again from 0, which Prometheus' `rate()`/`increase()` treat as a counter reset.
 """
 
@@ -66,11 +68,13 @@ class DaemonCollector(Collector):
         )
         open_lag = GaugeMetricFamily(
             "hydra_open_lag_seconds",
-            "Open-market seconds (the markets' trading hours, data clock) the newest stored record trails now.",
+            "Open-market seconds (the market's trading hours, data clock) its newest record trails now, per market.",
             labels=LABELS,
         )
         lag_limit = GaugeMetricFamily(
-            "hydra_lag_limit_seconds", "Open-market lag beyond which health says lagging (degraded).", labels=LABELS
+            "hydra_lag_limit_seconds",
+            "Open-market lag of a market beyond which health says lagging (degraded).",
+            labels=LABELS,
         )
         since = GaugeMetricFamily(
             "hydra_last_delivery_timestamp_seconds", "Data-clock time records were last stored.", labels=LABELS
@@ -96,10 +100,11 @@ class DaemonCollector(Collector):
                 since.add_metric(labels, item.last_delivery.timestamp())
             if item.lag_s is not None:
                 lag.add_metric(labels, item.lag_s)
-            if item.open_lag_s is not None:
-                open_lag.add_metric(labels, item.open_lag_s)
-            if item.lag_limit_s is not None:
-                lag_limit.add_metric(labels, item.lag_limit_s)
+            for market, detail in item.per_market.items():
+                if detail.open_lag_s is not None:
+                    open_lag.add_metric([name, market, item.schema], detail.open_lag_s)
+                if detail.lag_limit_s is not None:
+                    lag_limit.add_metric([name, market, item.schema], detail.lag_limit_s)
             stats = record.current.stats if record.current is not None else None
             if stats is None:
                 continue

@@ -12,6 +12,7 @@ from hydra_daemon.cme_sessions import CHICAGO, MarketSchedule
 from hydra_daemon.cot.calendar import release_time
 from hydra_daemon.runtime.assessment import (
     HealthLimits,
+    MarketView,
     PipelineView,
     Schedule,
     Status,
@@ -30,7 +31,12 @@ SATURDAY = datetime(2026, 3, 7, 15, tzinfo=UTC)
 DAEMON_START = TUESDAY_NOON - timedelta(hours=2)
 
 
+MARKET_FIELDS = frozenset({"hours", "last_delivery", "last_record_time"})
+
+
 def options(**changes: object) -> PipelineView:
+    """An options pipeline of one market, HE (`hours`, `last_delivery`, `last_record_time` are HE's)."""
+    he = MarketView("HE", last_delivery=TUESDAY_NOON - timedelta(seconds=30))
     view = PipelineView(
         name="options",
         schedule=Schedule.GLOBEX,
@@ -38,9 +44,16 @@ def options(**changes: object) -> PipelineView:
         supervisor_state="running",
         state="streaming",
         since=DAEMON_START,
-        last_delivery=TUESDAY_NOON - timedelta(seconds=30),
+        markets=(he,),
     )
-    return replace(view, **changes)  # type: ignore[arg-type]
+    return market(replace(view, **{k: v for k, v in changes.items() if k not in MARKET_FIELDS}), **changes)  # type: ignore[arg-type]
+
+
+def market(view: PipelineView, **changes: object) -> PipelineView:
+    """`view` with its only market changed (keys other than a market's are ignored)."""
+    (only,) = view.markets
+    mine = {k: v for k, v in changes.items() if k in MARKET_FIELDS}
+    return replace(view, markets=(replace(only, **mine),))  # type: ignore[arg-type]
 
 
 def test_streaming_with_fresh_data_in_open_market_is_ok() -> None:
@@ -50,9 +63,9 @@ def test_streaming_with_fresh_data_in_open_market_is_ok() -> None:
 def test_silence_in_open_market_beyond_the_cadence_is_degraded() -> None:
     verdict = assess_pipeline(options(last_delivery=TUESDAY_NOON - timedelta(seconds=901)), TUESDAY_NOON, LIMITS)
     assert verdict.status is Status.DEGRADED
-    assert verdict.reasons == ("no data for 901 s of open market (expected within 900 s)",)
+    assert verdict.reasons == ("HE: no data for 901 s of open market (expected within 900 s)",)
     never = assess_pipeline(options(last_delivery=None), TUESDAY_NOON, LIMITS)
-    assert never == Verdict(Status.DEGRADED, ("no data yet after 7200 s of open market since the start",))
+    assert never == Verdict(Status.DEGRADED, ("HE: no data yet after 7200 s of open market since the start",))
     bars = options(schemas=("ohlcv-1m",), last_delivery=None, since=TUESDAY_NOON - timedelta(seconds=59))
     assert assess_pipeline(bars, TUESDAY_NOON, LIMITS).status is Status.OK, "the first minute bar is not due yet"
 
@@ -61,7 +74,7 @@ def test_weekend_is_closed_not_degraded_and_the_open_after_it_starts_the_clock()
     friday_close = datetime(2026, 3, 6, 22, tzinfo=UTC)  # 16:00 Chicago (CST)
     verdict = assess_pipeline(options(last_delivery=friday_close, since=friday_close), SATURDAY, LIMITS)
     assert verdict.status is Status.CLOSED
-    assert verdict.reasons == ("market closed; Globex reopens 2026-03-08T22:00:00+00:00",)
+    assert verdict.reasons == ("HE: market closed; Globex reopens 2026-03-08T22:00:00+00:00",)
     sunday_open = datetime(2026, 3, 8, 22, tzinfo=UTC)
     early = assess_pipeline(options(last_delivery=friday_close), sunday_open + timedelta(minutes=10), LIMITS)
     assert early.status is Status.OK, "ten open minutes of silence are within the limit"
@@ -156,7 +169,7 @@ def test_lagging_behind_the_market_is_degraded_weekends_excluded() -> None:
     assert lag_limit_s(("ohlcv-1d", "definition"), LIMITS) == 2 * 86_400 + 900
     behind = options(last_record_time=TUESDAY_NOON - timedelta(seconds=901))
     assert assess_pipeline(behind, TUESDAY_NOON, LIMITS) == Verdict(
-        Status.DEGRADED, ("lagging: newest record 901 s of open market behind (limit 900 s)",)
+        Status.DEGRADED, ("HE: lagging: newest record 901 s of open market behind (limit 900 s)",)
     )
     assert assess_pipeline(options(last_record_time=TUESDAY_NOON - timedelta(seconds=30)), TUESDAY_NOON, LIMITS) == (
         Verdict(Status.OK)
@@ -166,7 +179,7 @@ def test_lagging_behind_the_market_is_degraded_weekends_excluded() -> None:
     monday = options(last_record_time=friday_last, last_delivery=sunday_open + timedelta(minutes=1))
     assert assess_pipeline(monday, sunday_open + timedelta(minutes=2), LIMITS).status is Status.OK
     daily = options(schemas=("ohlcv-1d", "definition"), last_record_time=datetime(2026, 3, 9, tzinfo=UTC))
-    assert assess_pipeline(replace(daily, last_delivery=TUESDAY_NOON), TUESDAY_NOON, LIMITS).status is Status.OK
+    assert assess_pipeline(market(daily, last_delivery=TUESDAY_NOON), TUESDAY_NOON, LIMITS).status is Status.OK
 
 
 LIVESTOCK = MarketSchedule.parse("08:30-13:05")
@@ -183,7 +196,7 @@ def test_livestock_quotes_silent_after_their_close_are_closed_not_degraded() -> 
     assert verdict == Verdict(
         Status.CLOSED,
         (
-            "market closed; trades 08:30-13:05 America/Chicago on Globex trading days, "
+            "HE: market closed; trades 08:30-13:05 America/Chicago on Globex trading days, "
             "reopens 2026-03-11T13:30:00+00:00",
         ),
     )
@@ -193,15 +206,15 @@ def test_livestock_quotes_silent_after_their_close_are_closed_not_degraded() -> 
 def test_livestock_silent_in_their_hours_is_degraded_counting_only_those_hours() -> None:
     he = options(hours=LIVESTOCK, last_delivery=chicago(2026, 3, 10, 13, 4), since=chicago(2026, 3, 10, 6))
     verdict = assess_pipeline(he, chicago(2026, 3, 11, 10), LIMITS)
-    assert verdict == Verdict(Status.DEGRADED, ("no data for 5460 s of open market (expected within 900 s)",))
+    assert verdict == Verdict(Status.DEGRADED, ("HE: no data for 5460 s of open market (expected within 900 s)",))
     bars = options(hours=LIVESTOCK, schemas=("ohlcv-1d", "ohlcv-1m", "definition"), last_delivery=None)
     started = assess_pipeline(replace(bars, since=chicago(2026, 3, 11, 8)), chicago(2026, 3, 11, 8, 31, 1), LIMITS)
-    assert started == Verdict(Status.DEGRADED, ("no data yet after 61 s of open market since the start",))
+    assert started == Verdict(Status.DEGRADED, ("HE: no data yet after 61 s of open market since the start",))
     lagging = options(hours=LIVESTOCK, last_record_time=chicago(2026, 3, 10, 12, 50))
     at_open, later = chicago(2026, 3, 11, 8, 30), chicago(2026, 3, 11, 8, 45)
-    assert assess_pipeline(replace(lagging, last_delivery=at_open), at_open, LIMITS) == Verdict(Status.OK), "900 s"
-    assert assess_pipeline(replace(lagging, last_delivery=later), later, LIMITS) == Verdict(
-        Status.DEGRADED, ("lagging: newest record 1800 s of open market behind (limit 900 s)",)
+    assert assess_pipeline(market(lagging, last_delivery=at_open), at_open, LIMITS) == Verdict(Status.OK), "900 s"
+    assert assess_pipeline(market(lagging, last_delivery=later), later, LIMITS) == Verdict(
+        Status.DEGRADED, ("HE: lagging: newest record 1800 s of open market behind (limit 900 s)",)
     )
 
 
@@ -215,4 +228,49 @@ def test_a_daily_bar_of_a_short_hours_market_is_due_every_trading_day() -> None:
     daily = options(hours=LIVESTOCK, schemas=("ohlcv-1d", "definition"), last_delivery=monday_bar)
     assert assess_pipeline(daily, chicago(2026, 3, 10, 23), LIMITS).status is Status.CLOSED, "Tuesday's bar not due"
     missed = assess_pipeline(daily, chicago(2026, 3, 11, 9), LIMITS)
-    assert missed == Verdict(Status.DEGRADED, ("no data for 18300 s of open market (expected within 17400 s)",))
+    assert missed == Verdict(Status.DEGRADED, ("HE: no data for 18300 s of open market (expected within 17400 s)",))
+
+
+def he_and_cl(now: datetime, he: datetime | None, cl: datetime | None) -> Verdict:
+    """One options session for HE (livestock hours) and CL (the whole session), last delivering at `he` and `cl`
+    (their newest records stamped then too), judged at `now`."""
+    view = replace(
+        options(),
+        since=chicago(2026, 3, 10, 6),
+        markets=(
+            MarketView("HE", LIVESTOCK, he, he),
+            MarketView("CL", last_delivery=cl, last_record_time=cl),
+        ),
+    )
+    return assess_pipeline(view, now, LIMITS)
+
+
+def test_one_market_silent_in_its_hours_degrades_the_pipeline_while_another_delivers() -> None:
+    now = chicago(2026, 3, 10, 11)
+    verdict = he_and_cl(now, he=now - timedelta(seconds=1200), cl=now - timedelta(seconds=1))
+    assert verdict == Verdict(Status.DEGRADED, ("HE: no data for 1200 s of open market (expected within 900 s)",))
+    never = he_and_cl(chicago(2026, 3, 10, 9), he=None, cl=chicago(2026, 3, 10, 9))
+    assert never == Verdict(Status.DEGRADED, ("HE: no data yet after 1800 s of open market since the start",))
+    both = he_and_cl(now, he=now - timedelta(seconds=1200), cl=now - timedelta(seconds=1000))
+    assert both.reasons == (
+        "HE: no data for 1200 s of open market (expected within 900 s)",
+        "CL: no data for 1000 s of open market (expected within 900 s)",
+    )
+
+
+def test_one_market_silent_outside_its_hours_is_ok_while_another_delivers() -> None:
+    now = chicago(2026, 3, 10, 15)
+    assert he_and_cl(now, he=chicago(2026, 3, 10, 13, 4), cl=now - timedelta(seconds=1)) == Verdict(Status.OK)
+
+
+def test_markets_silent_outside_all_their_hours_are_closed() -> None:
+    saturday = chicago(2026, 3, 7, 10)
+    verdict = he_and_cl(saturday, he=chicago(2026, 3, 6, 13, 4), cl=chicago(2026, 3, 6, 15, 59))
+    assert verdict == Verdict(
+        Status.CLOSED,
+        (
+            "HE: market closed; trades 08:30-13:05 America/Chicago on Globex trading days, "
+            "reopens 2026-03-09T13:30:00+00:00",
+            "CL: market closed; Globex reopens 2026-03-08T22:00:00+00:00",
+        ),
+    )

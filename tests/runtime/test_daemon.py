@@ -352,5 +352,6 @@ async def test_health_judges_a_market_by_the_hours_its_config_gives(tmp_path: Pa
         group.cancel_scope.cancel()
     assert answer["status"] == "closed", answer
     assert answer["pipelines"]["options"]["reasons"] == [
-        "market closed; trades 08:30-13:05 America/Chicago on Globex trading days, reopens 2026-03-11T13:30:00+00:00"
+        "HE: market closed; trades 08:30-13:05 America/Chicago on Globex trading days, "
+        "reopens 2026-03-11T13:30:00+00:00"
     ]

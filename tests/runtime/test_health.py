@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,8 +21,10 @@ from hydra_daemon.cme_sessions import CHICAGO, MarketSchedule
 from hydra_daemon.ingest import IngestPipeline, PipelineState, Problem
 from hydra_daemon.redaction import clear_secrets, register_secret, register_uri_secrets
 from hydra_daemon.runtime import http_server
+from hydra_daemon.runtime.assessment import Status, Verdict
 from hydra_daemon.runtime.health import (
     DaemonState,
+    HealthSnapshot,
     HealthSocketError,
     health_document,
     health_routes,
@@ -32,12 +35,16 @@ from hydra_daemon.runtime.health import (
 from hydra_daemon.runtime.health_client import fetch, health_command, query_health
 from hydra_daemon.runtime.http_server import Response, Route, text
 from hydra_daemon.runtime.metrics import metrics_registry, render
-from hydra_daemon.runtime.supervisor import Supervisor
+from hydra_daemon.runtime.supervisor import PipelineRecord, Supervisor
 from hydra_daemon.store.usage import StoreUsage
 
 KEY = "db-HealthKey0123456789"
 S3_URI = "s3://minio:capture?access=AKIAHEALTHACCESS&secret=HealthS3Secret42&port=9000"
 TUESDAY_NOON = datetime(2026, 3, 10, 17, tzinfo=UTC)
+
+
+def chicago(*args: int) -> datetime:
+    return datetime(*args, tzinfo=CHICAGO).astimezone(UTC)  # type: ignore[misc]
 
 
 class FixedClock:
@@ -57,7 +64,7 @@ class FixedClock:
 
 
 class QuotesPipeline(IngestPipeline[list[int]]):
-    """A source that is up ("streaming"), stores `burst` records once, then stays quiet."""
+    """A source that is up ("streaming"), stores `burst` records of each market once, then stays quiet."""
 
     burst = 3
 
@@ -70,6 +77,30 @@ class QuotesPipeline(IngestPipeline[list[int]]):
         return batch, []
 
     async def persist(self, clean: list[int]) -> int:
+        for market in self.markets:
+            self.stats.market(market).records += len(clean)
+        return len(clean)
+
+
+class MarketQuotes(IngestPipeline[list[tuple[str, datetime]]]):
+    """A source that is up and stores the records (market, time) sent to it, keeping each market's progress as the
+    live-capture pipelines do."""
+
+    def __init__(self, markets: tuple[str, ...], schema: str) -> None:
+        super().__init__(markets=markets, schema=schema)
+        self.send, self._receive = anyio.create_memory_object_stream[list[tuple[str, datetime]]](10)
+
+    async def fetch(self) -> AsyncIterator[list[tuple[str, datetime]]]:
+        self.stats.state = PipelineState.STREAMING
+        async for batch in self._receive:
+            yield batch
+
+    def validate(self, batch: list[tuple[str, datetime]]) -> tuple[list[tuple[str, datetime]], list[Problem]]:
+        return batch, []
+
+    async def persist(self, clean: list[tuple[str, datetime]]) -> int:
+        for market, at in clean:
+            self.stats.market(market).advance(pd.DatetimeIndex([at]))
         return len(clean)
 
 
@@ -218,6 +249,8 @@ async def test_document_and_metrics_tell_the_same_story_without_secrets() -> Non
         state.ready = True
         record.current.stats.last_error = f"upstream said: bad key {KEY}"
         record.current.stats.last_record_time = TUESDAY_NOON - timedelta(seconds=2)
+        for market in ("HE", "LE"):
+            record.current.stats.market(market).last_record_time = TUESDAY_NOON - timedelta(seconds=2)
         record.current.stats.historical_cost_usd = 1.25
         record.current.stats.persist_seconds.observe(0.003)
         fresh = health_document(take_snapshot(supervisor, state), supervisor, state)
@@ -248,7 +281,18 @@ async def test_document_and_metrics_tell_the_same_story_without_secrets() -> Non
     assert stale.status == 503
     later = json.loads(stale.body)["pipelines"]["options"]
     assert later["status"] == "degraded"
-    assert later["reasons"] == ["no data for 901 s of open market (expected within 900 s)"]
+    assert later["reasons"] == [
+        "HE: no data for 901 s of open market (expected within 900 s)",
+        "LE: no data for 901 s of open market (expected within 900 s)",
+    ]
+    assert later["markets"]["LE"] == {
+        "status": "degraded",
+        "reasons": ["no data for 901 s of open market (expected within 900 s)"],
+        "last_delivery": TUESDAY_NOON.isoformat(),
+        "last_record_time": (TUESDAY_NOON - timedelta(seconds=2)).isoformat(),
+        "open_lag_s": 903.0,
+        "lag_limit_s": 900.0,
+    }
 
     families = {f.name: f for f in text_string_to_metric_families(exposition)}
     labels = {"pipeline": "options", "market": "HE,LE", "schema": "mbp-1,definition"}
@@ -265,7 +309,9 @@ async def test_document_and_metrics_tell_the_same_story_without_secrets() -> Non
     assert value("hydra_pipeline_status") == 1
     assert value("hydra_status") == 1
     assert value("hydra_lag_seconds") == 903
-    assert (value("hydra_open_lag_seconds"), value("hydra_lag_limit_seconds")) == (903, 900), "Tuesday: all open"
+    for market in ("HE", "LE"):
+        open_lag, limit = (value(name, market=market) for name in ("hydra_open_lag_seconds", "hydra_lag_limit_seconds"))
+        assert (open_lag, limit) == (903, 900), "Tuesday: all open"
     assert value("hydra_last_delivery_timestamp_seconds") == TUESDAY_NOON.timestamp()
     assert value("hydra_persist_seconds", "hydra_persist_seconds_count") == 2
     assert value("hydra_persist_seconds", "hydra_persist_seconds_bucket", le="0.005") >= 1
@@ -275,38 +321,59 @@ async def test_document_and_metrics_tell_the_same_story_without_secrets() -> Non
     assert value("hydra_data_clock_timestamp_seconds") == clock.at.timestamp()
 
 
-async def test_each_pipeline_is_judged_by_the_hours_of_the_markets_it_captures() -> None:
-    """HE trades 08:30-13:05 Chicago: a pipeline of HE alone, silent since 13:04, is closed at 15:00; one of HE and CL
-    (CL trades the whole Globex session) is judged by their union and degraded."""
-    closed_at = datetime(2026, 3, 10, 13, 4, tzinfo=CHICAGO).astimezone(UTC)
-    clock = FixedClock(closed_at)
+async def test_each_market_of_a_pipeline_is_judged_by_its_own_hours_and_deliveries() -> None:
+    """One session captures HE (08:30-13:05 Chicago) and CL (the whole Globex session). At 11:20 HE has been silent
+    for 20 open minutes while CL delivers: degraded, naming HE. Both deliver at 13:04; at 15:00 HE is closed and CL
+    delivers: ok. A pipeline
+    of HE alone, silent since 13:04, is closed at 15:00."""
+    clock = FixedClock(chicago(2026, 3, 10, 11))
     supervisor = Supervisor(
         [
-            ("he", lambda: QuotesPipeline(markets=("HE",), schema="mbp-1,definition")),
-            ("he_cl", lambda: QuotesPipeline(markets=("HE", "CL"), schema="mbp-1,definition")),
+            ("options", lambda: MarketQuotes(("HE", "CL"), "mbp-1,definition")),
+            ("he", lambda: MarketQuotes(("HE",), "mbp-1,definition")),
         ]
     )
     state = DaemonState(S3_URI, 600.0, clock, market_hours={"HE": MarketSchedule.parse("08:30-13:05")})
     state.ready = True
+    both, he = supervisor.records["options"], supervisor.records["he"]
+
+    async def deliver(record: PipelineRecord, *markets: str) -> HealthSnapshot:
+        pipeline = record.current
+        assert isinstance(pipeline, MarketQuotes)
+        stored = pipeline.stats.records + len(markets)
+        await pipeline.send.send([(market, clock.at) for market in markets])
+        with anyio.fail_after(30):
+            while pipeline.stats.records < stored:
+                await anyio.sleep(0.01)
+        return take_snapshot(supervisor, state)  # the delivery is seen now, on the data clock
+
     async with anyio.create_task_group() as group:
         group.start_soon(supervisor.run)
         with anyio.fail_after(30):
-            while any(r.current is None or r.current.stats.records < 3 for r in supervisor.records.values()):
+            while both.current is None or he.current is None:
                 await anyio.sleep(0.01)
-        take_snapshot(supervisor, state)  # both delivered at 13:04 on the data clock
-        for record in supervisor.records.values():
-            assert record.current is not None
-            record.current.stats.last_record_time = closed_at
-        clock.at = datetime(2026, 3, 10, 15, tzinfo=CHICAGO).astimezone(UTC)
-        snapshot = take_snapshot(supervisor, state)
+        await deliver(both, "HE", "CL")
+        clock.at = chicago(2026, 3, 10, 11, 20)
+        silent = await deliver(both, "CL")
+        clock.at = chicago(2026, 3, 10, 13, 4)
+        await deliver(both, "HE", "CL")
+        await deliver(he, "HE")
+        clock.at = chicago(2026, 3, 10, 15)
+        closed = await deliver(both, "CL")
+        document = health_document(silent, supervisor, state)
         group.cancel_scope.cancel()
 
-    he, both = snapshot.pipelines["he"], snapshot.pipelines["he_cl"]
-    assert he.verdict.status.value == "closed"
-    assert he.verdict.reasons == (
-        "market closed; trades 08:30-13:05 America/Chicago on Globex trading days, reopens 2026-03-11T13:30:00+00:00",
+    options = silent.pipelines["options"]
+    assert options.verdict.reasons == ("HE: no data for 1200 s of open market (expected within 900 s)",)
+    assert silent.status.value == "degraded"
+    assert {m: d.verdict.status.value for m, d in options.per_market.items()} == {"HE": "degraded", "CL": "ok"}
+    assert (options.per_market["HE"].open_lag_s, options.per_market["CL"].open_lag_s) == (1200, 0)
+    assert document["pipelines"]["options"]["markets"]["CL"]["status"] == "ok"
+    assert document["pipelines"]["options"]["reasons"] == [options.verdict.reasons[0]]
+    assert closed.pipelines["options"].verdict == Verdict(Status.OK), "HE silent outside its hours"
+    assert closed.pipelines["options"].per_market["HE"].verdict.status.value == "closed"
+    assert closed.pipelines["he"].verdict.reasons == (
+        "HE: market closed; trades 08:30-13:05 America/Chicago on Globex trading days, "
+        "reopens 2026-03-11T13:30:00+00:00",
     )
-    assert (he.open_lag_s, he.lag_limit_s) == (60.0, 900.0), "one open minute: 13:04-13:05"
-    assert both.verdict.status.value == "degraded"
-    assert both.verdict.reasons == ("no data for 6960 s of open market (expected within 900 s)",)
-    assert snapshot.status.value == "degraded"
+    assert closed.status.value == "ok"

@@ -203,7 +203,7 @@ def test_weekend_is_closed_not_degraded(start: Callable[..., VenueDaemon]) -> No
     closed = daemon.wait_health(lambda h: h["status"] == "closed", "closed on a Saturday")
     assert statuses(closed) == {"futures": "closed", "options": "closed"}
     assert all(p["state"] == "streaming" for p in closed["pipelines"].values())
-    assert closed["pipelines"]["options"]["reasons"] == ["market closed; Globex reopens 2026-11-08T23:00:00+00:00"]
+    assert closed["pipelines"]["options"]["reasons"] == ["HE: market closed; Globex reopens 2026-11-08T23:00:00+00:00"]
     assert daemon.curl("/health")[0] == 200
     assert hydra_health_exit(daemon) == 0
     assert daemon.stop() == 0
