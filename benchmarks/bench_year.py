@@ -10,8 +10,9 @@ are the comparison), hands the writer one batch per flush interval, snapshots a 
 cycle that sometimes revises the previous week. Every `--period-days` trading days (21 = a month) it prints: disk
 (`du` of the LMDB store), bytes per stored record, ratio to zstd DBN of the quotes, versions per symbol, write
 p50/p99 per writer, the latency of each Reader method at the latest time, and the RSS of the process tree (of it,
-the heap and the pages of the store's LMDB mappings, which maintenance releases); the process bounds its heap as the
-daemon does (`resident.bound_heap`) unless `--heap glibc-default`.
+the heap and the pages of the store's LMDB mappings, which maintenance releases, and glibc's extra arenas); run as a
+script, the process bounds its heap before its imports start threads, as the daemon does (`resident.bound_heap`),
+unless `--heap glibc-default`.
 
 The last line states each target (first vs last period) with the measured value and `met`/`not met`; `cot_panel`
 over 50 markets × 20 years (built as the daemon does: per-market appends, then maintenance, which compacts them and
@@ -21,12 +22,18 @@ rewrites the COT panel) is stated for a fresh Reader's first call and for the re
 
 from __future__ import annotations
 
+import sys
+
+from hydra_daemon.store.resident import bound_heap, malloc_arenas
+
+if __name__ == "__main__" and "glibc-default" not in sys.argv:
+    bound_heap()  # first, as `hydra-daemon run` does: a thread that allocates before it keeps an arena of its own
+
 import argparse
 import dataclasses
 import gc
 import os
 import shutil
-import sys
 import tempfile
 import time
 import tomllib
@@ -54,7 +61,7 @@ from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.cot_panel import refresh_cot_panel
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
-from hydra_daemon.store.resident import bound_heap, resident_bytes
+from hydra_daemon.store.resident import resident_bytes
 from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol
 from hydra_daemon.store.writer import StreamWriter
 
@@ -390,6 +397,7 @@ class YearBench:
             "rss_mb": rss_tree_bytes() / 1e6,
             "rss_anon_mb": rss_tree_bytes(field="RssAnon") / 1e6,
             "rss_store_mb": resident_bytes(self.root / "arctic") / 1e6,
+            "malloc_arenas": malloc_arenas(),  # beyond the main one: 1 (the daemon's) when bounded from the start
         }
         for name, samples in sorted(period.writes.items()):
             line[f"{name} p50_ms"] = float(np.percentile(samples, 50) * 1e3)
@@ -493,7 +501,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.heap == "bounded":
-        bound_heap()  # as the daemon does at start
+        bound_heap()  # run as a script, it already is (top of the file); called in-process, from here on
     root = Path(tempfile.mkdtemp(prefix="bench_year_", dir=args.dir))
     try:
         cadence = Cadence.shipped()

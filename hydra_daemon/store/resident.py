@@ -98,6 +98,26 @@ def resident_bytes(lmdb_dir: Path) -> int:
     return total
 
 
+_ARENA_HEAP = 64 << 20  # glibc's HEAP_MAX_SIZE on 64-bit: every arena but the main one is one such aligned mapping
+
+
+def malloc_arenas(pid: int | str = "self") -> int:
+    """glibc arenas of process ``pid`` (this one by default) besides the main one: its anonymous mappings that tile
+    one 64 MiB-aligned 64 MiB span (the used part read-write, the rest reserved), as glibc maps each extra arena's
+    heap. `bound_heap` allows one; a thread that allocated before it was called keeps its own."""
+    spans: dict[int, int] = {}
+    with open(f"/proc/{pid}/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if len(fields) > 5:
+                continue  # a file or a named region ([stack], [heap]) is no arena
+            low, high = (int(value, 16) for value in fields[0].split("-"))
+            base = low - low % _ARENA_HEAP
+            if low == base or base in spans:
+                spans[base] = spans.get(base, 0) + high - low
+    return sum(1 for size in spans.values() if size == _ARENA_HEAP)
+
+
 def bound_heap() -> bool:
     """Keep glibc's heap from fragmenting over months (call at process start, before threads; False without glibc).
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from hydra_daemon.runtime.health_client import query_health
 from hydra_daemon.sim.venue import VenueThread
-from hydra_daemon.store.resident import ARENAS
-from tests.helpers import fast_config, malloc_arenas, process_tree, wait_until
+from hydra_daemon.store.resident import ARENAS, malloc_arenas
+from tests.helpers import fast_config, process_tree, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"<([0-7])>(\{.*\})")
