@@ -40,11 +40,10 @@ HOURS_EXPECTED = (
 
 @dataclass(frozen=True)
 class MarketSchedule:
-    """When a market trades on Globex trading dates: the whole session (`hours` empty: `GLOBEX`) or only these
-    windows of Chicago clock time on the trading date itself, sorted and disjoint, within 00:00-16:00 (a market's
-    config gives one)."""
+    """When a market trades on Globex trading dates: the whole session (`hours` None: `GLOBEX`) or only this window
+    of Chicago clock time on the trading date itself, within 00:00-16:00."""
 
-    hours: tuple[tuple[time, time], ...] = ()
+    hours: tuple[time, time] | None = None
 
     @classmethod
     def parse(cls, text: str) -> MarketSchedule:
@@ -55,18 +54,22 @@ class MarketSchedule:
         opens, closes = (time(int(match[i]), int(match[i + 1])) for i in (1, 3))
         if not opens < closes <= SESSION_CLOSE:
             raise ValueError(f"expected trading hours as {HOURS_EXPECTED}, got {text!r}")
-        return cls(((opens, closes),))
+        return cls((opens, closes))
 
     def __str__(self) -> str:
-        """As written in the config ("08:30-13:05"; windows joined by ", "), "Globex" for the whole session."""
-        return ", ".join(f"{opens:%H:%M}-{closes:%H:%M}" for opens, closes in self.hours) or "Globex"
+        """As written in the config ("08:30-13:05"), "Globex" for the whole session."""
+        if self.hours is None:
+            return "Globex"
+        opens, closes = self.hours
+        return f"{opens:%H:%M}-{closes:%H:%M}"
 
     @property
     def day_seconds(self) -> float | None:
         """Open seconds of a whole trading date within the hours; None for the whole Globex session."""
-        if not self.hours:
+        if self.hours is None:
             return None
-        return sum(_clock_seconds(closes) - _clock_seconds(opens) for opens, closes in self.hours)
+        opens, closes = self.hours
+        return _clock_seconds(closes) - _clock_seconds(opens)
 
 
 GLOBEX = MarketSchedule()
@@ -93,18 +96,15 @@ def session_for(trading_date: date) -> Session | None:
 
 
 def sessions_on(trading_date: date, schedule: MarketSchedule = GLOBEX) -> tuple[Session, ...]:
-    """The stretches `schedule` trades on `trading_date`, in time order: its hours within the Globex session (cut
-    at a half day's close), or the whole session; none on weekends and CME holidays."""
+    """The stretch `schedule` trades on `trading_date`: its hours within the Globex session (cut at a half day's
+    close), or the whole session; none on weekends, CME holidays and half days closing before the hours open."""
     globex = session_for(trading_date)
-    if globex is None or not schedule.hours:
+    if globex is None or schedule.hours is None:
         return () if globex is None else (globex,)
-    sessions = []
-    for opens, closes in schedule.hours:
-        start = datetime.combine(trading_date, opens, tzinfo=CHICAGO).astimezone(UTC)
-        end = min(datetime.combine(trading_date, closes, tzinfo=CHICAGO).astimezone(UTC), globex.closes)
-        if start < end:
-            sessions.append(Session(trading_date, start, end))
-    return tuple(sessions)
+    opens, closes = schedule.hours
+    start = datetime.combine(trading_date, opens, tzinfo=CHICAGO).astimezone(UTC)
+    end = min(datetime.combine(trading_date, closes, tzinfo=CHICAGO).astimezone(UTC), globex.closes)
+    return (Session(trading_date, start, end),) if start < end else ()
 
 
 def session_at(t: datetime, schedule: MarketSchedule = GLOBEX) -> Session | None:

@@ -26,7 +26,7 @@ def _value(value: Any) -> str:
     if value is None:
         return '""  # not set'
     if isinstance(value, MarketSchedule):
-        return '""  # not set: the whole Globex session' if not value.hours else f'"{value}"'
+        return '""  # not set: the whole Globex session' if value.hours is None else f'"{value}"'
     return str(value)
 
 

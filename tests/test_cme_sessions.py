@@ -135,7 +135,7 @@ def test_a_half_day_cuts_hours_that_span_its_close_and_no_others() -> None:
 
 
 def test_hours_text_round_trips_and_bad_hours_say_what_is_expected() -> None:
-    assert LIVESTOCK.hours == ((time(8, 30), time(13, 5)),)
+    assert LIVESTOCK.hours == (time(8, 30), time(13, 5))
     assert str(LIVESTOCK) == "08:30-13:05" and str(GLOBEX) == "Globex"
     for bad in ("8:30-13:05", "08:30-08:30", "13:05-08:30", "08:30-16:01", "24:00-25:00", "08:30 - 13:05", ""):
         with pytest.raises(ValueError, match='"HH:MM-HH:MM" in America/Chicago'):
@@ -144,7 +144,7 @@ def test_hours_text_round_trips_and_bad_hours_say_what_is_expected() -> None:
 
 _clocks = st.integers(min_value=0, max_value=16 * 60).map(lambda m: time(m // 60, m % 60))
 _windows = st.tuples(_clocks, _clocks).filter(lambda w: w[0] < w[1])
-_with_hours = _windows.map(lambda w: MarketSchedule((w,)))
+_with_hours = _windows.map(MarketSchedule)
 schedules = st.one_of(st.just(GLOBEX), st.just(LIVESTOCK), _with_hours)
 
 
