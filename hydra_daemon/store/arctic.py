@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import dataclasses
 import re
@@ -26,6 +27,7 @@ from hydra_daemon.store.health import (
     unwritable_message,
 )
 from hydra_daemon.store.lease import FileLease, LeaseLostError, S3Lease, StoreLockedError, lease_key, s3_client
+from hydra_daemon.store.quiesce import wait_for_idle_pools
 from hydra_daemon.store.resident import release_pages, store_mappings, trim_heap
 from hydra_daemon.store.symbols import LIBRARIES
 from hydra_daemon.store.uri import LmdbLocation, parse_uri, redact_uri, validate_uri
@@ -74,6 +76,8 @@ class _ArcticRegistry:
 
 
 _ARCTICS = _ArcticRegistry()
+# Registered at import, so it runs after the exit handlers of whatever imports the store (they may still read).
+atexit.register(wait_for_idle_pools)
 
 
 class Store:

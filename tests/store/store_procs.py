@@ -3,10 +3,14 @@
 ``hold URI``: open URI as writer, print ``ready <pid>``, hold the lease until stdin closes (or SIGKILL).
 ``read-loop URI LIBRARY SYMBOL BATCH_ROWS STOP_FILE``: read SYMBOL in a loop until STOP_FILE exists, checking each
 read is a whole-commit prefix; print ``started`` after the first read and a JSON summary at the end.
+``exit-after-read URI LIBRARY SYMBOL``: read SYMBOL until one of ArcticDB's pool threads waits for the GIL (to release
+the read's last handle on a Python object), then exit normally without letting go of the GIL first; exit 3 if that
+never happened. See `hydra_daemon.store.quiesce`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import sys
@@ -69,6 +73,41 @@ def read_loop(uri: str, library_name: str, symbol: str, batch_rows: int, stop_fi
     print(json.dumps({"reads": reads, "errors": errors[:5], "torn": torn[:5], "final_rows": last_rows}), flush=True)
 
 
+_api = ctypes.pythonapi  # calls holding the GIL, as are those through _libc
+_libc = ctypes.PyDLL(None)
+_api.PyInterpreterState_Get.restype = ctypes.c_void_p
+_api.PyInterpreterState_ThreadHead.argtypes = [ctypes.c_void_p]
+_api.PyInterpreterState_ThreadHead.restype = ctypes.c_void_p
+_api.PyThreadState_Next.argtypes = [ctypes.c_void_p]
+_api.PyThreadState_Next.restype = ctypes.c_void_p
+
+
+def thread_states() -> int:
+    """How many Python thread states this interpreter has: a native thread asking for the GIL adds one first."""
+    count, state = 0, _api.PyInterpreterState_ThreadHead(_api.PyInterpreterState_Get())
+    while state:
+        count, state = count + 1, _api.PyThreadState_Next(state)
+    return count
+
+
+def exit_after_read(uri: str, library_name: str, symbol: str) -> None:
+    # No drop request reaches the main thread for 2 s: a pool thread waiting for the GIL gets it only if this
+    # process lets go of it (sleeps, does I/O) — as in an exit right after a read.
+    sys.setswitchinterval(2.0)
+    with Store.open(uri, writer=False, quiet=True) as store:
+        library = store.library(library_name)
+        library.read(symbol)  # starts ArcticDB's pools
+        alone = thread_states()
+        print("started", flush=True)  # the last I/O: it lets go of the GIL
+        for _ in range(3000):  # a pool thread is left with the read's last handle after ~7% of reads (measured)
+            library.read(symbol)
+            for _ in range(10):
+                _libc.usleep(500)  # leaves the core to the pool threads, holding the GIL
+                if thread_states() > alone:
+                    return
+    raise SystemExit(3)
+
+
 if __name__ == "__main__":
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     command, *args = sys.argv[1:]
@@ -76,8 +115,7 @@ if __name__ == "__main__":
         hold(args[0])
     elif command == "read-loop":
         read_loop(args[0], args[1], args[2], int(args[3]), Path(args[4]))
-        # Its summary is out and its store closed: skip interpreter teardown, where ArcticDB's native thread pools
-        # crash the process now and then (SIGSEGV after every read succeeded; seen ~1 run in 30 on 2 loaded cores).
-        os._exit(0)
+    elif command == "exit-after-read":
+        exit_after_read(args[0], args[1], args[2])
     else:
         raise SystemExit(f"unknown command {command}")
