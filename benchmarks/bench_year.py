@@ -49,7 +49,9 @@ import pandas as pd
 import structlog
 import zstandard
 
+from hydra_daemon import cme_sessions
 from hydra_daemon.config import OptionsConfig
+from hydra_daemon.cot import calendar as cot_calendar
 from hydra_daemon.cot.features import HISTORY_COLUMNS
 from hydra_daemon.cot.parse import POSITION_COLUMNS
 from hydra_daemon.cot.persist import cot_table, record_cycle, write_features
@@ -196,6 +198,14 @@ class Market:
         return frame
 
 
+def load_calendars(day: pd.Timestamp) -> None:
+    """Import the holiday calendars as the daemon does in its first seconds (health asks `cme_sessions` whether each
+    market is open; the COT pipeline plans its next release): a first use imports every country of `holidays`
+    (~10 MB), a step the first COT cycle would otherwise put into the month-over-month RSS."""
+    cme_sessions.is_open(day.to_pydatetime())
+    cot_calendar.release_time(day.date())
+
+
 def cot_rows(market: Market, as_of: pd.Timestamp, weeks: int, revise: bool) -> pd.DataFrame:
     """The COT rows a weekly cycle sees: the last `weeks` reports (the newest-but-one revised when `revise`)."""
     as_ofs = [as_of - pd.Timedelta(weeks=w) for w in range(weeks - 1, -1, -1)]
@@ -271,6 +281,7 @@ class YearBench:
                 self.cadence.compact_every, self.cadence.prune_grace_s, self.cadence.keep_daily_snapshots_days
             )
             self.maintenance = Maintenance(store, policy, clock=self.clock.now_ns)
+            load_calendars(FIRST_DAY)
             self.cot_backfill(FIRST_DAY - pd.Timedelta(days=3))
             period = Period()
             for number, day in enumerate(trading_days(self.args.days), start=1):
