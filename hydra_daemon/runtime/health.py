@@ -92,9 +92,11 @@ class DaemonState:
     started_monotonic: float = field(default_factory=time.monotonic)
     ready: bool = False
     stopping: bool = False
-    deliveries: dict[tuple[str, str | None], tuple[int, int, datetime | None]] = field(default_factory=dict)
-    """(pipeline, market or None for the whole pipeline) -> (instance id, records, when records last grew on the data
-    clock): one entry per pipeline and market."""
+    deliveries: dict[str, tuple[int, int, datetime | None]] = field(default_factory=dict)
+    """pipeline -> (instance id, records, when records last grew on the data clock)."""
+    market_deliveries: dict[tuple[str, str], tuple[datetime, datetime]] = field(default_factory=dict)
+    """(pipeline, market) -> (the newest record time seen of it by any instance, when it last advanced on the data
+    clock). Kept across restarts: a new instance's replay of records already seen is not a delivery."""
 
     def __post_init__(self) -> None:
         self.started_at = self.clock.now()
@@ -109,27 +111,31 @@ class DaemonState:
 
         Sampled on every call (health, metrics, the monitor's tick), so its resolution is the monitor interval."""
         pipeline = record.current
-        return self._sample(record.name, None, pipeline, pipeline.stats.records if pipeline is not None else 0)
+        records = pipeline.stats.records if pipeline is not None else 0
+        instance = 0 if pipeline is None else id(pipeline)
+        previous = self.deliveries.get(record.name)
+        at = None if previous is None else previous[2]
+        if records > (previous[1] if previous is not None and previous[0] == instance else 0):
+            at = self.clock.now()
+        self.deliveries[record.name] = (instance, records, at)
+        return at
 
-    def market_delivery(self, record: PipelineRecord, market: str) -> datetime | None:
-        """When `record`'s pipeline last delivered new records of `market` (data clock), as `last_delivery`."""
+    def market_delivery(self, record: PipelineRecord, market: str) -> tuple[datetime | None, datetime | None]:
+        """(When `record`'s pipeline last delivered records of `market` newer than any it delivered before, on the
+        data clock; the newest one's time), both None if none since the daemon started. Sampled as `last_delivery`.
+        By record time, not count: a restarted pipeline's new instance replays the overlap before the watermark, and
+        counting that as a delivery made a silent market look fresh (invariant 9)."""
         pipeline = record.current
         progress = pipeline.stats.markets.get(market) if pipeline is not None else None
-        return self._sample(record.name, market, pipeline, 0 if progress is None else progress.records)
+        newest = None if progress is None else progress.last_record_time
+        key = (record.name, market)
+        previous = self.market_deliveries.get(key)
+        if newest is not None and (previous is None or newest > previous[0]):
+            self.market_deliveries[key] = previous = (newest, self.clock.now())
+        return (None, None) if previous is None else (previous[1], previous[0])
 
     def market_schedule(self, market: str) -> MarketSchedule:
         return self.market_hours.get(market, GLOBEX)
-
-    def _sample(self, name: str, market: str | None, pipeline: object, records: int) -> datetime | None:
-        """The delivery time of (pipeline, market): now if its count grew since the last sample of this instance."""
-        instance = 0 if pipeline is None else id(pipeline)
-        previous = self.deliveries.get((name, market))
-        at = None if previous is None else previous[2]
-        same = previous is not None and previous[0] == instance
-        if records > (previous[1] if same and previous is not None else 0):
-            at = self.clock.now()
-        self.deliveries[(name, market)] = (instance, records, at)
-        return at
 
 
 @dataclass(frozen=True)
@@ -230,15 +236,8 @@ def _market_views(record: PipelineRecord, state: DaemonState) -> tuple[MarketVie
         return ()
     views = []
     for market in pipeline.markets:
-        progress = pipeline.stats.markets.get(market)
-        views.append(
-            MarketView(
-                market,
-                state.market_schedule(market),
-                state.market_delivery(record, market),
-                None if progress is None else progress.last_record_time,
-            )
-        )
+        delivered_at, newest = state.market_delivery(record, market)
+        views.append(MarketView(market, state.market_schedule(market), delivered_at, newest))
     return tuple(views)
 
 

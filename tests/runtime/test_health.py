@@ -29,13 +29,14 @@ from hydra_daemon.runtime.health import (
     health_document,
     health_routes,
     open_health_socket,
+    pipeline_health,
     serve_health,
     take_snapshot,
 )
 from hydra_daemon.runtime.health_client import fetch, health_command, query_health
 from hydra_daemon.runtime.http_server import Response, Route, text
 from hydra_daemon.runtime.metrics import metrics_registry, render
-from hydra_daemon.runtime.supervisor import PipelineRecord, Supervisor
+from hydra_daemon.runtime.supervisor import PipelineRecord, Supervisor, SupervisorState
 from hydra_daemon.store.usage import StoreUsage
 
 KEY = "db-HealthKey0123456789"
@@ -377,3 +378,31 @@ async def test_each_market_of_a_pipeline_is_judged_by_its_own_hours_and_deliveri
         "reopens 2026-03-11T13:30:00+00:00",
     )
     assert closed.status.value == "ok"
+
+
+def test_a_restarted_pipeline_replaying_a_silent_market_does_not_make_it_fresh() -> None:
+    """HE's last bar is from 11:00 while CL keeps delivering. At 11:10 the pipeline restarts; its new instance
+    replays HE's 11:00 bar (the replay overlap before HE's watermark). That is no delivery: at 11:16:30 HE has been
+    silent 990 s of open market (beyond the 960 s ohlcv-1m allows), so health is degraded, not ok."""
+    clock = FixedClock(chicago(2026, 3, 10, 11))
+    state = DaemonState(S3_URI, 600.0, clock)
+    state.ready = True
+    record = PipelineRecord("futures", lambda: MarketQuotes(("HE", "CL"), "ohlcv-1m"), SupervisorState.RUNNING)
+
+    def instance(*records: tuple[str, datetime]) -> MarketQuotes:
+        pipeline = MarketQuotes(("HE", "CL"), "ohlcv-1m")
+        pipeline.stats.state = PipelineState.STREAMING
+        for market, at in records:
+            pipeline.stats.market(market).advance(pd.DatetimeIndex([at]))
+        return pipeline
+
+    last_he = chicago(2026, 3, 10, 11)
+    record.current = instance(("HE", last_he), ("CL", last_he))
+    pipeline_health(record, state, clock.now())
+    clock.at = chicago(2026, 3, 10, 11, 10)
+    record.current = instance(("HE", last_he), ("CL", clock.at))  # the restart's replay
+    pipeline_health(record, state, clock.now())
+    clock.at = chicago(2026, 3, 10, 11, 16, 30)
+    record.current.stats.market("CL").advance(pd.DatetimeIndex([clock.at]))
+    verdict = pipeline_health(record, state, clock.now()).verdict
+    assert verdict == Verdict(Status.DEGRADED, ("HE: no data for 990 s of open market (expected within 960 s)",))
