@@ -59,21 +59,18 @@ class Problem:
 
 @dataclass
 class MarketProgress:
-    """How one market of a multi-market pipeline delivers: `records` newer than any it delivered before, and the
-    newest one's time. A replay of what was already seen advances neither, so one market's silence shows while
-    another's data flows (health judges each market)."""
+    """How one market of a multi-market pipeline delivers: its newest record's time. A replay of what was already
+    seen does not advance it, so one market's silence shows while another's data flows (health judges each market)."""
 
-    records: int = 0
     last_record_time: datetime | None = None
 
     def advance(self, times: pd.DatetimeIndex) -> None:
-        """Count the records at `times` (UTC) newer than the newest so far: one vectorised pass per frame."""
-        stamps = times.asi8
-        if self.last_record_time is not None:
-            stamps = stamps[stamps > pd.Timestamp(self.last_record_time).value]
-        if len(stamps):
-            self.records += len(stamps)
-            self.last_record_time = pd.Timestamp(int(np.max(stamps)), tz="UTC")  # a datetime keeping its ns
+        """Take the newest of `times` (UTC) if it is newer than the newest so far: one vectorised pass per frame."""
+        if not len(times):
+            return
+        newest = int(np.max(times.asi8))
+        if self.last_record_time is None or newest > pd.Timestamp(self.last_record_time).value:
+            self.last_record_time = pd.Timestamp(newest, tz="UTC")  # a datetime keeping its ns
 
 
 @dataclass

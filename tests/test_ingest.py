@@ -44,11 +44,15 @@ def test_idle_ticks_call_on_idle_and_are_not_batches() -> None:
     assert pipeline.stats.as_dict()["state"] == "finished"
 
 
-def test_market_progress_counts_only_records_newer_than_before() -> None:
+def test_market_progress_advances_only_past_the_newest_record_seen() -> None:
     progress = MarketProgress()
+    progress.advance(pd.DatetimeIndex([], tz="UTC"))
+    assert progress.last_record_time is None
     progress.advance(pd.DatetimeIndex(["2026-03-10 17:00:00.000000001", "2026-03-10 17:00:00"], tz="UTC"))
-    assert (progress.records, progress.last_record_time) == (2, pd.Timestamp("2026-03-10 17:00:00.000000001", tz="UTC"))
-    progress.advance(pd.DatetimeIndex(["2026-03-10 17:00:00.000000001", "2026-03-10 16:59"], tz="UTC"))
-    assert progress.records == 2, "a replay of what was seen is not a delivery"
+    assert progress.last_record_time == pd.Timestamp("2026-03-10 17:00:00.000000001", tz="UTC"), "ns kept"
+    progress.advance(pd.DatetimeIndex(["2026-03-10 17:00:00", "2026-03-10 16:59"], tz="UTC"))
+    assert progress.last_record_time == pd.Timestamp("2026-03-10 17:00:00.000000001", tz="UTC"), (
+        "a replay is no delivery"
+    )
     progress.advance(pd.DatetimeIndex(["2026-03-10 16:59", "2026-03-10 17:01"], tz="UTC"))
-    assert (progress.records, progress.last_record_time) == (3, pd.Timestamp("2026-03-10 17:01", tz="UTC"))
+    assert progress.last_record_time == pd.Timestamp("2026-03-10 17:01", tz="UTC")

@@ -79,7 +79,7 @@ class QuotesPipeline(IngestPipeline[list[int]]):
 
     async def persist(self, clean: list[int]) -> int:
         for market in self.markets:
-            self.stats.market(market).records += len(clean)
+            self.stats.market(market)  # each market has a progress entry, as after a delivery
         return len(clean)
 
 
