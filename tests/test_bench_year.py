@@ -37,7 +37,7 @@ def test_short_mode_prints_each_period_and_a_verdict_for_every_target(
     for period in periods:
         fields = dict(item.split("=", 1) for item in period.split() if "=" in item and not item.startswith("read"))
         assert float(fields["disk_mb"]) > 0 and float(fields["bytes_per_record"]) > 0
-        assert float(fields["versions_max"]) >= 1 and float(fields["rss_mb"]) > 0
+        assert float(fields["versions_max"]) >= 1 and 0 < float(fields["rss_mb"]) <= float(fields["rss_peak_mb"])
     verdict = lines[-1]
     assert verdict.startswith("targets (period 1 vs day 5):")
     for target in (*TARGETS, *READS):

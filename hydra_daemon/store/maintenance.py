@@ -47,7 +47,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -222,7 +222,7 @@ class Maintenance:
             return _compact_data(library, symbol)
         if large.any() and not large[: np.flatnonzero(large)[-1]].all() and _compact_data(library, symbol):
             return True
-        return _rewrite_tail(library, symbol, segments, merge_run(rows, 2, large))
+        return _rewrite_tail(library, symbol, segments, merge_run(rows, 2, large), self._store.release_mapped_pages)
 
     def _merge_small(self, library: Library, symbol: str) -> bool:
         """Merge the trailing run (`merge_run`) of small segments once it holds `MERGED_ROWS` rows (a busy symbol:
@@ -233,7 +233,7 @@ class Maintenance:
         run = merge_run(rows, 2, rows >= MERGED_ROWS)
         if run < self.policy.compact_every and rows[len(rows) - run :].sum() < MERGED_ROWS:
             run = 0
-        return _rewrite_tail(library, symbol, segments, run)
+        return _rewrite_tail(library, symbol, segments, run, self._store.release_mapped_pages)
 
     def _refresh_cot_panel(self, report: MaintenanceReport) -> None:
         """Rebuild the COT panel if a COT symbol moved since it was built (compacted just now, or written by a cycle
@@ -373,17 +373,37 @@ def _compact_data(library: Library, symbol: str) -> bool:
     return True
 
 
-def _rewrite_tail(library: Library, symbol: str, segments: pd.DataFrame, run: int) -> bool:
-    """Rewrite the rows of the last ``run`` segments (none if 0) with ``update``: same rows, same order, same
-    version metadata (watermarks, bitemporal bounds); ArcticDB cuts them into ``rows_per_segment`` segments."""
+def _rewrite_tail(library: Library, symbol: str, segments: pd.DataFrame, run: int, release: Callable[[], None]) -> bool:
+    """Rewrite the rows of the last ``run`` segments (none if 0) with ``update``, a slice of whole segments at a time
+    (`_slices`): same rows, same order, same version metadata (watermarks, bitemporal bounds). ``release`` drops the
+    store pages a slice touched (`Store.release_mapped_pages`) before the next. The daily merge of a day partition
+    (11.6 M quotes at the production cadence) in one update peaked 2.8 GB above the daemon's RSS."""
     if run == 0:
         return False
-    first = _utc(segments.index[-run])  # the index key is indexed by each segment's first timestamp
-    last = _utc(segments["end_index"].iloc[-1]) - pd.Timedelta(1, "ns")  # end_index is exclusive
-    tail = restore_utc(library.read(symbol, date_range=(first, last)).data)
     metadata = library.read_metadata(symbol).metadata
-    library.update(symbol, tail, metadata=metadata, prune_previous_versions=False)
+    rows_per_segment = library.options().rows_per_segment
+    for number, (first, last) in enumerate(_slices(segments.iloc[len(segments) - run :], rows_per_segment)):
+        if number:
+            release()
+        rows = restore_utc(library.read(symbol, date_range=(first, last)).data)
+        library.update(symbol, rows, metadata=metadata, prune_previous_versions=False)
     return True
+
+
+def _slices(segments: pd.DataFrame, rows: int) -> Iterator[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Inclusive time ranges covering ``segments`` (index rows, in row order), each of whole segments and at most
+    ``rows`` rows where the segments allow: a range ends only where no timestamp spans two segments, so it holds all
+    the rows of its time range (``update`` replaces the rows between its frame's first and last timestamps)."""
+    starts = [_utc(stamp) for stamp in segments.index]
+    ends = [_utc(stamp) for stamp in segments["end_index"]]  # exclusive
+    sizes = (segments["end_row"] - segments["start_row"]).to_numpy()
+    begin, taken = 0, 0
+    for position, size in enumerate(sizes):
+        taken += int(size)
+        following = position + 1
+        if following == len(sizes) or (starts[following] >= ends[position] and taken + sizes[following] > rows):
+            yield starts[begin], ends[position] - pd.Timedelta(1, "ns")
+            begin, taken = following, 0
 
 
 def closed_parts(symbols: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from arcticdb.version_store.library import Library
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +24,7 @@ from hydra_daemon.store.maintenance import (
     MERGED_ROWS,
     Maintenance,
     MaintenancePolicy,
+    _slices,
     daily_snapshot_name,
     merge_run,
 )
@@ -180,6 +183,79 @@ def test_a_merge_run_joins_only_segments_no_larger_than_twice_the_newer_ones(row
         assert tail[position] <= GROWTH * tail[position + 1 :].sum()
     if 0 < run < len(sizes):  # and the run is as long as that allows
         assert excluded[-run - 1] or sizes[-run - 1] > GROWTH * tail.sum()
+
+
+@given(st.lists(st.tuples(st.integers(1, 300), st.integers(0, 3), st.integers(0, 2)), min_size=1, max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_tail_slices_cover_the_segments_in_whole_clean_ranges_of_bounded_rows(
+    shapes: list[tuple[int, int, int]],
+) -> None:
+    """Segments of (rows, seconds spanned, gap to the next; 0: the next starts at this one's last timestamp)."""
+    starts, ends, sizes, now = [], [], [], BASE
+    for rows, span, gap in shapes:
+        starts.append(now)
+        ends.append(now + pd.Timedelta(seconds=span) + pd.Timedelta(1, "ns"))  # end_index is exclusive
+        sizes.append(rows)
+        now += pd.Timedelta(seconds=span + gap)
+    segments = pd.DataFrame(
+        {"end_index": ends, "start_row": np.cumsum([0, *sizes[:-1]]), "end_row": np.cumsum(sizes)},
+        index=pd.DatetimeIndex(starts),
+    )
+    limit = 400
+    slices = list(_slices(segments, limit))
+    assert slices[0][0] == starts[0] and slices[-1][1] == ends[-1] - pd.Timedelta(1, "ns")
+    position = 0
+    for first, last in slices:  # whole segments, in order, never splitting a timestamp between two slices
+        assert starts[position] == first
+        taken = []
+        while position < len(sizes) and ends[position] - pd.Timedelta(1, "ns") <= last:
+            taken.append(position)
+            position += 1
+        assert taken and ends[taken[-1]] - pd.Timedelta(1, "ns") == last
+        assert position == len(sizes) or starts[position] > last
+        for p in taken[:-1]:  # a clean boundary is cut once the next segment would pass the limit
+            clean = starts[p + 1] >= ends[p]
+            assert not clean or sum(sizes[taken[0] : p + 2]) <= limit
+        if position < len(sizes):  # and only then: a slice is as large as the limit allows
+            assert sum(sizes[p] for p in taken) + sizes[position] > limit
+    assert position == len(sizes)
+
+
+def test_a_long_merge_rewrites_a_segment_of_rows_at_a_time_and_keeps_every_row(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daily merge of a day partition (11.6 M quotes) in one update held them all, and ArcticDB's copies, at
+    once: the daemon's RSS peaked 2.8 GB higher. Sliced, no update holds more than a segment of rows, the store pages
+    each slice touched are released before the next, and rows sharing a timestamp across two appends stay whole and
+    in order."""
+    library = store.library(FUTURES)
+    per_append, appends = 25_000, 8
+    for number in range(appends):  # the third append starts at the timestamp the second one ends at
+        start = number * per_append - (number >= 2)
+        frame = _trades(start, per_append).assign(sequence=np.arange(per_append) + number * per_append)
+        library.append(SYMBOL, frame, metadata={"n": number})
+    expected = restore_utc(library.read(SYMBOL).data)
+    calls: list[object] = []
+    update, release = Library.update, store.release_mapped_pages
+
+    def counting_update(self: Library, symbol: str, data: pd.DataFrame, **kwargs: Any) -> Any:
+        calls.append(len(data))
+        return update(self, symbol, data, **kwargs)
+
+    def counting_release() -> None:
+        calls.append("release")
+        release()
+
+    monkeypatch.setattr(Library, "update", counting_update)
+    monkeypatch.setattr(store, "release_mapped_pages", counting_release)
+    now = pd.Timestamp("2024-03-05 00:10", tz="UTC").value
+    maintenance = Maintenance(store, MaintenancePolicy(compact_every=100, prune_grace_s=0.0), clock=lambda: now)
+    assert maintenance.run_once().compacted == 1  # the daily merge (its first run)
+    segment = library.options().rows_per_segment
+    assert per_append * appends == 2 * segment
+    assert calls == [segment, "release", segment, "release"]  # the last: every run's own, at its end
+    pd.testing.assert_frame_equal(restore_utc(library.read(SYMBOL).data), expected)
+    assert library.read_metadata(SYMBOL).metadata == {"n": appends - 1}
 
 
 def test_a_busy_symbol_merges_once_its_appends_hold_a_large_segment_of_rows(store: Store) -> None:
