@@ -68,7 +68,7 @@ from arcticdb.version_store.library import Library
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal import BITEMPORAL_COLUMNS
 from hydra_daemon.store.frames import restore_utc
-from hydra_daemon.store.partitions import edge_ns, read_stream, stream_symbols
+from hydra_daemon.store.partitions import edge_ns, read_stream_slices, stream_symbols
 from hydra_daemon.store.symbols import COT_PANEL, LIBRARIES, is_partitioned, stream_of
 
 log = structlog.get_logger()
@@ -81,6 +81,9 @@ MANIFEST = "_manifest.json"
 MANIFEST_FORMAT = 1
 PARTITION_COLUMN = "date"
 UNNAMED_INDEX = "ts_index"
+ROW_GROUP_ROWS = 262_144
+"""Rows per Parquet row group: a day is written a group at a time (a day of quotes, 11.6 M at 140 a second, held
+whole took ~4 GB); large enough for column statistics to skip groups and for scans to stay sequential."""
 PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.date32())]), flavor="hive")
 """The lake's partitioning for ``pyarrow.dataset.dataset(root, format="parquet", partitioning=PARTITIONING)``:
 ``date`` comes back as ``date32``."""
@@ -166,11 +169,11 @@ class Manifest:
 
 @dataclass(frozen=True)
 class _Day:
-    """One day's rows read from ArcticDB (as Arrow, see `_to_arrow`), and the symbol version they came from."""
+    """One day's rows as they are read from ArcticDB (Arrow tables, see `_to_arrow`), each with the symbol version it
+    came from: a day of quotes is read and written a slice at a time, never held whole."""
 
     day: date
-    table: pa.Table
-    version: int
+    reads: Iterable[tuple[pa.Table, int]]
 
 
 def read_manifest(dataset: Path) -> Manifest | None:
@@ -217,8 +220,9 @@ def export_due(
 ) -> list[Path]:
     """Publish what `symbol` gained since the dataset's watermark, for the days up to `complete_through` (days
     after it stay pending until they are complete); the partitions written. Idempotent and resumable: the manifest,
-    with the new watermark, is published after the partitions it lists. `checkpoint()` runs before each day (it may
-    raise to stop: the manifest is then left as it was and the next run publishes those days again)."""
+    with the new watermark, is published after the partitions it lists. `checkpoint()` runs before each day and
+    between a day's reads (it may raise to stop: the manifest is then left as it was and the next run publishes
+    those days again)."""
     dataset = dataset_root(lake_dir, library_name, symbol)
     with _dataset_lock(lake_dir, library_name, symbol):
         manifest = read_manifest(dataset) or Manifest(library_name, symbol)
@@ -228,7 +232,7 @@ def export_due(
         mark = LakeWatermark(through, tuple(day for day in wanted if day > complete_through))
         if mark == manifest.watermark and not due:
             return []
-        days = _checked(_read_days(library, symbol, due), checkpoint)
+        days = _read_days(library, symbol, due, checkpoint)
         manifest, written = _publish_days(manifest, days, dataset, lake_dir)
         _write_manifest(replace(manifest, watermark=mark), dataset, lake_dir)
     return written
@@ -245,7 +249,14 @@ def export_store_due(
 
     With `until` (a `time.monotonic()` instant) no further symbol is started after it once something was published:
     a long catch-up (years of COT history) is spread over several calls, each starting again with the market data,
-    so newly complete days of quotes and bars are not held behind it; symbols already done are cheap no-ops."""
+    so newly complete days of quotes and bars are not held behind it; symbols already done are cheap no-ops. Between
+    reads, the store pages read so far leave the process's RSS (`Store.release_mapped_pages`): a day of quotes
+    touches ~500 MB of them."""
+
+    def paced() -> None:
+        checkpoint()
+        store.release_mapped_pages()
+
     written: list[Path] = []
     for library_name in LIBRARIES:
         if not store.has_library(library_name):
@@ -255,14 +266,8 @@ def export_store_due(
             if until is not None and written and time.monotonic() > until:
                 return written
             checkpoint()
-            written.extend(export_due(library, library_name, symbol, lake_dir, complete_through, checkpoint))
+            written.extend(export_due(library, library_name, symbol, lake_dir, complete_through, paced))
     return written
-
-
-def _checked(days: Iterator[_Day], checkpoint: Callable[[], None]) -> Iterator[_Day]:
-    for item in days:
-        checkpoint()
-        yield item
 
 
 def export_from_store(uri: str, library_name: str, symbol: str, start: date, end: date, lake_dir: Path) -> list[Path]:
@@ -304,19 +309,34 @@ def _touched_days(library: Library, symbol: str, after_ns: int | None) -> tuple[
     return last, set(_days(pd.Timestamp(first, tz="UTC").date(), pd.Timestamp(last, tz="UTC").date()))
 
 
-def _read_days(library: Library, symbol: str, days: Iterable[date]) -> Iterator[_Day]:
-    """Each of `days` with its rows (days without rows are skipped)."""
+def _read_days(
+    library: Library, symbol: str, days: Iterable[date], checkpoint: Callable[[], None] = lambda: None
+) -> Iterator[_Day]:
+    """Each of `days` with its rows, read as they are written (`_publish_days` skips a day without rows);
+    `checkpoint()` runs before each day and after each read of market data."""
     wanted = sorted(set(days))
     if not wanted:
         return
     if _is_bitemporal(library, symbol):
-        yield from (item for item in _bitemporal_days(library, symbol, wanted[0], wanted[-1]) if item.day in wanted)
+        for item in _bitemporal_days(library, symbol, wanted[0], wanted[-1]):
+            if item.day in wanted:
+                checkpoint()
+                yield item
         return
+    rows = library.options().rows_per_segment
     for day in wanted:
+        checkpoint()
         first = pd.Timestamp(day, tz="UTC")
-        read = read_stream(library, symbol, date_range=(first, first + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")))
-        if not read.data.empty and read.version is not None:
-            yield _Day(day, _to_arrow(read.data), read.version)
+        reads = read_stream_slices(library, symbol, (first, first + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")), rows)
+        yield _Day(day, _arrow_reads(reads, checkpoint))
+
+
+def _arrow_reads(
+    reads: Iterable[tuple[pd.DataFrame, int]], checkpoint: Callable[[], None]
+) -> Iterator[tuple[pa.Table, int]]:
+    for frame, version in reads:
+        yield _to_arrow(frame), version
+        checkpoint()
 
 
 def _publish_days(
@@ -331,21 +351,18 @@ def _publish_days(
     with _staging_dir(lake_dir) as staging:
         staged: list[tuple[date, Path]] = []
         for item in days:
-            table = item.table
-            time_column = _time_column(table)
-            times = table.column(time_column)
             day_dir = staging / f"{PARTITION_COLUMN}={item.day.isoformat()}"
             day_dir.mkdir()
-            pq.write_table(table, day_dir / PART_FILE, compression="zstd")
+            part = _write_part(item.reads, day_dir / PART_FILE)
+            if part is None:
+                day_dir.rmdir()
+                continue
+            info, schema = part
             staged.append((item.day, day_dir))
-            partitions[item.day] = PartitionInfo(
-                rows=table.num_rows,
-                min_time=_iso(pc.min(times).as_py()),
-                max_time=_iso(pc.max(times).as_py()),
-                source_version=item.version,
-            )
-            schema = tuple((f.name, str(f.type)) for f in table.schema)
-            manifest = replace(manifest, time_column=time_column, schema=schema, source_version=item.version)
+            partitions[item.day] = info
+            columns = tuple((f.name, str(f.type)) for f in schema)
+            time_column = _time_column(schema.names)
+            manifest = replace(manifest, time_column=time_column, schema=columns, source_version=info.source_version)
         manifest = replace(manifest, partitions=partitions)
         written = _move_into_place(staged, manifest, dataset) if staged else []
     return manifest, written
@@ -390,9 +407,50 @@ def _sync_filesystem(path: Path) -> None:
         os.close(fd)
 
 
-def _time_column(table: pa.Table) -> str:
+def _time_column(names: list[str]) -> str:
     """The column a partition is cut on: ``as_of`` for bitemporal tables, else the index (the first column)."""
-    return "as_of" if set(BITEMPORAL_COLUMNS) <= set(table.column_names) else table.column_names[0]
+    return "as_of" if set(BITEMPORAL_COLUMNS) <= set(names) else names[0]
+
+
+def _write_part(reads: Iterable[tuple[pa.Table, int]], path: Path) -> tuple[PartitionInfo, pa.Schema] | None:
+    """Write a day's rows to `path` as they are read, in row groups of `ROW_GROUP_ROWS` (`_row_groups`); what was
+    written and its schema, or None (and no file) if there were no rows."""
+    writer: pq.ParquetWriter | None = None
+    rows, low, high, version = 0, None, None, -1
+    try:
+        for group, newest in _row_groups(reads, ROW_GROUP_ROWS):
+            version = newest
+            if writer is None:
+                writer = pq.ParquetWriter(path, group.schema, compression="zstd")
+            writer.write_table(group)
+            least, most = pc.min_max(group.column(_time_column(group.column_names))).values()
+            low = least.as_py() if low is None else min(low, least.as_py())
+            high = most.as_py() if high is None else max(high, most.as_py())
+            rows += group.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        return None
+    return PartitionInfo(rows, _iso(low), _iso(high), version), writer.schema
+
+
+def _row_groups(reads: Iterable[tuple[pa.Table, int]], rows: int) -> Iterator[tuple[pa.Table, int]]:
+    """`reads` cut again into tables of `rows` rows (the last may hold fewer) in the first one's schema, each with
+    the newest version read into it: the file then depends on the rows alone, not on how the store's segments cut
+    them (re-exporting the same rows writes the same bytes, merged or not)."""
+    pending: list[pa.Table] = []
+    held, newest, schema = 0, -1, None
+    for table, version in reads:
+        schema = table.schema if schema is None else schema
+        pending.append(table.cast(schema))
+        held, newest = held + table.num_rows, max(newest, version)
+        while held >= rows:
+            joined = pa.concat_tables(pending)
+            pending, held = [joined.slice(rows)], held - rows
+            yield joined.slice(0, rows), newest
+    if held:
+        yield pa.concat_tables(pending), newest
 
 
 def _iso(value: Any) -> str:
@@ -475,7 +533,7 @@ def _bitemporal_days(library: Library, symbol: str, start: date, end: date) -> I
     days = frame["as_of"].dt.floor("D").to_numpy()
     cuts = [0, *(np.flatnonzero(days[1:] != days[:-1]) + 1), len(days)]
     for a, b in itertools.pairwise(cuts):
-        yield _Day(pd.Timestamp(days[a]).date(), table.slice(a, b - a), int(read.version))
+        yield _Day(pd.Timestamp(days[a]).date(), [(table.slice(a, b - a), int(read.version))])
 
 
 def _days(start: date, end: date) -> Iterator[date]:

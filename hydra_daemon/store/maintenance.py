@@ -47,7 +47,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -60,6 +60,7 @@ from arcticdb.version_store.library import Library, VersionInfo
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.cot_panel import Version, refresh_cot_panel
 from hydra_daemon.store.frames import restore_utc
+from hydra_daemon.store.partitions import segment_slices
 from hydra_daemon.store.symbols import COT, COT_PANEL, LIBRARIES, is_partitioned, split_partition
 
 __all__ = [
@@ -375,35 +376,19 @@ def _compact_data(library: Library, symbol: str) -> bool:
 
 def _rewrite_tail(library: Library, symbol: str, segments: pd.DataFrame, run: int, release: Callable[[], None]) -> bool:
     """Rewrite the rows of the last ``run`` segments (none if 0) with ``update``, a slice of whole segments at a time
-    (`_slices`): same rows, same order, same version metadata (watermarks, bitemporal bounds). ``release`` drops the
-    store pages a slice touched (`Store.release_mapped_pages`) before the next. The daily merge of a day partition
-    (11.6 M quotes at the production cadence) in one update peaked 2.8 GB above the daemon's RSS."""
+    (`segment_slices`): same rows, same order, same version metadata (watermarks, bitemporal bounds). ``release``
+    drops the store pages a slice touched (`Store.release_mapped_pages`) before the next. The daily merge of a day
+    partition (11.6 M quotes at the production cadence) in one update peaked 2.8 GB above the daemon's RSS."""
     if run == 0:
         return False
     metadata = library.read_metadata(symbol).metadata
     rows_per_segment = library.options().rows_per_segment
-    for number, (first, last) in enumerate(_slices(segments.iloc[len(segments) - run :], rows_per_segment)):
+    for number, (first, last) in enumerate(segment_slices(segments.iloc[len(segments) - run :], rows_per_segment)):
         if number:
             release()
         rows = restore_utc(library.read(symbol, date_range=(first, last)).data)
         library.update(symbol, rows, metadata=metadata, prune_previous_versions=False)
     return True
-
-
-def _slices(segments: pd.DataFrame, rows: int) -> Iterator[tuple[pd.Timestamp, pd.Timestamp]]:
-    """Inclusive time ranges covering ``segments`` (index rows, in row order), each of whole segments and at most
-    ``rows`` rows where the segments allow: a range ends only where no timestamp spans two segments, so it holds all
-    the rows of its time range (``update`` replaces the rows between its frame's first and last timestamps)."""
-    starts = [_utc(stamp) for stamp in segments.index]
-    ends = [_utc(stamp) for stamp in segments["end_index"]]  # exclusive
-    sizes = (segments["end_row"] - segments["start_row"]).to_numpy()
-    begin, taken = 0, 0
-    for position, size in enumerate(sizes):
-        taken += int(size)
-        following = position + 1
-        if following == len(sizes) or (starts[following] >= ends[position] and taken + sizes[following] > rows):
-            yield starts[begin], ends[position] - pd.Timedelta(1, "ns")
-            begin, taken = following, 0
 
 
 def closed_parts(symbols: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:

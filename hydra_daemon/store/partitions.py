@@ -23,7 +23,17 @@ from arcticdb.version_store.library import DataError, Library, ReadRequest
 
 from hydra_daemon.store.symbols import is_partitioned, partition_symbol, split_partition
 
-__all__ = ["StreamRead", "VersionGoneError", "batch_failure", "day_parts", "edge_ns", "read_stream", "stream_symbols"]
+__all__ = [
+    "StreamRead",
+    "VersionGoneError",
+    "batch_failure",
+    "day_parts",
+    "edge_ns",
+    "read_stream",
+    "read_stream_slices",
+    "segment_slices",
+    "stream_symbols",
+]
 
 PROBE_DAYS = 62
 """A window of at most this many days finds its partitions by name (``has_symbol``, ~0.1 ms each); a longer or open
@@ -110,6 +120,46 @@ def read_stream(
     return StreamRead(data, int(results[-1].version))
 
 
+def read_stream_slices(
+    library: Library, stream: str, date_range: tuple[pd.Timestamp, pd.Timestamp], rows: int
+) -> Iterator[tuple[pd.DataFrame, int]]:
+    """The rows of ``stream`` with index in ``date_range`` (inclusive), in order, as consecutive reads (rows, the
+    version read) of whole segments holding at most about ``rows`` rows each (`segment_slices`): a day of quotes
+    (11.6 M at 140 a second) read at once took ~4 GB. Each read picks the latest version: maintenance may merge
+    between two reads, but a merge keeps the rows of every time range, and the ranges are cut from the index once,
+    so no row is read twice."""
+    start, end = date_range
+    for symbol in stream_symbols(library, stream, first=_day(start), last=_day(end)):
+        segments = library._nvs.read_index(symbol)
+        starts, ends = _utc_index(segments.index), _utc_index(segments["end_index"])  # ends exclusive
+        overlapping = segments[(ends > start) & (starts <= end)]
+        if overlapping.empty:
+            continue
+        ranges = list(segment_slices(overlapping, rows))
+        ranges[0], ranges[-1] = (start, ranges[0][1]), (ranges[-1][0], end)  # and rows written since the index
+        for first, last in ranges:
+            result = library.read(symbol, date_range=(max(first, start), min(last, end)))
+            if len(result.data):
+                yield result.data, int(result.version)
+
+
+def segment_slices(segments: pd.DataFrame, rows: int) -> Iterator[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Inclusive UTC time ranges covering ``segments`` (``read_index`` rows, in row order), each of whole segments
+    and at most ``rows`` rows where the segments allow: a range ends only where no timestamp spans two segments, so
+    it holds all the rows of its time range (``update`` replaces the rows between its frame's first and last
+    timestamps; a read of it gets whole segments)."""
+    starts = [_utc(stamp) for stamp in segments.index]
+    ends = [_utc(stamp) for stamp in segments["end_index"]]  # exclusive
+    sizes = (segments["end_row"] - segments["start_row"]).to_numpy()
+    begin, taken = 0, 0
+    for position, size in enumerate(sizes):
+        taken += int(size)
+        following = position + 1
+        if following == len(sizes) or (starts[following] >= ends[position] and taken + sizes[following] > rows):
+            yield starts[begin], ends[position] - pd.Timedelta(1, "ns")
+            begin, taken = following, 0
+
+
 def edge_ns(library: Library, stream: str, *, tail: bool) -> int | None:
     """The stream's newest (``tail``) or oldest index value in UTC ns; None if it holds no rows."""
     symbols = stream_symbols(library, stream)
@@ -132,6 +182,16 @@ def day_parts(stream: str, frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]
 
 def _read_one(library: Library, request: ReadRequest) -> Any:
     return library.read(request.symbol, as_of=request.as_of, date_range=request.date_range, columns=request.columns)
+
+
+def _utc_index(values: Any) -> pd.DatetimeIndex:
+    index = pd.DatetimeIndex(values)
+    return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+
+
+def _utc(value: object) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def _day(value: pd.Timestamp | None) -> date | None:

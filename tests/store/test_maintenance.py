@@ -24,7 +24,6 @@ from hydra_daemon.store.maintenance import (
     MERGED_ROWS,
     Maintenance,
     MaintenancePolicy,
-    _slices,
     daily_snapshot_name,
     merge_run,
 )
@@ -183,42 +182,6 @@ def test_a_merge_run_joins_only_segments_no_larger_than_twice_the_newer_ones(row
         assert tail[position] <= GROWTH * tail[position + 1 :].sum()
     if 0 < run < len(sizes):  # and the run is as long as that allows
         assert excluded[-run - 1] or sizes[-run - 1] > GROWTH * tail.sum()
-
-
-@given(st.lists(st.tuples(st.integers(1, 300), st.integers(0, 3), st.integers(0, 2)), min_size=1, max_size=30))
-@settings(max_examples=300, deadline=None)
-def test_tail_slices_cover_the_segments_in_whole_clean_ranges_of_bounded_rows(
-    shapes: list[tuple[int, int, int]],
-) -> None:
-    """Segments of (rows, seconds spanned, gap to the next; 0: the next starts at this one's last timestamp)."""
-    starts, ends, sizes, now = [], [], [], BASE
-    for rows, span, gap in shapes:
-        starts.append(now)
-        ends.append(now + pd.Timedelta(seconds=span) + pd.Timedelta(1, "ns"))  # end_index is exclusive
-        sizes.append(rows)
-        now += pd.Timedelta(seconds=span + gap)
-    segments = pd.DataFrame(
-        {"end_index": ends, "start_row": np.cumsum([0, *sizes[:-1]]), "end_row": np.cumsum(sizes)},
-        index=pd.DatetimeIndex(starts),
-    )
-    limit = 400
-    slices = list(_slices(segments, limit))
-    assert slices[0][0] == starts[0] and slices[-1][1] == ends[-1] - pd.Timedelta(1, "ns")
-    position = 0
-    for first, last in slices:  # whole segments, in order, never splitting a timestamp between two slices
-        assert starts[position] == first
-        taken = []
-        while position < len(sizes) and ends[position] - pd.Timedelta(1, "ns") <= last:
-            taken.append(position)
-            position += 1
-        assert taken and ends[taken[-1]] - pd.Timedelta(1, "ns") == last
-        assert position == len(sizes) or starts[position] > last
-        for p in taken[:-1]:  # a clean boundary is cut once the next segment would pass the limit
-            clean = starts[p + 1] >= ends[p]
-            assert not clean or sum(sizes[taken[0] : p + 2]) <= limit
-        if position < len(sizes):  # and only then: a slice is as large as the limit allows
-            assert sum(sizes[p] for p in taken) + sizes[position] > limit
-    assert position == len(sizes)
 
 
 def test_a_long_merge_rewrites_a_segment_of_rows_at_a_time_and_keeps_every_row(

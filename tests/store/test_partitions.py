@@ -10,13 +10,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hydra_daemon.reader import Reader
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.lake import export_store_due, read_manifest
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy, daily_snapshot_name
-from hydra_daemon.store.partitions import PROBE_DAYS, read_stream, stream_symbols
+from hydra_daemon.store.partitions import PROBE_DAYS, read_stream, segment_slices, stream_symbols
 from hydra_daemon.store.symbols import OPTIONS, partition_symbol, split_partition, stream_of
 from hydra_daemon.store.writer import FlushError, StreamWriter, Watermark
 
@@ -269,3 +271,39 @@ def test_maintenance_compacts_a_closed_partition_once_then_never_looks_at_it_aga
     assert list(_stream(store)["sequence"]) == [*rows, 300]
     assert Maintenance(store, MaintenancePolicy()).run_once() is not None  # a restart looks at each part once more
     assert set(looked_at) == {newest, *closed}
+
+
+@given(st.lists(st.tuples(st.integers(1, 300), st.integers(0, 3), st.integers(0, 2)), min_size=1, max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_segment_slices_cover_the_segments_in_whole_clean_ranges_of_bounded_rows(
+    shapes: list[tuple[int, int, int]],
+) -> None:
+    """Segments of (rows, seconds spanned, gap to the next; 0: the next starts at this one's last timestamp)."""
+    starts, ends, sizes, now = [], [], [], MONTH_END
+    for rows, span, gap in shapes:
+        starts.append(now)
+        ends.append(now + pd.Timedelta(seconds=span) + pd.Timedelta(1, "ns"))  # end_index is exclusive
+        sizes.append(rows)
+        now += pd.Timedelta(seconds=span + gap)
+    segments = pd.DataFrame(
+        {"end_index": ends, "start_row": np.cumsum([0, *sizes[:-1]]), "end_row": np.cumsum(sizes)},
+        index=pd.DatetimeIndex(starts),
+    )
+    limit = 400
+    slices = list(segment_slices(segments, limit))
+    assert slices[0][0] == starts[0] and slices[-1][1] == ends[-1] - pd.Timedelta(1, "ns")
+    position = 0
+    for first, last in slices:  # whole segments, in order, never splitting a timestamp between two slices
+        assert starts[position] == first
+        taken = []
+        while position < len(sizes) and ends[position] - pd.Timedelta(1, "ns") <= last:
+            taken.append(position)
+            position += 1
+        assert taken and ends[taken[-1]] - pd.Timedelta(1, "ns") == last
+        assert position == len(sizes) or starts[position] > last
+        for p in taken[:-1]:  # a clean boundary is cut once the next segment would pass the limit
+            clean = starts[p + 1] >= ends[p]
+            assert not clean or sum(sizes[taken[0] : p + 2]) <= limit
+        if position < len(sizes):  # and only then: a slice is as large as the limit allows
+            assert sum(sizes[p] for p in taken) + sizes[position] > limit
+    assert position == len(sizes)
