@@ -3,9 +3,9 @@
 
 The base owns the stream, the writer and the `IngestPipeline` plumbing: seeding the stream's symbol map from stored
 definitions before the first connect, committing each clean batch in a worker thread, keeping `last_record_time`
-and per market what it delivered (`PipelineStats.markets`: one vectorised pass per frame, the decoder already groups
-a batch by market), flushing on idle ticks and committing everything buffered when `fetch()` ends (shielded from
-cancellation).
+and per market what it delivered (`PipelineStats.markets`; market data only, not `REFERENCE_SCHEMAS`: one vectorised
+pass per frame, the decoder already groups a batch by market), flushing on idle ticks and committing everything
+buffered when `fetch()` ends (shielded from cancellation).
 Futures and options supply only their domain: what the session subscribes, where each schema resumes, and how a
 clean batch is stored (`resume_ns`, `commit`).
 """
@@ -30,6 +30,11 @@ from hydra_daemon.secrets import ApiKey
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.symbols import data_symbol
 from hydra_daemon.store.writer import Watermark
+
+
+REFERENCE_SCHEMAS = frozenset({"definition", "statistics"})
+"""Reference data: sent when a session starts, an instrument is listed or a settlement is published, not while the
+market trades, so never evidence that its data flows (a market whose quotes stopped looked fresh at each one)."""
 
 
 class LiveCapturePipeline(IngestPipeline[DecodedBatch]):
@@ -78,8 +83,9 @@ class LiveCapturePipeline(IngestPipeline[DecodedBatch]):
         self.writer.flush_all()
 
     def counts_for_lag(self, item: MarketFrame) -> bool:
-        """Whether `item`'s rows are this pipeline's own data (their newest time is `stats.last_record_time`)."""
-        return True
+        """Whether `item`'s rows are this pipeline's own market data (their newest time is `stats.last_record_time`
+        and its market's delivery): not `REFERENCE_SCHEMAS`."""
+        return item.schema not in REFERENCE_SCHEMAS
 
     def watermark(self, market: str, schema: str) -> Watermark | None:
         """Committed watermark of ``<library>/<market>.<schema>`` (None before the first commit)."""
@@ -103,7 +109,7 @@ class LiveCapturePipeline(IngestPipeline[DecodedBatch]):
             self.stats.market(item.market).advance(pd.DatetimeIndex(item.frame.index))
         newest = max((item.frame.index.max() for item in own), default=None)
         if stored and newest is not None:
-            self.stats.last_record_time = newest.to_pydatetime(warn=False)
+            self.stats.last_record_time = newest  # a pd.Timestamp: a datetime keeping its ns
         return stored
 
     async def on_idle(self) -> None:

@@ -277,7 +277,7 @@ class OptionsIngestPipeline(LiveCapturePipeline):
 
     def counts_for_lag(self, item: MarketFrame) -> bool:
         """The underlying futures feed the chains; the futures pipeline reports their lag."""
-        return not is_underlying(item.market)
+        return super().counts_for_lag(item) and not is_underlying(item.market)
 
     def validate(self, batch: DecodedBatch) -> tuple[DecodedBatch, list[Problem]]:
         """Records are captured verbatim; chain rules are applied at snapshot time (see `quote_validation`)."""
