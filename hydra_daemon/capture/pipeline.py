@@ -31,7 +31,6 @@ from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.symbols import data_symbol
 from hydra_daemon.store.writer import Watermark
 
-
 REFERENCE_SCHEMAS = frozenset({"definition", "statistics"})
 """Reference data: sent when a session starts, an instrument is listed or a settlement is published, not while the
 market trades, so never evidence that its data flows (a market whose quotes stopped looked fresh at each one)."""

@@ -15,9 +15,10 @@ holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_in
   about a day of rows, never the symbol's whole history: each daily snapshot pins what that day rewrote, and
   `keep_daily_snapshots_days` of them cost about as many days of rows (a whole-symbol ``compact_data`` every day made
   each snapshot pin a copy of every symbol below ``rows_per_segment`` rows: disk grew with the square of history).
-  ``compact_data`` still compacts a closed day partition (written once) and a symbol with small segments before large
-  ones (a store of an earlier layout). All of it keeps the version metadata, so watermarks and bitemporal bounds stay
-  on the latest version;
+  A closed day partition (written once) gets all its trailing small segments merged, and ``compact_data`` compacts a
+  symbol with small segments before large ones (a store of an earlier layout). A merge rewrites a slice of whole
+  segments of at most ``rows_per_segment`` rows at a time (`_rewrite_tail`). All of it keeps the version metadata,
+  so watermarks and bitemporal bounds stay on the latest version;
 - **snapshot** ``daily-YYYYMMDD`` once per UTC day (right after the daily merge, so it pins merged segments), on
   the first run after the day ended: "what did the store hold at the end of day D" (day partitions of later days
   left out: it held none of their rows); a daily snapshot older than
@@ -184,7 +185,7 @@ class Maintenance:
         rest untouched, so intraday compaction never rewrites large segments. Full (once a UTC day, before the
         daily snapshot): the same run up to nearly full segments, keeping the segment count — and with it every
         append's index write — proportional to the rows, not to the appends. A ``closed`` partition is compacted
-        with ``compact_data`` once (then only pruned until it is settled)."""
+        fully once (then only pruned until it is settled)."""
         key = (library.name, symbol)
         with self._store.symbol_lock(library.name, symbol):
             self._store.require_writable()  # before every symbol: a run takes long, the lease may be lost meanwhile
@@ -213,17 +214,18 @@ class Maintenance:
 
     def _compact_daily(self, library: Library, symbol: str, *, closed: bool) -> bool:
         """Rebuild the version map from the live versions (`_rebuild_version_map`), then merge the trailing run of
-        segments below two thirds of ``rows_per_segment``; ``compact_data`` for a closed partition, and for small
-        segments among large ones (what an earlier layout left), once."""
+        segments below two thirds of ``rows_per_segment``: size-tiered (`merge_run`), or all of them for a closed
+        partition (written once: nothing will follow them); ``compact_data`` for small segments among large ones
+        (what an earlier layout left), once. ``compact_data`` of a closed day partition (11.6 M quotes) touched
+        store pages for ~45 B a row before releasing any (+159 MB for 3 M rows, +28 MB sliced)."""
         _rebuild_version_map(library, symbol)
         segments = library._nvs.read_index(symbol)  # the latest version's data segments, in row order
         rows = (segments["end_row"] - segments["start_row"]).to_numpy()
         large = rows >= library.options().rows_per_segment * 2 // 3  # compact_data's own tolerance
-        if closed:
-            return _compact_data(library, symbol)
         if large.any() and not large[: np.flatnonzero(large)[-1]].all() and _compact_data(library, symbol):
             return True
-        return _rewrite_tail(library, symbol, segments, merge_run(rows, 2, large), self._store.release_mapped_pages)
+        run = merge_run(rows, 2, large) if not closed else _small_tail(large)
+        return _rewrite_tail(library, symbol, segments, run, self._store.release_mapped_pages)
 
     def _merge_small(self, library: Library, symbol: str) -> bool:
         """Merge the trailing run (`merge_run`) of small segments once it holds `MERGED_ROWS` rows (a busy symbol:
@@ -364,6 +366,12 @@ def merge_run(rows: np.ndarray, minimum: int, excluded: np.ndarray) -> int:
         taken += int(size)
         count += 1
     return count if count >= max(minimum, 2) else 0
+
+
+def _small_tail(large: np.ndarray) -> int:
+    """How many trailing segments are not ``large``; 0 if fewer than two (one is merged already)."""
+    count = len(large) - (int(np.flatnonzero(large)[-1]) + 1 if large.any() else 0)
+    return count if count >= 2 else 0
 
 
 def _compact_data(library: Library, symbol: str) -> bool:
