@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -137,10 +138,17 @@ def read_stream_slices(
             continue
         ranges = list(segment_slices(overlapping, rows))
         ranges[0], ranges[-1] = (start, ranges[0][1]), (ranges[-1][0], end)  # and rows written since the index
-        for first, last in ranges:
-            result = library.read(symbol, date_range=(max(first, start), min(last, end)))
-            if len(result.data):
-                yield result.data, int(result.version)
+        clipped = [(max(first, start), min(last, end)) for first, last in ranges]
+        yield from filter(_has_rows, map(partial(_read_range, library, symbol), clipped))  # holding no frame
+
+
+def _read_range(library: Library, symbol: str, span: tuple[pd.Timestamp, pd.Timestamp]) -> tuple[pd.DataFrame, int]:
+    result = library.read(symbol, date_range=span)
+    return result.data, int(result.version)
+
+
+def _has_rows(read: tuple[pd.DataFrame, int]) -> bool:
+    return len(read[0]) > 0
 
 
 def segment_slices(segments: pd.DataFrame, rows: int) -> Iterator[tuple[pd.Timestamp, pd.Timestamp]]:
