@@ -2,16 +2,18 @@
 
 Drives the real storage code — `StreamWriter` (options quotes, stored one symbol per UTC day, and chain snapshots,
 the shipped `[storage]` cadence), `chain_features` + `FeatureStore`, the COT `record_cycle` + `write_features` and
-the COT panel's rewrite, `Maintenance` and the `Reader` (quotes of the last 10 minutes among its reads) — through
-trading days of a 23 h session on a simulated clock (advanced directly: no sleeping, no network). Per market and
+the COT panel's rewrite, `Maintenance`, the daemon's lake export after each session and the `Reader` (quotes of
+the last 10 minutes among its reads) — through trading days of a 23 h session on a simulated clock (advanced
+directly: no sleeping, no network). Per market and
 session second it generates `--quotes-per-s` mbp-1 records in Databento's binary layout (the DBN bytes, zstd level 3,
 are the comparison), hands the writer one batch per flush interval, snapshots a ~80-option chain (8 expiries) every
 60 s with its 4 features, runs maintenance every `maintenance_interval_s` of session time and, every Friday, a COT
 cycle that sometimes revises the previous week. Every `--period-days` trading days (21 = a month) it prints: disk
-(`du` of the LMDB store), bytes per stored record, ratio to zstd DBN of the quotes, versions per symbol, write
-p50/p99 per writer, the latency of each Reader method at the latest time, and the RSS of the process tree (of it,
-the heap and the pages of the store's LMDB mappings, which maintenance releases, and glibc's extra arenas) with the
-peak RSS of the period (merges' transients, between the samples); run as a script, the process bounds its heap
+(`du` of the LMDB store, and of the lake), bytes per stored record, ratio to zstd DBN of the quotes, versions per
+symbol, write p50/p99 per writer (the lake export among them), the latency of each Reader method at the latest time,
+and the RSS of the process tree (of it, the heap and the pages of the store's LMDB mappings, which maintenance
+releases, and glibc's extra arenas) with the peak RSS of the period (merges' and exports' transients, between the
+samples); run as a script, the process bounds its heap
 before its imports start threads, as the daemon does (`resident.bound_heap`), unless `--heap glibc-default`.
 
 The last line states each target (first vs last period) with the measured value and `met`/`not met`; `cot_panel`
@@ -40,6 +42,7 @@ import tomllib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -56,12 +59,14 @@ from hydra_daemon.cot.features import HISTORY_COLUMNS
 from hydra_daemon.cot.parse import POSITION_COLUMNS
 from hydra_daemon.cot.persist import cot_table, record_cycle, write_features
 from hydra_daemon.databento.decode import layout, to_frame
+from hydra_daemon.lake.schedule import last_complete_day
 from hydra_daemon.options.features import chain_features
 from hydra_daemon.reader import Reader
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.cot_panel import refresh_cot_panel
 from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.lake import export_store_due
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
 from hydra_daemon.store.resident import resident_bytes
 from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol
@@ -294,6 +299,7 @@ class YearBench:
             for number, day in enumerate(trading_days(self.args.days), start=1):
                 self.scale_grace()
                 self.session(day, period)
+                timed(period, "lake export", self.export_lake)
                 if day.dayofweek == 4:
                     self.cot_cycle(day, period, revise=number % 3 == 0)
                 if number % self.args.period_days == 0 or number == self.args.days:
@@ -337,6 +343,12 @@ class YearBench:
                 timed(period, "maintenance", self.maintenance.run_once)
                 next_maintenance += int(self.cadence.maintenance_interval_s * NS)
         self.writer.flush_all()
+
+    def export_lake(self) -> None:
+        """What the daemon's `lake` job exports `export_delay_s` after the session's close: the UTC days complete at
+        the close (a day of quotes), and every COT and feature row written since its last run."""
+        now = datetime.fromtimestamp(self.clock.ns / NS, UTC)
+        export_store_due(self.store, self.root / "lake", last_complete_day(now, timedelta(0)))
 
     def snapshot(self, at_ns: int, period: Period) -> None:
         for market in self.markets:
@@ -409,6 +421,7 @@ class YearBench:
         line: dict[str, float] = {
             "day": day,
             "disk_mb": disk / 1e6,
+            "lake_mb": du_bytes(self.root / "lake") / 1e6,
             "bytes_per_record": disk / max(1, self.totals.records),
             "zstd_dbn_ratio": disk / max(1, self.totals.zstd_dbn_bytes),
             "versions_max": versions,

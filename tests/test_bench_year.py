@@ -17,6 +17,7 @@ TARGETS = (
     "feature write p99",
     "cot cycle p99",
     "cot panel p99",
+    "lake export p99",
 )
 READS = ("options_chain", "feature(1d)", "cot ", "quotes(10m)", "cot_panel 50x20y", "RSS", "of which heap")
 
@@ -36,7 +37,7 @@ def test_short_mode_prints_each_period_and_a_verdict_for_every_target(
     assert [p.split()[0] for p in periods] == ["day=2", "day=4", "day=5"]
     for period in periods:
         fields = dict(item.split("=", 1) for item in period.split() if "=" in item and not item.startswith("read"))
-        assert float(fields["disk_mb"]) > 0 and float(fields["bytes_per_record"]) > 0
+        assert float(fields["disk_mb"]) > 0 and float(fields["bytes_per_record"]) > 0 and float(fields["lake_mb"]) > 0
         assert float(fields["versions_max"]) >= 1 and 0 < float(fields["rss_mb"]) <= float(fields["rss_peak_mb"])
     verdict = lines[-1]
     assert verdict.startswith("targets (period 1 vs day 5):")
