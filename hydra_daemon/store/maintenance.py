@@ -29,7 +29,8 @@ holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_in
 - **refresh** the COT panel (`store.cot_panel`) when a COT symbol moved since it was built (only its metadata when
   the move was this run's compaction);
 - **release** the LMDB pages the process has touched from its RSS (`Store.release_mapped_pages`), which otherwise
-  grows with everything the process ever read, and, after the daily pass, ArcticDB's cache of version maps
+  grows with everything the process ever read (after each symbol merged or pruned, so a daily pass's pages do not
+  add up across symbols, and at the end of every run), and, after the daily pass, ArcticDB's cache of version maps
   (`Store.forget_cached_versions`), which otherwise holds every symbol ever looked up.
 
 Day partitions of quotes and trades (`store.partitions`) are symbols like any other, but a partition older than its
@@ -210,6 +211,7 @@ class Maintenance:
             self._closed_compacted.add(key)
         if done:
             self._compacted_now.add(key)
+            self._store.release_mapped_pages()  # before the next symbol's: a run's pages added up across symbols
         report.compacted += int(done)
 
     def _compact_daily(self, library: Library, symbol: str, *, closed: bool) -> bool:
@@ -343,6 +345,7 @@ class Maintenance:
             if expired:
                 library.delete(symbol, versions=expired)
                 library._nvs.version_store._compact_version_map(symbol)  # else a ~600 B key per version and delete
+                self._store.release_mapped_pages()  # deleting a sliced merge's ~116 versions touched +52 MB of them
         key = (library.name, symbol)
         if key in self._closed_compacted and key not in self._compacted_now and len(live) - len(expired) == 1:
             with self._store.symbol_lock(library.name, symbol):
