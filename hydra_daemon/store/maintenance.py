@@ -439,11 +439,6 @@ def _live_versions(library: Library, symbol: str) -> list[tuple[int, VersionInfo
     return sorted((key.version, info) for key, info in versions.items() if not info.deleted and key.symbol == symbol)
 
 
-def _utc(value: object) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def _snapshot_day(name: str) -> date | None:
     """The UTC day a hydra snapshot name carries (``daily-YYYYMMDD`` or ``<label>-YYYYMMDDTHHMMSS...Z``)."""
     match = _SNAPSHOT_DAY.match(name)

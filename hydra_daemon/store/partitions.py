@@ -156,8 +156,7 @@ def segment_slices(segments: pd.DataFrame, rows: int) -> Iterator[tuple[pd.Times
     and at most ``rows`` rows where the segments allow: a range ends only where no timestamp spans two segments, so
     it holds all the rows of its time range (``update`` replaces the rows between its frame's first and last
     timestamps; a read of it gets whole segments)."""
-    starts = [_utc(stamp) for stamp in segments.index]
-    ends = [_utc(stamp) for stamp in segments["end_index"]]  # exclusive
+    starts, ends = list(_utc_index(segments.index)), list(_utc_index(segments["end_index"]))  # ends exclusive
     sizes = (segments["end_row"] - segments["start_row"]).to_numpy()
     begin, taken = 0, 0
     for position, size in enumerate(sizes):
@@ -195,11 +194,6 @@ def _read_one(library: Library, request: ReadRequest) -> Any:
 def _utc_index(values: Any) -> pd.DatetimeIndex:
     index = pd.DatetimeIndex(values)
     return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-
-
-def _utc(value: object) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def _day(value: pd.Timestamp | None) -> date | None:
