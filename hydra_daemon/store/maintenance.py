@@ -83,6 +83,11 @@ rows. ArcticDB 6.28 stores a segment of mbp-1 quotes of more than ~16,400 rows a
 (1,400 rows: 49; one 5 s flush of 700: 51), so a merge of fewer rows would cost more and be rewritten again."""
 GROWTH = 2
 """A segment joins a merge run only if it has at most this many times the rows of the newer segments in the run."""
+PRUNE_BATCH = 8
+"""Versions deleted per ArcticDB ``delete`` call, oldest first, with the store pages released between calls. LMDB
+reads the first page of each value it deletes, and the kernel maps the cached pages around it too (~70 KB a
+segment). Deleting, in one call, the 166 versions a sliced merge of 680 segments (11.6 M rows) left peaked +48 MB;
+in calls of 8, +1 MB (0.06 -> 0.18 s). Oldest first, a call frees only the segments no later version lists."""
 _SNAPSHOT_DAY = re.compile(r"^daily-(\d{8})$|^[A-Za-z0-9_-]+?-(\d{8})T\d{6}\d*Z$")
 """The daemon's snapshot names (`daily_snapshot_name`, `Store.snapshot`); any other is a user's, never expired."""
 
@@ -342,10 +347,11 @@ class Maintenance:
                 for (version, _), (_, successor) in itertools.pairwise(live)
                 if version not in pinned and successor.date.timestamp() <= cutoff
             ]
+            for start in range(0, len(expired), PRUNE_BATCH):
+                library.delete(symbol, versions=expired[start : start + PRUNE_BATCH])
+                self._store.release_mapped_pages()
             if expired:
-                library.delete(symbol, versions=expired)
                 library._nvs.version_store._compact_version_map(symbol)  # else a ~600 B key per version and delete
-                self._store.release_mapped_pages()  # deleting a sliced merge's ~116 versions touched +52 MB of them
         key = (library.name, symbol)
         if key in self._closed_compacted and key not in self._compacted_now and len(live) - len(expired) == 1:
             with self._store.symbol_lock(library.name, symbol):

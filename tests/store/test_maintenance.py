@@ -22,12 +22,14 @@ from hydra_daemon.store.lease import LeaseLostError
 from hydra_daemon.store.maintenance import (
     GROWTH,
     MERGED_ROWS,
+    PRUNE_BATCH,
     Maintenance,
     MaintenancePolicy,
     daily_snapshot_name,
     merge_run,
 )
 from hydra_daemon.store.partitions import read_stream, stream_symbols
+from hydra_daemon.store.resident import resident_bytes
 from hydra_daemon.store.symbols import COT, FEATURES, FUTURES, cot_symbol, partition_symbol
 from hydra_daemon.store.writer import StreamWriter, Watermark
 
@@ -262,6 +264,57 @@ def test_versions_superseded_within_the_grace_window_survive(store: Store) -> No
     clock.now = dates[-1] + grace + 1
     maintenance.run_once()
     assert [key.version for key in store.library(FUTURES).list_versions(SYMBOL)] == [4]
+
+
+def _prices(start: int, rows: int) -> pd.DataFrame:
+    index = pd.date_range(BASE + pd.Timedelta(seconds=start), periods=rows, freq="s", name="ts_event")
+    return pd.DataFrame({"price": np.random.default_rng(start).normal(size=rows)}, index=index)
+
+
+def _superseded_segment_by_segment(store: Store, symbol: str, segments: int, rows: int) -> None:
+    """``segments`` large segments (never merged), then as many versions, each replacing one of them: deleting the
+    versions before the last frees every original segment."""
+    library = store.library(FUTURES)
+    with store.symbol_lock(FUTURES, symbol):  # as a writer does: maintenance looks at the symbols written
+        for number in range(segments):
+            library.append(symbol, _prices(number * rows, rows))
+        for number in range(segments):
+            library.update(symbol, _prices(number * rows, rows) + 1.0)
+
+
+def test_pruning_many_versions_touches_a_batch_of_segments_at_a_time(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting a version touches the first LMDB page of each segment it frees, and the kernel maps the cached
+    pages around it: a day partition's sliced merge left ~116 versions, whose prune in one ``delete`` peaked +48 to
+    +124 MB. Pruned `PRUNE_BATCH` versions at a time, oldest first, with the pages released between, a call
+    touches a fraction of what one call over all of them does."""
+    library, segments, rows = store.library(FUTURES), 6 * PRUNE_BATCH, MERGED_ROWS + 3_000
+    lmdb_dir = store.lmdb_dir
+    assert lmdb_dir is not None
+    maintenance = Maintenance(store, MaintenancePolicy(compact_every=1_000, prune_grace_s=0.0))
+    maintenance.run_once()  # the day's merge and snapshot, on an empty store
+    for symbol in (SYMBOL, QUOTES):
+        _superseded_segment_by_segment(store, symbol, segments, rows)
+    store.release_mapped_pages()
+    library.delete(QUOTES, versions=sorted(key.version for key in library.list_versions(QUOTES))[:-1])
+    at_once = resident_bytes(lmdb_dir)
+    store.release_mapped_pages()
+    touched: list[int] = []
+    delete = Library.delete
+
+    def measured_delete(self: Library, symbol: str, versions: list[int]) -> None:
+        before = resident_bytes(lmdb_dir)
+        delete(self, symbol, versions=versions)
+        touched.append(resident_bytes(lmdb_dir) - before)
+
+    monkeypatch.setattr(Library, "delete", measured_delete)
+    assert maintenance.run_once().pruned_versions == 2 * segments - 1
+    assert at_once > segments * 70_000  # ~70 KB for each segment freed: its page and the cached pages around it
+    assert max(touched) < at_once / 2
+    assert len(touched) == -(-(2 * segments - 1) // PRUNE_BATCH)
+    expected = pd.concat([_prices(number * rows, rows) + 1.0 for number in range(segments)])
+    pd.testing.assert_frame_equal(restore_utc(library.read(SYMBOL).data), expected, check_freq=False)
 
 
 def test_one_snapshot_per_utc_day_kept_for_the_retention_window(store: Store) -> None:
