@@ -199,7 +199,8 @@ class Reader(Generic[Frame]):
     :meth:`close`.
 
     - ``as_of_snapshot=date(2026, 3, 4)`` reads what the store held at the end of that UTC day (the daemon's daily
-      snapshot ``daily-YYYYMMDD``; the most recent `keep_daily_snapshots_days` are kept) instead of its latest state.
+      snapshot ``daily-YYYYMMDD``; the most recent `keep_daily_snapshots_days` are kept) instead of its latest state;
+      every ``at`` then counts as at most the end of that day.
     - ``output="polars"`` returns polars DataFrames (a pandas index becomes the first column) instead of pandas.
     - ``log=True`` lets the store log its opening and closing; by default the Reader logs nothing.
 
@@ -241,11 +242,13 @@ class Reader(Generic[Frame]):
         self._output = output
         self._store = Store.open(uri, writer=False, quiet=not log)
         self._as_of: str | None = None
+        self._day_end: pd.Timestamp | None = None  # of the snapshot's day: no `at` reaches past what it could know
         self._cot_cache: dict[str, _History] = {}  # per COT symbol: its history at the version last read
         self._cot_panel: _Panel | None = None  # the COT panel at the version last read
         if as_of_snapshot is not None:
             try:
                 self._as_of = self._snapshot(as_of_snapshot)
+                self._day_end = pd.Timestamp(as_of_snapshot, tz="UTC") + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
             except Exception:
                 self._store.close()
                 raise
@@ -334,7 +337,7 @@ class Reader(Generic[Frame]):
 
         Reads one snapshot: its time comes from the chain's watermark when ``at`` is past it, else from the index
         alone (one narrow column over widening windows), then ``date_range`` reads just that snapshot's segment."""
-        when = _utc("options_chain", "at", at)
+        when = self._known_at("options_chain", at)
         symbol = chain_symbol(market)
         library = self._library(OPTIONS, symbol)
         taken = self._last_snapshot_time(library, symbol, when)
@@ -356,7 +359,7 @@ class Reader(Generic[Frame]):
     ) -> Frame:
         """The COT reports of ``market`` as known at ``at``: per ``as_of`` the latest revision with
         ``available_at <= at``; only reports with ``as_of`` in ``[start, end]`` when given."""
-        when = _utc("cot", "at", at)
+        when = self._known_at("cot", at)
         first, last = _window("cot", start, end)
         table = self._cot_table(market)
         rows = self._read_table(table, table.query(when, first, last), first)
@@ -392,7 +395,7 @@ class Reader(Generic[Frame]):
         versions they came from; later calls — a backtest stepping ``at`` week by week — check the versions with
         one listing, re-read only markets the daemon has written since, and pick each market's row with one
         vectorised comparison. Memory: about 0.4 MB per market for 20 years of all columns."""
-        when = _utc("cot_panel", "at", at)
+        when = self._known_at("cot_panel", at)
         _names("cot_panel", "markets", markets)
         held = list(dict.fromkeys(self._holding(COT, [(market, cot_symbol(market)) for market in markets])))
         latest = self._latest_reports(held, when, _with_pit_columns(columns))
@@ -413,7 +416,7 @@ class Reader(Generic[Frame]):
         """Feature ``name`` of ``market`` as known at ``at``: per key the latest revision with
         ``available_at <= at``; only rows with ``as_of`` in ``[start, end]`` when given (a history window: both
         filters run inside ArcticDB, so a short window stays fast however long the history)."""
-        when = _utc("feature", "at", at)
+        when = self._known_at("feature", at)
         first, last = _window("feature", start, end)
         table = self._feature_table(market, name)
         rows = self._read_table(table, table.query(when, first, last), first)
@@ -427,7 +430,7 @@ class Reader(Generic[Frame]):
         Features keyed by more than ``as_of`` (the options features, per ``expiration``) give the value of the
         first key at that ``as_of`` — the front expiration. Missing values where a market has no such feature
         (known by then); ``LookupError`` if none of the markets has it. One batched read per feature."""
-        when = _utc("feature_panel", "at", at)
+        when = self._known_at("feature_panel", at)
         _names("feature_panel", "markets", markets)
         _names("feature_panel", "names", names)
         index = pd.Index(list(markets), name="market")
@@ -663,6 +666,13 @@ class Reader(Generic[Frame]):
     def _suffixes(self, library_name: str, market: str) -> list[str]:
         prefix = f"{market}."
         return sorted(s[len(prefix) :] for s in self._symbols(library_name) if s.startswith(prefix))
+
+    def _known_at(self, method: str, at: dt.datetime) -> pd.Timestamp:
+        """``at`` in UTC, at most the end of the snapshot's day: the daily snapshot is taken at the first maintenance
+        run after midnight, so it also holds what was written in the seconds before (a chain snapshot, features),
+        which the store did not hold at the end of the day."""
+        when = _utc(method, "at", at)
+        return when if self._day_end is None else min(when, self._day_end)
 
     def _snapshot(self, day: dt.date) -> str:
         """The daily snapshot holding the store at the end of UTC ``day``; ``LookupError`` naming the ones kept."""

@@ -58,6 +58,15 @@ def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
         chain.index = pd.DatetimeIndex([DAY1 + pd.Timedelta(hours=15)] * 2, name="snapshot_time")
         writer.add(OPTIONS, chain_symbol("HE"), chain, key_columns=["instrument_id"])
         writer.flush_all()
+        after_midnight = DAY1 + pd.Timedelta(days=1, seconds=5)  # before the run that takes the daily snapshot
+        _atm_iv(store, "HE", after_midnight, 0.33)
+        writer.add(
+            OPTIONS,
+            chain_symbol("HE"),
+            chain.set_axis(pd.DatetimeIndex([after_midnight] * 2, name="snapshot_time")),
+            ["instrument_id"],
+        )
+        writer.flush_all()
         end_of_day1 = (DAY1 + pd.Timedelta(days=1, minutes=1)).value
         Maintenance(store, MaintenancePolicy(), clock=lambda: end_of_day1).run_once()
         _atm_iv(store, "HE", DAY1 + pd.Timedelta(days=1, hours=15), 0.35)  # after the snapshot
@@ -117,7 +126,7 @@ def test_columns_select_on_every_read(uri: str) -> None:
         assert reader.cot("HE", AT, columns=["as_of", "open_interest_all"]).shape == (3, 2)
         history = reader.cot_history("HE", start=WEEKS[1], columns=["as_of", "available_at", "revision"])
         assert history["as_of"].tolist() == [WEEKS[1], WEEKS[2]]
-        assert reader.feature("HE", "atm_iv", AT, columns=["expiration", "value"]).shape == (4, 2)
+        assert reader.feature("HE", "atm_iv", AT, columns=["expiration", "value"]).shape == (6, 2)
         with pytest.raises(ValueError, match=r"unknown columns \['nope'\]"):
             reader.cot("HE", AT, columns=["nope"])
         for read in (  # ArcticDB leaves an unknown column out silently: a typo must not read as "no data"
@@ -146,7 +155,10 @@ def test_polars_output_keeps_utc_and_the_index_as_a_column(uri: str) -> None:
 def test_as_of_snapshot_reads_the_store_as_it_was_at_the_end_of_a_utc_day(uri: str) -> None:
     late = datetime(2026, 6, 1, tzinfo=UTC)  # point-in-time still applies: late enough to see everything stored
     with Reader(uri, as_of_snapshot=date(2026, 2, 2)) as then, Reader(uri) as now:
+        # the snapshot also holds what was written after midnight, before the run that took it: not at day's end
         assert then.feature_panel(["HE"], ["atm_iv"], late).loc["HE", "atm_iv"] == 0.30
+        assert then.feature("HE", "atm_iv", late)["value"].tolist() == [0.30, 0.5]
+        assert then.options_chain("HE", late).index.unique().tolist() == [DAY1 + pd.Timedelta(hours=15)]
         assert now.feature_panel(["HE"], ["atm_iv"], late).loc["HE", "atm_iv"] == 0.35
         assert then.cot("HE", late)["as_of"].tolist() == WEEKS[:2]
         assert now.cot("HE", late)["as_of"].tolist() == WEEKS[:3]
