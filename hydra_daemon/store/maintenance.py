@@ -28,6 +28,7 @@ holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_in
   a read in progress never loses its segments. The latest version is never deleted, nor one a snapshot pins;
 - **refresh** the COT panel (`store.cot_panel`) when a COT symbol moved since it was built (only its metadata when
   the move was this run's compaction);
+- **compact** ArcticDB's symbol list of a library where a symbol appeared, so that no Reader's listing has to;
 - **release** the LMDB pages the process has touched from its RSS (`Store.release_mapped_pages`), which otherwise
   grows with everything the process ever read (after each symbol merged or pruned, so a daily pass's pages do not
   add up across symbols, and at the end of every run), and, after the daily pass, ArcticDB's cache of version maps
@@ -136,6 +137,7 @@ class Maintenance:
         self._wall_clock = wall_clock
         self._last_daily: date | None = None
         self._found: set[tuple[str, str]] | None = None
+        self._symbols_listed: set[tuple[str, str]] = set()  # in a symbol list compacted by this process
         self._listed: dict[tuple[str, str], list[tuple[int, VersionInfo]]] = {}
         self._unchanged: dict[tuple[str, str], int | None] = {}
         self._closed_compacted: set[tuple[str, str]] = set()
@@ -154,6 +156,7 @@ class Maintenance:
             for name, symbol in (self._symbols(libraries) | self._store.written_symbols()) - self._settled
             if name in libraries and libraries[name].has_symbol(symbol)
         )
+        self._compact_symbol_lists(libraries, symbols, report)
         day_ended = self._day_ended()
         closed = closed_parts(symbols)
         for name, symbol in symbols:
@@ -185,6 +188,23 @@ class Maintenance:
         if self._found is None:
             self._found = {(name, symbol) for name, library in libraries.items() for symbol in library.list_symbols()}
         return self._found
+
+    def _compact_symbol_lists(
+        self, libraries: dict[str, Library], symbols: list[tuple[str, str]], report: MaintenanceReport
+    ) -> None:
+        """Compact ArcticDB's symbol list of each library where a symbol appeared since the last run (a day
+        partition, a new feature or market). Otherwise the first listing of a library without a compacted list, or
+        with hundreds of symbols added since, compacts it: a write, from whichever process lists, a Reader too."""
+        for name in sorted({name for name, symbol in symbols if (name, symbol) not in self._symbols_listed}):
+            self._store.require_writable()
+            try:
+                libraries[name]._nvs.compact_symbol_list()
+            except Exception as error:
+                if not self._store.status.write_failed(error, f"{name} symbol list"):
+                    raise
+                report.skipped_for_space += 1
+                return
+        self._symbols_listed.update(symbols)
 
     def _compact(self, library: Library, symbol: str, report: MaintenanceReport, *, full: bool, closed: bool) -> None:
         """Light: merge the trailing run of small segments (the appends since the last merge) into one, leaving the

@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from arcticdb.version_store.library import Library
+from arcticdb_ext.storage import KeyType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hydra_daemon.reader import Reader
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.features import FeatureStore
@@ -561,3 +563,20 @@ def test_the_daily_pass_forgets_the_version_cache_and_nothing_else_does(store: S
         now["ns"] += DAY_NS
     assert len(forgotten) == 3  # the first run of each day
     assert list(restore_utc(store.library(FUTURES).read(SYMBOL).data)["sequence"]) == [0, 1, 2, 10, 11, 12, 20, 21, 22]
+
+
+def test_a_reader_listing_the_symbols_writes_nothing(store: Store, store_uri: str) -> None:
+    """ArcticDB compacts a library's symbol list (a write) at the first listing that finds it uncompacted or long:
+    maintenance compacts it wherever a symbol appeared, so a Reader's listing never has to (here: the features
+    library, created after maintenance first listed the store)."""
+    maintenance = Maintenance(store, MaintenancePolicy())
+    maintenance.run_once()
+    at = pd.Timestamp("2024-03-01 15:00", tz="UTC")
+    frame = pd.DataFrame({"as_of": [at], "available_at": [at], "value": [1.0]})
+    FeatureStore(store).write_feature("HE", "atm_iv", frame, ingested_at=at)
+    maintenance.run_once()
+    tool = store.library(FEATURES)._nvs.library_tool()
+    keys = sorted(str(key) for key in tool.find_keys(KeyType.SYMBOL_LIST))
+    with Reader(store_uri) as reader:
+        assert reader.features("HE") == ["atm_iv"]
+    assert sorted(str(key) for key in tool.find_keys(KeyType.SYMBOL_LIST)) == keys
