@@ -252,17 +252,29 @@ def test_bad_names_and_missing_symbols_are_rejected_clearly(library: Library, tm
         export_range(library, "futures", SYMBOL, date(2024, 1, 2), date(2024, 1, 1), tmp_path / "lake")
 
 
-def test_export_from_store_reads_beside_a_writer_holding_the_lease(tmp_path: Path) -> None:
+def test_export_from_store_reads_beside_a_writer_holding_the_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """And releases the store pages each read touched before the next (a day of quotes touches ~500 MB)."""
     uri = f"lmdb://{tmp_path / 'store'}?map_size=1GB"
     bars = _bars("2024-05-01 23:00", 4, "30min")
+    released: list[Store] = []
+    release = Store.release_mapped_pages
+
+    def counting_release(self: Store) -> None:
+        released.append(self)
+        release(self)
+
     with Store.open(uri, writer=True) as store:
         writer = StreamWriter(store)
         writer.add(FUTURES, SYMBOL, bars, key_columns=["raw_symbol"])
         writer.flush_all()
+        monkeypatch.setattr(Store, "release_mapped_pages", counting_release)
         written = export_from_store(uri, FUTURES, SYMBOL, date(2024, 5, 1), date(2024, 5, 3), tmp_path / "lake")
 
     root = dataset_root(tmp_path / "lake", FUTURES, SYMBOL)
     assert written == [root / "date=2024-05-01", root / "date=2024-05-02"]
+    assert len(released) >= 2 and store not in released  # before each day, by the exporting (read-only) store
     pd.testing.assert_frame_equal(_polars(root).drop("date").to_pandas(), _expected(bars), check_dtype=False)
 
 
