@@ -46,6 +46,11 @@ __all__ = [
 log = structlog.get_logger()
 
 LIBRARY_OPTIONS = arcticdb.LibraryOptions(dynamic_schema=True, rows_per_segment=100_000)
+LMDB_LOCK_WAIT_MS = 10
+"""How long ArcticDB's storage lock (taken to compact a library's symbol list: maintenance does when a symbol
+appeared, or a first listing) waits after writing its key before reading it back to see whether another process took
+it meanwhile. ArcticDB's 1 s default is for object stores, and the call sleeps holding the GIL: every new day
+partition stalled the daemon's event loop for 1 s. An LMDB write is a local transaction, seen at once."""
 _SNAPSHOT_LABEL = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -112,6 +117,7 @@ class Store:
         lease: FileLease | S3Lease | None = None
         if isinstance(location, LmdbLocation):
             key = str(location.path)
+            arcticdb.config.set_config_int("StorageLock.WaitMs", LMDB_LOCK_WAIT_MS)
             if writer:
                 lease = FileLease.acquire(lock_path(location.path), name)
         else:

@@ -4,6 +4,8 @@ snapshots, daily snapshots and their retention, PIT answers unchanged, and a sto
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from arcticdb.version_store.library import Library
+from arcticdb_ext import set_config_int
 from arcticdb_ext.storage import KeyType
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,6 +37,7 @@ from hydra_daemon.store.partitions import read_stream, stream_symbols
 from hydra_daemon.store.resident import resident_bytes
 from hydra_daemon.store.symbols import COT, FEATURES, FUTURES, cot_symbol, partition_symbol
 from hydra_daemon.store.writer import StreamWriter, Watermark
+from tests.conftest import STORAGE_LOCK_WAIT_MS
 
 SYMBOL = "HE.ohlcv-1m"  # one whole symbol (quotes and trades are stored per UTC day: see the partition tests)
 QUOTES = "HE.trades"
@@ -580,3 +584,36 @@ def test_a_reader_listing_the_symbols_writes_nothing(store: Store, store_uri: st
     with Reader(store_uri) as reader:
         assert reader.features("HE") == ["atm_iv"]
     assert sorted(str(key) for key in tool.find_keys(KeyType.SYMBOL_LIST)) == keys
+
+
+def test_compacting_a_symbol_list_does_not_stall_the_other_threads(lmdb_uri: str) -> None:
+    """ArcticDB's storage lock sleeps 1 s by default (for object stores) holding the GIL: every new symbol's
+    compaction stalled the daemon's event loop that long. An LMDB store waits `LMDB_LOCK_WAIT_MS`."""
+    gaps: list[float] = []
+    done = threading.Event()
+
+    def tick() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    set_config_int("StorageLock.WaitMs", 1_000)  # ArcticDB's default (the suite waits 10 ms: see conftest)
+    try:
+        with Store.open(lmdb_uri, writer=True) as store:
+            maintenance = Maintenance(store, MaintenancePolicy())
+            maintenance.run_once()
+            _append_one_row_flushes(store, 1)  # a symbol appears: the next run compacts the library's symbol list
+            ticker = threading.Thread(target=tick)
+            ticker.start()
+            try:
+                maintenance.run_once()
+            finally:
+                done.set()
+                ticker.join()
+            assert len(store.library(FUTURES)._nvs.library_tool().find_keys(KeyType.SYMBOL_LIST)) == 1
+    finally:
+        set_config_int("StorageLock.WaitMs", STORAGE_LOCK_WAIT_MS)
+    assert max(gaps) < 0.5
