@@ -100,9 +100,11 @@ _ARENA_HEAP = 64 << 20  # glibc's HEAP_MAX_SIZE on 64-bit: every arena but the m
 
 
 def malloc_arenas(pid: int | str = "self") -> int:
-    """glibc arenas of process ``pid`` (this one by default) besides the main one: its anonymous mappings that tile
-    one 64 MiB-aligned 64 MiB span (the used part read-write, the rest reserved), as glibc maps each extra arena's
-    heap. `bound_heap` allows one; a thread that allocated before it was called keeps its own."""
+    """glibc arenas of process ``pid`` (this one by default) besides the main one. glibc maps each extra arena's heap
+    as one 64 MiB-aligned 64 MiB span (the used part read-write, the rest reserved), and an arena that outgrows it
+    gets another heap, until it shrinks back: so the spans are counted by the arena each one's header names (its
+    first word, read from ``/proc/<pid>/mem``). `bound_heap` allows one; a thread that allocated before it was called
+    keeps its own."""
     spans: dict[int, int] = {}
     with open(f"/proc/{pid}/maps") as maps:
         for line in maps:
@@ -113,7 +115,12 @@ def malloc_arenas(pid: int | str = "self") -> int:
             base = low - low % _ARENA_HEAP
             if low == base or base in spans:
                 spans[base] = spans.get(base, 0) + high - low
-    return sum(1 for size in spans.values() if size == _ARENA_HEAP)
+    owners = set()
+    with open(f"/proc/{pid}/mem", "rb") as memory:
+        for base in (base for base, size in spans.items() if size == _ARENA_HEAP):
+            memory.seek(base)
+            owners.add(memory.read(8))  # heap_info.ar_ptr
+    return len(owners)
 
 
 def bound_heap() -> bool:
