@@ -46,11 +46,12 @@ __all__ = [
 log = structlog.get_logger()
 
 LIBRARY_OPTIONS = arcticdb.LibraryOptions(dynamic_schema=True, rows_per_segment=100_000)
-LMDB_LOCK_WAIT_MS = 10
-"""How long ArcticDB's storage lock (taken to compact a library's symbol list: maintenance does when a symbol
-appeared, or a first listing) waits after writing its key before reading it back to see whether another process took
-it meanwhile. ArcticDB's 1 s default is for object stores, and the call sleeps holding the GIL: every new day
-partition stalled the daemon's event loop for 1 s. An LMDB write is a local transaction, seen at once."""
+WRITER_LOCK_WAIT_MS = 10
+"""How long ArcticDB's storage lock (taken to compact a library's symbol list) waits after writing its key before
+reading it back to see whether another process took it meanwhile; ArcticDB's default is 1 s, slept holding the GIL,
+which stalled the daemon's event loop whenever a library gained a symbol (maintenance compacts then). The writer is
+the only process compacting: maintenance keeps every list compacted, so a Reader's listing never needs to (a Reader
+keeps ArcticDB's default). A race would at worst compact twice, which ArcticDB detects."""
 _SNAPSHOT_LABEL = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -115,9 +116,10 @@ class Store:
         location = parse_uri(validate_uri(uri))
         name = redact_uri(uri)
         lease: FileLease | S3Lease | None = None
+        if writer:
+            arcticdb.config.set_config_int("StorageLock.WaitMs", WRITER_LOCK_WAIT_MS)
         if isinstance(location, LmdbLocation):
             key = str(location.path)
-            arcticdb.config.set_config_int("StorageLock.WaitMs", LMDB_LOCK_WAIT_MS)
             if writer:
                 lease = FileLease.acquire(lock_path(location.path), name)
         else:

@@ -588,7 +588,7 @@ def test_a_reader_listing_the_symbols_writes_nothing(store: Store, store_uri: st
 
 def test_compacting_a_symbol_list_does_not_stall_the_other_threads(lmdb_uri: str) -> None:
     """ArcticDB's storage lock sleeps 1 s by default (for object stores) holding the GIL: every new symbol's
-    compaction stalled the daemon's event loop that long. An LMDB store waits `LMDB_LOCK_WAIT_MS`."""
+    compaction stalled the daemon's event loop that long. A writer's store waits `WRITER_LOCK_WAIT_MS`."""
     gaps: list[float] = []
     done = threading.Event()
 
