@@ -39,7 +39,7 @@ STORAGE_LOCK_WAIT_MS = 10
 so every snapshot and maintenance run of a fresh store): it writes the lock, sleeps `StorageLock.WaitMs`, then reads
 it back to see whether another writer took it meanwhile (~1 s per library measured with arcticdb 6.28; ~2 s of each
 pipeline run in a test). LMDB and the loopback moto server show a write at once, so the suite waits 10 ms; the
-writer process does too (`store.arctic.WRITER_LOCK_WAIT_MS`); a Reader keeps ArcticDB's default."""
+writer process does too (`store.arctic.WRITER_ARCTICDB_CONFIG`); a Reader keeps ArcticDB's default."""
 _STORAGE_LOCK_WAIT_ENV = "ARCTICDB_StorageLock_WaitMs_int"  # ArcticDB's spelling: ARCTICDB_<setting>_int
 os.environ[_STORAGE_LOCK_WAIT_ENV] = str(STORAGE_LOCK_WAIT_MS)
 set_config_int("StorageLock.WaitMs", STORAGE_LOCK_WAIT_MS)

@@ -46,12 +46,13 @@ __all__ = [
 log = structlog.get_logger()
 
 LIBRARY_OPTIONS = arcticdb.LibraryOptions(dynamic_schema=True, rows_per_segment=100_000)
-WRITER_LOCK_WAIT_MS = 10
-"""How long ArcticDB's storage lock (taken to compact a library's symbol list) waits after writing its key before
-reading it back to see whether another process took it meanwhile; ArcticDB's default is 1 s, slept holding the GIL,
-which stalled the daemon's event loop whenever a library gained a symbol (maintenance compacts then). The writer is
-the only process compacting: maintenance keeps every list compacted, so a Reader's listing never needs to (a Reader
-keeps ArcticDB's default). A race would at worst compact twice, which ArcticDB detects."""
+WRITER_ARCTICDB_CONFIG = {"StorageLock.WaitMs": 10, "SymbolList.MaxDelta": 100}
+"""ArcticDB settings of the writer process (process-wide; a Reader keeps ArcticDB's defaults). A listing compacts a
+library's symbol list when it finds it uncompacted or longer than ``MaxDelta`` keys (by default a random 300-700):
+the writer lists each library that gained a symbol (`Maintenance`), so it compacts first and a Reader's listing has
+no write to do. Compacting takes ArcticDB's storage lock, whose one attempt sleeps ``WaitMs`` (1 s by default, for
+object stores) holding the GIL, which stalled the daemon's event loop. A Reader compacting at the same moment (a
+library created seconds ago) only makes one of them skip it."""
 _SNAPSHOT_LABEL = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -117,7 +118,8 @@ class Store:
         name = redact_uri(uri)
         lease: FileLease | S3Lease | None = None
         if writer:
-            arcticdb.config.set_config_int("StorageLock.WaitMs", WRITER_LOCK_WAIT_MS)
+            for setting, value in WRITER_ARCTICDB_CONFIG.items():
+                arcticdb.config.set_config_int(setting, value)
         if isinstance(location, LmdbLocation):
             key = str(location.path)
             if writer:

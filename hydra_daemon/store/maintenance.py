@@ -28,7 +28,8 @@ holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_in
   a read in progress never loses its segments. The latest version is never deleted, nor one a snapshot pins;
 - **refresh** the COT panel (`store.cot_panel`) when a COT symbol moved since it was built (only its metadata when
   the move was this run's compaction);
-- **compact** ArcticDB's symbol list of a library where a symbol appeared, so that no Reader's listing has to;
+- **list** each library where a symbol appeared, which compacts its ArcticDB symbol list when due, so that no
+  Reader's listing has to;
 - **release** the LMDB pages the process has touched from its RSS (`Store.release_mapped_pages`), which otherwise
   grows with everything the process ever read (after each symbol merged or pruned, so a daily pass's pages do not
   add up across symbols, and at the end of every run), and, after the daily pass, ArcticDB's cache of version maps
@@ -137,7 +138,7 @@ class Maintenance:
         self._wall_clock = wall_clock
         self._last_daily: date | None = None
         self._found: set[tuple[str, str]] | None = None
-        self._symbols_listed: set[tuple[str, str]] = set()  # in a symbol list compacted by this process
+        self._symbols_listed: set[tuple[str, str]] = set()  # listed by this process since they appeared
         self._listed: dict[tuple[str, str], list[tuple[int, VersionInfo]]] = {}
         self._unchanged: dict[tuple[str, str], int | None] = {}
         self._closed_compacted: set[tuple[str, str]] = set()
@@ -156,7 +157,6 @@ class Maintenance:
             for name, symbol in (self._symbols(libraries) | self._store.written_symbols()) - self._settled
             if name in libraries and libraries[name].has_symbol(symbol)
         )
-        self._compact_symbol_lists(libraries, symbols, report)
         day_ended = self._day_ended()
         closed = closed_parts(symbols)
         for name, symbol in symbols:
@@ -169,6 +169,7 @@ class Maintenance:
         pinned = self._snapshot_pins(libraries, kept)
         for name, symbol in symbols:
             self._prune(libraries[name], symbol, pinned.get((name, symbol), set()), report)
+        self._list_new_symbols(libraries, symbols)
         if day_ended is not None:
             self._store.forget_cached_versions()  # else every symbol ever looked up stays cached, day partitions too
         self._store.release_mapped_pages()  # compaction read and wrote much: keep the RSS flat (store.resident)
@@ -189,21 +190,13 @@ class Maintenance:
             self._found = {(name, symbol) for name, library in libraries.items() for symbol in library.list_symbols()}
         return self._found
 
-    def _compact_symbol_lists(
-        self, libraries: dict[str, Library], symbols: list[tuple[str, str]], report: MaintenanceReport
-    ) -> None:
-        """Compact ArcticDB's symbol list of each library where a symbol appeared since the last run (a day
-        partition, a new feature or market). Otherwise the first listing of a library without a compacted list, or
-        with hundreds of symbols added since, compacts it: a write, from whichever process lists, a Reader too."""
+    def _list_new_symbols(self, libraries: dict[str, Library], symbols: list[tuple[str, str]]) -> None:
+        """List each library where a symbol appeared since the last run (a day partition, a new feature or market):
+        the listing compacts the library's symbol list if it has none yet or has grown long (`WRITER_ARCTICDB_CONFIG`),
+        so a Reader's listing never has to (a write, from a process that only reads). ArcticDB makes one attempt at
+        its lock and skips if another process holds it."""
         for name in sorted({name for name, symbol in symbols if (name, symbol) not in self._symbols_listed}):
-            self._store.require_writable()
-            try:
-                libraries[name]._nvs.compact_symbol_list()
-            except Exception as error:
-                if not self._store.status.write_failed(error, f"{name} symbol list"):
-                    raise
-                report.skipped_for_space += 1
-                return
+            libraries[name].list_symbols()
         self._symbols_listed.update(symbols)
 
     def _compact(self, library: Library, symbol: str, report: MaintenanceReport, *, full: bool, closed: bool) -> None:

@@ -586,9 +586,32 @@ def test_a_reader_listing_the_symbols_writes_nothing(store: Store, store_uri: st
     assert sorted(str(key) for key in tool.find_keys(KeyType.SYMBOL_LIST)) == keys
 
 
+def test_the_writer_compacts_a_symbol_list_grown_long_before_a_reader_would(store: Store) -> None:
+    """A listing compacts a symbol list longer than a random 300-700 keys: one new symbol a day per stream would
+    reach that in months, and a Reader's listing as likely as the daemon's would find it due. The writer compacts
+    at 100 (`WRITER_ARCTICDB_CONFIG`), listing each library that gained a symbol."""
+    maintenance = Maintenance(store, MaintenancePolicy())
+    _append(store, "HE.s0")
+    maintenance.run_once()  # its listing compacted the new library's list; each new symbol adds a key to it
+    tool = store.library(FUTURES)._nvs.library_tool()
+    for number in range(1, 60):
+        _append(store, f"HE.s{number}")
+    maintenance.run_once()
+    assert len(tool.find_keys(KeyType.SYMBOL_LIST)) == 60  # not yet due
+    for number in range(60, 110):
+        _append(store, f"HE.s{number}")
+    maintenance.run_once()
+    assert len(tool.find_keys(KeyType.SYMBOL_LIST)) == 1
+
+
+def _append(store: Store, symbol: str) -> None:
+    with store.symbol_lock(FUTURES, symbol):
+        store.library(FUTURES).append(symbol, _trades(0))
+
+
 def test_compacting_a_symbol_list_does_not_stall_the_other_threads(lmdb_uri: str) -> None:
     """ArcticDB's storage lock sleeps 1 s by default (for object stores) holding the GIL: every new symbol's
-    compaction stalled the daemon's event loop that long. A writer's store waits `WRITER_LOCK_WAIT_MS`."""
+    compaction stalled the daemon's event loop that long. A writer waits 10 ms (`WRITER_ARCTICDB_CONFIG`)."""
     gaps: list[float] = []
     done = threading.Event()
 
