@@ -200,7 +200,9 @@ class Reader(Generic[Frame]):
 
     - ``as_of_snapshot=date(2026, 3, 4)`` reads what the store held at the end of that UTC day (the daemon's daily
       snapshot ``daily-YYYYMMDD``; the most recent `keep_daily_snapshots_days` are kept) instead of its latest state;
-      every ``at`` then counts as at most the end of that day.
+      every ``at`` then counts as at most the end of that day, and rows indexed (market data) or available (COT
+      history) after it are left out: the snapshot, taken by the first maintenance run after midnight, also holds
+      what was written in the seconds before.
     - ``output="polars"`` returns polars DataFrames (a pandas index becomes the first column) instead of pandas.
     - ``log=True`` lets the store log its opening and closing; by default the Reader logs nothing.
 
@@ -328,7 +330,8 @@ class Reader(Generic[Frame]):
         symbol = chain_symbol(market) if schema == "chain" else data_symbol(market, schema)
         stored = self._library(library, symbol, (first.date(), last.date()))
         frame = read_stream(stored, symbol, date_range=(first, last), columns=columns, as_of=self._as_of).data
-        return self._out(restore_utc(_stored_columns(frame, columns, method, symbol)))
+        rows = restore_utc(_stored_columns(frame, columns, method, symbol))
+        return self._out(rows if self._day_end is None else rows[rows.index <= self._day_end])
 
     @_arguments_checked
     def options_chain(self, market: str, at: dt.datetime, *, columns: Sequence[str] | None = None) -> Frame:
@@ -379,6 +382,8 @@ class Reader(Generic[Frame]):
         first, last = _window("cot_history", start, end)
         table = self._cot_table(market)
         rows = _rows(self._read_table(table, table.window(first, last), first))
+        if self._day_end is not None:
+            rows = rows[rows["available_at"] <= self._day_end]
         history = rows.sort_values(["as_of", "revision"], kind="stable").reset_index(drop=True)
         return self._out(_select(history, columns, "cot_history"))
 

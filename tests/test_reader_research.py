@@ -60,6 +60,13 @@ def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
         writer.flush_all()
         after_midnight = DAY1 + pd.Timedelta(days=1, seconds=5)  # before the run that takes the daily snapshot
         _atm_iv(store, "HE", after_midnight, 0.33)
+        revision = pd.DataFrame({"as_of": [WEEKS[0]], "open_interest_all": [150.0], "m_money_long": [0.0]})
+        BitemporalTable(store.library(COT), cot_symbol("LE")).record(
+            revision,
+            value_columns=["open_interest_all", "m_money_long"],
+            available_at=after_midnight,
+            ingested_at=after_midnight,
+        )
         writer.add(
             OPTIONS,
             chain_symbol("HE"),
@@ -159,6 +166,13 @@ def test_as_of_snapshot_reads_the_store_as_it_was_at_the_end_of_a_utc_day(uri: s
         assert then.feature_panel(["HE"], ["atm_iv"], late).loc["HE", "atm_iv"] == 0.30
         assert then.feature("HE", "atm_iv", late)["value"].tolist() == [0.30, 0.5]
         assert then.options_chain("HE", late).index.unique().tolist() == [DAY1 + pd.Timedelta(hours=15)]
+        chains = then.records("options", "HE", "chain", DAY1, late).index.unique().tolist()
+        assert chains == [DAY1 + pd.Timedelta(hours=15)]
+        assert len(now.records("options", "HE", "chain", DAY1, late).index.unique()) == 2
+        assert then.cot("LE", late)["open_interest_all"].tolist() == [200.0, 201.0, 202.0]  # not week 0's revision
+        assert now.cot("LE", late)["open_interest_all"].tolist() == [150.0, 201.0, 202.0]
+        assert then.cot_history("LE")["revision"].tolist() == [0, 0, 0]
+        assert now.cot_history("LE")["revision"].tolist() == [0, 1, 0, 0]
         assert now.feature_panel(["HE"], ["atm_iv"], late).loc["HE", "atm_iv"] == 0.35
         assert then.cot("HE", late)["as_of"].tolist() == WEEKS[:2]
         assert now.cot("HE", late)["as_of"].tolist() == WEEKS[:3]
