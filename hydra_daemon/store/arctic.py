@@ -47,12 +47,13 @@ log = structlog.get_logger()
 
 LIBRARY_OPTIONS = arcticdb.LibraryOptions(dynamic_schema=True, rows_per_segment=100_000)
 WRITER_ARCTICDB_CONFIG = {"StorageLock.WaitMs": 10, "SymbolList.MaxDelta": 100}
-"""ArcticDB settings of the writer process (process-wide; a Reader keeps ArcticDB's defaults). A listing compacts a
-library's symbol list when it finds it uncompacted or longer than ``MaxDelta`` keys (by default a random 300-700):
-the writer lists each library that gained a symbol (`Maintenance`), so it compacts first and a Reader's listing has
-no write to do. Compacting takes ArcticDB's storage lock, whose one attempt sleeps ``WaitMs`` (1 s by default, for
-object stores) holding the GIL, which stalled the daemon's event loop. A Reader compacting at the same moment (a
-library created seconds ago) only makes one of them skip it."""
+"""ArcticDB settings of the writer process (process-wide: a Reader in its own process keeps ArcticDB's defaults).
+A listing compacts a library's symbol list when it finds it uncompacted or longer than ``MaxDelta`` keys (by
+default a random 300-700): the writer lists each library that gained a symbol (`Maintenance`), so it compacts first
+and a Reader's listing has no write to do. Compacting takes ArcticDB's storage lock, whose one attempt sleeps
+``WaitMs`` (1 s by default, for object stores) holding the GIL, which stalled the daemon's event loop. A Reader
+compacting at the same moment (a library created seconds ago) makes one of them skip it, or both compact the same
+list."""
 _SNAPSHOT_LABEL = re.compile(r"[A-Za-z0-9_-]+")
 
 

@@ -31,9 +31,10 @@ holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_in
 - **list** each library where a symbol appeared, which compacts its ArcticDB symbol list when due, so that no
   Reader's listing has to;
 - **release** the LMDB pages the process has touched from its RSS (`Store.release_mapped_pages`), which otherwise
-  grows with everything the process ever read (after each symbol merged or pruned, so a daily pass's pages do not
-  add up across symbols, and at the end of every run), and, after the daily pass, ArcticDB's cache of version maps
-  (`Store.forget_cached_versions`), which otherwise holds every symbol ever looked up.
+  grows with everything the process ever read (after each symbol merged and between a long prune's batches, so a
+  daily pass's pages do not add up across symbols, and at the end of every run), and, after the daily pass,
+  ArcticDB's cache of version maps (`Store.forget_cached_versions`), which otherwise holds every symbol ever looked
+  up.
 
 Day partitions of quotes and trades (`store.partitions`) are symbols like any other, but a partition older than its
 stream's newest one is *closed*: the writer appends only after the stream's watermark, which lives in the newest

@@ -295,7 +295,7 @@ def test_pruning_many_versions_touches_a_batch_of_segments_at_a_time(
     pages around it: a day partition's sliced merge left ~116 versions, whose prune in one ``delete`` peaked +48 to
     +124 MB. Pruned `PRUNE_BATCH` versions at a time, oldest first, with the pages released between, a call
     touches a fraction of what one call over all of them does."""
-    library, segments, rows = store.library(FUTURES), 6 * PRUNE_BATCH, MERGED_ROWS + 3_000
+    library, segments, rows = store.library(FUTURES), 8 * PRUNE_BATCH, MERGED_ROWS + 3_000
     lmdb_dir = store.lmdb_dir
     assert lmdb_dir is not None
     maintenance = Maintenance(store, MaintenancePolicy(compact_every=1_000, prune_grace_s=0.0))
