@@ -119,7 +119,10 @@ def malloc_arenas(pid: int | str = "self") -> int:
     with open(f"/proc/{pid}/mem", "rb") as memory:
         for base in (base for base, size in spans.items() if size == _ARENA_HEAP):
             memory.seek(base)
-            owners.add(memory.read(8))  # heap_info.ar_ptr
+            try:
+                owners.add(memory.read(8))  # heap_info.ar_ptr
+            except OSError:
+                continue  # unmapped since the listing (a heap shrunk away), or reserved only: no heap
     return len(owners)
 
 
