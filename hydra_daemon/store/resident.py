@@ -96,34 +96,35 @@ def resident_bytes(lmdb_dir: Path) -> int:
     return total
 
 
-_ARENA_HEAP = 64 << 20  # glibc's HEAP_MAX_SIZE on 64-bit: every arena but the main one is one such aligned mapping
+_ARENA_HEAP = 64 << 20  # glibc's HEAP_MAX_SIZE on 64-bit: every arena but the main one lives in such aligned heaps
+_HEAP_HEADER_MAX = 64  # bytes: glibc's heap_info (32 or 48 bytes by version), the arena right after it
 
 
 def malloc_arenas(pid: int | str = "self") -> int:
     """glibc arenas of process ``pid`` (this one by default) besides the main one. glibc maps each extra arena's heap
-    as one 64 MiB-aligned 64 MiB span (the used part read-write, the rest reserved), and an arena that outgrows it
-    gets another heap, until it shrinks back: so the spans are counted by the arena each one's header names (its
-    first word, read from ``/proc/<pid>/mem``). `bound_heap` allows one; a thread that allocated before it was called
-    keeps its own."""
-    spans: dict[int, int] = {}
+    at a 64 MiB-aligned address, and an arena that outgrows it gets more heaps (adjacent ones may share one mapping);
+    each heap starts with a header whose first word points to its arena, which for an arena's first heap lies just
+    after that header. So the arenas are the 64 MiB-aligned addresses in writable anonymous memory whose first word
+    (read from ``/proc/<pid>/mem``) points just past itself. `bound_heap` allows one; a thread that allocated before
+    it was called keeps its own."""
+    starts: list[int] = []
     with open(f"/proc/{pid}/maps") as maps:
         for line in maps:
             fields = line.split()
-            if len(fields) > 5:
-                continue  # a file or a named region ([stack], [heap]) is no arena
+            if len(fields) > 5 or not fields[1].startswith("rw"):
+                continue  # a file or a named region ([stack], [heap]) is no arena; a reserved part holds no header
             low, high = (int(value, 16) for value in fields[0].split("-"))
-            base = low - low % _ARENA_HEAP
-            if low == base or base in spans:
-                spans[base] = spans.get(base, 0) + high - low
-    owners = set()
+            starts.extend(range(-(-low // _ARENA_HEAP) * _ARENA_HEAP, high, _ARENA_HEAP))
+    arenas = 0
     with open(f"/proc/{pid}/mem", "rb") as memory:
-        for base in (base for base, size in spans.items() if size == _ARENA_HEAP):
-            memory.seek(base)
+        for start in starts:
+            memory.seek(start)
             try:
-                owners.add(memory.read(8))  # heap_info.ar_ptr
+                word = int.from_bytes(memory.read(8), "little")
             except OSError:
-                continue  # unmapped since the listing (a heap shrunk away), or reserved only: no heap
-    return len(owners)
+                continue  # unmapped since the listing (a heap shrunk away)
+            arenas += 0 < word - start <= _HEAP_HEADER_MAX
+    return arenas
 
 
 def bound_heap() -> bool:

@@ -94,6 +94,10 @@ def exit_after_read(uri: str, library_name: str, symbol: str) -> None:
     # No drop request reaches the main thread for 2 s: a pool thread waiting for the GIL gets it only if this
     # process lets go of it (sleeps, does I/O) — as in an exit right after a read.
     sys.setswitchinterval(2.0)
+    # One core for every thread (the pools inherit it when the first read starts them): a pool thread finishing its
+    # task then waits for the core, and drops its handle after the read returned, as on a loaded machine. With the
+    # cores idle that was rare: 3000 reads often went by without it.
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     with Store.open(uri, writer=False, quiet=True) as store:
         library = store.library(library_name)
         library.read(symbol)  # starts ArcticDB's pools
