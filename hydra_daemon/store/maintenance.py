@@ -189,6 +189,7 @@ class Maintenance:
         written since are the store's `written_symbols`)."""
         if self._found is None:
             self._found = {(name, symbol) for name, library in libraries.items() for symbol in library.list_symbols()}
+            self._symbols_listed |= self._found  # `_list_new_symbols` need not list them again
         return self._found
 
     def _list_new_symbols(self, libraries: dict[str, Library], symbols: list[tuple[str, str]]) -> None:
