@@ -10,7 +10,8 @@ are the comparison), hands the writer one batch per flush interval, snapshots a 
 60 s with its 4 features, runs maintenance every `maintenance_interval_s` of session time and, every Friday, a COT
 cycle that sometimes revises the previous week. Every `--period-days` trading days (21 = a month) it prints: disk
 (`du` of the LMDB store, and of the lake), bytes per stored record, ratio to zstd DBN of the quotes, versions per
-symbol, write p50/p99 per writer (the lake export among them), the latency of each Reader method at the latest time,
+symbol, write p50/p99 per writer (the lake export among them, also per million rows exported; the catch-up of the
+COT history at start apart), the latency of each Reader method at the latest time,
 and the RSS of the process tree (of it, the heap and the pages of the store's LMDB mappings, which maintenance
 releases, and glibc's extra arenas) with the peak RSS of the period (merges' and exports' transients, between the
 samples); run as a script, the process bounds its heap
@@ -49,6 +50,7 @@ from pathlib import Path
 import databento_dbn as dbn
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import structlog
 import zstandard
 
@@ -73,6 +75,7 @@ from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol
 from hydra_daemon.store.writer import StreamWriter
 
 NS = 1_000_000_000
+PER_ROW_EXPORT = "lake export per M rows"
 SESSION_START_H = 23  # CME Globex: 17:00 Chicago the evening before, 23 h
 SNAPSHOT_S = 60
 EXPIRIES = 8
@@ -80,7 +83,9 @@ STRIKES = 10
 OPTIONS_PER_MARKET = EXPIRIES * STRIKES
 MBP1 = np.dtype(dbn.MBP1Msg._dtypes)
 CONFIG_TOML = Path(__file__).resolve().parents[1] / "config.toml"
-FIRST_DAY = pd.Timestamp("2025-01-06", tz="UTC")  # a Monday
+FIRST_DAY = pd.Timestamp("2025-01-03", tz="UTC")
+"""A Friday: the first period holds a COT cycle, as every later week does (with `--period-days 1` it is the
+baseline every target compares with, and a first COT cycle is where the heap steps up once)."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,7 @@ def load_calendars(day: pd.Timestamp) -> None:
     market is open; the COT pipeline plans its next release): a first use imports every country of `holidays`
     (~10 MB), a step the first COT cycle would otherwise put into the month-over-month RSS."""
     cme_sessions.is_open(day.to_pydatetime())
-    cot_calendar.release_time(day.date())
+    cot_calendar.release_time((day - pd.Timedelta(days=day.dayofweek - 1)).date())  # the report of its week's Tuesday
 
 
 def cot_rows(market: Market, as_of: pd.Timestamp, weeks: int, revise: bool) -> pd.DataFrame:
@@ -294,12 +299,13 @@ class YearBench:
             self.maintenance = Maintenance(store, policy, clock=self.clock.now_ns)
             load_calendars(FIRST_DAY)
             reset_peak_rss()  # from the start of the simulation: not the imports' peak
-            self.cot_backfill(FIRST_DAY - pd.Timedelta(days=3))
+            self.cot_backfill(FIRST_DAY - pd.Timedelta(days=7))
             period = Period()
+            timed(period, "lake catch-up", self.export_lake)  # years of COT, once, at start; compared with nothing
             for number, day in enumerate(trading_days(self.args.days), start=1):
                 self.scale_grace()
                 self.session(day, period)
-                timed(period, "lake export", self.export_lake)
+                self.timed_export(period)
                 if day.dayofweek == 4:
                     self.cot_cycle(day, period, revise=number % 3 == 0)
                 if number % self.args.period_days == 0 or number == self.args.days:
@@ -344,11 +350,23 @@ class YearBench:
                 next_maintenance += int(self.cadence.maintenance_interval_s * NS)
         self.writer.flush_all()
 
-    def export_lake(self) -> None:
+    def export_lake(self) -> list[Path]:
         """What the daemon's `lake` job exports `export_delay_s` after the session's close: the UTC days complete at
         the close (a day of quotes), and every COT and feature row written since its last run."""
         now = datetime.fromtimestamp(self.clock.ns / NS, UTC)
-        export_store_due(self.store, self.root / "lake", last_complete_day(now, timedelta(0)))
+        return export_store_due(self.store, self.root / "lake", last_complete_day(now, timedelta(0)))
+
+    def timed_export(self, period: Period) -> None:
+        """The export after a session, also per million rows exported: its work is the UTC days that completed, and
+        those differ (the first exports the hour before the first session; a Monday's, a weekend's Friday and Sunday),
+        so the time per row, not per export, is what must not grow with history."""
+        began = time.perf_counter()
+        written = self.export_lake()
+        seconds = time.perf_counter() - began
+        rows = sum(pq.read_metadata(file).num_rows for part in written for file in part.glob("*.parquet"))
+        period.writes["lake export"].append(seconds)
+        if rows:  # nothing became complete: no per-row cost to measure
+            period.writes[PER_ROW_EXPORT].append(seconds * 1e6 / rows)
 
     def snapshot(self, at_ns: int, period: Period) -> None:
         for market in self.markets:
@@ -491,12 +509,15 @@ def verdict(lines: list[dict[str, float]], panel: PanelTimes) -> str:
         parts.append(f"{label} {'met' if ok else 'not met'};")
 
     target(f"disk/zstd-DBN {last['zstd_dbn_ratio']:.2f} <= 2", last["zstd_dbn_ratio"] <= 2.0)
-    writers = sorted({k for line in lines for k in line if k.endswith("p99_ms") and k != "maintenance p99_ms"})
-    for key in [k for k in writers if k in last]:
-        earliest = next(line[key] for line in lines if key in line)  # COT cycles run on Fridays only
-        ratio = last[key] / earliest if earliest else float("inf")
+    # not targets: maintenance is off the hot path, the export's target is per row (`timed_export`), the catch-up once
+    absolute = {"maintenance p99_ms", "lake export p99_ms", "lake catch-up p99_ms"}
+    writers = sorted({k for line in lines for k in line if k.endswith("p99_ms") and k not in absolute})
+    for key in writers:  # COT cycles run on Fridays only: the first and last periods that have one
+        earliest = next(line[key] for line in lines if key in line)
+        latest = next(line[key] for line in reversed(lines) if key in line)
+        ratio = latest / earliest if earliest else float("inf")
         name = key.removesuffix(" p99_ms")
-        target(f"{name} p99 {earliest:.1f}->{last[key]:.1f} ms (x{ratio:.2f} <= 1.2)", ratio <= 1.2)
+        target(f"{name} p99 {earliest:.1f}->{latest:.1f} ms (x{ratio:.2f} <= 1.2)", ratio <= 1.2)
     for key in [k for k in last if k.startswith("read ") and k != "read feature(all)_ms"]:
         target(f"{key.removeprefix('read ').removesuffix('_ms')} {last[key]:.1f} ms <= 50", last[key] <= 50)
     target(f"cot_panel 50x20y repeat {panel.repeat:.1f} ms <= 50", panel.repeat <= 50)

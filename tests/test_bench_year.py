@@ -17,7 +17,7 @@ TARGETS = (
     "feature write p99",
     "cot cycle p99",
     "cot panel p99",
-    "lake export p99",
+    "lake export per M rows p99",
 )
 READS = ("options_chain", "feature(1d)", "cot ", "quotes(10m)", "cot_panel 50x20y", "RSS", "of which heap")
 
