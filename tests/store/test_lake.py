@@ -396,7 +396,7 @@ def test_a_day_larger_than_a_segment_is_read_and_written_a_slice_at_a_time(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A day of quotes (11.6 M rows) read whole took ~4 GB: it is read a segment's rows at a time, the store pages
-    released after each read, and written in row groups of `ROW_GROUP_ROWS` rows; so the file depends on the rows
+    and Arrow's freed memory released after each read, and written in row groups of `ROW_GROUP_ROWS` rows; so the file depends on the rows
     alone: re-exported after maintenance merged the day's segments, it is the same bytes."""
     monkeypatch.setattr(lake, "ROW_GROUP_ROWS", 70_000)
     library = store.library(FUTURES)
@@ -419,13 +419,20 @@ def test_a_day_larger_than_a_segment_is_read_and_written_a_slice_at_a_time(
         calls.append("release")
         release()
 
+    def counting_arrow_release() -> None:
+        calls.append("arrow")
+        release_arrow()
+
+    release_arrow = lake._release_arrow_memory
     monkeypatch.setattr(Library, "read", counting_read)
     monkeypatch.setattr(store, "release_mapped_pages", counting_release)
+    monkeypatch.setattr(lake, "_release_arrow_memory", counting_arrow_release)
     lake_dir = tmp_path / "lake"
     [partition] = export_store_due(store, lake_dir, date(2024, 4, 1))
-    reads = [call for call in calls if call != "release"]
-    assert sum(reads) == len(stored) and len(reads) > 1 and max(reads) <= library.options().rows_per_segment
-    assert all(calls[calls.index(size) + 1] == "release" for size in reads)
+    reads = [(at, call) for at, call in enumerate(calls) if isinstance(call, int)]
+    assert sum(size for _, size in reads) == len(stored) and len(reads) > 1
+    assert max(size for _, size in reads) <= library.options().rows_per_segment
+    assert all(calls[at + 1 : at + 3] == ["release", "arrow"] for at, _ in reads)  # what Arrow freed, too
     part = pq.ParquetFile(partition / "part-0.parquet")
     groups = [part.metadata.row_group(g).num_rows for g in range(part.metadata.num_row_groups)]
     assert groups == [70_000, 70_000, 70_000, 30_000]
