@@ -396,8 +396,8 @@ def test_a_day_larger_than_a_segment_is_read_and_written_a_slice_at_a_time(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A day of quotes (11.6 M rows) read whole took ~4 GB: it is read a segment's rows at a time, the store pages
-    and Arrow's freed memory released after each read, and written in row groups of `ROW_GROUP_ROWS` rows; so the file depends on the rows
-    alone: re-exported after maintenance merged the day's segments, it is the same bytes."""
+    and Arrow's freed memory released after each read, and written in row groups of `ROW_GROUP_ROWS` rows; so the
+    file depends on the rows alone: re-exported after maintenance merged the day's segments, it is the same bytes."""
     monkeypatch.setattr(lake, "ROW_GROUP_ROWS", 70_000)
     library = store.library(FUTURES)
     per_append = 30_000
