@@ -330,12 +330,13 @@ class Maintenance:
     def _snapshot_pins(
         self, libraries: dict[str, Library], kept: set[tuple[str, str]]
     ) -> dict[tuple[str, str], set[int]]:
-        """The versions each (library, symbol) has pinned by a snapshot. A snapshot never changes, so each is read
-        once, when first seen (one key listing every symbol): a version list with its snapshots reads every
-        snapshot for every symbol listed, which grew with the snapshots kept times the symbols in the library (day
-        partitions accumulate), and made each run slower with history. Settled symbols are left out (never pruned
-        again)."""
-        for key in self._pins.keys() - kept:
+        """The versions each (library, symbol) has pinned by a snapshot. The daemon's snapshots never change (their
+        names carry their time and are never reused), so each is read once, when first seen (one key listing every
+        symbol): a version list with its snapshots reads every snapshot for every symbol listed, which grew with the
+        snapshots kept times the symbols in the library (day partitions accumulate), and made each run slower with
+        history. A user's snapshot may be deleted and taken again under its name: it is read on every run. Settled
+        symbols are left out (never pruned again)."""
+        for key in [key for key in self._pins if key not in kept or _snapshot_day(key[1]) is None]:
             del self._pins[key]
         for library_name, name in sorted(kept - self._pins.keys()):
             listed = libraries[library_name].list_versions(snapshot=name, skip_snapshots=True)

@@ -124,6 +124,16 @@ def advanced(watermark: Watermark | None, accepted: pd.DataFrame, key_columns: S
     return Watermark(last, dict(boundary))
 
 
+def committed_since(before: Watermark | None, after: Watermark | None) -> Watermark | None:
+    """What the appends that moved the watermark from ``before`` to ``after`` committed, as a watermark to match the
+    still-buffered rows they were cut from: at the same time, only the boundary rows beyond ``before``'s. Those were
+    committed earlier and have left the buffer; counted again, they would take a later row equal to them in every key
+    column (the continuation of a timestamp) for a committed one."""
+    if before is None or after is None or before.ts_ns != after.ts_ns:
+        return after
+    return Watermark(after.ts_ns, dict(Counter(after.boundary) - Counter(before.boundary)))
+
+
 def _unmatched(keys: list[str], remaining: Counter[str]) -> np.ndarray:
     """Which of ``keys`` are beyond the multiset ``remaining``, consuming it in place (a delivery's next batch
     continues from it)."""

@@ -31,6 +31,7 @@ from hydra_daemon.store.watermark import (
     advanced,
     after_watermark,
     boundary_at,
+    committed_since,
 )
 
 __all__ = ["Commit", "FlushError", "StreamWriter", "Watermark"]
@@ -276,8 +277,8 @@ class StreamWriter:
         if stored == pending.committed:
             return frame
         log.warning("writer.failed_append_had_committed", library=library, symbol=symbol)
+        remaining, _ = after_watermark(frame, committed_since(pending.committed, stored), pending.key_columns)
         pending.committed = stored
-        remaining, _ = after_watermark(frame, stored, pending.key_columns)
         pending.frames, pending.rows = [remaining], len(remaining)
         if remaining.empty:
             pending.frames, pending.since, pending.failed = [], None, False

@@ -520,6 +520,31 @@ def test_each_snapshot_is_read_once_not_for_every_symbol_on_every_run(store: Sto
     assert all(len(restore_utc(library.read(f"{m}.ohlcv-1m").data)) == 12 for m in ("HE", "LE", "ZC"))
 
 
+def test_a_users_snapshot_taken_again_under_its_name_keeps_the_version_it_now_pins(store: Store) -> None:
+    """Only the daemon's snapshots are read once: a researcher who refreshes a snapshot of a fixed name (deletes it,
+    takes it again) between two runs pins another version, which the next run must not delete."""
+    now = pd.Timestamp("2024-03-05 10:00", tz="UTC").value
+    maintenance = Maintenance(store, MaintenancePolicy(compact_every=1000, prune_grace_s=0.0), clock=lambda: now)
+    maintenance.run_once()  # the day's daily snapshot, before anything is written: it pins nothing
+    writer = StreamWriter(store, flush_rows=1)
+    library = store.library(FUTURES)
+    writer.add(FUTURES, SYMBOL, _trades(0), ["sequence"])
+    writer.flush_due()
+    library.snapshot("study")  # pins version 0
+    maintenance.run_once()
+    for second in (1, 2):
+        writer.add(FUTURES, SYMBOL, _trades(second), ["sequence"])
+        writer.flush_due()
+    library.delete_snapshot("study")
+    library.snapshot("study")  # the same name, now pinning version 2
+    writer.add(FUTURES, SYMBOL, _trades(3), ["sequence"])
+    writer.flush_due()
+    maintenance.run_once()
+    live = [key.version for key, info in library.list_versions(SYMBOL).items() if not info.deleted]
+    assert sorted(live) == [2, 3]
+    assert list(restore_utc(library.read(SYMBOL, as_of=2).data)["sequence"]) == [0, 1, 2]
+
+
 def test_the_daily_pass_keeps_the_version_map_as_small_as_the_versions_kept(store: Store) -> None:
     """A folded version map still holds every version ever written (~30 B each, decoded by every cold read): a
     symbol appended once a minute would carry ~350,000 a year. The daily pass rebuilds it from the live versions and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import numpy as np
@@ -255,6 +256,49 @@ def _run_deliveries(
     pd.testing.assert_index_equal(stored.index, stream.index, check_names=False)
 
 
+@st.composite
+def _live_batches(draw: st.DrawFn) -> tuple[list[int], list[int], list[tuple[int, int, str]]]:
+    """One live delivery cut into batches anywhere (a timestamp's rows may span batches and be equal in every key
+    column), each batch followed by nothing, a flush, or a flush whose append commits but loses its response."""
+    seconds = list(itertools.accumulate(draw(st.lists(st.sampled_from([0, 0, 1]), min_size=1, max_size=30))))
+    keys = draw(st.lists(st.sampled_from([0, 0, 1]), min_size=len(seconds), max_size=len(seconds)))
+    cuts = sorted(set(draw(st.lists(st.integers(1, len(seconds) - 1), max_size=10)) if len(seconds) > 1 else []))
+    bounds = [0, *cuts, len(seconds)]
+    after = st.sampled_from(["none", "flush", "lost"])
+    return seconds, keys, [(start, end, draw(after)) for start, end in itertools.pairwise(bounds)]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_live_batches())
+def test_property_lost_responses_in_a_live_delivery_store_each_row_once(store: Store, data: tuple) -> None:
+    seconds, keys, batches = data
+    symbol = f"P{next(_counter)}.prop"
+    stream = _trades(seconds, keys=keys).assign(row=np.arange(len(seconds)))
+    library = store.library(FUTURES)
+    real_append, lose = library.append, {"next": False}
+
+    def append(*args: object, **kwargs: object) -> None:
+        real_append(*args, **kwargs)
+        if lose["next"]:
+            lose["next"] = False
+            raise ConnectionError("response lost")
+
+    library.append = append  # type: ignore[method-assign]
+    try:
+        writer = StreamWriter(store, flush_rows=10**9, flush_interval_s=10**9)
+        for start, end, after in batches:
+            writer.add(FUTURES, symbol, stream.iloc[start:end], ["sequence"], delivery="live")
+            if after != "none":
+                lose["next"] = after == "lost"
+                with contextlib.suppress(FlushError):
+                    writer.flush_all()
+        lose["next"] = False
+        writer.flush_all()
+    finally:
+        library.append = real_append  # type: ignore[method-assign]
+    assert list(_stored(store, symbol)["row"]) == list(range(len(seconds)))
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=_deliveries(unique_keys=False))
 def test_property_replayed_timestamps_store_each_row_once(store: Store, data: tuple) -> None:
@@ -295,3 +339,30 @@ def test_append_that_committed_but_reported_failure_is_not_repeated(
     commits = writer.flush_all()
     assert [c.rows for c in commits] == [1]
     assert list(_stored(store)["sequence"]) == [0, 1, 2]
+
+
+def test_a_lost_response_inside_a_timestamp_keeps_the_rows_of_it_that_follow(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One live delivery brings three one-lot trades of one packet (equal in every key column), a flush after each;
+    the second append commits but its response is lost. The retry must drop only what that append committed, not
+    also count the first trade, which left the buffer before: else the third trade is taken for it and lost."""
+    library = store.library(FUTURES)
+    real_append = library.append
+
+    def append_then_lose_response(*args: object, **kwargs: object) -> None:
+        real_append(*args, **kwargs)
+        raise ConnectionError("response lost")
+
+    writer = StreamWriter(store, flush_rows=1)
+    trade = {price: _trades([0], keys=[7]).assign(price=price) for price in (1.0, 2.0, 3.0)}
+    writer.add(FUTURES, SYMBOL, trade[1.0], ["sequence"], delivery="session-1")
+    writer.flush_due()
+    writer.add(FUTURES, SYMBOL, trade[2.0], ["sequence"], delivery="session-1")
+    monkeypatch.setattr(library, "append", append_then_lose_response)
+    with pytest.raises(FlushError, match="response lost"):
+        writer.flush_due()
+    monkeypatch.undo()
+    writer.add(FUTURES, SYMBOL, trade[3.0], ["sequence"], delivery="session-1")
+    assert [c.rows for c in writer.flush_all()] == [1]
+    assert list(_stored(store)["price"]) == [1.0, 2.0, 3.0]
