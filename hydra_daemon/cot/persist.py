@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -65,24 +65,31 @@ def record_cycle(
     ingested_at: datetime,
     revision_weeks: int,
     extra_closures: Collection[date],
-    unpublished: Unpublished | None = None,
+    unpublished: Collection[Unpublished] = (),
+    withheld: Mapping[pd.Timestamp, datetime] | None = None,
 ) -> pd.DataFrame:
     """Record a live cycle's rows of one market: a new `as_of` gets its scheduled release time; a known `as_of`
     among the newest `revision_weeks` whose values changed becomes a revision available at `revealed_at` (when the
     cycle that revealed it could see it; see `pipeline.revealed_at_for`); older known weeks and unchanged rows are
-    skipped. A new `as_of` older than a stored one was missing from the cycle that stored the newer week (published
-    late, or quarantined at its release and corrected since): what it holds is public only since `revealed_at`. So
-    is a new `as_of` a poll saw missing after its scheduled release (`unpublished`: a release the calendar does not
-    know was late, e.g. a government shutdown): claiming the scheduled time would be lookahead."""
+    skipped.
+
+    A new `as_of` is public only since `revealed_at` (claiming its scheduled time would be lookahead) when an
+    earlier look found it missing after its scheduled release: older than a stored week (late, or quarantined at
+    its release and corrected since); newer than what a poll or an earlier cycle of this market saw at a time past
+    its scheduled release (`unpublished`: a release the calendar does not know was late, e.g. a government
+    shutdown, or this market's row was bad or absent); or quarantined (`withheld`: as_of -> when its row was first
+    seen breaking the identities) at or after its scheduled release."""
     known = set(table.latest()["as_of"])
     recent = set(sorted(rows["as_of"].unique())[-revision_weeks:])
     rows = rows[~rows["as_of"].isin(known) | rows["as_of"].isin(recent)]
     scheduled = scheduled_release(rows["as_of"], extra_closures)
     revealed = pd.Series(pd.Timestamp(revealed_at).tz_convert("UTC"), index=rows.index)
-    late = rows["as_of"] < max(known) if known else False
-    if unpublished is not None:
-        after = rows["as_of"] > pd.Timestamp(unpublished.newest, tz="UTC") if unpublished.newest is not None else True
-        late = late | (after & (scheduled <= pd.Timestamp(unpublished.seen_at).tz_convert("UTC")))
+    late = rows["as_of"] < max(known) if known else pd.Series(False, index=rows.index)
+    for seen in unpublished:
+        after = rows["as_of"] > pd.Timestamp(seen.newest, tz="UTC") if seen.newest is not None else True
+        late = late | (after & (scheduled <= pd.Timestamp(seen.seen_at).tz_convert("UTC")))
+    if withheld:
+        late = late | (scheduled <= pd.to_datetime(rows["as_of"].map(withheld), utc=True))
     available_at = revealed.where(rows["as_of"].isin(known) | late, scheduled)
     return table.record(
         rows, value_columns=COT_VALUE_COLUMNS, available_at=available_at, ingested_at=pd.Timestamp(ingested_at)
@@ -163,6 +170,16 @@ class QuarantineLog:
                     handle.write("\n".join(lines) + "\n")
                 log.warning("cot_quarantined", path=str(self.path), rows=len(lines))
             return len(lines)
+
+    def first_seen(self, code: str) -> dict[pd.Timestamp, datetime]:
+        """Per `as_of` of `code`, when a row of it was first quarantined: its clean values were not public then."""
+        seen: dict[pd.Timestamp, datetime] = {}
+        for entry in self.entries():
+            if entry["code"] == code:
+                as_of = pd.Timestamp(str(entry["as_of"]), tz="UTC")
+                at = datetime.fromisoformat(str(entry["ingested_at"]))
+                seen[as_of] = min(seen.get(as_of, at), at)
+        return seen
 
     def entries(self) -> list[dict[str, object]]:
         """Every quarantined row recorded so far."""

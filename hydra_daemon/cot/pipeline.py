@@ -96,6 +96,9 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         self._log = log.bind(pipeline=self.name)
         self._unpublished: Unpublished | None = None
         """The last poll that found a due week missing: weeks after it first seen later are available from then."""
+        self._seen: dict[str, Unpublished] = {}
+        """Per market, the newest week of its clean rows at the last cycle: a due week after it (its row bad or
+        absent, while other markets' were there) first seen later is available from then."""
 
     async def run(self) -> None:
         """Run until cancelled; the fetcher's HTTP client is closed on the way out."""
@@ -202,6 +205,8 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         total = features = 0
         for market in self._markets:
             rows = clean.rows[clean.rows["code"] == market.cftc_code]
+            earlier = [seen for seen in (self._unpublished, self._seen.get(market.name)) if seen is not None]
+            self._seen[market.name] = Unpublished(None if rows.empty else rows["as_of"].max().date(), clean.ingested_at)
             if rows.empty:
                 continue
             table = cot_table(self._store, market.name)
@@ -212,7 +217,8 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
                 ingested_at=clean.ingested_at,
                 revision_weeks=self._config.revision_weeks,
                 extra_closures=self._config.extra_closures,
-                unpublished=self._unpublished,
+                unpublished=earlier,
+                withheld=self._quarantine.first_seen(market.cftc_code),
             )
             history = table.history()
             features += write_features(self._store, market.name, history, ingested_at=clean.ingested_at)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import zipfile
 from collections.abc import Callable
@@ -21,10 +22,11 @@ from hydra_daemon.sim.cftc_files import SimulatedCotFiles
 from hydra_daemon.sim.cftc_server import CftcFiles
 from hydra_daemon.sim.clock import SimClock
 from hydra_daemon.sim.http_server import HttpServer
-from hydra_daemon.sim.http_types import HttpRequest, HttpResponse, Route
+from hydra_daemon.sim.http_types import HttpResponse, Route
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.cot_panel import refresh_cot_panel
 from hydra_daemon.store.features import FeatureStore
+from tests.cot.conftest import ScriptedFiles
 
 REAL_2021_ZIP = Path(__file__).resolve().parents[1] / "data" / "fut_disagg_txt_2021.zip"
 HE = MarketConfig(name="HE", futures_root="HE", options_root="HE", cftc_code="054642")
@@ -198,19 +200,30 @@ async def test_a_failed_download_counts_as_a_fetch_failure_not_a_reconnect(store
     assert pipeline.stats.last_error is not None and "503" in pipeline.stats.last_error
 
 
+YEAR_2021 = "/files/dea/history/fut_disagg_txt_2021.zip"
+
+
+def _real_2021_lines(*, break_he: str | None = None, until: str = "210316") -> list[str]:
+    """The real 2021 file's lines up to as_of `until` (YYMMDD); HE's row of `break_he` breaks an identity."""
+    text = zipfile.ZipFile(REAL_2021_ZIP).read("f_year.txt").decode()
+    header, *lines = text.splitlines(keepends=True)
+    lines = [line for line in lines if next(csv.reader([line]))[1] <= until]
+    if break_he is not None:
+        [index] = [i for i, line in enumerate(lines) if f",{break_he}," in line and ",054642," in line]
+        fields = lines[index].split(",")
+        fields[13] = str(int(fields[13]) + 1)  # M_Money_Positions_Long_All (after 7 id columns and 6 positions)
+        lines[index] = ",".join(fields)
+    return [header, *lines]
+
+
+def _year_file(lines: list[str]) -> HttpResponse:
+    return HttpResponse(200, _zip("".join(lines).encode()), "application/zip")
+
+
 @pytest.mark.usefixtures("warm_symbol_lists")
 async def test_rows_breaking_identities_are_quarantined_not_stored(store: Store, tmp_path: Path) -> None:
-    text = zipfile.ZipFile(REAL_2021_ZIP).read("f_year.txt").decode()
-    lines = text.splitlines(keepends=True)
-    [index] = [i for i, line in enumerate(lines) if ",210309," in line and ",054642," in line]
-    fields = lines[index].split(",")
-    fields[13] = str(int(fields[13]) + 1)  # M_Money_Positions_Long_All (after 7 id columns and 6 positions)
-    lines[index] = ",".join(fields)
     files = ScriptedFiles()
-    files.set(
-        "/files/dea/history/fut_disagg_txt_2021.zip",
-        HttpResponse(200, _zip("".join(lines).encode()), "application/zip"),
-    )
+    files.set(YEAR_2021, _year_file(_real_2021_lines(break_he="210309")))
     sim = SimClock(start=datetime(2021, 3, 20, 12, tzinfo=UTC), speed=SPEED)  # the file ends with as_of 2021-03-16
 
     pipeline = await _run_pipeline(store, tmp_path, files, sim, _has(store, "HE", "2021-03-16"))
@@ -223,17 +236,33 @@ async def test_rows_breaking_identities_are_quarantined_not_stored(store: Store,
     assert pipeline.stats.rejects == 1
 
 
-class ScriptedFiles:
-    """A route answering fixed responses per path."""
+@pytest.mark.usefixtures("warm_symbol_lists")
+@pytest.mark.parametrize("fault", ["quarantined", "absent"])
+async def test_a_newest_week_bad_or_absent_at_its_release_is_public_only_from_the_cycle_that_saw_it(
+    store: Store, tmp_path: Path, fault: str
+) -> None:
+    """At its release HE's row of the newest week breaks an identity (or is missing) while LE's is there: the poll
+    stops, since the week is out. When the next release brings the row, it is newer than every stored HE week,
+    yet its values were not public at its scheduled release."""
+    at_release = _real_2021_lines(break_he="210309", until="210309")
+    if fault == "absent":
+        at_release = [line for line in at_release if not (",210309," in line and ",054642," in line)]
+    files = ScriptedFiles()
+    files.set(YEAR_2021, _year_file(at_release), _year_file(_real_2021_lines()))
+    sim = SimClock(start=datetime(2021, 3, 13, 12, tzinfo=UTC), speed=SPEED)  # Saturday after the 03-09 release
 
-    def __init__(self) -> None:
-        self.responses: dict[str, HttpResponse] = {}
+    await _run_pipeline(store, tmp_path, files, sim, _has(store, "HE", "2021-03-16"))
 
-    def set(self, path: str, response: HttpResponse) -> None:
-        self.responses[path] = response
-
-    def respond(self, request: HttpRequest) -> HttpResponse | None:
-        return self.responses.get(request.path)
+    he = cot_table(store, "HE").history().set_index("as_of")
+    week = _utc("2021-03-09")
+    assert he.loc[week, "available_at"] >= _utc("2021-03-19 19:30")  # the next release (EDT), not 03-12 20:30
+    assert he.loc[week, "available_at"] <= he.loc[week, "ingested_at"]
+    assert he.loc[_utc("2021-03-16"), "available_at"] == _utc("2021-03-19 19:30")
+    assert week not in set(cot_table(store, "HE").point_in_time(datetime(2021, 3, 15, tzinfo=UTC))["as_of"])
+    le = cot_table(store, "LE").history().set_index("as_of")
+    assert le.loc[week, "available_at"] == _utc("2021-03-12 20:30")  # LE's row was out on time
+    assert len(QuarantineLog(tmp_path / "q.jsonl").entries()) == (fault == "quarantined")
+    assert files.requested == [YEAR_2021, YEAR_2021]
 
 
 def _zip(text: bytes) -> bytes:

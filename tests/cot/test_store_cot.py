@@ -13,7 +13,7 @@ from hydra_daemon.cot.backfill import BackfillResult, backfill_cot, backfill_fil
 from hydra_daemon.cot.calendar import release_time
 from hydra_daemon.cot.fetch import CotFetcher
 from hydra_daemon.cot.parse import parse_report
-from hydra_daemon.cot.persist import QuarantineLog, cot_table, record_cycle, write_features
+from hydra_daemon.cot.persist import QuarantineLog, Unpublished, cot_table, record_cycle, write_features
 from hydra_daemon.cot.validate import validate_rows
 from hydra_daemon.sim.http_types import HttpResponse
 from hydra_daemon.store.arctic import Store
@@ -121,7 +121,7 @@ def _revise(rows: pd.DataFrame, as_of: str, delta: int) -> pd.DataFrame:
     return revised
 
 
-def _cycle(store: Store, rows: pd.DataFrame, newest: str, ingested: datetime) -> pd.DataFrame:
+def _cycle(store: Store, rows: pd.DataFrame, newest: str, ingested: datetime, **seen: Any) -> pd.DataFrame:
     table = cot_table(store, "HE")
     visible = rows[rows["as_of"] <= _utc(newest)]
     written = record_cycle(
@@ -131,6 +131,7 @@ def _cycle(store: Store, rows: pd.DataFrame, newest: str, ingested: datetime) ->
         ingested_at=ingested,
         revision_weeks=4,
         extra_closures=(),
+        **seen,
     )
     write_features(store, "HE", table.history(), ingested_at=ingested)
     return written
@@ -213,6 +214,58 @@ def test_a_week_first_seen_after_a_newer_one_is_available_only_from_the_cycle_th
     table = cot_table(store, "HE")
     assert missing not in set(table.point_in_time(datetime(2021, 3, 8, tzinfo=UTC))["as_of"])
     assert missing in set(table.point_in_time(datetime(2021, 3, 13, tzinfo=UTC))["as_of"])
+
+
+def test_a_newest_week_seen_missing_after_its_release_is_available_only_from_the_cycle_that_revealed_it(
+    store: Store, real_2021_text: bytes
+) -> None:
+    """The week was the newest in the file at its release, but this market's row was quarantined (or absent): the
+    cycle stored the weeks before it. Seen a week later, it is newer than every stored week, yet it was not public
+    at its scheduled release."""
+    rows = _he_rows(real_2021_text)
+    week = _utc("2021-03-02")  # released Friday 2021-03-05 20:30 UTC
+    first_look = datetime(2021, 3, 5, 21, tzinfo=UTC)
+    _cycle(store, rows[rows["as_of"] != week], "2021-03-02", first_look)
+    seen = Unpublished(date(2021, 2, 23), first_look)  # what that cycle's clean HE rows held
+
+    written = _cycle(store, rows, "2021-03-09", datetime(2021, 3, 12, 21, tzinfo=UTC), unpublished=[seen])
+
+    at = written.set_index("as_of")["available_at"]
+    assert at[week] == _utc("2021-03-12 20:30")  # not its scheduled 2021-03-05 20:30
+    assert at[_utc("2021-03-09")] == _utc("2021-03-12 20:30")  # the new week, on time
+    assert week not in set(cot_table(store, "HE").point_in_time(datetime(2021, 3, 8, tzinfo=UTC))["as_of"])
+
+
+def test_a_week_quarantined_after_its_release_is_available_only_from_the_cycle_that_revealed_it(
+    store: Store, real_2021_text: bytes, tmp_path: Path
+) -> None:
+    """The quarantine log is the durable memory of a bad row: after a restart, a cycle that sees the corrected
+    week as the newest must still not date it back to its release."""
+    rows = _he_rows(real_2021_text)
+    week = _utc("2021-03-02")
+    _cycle(store, rows[rows["as_of"] < week], "2021-02-23", datetime(2021, 2, 26, 21, tzinfo=UTC))
+    bad = rows[rows["as_of"] == week].astype({"m_money_long_all": "float64"})
+    bad["m_money_long_all"] += 1
+    log = QuarantineLog(tmp_path / "q.jsonl")
+    log.add(validate_rows(bad).quarantined, source="u", ingested_at=datetime(2021, 3, 5, 21, tzinfo=UTC))
+    log.add(validate_rows(bad).quarantined, source="u", ingested_at=datetime(2021, 3, 6, tzinfo=UTC))  # known
+
+    withheld = QuarantineLog(log.path).first_seen("054642")
+    seen_at = datetime(2021, 3, 9, 9, tzinfo=UTC)  # a mid-week republication, seen at start-up
+    written = record_cycle(
+        cot_table(store, "HE"),
+        rows[rows["as_of"] <= week],
+        revealed_at=seen_at,  # `revealed_at_for`: the week's release, or when seen if later
+        ingested_at=seen_at,
+        revision_weeks=4,
+        extra_closures=(),
+        withheld=withheld,
+    )
+
+    assert withheld == {week: datetime(2021, 3, 5, 21, tzinfo=UTC)}
+    assert QuarantineLog(log.path).first_seen("057642") == {}
+    assert list(written["as_of"]) == [week]
+    assert written["available_at"].item() == _utc("2021-03-09 09:00")  # not its scheduled 2021-03-05 20:30
 
 
 def test_quarantine_log_writes_each_bad_row_once(tmp_path: Path, real_2021_text: bytes) -> None:
