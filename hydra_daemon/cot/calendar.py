@@ -21,6 +21,11 @@ NEW_YORK = ZoneInfo("America/New_York")
 RELEASE_CLOCK = time(15, 30)
 _OVERRIDES_FILE = "release_overrides.csv"
 _TUESDAY, _FRIDAY = 1, 4
+PAST_CLOSURES = frozenset({date(2018, 12, 5), date(2025, 1, 9)})
+"""Federal closures by executive order that holiday libraries miss and that fell on Wednesday-Friday of a release
+week: the national days of mourning for Presidents Bush (Wed) and Carter (Thu). Counting them delays the release to
+Monday; if the CFTC published on Friday anyway, `available_at` is three days late, never early. Past Christmas Eve
+closures fell in weeks Christmas already delays; future ones go in `[cot] extra_closures`."""
 
 
 def release_time(as_of: date, extra_closures: Collection[date] = ()) -> datetime:
@@ -95,7 +100,7 @@ def _release_date(as_of: date, closures: frozenset[date]) -> date:
 
 
 def _is_closed(day: date, closures: frozenset[date]) -> bool:
-    return day in closures or _is_federal_holiday(day)
+    return day in closures or day in PAST_CLOSURES or _is_federal_holiday(day)
 
 
 def _is_federal_holiday(day: date) -> bool:

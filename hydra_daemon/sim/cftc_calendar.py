@@ -5,8 +5,8 @@ Written from the CFTC's published practice (see /work/shared/facts/cftc-cot.md),
 not share its code (a bug there would pass both sides), nor its holiday library.
 
 - Positions are as of Tuesday, or Monday when that Tuesday is a federal holiday.
-- The report comes out Friday 15:30 America/New_York; a federal holiday (or an extra closure) on Wednesday, Thursday
-  or Friday of that week moves it to the next business day after Friday.
+- The report comes out Friday 15:30 America/New_York; a federal holiday (or an extra closure, such as a national day
+  of mourning) on Wednesday, Thursday or Friday of that week moves it to the next business day after Friday.
 - Government shutdowns: the catch-up releases the CFTC announced replace the rule for the weeks they cover.
 """
 
@@ -55,6 +55,9 @@ CATCH_UP: Final[Mapping[date, date]] = {
 }
 """as_of -> release date (15:30 New York) of the weeks a shutdown catch-up schedule covered."""
 
+DAYS_OF_MOURNING: Final = (date(2018, 12, 5), date(2025, 1, 9))
+"""One-off federal closures by executive order (Presidents Bush and Carter): closed like a holiday."""
+
 
 def report_dates(start: date, end: date) -> list[date]:
     """The as_of dates in [start, end]: each week's Tuesday, or its Monday when the Tuesday is a federal holiday."""
@@ -85,7 +88,7 @@ def _rule_release_day(as_of: date, closures: frozenset[date]) -> date:
 
 
 def _closed(day: date, closures: frozenset[date]) -> bool:
-    return day in closures or _holiday(day)
+    return day in closures or day in DAYS_OF_MOURNING or _holiday(day)
 
 
 def _holiday(day: date) -> bool:

@@ -91,6 +91,12 @@ def test_configured_extra_closure_delays() -> None:
     assert release_time(date(2027, 3, 9), extra_closures={date(2027, 3, 11)}) == utc(2027, 3, 15, 19, 30)
 
 
+def test_days_of_mourning_delay_like_holidays_without_configuration() -> None:
+    assert release_time(date(2018, 12, 4)) == utc(2018, 12, 10, 20, 30)  # closed Wednesday 2018-12-05
+    assert release_time(date(2025, 1, 7)) == utc(2025, 1, 13, 20, 30)  # closed Thursday 2025-01-09
+    assert release_time(date(2025, 1, 14)) == utc(2025, 1, 17, 20, 30)  # the week after: normal
+
+
 def test_extra_closure_on_following_monday_pushes_further() -> None:
     closures = [date(2026, 12, 28)]
     assert release_time(date(2026, 12, 22), extra_closures=closures) == utc(2026, 12, 29, 20, 30)

@@ -28,6 +28,8 @@ def utc(y: int, m: int, d: int, hh: int, mm: int = 30) -> datetime:
         (date(2025, 11, 10), utc(2025, 12, 12, 20)),  # shutdown catch-up table
         (date(2018, 12, 24), utc(2019, 2, 1, 20)),
         (date(2026, 1, 20), utc(2026, 1, 23, 20)),  # normal again after the 2025 shutdown
+        (date(2018, 12, 4), utc(2018, 12, 10, 20)),  # closed Wednesday 2018-12-05 (day of mourning)
+        (date(2025, 1, 7), utc(2025, 1, 13, 20)),  # closed Thursday 2025-01-09 (day of mourning)
     ],
 )
 def test_release_times_follow_the_published_schedule(as_of: date, released: datetime) -> None:

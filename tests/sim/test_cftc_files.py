@@ -246,8 +246,9 @@ def test_file_grows_on_the_release_calendar() -> None:
 
 def test_year_with_nothing_released_has_no_zip() -> None:
     files = SimulatedCotFiles(seed=1, first_as_of=date(2024, 11, 5))
-    assert files.year_zip(2025, utc(2025, 1, 10, 20, 29)) is None
-    assert files.year_zip(2025, utc(2025, 1, 10, 20, 30)) is not None
+    # as_of 2025-01-07: released Monday 2025-01-13 (closed Thursday 2025-01-09, a day of mourning)
+    assert files.year_zip(2025, utc(2025, 1, 13, 20, 29)) is None
+    assert files.year_zip(2025, utc(2025, 1, 13, 20, 30)) is not None
     assert files.year_zip(2030, utc(2025, 6, 1)) is None
     assert files.year_text(2025, utc(2025, 1, 1)).count(b"\r\n") == 1
 
