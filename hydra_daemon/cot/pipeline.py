@@ -203,38 +203,60 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
             return 0
         revealed_at = revealed_at_for(newest, clean.ingested_at, self._config.extra_closures)
         total = features = 0
+        releases: list[datetime | None] = []
         for market in self._markets:
             rows = clean.rows[clean.rows["code"] == market.cftc_code]
-            earlier = [seen for seen in (self._unpublished, self._seen.get(market.name)) if seen is not None]
-            self._seen[market.name] = Unpublished(None if rows.empty else rows["as_of"].max().date(), clean.ingested_at)
-            if rows.empty:
-                continue
-            table = cot_table(self._store, market.name)
-            written = record_cycle(
-                table,
-                rows,
-                revealed_at=revealed_at,
-                ingested_at=clean.ingested_at,
-                revision_weeks=self._config.revision_weeks,
-                extra_closures=self._config.extra_closures,
-                unpublished=earlier,
-                withheld=self._quarantine.first_seen(market.cftc_code),
-            )
-            history = table.history()
-            features += write_features(self._store, market.name, history, ingested_at=clean.ingested_at)
-            self.stats.last_record_time = history["available_at"].max().to_pydatetime()
-            if not written.empty:
-                self._log.info(
-                    "cot_recorded",
-                    market=market.name,
-                    rows=len(written),
-                    revisions=int((written["revision"] > 0).sum()),
-                )
-            total += len(written)
+            written, wrote_features, history = self._record_market(market, rows, revealed_at, clean.ingested_at)
+            total, features = total + written, features + wrote_features
+            releases.append(self._newest_release(market.name, history, newest))
+        # the market furthest behind: health is not ok while any market lacks the release due
+        self.stats.last_record_time = None if None in releases else min(r for r in releases if r is not None)
         refresh_cot_panel(self._store)  # also after a crash left it stale: readers fall back until then
         if total or features:
             self._store.snapshot(SNAPSHOT_LABEL, (COT, FEATURES))
         return total
+
+    def _record_market(
+        self, market: MarketConfig, rows: pd.DataFrame, revealed_at: datetime, ingested_at: datetime
+    ) -> tuple[int, int, pd.DataFrame]:
+        """Record one market's rows of a cycle and refresh its features: (COT rows, feature rows, its history)."""
+        earlier = [seen for seen in (self._unpublished, self._seen.get(market.name)) if seen is not None]
+        self._seen[market.name] = Unpublished(None if rows.empty else rows["as_of"].max().date(), ingested_at)
+        table = cot_table(self._store, market.name)
+        if rows.empty:
+            return 0, 0, table.history()
+        written = record_cycle(
+            table,
+            rows,
+            revealed_at=revealed_at,
+            ingested_at=ingested_at,
+            revision_weeks=self._config.revision_weeks,
+            extra_closures=self._config.extra_closures,
+            unpublished=earlier,
+            withheld=self._quarantine.first_seen(market.cftc_code),
+        )
+        if not written.empty:
+            revisions = int((written["revision"] > 0).sum())
+            self._log.info("cot_recorded", market=market.name, rows=len(written), revisions=revisions)
+        history = table.history()
+        return len(written), write_features(self._store, market.name, history, ingested_at=ingested_at), history
+
+    def _newest_release(self, market: str, history: pd.DataFrame, newest: date) -> datetime | None:
+        """When the newest stored week of `market` first became public (None: nothing stored). A market behind the
+        file's `newest` week (its row quarantined or absent) gets a line naming it: health counts it as not stored."""
+        if history.empty:
+            self._log.warning("cot_market_not_stored", market=market, file_newest=newest.isoformat())
+            return None
+        week = history["as_of"].max()
+        if week.date() < newest:
+            self._log.warning(
+                "cot_market_behind",
+                market=market,
+                newest_stored=week.date().isoformat(),
+                file_newest=newest.isoformat(),
+            )
+        first_public: pd.Timestamp = history.loc[history["as_of"] == week, "available_at"].min()
+        return first_public.to_pydatetime()
 
 
 def build_cot_pipeline(config: Config, store: Store, clock: Clock | None = None) -> CotIngestPipeline:

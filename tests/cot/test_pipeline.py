@@ -18,6 +18,7 @@ from hydra_daemon.config import CotConfig, MarketConfig
 from hydra_daemon.cot.fetch import CotFetcher
 from hydra_daemon.cot.persist import QuarantineLog, cot_table
 from hydra_daemon.cot.pipeline import CotIngestPipeline, revealed_at_for
+from hydra_daemon.runtime.assessment import HealthLimits, PipelineView, Schedule, Status, assess_pipeline
 from hydra_daemon.sim.cftc_files import SimulatedCotFiles
 from hydra_daemon.sim.cftc_server import CftcFiles
 from hydra_daemon.sim.clock import SimClock
@@ -263,6 +264,29 @@ async def test_a_newest_week_bad_or_absent_at_its_release_is_public_only_from_th
     assert le.loc[week, "available_at"] == _utc("2021-03-12 20:30")  # LE's row was out on time
     assert len(QuarantineLog(tmp_path / "q.jsonl").entries()) == (fault == "quarantined")
     assert files.requested == [YEAR_2021, YEAR_2021]
+
+
+@pytest.mark.usefixtures("warm_symbol_lists")
+async def test_health_is_not_ok_while_one_market_lacks_the_release_due(store: Store, tmp_path: Path) -> None:
+    """HE's row of the newest week breaks an identity, LE's is stored: the pipeline's newest release is HE's, the
+    one before, so health degrades after the grace period and a line names HE."""
+    files = ScriptedFiles()
+    files.set(YEAR_2021, _year_file(_real_2021_lines(break_he="210316")))
+    now = datetime(2021, 3, 20, 12, tzinfo=UTC)  # the file ends with as_of 2021-03-16, released 03-19 19:30 UTC
+    sim = SimClock(start=now, speed=SPEED)
+
+    with capture_logs() as events:
+        pipeline = await _run_pipeline(store, tmp_path, files, sim, _has(store, "LE", "2021-03-16"))
+
+    assert pipeline.stats.last_record_time == _utc("2021-03-12 20:30")  # HE's 03-09, released before DST
+    behind = [e for e in events if e["event"] == "cot_market_behind"]
+    assert [(e["market"], e["newest_stored"], e["file_newest"]) for e in behind] == [("HE", "2021-03-09", "2021-03-16")]
+    view = PipelineView(
+        "cot", Schedule.COT, ("cot",), "running", "idle", now, last_record_time=pipeline.stats.last_record_time
+    )
+    verdict = assess_pipeline(view, now, HealthLimits(cot_grace_s=6 * 3600))
+    assert verdict.status is Status.DEGRADED
+    assert verdict.reasons[0].startswith("COT release for 2021-03-16")
 
 
 def _zip(text: bytes) -> bytes:
