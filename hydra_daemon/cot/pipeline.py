@@ -51,6 +51,9 @@ class CotCycle:
     sources: tuple[str, ...]
     ingested_at: datetime
     quarantined: pd.DataFrame | None = None
+    complete: bool = True
+    """Every file asked for was read (or is not published yet): only then is a week missing from the rows missing
+    from the CFTC's files, not from a failed download."""
 
     @property
     def newest_as_of(self) -> date | None:
@@ -137,7 +140,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
                 yield cycle
             if newest is not None and newest >= expected:
                 return
-            if cycle is not None:  # the files were read: nothing after `newest` was public now, though due
+            if cycle is not None and cycle.complete:  # nothing after `newest` was public now, though due
                 self._unpublished = Unpublished(newest if newest is not None else newest_seen, cycle.ingested_at)
             self.stats.state = PipelineState.WAITING_FOR_RELEASE
             self._log.info("cot_not_yet_published", expected_as_of=expected.isoformat(), retry_in_s=delay)
@@ -148,6 +151,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         """Download and parse the year files covering `expected` and the revision look-back; None if none usable."""
         first = expected - timedelta(weeks=self._config.revision_weeks)
         files: list[CotFile] = []
+        complete = True
         for year in sorted({first.year, expected.year}):
             try:
                 files.append(await self._fetcher.fetch_year(year))
@@ -155,23 +159,23 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
                 self._log.info("cot_file_not_published", url=exc.url)
             except CotFetchError as exc:
                 self._failed(str(exc))
+                complete = False
         if not files:
             return None
         try:
-            return await anyio.to_thread.run_sync(self._parse, files)
+            return await anyio.to_thread.run_sync(self._parse, files, complete)
         except CotParseError as exc:
             self._failed(str(exc))
             return None
 
-    def _parse(self, files: list[CotFile]) -> CotCycle:
+    def _parse(self, files: list[CotFile], complete: bool) -> CotCycle:
         parsed = [parse_report(f.data, source=f.url, codes=self._codes) for f in files]
         frames = [p.rows for p in parsed if not p.rows.empty]
         rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
         rows = rows.drop_duplicates(["code", "as_of"], keep="last").reset_index(drop=True)
         problems = tuple(problem for p in parsed for problem in p.problems)
-        return CotCycle(
-            rows=rows, parse_problems=problems, sources=tuple(f.url for f in files), ingested_at=self._clock.now()
-        )
+        sources = tuple(f.url for f in files)
+        return CotCycle(rows, problems, sources, ingested_at=self._clock.now(), complete=complete)
 
     def _failed(self, message: str) -> None:
         self.stats.last_error = message
@@ -187,6 +191,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
             sources=batch.sources,
             ingested_at=batch.ingested_at,
             quarantined=checked.quarantined,
+            complete=batch.complete,
         )
         return clean, [*batch.parse_problems, *checked.problems()]
 
@@ -206,7 +211,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         releases: list[datetime | None] = []
         for market in self._markets:
             rows = clean.rows[clean.rows["code"] == market.cftc_code]
-            written, wrote_features, history = self._record_market(market, rows, revealed_at, clean.ingested_at)
+            written, wrote_features, history = self._record_market(market, rows, revealed_at, clean)
             total, features = total + written, features + wrote_features
             releases.append(self._newest_release(market.name, history, newest))
         # the market furthest behind: health is not ok while any market lacks the release due
@@ -217,11 +222,13 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         return total
 
     def _record_market(
-        self, market: MarketConfig, rows: pd.DataFrame, revealed_at: datetime, ingested_at: datetime
+        self, market: MarketConfig, rows: pd.DataFrame, revealed_at: datetime, cycle: CotCycle
     ) -> tuple[int, int, pd.DataFrame]:
         """Record one market's rows of a cycle and refresh its features: (COT rows, feature rows, its history)."""
+        ingested_at = cycle.ingested_at
         earlier = [seen for seen in (self._unpublished, self._seen.get(market.name)) if seen is not None]
-        self._seen[market.name] = Unpublished(None if rows.empty else rows["as_of"].max().date(), ingested_at)
+        if cycle.complete:
+            self._seen[market.name] = Unpublished(None if rows.empty else rows["as_of"].max().date(), ingested_at)
         table = cot_table(self._store, market.name)
         if rows.empty:
             return 0, 0, table.history()

@@ -289,6 +289,26 @@ async def test_health_is_not_ok_while_one_market_lacks_the_release_due(store: St
     assert verdict.reasons[0].startswith("COT release for 2021-03-16")
 
 
+@pytest.mark.usefixtures("warm_symbol_lists")
+async def test_a_failed_download_is_not_taken_for_an_unpublished_week(store: Store, tmp_path: Path) -> None:
+    """Saturday 2021-01-09: the due week 2021-01-05 is in the 2021 file, whose download fails once (503 on every
+    retry) while the 2020 file of the look-back is read. Missing from that poll's rows, the week was still public
+    on time: it keeps its scheduled release when the next poll reads it."""
+    header = _real_2021_lines()[0]
+    failed = HttpResponse(503, b"unavailable", "text/plain")
+    files = ScriptedFiles()
+    files.set("/files/dea/history/fut_disagg_txt_2020.zip", _year_file([header]))
+    files.set(YEAR_2021, failed, failed, failed, _year_file(_real_2021_lines(until="210105")))
+    sim = SimClock(start=datetime(2021, 1, 9, 12, tzinfo=UTC), speed=SPEED)
+
+    pipeline = await _run_pipeline(store, tmp_path, files, sim, _has(store, "HE", "2021-01-05"))
+
+    week = cot_table(store, "HE").history().set_index("as_of").loc[_utc("2021-01-05")]
+    assert week["available_at"] == _utc("2021-01-08 20:30")
+    assert week["ingested_at"] > _utc("2021-01-09 12:00")  # read by the poll after the failed one
+    assert pipeline.stats.fetch_failures == 1
+
+
 def _zip(text: bytes) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
