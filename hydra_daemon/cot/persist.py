@@ -127,6 +127,66 @@ def write_features(store: Store, market: str, history: pd.DataFrame, *, ingested
     )
 
 
+def seen_path(state_dir: Path) -> Path:
+    """Where the COT pipeline keeps what its looks found missing: `<state_dir>/cot_seen.json`."""
+    return state_dir / "cot_seen.json"
+
+
+ANY_MARKET = "*"
+"""`SeenLog` key of a poll's look at the whole file (every market)."""
+
+
+class SeenLog:
+    """The latest `Unpublished` observation per market (`ANY_MARKET`: a poll of the whole file), kept in a JSON
+    file: a restart, or the supervisor rebuilding the pipeline, must not forget that a week was missing after its
+    release (it would then be dated back to that release). A later observation replaces an earlier one: its
+    `newest` is no older, and its `seen_at` later."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._seen: dict[str, Unpublished] | None = None
+
+    def get(self, market: str) -> Unpublished | None:
+        with self._lock:
+            return self._load().get(market)
+
+    def put(self, market: str, seen: Unpublished) -> None:
+        """Record `seen` for `market` and write the file (replaced atomically)."""
+        with self._lock:
+            observations = self._load()
+            observations[market] = seen
+            encoded = {
+                key: {"newest": None if o.newest is None else o.newest.isoformat(), "seen_at": o.seen_at.isoformat()}
+                for key, o in observations.items()
+            }
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(self.path.name + ".tmp")
+            partial.write_text(json.dumps(encoded, sort_keys=True), encoding="utf-8")
+            partial.replace(self.path)
+
+    def _load(self) -> dict[str, Unpublished]:
+        if self._seen is None:
+            self._seen = self._read()
+        return self._seen
+
+    def _read(self) -> dict[str, Unpublished]:
+        if not self.path.exists():
+            return {}
+        try:
+            stored = json.loads(self.path.read_text(encoding="utf-8"))
+            return {
+                str(key): Unpublished(
+                    None if value["newest"] is None else date.fromisoformat(value["newest"]),
+                    datetime.fromisoformat(value["seen_at"]),
+                )
+                for key, value in stored.items()
+            }
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            log.warning("cot_seen_unreadable", path=str(self.path), error=str(error), hint="starting without it")
+            return {}
+
+
 def quarantine_path(state_dir: Path) -> Path:
     """Where rows failing validation are kept: `<state_dir>/quarantine/cot.jsonl`."""
     return state_dir / "quarantine" / "cot.jsonl"

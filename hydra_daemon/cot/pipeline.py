@@ -21,11 +21,14 @@ from hydra_daemon.cot.calendar import latest_as_of_released, next_release_after,
 from hydra_daemon.cot.fetch import CotFetcher, CotFetchError, CotFile, NotPublishedYet
 from hydra_daemon.cot.parse import OUTPUT_COLUMNS, CotParseError, parse_report
 from hydra_daemon.cot.persist import (
+    ANY_MARKET,
     QuarantineLog,
+    SeenLog,
     Unpublished,
     cot_table,
     quarantine_path,
     record_cycle,
+    seen_path,
     write_features,
 )
 from hydra_daemon.cot.validate import validate_rows
@@ -87,6 +90,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         fetcher: CotFetcher,
         clock: Clock,
         quarantine: QuarantineLog,
+        seen: SeenLog,
     ) -> None:
         super().__init__(markets=tuple(m.name for m in markets), schema="cot")
         self._store = store
@@ -95,13 +99,10 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         self._fetcher = fetcher
         self._clock = clock
         self._quarantine = quarantine
+        self._seen = seen
+        """What earlier looks found missing after its release: such a week, seen later, is public only from then."""
         self._codes = {m.cftc_code for m in markets}
         self._log = log.bind(pipeline=self.name)
-        self._unpublished: Unpublished | None = None
-        """The last poll that found a due week missing: weeks after it first seen later are available from then."""
-        self._seen: dict[str, Unpublished] = {}
-        """Per market, the newest week of its clean rows at the last cycle: a due week after it (its row bad or
-        absent, while other markets' were there) first seen later is available from then."""
 
     async def run(self) -> None:
         """Run until cancelled; the fetcher's HTTP client is closed on the way out."""
@@ -141,7 +142,8 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
             if newest is not None and newest >= expected:
                 return
             if cycle is not None and cycle.complete:  # nothing after `newest` was public now, though due
-                self._unpublished = Unpublished(newest if newest is not None else newest_seen, cycle.ingested_at)
+                seen = Unpublished(newest if newest is not None else newest_seen, cycle.ingested_at)
+                await anyio.to_thread.run_sync(self._seen.put, ANY_MARKET, seen)
             self.stats.state = PipelineState.WAITING_FOR_RELEASE
             self._log.info("cot_not_yet_published", expected_as_of=expected.isoformat(), retry_in_s=delay)
             await self._clock.sleep_until(self._clock.now() + timedelta(seconds=delay))
@@ -226,9 +228,9 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
     ) -> tuple[int, int, pd.DataFrame]:
         """Record one market's rows of a cycle and refresh its features: (COT rows, feature rows, its history)."""
         ingested_at = cycle.ingested_at
-        earlier = [seen for seen in (self._unpublished, self._seen.get(market.name)) if seen is not None]
+        earlier = [seen for seen in (self._seen.get(ANY_MARKET), self._seen.get(market.name)) if seen is not None]
         if cycle.complete:
-            self._seen[market.name] = Unpublished(None if rows.empty else rows["as_of"].max().date(), ingested_at)
+            self._seen.put(market.name, Unpublished(None if rows.empty else rows["as_of"].max().date(), ingested_at))
         table = cot_table(self._store, market.name)
         if rows.empty:
             return 0, 0, table.history()
@@ -249,8 +251,9 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
         return len(written), write_features(self._store, market.name, history, ingested_at=ingested_at), history
 
     def _newest_release(self, market: str, history: pd.DataFrame, newest: date) -> datetime | None:
-        """When the newest stored week of `market` first became public (None: nothing stored). A market behind the
-        file's `newest` week (its row quarantined or absent) gets a line naming it: health counts it as not stored."""
+        """The scheduled release of the newest stored week of `market` (None: nothing stored) — not its
+        `available_at`: a week revealed late is available from a later cycle, which may be after the release now due.
+        A market behind the file's `newest` week (its row quarantined or absent) gets a line naming it."""
         if history.empty:
             self._log.warning("cot_market_not_stored", market=market, file_newest=newest.isoformat())
             return None
@@ -262,8 +265,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
                 newest_stored=week.date().isoformat(),
                 file_newest=newest.isoformat(),
             )
-        first_public: pd.Timestamp = history.loc[history["as_of"] == week, "available_at"].min()
-        return first_public.to_pydatetime()
+        return release_time(week.date(), self._config.extra_closures)
 
 
 def build_cot_pipeline(config: Config, store: Store, clock: Clock | None = None) -> CotIngestPipeline:
@@ -275,4 +277,5 @@ def build_cot_pipeline(config: Config, store: Store, clock: Clock | None = None)
         fetcher=CotFetcher(config.cot),
         clock=clock or WallClock(),
         quarantine=QuarantineLog(quarantine_path(config.state_dir)),
+        seen=SeenLog(seen_path(config.state_dir)),
     )

@@ -105,7 +105,7 @@ class PipelineView:
 
     `markets`: a Globex pipeline's markets (every market it subscribes is judged: the config gives each market both
     a futures and an options root, so each is expected in both pipelines);
-    `last_record_time`: COT's newest stored release's `available_at`;
+    `last_record_time`: COT's scheduled release of the newest week stored, of the market furthest behind;
     `crashes_in_row`: restarts since the last healthy run; `problems`: extra degraded reasons (refused requests...).
     """
 

@@ -85,7 +85,7 @@ class DaemonCollector(Collector):
         queue = GaugeMetricFamily("hydra_queue_depth", "Decoded batches waiting to be persisted.", labels=LABELS)
         cot = GaugeMetricFamily(
             "hydra_cot_last_release_seen_timestamp_seconds",
-            "Release time (available_at) of the newest COT report stored, of the market furthest behind.",
+            "Scheduled release time of the newest COT week stored, of the market furthest behind.",
             labels=LABELS,
         )
         persist = HistogramMetricFamily("hydra_persist_seconds", "Time to persist one batch.", labels=LABELS)

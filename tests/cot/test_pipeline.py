@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from hydra_daemon.config import CotConfig, MarketConfig
 from hydra_daemon.cot.fetch import CotFetcher
-from hydra_daemon.cot.persist import QuarantineLog, cot_table
+from hydra_daemon.cot.persist import QuarantineLog, SeenLog, cot_table
 from hydra_daemon.cot.pipeline import CotIngestPipeline, revealed_at_for
 from hydra_daemon.runtime.assessment import HealthLimits, PipelineView, Schedule, Status, assess_pipeline
 from hydra_daemon.sim.cftc_files import SimulatedCotFiles
@@ -74,6 +74,7 @@ async def _run_pipeline(
                 fetcher=fetcher,
                 clock=sim,
                 quarantine=QuarantineLog(tmp_path / "q.jsonl"),
+                seen=SeenLog(tmp_path / "seen.json"),
             )
             async with anyio.create_task_group() as group:
                 group.start_soon(pipeline.run)
@@ -267,6 +268,33 @@ async def test_a_newest_week_bad_or_absent_at_its_release_is_public_only_from_th
 
 
 @pytest.mark.usefixtures("warm_symbol_lists")
+@pytest.mark.parametrize("fault", ["absent_for_he", "release_late_for_all"])
+async def test_a_week_seen_missing_after_its_release_stays_late_across_a_pipeline_restart(
+    store: Store, tmp_path: Path, fault: str
+) -> None:
+    """Run 1 reads the files on Saturday 2021-03-13, after the 03-09 week's release (03-12 20:30 UTC): HE's 03-09 row
+    is not there (absent for HE, or the whole week late). The pipeline is then built again (a daemon restart, or the
+    supervisor restarting it). Run 2, after the next release, finds the row: it was provably not public on 03-13."""
+    at_release = _real_2021_lines(until="210309" if fault == "absent_for_he" else "210302")
+    if fault == "absent_for_he":
+        at_release = [line for line in at_release if not (",210309," in line and ",054642," in line)]
+    files = ScriptedFiles()
+    files.set(YEAR_2021, _year_file(at_release), _year_file(_real_2021_lines()))
+    run1 = SimClock(start=datetime(2021, 3, 13, 12, tzinfo=UTC), speed=SPEED)
+    await _run_pipeline(store, tmp_path, files, run1, _has(store, "HE", "2021-03-02"))
+    assert _utc("2021-03-09") not in set(cot_table(store, "HE").history()["as_of"])
+
+    run2 = SimClock(start=datetime(2021, 3, 20, 12, tzinfo=UTC), speed=SPEED)  # after the 03-16 release
+    await _run_pipeline(store, tmp_path, files, run2, _has(store, "HE", "2021-03-16"))
+
+    he = cot_table(store, "HE").history().set_index("as_of")
+    assert he.loc[_utc("2021-03-09"), "available_at"] >= _utc("2021-03-20 12:00")  # seen by run 2's first look
+    assert _utc("2021-03-09") not in set(
+        cot_table(store, "HE").point_in_time(datetime(2021, 3, 13, 13, tzinfo=UTC))["as_of"]
+    )
+
+
+@pytest.mark.usefixtures("warm_symbol_lists")
 async def test_health_is_not_ok_while_one_market_lacks_the_release_due(store: Store, tmp_path: Path) -> None:
     """HE's row of the newest week breaks an identity, LE's is stored: the pipeline's newest release is HE's, the
     one before, so health degrades after the grace period and a line names HE."""
@@ -307,6 +335,32 @@ async def test_a_failed_download_is_not_taken_for_an_unpublished_week(store: Sto
     assert week["available_at"] == _utc("2021-01-08 20:30")
     assert week["ingested_at"] > _utc("2021-01-09 12:00")  # read by the poll after the failed one
     assert pipeline.stats.fetch_failures == 1
+
+
+@pytest.mark.usefixtures("warm_symbol_lists")
+async def test_health_is_not_ok_when_a_market_lacks_the_due_week_though_an_older_one_came_late(
+    store: Store, tmp_path: Path
+) -> None:
+    """HE's 03-09 row is bad at its release and clean a week later, available from then (03-19 19:30); its 03-16
+    row is bad. HE's newest stored week is 03-09, whose availability equals the 03-16 release now due: health must
+    still see HE a week behind."""
+    files = ScriptedFiles()
+    at_release = _year_file(_real_2021_lines(break_he="210309", until="210309"))
+    files.set(YEAR_2021, at_release, _year_file(_real_2021_lines(break_he="210316")))
+    sim = SimClock(start=datetime(2021, 3, 13, 12, tzinfo=UTC), speed=SPEED)
+
+    def done() -> bool:
+        return _has(store, "HE", "2021-03-09")() and _has(store, "LE", "2021-03-16")()
+
+    pipeline = await _run_pipeline(store, tmp_path, files, sim, done)
+
+    he = cot_table(store, "HE").history().set_index("as_of")
+    assert _utc("2021-03-16") not in he.index and he.loc[_utc("2021-03-09"), "available_at"] >= _utc("2021-03-19 19:30")
+    now = datetime(2021, 3, 20, 12, tzinfo=UTC)  # 16.5 h after the 03-16 release, beyond the 6 h grace
+    view = PipelineView(
+        "cot", Schedule.COT, ("cot",), "running", "idle", now, last_record_time=pipeline.stats.last_record_time
+    )
+    assert assess_pipeline(view, now, HealthLimits(cot_grace_s=6 * 3600)).status is Status.DEGRADED
 
 
 def _zip(text: bytes) -> bytes:

@@ -7,13 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
+from structlog.testing import capture_logs
 
 from hydra_daemon.config import CotConfig, MarketConfig
 from hydra_daemon.cot.backfill import BackfillResult, backfill_cot, backfill_files
 from hydra_daemon.cot.calendar import release_time
 from hydra_daemon.cot.fetch import CotFetcher
 from hydra_daemon.cot.parse import parse_report
-from hydra_daemon.cot.persist import QuarantineLog, Unpublished, cot_table, record_cycle, write_features
+from hydra_daemon.cot.persist import (
+    ANY_MARKET,
+    QuarantineLog,
+    SeenLog,
+    Unpublished,
+    cot_table,
+    record_cycle,
+    write_features,
+)
 from hydra_daemon.cot.validate import validate_rows
 from hydra_daemon.sim.http_types import HttpResponse
 from hydra_daemon.store.arctic import Store
@@ -266,6 +276,30 @@ def test_a_week_quarantined_after_its_release_is_available_only_from_the_cycle_t
     assert QuarantineLog(log.path).first_seen("057642") == {}
     assert list(written["as_of"]) == [week]
     assert written["available_at"].item() == _utc("2021-03-09 09:00")  # not its scheduled 2021-03-05 20:30
+
+
+def test_seen_log_keeps_the_latest_observation_per_market_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "cot_seen.json"
+    first = Unpublished(date(2021, 3, 2), datetime(2021, 3, 5, 21, tzinfo=UTC))
+    later = Unpublished(date(2021, 3, 9), datetime(2021, 3, 12, 21, tzinfo=UTC))
+    log = SeenLog(path)
+    log.put("HE", first)
+    log.put(ANY_MARKET, Unpublished(None, first.seen_at))
+    log.put("HE", later)
+
+    again = SeenLog(path)
+    assert (again.get("HE"), again.get(ANY_MARKET), again.get("LE")) == (later, Unpublished(None, first.seen_at), None)
+    assert not path.with_name("cot_seen.json.tmp").exists()
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"HE": {"newest": "2021-13-01", "seen_at": "x"}}', '{"HE": 3}'])
+def test_an_unreadable_seen_log_is_one_line_and_an_empty_start(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "cot_seen.json"
+    path.write_text(text)
+    with capture_logs() as events:
+        assert SeenLog(path).get("HE") is None
+    assert [e["event"] for e in events] == ["cot_seen_unreadable"]
+    assert events[0]["path"] == str(path)
 
 
 def test_quarantine_log_writes_each_bad_row_once(tmp_path: Path, real_2021_text: bytes) -> None:
