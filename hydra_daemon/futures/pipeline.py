@@ -9,7 +9,9 @@ Settlement feature rows (one per instrument symbol and trading date):
   closes, so that is when the world could know it. The same instant is used whether the bar arrives live, from a
   replay after a reconnect, or from a Historical backfill years later — when *we* received it is not when it was
   public, and using it would make backfilled history useless for point-in-time research and would turn every
-  replay into a spurious revision.
+  replay into a spurious revision. A bar with a different close for a stored day (a corrected bar from a replay,
+  gap fill or backfill) is a revision, available from when we received it: when it was published is unknown, and
+  the bar end would claim the world knew the new close all along.
 - ``value`` = the bar's close (a proxy for the CME settlement price, which Databento carries in `statistics`).
 """
 
@@ -98,7 +100,8 @@ class FuturesSink:
         for item in daily:
             rows = self._keyed_settlements(item)
             if not rows.empty:
-                self.features.write_feature(item.market, SETTLEMENT, rows)
+                now = pd.Timestamp.now(tz="UTC")
+                self.features.write_feature(item.market, SETTLEMENT, rows, ingested_at=now, revised_at=now)
         if daily:
             self.records.flush_all()
             self.store.snapshot(SNAPSHOT_LABEL, (FUTURES, FEATURES))

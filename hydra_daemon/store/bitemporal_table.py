@@ -100,8 +100,11 @@ class BitemporalTable:
         value_columns: Sequence[str],
         available_at: pd.Series | pd.Timestamp,
         ingested_at: pd.Timestamp,
+        revised_at: pd.Timestamp | None = None,
     ) -> pd.DataFrame:
-        """Append the new or changed rows of ``frame`` with revision numbers; return the rows written."""
+        """Append the new or changed rows of ``frame`` with revision numbers; return the rows written. A changed row
+        (revision > 0) is available no earlier than ``revised_at`` when given: for a writer whose ``available_at``
+        says when a value of its kind is published, not when a different value for a stored key was."""
         what = f"{self._library.name}/{self.symbol}"
         incoming = self._incoming(frame, value_columns, available_at, what)
         ingested = bitemporal.utc_timestamp(ingested_at, what=f"{what} ingested_at")
@@ -111,6 +114,10 @@ class BitemporalTable:
             to_write = bitemporal.revisions_to_write(stored, incoming, self.keys, value_columns)
             if to_write.empty:
                 return to_write.assign(ingested_at=pd.Series(dtype="datetime64[ns, UTC]"))
+            if revised_at is not None:
+                revised = bitemporal.utc_timestamp(revised_at, what=f"{what} revised_at")
+                later = (to_write["revision"] > 0) & (to_write["available_at"] < revised)
+                to_write.loc[later, "available_at"] = revised
             if bounds is not None and ingested.value < bounds.last_ingested_ns:
                 raise ValueError(
                     f"{what}: ingested_at {ingested} is before the last ingestion "

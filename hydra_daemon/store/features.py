@@ -22,9 +22,16 @@ class FeatureStore:
         self._store = store
 
     def write_feature(
-        self, market: str, name: str, frame: pd.DataFrame, *, ingested_at: pd.Timestamp | None = None
+        self,
+        market: str,
+        name: str,
+        frame: pd.DataFrame,
+        *,
+        ingested_at: pd.Timestamp | None = None,
+        revised_at: pd.Timestamp | None = None,
     ) -> int:
-        """Record new or changed feature values (revisions); return the number of rows written."""
+        """Record new or changed feature values (revisions; a changed one available no earlier than ``revised_at``
+        when given, see `BitemporalTable.record`); return the number of rows written."""
         self._store.require_writable()
         for column in ("as_of", "available_at", VALUE):
             if column not in frame.columns:
@@ -37,6 +44,7 @@ class FeatureStore:
                 value_columns=[VALUE],
                 available_at=frame["available_at"],
                 ingested_at=ingested_at if ingested_at is not None else pd.Timestamp.now(tz="UTC"),
+                revised_at=revised_at,
             )
         except ValueError:
             raise  # the frame is wrong (validation), not the store: health keeps saying what the store does
