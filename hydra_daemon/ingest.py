@@ -42,6 +42,24 @@ class PipelineState(StrEnum):
         """True when the source is really up even before the first batch (the supervisor's "started")."""
         return self is PipelineState.STREAMING
 
+    @property
+    def waits_by_design(self) -> bool:
+        """True in the states where no work counter moves, yet nothing is wedged (backoff, an authentication hold,
+        COT's wait for the next release)."""
+        return self in _WAITING
+
+
+_WAITING = frozenset(
+    {
+        PipelineState.RECONNECTING,
+        PipelineState.AUTH_REFUSED,
+        PipelineState.IDLE,
+        PipelineState.WAITING_FOR_RELEASE,
+        PipelineState.FINISHED,
+        PipelineState.FAILED,
+    }
+)
+
 
 class Idle(Enum):
     """What `fetch()` yields when the source is alive but quiet: not a batch, a chance to flush on time."""

@@ -32,7 +32,6 @@ from anyio.abc import SocketListener
 from hydra_daemon.clock import Clock
 from hydra_daemon.cme_sessions import GLOBEX, MarketSchedule
 from hydra_daemon.errors import UserError
-from hydra_daemon.ingest import PipelineState
 from hydra_daemon.redaction import redact_value
 from hydra_daemon.runtime.assessment import (
     HealthLimits,
@@ -58,17 +57,6 @@ GLOBEX_SCHEMAS = frozenset(
     {"ohlcv-1s", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d", "mbp-1", "trades", "definition", "statistics"}
 )
 """Schemas that trade on the Globex calendar; a pipeline of other schemas (other than "cot") follows no calendar."""
-WAITING_STATES = frozenset(
-    {
-        PipelineState.RECONNECTING,
-        PipelineState.AUTH_REFUSED,
-        PipelineState.IDLE,
-        PipelineState.WAITING_FOR_RELEASE,
-        PipelineState.FINISHED,
-        PipelineState.FAILED,
-    }
-)
-"""Pipeline states that wait by design (backoff, next release): no counters move, yet nothing is wedged."""
 
 
 class HealthSocketError(UserError, RuntimeError):
@@ -297,9 +285,9 @@ def wedged_pipelines(supervisor: Supervisor, stall_after_s: float) -> list[tuple
     wedged = []
     for name, record in supervisor.records.items():
         stats = record.current.stats if record.current is not None else None
-        if record.state != SupervisorState.RUNNING or stats is None or stats.state in WAITING_STATES:
+        if record.state != SupervisorState.RUNNING or stats is None or stats.state.waits_by_design:
             continue
-        age = now - record.last_progress
+        age = now - max(record.last_progress, record.last_waiting)  # not the whole wait it just woke from
         if age > stall_after_s:
             wedged.append((name, age))
     return wedged

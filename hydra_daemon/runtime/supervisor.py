@@ -72,6 +72,8 @@ class PipelineRecord:
     retry_at: float | None = None
     current: IngestPipeline[Any] | None = None
     last_progress: float = field(default_factory=time.monotonic)
+    last_waiting: float = 0.0
+    """When a sample last found the instance waiting by design (`PipelineState.waits_by_design`)."""
     _marker: tuple[Any, ...] = ()
 
     def started(self) -> bool:
@@ -92,6 +94,8 @@ class PipelineRecord:
             if stats is None
             else (stats.records, stats.batches, stats.rejects, stats.gap_fill_records, stats.idle_ticks)
         )
+        if stats is not None and stats.state.waits_by_design:
+            self.last_waiting = now
         marker = (id(self.current), *work)
         if marker == self._marker:
             return False

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from hydra_daemon.ingest import IngestPipeline, PipelineState, Problem
 from hydra_daemon.redaction import MASK, clear_secrets, register_secret
+from hydra_daemon.runtime.health import wedged_pipelines
 from hydra_daemon.runtime.supervisor import (
     FatalError,
     PeriodicJob,
@@ -191,6 +192,36 @@ def test_progress_sampling_sees_counter_changes_only() -> None:
     assert record.sample(now=30.0)
     assert not record.sample(now=40.0), "lag growing with the clock is not progress"
     assert record.as_dict(now=45.0)["progress_age_s"] == 15.0
+
+
+@pytest.mark.parametrize(
+    ("waiting", "working"),
+    [
+        (PipelineState.IDLE, PipelineState.POLLING),  # COT slept a week until the release, now downloads it
+        (PipelineState.WAITING_FOR_RELEASE, PipelineState.POLLING),  # a late release, polled again
+        (PipelineState.RECONNECTING, PipelineState.CONNECTING),  # a long venue outage, the next attempt
+    ],
+)
+def test_a_pipeline_that_just_stopped_waiting_by_design_is_not_wedged(
+    waiting: PipelineState, working: PipelineState
+) -> None:
+    """Its counters last moved before the wait: the stall counts from the wait's end, not its start (found by a
+    review helper: health said failed and the watchdog was withheld during every COT download)."""
+    pipeline = CountingPipeline(Sink())
+    supervisor = Supervisor([("p", lambda: pipeline)])
+    record = supervisor.records["p"]
+    record.state, record.current = SupervisorState.RUNNING, pipeline
+    pipeline.stats.state = waiting
+    record.sample(now=time.monotonic() - 7 * 86_400.0)
+    record.sample(now=time.monotonic() - 1.0)
+    assert wedged_pipelines(supervisor, 300.0) == []
+    pipeline.stats.state = working
+    supervisor.sample_progress()
+    assert wedged_pipelines(supervisor, 300.0) == []
+    record.sample(now=time.monotonic() - 1.0)  # no counter moved
+    record.last_waiting -= 400.0  # ...and the wait ended 400 s ago: now it is wedged
+    [(name, age)] = wedged_pipelines(supervisor, 300.0)
+    assert name == "p" and 400.0 <= age < 410.0
 
 
 def test_started_needs_a_batch_or_a_started_state() -> None:
