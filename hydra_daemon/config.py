@@ -156,6 +156,8 @@ _DATASET = re.compile(r"[A-Z0-9]{1,16}(\.[A-Z0-9]{1,16}){0,3}")
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]{2,45}\]?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 _CREDENTIAL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
+_API_KEY_LIKE = re.compile(r"\bdb-[A-Za-z0-9]{20,}\b")
+"""A Databento API key pasted into the config: never echoed, refused where a name of where to find it belongs."""
 _URL = re.compile(r"https?://([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?(/[!-~]*)?")
 _MAX_INT64 = 2**63 - 1
 _MAX_PATH_BYTES = 4096
@@ -219,7 +221,7 @@ class _Reader:
 
 def _shown(value: Any) -> str:
     """`repr(value)`, cut short: an error line stays one readable line whatever the file holds."""
-    text = repr(value)
+    text = _API_KEY_LIKE.sub("db-***", repr(value))
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
@@ -305,6 +307,8 @@ def _databento(reader: _Reader) -> DatabentoConfig:
 def _text(reader: _Reader, key: str, pattern: re.Pattern[str], expected: str, default: str | None) -> Any:
     """An optional string matching `pattern` whole (no control characters, no NUL, bounded length)."""
     value: str | None = reader.take(key, str, expected, default)
+    if value is not None and _API_KEY_LIKE.fullmatch(value.strip()):
+        raise reader.error(key, f"expected {expected}, got what looks like a Databento API key: name where the key is")
     if value is not None and not pattern.fullmatch(value):
         reader.table[key] = value
         raise reader.fail(key, expected)

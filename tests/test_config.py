@@ -112,6 +112,27 @@ def test_bad_store_uri_error_never_echoes_its_credentials(tmp_path: Path) -> Non
     assert "secret=***" in message
 
 
+KEY = "db-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy"
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [("databento", "api_key_env"), ("databento", "credential_name"), ("databento", "dataset"), ("cot", "base_url")],
+)
+def test_an_api_key_pasted_into_the_config_is_never_echoed(tmp_path: Path, table: str, key: str) -> None:
+    """Pasting the key where the variable or credential *name* goes must fail without printing it (found by a
+    review helper: api_key_env echoed it, credential_name accepted it and check-config printed it)."""
+    path = _write(tmp_path, f'state_dir = "/x"\n[{table}]\n{key} = "{KEY}"\n' + MARKET_TOML)
+    try:
+        shown = render_config(load_config(path))
+    except ConfigError as error:
+        shown = str(error)
+        assert f"'{table}.{key}'" in shown
+    assert KEY not in shown
+    if key in ("api_key_env", "credential_name"):
+        assert "looks like a Databento API key" in shown
+
+
 def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
     path = _write(tmp_path, "state_dir = \n")
     with pytest.raises(ConfigError, match="not valid TOML") as info:
