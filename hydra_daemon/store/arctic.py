@@ -122,9 +122,10 @@ class Store:
             for setting, value in WRITER_ARCTICDB_CONFIG.items():
                 arcticdb.config.set_config_int(setting, value)
         if isinstance(location, LmdbLocation):
-            key = str(location.path)
+            real = location.path.resolve()  # one lease (and one Arctic) per directory, whatever path names it
+            key = str(real)
             if writer:
-                lease = FileLease.acquire(lock_path(location.path), name)
+                lease = FileLease.acquire(lock_path(real), name)
         else:
             key = f"s3://{location.host}:{location.port}/{location.bucket}/{location.path_prefix}"
             if writer:

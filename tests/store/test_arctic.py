@@ -53,6 +53,23 @@ def test_second_writer_in_same_process_is_refused_until_first_closes(lmdb_uri: s
         assert second.writer
 
 
+def test_a_second_writer_through_a_symlinked_store_directory_is_refused(tmp_path: Path) -> None:
+    """`/var/lib/hydra/arctic -> /data/arctic`: both names are one store, so one lease (found by a review helper:
+    the lock file was named after the path as written, and a backfill through the other name wrote beside the
+    daemon)."""
+    real = tmp_path / "data" / "arctic"
+    real.mkdir(parents=True)
+    alias = tmp_path / "arctic-link"
+    alias.symlink_to(real, target_is_directory=True)
+    holder, pid = _start_holder(f"lmdb://{real}")
+    try:
+        with pytest.raises(StoreLockedError, match=f"pid {pid}"):
+            Store.open(f"lmdb://{alias}", writer=True)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+
 def test_second_writer_process_refused_and_lease_freed_by_sigkill(lmdb_uri: str) -> None:
     holder, pid = _start_holder(lmdb_uri)
     try:
