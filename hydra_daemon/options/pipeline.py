@@ -132,7 +132,7 @@ class OptionsSink:
         """Apply `frames` (definitions, statistics) and each market's stored quotes in [first, last] ns in time
         order, `RESTORE_QUOTES_S` at a time (the records of each window together, as the stream brought them)."""
         if not quotes:
-            self.book.ingest(frames, snapshots=False)
+            self._restore_window(frames)
             return sum(len(item.frame) for item in frames)
         step = RESTORE_QUOTES_S * NS_PER_S
         first, last = min(a for a, _ in quotes.values()), max(b for _, b in quotes.values())
@@ -147,8 +147,19 @@ class OptionsSink:
                     read = read_stream(library, data_symbol(market, "mbp-1"), date_range=span, columns=QUOTE_COLUMNS)
                     window.append(MarketFrame(market, "mbp-1", read.data))
             applied += sum(len(item.frame) for item in window)
-            self.book.ingest(window, snapshots=False)
+            self._restore_window(window)
         return applied
+
+    def _restore_window(self, window: list[MarketFrame]) -> None:
+        """Records up to the newest stored snapshot rebuild the chains without snapshots; records after it (committed
+        with a snapshot whose own append did not) cross their boundaries again, and those snapshots are stored."""
+        marks = self.chain_marks()
+        if len(marks) < len(self.markets):
+            self.book.ingest(window, snapshots=False)
+            return
+        cut = min(marks.values()) + 1
+        self.book.ingest([_between(item, None, cut) for item in window], snapshots=False)
+        self._store_snapshots(self.book.ingest([_between(item, cut, None) for item in window]))
 
     def end_session(self) -> None:
         """Session end (the stream went quiet, or we stop): snapshot the chains at the last record's time, flush

@@ -24,7 +24,7 @@ from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.partitions import read_stream, stream_symbols
 from hydra_daemon.store.symbols import OPTIONS, chain_symbol, data_symbol, partition_symbol
 from hydra_daemon.store.uri import default_lmdb_uri
-from hydra_daemon.store.writer import StreamWriter
+from hydra_daemon.store.writer import FlushError, StreamWriter
 
 S = 1_000_000_000
 T0 = pd.Timestamp("2026-11-26T15:00:00Z").value
@@ -236,3 +236,47 @@ def test_a_schema_with_nothing_stored_resumes_from_capture_start(store: Store, t
     first.end_session()
     assert first.resume_ns("mbp-1") == T0 + 5 * S
     assert first.resume_ns("statistics") == T0  # no statistic yet: from when capture began
+
+
+class _ChainAppendFails:
+    """A library whose next append of the chain symbol fails (what a store answering 503 does)."""
+
+    def __init__(self, library: Any) -> None:
+        self._library = library
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._library, name)
+
+    def append(self, symbol: str, *args: Any, **kwargs: Any) -> Any:
+        if symbol == chain_symbol("HE"):
+            raise RuntimeError("S3 answered 503 SlowDown")
+        return self._library.append(symbol, *args, **kwargs)
+
+
+def test_a_snapshot_lost_with_its_failed_append_is_taken_again_after_the_restart(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records of a flush committed, the chain's append did not (S3 503 between the two, or kill -9): the warm
+    start must not skip that boundary (found by a review helper: the snapshot was missing for good)."""
+    config = make_config(tmp_path)  # snapshots every 60 s
+    first = sink(config, store)
+    first.commit(frames(opening(T0)))
+    first.commit(frames([quote(CALL, T0 + 61 * S, 4.1, 4.15)]))  # the snapshot at T0+60 is stored
+    library = store.library
+    monkeypatch.setattr(store, "library", lambda name: _ChainAppendFails(library(name)))
+    with pytest.raises(FlushError):  # the batch crossing T0+120: its records commit, the snapshot's append fails
+        first.commit(frames([quote(CALL, T0 + 121 * S, 4.2, 4.25)]))
+    monkeypatch.undo()
+
+    # rebuilt from its factory: warm start from the store, then the Live replay (from the watermark minus 60 s)
+    second = sink(config, store)
+    second.restore(store)
+    second.commit(frames([quote(CALL, T0 + 121 * S, 4.2, 4.25), quote(FUTURE, T0 + 185 * S, 90.0, 90.05)]))
+    second.end_session()
+
+    times = sorted(set(pd.DatetimeIndex(read(store, chain_symbol("HE")).index).asi8))
+    assert T0 + 120 * S in times, [pd.Timestamp(t, tz="UTC") for t in times]
+    at_boundary = read(store, chain_symbol("HE"))
+    at_boundary = at_boundary[pd.DatetimeIndex(at_boundary.index).asi8 == T0 + 120 * S]
+    call = at_boundary[at_boundary["instrument_id"] == CALL.instrument_id].iloc[0]
+    assert (call["bid"], call["ask"]) == (4.1, 4.15)  # the snapshot holds only what came before its time
