@@ -156,8 +156,8 @@ def backfill_options(
     sink = OptionsSink(one_market, store, writer, PipelineStats())
     symbols = SymbolMap(plan.parents)
     seed_symbols(store, [market], symbols, OPTIONS)
-    for label, request in plan.lookback:
-        source.decode(client, request, symbols, label)
+    for label, request in plan.lookback:  # instruments listed before the warm-up, which may be a weekend's silence
+        sink.book.ingest(source.decode(client, request, symbols, label).frames, snapshots=False)
     quiet_ns = round(config.options.snapshot_interval_s * NS_PER_S)
     total = len(plan.all_requests)
     done, records, stored = len(plan.lookback), 0, 0
@@ -179,10 +179,22 @@ def backfill_options(
             if quiet_after:
                 sink.end_session()
         in_range_ns = sink.book.last_event_ns
+    if _ends_quiet(plan, in_range_ns, quiet_ns):
+        sink.end_session()
     writer.flush_all()
     store.snapshot("options-backfill", (OPTIONS, FEATURES))
     log.info("options_backfill_done", market=market, start=str(start), end=str(end), records=records, stored=stored)
     return stored
+
+
+def _ends_quiet(plan: OptionsBackfillPlan, last_ns: int | None, quiet_ns: int) -> bool:
+    """Whether the range's newest record (`last_ns`; one of the warm-up does not count) is followed by a quiet
+    stretch to the range's end: its session ended there, as one backfill over a longer range (or live capture)
+    would end it, and a backfill of the next range does not end a session begun before its start."""
+    stored = [window for window in plan.windows if window.store]
+    if last_ns is None or not stored or last_ns < stored[0].start_ns:
+        return False
+    return stored[-1].end_ns - last_ns >= quiet_ns
 
 
 def sessions(frames: Sequence[MarketFrame], last_ns: int | None, quiet_ns: int) -> list[tuple[list[MarketFrame], bool]]:
