@@ -7,6 +7,9 @@ against its size (health degrades from 80 %), and the versions maintenance prune
 freed pages (pruned versions) are reused, so the file size is the map's high-water mark, a safe upper bound of its
 use.
 
+A failed LMDB write is a fault whatever the error says: a disk with less room than the commit needs cuts LMDB's write
+short, reported as ``EIO`` (`LOW_DISK_BYTES` tells that full disk from an I/O error).
+
 Why no write may follow a failed LMDB commit in the same process: measured with arcticdb 6.28 — after
 ``mdb_txn_commit`` failed (no space, or ``EPERM`` on an immutable ``data.mdb``), the next append to that library
 crashed the process (segfault, or ``double free`` at exit) even once the cause was gone. Reads stay fine.
@@ -47,6 +50,12 @@ _ARCTICDB_DEFAULT_MAP_SIZE = 400 * 1024**3  # ArcticDB's LMDB default when the U
 _DISK_FULL = ("No space left on device", "ENOSPC", "Disk quota exceeded")
 _UNWRITABLE = ("Operation not permitted", "Permission denied", "Read-only file system")
 _UNWRITABLE_ERRNOS = (errno.EPERM, errno.EACCES, errno.EROFS)
+_LMDB_CALL = re.compile(r"\bmdb_\w+:")
+"""An LMDB call failed (ArcticDB's ``lmdb::runtime_error(mdb_txn_commit: ...)``): the environment is poisoned."""
+LOW_DISK_BYTES = 256 * 1024**2
+"""Free space under the store below which a failed LMDB write is taken for a full disk: a disk with less room than a
+commit needs cuts LMDB's write short, which LMDB reports as ``EIO`` ("short write, filesystem full?"), not
+``ENOSPC``."""
 
 
 def map_size_bytes(uri: str) -> int:
@@ -128,6 +137,9 @@ class StorageStatus:
         if self._lmdb_dir is not None and is_unwritable(error):
             self._unwritable_fault(error, what)
             return True
+        if self._lmdb_dir is not None and _LMDB_CALL.search(str(error)):
+            self._lmdb_fault(self._lmdb_dir, error, what)
+            return True
         return False
 
     def write_succeeded(self) -> None:
@@ -145,6 +157,21 @@ class StorageStatus:
             "committed data is intact"
         )
         self._record(StoreUnwritableError, reason, hint, "storage_unwritable", error)
+
+    def _lmdb_fault(self, where: Path, error: BaseException, what: str) -> None:
+        """Any other failed LMDB write (see the module docstring: no write may follow it): a short write on a full
+        disk, or an I/O error."""
+        free = _free_bytes(where)
+        if free is not None and free < LOW_DISK_BYTES:
+            self._space_fault(error, f"{what} ({free // 1024**2} MB free under {where})")
+            return
+        free_text = "unknown" if free is None else f"{free // 1024**2} MB"
+        reason = f"LMDB write failed writing {what} ({_first_line(error)}; free under {where}: {free_text})"
+        hint = (
+            f"check the disk under {where} (dmesg, df -h, the filesystem's health), then restart the daemon; "
+            "committed data is intact and capture resumes from its watermarks"
+        )
+        self._record(StorageFaultError, reason, hint, "storage_write_failed", error)
 
     def _space_fault(self, error: BaseException, what: str) -> None:
         if isinstance(error, LmdbMapFullError):
@@ -219,6 +246,15 @@ class StorageStatus:
         except OSError:
             return None
         return max(sizes)
+
+
+def _free_bytes(where: Path) -> int | None:
+    """Bytes the daemon's user may still write on the filesystem of `where` (None: unknown)."""
+    try:
+        stat = os.statvfs(where)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 def _first_line(error: BaseException) -> str:

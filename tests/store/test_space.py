@@ -1,10 +1,16 @@
 """A full LMDB map is a fault, not a crash loop: the store reports it with the fix, stops writing (LMDB cannot go on
 after a failed commit), committed data stays intact, and capture resumes exactly where it stopped once the store is
-reopened with a larger map. (A full disk takes the same path; checked by hand on an 8 MB tmpfs, which needs root.)"""
+reopened with a larger map. A disk with less room than a commit needs cuts LMDB's write short, which it reports as
+EIO, not ENOSPC: that too stops writes (reproduced here with a file-size limit, RLIMIT_FSIZE, as no tmpfs can be
+mounted without root)."""
 
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +18,7 @@ import pandas as pd
 import pytest
 from arcticdb.adapters.lmdb_library_adapter import convert_size_str_to_bytes
 
+from hydra_daemon.store import health
 from hydra_daemon.store.arctic import StorageFullError, Store
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.frames import restore_utc
@@ -82,3 +89,73 @@ def test_a_full_map_stops_writes_keeps_committed_data_and_resumes_with_a_larger_
         assert store.usage().problem is None
         stored = restore_utc(read_stream(store.library(OPTIONS), SYMBOL).data)
         assert stored["sequence"].tolist() == list(range((batch + 1) * ROWS))
+
+
+SHORT_WRITE = textwrap.dedent(
+    """
+    import json, os, resource, sys
+    from pathlib import Path
+    from hydra_daemon.store.arctic import StorageFaultError, Store
+    from hydra_daemon.store.writer import FlushError, StreamWriter
+    from hydra_daemon.store.symbols import OPTIONS
+    from tests.store.test_space import SYMBOL, ROWS, _quotes
+
+    path = Path(sys.argv[1])
+    result = {}
+    with Store.open(f"lmdb://{path}?map_size=1GB", writer=True) as store:
+        writer = StreamWriter(store, flush_rows=ROWS)
+        writer.add(OPTIONS, SYMBOL, _quotes(0), ["sequence"])
+        result["committed"] = sum(c.rows for c in writer.flush_due())
+        size = (path / OPTIONS / "data.mdb").stat().st_size  # the file may grow 8 KB more: the commit is cut short
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 8192, resource.RLIM_INFINITY))
+        writer.add(OPTIONS, SYMBOL, _quotes(1), ["sequence"])
+        try:
+            writer.flush_due()
+        except FlushError as error:
+            result["flush"] = str(error)
+        for attempt in range(2):  # what a restarted pipeline does: must be refused, not crash the process
+            try:
+                writer.flush_all()
+            except StorageFaultError as error:
+                result["again"] = str(error)
+        usage = store.usage()
+        result["problem"], result["retrying"] = usage.problem, usage.retrying
+    print(json.dumps(result), flush=True)
+    """
+)
+
+
+def test_a_commit_cut_short_by_the_disk_stops_writes_instead_of_crashing(tmp_path: Path) -> None:
+    """LMDB says "Input/output error" for a short write (found by a review helper: it was taken for a passing S3
+    error and retried, and the next write crashed the process: segfault, or "double free" at exit)."""
+    path = tmp_path / "arctic"
+    root = Path(__file__).parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", SHORT_WRITE, str(path)], capture_output=True, text=True, timeout=120, cwd=root
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["committed"] == ROWS and "Input/output error" in result["flush"]
+    assert "store writes stopped" in result["again"] and result["retrying"] is None
+    assert (
+        result["problem"].startswith("LMDB write failed writing append HE.mbp-1")
+        and "check the disk" in result["problem"]
+    )
+    with Store.open(f"lmdb://{path}", writer=True) as store:  # the next process: committed rows intact
+        stored = read_stream(store.library(OPTIONS), SYMBOL).data
+    assert len(stored) == ROWS
+
+
+def test_a_failed_lmdb_write_with_little_room_left_is_a_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status = health.StorageStatus(tmp_path, 10**9, f"lmdb://{tmp_path}")
+    error = RuntimeError("lmdb::runtime_error(mdb_txn_commit: Input/output error)")
+    monkeypatch.setattr(health, "LOW_DISK_BYTES", 2**62)  # every real disk has less free than that
+    assert status.write_failed(error, "append HE.mbp-1")
+    usage = status.usage(lease_held=True)
+    assert usage.problem is not None and usage.problem.startswith("disk full writing append HE.mbp-1 (")
+    assert "free disk space under the store" in usage.problem
+    with pytest.raises(StorageFullError):
+        status.require_space()
+    assert not health.StorageStatus(None, None, "s3://h:b").write_failed(error, "x"), "S3: a failure to retry"
