@@ -7,6 +7,7 @@ One `HE.cot` symbol per market in the `cot` library, keyed on `as_of`, holding `
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -199,18 +200,19 @@ class QuarantineLog:
         self.path = path
         self._lock = threading.Lock()
         self._seen: set[tuple[str, str, str]] | None = None
+        self._unreadable: set[int] = set()
 
     def add(self, quarantined: pd.DataFrame, *, source: str, ingested_at: datetime) -> int:
         """Append the rows not already in the file; return how many were appended."""
         with self._lock:
             seen = self._load()
-            lines = []
+            lines, keys = [], set()
             for record in quarantined.to_dict("records"):
                 as_of = pd.Timestamp(record["as_of"]).strftime("%Y-%m-%d")
                 key = (str(record["code"]), as_of, str(record["reason"]))
-                if key in seen:
+                if key in seen or key in keys:
                     continue
-                seen.add(key)
+                keys.add(key)
                 values = {c: _json_number(record.get(c)) for c in POSITION_COLUMNS}
                 lines.append(
                     json.dumps(
@@ -225,9 +227,8 @@ class QuarantineLog:
                     )
                 )
             if lines:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with self.path.open("a", encoding="utf-8") as handle:
-                    handle.write("\n".join(lines) + "\n")
+                _append_whole(self.path, "\n".join(lines) + "\n")
+                seen |= keys
                 log.warning("cot_quarantined", path=str(self.path), rows=len(lines))
             return len(lines)
 
@@ -242,15 +243,45 @@ class QuarantineLog:
         return seen
 
     def entries(self) -> list[dict[str, object]]:
-        """Every quarantined row recorded so far."""
+        """Every quarantined row recorded so far; a line that does not parse (torn by a crash or a full disk under
+        an earlier version, or edited by hand) is skipped with one warning per process."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
+        entries = []
+        for number, line in enumerate(self.path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            try:
+                entry = json.loads(line) if line else None
+            except ValueError:
+                entry = None
+                if number not in self._unreadable:
+                    self._unreadable.add(number)
+                    log.warning("cot_quarantine_line_unreadable", path=str(self.path), line=number)
+            if isinstance(entry, dict):
+                entries.append(entry)
+        return entries
 
     def _load(self) -> set[tuple[str, str, str]]:
         if self._seen is None:
             self._seen = {(str(e["code"]), str(e["as_of"]), str(e["reason"])) for e in self.entries()}
         return self._seen
+
+
+def _append_whole(path: Path, text: str) -> None:
+    """Append `text` whole or not at all: a write the disk cuts short is truncated away, so no torn line is left for
+    every later read to trip on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(fd).st_size
+        data = memoryview(text.encode("utf-8"))
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        except OSError:
+            os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
 
 
 def _json_number(value: object) -> int | float | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -300,6 +302,58 @@ def test_an_unreadable_seen_log_is_one_line_and_an_empty_start(tmp_path: Path, t
         assert SeenLog(path).get("HE") is None
     assert [e["event"] for e in events] == ["cot_seen_unreadable"]
     assert events[0]["path"] == str(path)
+
+
+QUARANTINE_ON_A_FULL_DISK = """
+import resource, sys
+from datetime import UTC, datetime
+from pathlib import Path
+import pandas as pd
+from hydra_daemon.cot.parse import POSITION_COLUMNS
+from hydra_daemon.cot.persist import QuarantineLog
+
+path = Path(sys.argv[1])
+weeks = pd.date_range("2021-01-05", periods=20, freq="7D", tz="UTC")
+rows = pd.DataFrame({"code": "054642", "as_of": weeks, "reason": "tot_rept_long_all != sum"})
+rows = rows.assign(**{column: range(123_456_789, 123_456_809) for column in POSITION_COLUMNS})
+log = QuarantineLog(path)
+log.add(rows.head(1), source="f", ingested_at=datetime(2021, 3, 20, tzinfo=UTC))
+resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 1000, resource.RLIM_INFINITY))  # a full disk
+try:
+    log.add(rows, source="f", ingested_at=datetime(2021, 3, 20, tzinfo=UTC))
+except OSError as error:
+    print("result: refused:", error.strerror)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))  # space freed
+print("result:", log.add(rows, source="f", ingested_at=datetime(2021, 3, 27, tzinfo=UTC)))  # the next cycle
+"""
+
+
+def test_a_quarantine_append_cut_short_by_a_full_disk_leaves_no_torn_line(tmp_path: Path) -> None:
+    """Found by a review helper: the torn line made every later cycle (and backfill) fail to read the file."""
+    path = tmp_path / "quarantine" / "cot.jsonl"
+    root = Path(__file__).parents[2]
+    run = subprocess.run(
+        [sys.executable, "-c", QUARANTINE_ON_A_FULL_DISK, str(path)], capture_output=True, text=True, cwd=root
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = [line for line in run.stdout.splitlines() if line.startswith("result: ")]
+    assert results == ["result: refused: File too large", "result: 19"]
+    seen = QuarantineLog(path).first_seen("054642")
+    assert len(seen) == 20 and len(QuarantineLog(path).entries()) == 20
+
+
+def test_an_unreadable_quarantine_line_is_skipped_with_one_warning(tmp_path: Path, real_2021_text: bytes) -> None:
+    path = tmp_path / "cot.jsonl"
+    rows = _he_rows(real_2021_text).head(1).astype({"m_money_long_all": "float64"})
+    rows.loc[rows.index[0], "m_money_long_all"] += 1
+    QuarantineLog(path).add(validate_rows(rows).quarantined, source="u", ingested_at=INGESTED)
+    with path.open("a") as handle:
+        handle.write('{"code": "054642", "as_of": "2021-0')  # torn by a crash under an earlier version
+    log = QuarantineLog(path)
+    with capture_logs() as events:
+        assert len(log.first_seen("054642")) == 1
+        assert len(log.first_seen("054642")) == 1
+    assert [(e["event"], e["line"]) for e in events] == [("cot_quarantine_line_unreadable", 2)]
 
 
 def test_quarantine_log_writes_each_bad_row_once(tmp_path: Path, real_2021_text: bytes) -> None:
