@@ -41,7 +41,8 @@ def maintenance_job(store: Store, storage: StorageConfig, clock: Clock) -> Perio
     maintenance = Maintenance(store, policy, clock=clock.now_ns)
 
     async def run() -> int:
-        await anyio.to_thread.run_sync(maintenance.run_once)
+        if not store.status.failed:  # writes stopped: health says why, and the next process maintains the store
+            await anyio.to_thread.run_sync(maintenance.run_once)
         return 0
 
     return PeriodicJob("store_maintenance", storage.maintenance_interval_s, run)
@@ -82,7 +83,8 @@ def lake_jobs(config: Config, store: Store, clock: Clock) -> list[PeriodicJob]:
     exporter = LakeExporter(config, store, clock)
 
     async def run() -> int:
-        await exporter.run_once()
+        if not store.status.failed:  # as maintenance: the next process exports what is due
+            await exporter.run_once()
         return 0
 
     return [PeriodicJob("lake", exporter.interval_s, run)]

@@ -20,6 +20,7 @@ import anyio
 import structlog
 
 from hydra_daemon.backoff import Backoff
+from hydra_daemon.errors import UserError
 from hydra_daemon.ingest import IngestPipeline, PipelineState
 from hydra_daemon.redaction import redact_text
 
@@ -280,7 +281,11 @@ class Supervisor:
                 record.current.stats.state = PipelineState.FAILED
                 record.current.stats.last_error = message
             structlog.get_logger().warning(
-                "pipeline_failed", pipeline=record.name, error_type=type(exc).__name__, error=message, exc_info=exc
+                "pipeline_failed",
+                pipeline=record.name,
+                error_type=type(exc).__name__,
+                error=message,
+                exc_info=_traceback_of(exc),
             )
             return message
         record.last_failure = "returned unexpectedly"
@@ -300,7 +305,9 @@ class Supervisor:
                 job.failures += 1
                 job.last_ok = False
                 job.last_error = describe_error(exc)
-                log.warning("job_failed", error_type=type(exc).__name__, error=job.last_error, exc_info=exc)
+                log.warning(
+                    "job_failed", error_type=type(exc).__name__, error=job.last_error, exc_info=_traceback_of(exc)
+                )
                 continue
             job.last_ok = True
             if committed > 0:
@@ -314,3 +321,13 @@ class Supervisor:
             message = f"{where}: {describe_error(exc)}"
             structlog.get_logger().error("fatal_error", error=message, error_type=type(exc).__name__, exc_info=exc)
             raise FatalError(message) from exc
+
+
+def _traceback_of(exc: Exception) -> Exception | None:
+    """`exc` for the log line's traceback, or None for the operator's errors (`UserError`, alone or grouped): their
+    message says what to do, and a store fault repeats at every restart and job run until it is fixed."""
+    if isinstance(exc, UserError):
+        return None
+    if isinstance(exc, ExceptionGroup) and exc.split(UserError)[1] is None:
+        return None
+    return exc

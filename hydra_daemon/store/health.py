@@ -83,9 +83,10 @@ def is_unwritable(error: BaseException) -> bool:
     return any(marker in str(error) for marker in _UNWRITABLE)
 
 
-class StorageFaultError(RuntimeError):
+class StorageFaultError(UserError, RuntimeError):
     """An LMDB commit failed earlier in this process: it writes no more (see the module docstring); what was committed
-    stays intact and capture resumes from its watermarks in the next process."""
+    stays intact and capture resumes from its watermarks in the next process. The operator's to fix (the message says
+    how): one line, never a traceback."""
 
 
 class StorageFullError(StorageFaultError):
@@ -93,7 +94,7 @@ class StorageFullError(StorageFaultError):
     at open)."""
 
 
-class StoreUnwritableError(UserError, StorageFaultError):
+class StoreUnwritableError(StorageFaultError):
     """The LMDB store is not writable: at open, one `error:` line; while running, no more writes in this process, and
     once it is writable again the daemon exits with status 1 for systemd to restart it (`StorageStatus.cleared`)."""
 

@@ -183,6 +183,43 @@ def test_a_disk_cutting_commits_short_fails_health_keeps_the_daemon_up_and_captu
     audit(daemons.uri, daemons.venue)
 
 
+def test_a_full_map_fails_health_with_the_fix_one_line_at_a_time_and_resumes_with_a_larger_map(
+    tmp_path: Path, venue: VenueThread
+) -> None:
+    """Once the fault is recorded, every pipeline restart met it again, each logged with a full traceback, and the
+    lake and maintenance jobs added one every 10-20 s (found by a review helper: ~13,000 tracebacks a day)."""
+    store = tmp_path / "arctic"
+    (tmp_path / "small").mkdir()
+    (tmp_path / "large").mkdir()
+    small = Daemons(tmp_path / "small", venue, f"lmdb://{store}?map_size=1MB")
+    large = Daemons(tmp_path / "large", venue, f"lmdb://{store}?map_size=1GB")
+    try:
+        first = small.start()
+        failed = first.wait_health(
+            lambda h: h["status"] == "failed" and any("LMDB map full" in r for r in h["reasons"]), "failed: map full"
+        )
+        [reason] = [r for r in failed["reasons"] if "LMDB map full" in r]
+        assert "grow map_size" in reason, reason
+        assert event(first, "storage_full")["level"] == "error"
+        time.sleep(5)  # pipelines restart into the stopped store; jobs come round
+        assert first.proc.poll() is None, "the daemon stays up and says why"
+        assert first.stop() == 0
+        events = first.events()
+        fault_at = next(i for i, e in enumerate(events) if e["event"] == "storage_full")
+        later = events[fault_at:]
+        assert [(e["event"], e.get("job") or e.get("pipeline")) for e in later if "exception" in e] == []
+        assert not [e for e in later if e["event"] == "job_failed"], "the jobs wait for the next process"
+        assert [e for e in later if e["event"] == "pipeline_failed"], "each restart still says why, in one line"
+
+        second = large.start()
+        second.wait_health(storing(after=newest(failed)), "storing newer records after the restart")
+        assert second.stop() == 0
+        audit(large.uri, venue)
+    finally:
+        small.close()
+        large.close()
+
+
 def failing(answer: dict[str, Any], library: str) -> str | None:
     """The store's reason while writes to `library` fail and are retried, if it says so."""
     return next((r for r in answer["reasons"] if "failing" in r and f"writing {library}/" in r), None)
