@@ -1,22 +1,25 @@
 """A small HTTP/1.1 server (h11 over anyio) for the health socket and the optional metrics listener.
 
 One request per connection (`Connection: close`), GET and HEAD only. Every connection is bounded so a slow or
-hostile client cannot hurt capture: at most `MAX_CLIENTS` at once (others get 503 at once), request head at most
-`MAX_REQUEST_BYTES` (431), request body refused (413), and the whole exchange within `CLIENT_TIMEOUT_S` (then the
-connection is dropped). Malformed requests get 400, unknown paths 404, other methods 405.
+hostile client cannot hurt capture: at most `MAX_CLIENTS` at once (others get 503 at once; at most `MAX_ACCEPTED`
+connections are held, the kernel's backlog holds the rest), request head at most `MAX_REQUEST_BYTES` (431), request
+body refused (413), and the whole exchange within `CLIENT_TIMEOUT_S` (then the connection is dropped). Malformed
+requests get 400, unknown paths 404, other methods 405. A failed accept (out of file descriptors) or a client gone
+mid-answer is logged and passed over: the server's end would end the daemon.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
 import anyio
 import h11
 import structlog
-from anyio.abc import Listener, SocketStream
+from anyio.abc import Listener, SocketListener, SocketStream
+from anyio.streams.stapled import MultiListener
 
 MAX_CLIENTS = 16
 MAX_REQUEST_BYTES = 8192
@@ -59,7 +62,10 @@ async def serve_http(listener: Listener[SocketStream], routes: Mapping[str, Rout
             try:
                 limiter.acquire_nowait()
             except anyio.WouldBlock:
-                with anyio.move_on_after(_SURPLUS_TIMEOUT_S):
+                with (
+                    anyio.move_on_after(_SURPLUS_TIMEOUT_S),
+                    contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError),
+                ):
                     await _send(stream, text(503, "too many clients"), head_only=False)
                     await _linger(stream)
                 return
@@ -72,8 +78,49 @@ async def serve_http(listener: Listener[SocketStream], routes: Mapping[str, Rout
             finally:
                 limiter.release()
 
-    async with listener:
-        await listener.serve(handle)
+    async with listener, anyio.create_task_group() as group:
+        for one in _sockets(listener):
+            group.start_soon(_accept_loop, one, handle)
+
+
+def _sockets(listener: Listener[SocketStream]) -> list[SocketListener]:
+    """The socket listeners behind `listener` (a TCP `MultiListener` holds one per address)."""
+    listeners = listener.listeners if isinstance(listener, MultiListener) else [listener]
+    sockets = [one for one in listeners if isinstance(one, SocketListener)]
+    if len(sockets) != len(listeners):
+        raise TypeError(f"serve_http needs socket listeners, got {listener!r}")
+    return sockets
+
+
+MAX_ACCEPTED = 4 * MAX_CLIENTS
+"""Connections held at once, served or being refused: beyond this the kernel's backlog holds them (then refuses)."""
+_ACCEPT_RETRY_S = 0.1
+
+
+async def _accept_loop(listener: SocketListener, handle: Callable[[SocketStream], Awaitable[None]]) -> None:
+    """Accept while fewer than MAX_ACCEPTED connections are open; an accept that fails (EMFILE, ENFILE, ENOBUFS…)
+    is logged and retried, never the end of the server (its end would end the daemon)."""
+    held = anyio.Semaphore(MAX_ACCEPTED)
+
+    async def handled(stream: SocketStream) -> None:
+        try:
+            await handle(stream)
+        finally:
+            held.release()
+
+    async with anyio.create_task_group() as group:
+        while True:
+            await held.acquire()
+            try:
+                stream = await listener.accept()
+            except (anyio.BrokenResourceError, OSError) as exc:
+                held.release()
+                structlog.get_logger().warning(
+                    "http_accept_failed", error=f"{type(exc.__cause__ or exc).__name__}: {exc.__cause__ or exc}"
+                )
+                await anyio.sleep(_ACCEPT_RETRY_S)
+                continue
+            group.start_soon(handled, stream)
 
 
 async def _exchange(stream: SocketStream, routes: Mapping[str, Route]) -> None:

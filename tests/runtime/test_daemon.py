@@ -355,3 +355,34 @@ async def test_health_judges_a_market_by_the_hours_its_config_gives(tmp_path: Pa
         "HE: market closed; trades 08:30-13:05 America/Chicago on Globex trading days, "
         "reopens 2026-03-11T13:30:00+00:00"
     ]
+
+
+def test_a_flood_of_metrics_clients_beyond_the_fd_limit_does_not_end_the_daemon(start: Callable[..., Daemon]) -> None:
+    """`[health] metrics_listen` is a TCP port any local user reaches. Clients beyond the 16 served are still accepted
+    (each gets its 503 within 0.5 s): enough of them at once exhaust the process's descriptors (systemd's default
+    soft limit is 1024), accept() fails with EMFILE, and that error must not end the listener and the daemon."""
+    import resource
+
+    daemon = start(["--counter", "futures", "--ready-timeout", "5"])
+    daemon.wait_datagram(lambda m: "READY=1" in m.splitlines())
+    pid = daemon.proc.pid
+    _, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir(f"/proc/{pid}/fd")) + 48, hard))
+    clients = []
+    for _ in range(200):
+        client = socket.socket()
+        client.settimeout(2)
+        try:
+            client.connect(("127.0.0.1", daemon.metrics_port))
+        except OSError:
+            client.close()
+            break
+        clients.append(client)
+    time.sleep(1.0)
+    for client in clients:
+        client.close()
+    time.sleep(1.0)
+    assert daemon.proc.poll() is None, (
+        f"daemon exited with {daemon.proc.returncode}: {daemon.stderr_path.read_text()[-1500:]}"
+    )
+    assert daemon.wait_health(lambda h: h["pipelines"]["futures"]["records"] > 0)["pid"] == pid
