@@ -159,6 +159,7 @@ class ChainBook:
         """Every market's chain as of `at_ns`; trims the futures mid histories afterwards."""
         snapshots = [MarketSnapshot(name, snapshot_chain(state, at_ns)) for name, state in self.chains.items()]
         for state in self.chains.values():
+            state.forget_expired(at_ns)
             state.forget_stale_history()
         return snapshots
 

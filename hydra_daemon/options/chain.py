@@ -375,6 +375,18 @@ class ChainState:
         found = [d for d in self.definitions.values() if d.instrument_class in OPTION_CLASSES]
         return sorted(found, key=lambda d: (d.expiration_ns, d.strike, d.instrument_class, d.instrument_id))
 
+    def forget_expired(self, at_ns: int) -> None:
+        """Drop every instrument whose expiration date is not after `at_ns`'s UTC date (its options are rejected by
+        every snapshot from now on, snapshots never go back in time): its definition, quote, statistics, history."""
+        day_ns = 86_400 * 10**9
+        expired = [iid for iid, d in self.definitions.items() if d.expiration_ns // day_ns <= at_ns // day_ns]
+        for iid in expired:
+            definition = self.definitions.pop(iid)
+            if self._futures_by_symbol.get(definition.raw_symbol) == iid:
+                del self._futures_by_symbol[definition.raw_symbol]
+            for table in (self.quotes, self.open_interest, self.volume, self.mid_history):
+                table.pop(iid, None)
+
     def forget_stale_history(self) -> None:
         """Trim mid histories to what the oldest held option (or undefined) quote still needs."""
         needed = [q.ts_recv for iid, q in self.quotes.items() if self._is_option(iid) or iid in self._undefined]
