@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
+import shutil
 import struct
 import sys
 import threading
@@ -24,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import databento as db
 import pandas as pd
+import pytest
 
 from hydra_daemon.sim.audit import RECORD_KEYS, canonical, read_truth, truth_frame
 from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
@@ -34,6 +36,18 @@ from hydra_daemon.sim.venue import VenueConfig, VenueThread
 FAST_START = datetime(2026, 11, 2, 23, 55, tzinfo=UTC)
 WAIT_S = 60.0
 """How long a wait lasts before it fails: far beyond any healthy run, even on a loaded 2-core machine."""
+
+
+def system_tool(name: str, package: str) -> str:
+    """The path of the system tool `name`: a test needing it is skipped where it is missing (the README's quick
+    start needs only Python and pip), except in CI (`CI` set: `.ci/run` installs Debian's `package`)."""
+    found = shutil.which(name)
+    if found is None:
+        message = f"{name} missing: apt-get install --no-install-recommends {package} (see .ci/run)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
 
 
 def fast_config(seed: int = 11, base_rate: float = 300.0, **overrides: Any) -> VenueConfig:

@@ -1,7 +1,7 @@
 """When a UTC day's data is complete, so the lake can publish it once (pure).
 
 Partitions are UTC calendar days. A day is complete when no record indexed in it can still arrive live: at its
-end, or — when a CME Globex session is open across midnight UTC, as on every Monday-Thursday night — at that session's
+end, or — when a CME Globex session is open across midnight UTC, as on every Sunday-Thursday night — at that session's
 close (16:00 America/Chicago, `cme_sessions`), by which time the daemon has taken its session-end chain snapshot
 and flushed. The exporter adds `[lake] export_delay_s` on top so Historical gap fills after a reconnect land first.
 It waits for the whole Globex session even for markets with shorter `hours` (livestock close at 13:05): their

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,8 +20,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from hydra_daemon.runtime.health_client import fetch
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.symbols import FUTURES, data_symbol
+from tests.helpers import system_tool
 
 APP = Path(__file__).with_name("venue_daemon.py")
 PATIENCE_S = 90.0
@@ -59,11 +60,9 @@ class VenueDaemon:
 
     def curl(self, path: str) -> tuple[int, str]:
         """GET `path` on the health socket with curl: (HTTP status, body); (0, "") when nothing answers yet."""
-        curl = shutil.which("curl")
-        assert curl is not None
         done = subprocess.run(
             [
-                curl,
+                system_tool("curl", "curl"),
                 "-s",
                 "-m",
                 "10",
@@ -81,7 +80,11 @@ class VenueDaemon:
         return int(code or 0), body
 
     def health(self) -> dict[str, Any] | None:
-        code, body = self.curl("/health")
+        """The health document, or None while nothing answers (the standard library's client: fast to poll)."""
+        try:
+            code, body = fetch(self.socket, "/health")
+        except OSError:
+            return None
         return json.loads(body) if code in (200, 503) else None
 
     def wait_health(self, predicate: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:

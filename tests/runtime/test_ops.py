@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 from hydra_daemon.runtime import metrics
+from tests.helpers import system_tool
 
 OPS = Path(__file__).resolve().parents[2] / "ops"
 ALERTS = OPS / "prometheus" / "alerts.yml"
 
 
 def promtool(*args: str) -> str:
-    binary = shutil.which("promtool")
-    assert binary is not None, "promtool missing: apt-get install --no-install-recommends prometheus (see .ci/run)"
+    binary = system_tool("promtool", "prometheus")
     done = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, cwd=OPS / "prometheus")
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
