@@ -56,20 +56,26 @@ def validate_uri(uri: str) -> str:
     return uri
 
 
+def _shown(uri: str) -> str:
+    """The URI for an error line: credentials redacted, cut to 80 characters (a line stays one readable line)."""
+    text = repr(redact_uri(uri))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def parse_uri(uri: str) -> LmdbLocation | S3Location:
     """Parse a store URI into its location; ``ValueError`` if unsupported."""
     if uri.startswith("lmdb://"):
         path = uri.removeprefix("lmdb://").split("?", 1)[0]
         if not path.startswith("/") or path == "/":
-            raise ValueError(f"unsupported store URI {redact_uri(uri)!r}: LMDB path must be absolute; {_EXPECTED}")
+            raise ValueError(f"unsupported store URI {_shown(uri)}: LMDB path must be absolute; {_EXPECTED}")
         return LmdbLocation(Path(path))
     match = _S3.fullmatch(uri)
     if match is None:
-        raise ValueError(f"unsupported store URI {redact_uri(uri)!r}: {_EXPECTED}")
+        raise ValueError(f"unsupported store URI {_shown(uri)}: {_EXPECTED}")
     query = {key: values[-1] for key, values in parse_qs(match["query"] or "").items()}
     port = query.get("port")
     if port is not None and not port.isdigit():
-        raise ValueError(f"unsupported store URI {redact_uri(uri)!r}: port must be a number; {_EXPECTED}")
+        raise ValueError(f"unsupported store URI {_shown(uri)}: port must be a number; {_EXPECTED}")
     return S3Location(
         host=match["host"],
         bucket=match["bucket"],
