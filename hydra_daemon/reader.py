@@ -482,6 +482,8 @@ class Reader(Generic[Frame]):
         rest = [m for m, s in zip(markets, symbols, strict=True) if s not in in_panel]
         own = self._own_rows(rest, when, columns, versions)
         panel = self._cot_panel.latest(in_panel, when) if self._cot_panel is not None and in_panel else own.iloc[:0]
+        if panel.empty and own.empty:  # nothing known by `when`: keep the columns (and UTC dtypes) of the rows
+            return panel if len(panel.columns) >= len(own.columns) else own
         if panel.empty or own.empty:
             return own if panel.empty else panel
         if columns is not None:  # either may hold more columns than asked (kept from earlier calls)
@@ -499,13 +501,19 @@ class Reader(Generic[Frame]):
     ) -> pd.DataFrame:
         """`_latest_reports` of ``markets`` from their own histories (`_cot_histories`)."""
         rows = []
-        for market, history in self._cot_histories(markets, columns, versions).items():
+        histories = self._cot_histories(markets, columns, versions)
+        for market, history in histories.items():
             position = history.latest_at(when)
             if position is not None:
                 row = history.table.slice(position, 1)
                 rows.append(row.append_column("market", pa.array([market], pa.string())))
-        if not rows:
+        if not rows and not histories:
             return pd.DataFrame(index=pd.Index([], name="market", dtype=object))
+        if not rows:  # none known by `when`: no rows, but the columns and dtypes of the histories
+            empty = [h.table.slice(0, 0) for h in histories.values()]
+            rows = [
+                pa.concat_tables(empty, promote_options="permissive").append_column("market", pa.array([], pa.string()))
+            ]
         table = pa.concat_tables(rows, promote_options="permissive").replace_schema_metadata(None)
         return restore_utc(table.to_pandas().set_index("market"))  # the index: a column
 
@@ -757,7 +765,7 @@ def _select(frame: pd.DataFrame, columns: Sequence[str] | None, method: str) -> 
     if columns is None:
         return frame
     unknown = [c for c in columns if c not in frame.columns]
-    if unknown and not frame.empty:
+    if unknown and len(frame.columns):  # an empty answer still names its columns
         raise ReaderArgumentError(f"Reader.{method}: unknown columns {unknown}; it has {list(frame.columns)}")
     return frame.reindex(columns=list(columns))
 
