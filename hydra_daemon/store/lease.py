@@ -5,13 +5,16 @@ when the process dies, even on ``kill -9``. The file records the holder (pid, ho
 
 S3: a lease object ``<path_prefix>/hydra-writer.lease`` = JSON ``{owner, pid, host, acquired_at, expires_at}``,
 created with ``If-None-Match: *`` and renewed or taken over with ``If-Match: <etag>``, so of two racing processes
-exactly one wins. A live lease of another owner refuses the open; an expired one may be taken over. A daemon
-thread renews every ``ttl/3``; :meth:`S3Lease.check` (called before every write) fails once renewal has failed or
-the lease is within ``ttl/6`` of expiring by the local clock.
+exactly one wins. A live lease of another owner refuses the open. One that looks expired is taken over only once
+its object stayed unchanged for the holder's whole TTL, watched on this host's monotonic clock: hosts' wall clocks
+are never compared (a host whose clock runs ahead would otherwise see a lease renewed on schedule as expired and
+take it from a live writer). A daemon thread renews every ``ttl/3``; :meth:`S3Lease.check` (called before every
+write) fails once renewal has failed or the lease is within ``ttl/6`` of expiring by the local clock, so a holder
+that stopped renewing stops writing before a watcher's TTL is over.
 
 Residual risk (S3): the lease guards the lease object, not the ArcticDB writes. A writer frozen longer than the TTL
-(SIGSTOP, VM pause) after its last ``check()`` can finish an in-flight append after another process took over, and
-clock skew between hosts beyond ``ttl/6`` shortens the margin. Keep the TTL far above the time one flush takes.
+(SIGSTOP, VM pause) after its last ``check()`` can finish an in-flight append after another process took over. Keep
+the TTL far above the time one flush takes.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +62,15 @@ class LeaseHolder:
     host: str
     acquired_at: float
     expires_at: float | None = None
+    ttl_s: float | None = None
+    """How long the holder's lease lasts from each renewal (None: a lease object of an earlier version)."""
 
     @classmethod
     def mine(cls, ttl_s: float | None = None) -> LeaseHolder:
         now = time.time()
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         expires = None if ttl_s is None else now + ttl_s
-        return cls(owner, os.getpid(), socket.gethostname(), now, expires)
+        return cls(owner, os.getpid(), socket.gethostname(), now, expires, ttl_s)
 
     def describe(self) -> str:
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.acquired_at))
@@ -86,6 +92,7 @@ class LeaseHolder:
                 str(fields["host"]),
                 float(fields["acquired_at"]),
                 fields.get("expires_at"),
+                fields.get("ttl_s"),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -179,14 +186,20 @@ class S3Lease:
         """Create the lease, or take over an expired one; :class:`StoreLockedError` if another owner holds it."""
         for _ in range(3):
             current = _read_lease(client, bucket, key)
-            mine = LeaseHolder.mine(ttl_s)
             if current is not None:
                 holder, etag = current
                 if holder is not None and (holder.expires_at or 0) > time.time():
                     raise StoreLockedError(_locked_message(store, holder))
+                watched = _watch(client, bucket, key, etag, (holder.ttl_s if holder else None) or ttl_s)
+                if watched is _Watched.GONE:
+                    continue
+                if watched is _Watched.RENEWED:  # alive: its clock runs behind ours
+                    latest = _read_lease(client, bucket, key)
+                    raise StoreLockedError(_locked_message(store, latest[0] if latest else holder))
                 condition = {"IfMatch": etag}
             else:
                 condition = {"IfNoneMatch": "*"}
+            mine = LeaseHolder.mine(ttl_s)
             try:
                 response = client.put_object(Bucket=bucket, Key=key, Body=mine.to_json(), **condition)
             except ClientError as error:
@@ -204,9 +217,7 @@ class S3Lease:
         with self._lock:
             if self._lost:
                 raise LeaseLostError(self._lost)
-            renewed = LeaseHolder(
-                self.holder.owner, self.holder.pid, self.holder.host, self.holder.acquired_at, time.time() + self._ttl_s
-            )
+            renewed = replace(self.holder, expires_at=time.time() + self._ttl_s)
             try:
                 response = self._put_if_match(renewed)
             except ClientError as error:
@@ -276,6 +287,26 @@ class S3Lease:
                 return
             except Exception as error:  # network trouble: keep trying; check() fails if it lasts
                 log.warning("store.lease_renewal_failed", error=str(error))
+
+
+class _Watched(Enum):
+    UNCHANGED = "unchanged"
+    RENEWED = "renewed"
+    GONE = "gone"
+
+
+def _watch(client: Any, bucket: str, key: str, etag: str, seconds: float) -> _Watched:
+    """Whether the lease object with `etag` stays unchanged for `seconds` of this host's monotonic clock, is
+    renewed (written again) meanwhile, or is deleted."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(1.0, seconds / 10))
+        current = _read_lease(client, bucket, key)
+        if current is None:
+            return _Watched.GONE
+        if current[1] != etag:
+            return _Watched.RENEWED
+    return _Watched.UNCHANGED
 
 
 def _is_missing(error: ClientError) -> bool:

@@ -160,14 +160,49 @@ def test_s3_second_lease_holder_refused_and_free_after_close(s3_bucket: Any) -> 
 
 
 def test_s3_expired_lease_is_taken_over(s3_bucket: Any) -> None:
+    """Once its object stayed unchanged for the holder's TTL (2 s here) on this host's monotonic clock."""
     s3_uri, bucket = s3_bucket.uri, s3_bucket.name
-    stale = LeaseHolder("dead-host:1:x", 1, "dead-host", time.time() - 120, time.time() - 60)
+    stale = LeaseHolder("dead-host:1:x", 1, "dead-host", time.time() - 120, time.time() - 60, ttl_s=2.0)
     s3_bucket.client.put_object(Bucket=bucket, Key=LEASE_OBJECT, Body=stale.to_json())
     with Store.open(s3_uri, writer=True):
         body = s3_bucket.client.get_object(Bucket=bucket, Key=LEASE_OBJECT)["Body"].read()
         current = LeaseHolder.from_json(body)
         assert current is not None and current.pid == os.getpid()
         assert current.expires_at is not None and current.expires_at > time.time()
+
+
+FAST_CLOCK_TAKER = """
+import sys, time
+import boto3
+real = time.time
+time.time = lambda: real() + 27.0  # this host's clock runs 27 s ahead (the TTL is 30 s)
+from hydra_daemon.store.lease import S3Lease, StoreLockedError
+endpoint, bucket, key, access, secret = sys.argv[1:]
+client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access, aws_secret_access_key=secret,
+                      region_name="us-east-1")
+try:
+    S3Lease.acquire(client, bucket, key, "test store", ttl_s=30).release()
+except StoreLockedError:
+    print("refused")
+else:
+    print("acquired")
+"""
+
+
+def test_s3_a_live_lease_is_not_taken_over_by_a_host_whose_clock_runs_ahead(s3_bucket: Any, moto_server: Any) -> None:
+    """Renewed every 10 s, the lease object always shows 20-30 s left by its holder's clock: a host 27 s ahead saw it
+    expired and took it from a live writer (found by a review helper). Wall clocks are no longer compared."""
+    lease = S3Lease.acquire(s3_bucket.client, s3_bucket.name, LEASE_OBJECT, "test store", ttl_s=30)
+    try:
+        time.sleep(4)  # 26 s left by the holder's clock: expired by the taker's
+        argv = [moto_server.endpoint, s3_bucket.name, LEASE_OBJECT, S3_ACCESS, S3_SECRET]
+        taker = subprocess.run(
+            [sys.executable, "-c", FAST_CLOCK_TAKER, *argv], capture_output=True, text=True, timeout=90, check=True
+        )
+        lease.check()
+        assert taker.stdout.strip().splitlines()[-1] == "refused", taker.stdout + taker.stderr
+    finally:
+        lease.release()
 
 
 def test_s3_live_lease_of_another_host_refused(s3_bucket: Any) -> None:
