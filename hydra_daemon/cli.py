@@ -146,7 +146,15 @@ def _config(args: argparse.Namespace, level: int = logging.WARNING) -> Config:
     return config
 
 
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(2262, 4, 11)
+"""Days a nanosecond UTC timestamp (Databento's, pandas') can hold."""
+
+
 def _require_range(start: date, end: date) -> None:
+    for name, day in (("--start", start), ("--end", end)):
+        if not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise CommandError(f"{name} {day} is outside the days a nanosecond timestamp holds ({EARLIEST_DAY} to "
+                               f"{LATEST_DAY})")  # fmt: skip
     if end <= start:
         raise CommandError(
             f"--end {end} must be after --start {start} (--end is exclusive: the first day not included)"

@@ -12,10 +12,14 @@ budget) knows exactly what is missing.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import math
 import os
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -81,21 +85,52 @@ class SpendLedger:
         self._memory: dict[str, Any] = {}
 
     def spent_today(self, today: date) -> float:
-        with self._lock:
+        with self._lock, self._file_lock():
             return self._spent(self._load(), today)
+
+    def refund(self, today: date, cost_usd: float) -> None:
+        """Take back a charge whose request delivered nothing (Databento answered with an error status)."""
+        with self._lock, self._file_lock():
+            state = self._load()
+            if state.get("day") == today.isoformat():
+                self._store({"day": today.isoformat(), "spent_usd": max(0.0, self._spent(state, today) - cost_usd)})
 
     def charge(self, today: date, cost_usd: float, allow: Callable[[float], None]) -> float:
         """Add `cost_usd` to today's total if `allow(spent so far)` does not raise; return the new total. One lock
         around both, so two pipelines filling at once cannot both pass the daily limit."""
-        with self._lock:
+        with self._lock, self._file_lock():
             spent = self._spent(self._load(), today)
             allow(spent)
             self._store({"day": today.isoformat(), "spent_usd": spent + cost_usd})
             return spent + cost_usd
 
-    @staticmethod
-    def _spent(state: dict[str, Any], today: date) -> float:
-        return float(state.get("spent_usd", 0.0)) if state.get("day") == today.isoformat() else 0.0
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Other processes sharing the state directory (a backfill beside the daemon) wait here."""
+        if self.path is None:
+            yield
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def _spent(self, state: Any, today: date) -> float:
+        if not isinstance(state, dict):
+            raise self._damaged("not a JSON object")
+        if state.get("day") != today.isoformat():
+            return 0.0
+        spent = state.get("spent_usd")
+        if isinstance(spent, bool) or not isinstance(spent, int | float) or not math.isfinite(spent) or spent < 0:
+            raise self._damaged(f"spent_usd is {spent!r}")
+        return float(spent)
+
+    def _damaged(self, why: str) -> CostRefused:
+        return CostRefused(
+            f"today's Historical spend in {self.path} cannot be read ({why}); no Historical request is made until "
+            "it is fixed or removed (check Databento's usage page for what was spent today)",
+            0.0,
+        )
 
     def _load(self) -> dict[str, Any]:
         if self.path is None:
@@ -104,9 +139,8 @@ class SpendLedger:
             loaded: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
-        except (ValueError, OSError) as exc:  # a damaged ledger must not stop capture; start the day from zero
-            log.warning("historical_spend_unreadable", path=str(self.path), error=str(exc))
-            return {}
+        except (ValueError, OSError) as exc:  # fail closed: an unknown spend must not reopen the day's budget
+            raise self._damaged(f"{type(exc).__name__}: {exc}") from None
         return loaded
 
     def _store(self, state: dict[str, Any]) -> None:
@@ -114,8 +148,8 @@ class SpendLedger:
             self._memory = state
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        staging = self.path.with_name(self.path.name + ".tmp")
-        with staging.open("w", encoding="utf-8") as handle:
+        fd, staging = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(state))
             handle.flush()
             os.fsync(handle.fileno())  # a crash must not forget money already spent
@@ -207,6 +241,13 @@ class CostGuard:
         self.stats.historical_cost_usd += quote.cost_usd
         log.info("historical_cost_spent", cost_usd=quote.cost_usd, spent_today_usd=round(today_total, 6))
         return quote
+
+    def refund(self, quote: Quote, day: date) -> None:
+        """Take back `quote`'s charge of `day`: its request was answered with an error status (no data delivered,
+        nothing billed), so an outage does not use up the day's budget."""
+        self.ledger.refund(day, quote.cost_usd)
+        self.stats.historical_cost_usd -= quote.cost_usd
+        log.info("historical_cost_refunded", cost_usd=quote.cost_usd)
 
     def record_gap(self, request: HistoricalRequest, reason: str) -> None:
         """Append a range left unfilled to the refused-gaps file (when there is a state directory)."""

@@ -11,6 +11,7 @@ import contextlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import databento
@@ -21,7 +22,7 @@ import zstandard
 from hydra_daemon.databento.cost_guard import CostGuard, CostRefused, HistoricalRequest
 from hydra_daemon.databento.dbn_runs import CorruptStream, is_panic, metadata_length
 from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, checked_runs, decode_records
-from hydra_daemon.databento.historical_client import historical_client, http_errors
+from hydra_daemon.databento.historical_client import HistoricalError, historical_client, http_errors
 from hydra_daemon.secrets import ApiKey
 
 NS_PER_S = 1_000_000_000
@@ -66,19 +67,28 @@ class HistoricalSource:
         """All records of `schema` for the instruments of `parent` (e.g. ``HE.FUT``) with start <= ts < end;
         `CostRefused` (nothing requested) when the guard refuses the price; `CorruptStream` when the response does not
         hold decodable DBN records (checked before databento_dbn sees them: it panics on some)."""
-        self.guard.authorize(client, self.request(parent, schema, start_ns, end_ns))
+        charged_on = datetime.now(UTC).date()
+        quote = self.guard.authorize(client, self.request(parent, schema, start_ns, end_ns))
         what = f"Historical {parent} {schema} [{start_ns}, {end_ns})"
-        with http_errors(), _reading(what):  # the client decodes the body's header while building the store
-            store = client.timeseries.get_range(
-                dataset=self.dataset,
-                start=start_ns,
-                end=end_ns,
-                symbols=[parent],
-                schema=schema,
-                stype_in="parent",
-                stype_out="instrument_id",
-            )
+        try:
+            with http_errors(), _reading(what):  # the client decodes the body's header while building the store
+                store = self._get_range(client, parent, schema, start_ns, end_ns)
+        except HistoricalError as exc:
+            if exc.http_status is not None:  # an error answer carries no data and is not billed
+                self.guard.refund(quote, charged_on)
+            raise
         return checked_records(store, what)
+
+    def _get_range(self, client: databento.Historical, parent: str, schema: str, start_ns: int, end_ns: int) -> Any:
+        return client.timeseries.get_range(
+            dataset=self.dataset,
+            start=start_ns,
+            end=end_ns,
+            symbols=[parent],
+            schema=schema,
+            stype_in="parent",
+            stype_out="instrument_id",
+        )
 
     def decode(
         self, client: databento.Historical, request: HistoricalRequest, symbols: SymbolMap, market: str
