@@ -84,6 +84,10 @@ class LiveProcess:
         status, detail = self._next_status(OUTCOME_WAIT_S)
         if status == "failed":
             raise LiveSessionError(detail)
+        if status == "exited":
+            raise LiveSessionError(
+                f"the live client process (pid {self._pid}) exited without reporting how the session ended (killed?)"
+            )
         if status == "corrupt":
             reason = f"the Live client could not decode the gateway's stream: {detail}"
             raise CorruptStream(reason, record=CorruptRecord(-1, -1, 0, reason, b"", breaks_stream=True))

@@ -3,7 +3,10 @@ redacted, the key is never on a command line or in an environment, stopping ends
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +109,19 @@ def test_refused_keys_are_told_apart_from_other_failures(venue: VenueThread) -> 
     assert live_stream._auth_refusal(LiveAuthError("Authentication failed.")) == "live_auth_refused"
     assert live_stream._auth_refusal(HistoricalError("busy", 503)) is None
     assert live_stream._auth_refusal(LiveSessionError("Connection reset")) is None
+
+
+def test_a_killed_child_is_reported_as_a_failure_not_a_gateway_close(venue: VenueThread) -> None:
+    """A child dying without a word (SIGKILL: the OOM killer, an operator) was reported as "the gateway closed the
+    session", sending the operator to the venue instead of the host (found by a review helper)."""
+    child = LiveProcess(venue.info.api_key, request(venue))
+    try:
+        child.wait_started(30)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while child.read(0.5) != b"":  # drain to the end of the stream
+            assert time.monotonic() < deadline, "no end of stream after the kill"
+        with pytest.raises(LiveSessionError, match=f"pid {child.pid}.* exited without reporting"):
+            child.outcome()
+    finally:
+        child.stop()
