@@ -482,8 +482,12 @@ class Reader(Generic[Frame]):
         rest = [m for m, s in zip(markets, symbols, strict=True) if s not in in_panel]
         own = self._own_rows(rest, when, columns, versions)
         panel = self._cot_panel.latest(in_panel, when) if self._cot_panel is not None and in_panel else own.iloc[:0]
-        if panel.empty and own.empty:  # nothing known by `when`: keep the columns (and UTC dtypes) of the rows
-            return panel if len(panel.columns) >= len(own.columns) else own
+        if panel.empty and own.empty:  # nothing known by `when`: still the columns and UTC dtypes of an answer
+            if not rest or not in_panel:
+                return own if not in_panel else panel
+            if list(panel.dtypes.items()) != list(own.dtypes.items()):
+                return self._own_rows(markets, when, columns, versions)
+            return panel
         if panel.empty or own.empty:
             return own if panel.empty else panel
         if columns is not None:  # either may hold more columns than asked (kept from earlier calls)
