@@ -115,6 +115,18 @@ class MaintenanceReport:
     skipped_for_space: int = 0
 
 
+def _newest_daily(libraries: Iterable[Library]) -> date | None:
+    """The newest day any library has a daily snapshot of: a process restarted after it must not take that day's
+    snapshot of a library created since (it would hold rows written after the day ended)."""
+    days = [
+        _snapshot_day(name)
+        for library in libraries
+        for name in library.list_snapshots(load_metadata=False)
+        if name.startswith(DAILY_PREFIX)
+    ]
+    return max((day for day in days if day is not None), default=None)
+
+
 def daily_snapshot_name(day: date) -> str:
     """The snapshot holding the store as it was at the end of UTC ``day``."""
     return f"{DAILY_PREFIX}{day:%Y%m%d}"
@@ -158,6 +170,8 @@ class Maintenance:
             for name, symbol in (self._symbols(libraries) | self._store.written_symbols()) - self._settled
             if name in libraries and libraries[name].has_symbol(symbol)
         )
+        if self._last_daily is None:  # a restart: a day whose daily snapshot an earlier process took is done
+            self._last_daily = _newest_daily(libraries.values())
         day_ended = self._day_ended()
         closed = closed_parts(symbols)
         for name, symbol in symbols:

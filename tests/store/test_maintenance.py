@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from arcticdb.exceptions import NoDataFoundException
 from arcticdb.version_store.library import Library
 from arcticdb_ext import set_config_int
 from arcticdb_ext.storage import KeyType
@@ -665,3 +666,54 @@ def test_compacting_a_symbol_list_does_not_stall_the_other_threads(lmdb_uri: str
     finally:
         set_config_int("StorageLock.WaitMs", STORAGE_LOCK_WAIT_MS)
     assert max(gaps) < 0.5
+
+
+RESTART_DAY = pd.Timestamp("2024-03-05", tz="UTC")
+
+
+def test_a_restart_does_not_take_yesterdays_daily_snapshot_of_what_was_written_today(tmp_path: Path) -> None:
+    """A library created after midnight (first feature rows) must not get daily-D from a process restarted on D+1:
+    it would hold rows ingested after D ended (found by a review helper)."""
+    """The daily snapshot `daily-D` is "what the store held at the end of D". A process taking over after a restart
+    (its first run: `_last_daily` is None, so `_day_ended` says D again) takes `daily-D` in every library that lacks
+    it — here the features library, created hours after D ended — so the snapshot holds rows ingested on D+1."""
+    uri = f"lmdb://{tmp_path / 'arctic'}?map_size=256MB"
+    now = {"ns": (RESTART_DAY + pd.Timedelta(hours=10)).value}
+    end_of_day = RESTART_DAY + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    with Store.open(uri, writer=True) as store:
+        first = Maintenance(store, MaintenancePolicy(prune_grace_s=0.0), clock=lambda: now["ns"])
+        writer = StreamWriter(store, flush_rows=1)
+        bars = pd.DataFrame(
+            {"sequence": [0]}, index=pd.DatetimeIndex([RESTART_DAY + pd.Timedelta(hours=9)], name="ts_event")
+        )
+        writer.add(FUTURES, "HE.ohlcv-1m", bars, ["sequence"])
+        writer.flush_due()
+        first.run_once()
+        now["ns"] = (RESTART_DAY + pd.Timedelta(days=1, minutes=5)).value  # D ended: daily-D of the futures library
+        assert first.run_once().snapshots_taken == [daily_snapshot_name(RESTART_DAY.date())]
+        # D+1 10:00: the first feature rows ever (a backfill of D's chain: available at D 12:00, ingested now).
+        ingested = RESTART_DAY + pd.Timedelta(days=1, hours=10)
+        at = RESTART_DAY + pd.Timedelta(hours=12)
+        frame = pd.DataFrame({"as_of": [at], "available_at": [at], "value": [1.5]})
+        FeatureStore(store).write_feature("HE", "atm_iv", frame, ingested_at=ingested)
+        now["ns"] = (RESTART_DAY + pd.Timedelta(days=1, hours=15)).value
+        first.run_once()
+        assert daily_snapshot_name(RESTART_DAY.date()) not in store.library(FEATURES).list_snapshots(
+            load_metadata=False
+        )
+        # D+1 15:00: the daemon restarts (a deploy); the new process's first maintenance run.
+        restarted = Maintenance(store, MaintenancePolicy(prune_grace_s=0.0), clock=lambda: now["ns"])
+        restarted.run_once()
+        library = store.library(FEATURES)
+        name = daily_snapshot_name(RESTART_DAY.date())
+        if name in library.list_snapshots(load_metadata=False):
+            held = restore_utc(library.read("HE.atm_iv", as_of=name).data)
+            assert (held.index <= end_of_day).all(), f"{name} holds rows ingested after D ended:\n{held}"
+    with Reader(
+        uri, as_of_snapshot=RESTART_DAY.date()
+    ) as then:  # what a researcher sees as "the store at the end of D"
+        try:
+            known = then.feature("HE", "atm_iv", at=end_of_day)
+        except (LookupError, NoDataFoundException):  # the features library held nothing at the end of D
+            return
+        assert known.empty, known
