@@ -8,11 +8,12 @@ import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from hydra_daemon.databento.cost_guard import CostGuard, CostRefused, HistoricalRequest
+from hydra_daemon.databento.cost_guard import CostGuard, CostRefused, HistoricalRequest, SpendLedger
 from hydra_daemon.databento.historical_client import HistoricalError, historical_client
 from hydra_daemon.databento.historical_fill import HistoricalSource
 from hydra_daemon.ingest import PipelineStats
@@ -119,3 +120,24 @@ def test_requests_answered_with_an_error_do_not_use_up_the_daily_budget(venue: V
         spent = json.loads((tmp_path / "historical_spend.json").read_text())["spent_usd"]
         pytest.fail(f"refused after two 503 answers that delivered no data: ledger says ${spent:.6f} spent ({refused})")
     assert records
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"\x00" * 8,  # a block of zeros (power loss on a filesystem without data journaling)
+        b'{"day": "TODAY", "spent_',  # cut short
+        b'{"day": "TODAY", "spent_usd": NaN}',  # every later check would pass
+        b'{"day": "TODAY", "spent_usd": -5.0}',  # more budget
+        b"[]",
+    ],
+    ids=["zeros", "truncated", "nan", "negative", "not-an-object"],
+)
+def test_an_unreadable_spend_file_refuses_every_request_naming_it(tmp_path: Path, damage: bytes) -> None:
+    today = datetime.now(UTC).date()
+    ledger = SpendLedger(tmp_path / "historical_spend.json")
+    ledger.path.write_bytes(damage.replace(b"TODAY", today.isoformat().encode()))
+    with pytest.raises(CostRefused, match=r"historical_spend\.json cannot be read"):
+        ledger.charge(today, 0.01, lambda spent: None)
+    ledger.path.unlink()  # the operator removed it (after checking Databento's usage page)
+    assert ledger.charge(today, 0.01, lambda spent: None) == pytest.approx(0.01)
