@@ -10,6 +10,7 @@ import fcntl
 import importlib.util
 import os
 import shutil
+import socket
 import struct
 import sys
 import threading
@@ -36,6 +37,25 @@ from hydra_daemon.sim.venue import VenueConfig, VenueThread
 FAST_START = datetime(2026, 11, 2, 23, 55, tzinfo=UTC)
 WAIT_S = 60.0
 """How long a wait lasts before it fails: far beyond any healthy run, even on a loaded 2-core machine."""
+
+
+def flood_of_idle_clients(family: socket.AddressFamily, address: str | tuple[str, int], most: int = 200) -> None:
+    """Connect up to `most` clients that say nothing (a stuck monitoring agent, a flood) until a connect fails,
+    hold them a second, close them all and give the server a second."""
+    clients = []
+    for _ in range(most):
+        client = socket.socket(family, socket.SOCK_STREAM)
+        client.settimeout(2)
+        try:
+            client.connect(address)
+        except OSError:
+            client.close()
+            break
+        clients.append(client)
+    time.sleep(1.0)
+    for client in clients:
+        client.close()
+    time.sleep(1.0)
 
 
 def system_tool(name: str, package: str) -> str:

@@ -4,12 +4,14 @@ mistake as one `error:` line on stderr, exit 1, no traceback. One case runs the 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -166,3 +168,30 @@ def test_options_dry_run_prices_the_warm_up_and_the_range(
     assert re.search(rf"total\s.*{len(quotes)}\s.*{sum(q.records for q in quotes)}\s.*{total:,.4f}", result.stdout)
     assert "mbp-1" in result.stdout and "a backfill would be allowed" in result.stdout
     assert not (tmp_path / "state" / "arctic").exists(), "a dry run opens no store"
+
+
+def test_a_damaged_spend_file_does_not_reopen_todays_budget(
+    venue: VenueThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NaN, the worst damage: every later check passed (found by a review helper; every kind of damage:
+    tests/databento/test_spend_ledger.py)."""
+    key = venue.info.api_key
+    monkeypatch.setenv("DATABENTO_API_KEY", key)
+    start, end = (pd.Timestamp(day, tz="UTC") for day in (DAYS[1], DAYS[3]))
+    plan = plan_backfill(load_config(_config(venue, tmp_path, 1000.0)), "HE", start, end)
+    total = sum(q.cost_usd for q in quote_backfill(plan, plan.source.client()))
+    assert total > 0
+    config = _config(venue, tmp_path, total * 1.5)  # one such backfill a day, not two
+
+    first = _backfill(config, key, *DAYS)
+    assert first.returncode == 0, first.stderr
+    ledger = tmp_path / "state" / "historical_spend.json"
+    assert json.loads(ledger.read_text())["spent_usd"] == pytest.approx(total)
+
+    today = datetime.now(UTC).date().isoformat()
+    ledger.write_text(f'{{"day": "{today}", "spent_usd": NaN}}')  # today's spend is no longer readable
+    second = _backfill(config, key, *DAYS)
+    assert "Traceback" not in second.stderr, second.stderr[-2000:]
+    assert second.returncode == 1, f"a second backfill ran past the daily limit: {second.stderr[-600:]}"
+    (line,) = second.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "historical_spend.json" in line

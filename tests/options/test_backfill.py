@@ -44,7 +44,8 @@ def venue_config() -> VenueConfig:
     return VenueConfig(market=market, replay_window_s=REPLAY_S, history_s=REPLAY_S)
 
 
-def _config(venue: VenueThread, state_dir: Path) -> Config:
+def backfill_config(venue: VenueThread, state_dir: Path, interval_s: float = INTERVAL_S) -> Config:
+    """The daemon's config against `venue`, snapshots every `interval_s`, the venue's whole history replayable."""
     info = venue.info
     config = parse_config(
         {
@@ -56,7 +57,7 @@ def _config(venue: VenueThread, state_dir: Path) -> Config:
                 "historical_url": info.historical_url,
                 "heartbeat_interval_s": 1,
             },
-            "options": {"snapshot_interval_s": INTERVAL_S},
+            "options": {"snapshot_interval_s": interval_s},
             "lake": {"enabled": False},
             "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
         }
@@ -99,9 +100,9 @@ async def test_a_backfilled_day_equals_the_same_day_captured_live(
     venue: VenueThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABENTO_API_KEY", venue.info.api_key)
-    live = _config(venue, tmp_path / "live")
+    live = backfill_config(venue, tmp_path / "live")
     await _capture_live(venue, live)
-    backfilled = _config(venue, tmp_path / "backfill")
+    backfilled = backfill_config(venue, tmp_path / "backfill")
     calls: list[tuple[int, int, int]] = []
     with Store.open(backfilled.storage.arctic_uri, writer=True) as store:
         stored = backfill_options(backfilled, store, "HE", DAY, DAY + timedelta(days=1), lambda *a: calls.append(a))
@@ -137,7 +138,7 @@ async def test_a_backfilled_day_equals_the_same_day_captured_live(
 
 
 def test_the_cli_refuses_while_a_daemon_writes_the_store(venue: VenueThread, tmp_path: Path) -> None:
-    config = _config(venue, tmp_path)
+    config = backfill_config(venue, tmp_path)
     with Store.open(config.storage.arctic_uri, writer=True), pytest.raises(StoreLockedError):
         backfill_options_command(config, "HE", DAY, DAY + timedelta(days=1), Console(file=io.StringIO()))
 

@@ -3,22 +3,21 @@ snapshots as one backfill of the whole range: the session before the cut ends (a
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from hydra_daemon.config import Config, parse_config
+from hydra_daemon.config import Config
 from hydra_daemon.options.backfill import backfill_options
 from hydra_daemon.sim.config import LEAN_HOGS, MarketConfig
 from hydra_daemon.sim.venue import VenueConfig, VenueThread
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import restore_utc
 from hydra_daemon.store.symbols import OPTIONS, chain_symbol
-from hydra_daemon.store.uri import default_lmdb_uri
 from tests.helpers import wait_until
+from tests.options.test_backfill import REPLAY_S, backfill_config
 
 START = datetime(2026, 11, 5, tzinfo=UTC)  # a Thursday
 FRIDAY = START + timedelta(days=1)
@@ -26,33 +25,12 @@ SUNDAY = START + timedelta(days=3)  # the sim's weekends (UTC) are silent (but f
 MONDAY_NOON = START + timedelta(days=4, hours=12)
 SPEED = 86_400 / 2
 INTERVAL_S = 3500  # boundaries not on midnight, where the venue publishes its statistics
-REPLAY_S = 10 * 86_400
 
 
 @pytest.fixture(scope="module")
 def venue_config() -> VenueConfig:
     market = MarketConfig(seed=3, products=(LEAN_HOGS,), start=START, speed=SPEED, base_rate=150.0, rate=0.0)
     return VenueConfig(market=market, replay_window_s=REPLAY_S, history_s=REPLAY_S)
-
-
-def _config(venue: VenueThread, state_dir: Path) -> Config:
-    info = venue.info
-    config = parse_config(
-        {
-            "state_dir": str(state_dir),
-            "storage": {"arctic_uri": default_lmdb_uri(state_dir), "flush_interval_s": 0.05},
-            "databento": {
-                "live_gateway": info.live_host,
-                "live_port": info.live_port,
-                "historical_url": info.historical_url,
-                "heartbeat_interval_s": 1,
-            },
-            "options": {"snapshot_interval_s": INTERVAL_S},
-            "lake": {"enabled": False},
-            "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
-        }
-    )
-    return replace(config, databento=replace(config.databento, replay_window_s=REPLAY_S))
 
 
 def _chain(config: Config) -> pd.DataFrame:
@@ -72,11 +50,11 @@ def test_a_backfill_split_at_the_weekend_stores_the_snapshots_of_one_backfill(
     assert clock is not None
     wait_until(lambda: clock.now() > MONDAY_NOON + timedelta(hours=2), "the venue past Monday noon", timeout=60)
 
-    whole = _config(venue, tmp_path / "whole")
+    whole = backfill_config(venue, tmp_path / "whole", INTERVAL_S)
     with Store.open(whole.storage.arctic_uri, writer=True) as store:
         backfill_options(whole, store, "HE", FRIDAY, MONDAY_NOON)
 
-    split = _config(venue, tmp_path / "split")
+    split = backfill_config(venue, tmp_path / "split", INTERVAL_S)
     with Store.open(split.storage.arctic_uri, writer=True) as store:
         backfill_options(split, store, "HE", FRIDAY, SUNDAY)  # the range ends in the weekend's silence
     with Store.open(split.storage.arctic_uri, writer=True) as store:

@@ -25,14 +25,18 @@ def index(ts: list[int]) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(ts, unit="ns", utc=True), name="ts_recv")
 
 
-def definitions(ts: int, rows: list[tuple[int, str, str, float, int]]) -> pd.DataFrame:
-    """rows: (instrument_id, raw_symbol, class, strike, underlying_id)."""
+def definitions(
+    ts: int, rows: list[tuple[int, str, str, float, int]], expirations: list[int] | None = None
+) -> pd.DataFrame:
+    """rows: (instrument_id, raw_symbol, class, strike, underlying_id); each expiring at EXPIRY unless `expirations`
+    (ns) say otherwise."""
+    expiration = [EXPIRY] * len(rows) if expirations is None else pd.to_datetime(expirations, unit="ns", utc=True)
     return pd.DataFrame(
         {
             "instrument_id": np.array([r[0] for r in rows], dtype=np.uint32),
             "raw_symbol": [r[1] for r in rows],
             "instrument_class": [r[2] for r in rows],
-            "expiration": [EXPIRY] * len(rows),
+            "expiration": expiration,
             "strike_price": [r[3] for r in rows],
             "underlying": [""] * len(rows),
             "underlying_id": np.array([r[4] for r in rows], dtype=np.uint32),
@@ -144,3 +148,58 @@ def test_records_that_are_not_live_move_the_schedule_without_snapshots() -> None
     (taken,) = book.ingest([MarketFrame("HE", "mbp-1", quotes([(T0 + 250 * S, 10, 3.0, 3.1)]))])
     assert taken.snapshot.at.value == T0 + 240 * S  # not T0 + 60 s: that chain would hold the record at T0 + 200 s
     assert taken.snapshot.frame["bid"].item() == 2.0
+
+
+# A daemon running for months: options expire every day (daily and weekly series) and new ones are listed. What the
+# book holds, and what each snapshot costs, must not grow with the days that passed (found by a review helper).
+DAY = 86_400 * S
+FUTURE_ID = 1
+STRIKES = 40
+FUTURE_QUOTES_PER_DAY = 200
+
+
+def _run_days(days: int) -> tuple[ChainBook, int]:
+    """`days` trading days: each day lists STRIKES calls expiring the next day (a daily series, as CL/ES options
+    have), quotes them once and the (long-dated) future FUTURE_QUOTES_PER_DAY times. Returns the book and the rows
+    the last day's last snapshot held."""
+    book = ChainBook([HE], 60 * S)
+    future_definition = definitions(T0, [(FUTURE_ID, "HEZ9", "F", math.nan, 0)], [T0 + 3650 * DAY])
+    book.ingest([MarketFrame("HE.FUT", "definition", future_definition)])
+    last_rows = 0
+    for day in range(days):
+        start = T0 + day * DAY
+        first = 1000 + day * STRIKES
+        listed = [(first + k, f"HE D{day} C{k}", "C", 80.0 + k, FUTURE_ID) for k in range(STRIKES)]
+        future = [(start + 2 * S + i * S, FUTURE_ID, 90.0, 90.05) for i in range(FUTURE_QUOTES_PER_DAY)]
+        options = [(start + 3 * S + k, first + k, 1.0, 1.1) for k in range(STRIKES)]
+        book.ingest(
+            [
+                MarketFrame("HE", "definition", definitions(start + S, listed, [start + DAY + 3600 * S] * STRIKES)),
+                MarketFrame("HE.FUT", "mbp-1", quotes(future)),
+                MarketFrame("HE", "mbp-1", quotes(options)),
+            ]
+        )
+        (snapshot,) = book.close()
+        last_rows = len(snapshot.snapshot.frame)
+    return book, last_rows
+
+
+def test_expired_options_do_not_accumulate_in_the_chain_book() -> None:
+    for days in (5, 60):
+        book, live_rows = _run_days(days)
+        chain = book.chains["HE"]
+        assert live_rows == STRIKES  # only today's series is alive: the snapshot holds it alone
+        options = [d for d in chain.definitions.values() if d.instrument_class in ("C", "P")]
+        # Bounded by what is alive (today's and tomorrow's series), not by the days that passed.
+        assert len(options) <= 2 * STRIKES, f"after {days} days the book holds {len(options)} option definitions"
+        assert len(chain.quotes) <= 2 * STRIKES + 1, f"after {days} days the book holds {len(chain.quotes)} quotes"
+
+
+def test_underlying_mid_history_is_trimmed_to_what_live_options_need() -> None:
+    for days in (5, 60):
+        book, _ = _run_days(days)
+        history = book.chains["HE"].mid_history[FUTURE_ID]
+        # The live options were quoted today: a day or two of the future's mids serves every lookup.
+        assert len(history.times) <= 2 * FUTURE_QUOTES_PER_DAY, (
+            f"after {days} days the future's mid history holds {len(history.times)} entries"
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from hydra_daemon.config import parse_config
 from hydra_daemon.ingest import IngestPipeline, PipelineState, Problem
 from hydra_daemon.runtime.daemon import run_daemon
 from hydra_daemon.runtime.health_client import query_health
+from tests.helpers import flood_of_idle_clients
 
 APP = Path(__file__).with_name("runtime_app.py")
 API_KEY = "db-SubprocessKey0123456789"
@@ -361,27 +363,13 @@ def test_a_flood_of_metrics_clients_beyond_the_fd_limit_does_not_end_the_daemon(
     """`[health] metrics_listen` is a TCP port any local user reaches. Clients beyond the 16 served are still accepted
     (each gets its 503 within 0.5 s): enough of them at once exhaust the process's descriptors (systemd's default
     soft limit is 1024), accept() fails with EMFILE, and that error must not end the listener and the daemon."""
-    import resource
 
     daemon = start(["--counter", "futures", "--ready-timeout", "5"])
     daemon.wait_datagram(lambda m: "READY=1" in m.splitlines())
     pid = daemon.proc.pid
     _, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir(f"/proc/{pid}/fd")) + 48, hard))
-    clients = []
-    for _ in range(200):
-        client = socket.socket()
-        client.settimeout(2)
-        try:
-            client.connect(("127.0.0.1", daemon.metrics_port))
-        except OSError:
-            client.close()
-            break
-        clients.append(client)
-    time.sleep(1.0)
-    for client in clients:
-        client.close()
-    time.sleep(1.0)
+    flood_of_idle_clients(socket.AF_INET, ("127.0.0.1", daemon.metrics_port))
     assert daemon.proc.poll() is None, (
         f"daemon exited with {daemon.proc.returncode}: {daemon.stderr_path.read_text()[-1500:]}"
     )

@@ -4,12 +4,16 @@ systemd gives up after StartLimitBurst=5 such exits in 10 minutes."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+from tests.helpers import flood_of_idle_clients
 
 SERVER = textwrap.dedent(
     """
@@ -48,8 +52,9 @@ def _get_health(path: Path) -> bytes:
     return data
 
 
-def test_more_clients_than_file_descriptors_do_not_end_the_health_server(tmp_path: Path) -> None:
-    path = tmp_path / "health.sock"
+@contextlib.contextmanager
+def _server(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """The health server in a process of its own (its end is what the tests look for), ready at `path`."""
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -58,33 +63,30 @@ def test_more_clients_than_file_descriptors_do_not_end_the_health_server(tmp_pat
         while (line := server.stdout.readline()) and line.strip() != "ready":  # structlog's default goes to stdout
             pass
         assert line.strip() == "ready", server.stderr.read() if server.stderr else ""
-        assert _get_health(path).startswith(b"HTTP/1.1 200")
-        clients = []
-        for _ in range(200):  # connect and say nothing (a stuck monitoring agent, a flood)
-            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            client.settimeout(2)
-            try:
-                client.connect(str(path))
-            except OSError:
-                client.close()
-                break
-            clients.append(client)
-        time.sleep(1.0)
-        for client in clients:
-            client.close()
-        time.sleep(1.0)
-        assert server.poll() is None, f"the health server ended:\n{server.stderr.read() if server.stderr else ''}"
-        answer = b""
-        for _ in range(20):
-            try:
-                answer = _get_health(path)
-                break
-            except OSError:
-                time.sleep(0.25)
-        assert answer.startswith(b"HTTP/1.1 200"), answer
+        yield server
     finally:
         server.kill()
         server.wait()
+
+
+def _still_serving(server: subprocess.Popen[str], path: Path) -> None:
+    assert server.poll() is None, f"the health server ended:\n{server.stderr.read() if server.stderr else ''}"
+    answer = b""
+    for _ in range(20):  # descriptors come back as the flood's connections close
+        try:
+            answer = _get_health(path)
+            break
+        except OSError:
+            time.sleep(0.25)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
+def test_more_clients_than_file_descriptors_do_not_end_the_health_server(tmp_path: Path) -> None:
+    path = tmp_path / "health.sock"
+    with _server(path) as server:
+        assert _get_health(path).startswith(b"HTTP/1.1 200")
+        flood_of_idle_clients(socket.AF_UNIX, str(path))
+        _still_serving(server, path)
 
 
 def test_a_refused_client_that_resets_does_not_end_the_health_server(tmp_path: Path) -> None:
@@ -92,13 +94,7 @@ def test_a_refused_client_that_resets_does_not_end_the_health_server(tmp_path: P
     closes without reading the 503 (a timeout in a monitoring agent) resets the connection: that error must end that
     connection only, not the server (whose end ends the daemon)."""
     path = tmp_path / "health.sock"
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
-        while (line := server.stdout.readline()) and line.strip() != "ready":
-            pass
+    with _server(path) as server:
         slow = []
         for _ in range(16):  # hold every served slot (each may take 5 s)
             client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -118,8 +114,4 @@ def test_a_refused_client_that_resets_does_not_end_the_health_server(tmp_path: P
         for client in slow:
             client.close()
         time.sleep(0.5)
-        assert server.poll() is None, f"the health server ended:\n{server.stderr.read() if server.stderr else ''}"
-        assert _get_health(path).startswith(b"HTTP/1.1 200")
-    finally:
-        server.kill()
-        server.wait()
+        _still_serving(server, path)
