@@ -155,7 +155,7 @@ class Store:
                 options = LIBRARY_OPTIONS if self.writer else None
                 library = self._handle().get_library(name, create_if_missing=self.writer, library_options=options)
                 if self.writer and self.status.lmdb:
-                    library = cast(Library, _GuardedLmdb(library, self.status, threading.RLock()))
+                    library = cast(Library, _GuardedLmdb(library, name, self.status, threading.RLock()))
                 self._libraries[name] = library
             return self._libraries[name]
 
@@ -316,33 +316,34 @@ _READS = frozenset(
 
 class _GuardedLmdb:
     """A writer's LMDB library (or an object reached through it, e.g. ``_nvs``): every call but the known reads holds
-    the library's lock, refuses once the store stopped writing, and records its own failure before letting go.
+    the library's lock, refuses once the store stopped writing or its data file is no longer writable, and records
+    its own failure before letting go.
 
     After a commit failed, the next write to that LMDB environment crashes the process (see `store.health`); without
-    this, another thread's write could start between a failure and its being recorded (measured: SIGSEGV in the lake
-    job's ``list_symbols``, which compacts ArcticDB's symbol list, a write, right after a feature write failed). LMDB
-    runs one write transaction per environment at a time anyway. Known reads run unguarded (they may fail after a
-    failed commit — ``MDB_PANIC`` — but as exceptions)."""
+    this, another thread's write could start between a failure and its being recorded. LMDB runs one write
+    transaction per environment at a time anyway. Known reads run unguarded (they may fail after a failed commit —
+    ``MDB_PANIC`` — but as exceptions)."""
 
-    def __init__(self, target: Any, status: StorageStatus, lock: threading.RLock) -> None:
-        self._target, self._status, self._lock = target, status, lock
+    def __init__(self, target: Any, library: str, status: StorageStatus, lock: threading.RLock) -> None:
+        self._target, self._library, self._status, self._lock = target, library, status, lock
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
         if name in _READS:
             return attr
         if not callable(attr):
-            return _GuardedLmdb(attr, self._status, self._lock)
+            return _GuardedLmdb(attr, self._library, self._status, self._lock)
         return self._guarded(attr, name)
 
     def _guarded(self, call: Callable[..., Any], name: str) -> Callable[..., Any]:
         def guarded(*args: Any, **kwargs: Any) -> Any:
+            what = f"{name} {args[0] if args else ''}".strip()
             with self._lock:
-                self._status.require_space()
+                self._status.require_writable(self._library, what)
                 try:
                     return call(*args, **kwargs)
                 except Exception as error:
-                    self._status.record_fault(error, f"{name} {args[0] if args else ''}".strip())
+                    self._status.record_fault(error, what)
                     raise
 
         return guarded

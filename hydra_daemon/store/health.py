@@ -204,6 +204,18 @@ class StorageStatus:
         if fault is not None:
             raise kind(f"store writes stopped: {fault}")
 
+    def require_writable(self, library: str, what: str) -> None:
+        """`require_space`, then record and raise `StoreUnwritableError` if ``library``'s LMDB data file is no longer
+        writable. Checked before each write because ArcticDB's ``list_symbols`` compacts its symbol list (a write) and
+        ignores that write's failure (measured with arcticdb 6.28): the environment is then poisoned unrecorded, and
+        the next write crashed the process (SIGSEGV). One ``access`` call per write; a store made read-only after it
+        still takes the path of a recorded failed write."""
+        self.require_space()
+        data = None if self._lmdb_dir is None else self._lmdb_dir / library / "data.mdb"
+        if data is not None and data.exists() and not os.access(data, os.W_OK):
+            self._unwritable_fault(_write_error(data), what)
+            self.require_space()
+
     @property
     def lmdb(self) -> bool:
         """True for an LMDB store (S3 has no environment to poison)."""
@@ -256,6 +268,16 @@ def _free_bytes(where: Path) -> int | None:
     except OSError:
         return None
     return stat.f_bavail * stat.f_frsize
+
+
+def _write_error(path: Path) -> OSError:
+    """The error opening ``path`` for writing gives (``access`` only says no): EPERM for the immutable flag, EROFS on
+    a read-only mount, EACCES for modes."""
+    try:
+        os.close(os.open(path, os.O_WRONLY))
+    except OSError as error:
+        return error
+    return PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
 
 def _first_line(error: BaseException) -> str:
