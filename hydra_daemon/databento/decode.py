@@ -242,7 +242,8 @@ def decode_records(records: Sequence[Any], symbols: SymbolMap, market: str | Non
     """Decode `records` (in stream order; record objects come from Historical, so the batch's source is
     `HISTORICAL`). `market` routes every data record to one market (Historical requests made per market); otherwise
     the market comes from the SymbolMappingMsgs seen so far. A data record with a time outside 1990..2100 is left
-    out and carried in `corrupt` (an undefined time becomes NaT, which the writer refuses: the whole batch failed)."""
+    out and carried in `corrupt` (an undefined time becomes NaT, which the writer refuses: the whole batch failed), as
+    is each `CorruptRecord` among `records` (set aside by `set_aside_unknown`)."""
     return _decode(_group_by_type(records), {}, symbols, market, BatchSource.HISTORICAL)
 
 
@@ -265,7 +266,7 @@ def decode_raw(
             parts.setdefault(kind, []).append(np.frombuffer(data, _dtype(kind), count=run.count, offset=run.start))
         else:
             others.append(data[run.start : run.end])
-    objects = _decode_objects(b"".join(others)) if others else []
+    objects = decode_objects(b"".join(others)) if others else []
     implausible: list[CorruptRecord] = []
     arrays = {
         kind: _plausible(np.concatenate(items) if len(items) > 1 else items[0], implausible)
@@ -334,15 +335,47 @@ def checked_runs(
     return runs, used, broken
 
 
+def set_aside_unknown(data: bytes) -> tuple[bytes, tuple[CorruptRecord, ...]]:
+    """`data` (whole records) without the records of a type this DBN version does not know, and those records, to
+    quarantine (``breaks_stream=False``). A newer DBN version may add record types, which databento_dbn refuses; when
+    every declared length chains exactly to the end of `data`, the framing around them holds and the rest can be
+    decoded. Otherwise `data` is returned whole, for `checked_runs` to tell what is wrong."""
+    try:
+        runs, used = split_runs(data)
+    except CorruptStream:
+        return data, ()
+    unknown = [run for run in runs if _is_unknown(run.rtype)]
+    if used != len(data) or not unknown:
+        return data, ()
+    set_aside = tuple(
+        CorruptRecord(
+            at,
+            run.rtype,
+            run.length,
+            f"unknown record type {run.rtype} (length {run.length}): skipped (newer than this databento-dbn?)",
+            bytes(data[at : at + min(run.length, MAX_QUARANTINED_BYTES)]),
+            breaks_stream=False,
+        )
+        for run in unknown
+        for at in range(run.start, run.end, run.length)
+    )
+    return b"".join(data[run.start : run.end] for run in runs if not _is_unknown(run.rtype)), set_aside
+
+
+def _is_unknown(rtype: int) -> bool:
+    return rtype not in _DATA_BY_RTYPE and rtype not in _CONTROL_BY_RTYPE and rtype not in _UNSUPPORTED_MIN_LENGTH
+
+
+def decode_objects(payload: bytes) -> list[Any]:
+    """Record objects of `payload` (whole records of the current DBN version, no Metadata header)."""
+    return list(dbn.DBNDecoder(has_metadata=False, input_version=dbn.DBN_VERSION).write_and_decode(payload))
+
+
 def _corrupt_at(data: bytes, offset: int, reason: str) -> CorruptRecord:
     length = data[offset] * 4
     rtype = data[offset + 1] if offset + 1 < len(data) else -1
     raw = bytes(data[offset : offset + max(2, min(length, MAX_QUARANTINED_BYTES))])
     return CorruptRecord(offset, rtype, length, reason, raw, breaks_stream=True)
-
-
-def _decode_objects(payload: bytes) -> list[Any]:
-    return list(dbn.DBNDecoder(has_metadata=False, input_version=dbn.DBN_VERSION).write_and_decode(payload))
 
 
 def _dtype(record_type: type) -> np.dtype:
@@ -358,7 +391,7 @@ def _decode(
 ) -> DecodedBatch:
     notices: list[GatewayNotice] = []
     heartbeats = 0
-    corrupt: list[CorruptRecord] = []
+    corrupt: list[CorruptRecord] = list(by_type.pop(CorruptRecord, ()))  # set aside before decoding (Historical)
     for record in by_type.pop(dbn.SymbolMappingMsg, ()):
         try:
             symbols.learn_mapping(record)

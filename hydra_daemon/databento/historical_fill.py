@@ -21,7 +21,14 @@ import zstandard
 
 from hydra_daemon.databento.cost_guard import CostGuard, CostRefused, HistoricalRequest
 from hydra_daemon.databento.dbn_runs import CorruptStream, is_panic, metadata_length
-from hydra_daemon.databento.decode import DecodedBatch, SymbolMap, checked_runs, decode_records
+from hydra_daemon.databento.decode import (
+    DecodedBatch,
+    SymbolMap,
+    checked_runs,
+    decode_objects,
+    decode_records,
+    set_aside_unknown,
+)
 from hydra_daemon.databento.historical_client import HistoricalError, historical_client, http_errors
 from hydra_daemon.secrets import ApiKey
 
@@ -149,7 +156,8 @@ def response_records(body: bytes, what: str) -> list[Any]:
 def checked_records(store: databento.DBNStore, what: str) -> list[Any]:
     """The records of `store`, after checking that its bytes frame only records databento_dbn decodes safely (when
     they are of the current DBN version; older versions are upgraded by the library); `CorruptStream` for anything
-    wrong, including a panic of the library."""
+    wrong, including a panic of the library. Records of a type unknown to this DBN version are skipped: they are in
+    the list as `CorruptRecord`s (`set_aside_unknown`), which decoding carries into its batch's `corrupt`."""
     with _reading(what):
         raw = store.reader.read()
         header = metadata_length(raw)
@@ -158,10 +166,12 @@ def checked_records(store: databento.DBNStore, what: str) -> list[Any]:
         if store.metadata.ts_out:
             raise CorruptStream(f"{what}: the response carries ts_out, which Historical requests never ask for")
         if raw[3] == dbn.DBN_VERSION:
-            body = raw[header:]
+            body, unknown = set_aside_unknown(raw[header:])
             _, used, broken = checked_runs(body)
             if broken is not None:
                 raise CorruptStream(f"{what}: {broken.reason}", broken.offset, broken)
             if used != len(body):
                 raise CorruptStream(f"{what}: the response ends inside a record ({len(body) - used} bytes left over)")
+            if unknown:
+                return [*decode_objects(body), *unknown]
         return list(store)

@@ -16,6 +16,11 @@ Flow per connection:
    `<state_dir>/quarantine/dbn.jsonl`, counted in `stats.corrupt_records`), or our own watchdog (no record or
    heartbeat for `watchdog_s`); we stop the child, back off with jitter and start again at 1.
 
+A record the Live client cannot decode (e.g. a record type newer than its DBN version) ends the session, and every
+replay meets it again. From the second such end in a row, `ReplaySkip` moves the replay start past the newest
+watermark by a growing step, and Historical, decoded by us (which quarantines the record and goes on), fills what
+Live skips: capture goes on, exactly once, at the cost of a small fill.
+
 Overlapping replays are harmless: the `StreamWriter` drops every row at or before its watermark, so the store ends
 up with each record exactly once. Each session's live stream and each gap fill is one numbered delivery
 (`DecodedBatch.delivery`): a timestamp whose records the decoder split over two batches is continued, not taken
@@ -47,7 +52,7 @@ from hydra_daemon.databento.decode import DecodedBatch, NoticeKind, SymbolMap, d
 from hydra_daemon.databento.historical_client import HistoricalError
 from hydra_daemon.databento.historical_fill import HistoricalSource
 from hydra_daemon.databento.launcher import Launcher
-from hydra_daemon.databento.process import LiveAuthError, LiveProcess
+from hydra_daemon.databento.process import LiveAuthError, LiveProcess, UndecodableStream
 from hydra_daemon.databento.quarantine import DbnQuarantine, dbn_quarantine_path
 from hydra_daemon.databento.stream_decoder import DecoderFinished, StreamDecoder
 from hydra_daemon.ingest import Idle, PipelineState, PipelineStats
@@ -70,6 +75,11 @@ further, so a bar published after the resume point is fetched even though it sta
 _DELIVERIES = itertools.count(1)
 """Numbers each ordered delivery (a session's live stream, one gap fill): its batches carry it (`DecodedBatch.delivery`)
 so the writer tells a timestamp continued in the next batch from a redelivered one."""
+
+SKIP_STEPS_NS = tuple(seconds * NS_PER_S for seconds in (1, 10, 60, 600, 3600))
+"""How far past the newest watermark Live replays after consecutive sessions ended on a record the client cannot
+decode: the first step after the second such end, the next after each further one (records the client lost with it
+may lie before the poison record, so a small first step can fall short)."""
 
 ResumePoint = Callable[[str], int | None]
 """schema -> committed watermark in UTC ns (None = nothing stored yet). Called from a worker thread."""
@@ -140,6 +150,36 @@ class SessionClosed(RuntimeError):
     """The gateway closed the session gracefully (it does not come back by itself)."""
 
 
+class ReplaySkip:
+    """Where Live must replay from to get past a record its client cannot decode: after two undecodable session ends
+    in a row, the newest stored record's publication (a bar's end) plus the next of `SKIP_STEPS_NS`; None otherwise.
+    Any other session end, or a record stored past the previous skip (that one is behind us), starts the count
+    again."""
+
+    def __init__(self) -> None:
+        self.undecodable_ends = 0
+        self._target: int | None = None
+
+    def session_ended(self, *, undecodable: bool) -> None:
+        self.undecodable_ends = self.undecodable_ends + 1 if undecodable else 0
+        if not undecodable:
+            self._target = None
+
+    def target(self, newest_ns: int, now_ns: int) -> int | None:
+        """The replay start past the record (at most one overlap before `now_ns`, so Historical can fill up to one
+        overlap past it), or None to replay as usual."""
+        if self._target is not None and newest_ns > self._target:
+            self.undecodable_ends, self._target = 1, None  # the previous skip got past it: this is another record
+        if self.undecodable_ends < 2:
+            return None
+        step = SKIP_STEPS_NS[min(self.undecodable_ends - 2, len(SKIP_STEPS_NS) - 1)]
+        target = min(newest_ns + step, now_ns - REPLAY_OVERLAP_NS)
+        if target <= newest_ns:
+            return None  # the record is newer than Historical can serve: replay as usual until it can
+        self._target = target
+        return target
+
+
 class LiveStream:
     """Yields `DecodedBatch`es with rows (and `Idle.TICK` while quiet) forever from one Live session per connection;
     owns reconnects and gap fills.
@@ -172,6 +212,7 @@ class LiveStream:
         guard = CostGuard(settings.max_historical_cost_usd, settings.state_dir, stats)
         self._historical = HistoricalSource(settings.dataset, settings.key, guard, settings.historical_url)
         self._quarantine = DbnQuarantine(dbn_quarantine_path(settings.state_dir) if settings.state_dir else None)
+        self._skip = ReplaySkip()
         Launcher.shared()  # starts importing the client in the launcher now, not at the first connect
 
     async def batches(self) -> AsyncGenerator[DecodedBatch | Idle, None]:
@@ -191,8 +232,10 @@ class LiveStream:
             except Exception as exc:  # every session end is retried; cancellation is not an Exception
                 reason = redact_text(f"{type(exc).__name__}: {exc}")
                 refused = _auth_refusal(exc)
+                undecodable = isinstance(exc, UndecodableStream)
             self._stats.reconnects += 1
             self._stats.last_error = reason
+            self._skip.session_ended(undecodable=undecodable)
             if refused is not None:
                 self._stats.state = PipelineState.AUTH_REFUSED
                 if not auth_logged:
@@ -210,10 +253,26 @@ class LiveStream:
     async def _session(self) -> AsyncGenerator[DecodedBatch | Idle, None]:
         self._stats.state = PipelineState.CONNECTING
         starts = {schema: await anyio.to_thread.run_sync(self._resume, schema) for schema in self.spec.schemas}
+        published = [start + BAR_NS.get(schema, 0) for schema, start in starts.items() if start is not None]
+        newest = max(published, default=self._live_floor())  # the newest stored record's publication
         async with aclosing(self._fill_older_than_replay(starts)) as filled:
             async for batch in filled:
                 yield batch
         replay = {schema: 0 if start is None else max(1, start - REPLAY_OVERLAP_NS) for schema, start in starts.items()}
+        skip_to = self._skip.target(newest, self._clock.now_ns())
+        if skip_to is not None:
+            log.error(
+                "live_record_skipped",
+                error=self._stats.last_error,
+                replay_from_ns=skip_to,
+                undecodable_sessions=self._skip.undecodable_ends,
+                hint="the Live client could not decode a record (a newer DBN version?): upgrade databento; "
+                "what Live skips is filled from Historical",
+            )
+            async with aclosing(self._fill_before(starts, skip_to + REPLAY_OVERLAP_NS)) as filled:
+                async for batch in filled:
+                    yield batch
+            replay = dict.fromkeys(starts, skip_to)
         child = await self._start_child(replay)
         try:
             session_id = await anyio.to_thread.run_sync(child.wait_started, CONNECT_TIMEOUT_S, abandon_on_cancel=True)
@@ -238,21 +297,35 @@ class LiveStream:
             child = await anyio.to_thread.run_sync(LiveProcess, self.settings.key.reveal(), self._request(replay))
         return child
 
+    def _live_floor(self) -> int:
+        """The oldest time Live replays now."""
+        return self._clock.now_ns() - self.settings.replay_window_s * NS_PER_S
+
     async def _fill_older_than_replay(self, starts: dict[str, int | None]) -> AsyncGenerator[DecodedBatch, None]:
         """Fill from Historical every schema whose resume point is older than the replay window now; advance
         `starts` to the window's edge."""
-        live_floor = self._clock.now_ns() - self.settings.replay_window_s * NS_PER_S
-        for schema in _fill_order(self.spec.schemas):
+        live_floor = self._live_floor()
+        stored: dict[str, int | None] = {schema: start for schema, start in starts.items() if start is not None}
+        async with aclosing(self._fill_before(stored, live_floor)) as filled:
+            async for batch in filled:
+                yield batch
+        starts.update(stored)
+
+    async def _fill_before(self, starts: dict[str, int | None], end_ns: int) -> AsyncGenerator[DecodedBatch, None]:
+        """Fill from Historical every schema of `starts` whose resume point is older than `end_ns` (nothing stored:
+        from the replay window's start); advance `starts` to `end_ns`."""
+        for schema in _fill_order(list(starts)):
             start = starts[schema]
-            if start is not None and start < live_floor:
+            start = self._live_floor() if start is None else start
+            if start < end_ns:
                 self._stats.state = PipelineState.FILLING
                 refused = self._stats.historical_refusals
-                async with aclosing(self._fill(schema, start, live_floor)) as filled:
+                async with aclosing(self._fill(schema, start, end_ns)) as filled:
                     async for batch in filled:
                         yield batch
                 if self._stats.historical_refusals == refused:  # a refused range is left as a recorded gap
                     self._stats.gaps_filled += 1
-                starts[schema] = live_floor
+                starts[schema] = end_ns
 
     async def _fill(self, schema: str, start_ns: int, end_ns: int) -> AsyncGenerator[DecodedBatch, None]:
         """Historical [start - overlap (- one bar), end) for every market, one batch per request chunk with rows."""
@@ -313,7 +386,7 @@ class LiveStream:
                     )
             try:
                 await anyio.to_thread.run_sync(child.outcome)  # raises LiveSessionError on an abnormal close
-            except CorruptStream as exc:  # the child's client could not decode the stream
+            except UndecodableStream as exc:
                 if exc.record is not None:
                     self._quarantined(exc.record, "live")
                 raise

@@ -35,6 +35,11 @@ class LiveAuthError(LiveSessionError):
     """The gateway rejected the API key: retrying soon with the same key cannot help."""
 
 
+class UndecodableStream(CorruptStream):
+    """The child's Live client could not decode a record the gateway sent, and ended the session there (it drops the
+    record, so neither its bytes nor its time reach us)."""
+
+
 class LiveProcess:
     """One child session: start it, read its raw record bytes, learn how it ended, stop it."""
 
@@ -80,7 +85,7 @@ class LiveProcess:
 
     def outcome(self) -> None:
         """After end of stream: return if the gateway closed the session, raise LiveSessionError if it failed and
-        CorruptStream (with the reason as its record) if the client could not decode what the gateway sent."""
+        `UndecodableStream` (with the reason as its record) if the client could not decode what the gateway sent."""
         status, detail = self._next_status(OUTCOME_WAIT_S)
         if status == "failed":
             raise LiveSessionError(detail)
@@ -90,7 +95,7 @@ class LiveProcess:
             )
         if status == "corrupt":
             reason = f"the Live client could not decode the gateway's stream: {detail}"
-            raise CorruptStream(reason, record=CorruptRecord(-1, -1, 0, reason, b"", breaks_stream=True))
+            raise UndecodableStream(reason, record=CorruptRecord(-1, -1, 0, reason, b"", breaks_stream=True))
 
     def stop(self) -> None:
         """Abandon the session: tell the child, close our ends, kill it if it lingers (without blocking us)."""

@@ -183,6 +183,20 @@ def test_a_corrupt_historical_response_is_a_corrupt_stream_with_the_record() -> 
         checked_records(_historical_store(_bar(1) + _bar(2)[:-5]), "HE.FUT")
 
 
+def test_a_historical_record_of_an_unknown_type_is_set_aside_and_the_rest_decoded() -> None:
+    """A record type newer than this databento-dbn (which refuses it) whose length frames it: refusing the response
+    made every fill of its range fail the same way, and a Live session skipping such a record relies on the fill."""
+    unknown = bytes([14, 0x99]) + bytes(54)
+    records = checked_records(_historical_store(_bar(1) + unknown + _bar(2)), "HE.FUT")
+    decoded = decode_records(records, SymbolMap({"HE.FUT": "HE"}), market="HE")
+    [frame] = decoded.frames
+    assert frame.frame["close"].tolist() == [91.0, 92.0]
+    [corrupt] = decoded.corrupt
+    assert corrupt.raw == unknown and not corrupt.breaks_stream and "unknown record type 153" in corrupt.reason
+    with pytest.raises(CorruptStream, match="unknown record type 153"):  # framing that does not hold stays corrupt
+        checked_records(_historical_store(_bar(1) + bytes([15, 0x99]) + bytes(54) + _bar(2)), "HE.FUT")
+
+
 def _response(body: bytes, compress: bool) -> bytes:
     metadata = dbn.Metadata("GLBX.MDP3", 0, dbn.SType.PARENT, dbn.SType.INSTRUMENT_ID, dbn.Schema.OHLCV_1M, [])  # type: ignore[arg-type]
     raw = metadata.encode() + body

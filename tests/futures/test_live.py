@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -288,9 +289,39 @@ async def test_a_record_the_dbn_library_panics_on_ends_the_session_at_once(
         venue.fault("short_record")
         await eventually(lambda: pipeline.stats.reconnects >= 1, "a reconnect after the short record")
         await caught_up(venue, pipeline)
-    assert "CorruptStream: the Live client could not decode the gateway's stream" in (pipeline.stats.last_error or "")
+    assert "UndecodableStream: the Live client could not decode the gateway's stream" in (
+        pipeline.stats.last_error or ""
+    )
     assert "Malformed `dbn::record::Mbp1Msg` record" in (pipeline.stats.last_error or "")
     assert pipeline.stats.corrupt_records == 1
     [entry] = [json.loads(line) for line in (tmp_path / "quarantine" / "dbn.jsonl").read_text().splitlines()]
     assert entry["source"] == "live" and "Malformed" in entry["reason"]
     assert_store_matches_truth(venue, store)
+
+
+async def test_a_record_the_live_client_cannot_decode_is_skipped_and_its_span_filled_from_historical(
+    venue: VenueThread, store: Store, tmp_path: Path
+) -> None:
+    """A record of a type the client's DBN version does not know (a gateway on a newer version may send one) ended
+    every session at the same point: each reconnect replayed into it again, so nothing after it was stored, for any
+    market. Live now replays from past it, and Historical (decoded by us, which skips it) fills what Live skipped."""
+    future = next(i for i in venue.venue.model.instruments if i.kind == "F")
+    pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
+    with structlog.testing.capture_logs() as logs:
+        async with running(pipeline):
+            await caught_up(venue, pipeline, minutes=1)
+            venue.call(lambda v: _inject_unknown_record(v, future.instrument_id))
+            await caught_up(venue, pipeline)
+    [skipped, *_] = [e for e in logs if e["event"] == "live_record_skipped"]
+    assert skipped["log_level"] == "error" and "could not decode" in skipped["error"], skipped
+    quarantined = [json.loads(line) for line in (tmp_path / "quarantine" / "dbn.jsonl").read_text().splitlines()]
+    assert any(e["source"] == "historical" and e["raw_hex"].startswith("0e99") for e in quarantined), quarantined
+    assert_store_matches_truth(venue, store)
+
+
+def _inject_unknown_record(venue: Venue, instrument_id: int) -> None:
+    """Append a 56-byte record of an rtype unknown to the client (0x99) to the ohlcv-1m tape, at the venue's now."""
+    assert venue.clock is not None
+    now = venue.clock.now_ns()
+    record = struct.pack("<BBHIQ", 14, 0x99, 1, instrument_id, now) + bytes(40)
+    venue.tape.append([Emission("ohlcv-1m", now, instrument_id, record, emitted_ns=now)])
