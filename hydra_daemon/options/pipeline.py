@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Mapping, Sequence
+from datetime import date
 
 import anyio
 import numpy as np
@@ -82,6 +83,8 @@ class OptionsSink:
         self.chain_rows = 0
         """Chain rows stored so far (with quotes not persisted, what the quotes deliver: the pipeline counts them)."""
         self._logged: set[tuple[str, str, str]] = set()
+        """(market, instrument, rule) logged on `_logged_day`: once a day, so the set stays one day's worth."""
+        self._logged_day: date | None = None
         self._evicted_reported: dict[str, int] = {}
 
     def stored_schemas(self) -> tuple[str, ...]:
@@ -225,6 +228,9 @@ class OptionsSink:
             problems=len(item.snapshot.problems),
             awaiting_definitions=self.book.chains[item.market].undefined_count,
         )
+        day = item.snapshot.at.date()
+        if day != self._logged_day:
+            self._logged, self._logged_day = set(), day
         for problem in item.snapshot.problems:
             self._log_problem(item.market, problem)
         evicted = self.book.chains[item.market].evicted_undefined

@@ -143,7 +143,8 @@ def test_with_quotes_not_persisted_the_chain_rows_stored_are_counted(store: Stor
     assert first.chain_rows == 2  # no snapshot due
 
 
-def test_problems_are_logged_once_per_instrument_and_rule(store: Store, tmp_path: Path) -> None:
+def test_problems_are_logged_once_per_instrument_rule_and_day(store: Store, tmp_path: Path) -> None:
+    """Once a day, not once a process: the set of what was logged kept every instrument and rule for months."""
     stats = PipelineStats()
     first = sink(make_config(tmp_path), store, stats)
     crossed = [quote(PUT, T0 + 5, 3.0, 2.5)]
@@ -157,6 +158,13 @@ def test_problems_are_logged_once_per_instrument_and_rule(store: Store, tmp_path
     snapshots = [e for e in logs if e["event"] == "option_chain_snapshot"]
     assert [e["problems"] for e in snapshots] == [1, 1]
     assert [e["awaiting_definitions"] for e in snapshots] == [0, 0]
+    next_day = T0 + 86_400 * S
+    with structlog.testing.capture_logs() as logs:
+        first.commit(frames([quote(FUTURE, next_day + 1, 90.0, 90.05), quote(FUTURE, next_day + 61 * S, 90.0, 90.05)]))
+    assert [e["where"] for e in logs if e["event"] == "option_chain_problem"] == [
+        f"{PUT.raw_symbol} at {pd.Timestamp(next_day + 60 * S, tz='UTC').isoformat()}"
+    ]
+    assert len(first._logged) == 1
 
 
 def test_restart_restores_the_chain_from_the_store(store: Store, tmp_path: Path) -> None:
