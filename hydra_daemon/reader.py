@@ -247,6 +247,7 @@ class Reader(Generic[Frame]):
         self._day_end: pd.Timestamp | None = None  # of the snapshot's day: no `at` reaches past what it could know
         self._cot_cache: dict[str, _History] = {}  # per COT symbol: its history at the version last read
         self._cot_panel: _Panel | None = None  # the COT panel at the version last read
+        self._in_snapshot: set[str] = set()  # libraries found to hold this Reader's snapshot
         if as_of_snapshot is not None:
             try:
                 self._as_of = self._snapshot(as_of_snapshot)
@@ -523,7 +524,7 @@ class Reader(Generic[Frame]):
 
     def _cot_versions(self) -> dict[str, tuple[int, int]]:
         """(version, creation ns) of every symbol of the cot library this Reader reads, in one listing."""
-        return latest_versions(self._store.library(COT), self._as_of)
+        return latest_versions(self._read_library(COT), self._as_of)
 
     def _cot_panel_serving(
         self, symbols: Sequence[str], versions: dict[str, tuple[int, int]], columns: list[str] | None
@@ -570,7 +571,7 @@ class Reader(Generic[Frame]):
         with the columns asked is reused, the others are read in one batch and cached under the version their read
         returned. A cached history is therefore always exactly what a read now would return (ArcticDB itself sees
         a new version within ~2 s); compaction writes a new version and so costs one re-read."""
-        library = self._store.library(COT)
+        library = self._read_library(COT)
         symbols = [cot_symbol(m) for m in markets]
         stale: dict[str, list[str] | None] = {}
         for symbol in symbols:
@@ -711,13 +712,26 @@ class Reader(Generic[Frame]):
         """Library ``name``; ``LookupError`` saying what is missing if it or ``symbol`` (a day-partitioned stream: a
         partition of it, looked up by name among ``days`` first) is not in the store (or in this Reader's snapshot).
         Looked up by name, not in a listing of the library, which gains a partition per stream every day."""
-        library = self._store.library(name)
+        library = self._read_library(name)
         if not library.has_symbol(symbol, self._as_of) and not self._partitions_stored(library, symbol, days):
             where = "the store" if self._as_of is None else f"snapshot {self._as_of}"
             raise LookupError(
                 f"no symbol {symbol!r} in library {name!r} of {where}; check the market/schema/feature name "
                 "or whether the daemon has captured it yet (Reader.markets(), .schemas(m), .features(m) list them)"
             )
+        return library
+
+    def _read_library(self, name: str) -> Library:
+        """Library ``name``; ``LookupError`` if it does not hold this Reader's snapshot (it was created after that
+        day): ArcticDB would answer every read of it with its own ``NoDataFoundException``."""
+        library = self._store.library(name)
+        if self._as_of is not None and name not in self._in_snapshot:
+            if self._as_of not in library.list_snapshots():
+                raise LookupError(
+                    f"library {name!r} has no snapshot {self._as_of}: it held nothing at the end of that day (it was "
+                    "created later); read a later day, or without as_of_snapshot"
+                )
+            self._in_snapshot.add(name)
         return library
 
     def _partitions_stored(self, library: Library, stream: str, days: tuple[dt.date, dt.date] | None) -> bool:

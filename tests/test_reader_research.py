@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -183,6 +184,23 @@ def test_as_of_snapshot_reads_the_store_as_it_was_at_the_end_of_a_utc_day(uri: s
         assert then.markets() == ["HE", "LE"]
     with pytest.raises(LookupError, match=r"no snapshot 'daily-20260203'.*daily-20260202"):
         Reader(uri, as_of_snapshot=date(2026, 2, 3))
+
+
+def test_a_library_created_after_the_snapshot_day_is_a_lookup_error_naming_it(tmp_path: Path) -> None:
+    """ArcticDB's own `NoDataFoundException` (its message: only the snapshot's name) came out of every read of a
+    library that holds no snapshot of that day, e.g. the COT library created by the first report after it."""
+    uri = f"lmdb://{tmp_path / 'arctic'}?map_size=64MB"
+    with Store.open(uri, writer=True) as store:
+        bars = pd.DataFrame({"close": [80.0]}, index=pd.DatetimeIndex([DAY1], name="ts_event"))
+        store.library(FUTURES).write(data_symbol("HE", "ohlcv-1d"), bars)
+        store.library(FUTURES).snapshot("daily-20260202")
+        _cot(store, "HE", WEEKS[:1], 100.0)
+        _atm_iv(store, "HE", DAY1, 0.3)
+    with Reader(uri, as_of_snapshot=date(2026, 2, 2)) as then:
+        for read in (then.cot, lambda m, at: then.feature(m, "atm_iv", at), lambda m, at: then.cot_panel([m], at)):
+            with pytest.raises(LookupError, match=r"library '(cot|features)' has no snapshot daily-20260202"):
+                read("HE", AT)
+        assert then.markets() == ["HE"]
 
 
 def test_the_reader_is_silent_unless_asked(uri: str, capfd: pytest.CaptureFixture[str]) -> None:
