@@ -339,7 +339,9 @@ def set_aside_unknown(data: bytes) -> tuple[bytes, tuple[CorruptRecord, ...]]:
     """`data` (whole records) without the records of a type this DBN version does not know, and those records, to
     quarantine (``breaks_stream=False``). A newer DBN version may add record types, which databento_dbn refuses; when
     every declared length chains exactly to the end of `data`, the framing around them holds and the rest can be
-    decoded. Otherwise `data` is returned whole, for `checked_runs` to tell what is wrong."""
+    decoded. Otherwise `data` is returned whole, for `checked_runs` to tell what is wrong. Damage can chain too (a
+    header turned into an unknown type with another length covering valid records): a record is at most 1,020 bytes,
+    so the quarantine keeps every byte it covered."""
     try:
         runs, used = split_runs(data)
     except CorruptStream:
@@ -352,7 +354,8 @@ def set_aside_unknown(data: bytes) -> tuple[bytes, tuple[CorruptRecord, ...]]:
             at,
             run.rtype,
             run.length,
-            f"unknown record type {run.rtype} (length {run.length}): skipped (newer than this databento-dbn?)",
+            f"unknown record type {run.rtype} (length {run.length}): set aside whole (a type newer than this "
+            "databento-dbn, or damage: then its bytes hold the records it covers)",
             bytes(data[at : at + min(run.length, MAX_QUARANTINED_BYTES)]),
             breaks_stream=False,
         )

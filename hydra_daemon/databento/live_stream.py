@@ -153,17 +153,19 @@ class SessionClosed(RuntimeError):
 class ReplaySkip:
     """Where Live must replay from to get past a record its client cannot decode: after two undecodable session ends
     in a row, the newest stored record's publication (a bar's end) plus the next of `SKIP_STEPS_NS`; None otherwise.
-    Any other session end, or a record stored past the previous skip (that one is behind us), starts the count
-    again."""
+    Any other end of a session that streamed, or a record stored past the previous skip (that one is behind us),
+    starts the count again; a session that ended before it streamed (e.g. the skip's Historical fill failed: its
+    range is not served yet) changes nothing, so the next one tries the same skip."""
 
     def __init__(self) -> None:
         self.undecodable_ends = 0
         self._target: int | None = None
 
-    def session_ended(self, *, undecodable: bool) -> None:
-        self.undecodable_ends = self.undecodable_ends + 1 if undecodable else 0
-        if not undecodable:
-            self._target = None
+    def session_ended(self, *, undecodable: bool, streamed: bool) -> None:
+        if undecodable:
+            self.undecodable_ends += 1
+        elif streamed:
+            self.undecodable_ends, self._target = 0, None
 
     def target(self, newest_ns: int, now_ns: int) -> int | None:
         """The replay start past the record (at most one overlap before `now_ns`, so Historical can fill up to one
@@ -213,6 +215,7 @@ class LiveStream:
         self._historical = HistoricalSource(settings.dataset, settings.key, guard, settings.historical_url)
         self._quarantine = DbnQuarantine(dbn_quarantine_path(settings.state_dir) if settings.state_dir else None)
         self._skip = ReplaySkip()
+        self._streamed = False  # whether the current (or last) session got to stream
         Launcher.shared()  # starts importing the client in the launcher now, not at the first connect
 
     async def batches(self) -> AsyncGenerator[DecodedBatch | Idle, None]:
@@ -235,7 +238,7 @@ class LiveStream:
                 undecodable = isinstance(exc, UndecodableStream)
             self._stats.reconnects += 1
             self._stats.last_error = reason
-            self._skip.session_ended(undecodable=undecodable)
+            self._skip.session_ended(undecodable=undecodable, streamed=self._streamed)
             if refused is not None:
                 self._stats.state = PipelineState.AUTH_REFUSED
                 if not auth_logged:
@@ -252,6 +255,7 @@ class LiveStream:
 
     async def _session(self) -> AsyncGenerator[DecodedBatch | Idle, None]:
         self._stats.state = PipelineState.CONNECTING
+        self._streamed = False
         starts = {schema: await anyio.to_thread.run_sync(self._resume, schema) for schema in self.spec.schemas}
         published = [start + BAR_NS.get(schema, 0) for schema, start in starts.items() if start is not None]
         newest = max(published, default=self._live_floor())  # the newest stored record's publication
@@ -282,6 +286,7 @@ class LiveStream:
                 async for batch in filled:
                     yield batch
             self._stats.state = PipelineState.STREAMING
+            self._streamed = True
             log.info("live_session_started", session_id=session_id, replay_from_ns=replay)
             async with aclosing(self._drain(child)) as drained:
                 async for item in drained:

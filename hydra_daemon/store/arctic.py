@@ -46,6 +46,8 @@ __all__ = [
 log = structlog.get_logger()
 
 LIBRARY_OPTIONS = arcticdb.LibraryOptions(dynamic_schema=True, rows_per_segment=100_000)
+CONFIG_LIBRARY = "_arctic_cfg"
+"""The LMDB environment beside the libraries where ArcticDB records which libraries exist."""
 WRITER_ARCTICDB_CONFIG = {"StorageLock.WaitMs": 10, "SymbolList.MaxDelta": 100}
 """ArcticDB settings of the writer process (process-wide: a Reader in its own process keeps ArcticDB's defaults).
 A listing compacts a library's symbol list when it finds it uncompacted or longer than ``MaxDelta`` keys (by
@@ -152,12 +154,27 @@ class Store:
             if name not in self._libraries:
                 if not self.writer and not self._handle().has_library(name):
                     raise LookupError(f"store {redact_uri(self.uri)} has no library {name!r} yet")
+                guarded = self.writer and self.status.lmdb
                 options = LIBRARY_OPTIONS if self.writer else None
-                library = self._handle().get_library(name, create_if_missing=self.writer, library_options=options)
-                if self.writer and self.status.lmdb:
+                library = self._create(name, options) if guarded else self._get(name, options)
+                if guarded:
                     library = cast(Library, _GuardedLmdb(library, name, self.status, threading.RLock()))
                 self._libraries[name] = library
             return self._libraries[name]
+
+    def _get(self, name: str, options: arcticdb.LibraryOptions | None) -> Library:
+        return self._handle().get_library(name, create_if_missing=self.writer, library_options=options)
+
+    def _create(self, name: str, options: arcticdb.LibraryOptions | None) -> Library:
+        """`_get` for a writer's LMDB store, guarded as `_GuardedLmdb` guards a library's writes: creating a library
+        writes the store's own ``_arctic_cfg`` environment."""
+        what = f"create library {name}"
+        self.status.require_writable(CONFIG_LIBRARY, what)
+        try:
+            return self._get(name, options)
+        except Exception as error:
+            self.status.record_fault(error, what)
+            raise
 
     def has_library(self, name: str) -> bool:
         """True if library ``name`` exists."""

@@ -10,11 +10,11 @@ NOW = 10_000 * S
 
 def test_the_second_undecodable_end_in_a_row_skips_and_each_further_one_skips_further() -> None:
     skip = ReplaySkip()
-    skip.session_ended(undecodable=True)
+    skip.session_ended(undecodable=True, streamed=True)
     assert skip.target(100 * S, NOW) is None, "one end may be a passing fault: replay as usual"
     targets = []
     for _ in range(len(SKIP_STEPS_NS) + 1):
-        skip.session_ended(undecodable=True)
+        skip.session_ended(undecodable=True, streamed=True)
         targets.append(skip.target(100 * S, NOW))
     assert targets == [100 * S + step for step in (*SKIP_STEPS_NS, SKIP_STEPS_NS[-1])]
 
@@ -22,22 +22,33 @@ def test_the_second_undecodable_end_in_a_row_skips_and_each_further_one_skips_fu
 def test_any_other_end_or_progress_past_the_skip_starts_the_count_again() -> None:
     skip = ReplaySkip()
     for _ in range(2):
-        skip.session_ended(undecodable=True)
+        skip.session_ended(undecodable=True, streamed=True)
     assert skip.target(100 * S, NOW) == 101 * S
-    skip.session_ended(undecodable=True)
+    skip.session_ended(undecodable=True, streamed=True)
     assert skip.target(200 * S, NOW) is None, "stored past the skip: a new record, which may be a passing fault"
-    skip.session_ended(undecodable=False)
-    skip.session_ended(undecodable=True)
+    skip.session_ended(undecodable=False, streamed=True)
+    skip.session_ended(undecodable=True, streamed=True)
     assert skip.target(300 * S, NOW) is None
 
 
 def test_a_record_too_new_for_historical_waits_for_the_clock() -> None:
     skip = ReplaySkip()
     for _ in range(2):
-        skip.session_ended(undecodable=True)
+        skip.session_ended(undecodable=True, streamed=True)
     assert skip.target(NOW - 30 * S, NOW) is None, "Historical cannot fill past now: replay as usual meanwhile"
     assert skip.target(NOW - 30 * S, NOW + 100 * S) == NOW - 29 * S
     assert skip.target(NOW - 30 * S, NOW + 100 * S) == NOW - 29 * S, "the same end counts once"
     for _ in range(2):
-        skip.session_ended(undecodable=True)  # the step is 60 s now
+        skip.session_ended(undecodable=True, streamed=True)  # the step is 60 s now
     assert skip.target(NOW - 30 * S, NOW + 45 * S) == NOW + 45 * S - REPLAY_OVERLAP_NS, "one overlap before now"
+
+
+def test_a_session_that_never_streamed_leaves_the_skip_as_it_was() -> None:
+    """The skip's own Historical fill failing (its range not served yet) reset the count: the next sessions went back
+    to the record, and a fill that kept failing kept capture stuck there."""
+    skip = ReplaySkip()
+    for _ in range(2):
+        skip.session_ended(undecodable=True, streamed=True)
+    assert skip.target(100 * S, NOW) == 101 * S
+    skip.session_ended(undecodable=False, streamed=False)
+    assert skip.target(100 * S, NOW) == 101 * S, "the same skip again"

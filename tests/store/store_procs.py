@@ -3,8 +3,9 @@
 ``hold URI``: open URI as writer, print ``ready <pid>``, hold the lease until stdin closes (or SIGKILL).
 ``read-loop URI LIBRARY SYMBOL BATCH_ROWS STOP_FILE``: read SYMBOL in a loop until STOP_FILE exists, checking each
 read is a whole-commit prefix; print ``started`` after the first read and a JSON summary at the end.
-``list-read-only URI``: write a symbol, make the store read-only (`set_immutable`), list the library's symbols, write
-again; print a JSON summary of what each raised.
+``read-only-first URI STEP``: write a symbol, make the store read-only (`set_immutable`), then take STEP first
+(``list`` the library's symbols, or ``create`` another library), then write again; print a JSON summary of what each
+raised.
 ``exit-after-read URI LIBRARY SYMBOL``: read SYMBOL until one of ArcticDB's pool threads waits for the GIL (to release
 the read's last handle on a Python object), then exit normally without letting go of the GIL first; exit 3 if that
 never happened. See `hydra_daemon.store.quiesce`.
@@ -25,7 +26,7 @@ from arcticdb_ext import set_config_int
 
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.frames import restore_utc
-from hydra_daemon.store.symbols import FUTURES
+from hydra_daemon.store.symbols import COT, FUTURES
 from hydra_daemon.store.watermark import Watermark
 from tests.helpers import set_immutable, store_paths
 
@@ -116,16 +117,17 @@ def exit_after_read(uri: str, library_name: str, symbol: str) -> None:
     raise SystemExit(3)
 
 
-def list_read_only(uri: str) -> None:
+def read_only_first(uri: str, first: str) -> None:
     frame = pd.DataFrame({"close": [1.0]}, index=pd.DatetimeIndex(["2024-03-01"], tz="UTC", name="ts_event"))
     outcome: dict[str, str | None] = {}
     with Store.open(uri, writer=True) as store:
         library = store.library(FUTURES)
         library.write("HE.ohlcv-1m", frame)  # a library never listed: ArcticDB compacts its symbol list on a list
+        steps = {"list": library.list_symbols, "create": lambda: store.library(COT)}
         paths = store_paths(Path(uri.removeprefix("lmdb://").split("?")[0]))
         set_immutable(paths, True)
         try:
-            for step, call in (("list", library.list_symbols), ("write", lambda: library.write("CL.ohlcv-1m", frame))):
+            for step, call in ((first, steps[first]), ("write", lambda: library.write("CL.ohlcv-1m", frame))):
                 try:
                     call()
                     outcome[step] = None
@@ -144,8 +146,8 @@ if __name__ == "__main__":
         hold(args[0])
     elif command == "read-loop":
         read_loop(args[0], args[1], args[2], int(args[3]), Path(args[4]))
-    elif command == "list-read-only":
-        list_read_only(args[0])
+    elif command == "read-only-first":
+        read_only_first(args[0], args[1])
     elif command == "exit-after-read":
         exit_after_read(args[0], args[1], args[2])
     else:

@@ -317,13 +317,15 @@ def test_opening_a_read_only_lmdb_store_for_writing_is_one_user_error_saying_wha
         assert store.has_library(FUTURES)
 
 
-def test_listing_symbols_of_a_store_gone_read_only_is_a_recorded_fault_not_a_crash(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first", ["list", "create"])
+def test_the_first_write_to_a_store_gone_read_only_is_a_recorded_fault_not_a_crash(tmp_path: Path, first: str) -> None:
     """ArcticDB's ``list_symbols`` compacts the symbol list of a library never listed and ignores that write's failure:
     the LMDB environment was poisoned unrecorded, and the next write crashed the daemon (SIGSEGV; the read-only store
-    test failed half its runs). A child process, because that crash takes its process down."""
+    test failed half its runs). Creating a library writes ArcticDB's ``_arctic_cfg`` environment, outside any
+    library. A child process, because that crash takes its process down."""
     path = tmp_path / "arctic"
     done = subprocess.run(
-        [sys.executable, str(PROCS), "list-read-only", f"lmdb://{path}?map_size=64MB"],
+        [sys.executable, str(PROCS), "read-only-first", f"lmdb://{path}?map_size=64MB", first],
         capture_output=True,
         text=True,
         timeout=120,
@@ -331,7 +333,8 @@ def test_listing_symbols_of_a_store_gone_read_only_is_a_recorded_fault_not_a_cra
     )
     assert done.returncode == 0, done.stderr[-2000:]
     outcome = json.loads(done.stdout.splitlines()[-1])
-    assert outcome["list"].startswith("StoreUnwritableError: store writes stopped"), outcome
-    assert "Operation not permitted" in outcome["list"] and "list_symbols" in outcome["list"], outcome
+    assert outcome[first].startswith("StoreUnwritableError: store writes stopped"), outcome
+    what = "list_symbols" if first == "list" else "create library cot"
+    assert "Operation not permitted" in outcome[first] and what in outcome[first], outcome
     assert outcome["write"].startswith("StoreUnwritableError: store writes stopped"), outcome
     assert outcome["problem"].startswith(f"store {path} is not writable"), outcome
