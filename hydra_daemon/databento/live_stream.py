@@ -153,9 +153,9 @@ class SessionClosed(RuntimeError):
 class ReplaySkip:
     """Where Live must replay from to get past a record its client cannot decode: after two undecodable session ends
     in a row, the newest stored record's publication (a bar's end) plus the next of `SKIP_STEPS_NS`; None otherwise.
-    Any other end of a session that streamed, or a record stored past the previous skip (that one is behind us),
-    starts the count again; a session that ended before it streamed (e.g. the skip's Historical fill failed: its
-    range is not served yet) changes nothing, so the next one tries the same skip."""
+    Any other end of a session that streamed, or Live storing an overlap past the previous skip's fill (that record
+    is behind us), starts the count again; a session that ended before it streamed (e.g. the skip's Historical fill
+    failed: its range is not served yet) changes nothing, so the next one tries the same skip."""
 
     def __init__(self) -> None:
         self.undecodable_ends = 0
@@ -170,8 +170,9 @@ class ReplaySkip:
     def target(self, newest_ns: int, now_ns: int) -> int | None:
         """The replay start past the record (at most one overlap before `now_ns`, so Historical can fill up to one
         overlap past it), or None to replay as usual."""
-        if self._target is not None and newest_ns > self._target:
-            self.undecodable_ends, self._target = 1, None  # the previous skip got past it: this is another record
+        if self._target is not None and newest_ns > self._target + 2 * REPLAY_OVERLAP_NS:
+            # Live stored an overlap past what the skip's fill reached: that record is behind us, this is another
+            self.undecodable_ends, self._target = 1, None
         if self.undecodable_ends < 2:
             return None
         step = SKIP_STEPS_NS[min(self.undecodable_ends - 2, len(SKIP_STEPS_NS) - 1)]

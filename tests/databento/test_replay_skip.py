@@ -25,7 +25,11 @@ def test_any_other_end_or_progress_past_the_skip_starts_the_count_again() -> Non
         skip.session_ended(undecodable=True, streamed=True)
     assert skip.target(100 * S, NOW) == 101 * S
     skip.session_ended(undecodable=True, streamed=True)
-    assert skip.target(200 * S, NOW) is None, "stored past the skip: a new record, which may be a passing fault"
+    assert skip.target(170 * S, NOW) == 180 * S, "the fill (to 161 s) and a few Live seconds past it: the next step"
+    skip.session_ended(undecodable=True, streamed=True)
+    assert skip.target(400 * S, NOW) is None, (
+        "Live stored an overlap past the fill: a new record (maybe a passing fault)"
+    )
     skip.session_ended(undecodable=False, streamed=True)
     skip.session_ended(undecodable=True, streamed=True)
     assert skip.target(300 * S, NOW) is None
