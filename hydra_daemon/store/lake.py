@@ -106,10 +106,13 @@ class PartitionInfo:
 class LakeWatermark:
     """Where the daemon's exporter resumes: every row whose index is at or before `index_through` (UTC ns; the
     index is event time for market data, ``ingested_at`` for bitemporal tables) has been looked at, and the days it
-    touched are published unless listed in `pending_days` (not complete yet)."""
+    touched are published unless listed in `pending_days` (not complete yet). `rows_at_edge`: how many rows of a
+    bitemporal table were indexed exactly at `index_through` then (a later write may add rows at that same
+    ``ingested_at``: they are published when the count grows)."""
 
     index_through: int | None = None
     pending_days: tuple[date, ...] = ()
+    rows_at_edge: int = 0
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,7 @@ class Manifest:
             "watermark": {
                 "index_through": _iso_ns(self.watermark.index_through),
                 "pending_days": [day.isoformat() for day in self.watermark.pending_days],
+                "rows_at_edge": self.watermark.rows_at_edge,
             },
             "updated_at": pd.Timestamp.now(tz="UTC").isoformat(),
         }
@@ -165,6 +169,7 @@ class Manifest:
             watermark=LakeWatermark(
                 None if through is None else pd.Timestamp(through).value,
                 tuple(date.fromisoformat(d) for d in mark["pending_days"]),
+                int(mark.get("rows_at_edge", 0)),  # absent before: the edge's days are published once more
             ),
         )
 
@@ -235,10 +240,10 @@ def export_due(
     dataset = dataset_root(lake_dir, library_name, symbol)
     with _dataset_lock(lake_dir, library_name, symbol):
         manifest = read_manifest(dataset) or Manifest(library_name, symbol)
-        through, touched = _touched_days(library, symbol, manifest.watermark.index_through)
+        through, at_edge, touched = _touched_days(library, symbol, manifest.watermark)
         wanted = sorted(set(manifest.watermark.pending_days) | touched)
         due = [day for day in wanted if day <= complete_through]
-        mark = LakeWatermark(through, tuple(day for day in wanted if day > complete_through))
+        mark = LakeWatermark(through, tuple(day for day in wanted if day > complete_through), at_edge)
         if mark == manifest.watermark and not due:
             return []
         days = _read_days(library, symbol, due, checkpoint)
@@ -320,20 +325,28 @@ def _require_symbol(library: Library, library_name: str, symbol: str) -> None:
         raise LookupError(f"export: no symbol {symbol!r} in library {library_name!r} (it holds: {held})")
 
 
-def _touched_days(library: Library, symbol: str, after_ns: int | None) -> tuple[int | None, set[date]]:
-    """The symbol's newest index value and the partition days of the rows indexed after `after_ns` (all rows if
-    None): for market data every day between the first such row and the last, for bitemporal tables the ``as_of``
-    days of those rows."""
+def _touched_days(library: Library, symbol: str, mark: LakeWatermark) -> tuple[int | None, int, set[date]]:
+    """The symbol's newest index value, how many rows of a bitemporal table are indexed at it, and the partition days
+    of the rows indexed after ``mark.index_through`` (all rows if None): for market data every day between the first
+    such row and the last, for bitemporal tables the ``as_of`` days of those rows, and of the rows at
+    ``index_through`` when more are there than the mark counted (`BitemporalTable.record` may write two transactions
+    at one ``ingested_at``)."""
+    after_ns = mark.index_through
     last = edge_ns(library, symbol, tail=True)
-    if last is None or (after_ns is not None and last <= after_ns):
-        return after_ns, set()
-    since = None if after_ns is None else pd.Timestamp(after_ns + 1, tz="UTC")
+    if last is None or (after_ns is not None and last < after_ns):
+        return after_ns, mark.rows_at_edge, set()
     if _is_bitemporal(library, symbol):
-        as_of = restore_utc(library.read(symbol, date_range=(since, None), columns=["as_of"]).data)["as_of"]
-        return last, set(as_of.dt.date)
-    first = edge_ns(library, symbol, tail=False) if since is None else since.value
+        since = None if after_ns is None else pd.Timestamp(after_ns, tz="UTC")
+        rows = restore_utc(library.read(symbol, date_range=(since, None), columns=["as_of"]).data)
+        index = pd.DatetimeIndex(rows.index).asi8
+        edge = index == after_ns
+        fresh = rows["as_of"] if int(edge.sum()) > mark.rows_at_edge else rows["as_of"][~edge]
+        return last, int((index == last).sum()), set(fresh.dt.date)
+    if after_ns is not None and last == after_ns:
+        return after_ns, 0, set()
+    first = edge_ns(library, symbol, tail=False) if after_ns is None else after_ns + 1
     assert first is not None
-    return last, set(_days(pd.Timestamp(first, tz="UTC").date(), pd.Timestamp(last, tz="UTC").date()))
+    return last, 0, set(_days(pd.Timestamp(first, tz="UTC").date(), pd.Timestamp(last, tz="UTC").date()))
 
 
 def _read_days(

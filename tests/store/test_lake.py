@@ -377,6 +377,27 @@ def test_export_due_re_publishes_only_the_as_of_day_a_revision_touched(library: 
     assert manifest.watermark.index_through == pd.Timestamp("2021-01-23 12:00", tz="UTC").value
 
 
+def test_rows_ingested_at_the_time_the_lake_exported_through_reach_the_lake(library: Library, tmp_path: Path) -> None:
+    """`BitemporalTable.record` may write two transactions at one ``ingested_at``, and the lake read only after its
+    watermark: the second's rows were in the store and never in the lake (found by a review helper)."""
+    table = BitemporalTable(library, "HE.settlement", keys=("as_of", "symbol"))
+    at, day = pd.Timestamp("2024-03-06 00:05", tz="UTC"), pd.Timestamp("2024-03-05", tz="UTC")
+    lake_dir = tmp_path / "lake"
+    root = dataset_root(lake_dir, "features", "HE.settlement")
+    published = []
+    for as_of, value, ingested in ((day, 80.0, at), (day - pd.Timedelta(days=1), 79.0, at), (day, 81.0, at)):
+        rows = pd.DataFrame({"as_of": [as_of], "symbol": ["HEJ4"], "value": [value]})
+        table.record(rows, value_columns=["value"], available_at=at, ingested_at=ingested)
+        published.append(export_due(library, "features", "HE.settlement", lake_dir, date(2024, 3, 10)))
+    assert root / "date=2024-03-04" in published[1], "the second write at the same time is published"
+    assert export_due(library, "features", "HE.settlement", lake_dir, date(2024, 3, 10)) == [], "nothing new"
+    stored = library.read("HE.settlement").data
+    exported = pl.scan_parquet(root / "**/*.parquet", hive_partitioning=True).collect()
+    assert sorted(exported["value"].to_list()) == sorted(stored["value"].tolist()) == [79.0, 80.0, 81.0]
+    manifest = read_manifest(root)
+    assert manifest is not None and manifest.watermark.rows_at_edge == 3
+
+
 def test_export_store_due_spreads_a_catch_up_over_calls_market_data_first(tmp_path: Path) -> None:
     uri = f"lmdb://{tmp_path / 'store'}?map_size=1GB"
     lake_dir = tmp_path / "lake"
