@@ -346,7 +346,7 @@ def set_aside_unknown(data: bytes) -> tuple[bytes, tuple[CorruptRecord, ...]]:
         runs, used = split_runs(data)
     except CorruptStream:
         return data, ()
-    unknown = [run for run in runs if _is_unknown(run.rtype)]
+    unknown = [run for run in runs if is_unknown_type(run.rtype)]
     if used != len(data) or not unknown:
         return data, ()
     set_aside = tuple(
@@ -362,10 +362,11 @@ def set_aside_unknown(data: bytes) -> tuple[bytes, tuple[CorruptRecord, ...]]:
         for run in unknown
         for at in range(run.start, run.end, run.length)
     )
-    return b"".join(data[run.start : run.end] for run in runs if not _is_unknown(run.rtype)), set_aside
+    return b"".join(data[run.start : run.end] for run in runs if not is_unknown_type(run.rtype)), set_aside
 
 
-def _is_unknown(rtype: int) -> bool:
+def is_unknown_type(rtype: int) -> bool:
+    """True for a record type this DBN version does not know (`set_aside_unknown`)."""
     return rtype not in _DATA_BY_RTYPE and rtype not in _CONTROL_BY_RTYPE and rtype not in _UNSUPPORTED_MIN_LENGTH
 
 

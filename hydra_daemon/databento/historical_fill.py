@@ -20,13 +20,14 @@ import structlog
 import zstandard
 
 from hydra_daemon.databento.cost_guard import CostGuard, CostRefused, HistoricalRequest
-from hydra_daemon.databento.dbn_runs import CorruptStream, is_panic, metadata_length
+from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream, is_panic, metadata_length
 from hydra_daemon.databento.decode import (
     DecodedBatch,
     SymbolMap,
     checked_runs,
     decode_objects,
     decode_records,
+    is_unknown_type,
     set_aside_unknown,
 )
 from hydra_daemon.databento.historical_client import HistoricalError, historical_client, http_errors
@@ -166,8 +167,12 @@ def checked_records(store: databento.DBNStore, what: str) -> list[Any]:
         if store.metadata.ts_out:
             raise CorruptStream(f"{what}: the response carries ts_out, which Historical requests never ask for")
         if raw[3] == dbn.DBN_VERSION:
-            body, unknown = set_aside_unknown(raw[header:])
+            body = raw[header:]
+            unknown: tuple[CorruptRecord, ...] = ()
             _, used, broken = checked_runs(body)
+            if broken is not None and is_unknown_type(broken.rtype):  # scanned again only then
+                body, unknown = set_aside_unknown(body)
+                _, used, broken = checked_runs(body)
             if broken is not None:
                 raise CorruptStream(f"{what}: {broken.reason}", broken.offset, broken)
             if used != len(body):
