@@ -83,7 +83,9 @@ DAILY_PREFIX = "daily-"
 MERGED_ROWS = 17_000
 """A segment of fewer rows is small: intraday merges gather those only, and merge them as soon as they hold this many
 rows. ArcticDB 6.28 stores a segment of mbp-1 quotes of more than ~16,400 rows at 42 B/row, one of fewer at 47-48
-(1,400 rows: 49; one 5 s flush of 700: 51), so a merge of fewer rows would cost more and be rewritten again."""
+(1,400 rows: 49; one 5 s flush of 700: 51), so a merge of fewer rows would cost more and be rewritten again. The step
+is in the uint32 columns (sizes, instrument ids): one of more than 64 KB (16,384 rows) takes about half the bytes
+under ArcticDB's LZ4 (2.9 -> 1.5 B/row each, measured column by column)."""
 GROWTH = 2
 """A segment joins a merge run only if it has at most this many times the rows of the newer segments in the run."""
 PRUNE_BATCH = 8
