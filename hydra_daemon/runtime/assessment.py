@@ -30,7 +30,7 @@ from enum import StrEnum
 
 from hydra_daemon import cme_sessions
 from hydra_daemon.cme_sessions import GLOBEX, MarketSchedule
-from hydra_daemon.cot.calendar import latest_as_of_released, release_time
+from hydra_daemon.cot.calendar import latest_as_of_released, next_release_after, release_time
 from hydra_daemon.ingest import PipelineState
 from hydra_daemon.runtime.supervisor import SupervisorState
 
@@ -232,10 +232,14 @@ def _silence(market: MarketView, view: PipelineView, now: datetime, limits: Heal
 
 
 def _cot(view: PipelineView, now: datetime, limits: HealthLimits) -> Verdict:
+    """Degraded once the oldest release not stored is `cot_grace_s` overdue: the first after the newest stored one
+    (the latest due with nothing stored), so a pipeline weeks behind is not `ok` again at each new release."""
     due = latest_as_of_released(now, limits.cot_extra_closures)
     due_at = release_time(due, limits.cot_extra_closures)
     if view.last_record_time is not None and view.last_record_time >= due_at:
         return Verdict(Status.OK)
+    if view.last_record_time is not None:
+        due, due_at = next_release_after(view.last_record_time, limits.cot_extra_closures)
     overdue = now - due_at
     if overdue > timedelta(seconds=limits.cot_grace_s):
         hours = overdue.total_seconds() / 3600

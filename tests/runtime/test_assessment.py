@@ -145,6 +145,22 @@ def test_cot_follows_its_release_calendar() -> None:
     assert assess_pipeline(replace(view, last_record_time=previous), late_friday, closed) == Verdict(Status.OK)
 
 
+def test_cot_weeks_behind_stays_degraded_when_the_next_release_comes_out() -> None:
+    """Stored through the 02-24 week; the 03-03 release (Fri 03-06) never came in. An hour after the 03-10 release
+    (Fri 03-13, after the clocks changed) the missing week is 168 h overdue: a new release does not restart the
+    grace period."""
+    from datetime import date
+
+    stored = release_time(date(2026, 2, 24))
+    new_release = release_time(date(2026, 3, 10))
+    assert cot(new_release - timedelta(hours=1), seen=stored).status is Status.DEGRADED
+    verdict = cot(new_release + timedelta(hours=1), seen=stored)
+    assert verdict == Verdict(
+        Status.DEGRADED,
+        ("COT release for 2026-03-03 (due 2026-03-06T20:30:00+00:00) not stored 168.0 h after release",),
+    )
+
+
 def test_store_map_and_problems() -> None:
     assert assess_store(0.5, [], LIMITS) == Verdict(Status.OK)
     assert assess_store(0.8, [], LIMITS) == Verdict(Status.DEGRADED, ("store map 80% full (degraded from 80%)",))
