@@ -117,6 +117,7 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
 
         A release that passed while a cycle was being stored is polled for at once, not slept through."""
         newest_seen: date | None = None
+        self.stats.last_record_time = await anyio.to_thread.run_sync(self._stored_release)
         while True:
             expected = latest_as_of_released(self._clock.now(), self._config.extra_closures)
             if newest_seen is None or expected > newest_seen:
@@ -249,6 +250,17 @@ class CotIngestPipeline(IngestPipeline[CotCycle]):
             self._log.info("cot_recorded", market=market.name, rows=len(written), revisions=revisions)
         history = table.history()
         return len(written), write_features(self._store, market.name, history, ingested_at=ingested_at), history
+
+    def _stored_release(self) -> datetime | None:
+        """What the store already holds, before the first download (a restart while the CFTC is unreachable must not
+        read as nothing stored): the release of the newest week of the market furthest behind, None if one has none."""
+        releases = []
+        for market in self._markets:
+            history = cot_table(self._store, market.name).history()
+            if history.empty:
+                return None
+            releases.append(release_time(history["as_of"].max().date(), self._config.extra_closures))
+        return min(releases, default=None)
 
     def _newest_release(self, market: str, history: pd.DataFrame, newest: date) -> datetime | None:
         """The scheduled release of the newest stored week of `market` (None: nothing stored) — not its

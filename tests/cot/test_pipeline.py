@@ -18,7 +18,7 @@ from hydra_daemon.config import CotConfig, MarketConfig
 from hydra_daemon.cot.fetch import CotFetcher
 from hydra_daemon.cot.persist import QuarantineLog, SeenLog, cot_table
 from hydra_daemon.cot.pipeline import CotIngestPipeline, revealed_at_for
-from hydra_daemon.runtime.assessment import HealthLimits, PipelineView, Schedule, Status, assess_pipeline
+from hydra_daemon.runtime.assessment import HealthLimits, PipelineView, Schedule, Status, Verdict, assess_pipeline
 from hydra_daemon.sim.cftc_files import SimulatedCotFiles
 from hydra_daemon.sim.cftc_server import CftcFiles
 from hydra_daemon.sim.clock import SimClock
@@ -315,6 +315,31 @@ async def test_health_is_not_ok_while_one_market_lacks_the_release_due(store: St
     verdict = assess_pipeline(view, now, HealthLimits(cot_grace_s=6 * 3600))
     assert verdict.status is Status.DEGRADED
     assert verdict.reasons[0].startswith("COT release for 2021-03-16")
+
+
+@pytest.mark.usefixtures("warm_symbol_lists")
+async def test_a_restart_while_the_cftc_is_unreachable_reports_what_is_stored(store: Store, tmp_path: Path) -> None:
+    """Run 1 stores both markets through the 03-16 week (released 03-19 19:30 UTC). On Monday the pipeline is built
+    again (a daemon or supervisor restart) and the CFTC answers 503: health judges the week stored, not nothing."""
+    files = ScriptedFiles()
+    files.set(YEAR_2021, _year_file(_real_2021_lines()))
+    run1 = SimClock(start=datetime(2021, 3, 20, 12, tzinfo=UTC), speed=SPEED)
+    await _run_pipeline(
+        store, tmp_path, files, run1, lambda: _has(store, "HE", "2021-03-16")() and _has(store, "LE", "2021-03-16")()
+    )
+
+    files.set(YEAR_2021, HttpResponse(503, b"unavailable", "text/plain"))
+    asked = len(files.requested)
+    monday = datetime(2021, 3, 22, 12, tzinfo=UTC)
+    restarted = await _run_pipeline(
+        store, tmp_path, files, SimClock(start=monday, speed=1.0), lambda: len(files.requested) > asked
+    )
+
+    assert restarted.stats.last_record_time == _utc("2021-03-19 19:30")
+    view = PipelineView(
+        "cot", Schedule.COT, ("cot",), "running", "polling", monday, last_record_time=restarted.stats.last_record_time
+    )
+    assert assess_pipeline(view, monday, HealthLimits(cot_grace_s=6 * 3600)) == Verdict(Status.OK)
 
 
 @pytest.mark.usefixtures("warm_symbol_lists")
