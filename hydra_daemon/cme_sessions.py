@@ -10,7 +10,9 @@ date's session; a half day pauses it at 12:00 Chicago (10:30 before 2015).
 Products with shorter hours trade only part of it: CME livestock (HE, LE, GF) futures and options trade on Globex
 08:30-13:05 Chicago on each trading date. A `MarketSchedule` says so (`[[markets]] hours` in the config); every
 function takes one, `GLOBEX` (the full session) by default. Holidays apply to it, and a half day cuts a window that
-spans its close.
+spans its close; a half day that is itself a US federal holiday (Martin Luther King Jr., Presidents', Memorial,
+Juneteenth, Labor Day), on which Globex only pauses at noon, closes such a day-hours market: CME lists livestock as
+closed then.
 """
 
 from __future__ import annotations
@@ -97,10 +99,13 @@ def session_for(trading_date: date) -> Session | None:
 
 def sessions_on(trading_date: date, schedule: MarketSchedule = GLOBEX) -> tuple[Session, ...]:
     """The stretch `schedule` trades on `trading_date`: its hours within the Globex session (cut at a half day's
-    close), or the whole session; none on weekends, CME holidays and half days closing before the hours open."""
+        close), or the whole session; none on weekends, CME holidays, federal holidays Globex only pauses on (day hours
+    only) and half days closing before the hours open."""
     globex = session_for(trading_date)
     if globex is None or schedule.hours is None:
         return () if globex is None else (globex,)
+    if trading_date in _holiday_half_days(trading_date.year):
+        return ()
     opens, closes = schedule.hours
     start = datetime.combine(trading_date, opens, tzinfo=CHICAGO).astimezone(UTC)
     end = min(datetime.combine(trading_date, closes, tzinfo=CHICAGO).astimezone(UTC), globex.closes)
@@ -164,6 +169,12 @@ def _closed_days(year: int) -> frozenset[date]:
 @functools.lru_cache(maxsize=64)
 def _half_days(year: int) -> frozenset[date]:
     return frozenset(holidays.financial_holidays("XCME", years=year, categories=(HALF_DAY,)).keys())
+
+
+@functools.lru_cache(maxsize=64)
+def _holiday_half_days(year: int) -> frozenset[date]:
+    """Half days that are federal holidays themselves (observed dates included), not the eves of one."""
+    return _half_days(year) & frozenset(holidays.US(years=year).keys())
 
 
 def _aware(t: datetime) -> datetime:

@@ -134,6 +134,25 @@ def test_a_half_day_cuts_hours_that_span_its_close_and_no_others() -> None:
     assert open_seconds(chicago(2014, 11, 28, 0), chicago(2014, 11, 28, 16), LIVESTOCK) == 2 * 3600, "10:30 then"
 
 
+def test_day_hours_markets_are_closed_on_a_federal_holiday_globex_only_pauses_on() -> None:
+    """Martin Luther King Jr. Day 2026 (Monday 01-19): Globex pauses at noon, livestock do not trade (CME's holiday
+    schedule); its eve-type half days (the day after Thanksgiving) still cut the hours at noon."""
+    mlk = chicago(2026, 1, 19, 10)
+    assert is_open(mlk) and not is_open(mlk, LIVESTOCK)
+    assert next_open(chicago(2026, 1, 16, 14), LIVESTOCK) == chicago(2026, 1, 20, 8, 30), "Friday to Tuesday"
+    assert open_seconds(chicago(2026, 1, 19, 0), chicago(2026, 1, 19, 16), LIVESTOCK) == 0
+    for holiday in (date(2026, 2, 16), date(2026, 5, 25), date(2026, 6, 19), date(2026, 9, 7)):
+        assert (
+            open_seconds(
+                chicago(holiday.year, holiday.month, holiday.day, 0),
+                chicago(holiday.year, holiday.month, holiday.day, 16),
+                LIVESTOCK,
+            )
+            == 0
+        ), holiday
+    assert is_open(chicago(2026, 11, 27, 11), LIVESTOCK)
+
+
 def test_hours_text_round_trips_and_bad_hours_say_what_is_expected() -> None:
     assert LIVESTOCK.hours == (time(8, 30), time(13, 5))
     assert str(LIVESTOCK) == "08:30-13:05" and str(GLOBEX) == "Globex"
