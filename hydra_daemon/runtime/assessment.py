@@ -215,14 +215,16 @@ def _closed_reason(hours: MarketSchedule, now: datetime) -> str:
 
 
 def _silence(market: MarketView, view: PipelineView, now: datetime, limits: HealthLimits) -> str | None:
-    """Why `market`'s open market has been silent too long, or None. Before its first delivery only the schemas'
-    cadence is allowed: startup replays the recent past, so data is due at once."""
+    """Why `market`'s open market has been silent too long, or None. Before its first delivery, a daemon started in
+    open market is allowed only the schemas' cadence (startup replays the recent past, so data is due at once); one
+    started while the market was closed, with nothing to replay, the same as after a delivery."""
     gap = expected_gap_s(view.schemas, limits, market.hours)
     if gap is None:
         return None
     if market.last_delivery is None:
         silent = cme_sessions.open_seconds(view.since, now, market.hours)
-        if silent > gap - limits.stale_after_s:
+        replayed = cme_sessions.is_open(view.since, market.hours)
+        if silent > (gap - limits.stale_after_s if replayed else gap):
             return f"no data yet after {silent:.0f} s of open market since the start"
         return None
     silent = cme_sessions.open_seconds(market.last_delivery, now, market.hours)

@@ -224,8 +224,15 @@ def test_livestock_silent_in_their_hours_is_degraded_counting_only_those_hours()
     verdict = assess_pipeline(he, chicago(2026, 3, 11, 10), LIMITS)
     assert verdict == Verdict(Status.DEGRADED, ("HE: no data for 5460 s of open market (expected within 900 s)",))
     bars = options(hours=LIVESTOCK, schemas=("ohlcv-1d", "ohlcv-1m", "definition"), last_delivery=None)
-    started = assess_pipeline(replace(bars, since=chicago(2026, 3, 11, 8)), chicago(2026, 3, 11, 8, 31, 1), LIMITS)
-    assert started == Verdict(Status.DEGRADED, ("HE: no data yet after 61 s of open market since the start",))
+    started_open = replace(bars, since=chicago(2026, 3, 11, 8, 45))  # replays the open market's recent past
+    assert assess_pipeline(started_open, chicago(2026, 3, 11, 8, 46, 1), LIMITS) == Verdict(
+        Status.DEGRADED, ("HE: no data yet after 61 s of open market since the start",)
+    )
+    started_closed = replace(bars, since=chicago(2026, 3, 11, 8))  # nothing to replay: a delivery's allowance
+    assert assess_pipeline(started_closed, chicago(2026, 3, 11, 8, 31, 1), LIMITS) == Verdict(Status.OK)
+    assert assess_pipeline(started_closed, chicago(2026, 3, 11, 8, 46, 1), LIMITS) == Verdict(
+        Status.DEGRADED, ("HE: no data yet after 961 s of open market since the start",)
+    )
     lagging = options(hours=LIVESTOCK, last_record_time=chicago(2026, 3, 10, 12, 50))
     at_open, later = chicago(2026, 3, 11, 8, 30), chicago(2026, 3, 11, 8, 45)
     assert assess_pipeline(market(lagging, last_delivery=at_open), at_open, LIMITS) == Verdict(Status.OK), "900 s"
