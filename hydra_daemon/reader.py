@@ -202,7 +202,7 @@ class Reader(Generic[Frame]):
       snapshot ``daily-YYYYMMDD``; the most recent `keep_daily_snapshots_days` are kept) instead of its latest state;
       every ``at`` then counts as at most the end of that day, and rows indexed (market data) or available (COT
       history) after it are left out: the snapshot, taken by the first maintenance run after midnight, also holds
-      what was written in the seconds before.
+      what was written in the seconds before. A day the daemon was stopped at the end of has none (``LookupError``).
     - ``output="polars"`` returns polars DataFrames (a pandas index becomes the first column) instead of pandas.
     - ``log=True`` lets the store log its opening and closing; by default the Reader logs nothing.
 
@@ -703,8 +703,8 @@ class Reader(Generic[Frame]):
         if name not in kept:
             days = sorted(s for s in kept if s.startswith("daily-"))
             raise LookupError(
-                f"Reader: no snapshot {name!r} (the end of UTC day {day}) in the store; daily snapshots kept: "
-                f"{', '.join(days[-10:]) or 'none yet'}"
+                f"Reader: no snapshot {name!r} (the end of UTC day {day}) in the store (the daemon takes one at the "
+                f"end of each day it is running through); daily snapshots kept: {', '.join(days[-10:]) or 'none yet'}"
             )
         return name
 

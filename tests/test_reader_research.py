@@ -12,12 +12,12 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from hydra_daemon.cot.persist import cot_table
 from hydra_daemon.reader import Reader, ReaderArgumentError
 from hydra_daemon.store.arctic import Store
-from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
-from hydra_daemon.store.symbols import COT, FUTURES, OPTIONS, chain_symbol, cot_symbol, data_symbol
+from hydra_daemon.store.symbols import FUTURES, OPTIONS, chain_symbol, data_symbol
 from hydra_daemon.store.writer import StreamWriter
 
 WEEKS = [pd.Timestamp("2026-01-06", tz="UTC") + pd.Timedelta(weeks=w) for w in range(4)]
@@ -26,7 +26,7 @@ DAY1 = pd.Timestamp("2026-02-02", tz="UTC")  # the store is snapshotted at the e
 
 
 def _cot(store: Store, market: str, weeks: list[pd.Timestamp], base: float) -> None:
-    table = BitemporalTable(store.library(COT), cot_symbol(market))
+    table = cot_table(store, market)  # with the symbol's lock, as the daemon writes (maintenance knows it)
     for w, as_of in enumerate(weeks):
         rows = pd.DataFrame({"as_of": [as_of], "open_interest_all": [base + w], "m_money_long": [10.0 * w]})
         released = as_of + RELEASE
@@ -48,6 +48,9 @@ def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     which more is written."""
     uri = f"lmdb://{tmp_path_factory.mktemp('research') / 'arctic'}?map_size=1GB"
     with Store.open(uri, writer=True) as store:
+        now = {"ns": (DAY1 + pd.Timedelta(hours=12)).value}
+        maintenance = Maintenance(store, MaintenancePolicy(), clock=lambda: now["ns"])
+        maintenance.run_once()  # the daemon runs through DAY1 (a first run takes no snapshot of the day before it)
         _cot(store, "HE", WEEKS[:2], 100.0)
         _cot(store, "LE", WEEKS[:3], 200.0)
         _atm_iv(store, "HE", DAY1 + pd.Timedelta(hours=15), 0.30)
@@ -62,7 +65,7 @@ def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
         after_midnight = DAY1 + pd.Timedelta(days=1, seconds=5)  # before the run that takes the daily snapshot
         _atm_iv(store, "HE", after_midnight, 0.33)
         revision = pd.DataFrame({"as_of": [WEEKS[0]], "open_interest_all": [150.0], "m_money_long": [0.0]})
-        BitemporalTable(store.library(COT), cot_symbol("LE")).record(
+        cot_table(store, "LE").record(
             revision,
             value_columns=["open_interest_all", "m_money_long"],
             available_at=after_midnight,
@@ -75,8 +78,8 @@ def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
             ["instrument_id"],
         )
         writer.flush_all()
-        end_of_day1 = (DAY1 + pd.Timedelta(days=1, minutes=1)).value
-        Maintenance(store, MaintenancePolicy(), clock=lambda: end_of_day1).run_once()
+        now["ns"] = (DAY1 + pd.Timedelta(days=1, minutes=1)).value
+        maintenance.run_once()
         _atm_iv(store, "HE", DAY1 + pd.Timedelta(days=1, hours=15), 0.35)  # after the snapshot
         _cot(store, "HE", WEEKS[2:3], 102.0)
     gc.collect()

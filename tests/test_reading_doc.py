@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 
 from hydra_daemon.cot.calendar import release_time
+from hydra_daemon.cot.persist import cot_table
 from hydra_daemon.store.arctic import Store
-from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.lake import export_store_due
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
-from hydra_daemon.store.symbols import COT, FUTURES, OPTIONS, chain_symbol, cot_symbol, data_symbol
+from hydra_daemon.store.symbols import FUTURES, OPTIONS, chain_symbol, data_symbol
 from hydra_daemon.store.writer import StreamWriter
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "READING.md"
@@ -76,6 +76,9 @@ def _chain(at: pd.Timestamp) -> pd.DataFrame:
 
 def _build(uri: str, lake_dir: Path) -> None:
     with Store.open(uri, writer=True) as store:
+        now = {"ns": pd.Timestamp(SNAPSHOT_DAY, tz="UTC").value}
+        maintenance = Maintenance(store, MaintenancePolicy(), clock=lambda: now["ns"])
+        maintenance.run_once()  # the daemon runs through the day (a first run takes no snapshot of the day before it)
         writer = StreamWriter(store)
         for i, market in enumerate(MARKETS):
             writer.add(FUTURES, data_symbol(market, "ohlcv-1d"), _bars(i), key_columns=["instrument_id"])
@@ -90,7 +93,7 @@ def _build(uri: str, lake_dir: Path) -> None:
         at = pd.Timestamp("2026-03-06 20:00", tz="UTC")
         iv = pd.DataFrame({"as_of": [at], "available_at": [at], "expiration": [pd.Timestamp("2026-04-14", tz="UTC")]})
         features.write_feature("HE", "atm_iv", iv.assign(value=0.3))
-        cot = BitemporalTable(store.library(COT), cot_symbol("HE"))
+        cot = cot_table(store, "HE")
         for w, as_of in enumerate(AS_OF[:6]):
             report = pd.DataFrame({"as_of": [pd.Timestamp(as_of, tz="UTC")], "open_interest_all": [1000.0 + w]})
             report["m_money_long_all"] = 100.0 + w
@@ -101,8 +104,8 @@ def _build(uri: str, lake_dir: Path) -> None:
                 available_at=released_at,
                 ingested_at=released_at,
             )
-        end_of_day = pd.Timestamp(SNAPSHOT_DAY + timedelta(days=1), tz="UTC") + pd.Timedelta(minutes=1)
-        Maintenance(store, MaintenancePolicy(), clock=lambda: end_of_day.value).run_once()
+        now["ns"] = (pd.Timestamp(SNAPSHOT_DAY + timedelta(days=1), tz="UTC") + pd.Timedelta(minutes=1)).value
+        maintenance.run_once()
         correction = pd.DataFrame({"as_of": [pd.Timestamp(AS_OF[5], tz="UTC")], "open_interest_all": [9999.0]})
         published = pd.Timestamp("2026-03-10 15:00", tz="UTC")
         cot.record(

@@ -21,7 +21,8 @@ holds the lease) runs `Maintenance.run_once` every `StorageConfig.maintenance_in
   so watermarks and bitemporal bounds stay on the latest version;
 - **snapshot** ``daily-YYYYMMDD`` once per UTC day (right after the daily merge, so it pins merged segments), on
   the first run after the day ended: "what did the store hold at the end of day D" (day partitions of later days
-  left out: it held none of their rows); a daily snapshot older than
+  left out: it held none of their rows); only by a process that was running when the day ended, as one started
+  later has written rows since (`_skip_daily_snapshot`); a daily snapshot older than
   ``keep_daily_snapshots_days`` is deleted, a pipeline's cycle snapshot once the daily snapshot of its day exists;
 - **prune** versions superseded more than ``prune_grace_s`` ago (ArcticDB's version dates are wall time). A reader
   picks a version (cached up to 2 s) and reads its segments; deleting that version only after the grace window means
@@ -119,7 +120,7 @@ class MaintenanceReport:
 
 def _newest_daily(libraries: Iterable[Library]) -> date | None:
     """The newest day any library has a daily snapshot of: a process restarted after it must not take that day's
-    snapshot of a library created since (it would hold rows written after the day ended)."""
+    snapshot of a library created since (it would hold rows written after the day ended), nor merge that day again."""
     days = [
         _snapshot_day(name)
         for library in libraries
@@ -151,6 +152,7 @@ class Maintenance:
         self.policy = policy
         self._clock = clock
         self._wall_clock = wall_clock
+        self._started = False
         self._last_daily: date | None = None
         self._found: set[tuple[str, str]] | None = None
         self._symbols_listed: set[tuple[str, str]] = set()  # listed by this process since they appeared
@@ -172,14 +174,18 @@ class Maintenance:
             for name, symbol in (self._symbols(libraries) | self._store.written_symbols()) - self._settled
             if name in libraries and libraries[name].has_symbol(symbol)
         )
-        if self._last_daily is None:  # a restart: a day whose daily snapshot an earlier process took is done
+        first_run = not self._started
+        if first_run:  # a restart: a day whose daily snapshot an earlier process took is done
+            self._started = True
             self._last_daily = _newest_daily(libraries.values())
         day_ended = self._day_ended()
         closed = closed_parts(symbols)
         for name, symbol in symbols:
             self._compact(libraries[name], symbol, report, full=day_ended is not None, closed=(name, symbol) in closed)
         self._refresh_cot_panel(report)
-        if day_ended is not None:
+        if day_ended is not None and first_run:
+            self._skip_daily_snapshot(day_ended)
+        elif day_ended is not None:
             later = [(n, s) for n, s in symbols if (part := split_partition(s)) is not None and part[1] > day_ended]
             self._daily_snapshot([libraries[n] for n in sorted({n for n, _ in symbols})], day_ended, later, report)
         kept = self._expire_snapshots(libraries, report)
@@ -317,6 +323,17 @@ class Maintenance:
                 return
             if name not in report.snapshots_taken:
                 report.snapshots_taken.append(name)
+        self._last_daily = ended
+
+    def _skip_daily_snapshot(self, ended: date) -> None:
+        """A process's first run takes no snapshot of a day that ended before it: the store already holds what this
+        process wrote since it started (gap fills, a COT cycle, a backfill run while the daemon was stopped), which
+        it did not hold at the end of that day, and ``available_at`` or an index time cannot tell all of it apart."""
+        log.info(
+            "store.daily_snapshot_skipped",
+            day=ended.isoformat(),
+            reason="the daemon was not running when the day ended",
+        )
         self._last_daily = ended
 
     def _expire_snapshots(self, libraries: dict[str, Library], report: MaintenanceReport) -> set[tuple[str, str]]:

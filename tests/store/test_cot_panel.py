@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -69,7 +70,9 @@ class Writer:
             }
         )
         released = pd.Series([a + RELEASE + (late or pd.Timedelta(0)) for a in as_ofs])
-        table = BitemporalTable(self.store.library(COT), cot_symbol(market), lock=self.store.symbol_lock(COT, market))
+        table = BitemporalTable(
+            self.store.library(COT), cot_symbol(market), lock=self.store.symbol_lock(COT, cot_symbol(market))
+        )
         table.record(frame, value_columns=VALUES, available_at=released, ingested_at=self.ingested)
 
 
@@ -190,10 +193,14 @@ def test_a_snapshot_reader_uses_the_panel_the_snapshot_pins(tmp_path: Path, fres
     and what was written after the snapshot changes nothing there."""
     uri = f"lmdb://{tmp_path / 'arctic'}?map_size=256MB"
     with Store.open(uri, writer=True) as store:
+        now = {"ns": time.time_ns()}
+        maintenance = Maintenance(store, MaintenancePolicy(compact_every=1, prune_grace_s=0), clock=lambda: now["ns"])
+        maintenance.run_once()  # the daemon runs through the day (a first run takes no snapshot of the day before it)
         writer = Writer(store)
         for market in ("HE", "LE"):
             writer.record(market, list(range(5)))
-        report = Maintenance(store, MaintenancePolicy(compact_every=1, prune_grace_s=0)).run_once()
+        now["ns"] += 86_400 * 10**9
+        report = maintenance.run_once()
         writer.record("HE", [5, 6])
         refresh_cot_panel(store)
         day = pd.Timestamp(report.snapshots_taken[0].removeprefix("daily-")).date()

@@ -18,7 +18,9 @@ from arcticdb_ext import set_config_int
 from arcticdb_ext.storage import KeyType
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
+from hydra_daemon.cot.persist import cot_table
 from hydra_daemon.reader import Reader
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
@@ -153,6 +155,7 @@ def test_daily_snapshots_pin_about_a_day_of_rows_each_not_a_copy_of_the_symbol(s
     now = {"ns": pd.Timestamp("2024-03-05 10:00", tz="UTC").value}
     policy = MaintenancePolicy(compact_every=1000, prune_grace_s=0.0, keep_daily_snapshots_days=days + 1)
     maintenance = Maintenance(store, policy, clock=lambda: now["ns"])
+    maintenance.run_once()  # the daemon runs through the first day (a first run takes no snapshot of the day before)
     writer = StreamWriter(store, flush_rows=1)
     for day in range(days):
         for flush in range(3):
@@ -362,7 +365,11 @@ def test_the_daily_snapshot_leaves_out_the_partitions_of_later_days(store: Store
     late = _trades(0, 2).set_axis(pd.DatetimeIndex([day + pd.Timedelta(days=1, seconds=s) for s in (5, 9)]))
     writer.add(FUTURES, QUOTES, late.assign(sequence=[3, 4]), ["sequence"])  # the next day's first seconds
     writer.flush_due()
-    report = Maintenance(store, MaintenancePolicy(), clock=lambda: now["ns"]).run_once()
+    maintenance = Maintenance(store, MaintenancePolicy(), clock=lambda: now["ns"])
+    now["ns"] -= 60 * 10**9  # the daemon's run a minute earlier, on the day (a first run takes none of the day before)
+    maintenance.run_once()
+    now["ns"] += 60 * 10**9
+    report = maintenance.run_once()
     assert report.snapshots_taken == [daily_snapshot_name(day.date())]
     held = store.library(FUTURES).list_symbols(snapshot_name=daily_snapshot_name(day.date()))
     assert held == [partition_symbol(QUOTES, day.date())]
@@ -516,7 +523,7 @@ def test_each_snapshot_is_read_once_not_for_every_symbol_on_every_run(store: Sto
             maintenance.run_once()
         now["ns"] += DAY_NS
     read = [str(call["snapshot"]) for call in calls if call.get("snapshot") is not None]
-    assert len(read) == len(set(read)) == len(library.list_snapshots(load_metadata=False)) == 3
+    assert len(read) == len(set(read)) == len(library.list_snapshots(load_metadata=False)) == 2  # none of 03-04
     assert all(call.get("skip_snapshots") for call in calls)
     assert all(len(restore_utc(library.read(f"{m}.ohlcv-1m").data)) == 12 for m in ("HE", "LE", "ZC"))
 
@@ -674,9 +681,6 @@ RESTART_DAY = pd.Timestamp("2024-03-05", tz="UTC")
 def test_a_restart_does_not_take_yesterdays_daily_snapshot_of_what_was_written_today(tmp_path: Path) -> None:
     """A library created after midnight (first feature rows) must not get daily-D from a process restarted on D+1:
     it would hold rows ingested after D ended (found by a review helper)."""
-    """The daily snapshot `daily-D` is "what the store held at the end of D". A process taking over after a restart
-    (its first run: `_last_daily` is None, so `_day_ended` says D again) takes `daily-D` in every library that lacks
-    it — here the features library, created hours after D ended — so the snapshot holds rows ingested on D+1."""
     uri = f"lmdb://{tmp_path / 'arctic'}?map_size=256MB"
     now = {"ns": (RESTART_DAY + pd.Timedelta(hours=10)).value}
     end_of_day = RESTART_DAY + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
@@ -717,3 +721,32 @@ def test_a_restart_does_not_take_yesterdays_daily_snapshot_of_what_was_written_t
         except (LookupError, NoDataFoundException):  # the features library held nothing at the end of D
             return
         assert known.empty, known
+
+
+def test_a_process_started_after_a_day_ended_takes_no_snapshot_of_that_day(tmp_path: Path) -> None:
+    """The daemon stops on D and starts again on D+1 09:00; its COT cycle stores the week released on D (available
+    then, ingested now). daily-D would hold that row, which the store did not hold at the end of D: the restarted
+    process takes no daily-D, and the next day's snapshot as usual (found by a review helper)."""
+    uri = f"lmdb://{tmp_path / 'arctic'}?map_size=256MB"
+    release = RESTART_DAY + pd.Timedelta(hours=20, minutes=30)
+    now = {"ns": (RESTART_DAY + pd.Timedelta(hours=12)).value}
+    with Store.open(uri, writer=True) as store:
+        table = cot_table(store, "HE")
+        week = pd.DataFrame({"as_of": [RESTART_DAY - pd.Timedelta(days=10)], "open_interest_all": [1.0]})
+        before = release - pd.Timedelta(days=7)
+        table.record(week, value_columns=["open_interest_all"], available_at=before, ingested_at=before)
+        Maintenance(store, MaintenancePolicy(prune_grace_s=0.0), clock=lambda: now["ns"]).run_once()  # then stops
+        restarted_at = RESTART_DAY + pd.Timedelta(days=1, hours=9)
+        late = week.assign(as_of=RESTART_DAY - pd.Timedelta(days=3), open_interest_all=2.0)
+        table.record(late, value_columns=["open_interest_all"], available_at=release, ingested_at=restarted_at)
+        now["ns"] = (restarted_at + pd.Timedelta(minutes=1)).value
+        restarted = Maintenance(store, MaintenancePolicy(prune_grace_s=0.0), clock=lambda: now["ns"])
+        with capture_logs() as events:
+            assert restarted.run_once().snapshots_taken == []
+        assert [e["day"] for e in events if e["event"] == "store.daily_snapshot_skipped"] == ["2024-03-05"]
+        now["ns"] = (RESTART_DAY + pd.Timedelta(days=2, minutes=1)).value
+        assert restarted.run_once().snapshots_taken == [
+            daily_snapshot_name((RESTART_DAY + pd.Timedelta(days=1)).date())
+        ]
+    with pytest.raises(LookupError, match="no snapshot 'daily-20240305'"):
+        Reader(uri, as_of_snapshot=RESTART_DAY.date())
