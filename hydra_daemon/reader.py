@@ -16,6 +16,7 @@ import pyarrow as pa
 from arcticdb.exceptions import NoDataFoundException, NoSuchVersionException
 from arcticdb.version_store.library import DataError, Library, ReadInfoRequest, ReadRequest
 
+from hydra_daemon.cme_contracts import contract_month
 from hydra_daemon.errors import UserError
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal import BITEMPORAL_COLUMNS
@@ -433,9 +434,10 @@ class Reader(Generic[Frame]):
         """The cross-section a backtest needs at each rebalance: one row per market (index ``market``), one column
         per feature, each the value known at ``at`` for the feature's newest ``as_of`` (available by then).
 
-        Features keyed by more than ``as_of`` (the options features, per ``expiration``) give the value of the
-        first key at that ``as_of`` — the front expiration. Missing values where a market has no such feature
-        (known by then); ``LookupError`` if none of the markets has it. One batched read per feature."""
+        Features keyed by more than ``as_of`` give the value of the front key at that ``as_of``: the nearest
+        ``expiration`` (the options features), the nearest contract month (``settlement``, per futures ``symbol``).
+        Missing values where a market has no such feature (known by then); ``LookupError`` if none of the markets has
+        it. One batched read per feature."""
         when = self._known_at("feature_panel", at)
         _names("feature_panel", "markets", markets)
         _names("feature_panel", "names", names)
@@ -806,10 +808,17 @@ def _with_pit_columns(columns: Sequence[str] | None) -> list[str] | None:
 
 
 def _front_value(frame: pd.DataFrame, table: BitemporalTable) -> float:
-    """The value at the newest ``as_of`` of point-in-time rows, for the first of the other keys (NaN if none)."""
+    """The value at the newest ``as_of`` of point-in-time rows, for the first of the other keys (NaN if none): the
+    nearest expiration, or the nearest contract month of a ``symbol`` key (the settlement feature; outrights before
+    anything else)."""
     if frame.empty:
         return float("nan")
     newest = frame[frame["as_of"] == frame["as_of"].max()]
+    if "symbol" in table.keys:
+        on = newest["as_of"].iloc[0].date()
+        months = [contract_month(str(symbol), on) or (dt.MAXYEAR, 13) for symbol in newest["symbol"]]
+        newest = newest.assign(_contract=months)
+        return float(newest.sort_values(["_contract", *table.keys], kind="stable")[VALUE].iloc[0])
     return float(newest.sort_values(list(table.keys), kind="stable")[VALUE].iloc[0])
 
 

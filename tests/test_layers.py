@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hydra_daemon"
 
 # Lowest first; a top-level module or package may import only from layers below its own.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "clock", "latency", "backoff", "cme_sessions"}),
+    frozenset({"errors", "clock", "latency", "backoff", "cme_sessions", "cme_contracts"}),
     frozenset({"store", "sim"}),
     frozenset({"config", "redaction", "reader"}),
     frozenset({"config_view", "secrets", "logging_setup", "ingest"}),

@@ -478,3 +478,19 @@ def test_reads_look_their_symbols_up_by_name_not_in_a_listing_of_the_library(
         assert listings  # no partition in the window: whether the stream is stored at all takes a listing
         with pytest.raises(LookupError, match=r"no symbol 'LE\.mbp-1' in library 'options'"):
             reader.records(OPTIONS, "LE", "mbp-1", day2, day2)
+
+
+def test_the_settlement_panel_picks_the_nearest_contract_month_not_the_first_symbol(tmp_path: Path) -> None:
+    """On 2025-11-20 HE's listed contracts include HEZ5 (the front), HEG6 and HEJ6 and a spread: alphabetically
+    HEG6 comes first, and a backtest asking for the settlement would get February's price."""
+    uri = _uri(tmp_path)
+    day = pd.Timestamp("2025-11-20", tz="UTC")
+    symbols = ["HEG6", "HEJ6", "HEZ5-HEG6", "HEZ5"]
+    rows = pd.DataFrame(
+        {"as_of": day, "available_at": day + pd.Timedelta(days=1), "value": [2.0, 3.0, 4.0, 1.0], "symbol": symbols}
+    )
+    with Store.open(uri, writer=True) as store:
+        FeatureStore(store).write_feature("HE", "settlement", rows, ingested_at=day + pd.Timedelta(days=1))
+    with Reader(uri) as reader:
+        panel = reader.feature_panel(["HE"], ["settlement"], day + pd.Timedelta(days=2))
+    assert panel.loc["HE", "settlement"] == 1.0
