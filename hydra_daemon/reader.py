@@ -606,7 +606,7 @@ class Reader(Generic[Frame]):
             todo = [i for i, frame in enumerate(found) if frame is None or frame.empty]
             if not todo:
                 break
-            first = None if lookback is None else when - lookback
+            first = _before(when, lookback)
             requests = []
             for i in todo:
                 version, begin = tables[i].start_of(versions[i], first, self._as_of)
@@ -665,7 +665,7 @@ class Reader(Generic[Frame]):
         if newest is not None and newest.timestamp <= when:
             return newest.timestamp
         for lookback in (*_CHAIN_LOOKBACKS, None):
-            first = None if lookback is None else when - lookback
+            first = _before(when, lookback)
             index = self._read(library, symbol, date_range=(first, when), columns=[_CHAIN_PROBE_COLUMN]).index
             if len(index):
                 return pd.Timestamp(index[-1]).tz_convert("UTC")
@@ -820,6 +820,14 @@ def _front_value(frame: pd.DataFrame, table: BitemporalTable) -> float:
         newest = newest.assign(_contract=months)
         return float(newest.sort_values(["_contract", *table.keys], kind="stable")[VALUE].iloc[0])
     return float(newest.sort_values(list(table.keys), kind="stable")[VALUE].iloc[0])
+
+
+def _before(when: pd.Timestamp, span: pd.Timedelta | None) -> pd.Timestamp | None:
+    """``when - span``; None (from the beginning) for no span or one reaching before what pandas can hold."""
+    try:
+        return None if span is None else when - span
+    except (OverflowError, ValueError):  # OutOfBoundsDatetime is a ValueError
+        return None
 
 
 def _utc(method: str, argument: str, value: dt.datetime) -> pd.Timestamp:

@@ -4,6 +4,9 @@ one error whatever `at` (found by a review helper)."""
 from __future__ import annotations
 
 import gc
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import polars as pl
@@ -13,7 +16,9 @@ from hydra_daemon.reader import Reader, ReaderArgumentError
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.bitemporal_table import BitemporalTable
 from hydra_daemon.store.cot_panel import refresh_cot_panel
-from hydra_daemon.store.symbols import COT, cot_symbol
+from hydra_daemon.store.features import FeatureStore
+from hydra_daemon.store.symbols import COT, OPTIONS, chain_symbol, cot_symbol
+from hydra_daemon.store.writer import StreamWriter
 
 AS_OF = pd.Timestamp("2021-01-05", tz="UTC")
 RELEASE = pd.Timestamp("2021-01-08 20:30", tz="UTC")
@@ -84,3 +89,37 @@ def test_an_unknown_column_is_an_error_whatever_at(cot_uri: str, method: str) ->
             calls[method](reader, RELEASE)
         with pytest.raises(ReaderArgumentError, match="unknown columns"):
             calls[method](reader, BEFORE)
+
+
+EARLIEST = datetime(1677, 9, 22, 1, tzinfo=UTC)  # within what the Reader accepts, days from what pandas can hold
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda r: r.feature_panel(["HE"], ["atm_iv"], EARLIEST).dropna(),
+        lambda r: r.options_chain("HE", EARLIEST),
+        lambda r: r.cot("HE", EARLIEST, start=EARLIEST),
+        lambda r: r.feature("HE", "atm_iv", EARLIEST, start=EARLIEST),
+    ],
+)
+def test_the_earliest_accepted_at_is_answered_with_nothing_known(tmp_path: Path, read: Any) -> None:
+    """Looking back from `at` (the panel's and the chain's widening windows, a table's lead) reached before 1677-09-21
+    and raised OverflowError instead of an answer (found by a review helper)."""
+    uri = f"lmdb://{tmp_path / 'arctic'}?map_size=256MB"
+    with Store.open(uri, writer=True) as store:
+        BitemporalTable(store.library(COT), cot_symbol("HE")).record(
+            pd.DataFrame({"as_of": [AS_OF], "open_interest_all": [1.0]}),
+            value_columns=["open_interest_all"],
+            available_at=RELEASE,
+            ingested_at=RELEASE - pd.Timedelta(days=30),  # a lead: rows ingested before their as_of
+        )
+        iv = pd.DataFrame({"as_of": [RELEASE], "available_at": [RELEASE], "expiration": [RELEASE], "value": [0.3]})
+        FeatureStore(store).write_feature("HE", "atm_iv", iv, ingested_at=RELEASE)
+        writer = StreamWriter(store)
+        chain = pd.DataFrame({"instrument_id": [1]}, index=pd.DatetimeIndex([RELEASE], name="snapshot_time"))
+        writer.add(OPTIONS, chain_symbol("HE"), chain, key_columns=["instrument_id"])
+        writer.flush_all()
+    with Reader(uri) as reader:
+        answer = read(reader)
+    assert answer.empty

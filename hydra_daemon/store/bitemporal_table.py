@@ -158,7 +158,10 @@ class BitemporalTable:
         if start is None or bounds is None or bounds.max_lead_ns is None:
             return version, None
         first = bitemporal.utc_timestamp(start, what=f"{self.symbol} start")
-        return version, first - pd.Timedelta(bounds.max_lead_ns, "ns")
+        try:
+            return version, first - pd.Timedelta(bounds.max_lead_ns, "ns")
+        except (OverflowError, ValueError):  # beyond what pandas can hold (a start in 1677 or 2262): read it all
+            return version, None
 
     def window(self, start: dt.datetime | None, end: dt.datetime | None) -> QueryBuilder | None:
         """The ArcticDB filter of `history` (None: no filter), for readers that read themselves."""
