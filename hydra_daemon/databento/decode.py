@@ -112,6 +112,11 @@ _SCHEMA_BY_RTYPE: Mapping[int, str] = {
 _LIVE_TS_RANGE_NS = (int(pd.Timestamp("1990-01-01", tz="UTC").value), int(pd.Timestamp("2100-01-01", tz="UTC").value))
 """A live data record whose ts_event or ts_recv lies outside this is corrupt: DBN carries no checksum, and a damaged
 record that still frames (an rtype byte swapped between two subscribed types of one size) shows up this way."""
+FUTURE_SLACK_NS = 3600 * 1_000_000_000
+"""How far past the clock (Live) or a request's end (Historical) a record may be stamped, as `decode_raw`'s and
+`decode_records`' ``latest_ns``: one stamped later is damaged, and stored it would carry its stream's watermark past
+every record still to come (each then dropped as a redelivery). An hour covers any clock skew of a synchronised
+host."""
 _CONTROL_BY_RTYPE: Mapping[int, type] = {
     int(dbn.RType.ERROR): dbn.ErrorMsg,
     int(dbn.RType.SYMBOL_MAPPING): dbn.SymbolMappingMsg,
@@ -238,17 +243,24 @@ class DecodedBatch:
         return sum(len(item.frame) for item in self.frames)
 
 
-def decode_records(records: Sequence[Any], symbols: SymbolMap, market: str | None = None) -> DecodedBatch:
+def decode_records(
+    records: Sequence[Any], symbols: SymbolMap, market: str | None = None, latest_ns: int | None = None
+) -> DecodedBatch:
     """Decode `records` (in stream order; record objects come from Historical, so the batch's source is
     `HISTORICAL`). `market` routes every data record to one market (Historical requests made per market); otherwise
-    the market comes from the SymbolMappingMsgs seen so far. A data record with a time outside 1990..2100 is left
-    out and carried in `corrupt` (an undefined time becomes NaT, which the writer refuses: the whole batch failed), as
-    is each `CorruptRecord` among `records` (set aside by `set_aside_unknown`)."""
-    return _decode(_group_by_type(records), {}, symbols, market, BatchSource.HISTORICAL)
+    the market comes from the SymbolMappingMsgs seen so far. A data record with a time outside 1990..2100, or after
+    `latest_ns` (`FUTURE_SLACK_NS` past the request's end), is left out and carried in `corrupt` (an undefined time
+    becomes NaT, which the writer refuses: the whole batch failed), as is each `CorruptRecord` among `records` (set
+    aside by `set_aside_unknown`)."""
+    return _decode(_group_by_type(records), {}, symbols, market, BatchSource.HISTORICAL, latest_ns)
 
 
 def decode_raw(
-    data: bytes, symbols: SymbolMap, market: str | None = None, schemas: Collection[str] | None = None
+    data: bytes,
+    symbols: SymbolMap,
+    market: str | None = None,
+    schemas: Collection[str] | None = None,
+    latest_ns: int | None = None,
 ) -> tuple[DecodedBatch, int]:
     """Decode the complete records at the head of `data` (raw DBN records, no Metadata header) like
     `decode_records`; returns the batch and how many bytes it used (a trailing partial record is left over).
@@ -256,7 +268,8 @@ def decode_raw(
     Runs of data records become structured arrays straight from the bytes; only control records (mappings, system
     and error messages) and records of other known types (counted as unsupported) are decoded into objects. At the
     first record failing `record_problem` (given the session's subscribed `schemas`: a gateway sends no other data)
-    decoding stops: the batch carries it as a `CorruptRecord` with `breaks_stream=True` and `used` ends before it."""
+    decoding stops: the batch carries it as a `CorruptRecord` with `breaks_stream=True` and `used` ends before it.
+    A record stamped after `latest_ns` (`FUTURE_SLACK_NS` past the clock) is carried as corrupt, framing intact."""
     runs, used, broken = checked_runs(data, schemas)
     parts: dict[type, list[np.ndarray]] = {}
     others: list[bytes] = []
@@ -269,31 +282,44 @@ def decode_raw(
     objects = decode_objects(b"".join(others)) if others else []
     implausible: list[CorruptRecord] = []
     arrays = {
-        kind: _plausible(np.concatenate(items) if len(items) > 1 else items[0], implausible)
+        kind: _plausible(np.concatenate(items) if len(items) > 1 else items[0], implausible, latest_ns)
         for kind, items in parts.items()
     }
-    decoded = _decode(_group_by_type(objects), arrays, symbols, market, BatchSource.LIVE)
+    decoded = _decode(_group_by_type(objects), arrays, symbols, market, BatchSource.LIVE, latest_ns)
     extra = (*implausible, *([] if broken is None else [broken]))
     if extra:
         decoded = replace(decoded, corrupt=(*decoded.corrupt, *extra))
     return decoded, used
 
 
-def _plausible(array: np.ndarray, corrupt: list[CorruptRecord]) -> np.ndarray:
-    """`array` without the records whose ts_event/ts_recv lie outside `_LIVE_TS_RANGE_NS` (added to `corrupt`)."""
+def _plausible(array: np.ndarray, corrupt: list[CorruptRecord], latest_ns: int | None = None) -> np.ndarray:
+    """`array` without the records whose ts_event/ts_recv lie outside `_LIVE_TS_RANGE_NS` or after ``latest_ns``
+    (added to `corrupt`)."""
     low, high = (np.uint64(bound) for bound in _LIVE_TS_RANGE_NS)
+    latest = np.uint64(min(int(high), latest_ns)) if latest_ns is not None else high
     bad = np.zeros(len(array), dtype=bool)
     for name in ("ts_event", "ts_recv"):
         if name in (array.dtype.names or ()):
             ts = array[name].astype(np.uint64)
-            bad |= (ts < low) | (ts > high)
+            bad |= (ts < low) | (ts > latest)
     if not bad.any():
         return array
     for record in array[bad]:
         raw = record.tobytes()[:MAX_QUARANTINED_BYTES]
-        reason = f"record (rtype {int(record['rtype'])}) with ts_event/ts_recv outside 1990..2100: damaged"
+        reason = _implausible(record, latest)
         corrupt.append(CorruptRecord(-1, int(record["rtype"]), len(raw), reason, raw, breaks_stream=False))
     return array[~bad]
+
+
+def _implausible(record: np.void, latest: np.uint64) -> str:
+    what = f"record (rtype {int(record['rtype'])})"
+    times = [int(record[name]) for name in ("ts_event", "ts_recv") if name in (record.dtype.names or ())]
+    if all(_LIVE_TS_RANGE_NS[0] <= ts <= _LIVE_TS_RANGE_NS[1] for ts in times):
+        stamped = pd.Timestamp(max(times), tz="UTC").isoformat()
+        limit = pd.Timestamp(int(latest), tz="UTC").isoformat()
+        late = "an hour past the clock or the request"
+        return f"{what} stamped {stamped}, after {limit} ({late}): damaged, or the host clock is behind"
+    return f"{what} with ts_event/ts_recv outside 1990..2100: damaged"
 
 
 def record_problem(rtype: int, length: int, schemas: Collection[str] | None = None) -> str | None:
@@ -392,6 +418,7 @@ def _decode(
     symbols: SymbolMap,
     market: str | None,
     source: BatchSource,
+    latest_ns: int | None = None,
 ) -> DecodedBatch:
     notices: list[GatewayNotice] = []
     heartbeats = 0
@@ -419,7 +446,7 @@ def _decode(
         if record_type not in _DATA_TYPES:
             unsupported[record_type.__name__] = len(group)
             continue
-        array = _plausible(structured(group, record_type), corrupt)  # Historical: what decode_raw checks for Live
+        array = _plausible(structured(group, record_type), corrupt, latest_ns)  # Historical: as Live's, in decode_raw
         arrays[record_type] = np.concatenate([arrays[record_type], array]) if record_type in arrays else array
     frames: list[MarketFrame] = []
     unmapped: list[int] = []

@@ -22,6 +22,7 @@ import zstandard
 from hydra_daemon.databento.cost_guard import CostGuard, CostRefused, HistoricalRequest
 from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream, is_panic, metadata_length
 from hydra_daemon.databento.decode import (
+    FUTURE_SLACK_NS,
     DecodedBatch,
     SymbolMap,
     checked_runs,
@@ -105,7 +106,7 @@ class HistoricalSource:
         gets one `record_rejected` line naming it and the request (the rest is stored; a later backfill of the range
         fetches it again)."""
         records = self.fetch(client, request.symbols, request.schema, request.start_ns, request.end_ns)
-        decoded = decode_records(records, symbols, market)
+        decoded = decode_records(records, symbols, market, request.end_ns + FUTURE_SLACK_NS)
         for record in decoded.corrupt:
             log.warning("record_rejected", pipeline="backfill", what=record.reason, where=request.describe())
         return decoded

@@ -48,7 +48,7 @@ from hydra_daemon.config import DatabentoConfig
 from hydra_daemon.databento.child import SessionRequest
 from hydra_daemon.databento.cost_guard import CostGuard
 from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream
-from hydra_daemon.databento.decode import DecodedBatch, NoticeKind, SymbolMap, decode_records
+from hydra_daemon.databento.decode import FUTURE_SLACK_NS, DecodedBatch, NoticeKind, SymbolMap, decode_records
 from hydra_daemon.databento.historical_client import HistoricalError
 from hydra_daemon.databento.historical_fill import HistoricalSource
 from hydra_daemon.databento.launcher import Launcher
@@ -343,7 +343,9 @@ class LiveStream:
             chunks = self._historical.fetch_chunks(client, parent, schema, first, end_ns)
             while True:
                 try:
-                    decoded = await anyio.to_thread.run_sync(_next_decoded, chunks, self.symbols, market, self._decoded)
+                    decoded = await anyio.to_thread.run_sync(
+                        _next_decoded, chunks, self.symbols, market, self._decoded, end_ns + FUTURE_SLACK_NS
+                    )
                 except CorruptStream as exc:
                     if exc.record is not None:
                         self._quarantined(exc.record, f"historical {parent} {schema}")
@@ -368,7 +370,9 @@ class LiveStream:
     async def _drain(self, child: LiveProcess) -> AsyncGenerator[DecodedBatch | Idle, None]:
         """Batches with rows until the child's stream ends, `Idle.TICK` every `idle_tick_s` without; then raise how
         the session ended (or SessionClosed by caller). Heartbeat- or notice-only batches are not batches."""
-        decoder = StreamDecoder(child, self.symbols, self._decoded, schemas=self.spec.schemas)
+        decoder = StreamDecoder(
+            child, self.symbols, self._decoded, schemas=self.spec.schemas, now_ns=self._clock.now_ns
+        )
         delivery = next(_DELIVERIES)
         try:
             last_yield = time.monotonic()
@@ -411,12 +415,12 @@ class LiveStream:
 
 
 def _next_decoded(
-    chunks: object, symbols: SymbolMap, market: str, on_decoded: Callable[[DecodedBatch], None]
+    chunks: object, symbols: SymbolMap, market: str, on_decoded: Callable[[DecodedBatch], None], latest_ns: int
 ) -> DecodedBatch | None:
     records = next(chunks, None)  # type: ignore[call-overload]
     if records is None:
         return None
-    decoded = decode_records(records, symbols, market=market)
+    decoded = decode_records(records, symbols, market=market, latest_ns=latest_ns)
     on_decoded(decoded)
     return decoded
 

@@ -26,7 +26,7 @@ import anyio
 import structlog
 
 from hydra_daemon.databento.dbn_runs import CorruptRecord, CorruptStream, is_panic, metadata_length
-from hydra_daemon.databento.decode import BatchSource, DecodedBatch, SymbolMap, decode_raw
+from hydra_daemon.databento.decode import FUTURE_SLACK_NS, BatchSource, DecodedBatch, SymbolMap, decode_raw
 
 log = structlog.get_logger()
 
@@ -61,10 +61,12 @@ class StreamDecoder:
         on_decoded: Callable[[DecodedBatch], None] = lambda _: None,
         depth: int = 2,
         schemas: Collection[str] | None = None,
+        now_ns: Callable[[], int] | None = None,
     ) -> None:
         self._source = source
         self._symbols = symbols
         self._schemas = schemas
+        self._now_ns = now_ns
         self._on_decoded = on_decoded
         self._out: queue.Queue[DecodedBatch | BaseException | None] = queue.Queue(maxsize=depth)
         self._stopped = threading.Event()
@@ -151,7 +153,8 @@ class StreamDecoder:
                 if header is None:
                     continue
                 del pending[:header]
-            decoded, used = decode_raw(bytes(pending), self._symbols, schemas=self._schemas)
+            latest = None if self._now_ns is None else self._now_ns() + FUTURE_SLACK_NS
+            decoded, used = decode_raw(bytes(pending), self._symbols, schemas=self._schemas, latest_ns=latest)
             del pending[:used]
             if decoded.rows or decoded.notices or decoded.unmapped or decoded.unsupported or decoded.heartbeats:
                 self._on_decoded(decoded)

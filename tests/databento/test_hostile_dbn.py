@@ -270,6 +270,21 @@ def test_a_live_record_with_an_impossible_time_is_quarantined_not_decoded() -> N
     assert not corrupt.breaks_stream and "outside 1990..2100" in corrupt.reason and corrupt.raw == bytes(bars[1])
 
 
+def test_a_record_stamped_after_the_latest_plausible_time_is_carried_as_corrupt() -> None:
+    """`latest_ns` (the clock, or a Historical request's end, plus `FUTURE_SLACK_NS`): a bar stamped after it, though
+    inside 1990..2100, is set aside, Live or Historical; one at it is decoded."""
+    bars = [dbn.OHLCVMsg(int(dbn.RType.OHLCV_1M), 1, 7, T0 + i * 60_000_000_000, 1, 1, 1, 1, i) for i in range(3)]
+    latest = T0 + 60_000_000_000
+    for decoded in (
+        decode_records(bars, SymbolMap({}), market="HE", latest_ns=latest),
+        decode_raw(b"".join(bytes(b) for b in bars), SymbolMap({}), market="HE", latest_ns=latest)[0],
+    ):
+        assert [v for f in decoded.frames for v in f.frame["volume"]] == [0, 1]
+        [corrupt] = decoded.corrupt
+        assert corrupt.raw == bytes(bars[2]) and not corrupt.breaks_stream
+        assert "stamped 20" in corrupt.reason and "the host clock is behind" in corrupt.reason, corrupt.reason
+
+
 def test_a_historical_record_with_an_impossible_time_is_carried_as_corrupt_not_decoded() -> None:
     """Historical hands record objects (`decode_records`); one whose ts_event is undefined (2**64 - 1) would be
     decoded as NaT without the check Live records get (the writer then refuses the whole batch)."""

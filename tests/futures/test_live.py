@@ -319,6 +319,33 @@ async def test_a_record_the_live_client_cannot_decode_is_skipped_and_its_span_fi
     assert_store_matches_truth(venue, store)
 
 
+async def test_a_record_stamped_years_ahead_is_quarantined_not_taken_for_the_newest(
+    venue: VenueThread, store: Store, tmp_path: Path
+) -> None:
+    """A minute bar stamped ten years after the venue's clock (DBN has no checksum: a damaged time still inside
+    1990..2100): stored, it became the symbol's watermark, and every later bar was dropped as a redelivery."""
+    future = next(i for i in venue.venue.model.instruments if i.kind == "F")
+    pipeline = make_pipeline(venue, make_config(venue, tmp_path), store)
+    async with running(pipeline):
+        await caught_up(venue, pipeline, minutes=1)
+        venue.call(lambda v: _inject_bar_stamped_ahead(v, future.instrument_id, years=10))
+        await caught_up(venue, pipeline)
+    assert store.library(FUTURES).read(data_symbol("HE", "ohlcv-1m")).data.index.max().year < 2030
+    assert_store_matches_truth(venue, store)
+    quarantined = [json.loads(line) for line in (tmp_path / "quarantine" / "dbn.jsonl").read_text().splitlines()]
+    assert any(e["source"] == "live" and "stamped 20" in e["reason"] for e in quarantined), quarantined
+
+
+def _inject_bar_stamped_ahead(venue: Venue, instrument_id: int, years: int) -> None:
+    """Append a well-formed minute bar to the ohlcv-1m tape, emitted at the venue's now but stamped `years` later."""
+    assert venue.clock is not None
+    now = venue.clock.now_ns()
+    stamped = now + years * 365 * 86_400 * 10**9
+    price = 80 * 10**9
+    record = dbn.OHLCVMsg(int(dbn.RType.OHLCV_1M), 1, instrument_id, stamped, price, price, price, price, 1)
+    venue.tape.append([Emission("ohlcv-1m", now, instrument_id, bytes(record), emitted_ns=now)])
+
+
 def _inject_unknown_record(venue: Venue, instrument_id: int) -> None:
     """Append a 56-byte record of an rtype unknown to the client (0x99) to the ohlcv-1m tape, at the venue's now."""
     assert venue.clock is not None
