@@ -47,7 +47,7 @@ def _atm_iv(expiry: pd.DataFrame) -> float:
     if prices.empty:
         return math.nan
     future = float(prices.iloc[0])
-    distance = (expiry["strike"] - future).abs()
+    distance = (expiry["strike"] - future).abs().round(9)  # on the prices' 1e-9 grid: a tie is one in decimals
     nearest = expiry.loc[distance == distance.min(), "strike"].min()
     vols = expiry.loc[expiry["strike"] == nearest, "implied_vol"].dropna()
     return float(vols.mean()) if not vols.empty else math.nan

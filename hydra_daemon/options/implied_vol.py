@@ -21,6 +21,10 @@ from vollib.black.implied_volatility import implied_volatility
 SECONDS_PER_YEAR = 365 * 86_400
 RATE = 0.0
 
+AT_INTRINSIC_WITHIN = 0.5e-9
+"""Quotes come on Databento's 1e-9 fixed-point grid, so a mid within half a unit of the intrinsic value is at it: in
+floats the mid of two quotes and F - K differ by rounding (3e-15), which would otherwise decide between a spurious
+tiny vol and "below intrinsic"."""
 _NO_SOLUTION_BELOW = (lbr.PriceIsBelowIntrinsic, vollib_helpers_exc.PriceIsBelowIntrinsic)
 _NO_SOLUTION_ABOVE = (lbr.PriceIsAboveMaximum, vollib_helpers_exc.PriceIsAboveMaximum)
 
@@ -53,6 +57,9 @@ def black76_implied_vol(
         return math.nan, IvStatus.NO_UNDERLYING
     if not (math.isfinite(price) and strike > 0):
         return math.nan, IvStatus.NO_QUOTE
+    intrinsic = max(future - strike, 0.0) if is_call else max(strike - future, 0.0)
+    if abs(price - intrinsic) < AT_INTRINSIC_WITHIN:
+        return math.nan, IvStatus.AT_INTRINSIC
     try:
         vol = float(implied_volatility(price, future, strike, RATE, years, "c" if is_call else "p"))
     except _NO_SOLUTION_BELOW:

@@ -93,6 +93,26 @@ def test_atm_iv_is_nan_when_the_atm_strike_has_no_vol() -> None:
     assert math.isnan(_values(features, "atm_iv")[0])
 
 
+def test_an_atm_tie_in_decimals_takes_the_lower_strike() -> None:
+    """The future's mid (10.04 + 10.06) / 2 is 10.05, halfway between strikes 10.0 and 10.1; in floats 10.0 was the
+    farther one, so the upper strike's vol was taken (found by a review helper)."""
+    t0 = pd.Timestamp("2026-11-26T15:00:00Z").value
+    expiry = pd.Timestamp("2027-02-12T17:00:00Z").value
+    state = ChainState()
+    events: list[object] = [
+        Definition(100, t0, "FUT", "F", expiry, math.nan, "", 0, 0.01),
+        Quote(100, t0 + 1, 10.04, 10.06, 5, 5),
+    ]
+    for instrument_id, (strike, bid, ask) in enumerate([(10.0, 0.40, 0.42), (10.1, 0.20, 0.22)], start=1):
+        events.append(Definition(instrument_id, t0, f"C{instrument_id}", "C", expiry, strike, "FUT", 100, 0.01))
+        events.append(Quote(instrument_id, t0 + 2, bid, ask, 5, 5))
+    for event in events:
+        state.apply(event)  # type: ignore[arg-type]
+    frame = snapshot_chain(state, t0 + 10).frame
+    lower = frame.loc[frame["strike"] == 10.0, "implied_vol"].iloc[0]
+    assert chain_features(frame, OptionsConfig())["atm_iv"]["value"].iloc[0] == lower
+
+
 def test_empty_chain_gives_empty_features() -> None:
     frame = snapshot_chain(ChainState(), T0).frame
     for feature in chain_features(frame, OPTIONS).values():

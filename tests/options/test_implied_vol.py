@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -44,6 +45,22 @@ def test_price_below_intrinsic_has_no_solution() -> None:
 def test_price_at_intrinsic_has_no_meaningful_vol() -> None:
     vol, status = black76_implied_vol(10.0, 100.0, 110.0, 0.5, False)
     assert math.isnan(vol) and status is IvStatus.AT_INTRINSIC
+
+
+@pytest.mark.parametrize(
+    ("bid", "ask", "future_bid", "future_ask", "strike"),
+    [
+        (4.0, 4.1, 94.0, 94.1, 90.0),  # mid 4.05 = 94.05 - 90 in decimals; in floats 4.049999999999997
+        (0.004, 0.006, 0.854, 0.856, 0.85),  # mid 0.005 = 0.855 - 0.85; in floats 0.0050000000000000044
+    ],
+)
+def test_a_mid_at_intrinsic_in_decimals_is_at_intrinsic_whatever_the_float_rounding(
+    bid: float, ask: float, future_bid: float, future_ask: float, strike: float
+) -> None:
+    """Float rounding put such a mid 3e-15 above intrinsic (a spurious vol of 0.02, status ok) or below it (found by
+    a review helper)."""
+    vol, status = black76_implied_vol((bid + ask) / 2, (future_bid + future_ask) / 2, strike, 30 / 365, True)
+    assert math.isnan(vol) and status is IvStatus.AT_INTRINSIC, (vol, status)
 
 
 def test_call_worth_more_than_the_future_has_no_solution() -> None:
