@@ -78,6 +78,8 @@ class ChainBook:
     interval_ns: int
     chains: dict[str, ChainState] = field(default_factory=dict)
     last_event_ns: int | None = None
+    """The newest record ingested with snapshots (in time order): where a session's close snapshot is taken."""
+    _applied_ns: int | None = None  # the newest record applied at all (gap fills and warm starts too)
     _next_boundary: int | None = None
     _closed_ns: int | None = None
     _targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -117,7 +119,9 @@ class ChainBook:
                 taken.extend(self.snapshot_all(cuts[stretch - 1]))
             self._apply_stretch(parts, np.asarray(cuts, dtype=np.int64), stretch)
         newest = int(times[-1])
-        self.last_event_ns = newest if self.last_event_ns is None else max(self.last_event_ns, newest)
+        self._applied_ns = newest if self._applied_ns is None else max(self._applied_ns, newest)
+        if snapshots:
+            self.last_event_ns = newest if self.last_event_ns is None else max(self.last_event_ns, newest)
         return taken
 
     def _crossed_boundaries(self, times: np.ndarray) -> list[int]:
@@ -149,8 +153,13 @@ class ChainBook:
                     chain.apply(event)
 
     def close(self) -> list[MarketSnapshot]:
-        """Snapshots at the last record's time (session end); none if nothing arrived since the last close."""
+        """Snapshots at the last record's time (session end); none if nothing arrived since the last close, nor
+        while the chains hold records newer than the last one ingested in time order: a gap fill cut short (it
+        arrives schema by schema) would be snapshotted half applied, and stored its mark would rule out the gap's
+        own snapshots for good."""
         if self.last_event_ns is None or self.last_event_ns == self._closed_ns:
+            return []
+        if self._applied_ns is not None and self._applied_ns > self.last_event_ns:
             return []
         self._closed_ns = self.last_event_ns
         return self.snapshot_all(self.last_event_ns)

@@ -187,6 +187,25 @@ def test_restart_restores_the_chain_from_the_store(store: Store, tmp_path: Path)
     assert after["iv_status"] == "no_underlying" and math.isnan(after["implied_vol"])  # futures quotes are not stored
 
 
+def test_a_session_ended_during_a_gap_fill_takes_no_snapshot_of_the_half_filled_chain(
+    store: Store, tmp_path: Path
+) -> None:
+    """After a three-day outage Historical fills schema by schema, definitions first; stopped before the quotes'
+    part, the session's close snapshotted at the newest fill record, with quotes three days stale, and that
+    snapshot's mark ruled out the gap's own snapshots for good (found by a review helper)."""
+    config = make_config(tmp_path)
+    first = sink(config, store)
+    first.commit(frames([*opening(T0), quote(CALL, T0 + 61 * S, 4.1, 4.15)]))
+    first.end_session()  # snapshots at T0+60 and at the session's end, T0+61
+    second = sink(config, store)
+    second.restore(store)
+    later = T0 + 3 * 86_400 * S
+    second.commit(frames([definition_record(i, later, later) for i in (FUTURE, CALL)]), live=False)
+    second.end_session()  # stopped before the mbp-1 part of the fill
+    times = sorted(set(pd.DatetimeIndex(read(store, chain_symbol("HE")).index).asi8))
+    assert times == [T0 + 60 * S, T0 + 61 * S]
+
+
 def test_restore_reads_stored_quotes_an_hour_at_a_time_and_keeps_the_newest(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
