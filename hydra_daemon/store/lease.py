@@ -5,12 +5,15 @@ when the process dies, even on ``kill -9``. The file records the holder (pid, ho
 
 S3: a lease object ``<path_prefix>/hydra-writer.lease`` = JSON ``{owner, pid, host, acquired_at, expires_at}``,
 created with ``If-None-Match: *`` and renewed or taken over with ``If-Match: <etag>``, so of two racing processes
-exactly one wins. A live lease of another owner refuses the open. One that looks expired is taken over only once
-its object stayed unchanged for the holder's whole TTL, watched on this host's monotonic clock: hosts' wall clocks
-are never compared (a host whose clock runs ahead would otherwise see a lease renewed on schedule as expired and
-take it from a live writer). A daemon thread renews every ``ttl/3``; :meth:`S3Lease.check` (called before every
-write) fails once renewal has failed or the lease is within ``ttl/6`` of expiring by the local clock, so a holder
-that stopped renewing stops writing before a watcher's TTL is over.
+exactly one wins. A live lease of another owner refuses the open. One that looks expired, or that expires further
+ahead than its holder's TTL allows (a holder whose clock ran ahead), is taken over only once its object stayed
+unchanged for the holder's whole TTL, watched on this host's monotonic clock: hosts' wall clocks are never compared
+(a host whose clock runs ahead would otherwise see a lease renewed on schedule as expired and take it from a live
+writer; one whose clock ran behind would lock the store long after its holder died). A daemon thread renews every
+``ttl/3``; :meth:`S3Lease.check` (called before every write) fails once renewal has failed or the lease is within
+``ttl/6`` of expiring by this host's monotonic clock (a wall clock stepped back would extend it), so a holder that
+stopped renewing stops writing before a watcher's TTL is over. A lost lease is free again (:meth:`S3Lease.free_again`)
+when its object is gone or stayed unchanged for its holder's TTL, watched the same way.
 
 Residual risk (S3): the lease guards the lease object, not the ArcticDB writes. A writer frozen longer than the TTL
 (SIGSTOP, VM pause) after its last ``check()`` can finish an in-flight append after another process took over. Keep
@@ -175,6 +178,8 @@ class S3Lease:
         self.holder = holder
         self._etag = etag
         self._ttl_s = ttl_s
+        self._deadline = time.monotonic() + ttl_s  # set again, from before the request, by each renewal
+        self._watched: tuple[str, float] | None = None  # a lost lease's object: (etag, monotonic time first seen)
         self._lost: str | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -185,10 +190,11 @@ class S3Lease:
     def acquire(cls, client: Any, bucket: str, key: str, store: str, ttl_s: float = DEFAULT_TTL_S) -> S3Lease:
         """Create the lease, or take over an expired one; :class:`StoreLockedError` if another owner holds it."""
         for _ in range(3):
+            sent = time.monotonic()
             current = _read_lease(client, bucket, key)
             if current is not None:
                 holder, etag = current
-                if holder is not None and (holder.expires_at or 0) > time.time():
+                if holder is not None and _live(holder):
                     raise StoreLockedError(_locked_message(store, holder))
                 watched = _watch(client, bucket, key, etag, (holder.ttl_s if holder else None) or ttl_s)
                 if watched is _Watched.GONE:
@@ -208,7 +214,9 @@ class S3Lease:
                 raise
             if current is not None:
                 log.warning("store.lease_taken_over", store=store, previous=current[0] and current[0].describe())
-            return cls(client, bucket, key, mine, response["ETag"], ttl_s)
+            lease = cls(client, bucket, key, mine, response["ETag"], ttl_s)
+            lease._deadline = sent + ttl_s
+            return lease
         current = _read_lease(client, bucket, key)
         raise StoreLockedError(_locked_message(store, current[0] if current else None))
 
@@ -217,6 +225,7 @@ class S3Lease:
         with self._lock:
             if self._lost:
                 raise LeaseLostError(self._lost)
+            sent = time.monotonic()
             renewed = replace(self.holder, expires_at=time.time() + self._ttl_s)
             try:
                 response = self._put_if_match(renewed)
@@ -232,6 +241,7 @@ class S3Lease:
                 response = self._put_if_match(renewed)
             self.holder = renewed
             self._etag = response["ETag"]
+            self._deadline = sent + self._ttl_s
 
     def _put_if_match(self, holder: LeaseHolder) -> Any:
         return self._client.put_object(Bucket=self._bucket, Key=self._key, Body=holder.to_json(), IfMatch=self._etag)
@@ -245,21 +255,27 @@ class S3Lease:
         )
 
     def free_again(self) -> bool:
-        """True once the lease was lost to another process and is free now (deleted, or expired): a fresh daemon
-        can take it. Reads the lease object."""
+        """True once the lease was lost to another process and is free now: deleted, or unchanged for its holder's
+        TTL across calls (called every second), on this host's monotonic clock, as `acquire` would take it over.
+        Reads the lease object."""
         with self._lock:
             if not self._lost or self._stop.is_set():
                 return False
         current = _read_lease(self._client, self._bucket, self._key)
-        if current is None or current[0] is None:
+        if current is None:
             return True
-        return (current[0].expires_at or 0) <= time.time()
+        holder, etag = current
+        now = time.monotonic()
+        if self._watched is None or self._watched[0] != etag:
+            self._watched = (etag, now)  # new or renewed: watch it afresh
+            return False
+        return now - self._watched[1] >= ((holder.ttl_s if holder else None) or self._ttl_s)
 
     def check(self) -> None:
         """Raise :class:`LeaseLostError` unless the lease is held with at least ``ttl/6`` to spare."""
         if self._lost:
             raise LeaseLostError(self._lost)
-        if (self.holder.expires_at or 0) - time.time() < self._ttl_s / 6:
+        if self._deadline - time.monotonic() < self._ttl_s / 6:
             raise LeaseLostError(
                 f"writer lease s3://{self._bucket}/{self._key} is about to expire (renewal failing); stop writing"
             )
@@ -287,6 +303,13 @@ class S3Lease:
                 return
             except Exception as error:  # network trouble: keep trying; check() fails if it lasts
                 log.warning("store.lease_renewal_failed", error=str(error))
+
+
+def _live(holder: LeaseHolder) -> bool:
+    """Whether a lease expires after this host's now, by no more than its holder's TTL when that is known (further
+    ahead, only a holder whose clock ran ahead could have written it: `acquire` watches it instead)."""
+    left = (holder.expires_at or 0) - time.time()
+    return left > 0 and (holder.ttl_s is None or left <= holder.ttl_s + 1)
 
 
 class _Watched(Enum):

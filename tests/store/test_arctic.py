@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,71 @@ def test_s3_lease_renewal_whose_response_was_lost_keeps_the_lease_and_a_lost_lea
         client.delete_object(Bucket=bucket, Key=LEASE_OBJECT)
         assert lease.free_again()
     finally:
+        lease.release()
+
+
+def test_s3_a_lost_lease_renewed_by_a_holder_whose_clock_runs_behind_is_not_free_again(s3_bucket: Any) -> None:
+    """B took A's lease and renews it on a clock 35 s behind A's: every `expires_at` B writes lies in A's past.
+    Compared with A's wall clock the lease looked free, A exited for systemd to restart it, and each fresh process
+    was refused (B is alive): a restart loop. Free again means unchanged for B's TTL (found by a review helper)."""
+    bucket, client = s3_bucket.name, s3_bucket.client
+    lease = S3Lease.acquire(client, bucket, LEASE_OBJECT, "test store", ttl_s=60)
+    renewing = threading.Event()
+    renewing.set()
+
+    def renew_b() -> None:
+        while renewing.is_set():
+            behind = time.time() - 35
+            b = LeaseHolder("b-host:7:b", 7, "b-host", behind, behind + 1.0, ttl_s=1.0)
+            client.put_object(Bucket=bucket, Key=LEASE_OBJECT, Body=b.to_json())
+            time.sleep(0.2)
+
+    renewer = threading.Thread(target=renew_b, daemon=True)
+    renewer.start()
+    try:
+        time.sleep(0.3)
+        with pytest.raises(LeaseLostError, match="taken over"):
+            lease.renew()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert not lease.free_again(), "B renews its lease: it is not free again"
+            time.sleep(0.1)
+        renewing.clear()
+        renewer.join()
+        wait_until(lease.free_again, "free again once B's object stays unchanged for its TTL", timeout=10)
+    finally:
+        renewing.clear()
+        lease.release()
+
+
+def test_s3_a_dead_holder_whose_clock_ran_ahead_does_not_lock_the_store_until_it_is_reached(s3_bucket: Any) -> None:
+    """A holder with a 1 s TTL on a host an hour ahead, killed: its lease says it expires in an hour, further ahead
+    than any renewal of its could by our clock. It is watched for its TTL and taken over, not refused for an hour
+    (found by a review helper)."""
+    bucket, client = s3_bucket.name, s3_bucket.client
+    ahead = time.time() + 3600
+    dead = LeaseHolder("fast-host:9:x", 9, "fast-host", ahead - 1.0, ahead, ttl_s=1.0)
+    client.put_object(Bucket=bucket, Key=LEASE_OBJECT, Body=dead.to_json())
+    S3Lease.acquire(client, bucket, LEASE_OBJECT, "test store", ttl_s=30).release()
+
+
+def test_s3_a_holder_whose_wall_clock_steps_back_stops_writing_when_its_renewals_stop(
+    s3_bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Renewals stopped (a partition from S3) and the wall clock stepped back a minute: measured on the wall clock
+    the lease still had most of its life, so the holder kept writing after a watcher took it over (two writers).
+    `check()` counts on the monotonic clock from before the last renewal (found by a review helper)."""
+    lease = S3Lease.acquire(s3_bucket.client, s3_bucket.name, LEASE_OBJECT, "test store", ttl_s=1.0)
+    lease._stop.set()
+    lease._renewer.join()  # renewals stopped
+    time.sleep(0.9)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 60)
+    try:
+        with pytest.raises(LeaseLostError, match="about to expire"):
+            lease.check()
+    finally:
+        monkeypatch.undo()
         lease.release()
 
 
