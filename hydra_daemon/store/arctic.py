@@ -127,7 +127,7 @@ class Store:
             real = location.path.resolve()  # one lease (and one Arctic) per directory, whatever path names it
             key = str(real)
             if writer:
-                lease = FileLease.acquire(lock_path(real), name)
+                lease = _file_lease(lock_path(real), name)
         else:
             key = f"s3://{location.host}:{location.port}/{location.bucket}/{location.path_prefix}"
             if writer:
@@ -372,6 +372,19 @@ def _never_free(*handles: object) -> None:
     acts on would be SIGABRT's instead of ours. The kernel reclaims everything at exit anyway."""
     for handle in handles:
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(handle))
+
+
+def _file_lease(path: Path, store: str) -> FileLease:
+    """`FileLease.acquire`; one line saying what to do when the lock file's directory may not be written."""
+    try:
+        return FileLease.acquire(path, store)
+    except OSError as error:
+        if not is_unwritable(error):
+            raise
+        raise StoreUnwritableError(
+            f"store {store}: cannot create its writer lock file {path} ({error.strerror}): make {path.parent} "
+            "writable for the daemon's user (under systemd's ProtectSystem=strict, list it in ReadWritePaths= too)"
+        ) from None
 
 
 def lock_path(store_dir: Path) -> Path:

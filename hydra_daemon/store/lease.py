@@ -111,24 +111,35 @@ def _locked_message(store: str, holder: LeaseHolder | None) -> str:
 
 
 class FileLease:
-    """Exclusive flock on a lock file beside an LMDB store, held until :meth:`release` or process exit."""
+    """Exclusive flock on a lock file beside an LMDB store, held until :meth:`release` or process exit.
+
+    A flock belongs to the file, not to its name: a lock file removed (or replaced) under a holder lets the next
+    writer create and lock a new one. So the lease is the locked file still being the one at the path: `acquire`
+    checks it after locking (the file may go between open and lock) and `check` before every write."""
 
     def __init__(self, fd: int, path: Path, holder: LeaseHolder) -> None:
         self._fd: int | None = fd
         self.path = path
         self.holder = holder
+        self._lost: str | None = None
 
     @classmethod
     def acquire(cls, path: Path, store: str) -> FileLease:
         """Take the lock or raise :class:`StoreLockedError` naming the holder; never waits."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = LeaseHolder.from_json(os.pread(fd, 4096, 0))
-            os.close(fd)
-            raise StoreLockedError(_locked_message(store, holder)) from None
+        for _ in range(3):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = LeaseHolder.from_json(os.pread(fd, 4096, 0))
+                os.close(fd)
+                raise StoreLockedError(_locked_message(store, holder)) from None
+            if _same_file(fd, path):
+                break
+            os.close(fd)  # removed or replaced between open and lock: lock the file now at the path
+        else:
+            raise StoreLockedError(f"store {store}: its writer lock file {path} keeps being replaced; stop what does")
         holder = LeaseHolder.mine()
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.to_json(), 0)
@@ -136,7 +147,16 @@ class FileLease:
         return cls(fd, path, holder)
 
     def check(self) -> None:
-        """A held flock cannot be lost; nothing to check."""
+        """Raise :class:`LeaseLostError` if the locked file is no longer the one at the path (removed or replaced):
+        another writer may have locked a new one."""
+        if self._lost is None and self._fd is not None and not _same_file(self._fd, self.path):
+            self._lost = (
+                f"writer lock file {self.path} was removed or replaced while this daemon held it, so another writer "
+                "may hold a new one; this daemon stopped writing (two writers on one store lose data). Stop every "
+                "other writer of the store, then restart hydra-daemon"
+            )
+        if self._lost is not None:
+            raise LeaseLostError(self._lost)
 
     def renew(self) -> None:
         """A flock does not expire; nothing to renew."""
@@ -146,6 +166,15 @@ class FileLease:
             os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
 
 def s3_client(location: S3Location) -> Any:

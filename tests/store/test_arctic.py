@@ -94,6 +94,32 @@ def test_lease_free_after_writer_process_closes(lmdb_uri: str) -> None:
         assert store.writer
 
 
+def test_a_lock_file_removed_under_a_writer_lets_in_no_second_writer_unnoticed(tmp_path: Path) -> None:
+    """A flock belongs to the file: an operator removing a "stale" lock file under a live writer let the next writer
+    create and lock a new one, and both wrote. The holder now sees its file gone and stops writing, saying why
+    (found by a review helper)."""
+    uri = f"lmdb://{tmp_path / 'arctic'}?map_size=64MB"
+    with Store.open(uri, writer=True) as first:
+        lock_path((tmp_path / "arctic").resolve()).unlink()
+        with pytest.raises(LeaseLostError, match="was removed or replaced while this daemon held it"):
+            first.require_writable()
+        assert "removed or replaced" in (first.usage().problem or "")
+
+
+def test_a_lock_file_whose_directory_may_not_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    """Under ProtectSystem=strict with ReadWritePaths= naming only the store, the store is writable but the directory
+    of its lock file is not: the open raised a bare PermissionError, a traceback and a restart loop (found by a review
+    helper)."""
+    parent = tmp_path / "data"
+    (parent / "arctic").mkdir(parents=True)
+    set_immutable([parent], True)
+    try:
+        with pytest.raises(StoreUnwritableError, match=r"writer lock file .*arctic\.writer\.lock .*ReadWritePaths="):
+            Store.open(f"lmdb://{parent / 'arctic'}?map_size=64MB", writer=True)
+    finally:
+        set_immutable([parent], False)
+
+
 def test_lock_file_sits_beside_the_lmdb_directory(tmp_path: Path) -> None:
     with Store.open(f"lmdb://{tmp_path / 'state' / 'arctic'}", writer=True):
         lock = lock_path(tmp_path / "state" / "arctic")
