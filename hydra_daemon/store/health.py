@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 
 import structlog
+from arcticdb.adapters.lmdb_library_adapter import parse_query
 from arcticdb.exceptions import LmdbMapFullError
 
 from hydra_daemon.errors import UserError
@@ -42,10 +43,6 @@ __all__ = [
 
 log = structlog.get_logger()
 
-_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-"""ArcticDB's own (decimal) units for ``map_size`` (``convert_size_str_to_bytes``): ``3TB`` maps 3e12 bytes, not 3 TiB,
-so a binary reading overstated the map by up to 10 % and health degraded only at ~88 % of it."""
-_MAP_SIZE = re.compile(r"(?:^|[?&])map_size=(\d+)(KB|MB|GB|TB)(?:&|$)")
 _ARCTICDB_DEFAULT_MAP_SIZE = 400 * 1024**3  # ArcticDB's LMDB default when the URI names none
 _DISK_FULL = ("No space left on device", "ENOSPC", "Disk quota exceeded")
 _UNWRITABLE = ("Operation not permitted", "Permission denied", "Read-only file system")
@@ -59,12 +56,10 @@ commit needs cuts LMDB's write short, which LMDB reports as ``EIO`` ("short writ
 
 
 def map_size_bytes(uri: str) -> int:
-    """The LMDB map size a store URI asks for (per library: every library is its own LMDB environment), in bytes as
-    ArcticDB counts them (it accepts nothing but a positive integer and ``KB``/``MB``/``GB``/``TB``)."""
-    match = _MAP_SIZE.search(uri)
-    if match is None:
-        return _ARCTICDB_DEFAULT_MAP_SIZE
-    return int(match[1]) * _UNITS[match[2]]
+    """The LMDB map size ArcticDB maps for a store URI (per library: every library is its own LMDB environment), read
+    with ArcticDB's own parser of the query, so health divides by the very map it uses: its decimal units (``3TB`` is
+    3e12 bytes, not 3 TiB), the last of repeated ``map_size`` values, ``;`` as a separator too."""
+    return parse_query(uri.partition("?")[2]).map_size or _ARCTICDB_DEFAULT_MAP_SIZE
 
 
 def is_out_of_space(error: BaseException) -> bool:
