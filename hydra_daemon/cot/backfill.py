@@ -19,7 +19,7 @@ import structlog
 from hydra_daemon.config import CotConfig, MarketConfig
 from hydra_daemon.cot.fetch import HISTORY_FIRST_YEAR, HISTORY_LAST_YEAR, CotFetcher, CotFile
 from hydra_daemon.cot.parse import parse_report
-from hydra_daemon.cot.persist import QuarantineLog, cot_table, record_backfill, write_features
+from hydra_daemon.cot.persist import ANY_MARKET, QuarantineLog, SeenLog, cot_table, record_backfill, write_features
 from hydra_daemon.cot.validate import validate_rows
 from hydra_daemon.store.arctic import Store
 from hydra_daemon.store.cot_panel import refresh_cot_panel
@@ -68,16 +68,18 @@ async def backfill_cot(
     *,
     config: CotConfig,
     quarantine: QuarantineLog,
+    looks: SeenLog,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> BackfillResult:
-    """Download, validate and record [start_year, end_year] for `markets`, then refresh their features."""
+    """Download, validate and record [start_year, end_year] for `markets`, then refresh their features. A week the
+    daemon's looks (`looks`, `quarantine`) found missing after its release is public only from now."""
     plan = backfill_files(start_year, end_year)
     codes = {m.cftc_code for m in markets}
     result = BackfillResult(written={m.name: 0 for m in markets})
     for done, (kind, year) in enumerate(plan, start=1):
         file = await (fetcher.fetch_history() if year is None else fetcher.fetch_year(year))
         await anyio.to_thread.run_sync(
-            _record_file, store, markets, file, codes, (start_year, end_year), config, quarantine, now(), result
+            _record_file, store, markets, file, codes, (start_year, end_year), config, quarantine, looks, now(), result
         )
         progress(done, len(plan), f"{kind} {year or f'{HISTORY_FIRST_YEAR}-{HISTORY_LAST_YEAR}'}")
     result.features = await anyio.to_thread.run_sync(_refresh_features, store, markets, now())
@@ -96,6 +98,7 @@ def _record_file(
     years: tuple[int, int],
     config: CotConfig,
     quarantine: QuarantineLog,
+    looks: SeenLog,
     ingested_at: datetime,
     result: BackfillResult,
 ) -> None:
@@ -114,7 +117,12 @@ def _record_file(
         if market_rows.empty:
             continue
         written = record_backfill(
-            cot_table(store, market.name), market_rows, ingested_at=ingested_at, extra_closures=config.extra_closures
+            cot_table(store, market.name),
+            market_rows,
+            ingested_at=ingested_at,
+            extra_closures=config.extra_closures,
+            unpublished=[seen for seen in (looks.get(ANY_MARKET), looks.get(market.name)) if seen is not None],
+            withheld=quarantine.first_seen(market.cftc_code),
         )
         result.written[market.name] += len(written)
 

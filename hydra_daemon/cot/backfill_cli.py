@@ -12,7 +12,7 @@ from hydra_daemon.config import Config
 from hydra_daemon.cot.backfill import BackfillResult, backfill_cot
 from hydra_daemon.cot.fetch import CotFetcher, CotFetchError
 from hydra_daemon.cot.parse import CotParseError
-from hydra_daemon.cot.persist import QuarantineLog, quarantine_path
+from hydra_daemon.cot.persist import QuarantineLog, SeenLog, quarantine_path, seen_path
 from hydra_daemon.lake.exporter import export_after_backfill
 from hydra_daemon.redaction import redact_text
 from hydra_daemon.store.arctic import Store, StoreLockedError
@@ -59,4 +59,5 @@ async def _run(config: Config, store: Store, start_year: int, end_year: int, con
                 progress,
                 config=config.cot,
                 quarantine=QuarantineLog(quarantine_path(config.state_dir)),
+                looks=SeenLog(seen_path(config.state_dir)),
             )

@@ -86,30 +86,53 @@ def record_cycle(
     scheduled = scheduled_release(rows["as_of"], extra_closures)
     revealed = pd.Series(pd.Timestamp(revealed_at).tz_convert("UTC"), index=rows.index)
     late = rows["as_of"] < max(known) if known else pd.Series(False, index=rows.index)
-    for seen in unpublished:
-        after = rows["as_of"] > pd.Timestamp(seen.newest, tz="UTC") if seen.newest is not None else True
-        late = late | (after & (scheduled <= pd.Timestamp(seen.seen_at).tz_convert("UTC")))
-    if withheld:
-        late = late | (scheduled <= pd.to_datetime(rows["as_of"].map(withheld), utc=True))
+    late = late | _seen_missing(rows["as_of"], scheduled, unpublished, withheld)
     available_at = revealed.where(rows["as_of"].isin(known) | late, scheduled)
     return table.record(
         rows, value_columns=COT_VALUE_COLUMNS, available_at=available_at, ingested_at=pd.Timestamp(ingested_at)
     )
 
 
+def _seen_missing(
+    as_of: pd.Series,
+    scheduled: pd.Series,
+    unpublished: Collection[Unpublished],
+    withheld: Mapping[pd.Timestamp, datetime] | None,
+) -> pd.Series:
+    """Per row, whether an earlier look found its week missing at or after its scheduled release: newer than what a
+    look saw then (`unpublished`), or quarantined then (`withheld`)."""
+    missing = pd.Series(False, index=as_of.index)
+    for seen in unpublished:
+        after = as_of > pd.Timestamp(seen.newest, tz="UTC") if seen.newest is not None else True
+        missing = missing | (after & (scheduled <= pd.Timestamp(seen.seen_at).tz_convert("UTC")))
+    if withheld:
+        missing = missing | (scheduled <= pd.to_datetime(as_of.map(withheld), utc=True))
+    return missing
+
+
 def record_backfill(
-    table: BitemporalTable, rows: pd.DataFrame, *, ingested_at: datetime, extra_closures: Collection[date]
+    table: BitemporalTable,
+    rows: pd.DataFrame,
+    *,
+    ingested_at: datetime,
+    extra_closures: Collection[date],
+    unpublished: Collection[Unpublished] = (),
+    withheld: Mapping[pd.Timestamp, datetime] | None = None,
 ) -> pd.DataFrame:
     """Record rows whose `as_of` is not stored yet as revision 0 at their scheduled release time; stored weeks are
-    left alone (a yearly file cannot say when a difference was published, so it must not become a revision)."""
+    left alone (a yearly file cannot say when a difference was published, so it must not become a revision). A
+    week an earlier look found missing after its release (`unpublished`, `withheld`: as in `record_cycle`) is public
+    only from `ingested_at`: when it was corrected is unknown, and its release would date the correction back."""
     known = set(table.latest()["as_of"])
     fresh = rows[~rows["as_of"].isin(known)]
     if fresh.empty:
         return fresh
+    scheduled = scheduled_release(fresh["as_of"], extra_closures)
+    late = _seen_missing(fresh["as_of"], scheduled, unpublished, withheld)
     return table.record(
         fresh,
         value_columns=COT_VALUE_COLUMNS,
-        available_at=scheduled_release(fresh["as_of"], extra_closures),
+        available_at=scheduled.where(~late, pd.Timestamp(ingested_at).tz_convert("UTC")),
         ingested_at=pd.Timestamp(ingested_at),
     )
 

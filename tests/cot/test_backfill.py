@@ -17,8 +17,8 @@ from hydra_daemon.config import CotConfig, MarketConfig, parse_config
 from hydra_daemon.cot.backfill import BackfillResult, backfill_cot
 from hydra_daemon.cot.backfill_cli import backfill_cot_command
 from hydra_daemon.cot.calendar import release_time, weekly_as_of_dates
-from hydra_daemon.cot.fetch import CotFetcher
-from hydra_daemon.cot.persist import QuarantineLog, cot_table
+from hydra_daemon.cot.fetch import CotFetcher, CotFile
+from hydra_daemon.cot.persist import QuarantineLog, SeenLog, cot_table
 from hydra_daemon.sim.cftc_files import SimulatedCotFiles
 from hydra_daemon.sim.cftc_server import CftcFiles
 from hydra_daemon.sim.clock import SimClock
@@ -28,6 +28,7 @@ from hydra_daemon.store.cot_panel import refresh_cot_panel
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.lake import read_manifest
 from hydra_daemon.store.uri import default_lmdb_uri
+from tests.cot.conftest import CotBuilder
 
 HE = MarketConfig(name="HE", futures_root="HE", options_root="HE", cftc_code="054642")
 ZC = MarketConfig(name="ZC", futures_root="ZC", options_root="OZC", cftc_code="002602")
@@ -51,6 +52,7 @@ async def _backfill(store: Store, base_url: str, tmp_path: Path, progress: list)
             lambda *a: progress.append(a),
             config=config,
             quarantine=QuarantineLog(tmp_path / "q.jsonl"),
+            looks=SeenLog(tmp_path / "seen.json"),
             now=lambda: NOW,
         )
 
@@ -149,3 +151,46 @@ def test_cli_backfill_refuses_while_another_writer_holds_the_store(
     assert line.startswith("error: store ") and "already open for writing" in line
     assert "writer=False" not in line, "no Python API hint for a command line user"
     assert "systemctl stop hydra-daemon" in line
+
+
+class _OneYearFile:
+    """A fetcher serving one year file's text (the backfill reads nothing else for a single recent year)."""
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+
+    async def fetch_year(self, year: int) -> CotFile:
+        return CotFile(f"file:///fut_disagg_txt_{year}.zip", "f_year.txt", self.text)
+
+
+def _weeks_file(cot: CotBuilder, weeks: list[date], broken: date | None) -> bytes:
+    rows = []
+    for i, as_of in enumerate(weeks):
+        positions: dict[str, int | str] = dict(cot.simple_positions(i))
+        if as_of == broken:
+            key = next(k for k in positions if "open_interest" in k and k.endswith("all"))
+            positions[key] = int(positions[key]) + 12345  # breaks the identities
+        rows.append(cot.row(HE.cftc_code, as_of, positions))
+    return cot.csv(rows)
+
+
+async def test_a_week_seen_broken_after_its_release_is_not_dated_back_by_a_later_backfill(
+    store: Store, tmp_path: Path
+) -> None:
+    """A backfill on 03-20 quarantines the 03-10 week (released 03-13): the file held it broken a week after its
+    release. Once the CFTC corrects it, a later backfill dated it back to 03-13, a week before its corrected values
+    could have been seen (found by a review helper)."""
+    weeks, broken = [date(2026, 3, 3), date(2026, 3, 10), date(2026, 3, 17)], date(2026, 3, 10)
+    cot, quarantine, looks = CotBuilder(), QuarantineLog(tmp_path / "q.jsonl"), SeenLog(tmp_path / "seen.json")
+    for text, now in (
+        (_weeks_file(cot, weeks, broken), datetime(2026, 3, 20, tzinfo=UTC)),
+        (_weeks_file(cot, weeks, None), datetime(2026, 4, 1, tzinfo=UTC)),
+    ):
+        fetcher = _OneYearFile(text)
+        await backfill_cot(
+            store, [HE], 2026, 2026, fetcher, lambda *a: None,  # type: ignore[arg-type]
+            config=CotConfig(), quarantine=quarantine, looks=looks, now=lambda now=now: now,
+        )  # fmt: skip
+    history = cot_table(store, "HE").history().set_index("as_of")["available_at"]
+    assert history[pd.Timestamp(broken, tz="UTC")] == pd.Timestamp("2026-04-01", tz="UTC")
+    assert history[pd.Timestamp(weeks[0], tz="UTC")] == pd.Timestamp(release_time(weeks[0]))

@@ -53,6 +53,7 @@ async def _backfill(store: Store, base_url: str, tmp_path: Path, progress: list)
             lambda *a: progress.append(a),
             config=config,
             quarantine=QuarantineLog(tmp_path / "q.jsonl"),
+            looks=SeenLog(tmp_path / "seen.json"),
             now=lambda: INGESTED,
         )
 
