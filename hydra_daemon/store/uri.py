@@ -1,8 +1,9 @@
 """Store URIs: ``lmdb:///abs/path?map_size=..`` (default, under the state dir) and ``s3[s]://host:bucket?..``.
 
 The query parameters of S3 URIs are ArcticDB's (``access``, ``secret``, ``port``, ``region``, ``path_prefix``,
-``aws_auth``, ``aws_profile``); ``s3s://`` means TLS. Use :func:`redact_uri` before logging or raising:
-S3 URIs may carry credentials.
+``aws_auth``, ``aws_profile``); ``s3s://`` means TLS. They are read as ArcticDB reads them: separated by ``&`` or
+``;``, each value as written (no percent-decoding), so the credentials redacted and registered for masking are the
+ones in use. Use :func:`redact_uri` before logging or raising: S3 URIs may carry credentials.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode
 
 DEFAULT_MAP_SIZE = "20GB"
 _EXPECTED = "expected lmdb:///abs/path[?map_size=20GB] or s3://host:bucket?access=..&secret=..[&port=..]"
 _S3 = re.compile(r"s3(?P<tls>s)?://(?P<host>[^:/?]+):(?P<bucket>[-_a-zA-Z0-9.]+)(?:\?(?P<query>.*))?")
 _SECRET_PARAMS = ("access", "secret")
+_SEPARATORS = re.compile(r"([;&])")
+_USERINFO = re.compile(r"^([a-z0-9]+://)[^/?@]*@")
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,9 @@ def parse_uri(uri: str) -> LmdbLocation | S3Location:
     match = _S3.fullmatch(uri)
     if match is None:
         raise ValueError(f"unsupported store URI {_shown(uri)}: {_EXPECTED}")
-    query = {key: values[-1] for key, values in parse_qs(match["query"] or "").items()}
+    query = dict(_parameters(match["query"] or ""))
+    if "" in query:
+        raise ValueError(f"unsupported store URI {_shown(uri)}: a query parameter without a name or '='; {_EXPECTED}")
     port = query.get("port")
     if port is not None and not port.isdigit():
         raise ValueError(f"unsupported store URI {_shown(uri)}: port must be a number; {_EXPECTED}")
@@ -89,10 +93,22 @@ def parse_uri(uri: str) -> LmdbLocation | S3Location:
     )
 
 
+def _parameters(query: str) -> list[tuple[str, str]]:
+    """(name, value) of each parameter as ArcticDB splits them; ("", text) for a part without ``=``."""
+    parts = _SEPARATORS.split(query)[::2] if query else []
+    return [(name, value) if sep else ("", part) for part in parts for name, sep, value in [part.partition("=")]]
+
+
 def redact_uri(uri: str) -> str:
-    """``uri`` with credential values replaced by ``***`` (safe for logs, errors and health answers)."""
+    """``uri`` with credentials replaced by ``***``: the values of ``access`` and ``secret`` (however separated) and
+    any ``user:password@`` before the host (safe for logs, errors and health answers)."""
     base, sep, query = uri.partition("?")
+    base = _USERINFO.sub(r"\1***@", base)
     if not sep:
-        return uri
-    pairs = [(k, "***" if k in _SECRET_PARAMS else v) for k, vs in parse_qs(query).items() for v in vs]
-    return f"{base}?{urlencode(pairs, safe='*/')}"
+        return base
+    pieces = _SEPARATORS.split(query)
+    for position in range(0, len(pieces), 2):
+        name, equals, _ = pieces[position].partition("=")
+        if equals and name in _SECRET_PARAMS:
+            pieces[position] = f"{name}=***"
+    return f"{base}?{''.join(pieces)}"

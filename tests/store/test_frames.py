@@ -143,6 +143,23 @@ def test_s3_uri_parsed_and_redacted() -> None:
     assert "AKIA1" not in redacted and "s3cr3t" not in redacted and "region=eu-west-2" in redacted
 
 
+def test_s3_parameters_are_read_as_arcticdb_reads_them_and_every_credential_is_redacted() -> None:
+    """ArcticDB splits the query on `&` or `;` and takes values as written: `parse_qs` saw `region=...;access=..;
+    secret=..` as one region value, so neither credential was redacted nor registered, and it decoded a secret's `+`
+    to a space. Credentials before the host (rejected, but echoed in the error) are redacted too (found by a review
+    helper)."""
+    uri = "s3://127.0.0.1:bucket?region=us-east-1;access=AKIALEAKED;secret=wJalr+XUtn/FEMI"
+    location = parse_uri(uri)
+    assert isinstance(location, S3Location)
+    assert (location.region, location.access, location.secret) == ("us-east-1", "AKIALEAKED", "wJalr+XUtn/FEMI")
+    assert redact_uri(uri) == "s3://127.0.0.1:bucket?region=us-east-1;access=***;secret=***"
+    with pytest.raises(ValueError) as error:
+        validate_uri("s3://AKIALEAKED:TOPSECRET@minio:bucket")
+    assert "AKIALEAKED" not in str(error.value) and "TOPSECRET" not in str(error.value)
+    with pytest.raises(ValueError, match="without a name or '='"):
+        validate_uri("s3://minio:bucket?region=eu&access")
+
+
 def test_symbol_scheme() -> None:
     assert data_symbol("HE", "ohlcv-1d") == "HE.ohlcv-1d"
     assert data_symbol("6E", "mbp-1") == "6E.mbp-1"
