@@ -177,7 +177,11 @@ def _route(routes: Mapping[str, Route], method: str, path: str) -> Response:
         return text(404, f"not found; paths: {', '.join(sorted(routes))}")
     if method not in ("GET", "HEAD"):
         return Response(405, b"use GET\n", headers={"Allow": "GET, HEAD"})
-    return handler()
+    try:
+        return handler()
+    except Exception as error:  # raised into the accept loop it would end the server, and with it the daemon
+        structlog.get_logger().error("http_route_failed", path=path, error=f"{type(error).__name__}: {error}")
+        return text(500, "internal error answering this path; see the daemon's log (http_route_failed)")
 
 
 async def _send(stream: SocketStream, response: Response, *, head_only: bool) -> None:

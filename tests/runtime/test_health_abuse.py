@@ -25,6 +25,7 @@ def _routes() -> dict[str, Route]:
     return {
         "/health": lambda: Response(200, json.dumps({"status": "ok"}).encode(), "application/json"),
         "/metrics": lambda: text(200, "hydra_up 1"),
+        "/broken": lambda: Response(200, json.dumps({"at": object()}).encode()),  # raises TypeError
     }
 
 
@@ -108,4 +109,12 @@ def test_a_thousand_concurrent_clients_neither_stall_the_loop_nor_block_the_next
     finally:
         for client in clients:
             client.close()
+    assert _ok(server.path)
+
+
+def test_a_route_that_raises_answers_500_and_the_server_goes_on(server: Server) -> None:
+    """A handler's exception reached the accept loop and ended the server, and with it the daemon's task group
+    (found by a review helper)."""
+    answer = _exchange(server.path, b"GET /broken HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 500 ") and b"http_route_failed" in answer
     assert _ok(server.path)
