@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import anyio
 import structlog
 from anyio import CancelScope
-from anyio.abc import TaskStatus
+from anyio.abc import SocketStream, TaskStatus
+from anyio.streams.stapled import MultiListener
 
 from hydra_daemon.clock import Clock, WallClock
 from hydra_daemon.config import Config
@@ -31,13 +32,14 @@ from hydra_daemon.runtime.assessment import HealthLimits
 from hydra_daemon.runtime.health import (
     DaemonState,
     HealthSnapshot,
+    HealthSocketError,
     health_routes,
     open_health_socket,
     serve_health,
     take_snapshot,
     wedged_pipelines,
 )
-from hydra_daemon.runtime.http_server import Route, serve_http
+from hydra_daemon.runtime.http_server import serve_http
 from hydra_daemon.runtime.metrics import metrics_registry, render
 from hydra_daemon.runtime.supervisor import FatalError, PeriodicJob, PipelineFactory, RestartPolicy, Supervisor
 from hydra_daemon.runtime.systemd_notify import Notifier, watchdog_interval_s
@@ -97,14 +99,15 @@ async def run_daemon(
     routes = health_routes(supervisor, state, lambda: render(registry))
     watchdog_s = watchdog_interval_s(env)
     log.info("daemon_starting", pid=os.getpid(), pipelines=list(supervisor.records), watchdog_s=watchdog_s)
+    address = config.health.metrics_address()
+    metrics = await _metrics_listener(address) if address is not None else None
     listener = await open_health_socket(config.health_socket)
     try:
         async with anyio.create_task_group() as group:
             await group.start(_handle_signals, group.cancel_scope, notifier, state)
             group.start_soon(serve_health, listener, config.health_socket, routes)
-            address = config.health.metrics_address()
-            if address is not None:
-                await group.start(_serve_tcp, address, routes)
+            if metrics is not None:
+                group.start_soon(serve_http, metrics, routes)
             group.start_soon(supervisor.run)
             group.start_soon(_monitor, supervisor, notifier, state, opts)
             if watchdog_s is not None:
@@ -144,15 +147,19 @@ async def _handle_signals(
             return
 
 
-async def _serve_tcp(
-    address: tuple[str, int], routes: Mapping[str, Route], *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-) -> None:
-    """The optional `[health] metrics_listen` TCP listener: the same routes as the socket."""
+async def _metrics_listener(address: tuple[str, int]) -> MultiListener[SocketStream]:
+    """The optional `[health] metrics_listen` TCP listener (serving the same routes as the socket), opened before
+    anything starts: a port in use or a host that does not resolve is one error line, not a traceback."""
     host, port = address
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
+    try:
+        listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
+    except OSError as error:
+        raise HealthSocketError(
+            f"[health] metrics_listen {host}:{port}: cannot listen ({error.strerror or error}); free the port or "
+            "set metrics_listen to another address"
+        ) from None
     structlog.get_logger().info("metrics_listening", host=host, port=port)
-    task_status.started()
-    await serve_http(listener, routes)
+    return listener
 
 
 async def _monitor(supervisor: Supervisor, notifier: Notifier, state: DaemonState, options: RuntimeOptions) -> None:

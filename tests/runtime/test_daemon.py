@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hydra_daemon.config import parse_config
 from hydra_daemon.ingest import IngestPipeline, PipelineState, Problem
 from hydra_daemon.runtime.daemon import run_daemon
+from hydra_daemon.runtime.health import HealthSocketError
 from hydra_daemon.runtime.health_client import query_health
 from tests.helpers import flood_of_idle_clients
 
@@ -374,3 +375,23 @@ def test_a_flood_of_metrics_clients_beyond_the_fd_limit_does_not_end_the_daemon(
         f"daemon exited with {daemon.proc.returncode}: {daemon.stderr_path.read_text()[-1500:]}"
     )
     assert daemon.wait_health(lambda h: h["pipelines"]["futures"]["records"] > 0)["pid"] == pid
+
+
+async def test_a_metrics_port_in_use_is_one_error_before_anything_starts(tmp_path: Path) -> None:
+    """The TCP listener was opened inside the task group: a port in use surfaced as an ExceptionGroup, which the CLI
+    printed as a traceback (found by a review helper)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = parse_config(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "health_socket": str(tmp_path / "health.sock"),
+                "health": {"metrics_listen": f"127.0.0.1:{port}"},
+                "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
+            }
+        )
+        with pytest.raises(HealthSocketError, match=f"metrics_listen 127.0.0.1:{port}: cannot listen"):
+            await run_daemon(config, [("futures", lambda: LosingPipeline(markets=("HE",), schema="ohlcv-1d"))])
+    assert not (tmp_path / "health.sock").exists()
