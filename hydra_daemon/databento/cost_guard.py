@@ -149,11 +149,16 @@ class SpendLedger:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, staging = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(state))
-            handle.flush()
-            os.fsync(handle.fileno())  # a crash must not forget money already spent
-        os.replace(staging, self.path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(state))
+                handle.flush()
+                os.fsync(handle.fileno())  # a crash must not forget money already spent
+            os.replace(staging, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staging)  # a full disk: no staging file per retry
+            raise
 
 
 class CostGuard:

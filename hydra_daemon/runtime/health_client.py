@@ -50,7 +50,9 @@ def query_health(path: Path = DEFAULT_SOCKET, *, timeout_s: float = 10.0) -> dic
     status, body = fetch(path, "/health", timeout_s=timeout_s)
     if status not in (200, 503):
         raise ValueError(f"unexpected HTTP {status} from {path}: {body[:200]!r}")
-    answer: dict[str, Any] = json.loads(body)
+    answer = json.loads(body)
+    if not isinstance(answer, dict):
+        raise ValueError(f"not a health document from {path} (JSON {type(answer).__name__}): {body[:200]!r}")
     return answer
 
 

@@ -4,11 +4,13 @@ review helper)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,23 @@ def test_an_unreadable_spend_file_refuses_every_request_naming_it(tmp_path: Path
         ledger.charge(today, 0.01, lambda spent: None)
     ledger.path.unlink()  # the operator removed it (after checking Databento's usage page)
     assert ledger.charge(today, 0.01, lambda spent: None) == pytest.approx(0.01)
+
+
+def test_a_ledger_write_the_disk_refuses_leaves_no_staging_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk failed each charge, and each attempt (a pipeline restarting with backoff) left its staging file
+    in the state directory (found by a review helper)."""
+    ledger = SpendLedger(tmp_path / "historical_spend.json")
+    ledger.charge(date(2026, 11, 2), 1.0, lambda spent: None)
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    for _ in range(3):
+        with pytest.raises(OSError, match="No space left"):
+            ledger.charge(date(2026, 11, 2), 1.0, lambda spent: None)
+    monkeypatch.undo()
+    assert ledger.spent_today(date(2026, 11, 2)) == 1.0
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hydra_daemon.runtime.health import open_health_socket, serve_health
+from hydra_daemon.runtime.health_client import NO_ANSWER, health_command
 from hydra_daemon.runtime.http_server import Response, Route, text
 
 ANSWERS = (b"200", b"400", b"404", b"405", b"413", b"431", b"503")
@@ -118,3 +119,20 @@ def test_a_route_that_raises_answers_500_and_the_server_goes_on(server: Server) 
     answer = _exchange(server.path, b"GET /broken HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 500 ") and b"http_route_failed" in answer
     assert _ok(server.path)
+
+
+def test_the_health_command_says_in_one_line_when_the_socket_answers_no_health_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--socket` pointing at another service answering JSON that is not an object raised AttributeError (a
+    traceback) instead of the command's one line and exit 2 (found by a review helper)."""
+    path = tmp_path / "other.sock"
+    routes: dict[str, Route] = {"/health": lambda: Response(200, b"[1, 2]", "application/json")}
+    with anyio.from_thread.start_blocking_portal() as portal:
+        listener = portal.call(open_health_socket, path)
+        served = portal.start_task_soon(serve_health, listener, path, routes)
+        try:
+            assert health_command(path) == NO_ANSWER
+        finally:
+            served.cancel()
+    assert "not a health document" in capsys.readouterr().err
