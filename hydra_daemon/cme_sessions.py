@@ -99,7 +99,7 @@ def session_for(trading_date: date) -> Session | None:
 
 def sessions_on(trading_date: date, schedule: MarketSchedule = GLOBEX) -> tuple[Session, ...]:
     """The stretch `schedule` trades on `trading_date`: its hours within the Globex session (cut at a half day's
-        close), or the whole session; none on weekends, CME holidays, federal holidays Globex only pauses on (day hours
+    close), or the whole session; none on weekends, CME holidays, federal holidays Globex only pauses on (day hours
     only) and half days closing before the hours open."""
     globex = session_for(trading_date)
     if globex is None or schedule.hours is None:
