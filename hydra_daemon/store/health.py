@@ -62,9 +62,15 @@ def map_size_bytes(uri: str) -> int:
     return parse_query(uri.partition("?")[2]).map_size or _ARCTICDB_DEFAULT_MAP_SIZE
 
 
+def is_map_full(error: BaseException) -> bool:
+    """True if `error` says the LMDB map is full: ArcticDB raises `LmdbMapFullError` when a put meets the limit, but
+    a commit meeting it (LMDB saving its free list) surfaces as its generic error naming ``MDB_MAP_FULL``."""
+    return isinstance(error, LmdbMapFullError) or "MDB_MAP_FULL" in str(error)
+
+
 def is_out_of_space(error: BaseException) -> bool:
     """True if `error` says the LMDB map or the disk is full."""
-    if isinstance(error, LmdbMapFullError):
+    if is_map_full(error):
         return True
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
@@ -170,7 +176,7 @@ class StorageStatus:
         self._record(StorageFaultError, reason, hint, "storage_write_failed", error)
 
     def _space_fault(self, error: BaseException, what: str) -> None:
-        if isinstance(error, LmdbMapFullError):
+        if is_map_full(error):
             reason = f"LMDB map full writing {what}"
             hint = (
                 f"grow map_size in [storage] arctic_uri (now {self._uri_for_hint}; e.g. double it) and restart "

@@ -22,7 +22,7 @@ from hydra_daemon.store import health
 from hydra_daemon.store.arctic import StorageFullError, Store
 from hydra_daemon.store.features import FeatureStore
 from hydra_daemon.store.frames import restore_utc
-from hydra_daemon.store.health import is_out_of_space, map_size_bytes
+from hydra_daemon.store.health import StorageStatus, is_out_of_space, map_size_bytes
 from hydra_daemon.store.maintenance import Maintenance, MaintenancePolicy
 from hydra_daemon.store.partitions import read_stream
 from hydra_daemon.store.symbols import OPTIONS, partition_symbol
@@ -55,6 +55,17 @@ def test_map_size_is_read_from_the_uri_in_arcticdbs_units() -> None:
     assert map_size_bytes("lmdb:///x?map_size=1GB;map_size=2GB") == 2 * 10**9
     assert is_out_of_space(OSError(28, "No space left on device"))
     assert not is_out_of_space(ValueError("bad frame"))
+
+
+def test_a_map_filled_by_a_commit_is_a_full_map_with_its_fix(tmp_path: Path) -> None:
+    """A put meeting the limit raises `LmdbMapFullError`; a commit meeting it (LMDB saving its free list) surfaces as
+    ArcticDB's generic error naming MDB_MAP_FULL, which was taken for a failed disk ("check the disk") instead of a
+    full map ("grow map_size")."""
+    commit = RuntimeError("lmdb::map_full_error(mdb_txn_commit: MDB_MAP_FULL: Environment mapsize limit reached)")
+    status = StorageStatus(tmp_path, 10**6, "lmdb:///x?map_size=1MB")
+    assert status.write_failed(commit, "append HE.mbp-1")
+    problem = status.usage(lease_held=True).problem or ""
+    assert problem.startswith("LMDB map full writing append HE.mbp-1") and "grow map_size" in problem, problem
 
 
 def test_a_full_map_stops_writes_keeps_committed_data_and_resumes_with_a_larger_map(tmp_path: Path) -> None:
