@@ -44,7 +44,7 @@ HISTORY_COLUMNS: tuple[str, ...] = (
 
 
 def cot_features(history: pd.DataFrame, *, window: int = Z_WINDOW) -> dict[str, pd.DataFrame]:
-    """Feature name -> frame(as_of, available_at, value), one row per as_of where the value is defined.
+    """Feature name -> frame(as_of, available_at, value), one row per as_of (NaN where the value is undefined).
 
     `history` holds every stored revision (columns `HISTORY_COLUMNS`). With `window` != 156 the z-score features
     are named `_z{window}` accordingly.
@@ -94,5 +94,6 @@ def _point_in_time_zscores(
 
 
 def _frame(stamps: pd.DataFrame, value: np.ndarray) -> pd.DataFrame:
-    frame = stamps.assign(value=value.astype("float64"))
-    return frame[frame["value"].notna()].reset_index(drop=True)
+    """Undefined values stay as NaN rows: a revision that makes a value undefined (open interest 0) must supersede
+    the value its earlier revision stored, as options features already do."""
+    return stamps.assign(value=value.astype("float64"))

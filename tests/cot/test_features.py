@@ -71,16 +71,27 @@ def test_zscore_needs_a_full_window_and_uses_sample_std() -> None:
 
     z = cot_features(history, window=3)["cot_managed_money_net_z3"]
 
-    # window [1,2,3]: mean 2, sample std 1 -> z = 1; window [2,3,5]: mean 10/3, std sqrt(7/3)
-    assert list(z["as_of"]) == [_week(2), _week(3)]
-    assert z["value"].iloc[0] == pytest.approx(1.0)
-    assert z["value"].iloc[1] == pytest.approx((5 - 10 / 3) / math.sqrt(7 / 3))
+    # Weeks 0 and 1 have no full window: NaN rows. Window [1,2,3]: mean 2, sample std 1 -> z = 1; window [2,3,5]:
+    # mean 10/3, std sqrt(7/3).
+    assert list(z["as_of"]) == [_week(0), _week(1), _week(2), _week(3)]
+    assert z["value"].iloc[:2].isna().all()
+    assert z["value"].iloc[2] == pytest.approx(1.0)
+    assert z["value"].iloc[3] == pytest.approx((5 - 10 / 3) / math.sqrt(7 / 3))
 
 
 def test_constant_window_has_no_zscore() -> None:
     history = pd.DataFrame([_row(i, 7) for i in range(4)])
 
-    assert cot_features(history, window=3)["cot_managed_money_net_z3"].empty
+    assert cot_features(history, window=3)["cot_managed_money_net_z3"]["value"].isna().all()
+
+
+def test_a_revision_to_zero_open_interest_is_a_nan_row_with_the_revision_stamps() -> None:
+    history = pd.DataFrame([_row(0, 100, oi=1000), _row(0, 100, oi=0, revision=1, available_week=1)])
+
+    pct = cot_features(history)["cot_managed_money_net_pct_oi"]
+
+    assert len(pct) == 1 and math.isnan(pct["value"].iloc[0])
+    assert pct["available_at"].iloc[0] == history["available_at"].iloc[1]
 
 
 def test_revision_of_an_old_week_does_not_leak_into_earlier_feature_values() -> None:

@@ -190,6 +190,26 @@ def test_revision_is_visible_only_from_its_available_at(store: Store, real_2021_
     }
 
 
+def test_a_revision_making_a_feature_undefined_supersedes_its_old_value(store: Store, real_2021_text: bytes) -> None:
+    """Undefined values were dropped before they were written, so the value of the revision before stayed the latest
+    one: a reader saw a share of open interest the CFTC had withdrawn."""
+    rows = _he_rows(real_2021_text)
+    _cycle(store, rows, "2021-03-02", datetime(2021, 3, 5, 21, tzinfo=UTC))
+    revised = rows.copy()
+    revised.loc[revised["as_of"] == _utc("2021-03-02"), "open_interest_all"] = 0  # validation is not this test's
+    _cycle(store, revised, "2021-03-09", datetime(2021, 3, 12, 21, tzinfo=UTC))
+
+    features = FeatureStore(store)
+    before = features.read_feature("HE", "cot_managed_money_net_pct_oi", datetime(2021, 3, 11, 12, tzinfo=UTC))
+    after = features.read_feature("HE", "cot_managed_money_net_pct_oi", datetime(2021, 3, 13, 12, tzinfo=UTC))
+    assert before.set_index("as_of")["value"].notna().all()
+    assert pd.isna(after.set_index("as_of").loc[_utc("2021-03-02"), "value"])
+    assert after.set_index("as_of").drop(index=_utc("2021-03-02"))["value"].notna().all()
+
+    again = _cycle(store, revised, "2021-03-09", datetime(2021, 3, 12, 22, tzinfo=UTC))
+    assert again.empty, "an undefined value unchanged is not a new revision"
+
+
 def test_rerunning_a_cycle_writes_nothing_new(store: Store, real_2021_text: bytes) -> None:
     rows = _he_rows(real_2021_text)
     _cycle(store, rows, "2021-03-09", datetime(2021, 3, 12, 21, tzinfo=UTC))
