@@ -26,7 +26,15 @@ from hydra_daemon.store.health import (
     map_size_bytes,
     unwritable_message,
 )
-from hydra_daemon.store.lease import FileLease, LeaseLostError, S3Lease, StoreLockedError, lease_key, s3_client
+from hydra_daemon.store.lease import (
+    FileLease,
+    LeaseLostError,
+    S3Lease,
+    StoreLockedError,
+    lease_key,
+    refuse_if_legacy_writer,
+    s3_client,
+)
 from hydra_daemon.store.quiesce import wait_for_idle_pools
 from hydra_daemon.store.resident import release_pages, store_mappings, trim_heap
 from hydra_daemon.store.symbols import LIBRARIES
@@ -127,6 +135,7 @@ class Store:
             real = location.path.resolve()  # one lease (and one Arctic) per directory, whatever path names it
             key = str(real)
             if writer:
+                refuse_if_legacy_writer(real, name)
                 lease = _file_lease(lock_path(real), name)
         else:
             key = f"s3://{location.host}:{location.port}/{location.bucket}/{location.path_prefix}"
@@ -383,10 +392,15 @@ def _file_lease(path: Path, store: str) -> FileLease:
             raise
         raise StoreUnwritableError(
             f"store {store}: cannot create its writer lock file {path} ({error.strerror}): make {path.parent} "
-            "writable for the daemon's user (under systemd's ProtectSystem=strict, list it in ReadWritePaths= too)"
+            "writable for the daemon's user (under systemd's ProtectSystem=strict, list it in ReadWritePaths=)"
         ) from None
 
 
+LOCK_FILE = "hydra-writer.lock"
+
+
 def lock_path(store_dir: Path) -> Path:
-    """The writer lock file beside an LMDB store directory."""
-    return store_dir.with_name(store_dir.name + ".writer.lock")
+    """The writer lock file inside an LMDB store directory: every path that reaches the store (a symlink, a bind
+    mount into a container) finds the same file, and it is writable wherever the store is (systemd's
+    ReadWritePaths= names the store alone)."""
+    return store_dir / LOCK_FILE

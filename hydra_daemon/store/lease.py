@@ -1,7 +1,8 @@
 """The single-writer lease of a store: one writing daemon per store, readers never involved.
 
-LMDB: an exclusive ``flock`` on ``<store dir>.writer.lock`` held for the life of the process; the kernel drops it
-when the process dies, even on ``kill -9``. The file records the holder (pid, host) for the error message.
+LMDB: an exclusive ``flock`` on ``<store dir>/hydra-writer.lock`` held for the life of the process; the kernel drops
+it when the process dies, even on ``kill -9``. The file records the holder (pid, host) for the error message. Inside
+the store directory, not beside it: a store bind-mounted into a container, or named through a symlink, is one lock.
 
 S3: a lease object ``<path_prefix>/hydra-writer.lease`` = JSON ``{owner, pid, host, acquired_at, expires_at}``,
 created with ``If-None-Match: *`` and renewed or taken over with ``If-Match: <etag>``, so of two racing processes
@@ -111,7 +112,7 @@ def _locked_message(store: str, holder: LeaseHolder | None) -> str:
 
 
 class FileLease:
-    """Exclusive flock on a lock file beside an LMDB store, held until :meth:`release` or process exit.
+    """Exclusive flock on a lock file in an LMDB store, held until :meth:`release` or process exit.
 
     A flock belongs to the file, not to its name: a lock file removed (or replaced) under a holder lets the next
     writer create and lock a new one. So the lease is the locked file still being the one at the path: `acquire`
@@ -166,6 +167,31 @@ class FileLease:
             os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
+
+
+LEGACY_LOCK_SUFFIX = ".writer.lock"
+"""Releases before 2026-12 locked ``<store dir>.writer.lock``, beside the store."""
+
+
+def refuse_if_legacy_writer(store_dir: Path, store: str) -> None:
+    """Raise :class:`StoreLockedError` if a daemon of an earlier release writes the store: it holds the lock file
+    beside the store, which this release no longer takes (an upgrade that started the new daemon before the old one
+    stopped would otherwise have two writers). Probing needs only read access and leaves the file as it is."""
+    legacy = store_dir.with_name(store_dir.name + LEGACY_LOCK_SUFFIX)
+    try:
+        fd = os.open(legacy, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # no earlier release ran here (or its file is unreadable: then nothing to probe)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: two daemons of this release probing never collide
+    except BlockingIOError:
+        holder = LeaseHolder.from_json(os.pread(fd, 4096, 0))
+        raise StoreLockedError(
+            f"{_locked_message(store, holder)} (a daemon of an earlier release, holding {legacy}: stop it before "
+            "starting this one)"
+        ) from None
+    finally:
+        os.close(fd)
 
 
 def _same_file(fd: int, path: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -106,25 +107,90 @@ def test_a_lock_file_removed_under_a_writer_lets_in_no_second_writer_unnoticed(t
         assert "removed or replaced" in (first.usage().problem or "")
 
 
-def test_a_lock_file_whose_directory_may_not_be_written_is_one_clear_error(tmp_path: Path) -> None:
-    """Under ProtectSystem=strict with ReadWritePaths= naming only the store, the store is writable but the directory
-    of its lock file is not: the open raised a bare PermissionError, a traceback and a restart loop (found by a review
-    helper)."""
-    parent = tmp_path / "data"
-    (parent / "arctic").mkdir(parents=True)
-    set_immutable([parent], True)
+def test_a_store_directory_that_may_not_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    """The lock file is the first thing a writer creates in the store: a store directory it may not write (under
+    ProtectSystem=strict without ReadWritePaths= for it) was a bare PermissionError, a traceback and a restart loop
+    (found by a review helper)."""
+    store = tmp_path / "arctic"
+    store.mkdir()
+    set_immutable([store], True)
     try:
-        with pytest.raises(StoreUnwritableError, match=r"writer lock file .*arctic\.writer\.lock .*ReadWritePaths="):
-            Store.open(f"lmdb://{parent / 'arctic'}?map_size=64MB", writer=True)
+        with pytest.raises(
+            StoreUnwritableError, match=r"writer lock file .*arctic/hydra-writer\.lock .*ReadWritePaths="
+        ):
+            Store.open(f"lmdb://{store}?map_size=64MB", writer=True)
     finally:
-        set_immutable([parent], False)
+        set_immutable([store], False)
 
 
-def test_lock_file_sits_beside_the_lmdb_directory(tmp_path: Path) -> None:
+def test_lock_file_sits_inside_the_lmdb_directory(tmp_path: Path) -> None:
     with Store.open(f"lmdb://{tmp_path / 'state' / 'arctic'}", writer=True):
         lock = lock_path(tmp_path / "state" / "arctic")
-        assert lock == tmp_path / "state" / "arctic.writer.lock"
+        assert lock == tmp_path / "state" / "arctic" / "hydra-writer.lock"
         assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+def test_a_second_writer_through_a_bind_mount_of_the_store_is_refused(tmp_path: Path) -> None:
+    """A store bind-mounted into a container (or a second mount point) is the same directory under another path that
+    `resolve()` cannot see through: the lock file beside the store was a different file there, so both writers
+    wrote. Inside the store it is one file. The second writer runs in its own user and mount namespace, where the
+    bind mount exists (`unshare -rm`: no root needed)."""
+    real, mount = tmp_path / "arctic", tmp_path / "container-arctic"
+    mount.mkdir()
+    holder, pid = _start_holder(f"lmdb://{real}")
+    try:
+        script = (
+            "import sys\n"
+            "from hydra_daemon.store.arctic import Store, StoreLockedError\n"
+            "try:\n"
+            f"    Store.open('lmdb://{mount}', writer=True, quiet=True)\n"
+            "except StoreLockedError as e:\n"
+            "    print('refused', e)\n"
+            "    sys.exit(0)\n"
+            "print('opened')\n"
+        )
+        bound = subprocess.run(
+            [
+                "unshare",
+                "-rm",
+                "sh",
+                "-c",
+                'mount --bind "$1" "$2" && exec "$3" -c "$4"',
+                "-",
+                real,
+                mount,
+                sys.executable,
+                script,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if bound.returncode != 0 and "mount" in bound.stderr and "opened" not in bound.stdout:
+            pytest.skip(f"no user and mount namespaces here: {bound.stderr.strip()}")
+        assert bound.stdout.startswith("refused") and f"pid {pid}" in bound.stdout, bound.stdout + bound.stderr
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+
+def test_a_daemon_of_an_earlier_release_holding_the_old_lock_file_refuses_a_writer(tmp_path: Path) -> None:
+    """Earlier releases locked `<store>.writer.lock`, beside the store: a new daemon started before the old one
+    stopped (an upgrade) would take the new file and write beside it."""
+    store = tmp_path / "arctic"
+    legacy = tmp_path / "arctic.writer.lock"
+    fd = os.open(legacy, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.pwrite(fd, LeaseHolder.mine().to_json(), 0)
+        with pytest.raises(StoreLockedError, match=f"pid {os.getpid()}.*earlier release.*arctic\\.writer\\.lock"):
+            Store.open(f"lmdb://{store}", writer=True)
+        with Store.open(f"lmdb://{store}", writer=False, quiet=True):  # readers never mind
+            pass
+    finally:
+        os.close(fd)  # the old daemon stopped
+    with Store.open(f"lmdb://{store}", writer=True) as opened:
+        assert opened.writer
 
 
 def test_reader_never_creates_libraries_and_cannot_write(lmdb_uri: str) -> None:
