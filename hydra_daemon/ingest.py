@@ -77,18 +77,23 @@ class Problem:
 
 @dataclass
 class MarketProgress:
-    """How one market of a multi-market pipeline delivers: its newest record's time. A replay of what was already
-    seen does not advance it, so one market's silence shows while another's data flows (health judges each market)."""
+    """How one market of a multi-market pipeline delivers: its newest record's time, overall and per schema. A replay
+    of what was already seen does not advance it, so one market's silence shows while another's data flows, and a
+    slow schema's (daily bars) while a fast one's flows (health judges each market, and each schema by its cadence)."""
 
     last_record_time: datetime | None = None
+    schemas: dict[str, datetime] = field(default_factory=dict)
 
-    def advance(self, times: pd.DatetimeIndex) -> None:
-        """Take the newest of `times` (UTC) if it is newer than the newest so far: one vectorised pass per frame."""
+    def advance(self, times: pd.DatetimeIndex, schema: str) -> None:
+        """Take the newest of `times` (UTC) of `schema` if it is newer than the newest so far: one vectorised pass
+        per frame."""
         if not len(times):
             return
-        newest = int(np.max(times.asi8))
-        if self.last_record_time is None or newest > pd.Timestamp(self.last_record_time).value:
-            self.last_record_time = pd.Timestamp(newest, tz="UTC")  # a datetime keeping its ns
+        newest = pd.Timestamp(int(np.max(times.asi8)), tz="UTC")  # a datetime keeping its ns
+        if schema not in self.schemas or newest > self.schemas[schema]:
+            self.schemas[schema] = newest
+        if self.last_record_time is None or newest > self.last_record_time:
+            self.last_record_time = newest
 
 
 @dataclass

@@ -46,13 +46,19 @@ def test_idle_ticks_call_on_idle_and_are_not_batches() -> None:
 
 def test_market_progress_advances_only_past_the_newest_record_seen() -> None:
     progress = MarketProgress()
-    progress.advance(pd.DatetimeIndex([], tz="UTC"))
-    assert progress.last_record_time is None
-    progress.advance(pd.DatetimeIndex(["2026-03-10 17:00:00.000000001", "2026-03-10 17:00:00"], tz="UTC"))
+    progress.advance(pd.DatetimeIndex([], tz="UTC"), "ohlcv-1m")
+    assert progress.last_record_time is None and progress.schemas == {}
+    progress.advance(pd.DatetimeIndex(["2026-03-10 17:00:00.000000001", "2026-03-10 17:00:00"], tz="UTC"), "ohlcv-1m")
     assert progress.last_record_time == pd.Timestamp("2026-03-10 17:00:00.000000001", tz="UTC"), "ns kept"
-    progress.advance(pd.DatetimeIndex(["2026-03-10 17:00:00", "2026-03-10 16:59"], tz="UTC"))
+    progress.advance(pd.DatetimeIndex(["2026-03-10 17:00:00", "2026-03-10 16:59"], tz="UTC"), "ohlcv-1m")
     assert progress.last_record_time == pd.Timestamp("2026-03-10 17:00:00.000000001", tz="UTC"), (
         "a replay is no delivery"
     )
-    progress.advance(pd.DatetimeIndex(["2026-03-10 16:59", "2026-03-10 17:01"], tz="UTC"))
+    progress.advance(pd.DatetimeIndex(["2026-03-10 16:59", "2026-03-10 17:01"], tz="UTC"), "ohlcv-1m")
     assert progress.last_record_time == pd.Timestamp("2026-03-10 17:01", tz="UTC")
+    progress.advance(pd.DatetimeIndex(["2026-03-09"], tz="UTC"), "ohlcv-1d")
+    assert progress.last_record_time == pd.Timestamp("2026-03-10 17:01", tz="UTC"), "an older daily bar"
+    assert progress.schemas == {
+        "ohlcv-1m": pd.Timestamp("2026-03-10 17:01", tz="UTC"),
+        "ohlcv-1d": pd.Timestamp("2026-03-09", tz="UTC"),
+    }, "each schema keeps its own newest"

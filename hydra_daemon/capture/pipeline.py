@@ -105,7 +105,7 @@ class LiveCapturePipeline(IngestPipeline[DecodedBatch]):
         self.stats.buffered_rows = self.writer.pending_rows()
         own = [item for item in clean.frames if not item.frame.empty and self.counts_for_lag(item)]
         for item in own:
-            self.stats.market(item.market).advance(pd.DatetimeIndex(item.frame.index))
+            self.stats.market(item.market).advance(pd.DatetimeIndex(item.frame.index), item.schema)
         newest = max((item.frame.index.max() for item in own), default=None)
         if stored and newest is not None:
             self.stats.last_record_time = newest  # a pd.Timestamp: a datetime keeping its ns

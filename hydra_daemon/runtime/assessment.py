@@ -23,8 +23,8 @@ market. HE silent during HE's hours is degraded while CL flows; HE silent after 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
@@ -91,12 +91,14 @@ SETTLING_STATES = frozenset(
 @dataclass(frozen=True)
 class MarketView:
     """One market of a Globex pipeline, on the data clock: when it trades, when records of it last arrived (None:
-    not since the daemon started, then the pipeline's `since` counts) and the newest one's time."""
+    not since the daemon started, then the pipeline's `since` counts), the newest one's time, and per schema the
+    newest record's time (a schema absent: none since the daemon started)."""
 
     name: str
     hours: MarketSchedule = GLOBEX
     last_delivery: datetime | None = None
     last_record_time: datetime | None = None
+    schema_record_times: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -202,9 +204,37 @@ def _market(market: MarketView, view: PipelineView, now: datetime, limits: Healt
         return Verdict(
             Status.DEGRADED, (f"lagging: newest record {lag:.0f} s of open market behind (limit {limit:.0f} s)",)
         )
+    behind = _slow_schemas_behind(market, view, now, limits)
+    if behind:
+        return Verdict(Status.DEGRADED, behind)
     if not cme_sessions.is_open(now, market.hours):
         return Verdict(Status.CLOSED, (_closed_reason(market.hours, now),))
     return Verdict(Status.OK)
+
+
+def _slow_schemas_behind(
+    market: MarketView, view: PipelineView, now: datetime, limits: HealthLimits
+) -> tuple[str, ...]:
+    """The schemas slower than the market's fastest (daily bars beside minute bars) whose newest record trails `now`
+    by more open market than their own `lag_limit_s`: the market's own checks follow its fastest schema, so daily
+    bars that stopped while minute bars flow were `ok` (invariant 9). A schema with no record since the daemon
+    started is judged from `view.since`."""
+    fastest = cadence_s(view.schemas, market.hours)
+    reasons = []
+    for schema in view.schemas:
+        limit = lag_limit_s((schema,), limits, market.hours)
+        if limit is None or fastest is None or cadence_s((schema,), market.hours) == fastest:
+            continue
+        newest = market.schema_record_times.get(schema)
+        if newest is not None:
+            lag = cme_sessions.open_seconds(newest, now, market.hours)
+            if lag > limit:
+                reasons.append(f"{schema}: newest record {lag:.0f} s of open market behind (limit {limit:.0f} s)")
+            continue
+        silent = cme_sessions.open_seconds(view.since, now, market.hours)
+        if silent > limit:
+            reasons.append(f"{schema}: none in {silent:.0f} s of open market since the start (limit {limit:.0f} s)")
+    return tuple(reasons)
 
 
 def _closed_reason(hours: MarketSchedule, now: datetime) -> str:

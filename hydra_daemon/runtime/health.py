@@ -85,6 +85,8 @@ class DaemonState:
     market_deliveries: dict[tuple[str, str], tuple[datetime, datetime]] = field(default_factory=dict)
     """(pipeline, market) -> (the newest record time seen of it by any instance, when it last advanced on the data
     clock). Kept across restarts: a new instance's replay of records already seen is not a delivery."""
+    schema_record_times: dict[tuple[str, str], dict[str, datetime]] = field(default_factory=dict)
+    """(pipeline, market) -> schema -> the newest record time seen of it by any instance (kept across restarts)."""
 
     def __post_init__(self) -> None:
         self.started_at = self.clock.now()
@@ -122,6 +124,17 @@ class DaemonState:
             self.market_deliveries[key] = previous = (newest, self.clock.now())
         return (None, None) if previous is None else (previous[1], previous[0])
 
+    def schema_times(self, record: PipelineRecord, market: str) -> dict[str, datetime]:
+        """Per schema, the newest record time of `market` that `record`'s pipeline delivered since the daemon
+        started, by any of its instances."""
+        pipeline = record.current
+        progress = pipeline.stats.markets.get(market) if pipeline is not None else None
+        kept = self.schema_record_times.setdefault((record.name, market), {})
+        for schema, newest in ({} if progress is None else progress.schemas).items():
+            if schema not in kept or newest > kept[schema]:
+                kept[schema] = newest
+        return dict(kept)
+
     def market_schedule(self, market: str) -> MarketSchedule:
         return self.market_hours.get(market, GLOBEX)
 
@@ -135,12 +148,14 @@ class MarketHealth:
     last_record_time: datetime | None
     open_lag_s: float | None
     lag_limit_s: float | None
+    schema_record_times: Mapping[str, datetime] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
             **self.verdict.as_dict(),
             "last_delivery": _iso(self.last_delivery),
             "last_record_time": _iso(self.last_record_time),
+            "schema_record_times": {schema: _iso(t) for schema, t in sorted(self.schema_record_times.items())},
             "open_lag_s": None if self.open_lag_s is None else round(self.open_lag_s, 3),
             "lag_limit_s": self.lag_limit_s,
         }
@@ -225,7 +240,8 @@ def _market_views(record: PipelineRecord, state: DaemonState) -> tuple[MarketVie
     views = []
     for market in pipeline.markets:
         delivered_at, newest = state.market_delivery(record, market)
-        views.append(MarketView(market, state.market_schedule(market), delivered_at, newest))
+        schedule = state.market_schedule(market)
+        views.append(MarketView(market, schedule, delivered_at, newest, state.schema_times(record, market)))
     return tuple(views)
 
 
@@ -238,6 +254,7 @@ def _market_health(view: PipelineView, now: datetime, limits: HealthLimits) -> d
             m.last_record_time,
             open_lag_s(m.last_record_time, now, m.hours),
             lag_limit_s(view.schemas, limits, m.hours),
+            m.schema_record_times,
         )
         for m in view.markets
     }

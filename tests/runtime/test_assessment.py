@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hydra_daemon.cme_sessions import CHICAGO, MarketSchedule
+from hydra_daemon.cme_sessions import CHICAGO, GLOBEX, MarketSchedule
 from hydra_daemon.cot.calendar import release_time
 from hydra_daemon.runtime.assessment import (
     HealthLimits,
@@ -31,7 +31,7 @@ SATURDAY = datetime(2026, 3, 7, 15, tzinfo=UTC)
 DAEMON_START = TUESDAY_NOON - timedelta(hours=2)
 
 
-MARKET_FIELDS = frozenset({"hours", "last_delivery", "last_record_time"})
+MARKET_FIELDS = frozenset({"hours", "last_delivery", "last_record_time", "schema_record_times"})
 
 
 def options(**changes: object) -> PipelineView:
@@ -252,6 +252,39 @@ def test_a_daily_bar_of_a_short_hours_market_is_due_every_trading_day() -> None:
     assert assess_pipeline(daily, chicago(2026, 3, 10, 23), LIMITS).status is Status.CLOSED, "Tuesday's bar not due"
     missed = assess_pipeline(daily, chicago(2026, 3, 11, 9), LIMITS)
     assert missed == Verdict(Status.DEGRADED, ("HE: no data for 18300 s of open market (expected within 17400 s)",))
+
+
+def test_daily_bars_that_stop_while_minute_bars_flow_are_degraded() -> None:
+    """The market's own checks follow its fastest schema: a futures pipeline whose minute bars flowed while its daily
+    bars had stopped (a subscription the gateway dropped) was `ok` for as long as that lasted (invariant 9)."""
+    minute = chicago(2026, 3, 11, 9)  # Wednesday, HE open
+    bars = options(
+        hours=LIVESTOCK,
+        schemas=("ohlcv-1d", "ohlcv-1m", "definition"),
+        since=chicago(2026, 3, 9, 6),
+        last_delivery=minute,
+        last_record_time=minute,
+    )
+    day = 4 * 3600 + 35 * 60
+    monday_bar, tuesday_bar = datetime(2026, 3, 9, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC)
+    fresh = market(bars, schema_record_times={"ohlcv-1m": minute, "ohlcv-1d": tuesday_bar})
+    assert assess_pipeline(fresh, minute, LIMITS) == Verdict(Status.OK)
+    stale = market(bars, schema_record_times={"ohlcv-1m": minute, "ohlcv-1d": monday_bar})
+    lag = 2 * day + 30 * 60  # Monday's and Tuesday's sessions, and Wednesday's first half hour
+    assert assess_pipeline(stale, minute, LIMITS) == Verdict(
+        Status.DEGRADED,
+        (f"HE: ohlcv-1d: newest record {lag} s of open market behind (limit {2 * day + 900} s)",),
+    )
+    never = market(bars, schema_record_times={"ohlcv-1m": minute})
+    assert assess_pipeline(never, minute, LIMITS) == Verdict(
+        Status.DEGRADED,
+        (f"HE: ohlcv-1d: none in {lag} s of open market since the start (limit {2 * day + 900} s)",),
+    )
+    for view, status in ((fresh, Status.OK), (stale, Status.DEGRADED)):  # CL: the whole Globex session
+        cl = replace(view, markets=(replace(view.markets[0], name="CL", hours=GLOBEX),))
+        assert assess_pipeline(cl, minute, LIMITS).status is status
+    quotes = options(schema_record_times={"mbp-1": TUESDAY_NOON})
+    assert assess_pipeline(quotes, TUESDAY_NOON, LIMITS) == Verdict(Status.OK), "one schema with a cadence: no extra"
 
 
 def he_and_cl(now: datetime, he: datetime | None, cl: datetime | None) -> Verdict:

@@ -101,7 +101,7 @@ class MarketQuotes(IngestPipeline[list[tuple[str, datetime]]]):
 
     async def persist(self, clean: list[tuple[str, datetime]]) -> int:
         for market, at in clean:
-            self.stats.market(market).advance(pd.DatetimeIndex([at]))
+            self.stats.market(market).advance(pd.DatetimeIndex([at]), self.schema.split(",")[0])
         return len(clean)
 
 
@@ -251,7 +251,9 @@ async def test_document_and_metrics_tell_the_same_story_without_secrets() -> Non
         record.current.stats.last_error = f"upstream said: bad key {KEY}"
         record.current.stats.last_record_time = TUESDAY_NOON - timedelta(seconds=2)
         for market in ("HE", "LE"):
-            record.current.stats.market(market).last_record_time = TUESDAY_NOON - timedelta(seconds=2)
+            record.current.stats.market(market).advance(
+                pd.DatetimeIndex([TUESDAY_NOON - timedelta(seconds=2)]), "mbp-1"
+            )
         record.current.stats.historical_cost_usd = 1.25
         record.current.stats.persist_seconds.observe(0.003)
         fresh = health_document(take_snapshot(supervisor, state), supervisor, state)
@@ -291,6 +293,7 @@ async def test_document_and_metrics_tell_the_same_story_without_secrets() -> Non
         "reasons": ["no data for 901 s of open market (expected within 900 s)"],
         "last_delivery": TUESDAY_NOON.isoformat(),
         "last_record_time": (TUESDAY_NOON - timedelta(seconds=2)).isoformat(),
+        "schema_record_times": {"mbp-1": (TUESDAY_NOON - timedelta(seconds=2)).isoformat()},
         "open_lag_s": 903.0,
         "lag_limit_s": 900.0,
     }
@@ -393,7 +396,7 @@ def test_a_restarted_pipeline_replaying_a_silent_market_does_not_make_it_fresh()
         pipeline = MarketQuotes(("HE", "CL"), "ohlcv-1m")
         pipeline.stats.state = PipelineState.STREAMING
         for market, at in records:
-            pipeline.stats.market(market).advance(pd.DatetimeIndex([at]))
+            pipeline.stats.market(market).advance(pd.DatetimeIndex([at]), "ohlcv-1m")
         return pipeline
 
     last_he = chicago(2026, 3, 10, 11)
@@ -403,6 +406,41 @@ def test_a_restarted_pipeline_replaying_a_silent_market_does_not_make_it_fresh()
     record.current = instance(("HE", last_he), ("CL", clock.at))  # the restart's replay
     pipeline_health(record, state, clock.now())
     clock.at = chicago(2026, 3, 10, 11, 16, 30)
-    record.current.stats.market("CL").advance(pd.DatetimeIndex([clock.at]))
+    record.current.stats.market("CL").advance(pd.DatetimeIndex([clock.at]), "ohlcv-1m")
     verdict = pipeline_health(record, state, clock.now()).verdict
     assert verdict == Verdict(Status.DEGRADED, ("HE: no data for 990 s of open market (expected within 960 s)",))
+
+
+def test_daily_bars_that_stop_while_minute_bars_flow_are_degraded_across_a_restart() -> None:
+    """Daily bars are held to their own cadence, and what was seen of them outlives a pipeline restart: the new
+    instance replays minute bars only, and judged from its own start the missing daily bar looked due much later."""
+    clock = FixedClock(chicago(2026, 3, 11, 12))  # Wednesday
+    state = DaemonState(S3_URI, 600.0, clock)
+    state.ready = True
+    schemas = "ohlcv-1d,ohlcv-1m,definition"
+    record = PipelineRecord("futures", lambda: MarketQuotes(("CL",), schemas), SupervisorState.RUNNING)
+
+    def instance(**newest: datetime) -> MarketQuotes:
+        pipeline = MarketQuotes(("CL",), schemas)
+        pipeline.stats.state = PipelineState.STREAMING
+        for schema, at in newest.items():
+            pipeline.stats.market("CL").advance(pd.DatetimeIndex([at]), schema.replace("_", "-"))
+        return pipeline
+
+    tuesday_bar = datetime(2026, 3, 10, tzinfo=UTC)
+    record.current = instance(ohlcv_1d=tuesday_bar, ohlcv_1m=clock.at)
+    first = pipeline_health(record, state, clock.now())
+    assert first.verdict == Verdict(Status.OK)
+    assert first.per_market["CL"].as_dict()["schema_record_times"] == {
+        "ohlcv-1d": "2026-03-10T00:00:00+00:00",
+        "ohlcv-1m": "2026-03-11T17:00:00+00:00",
+    }
+    clock.at = chicago(2026, 3, 11, 13)
+    record.current = instance(ohlcv_1m=clock.at)  # restarted: minute bars flow, Wednesday's daily bar never comes
+    assert pipeline_health(record, state, clock.now()).verdict == Verdict(Status.OK)
+    clock.at = chicago(2026, 3, 12, 12)  # Thursday: Wednesday's bar was due at 00:00 UTC
+    record.current.stats.market("CL").advance(pd.DatetimeIndex([clock.at]), "ohlcv-1m")
+    verdict = pipeline_health(record, state, clock.now()).verdict
+    assert verdict.status is Status.DEGRADED
+    [reason] = verdict.reasons
+    assert reason.startswith("CL: ohlcv-1d: newest record ") and reason.endswith("(limit 173700 s)"), reason
