@@ -157,9 +157,8 @@ async def bench_core(info: dict[str, Any], state_dir: Path) -> Rates:
     with Store.open(default_lmdb_uri(state_dir), writer=True) as store:
         records = MarketRecords(store, StreamWriter(store), OPTIONS, ["HE"])
         settings = LiveSettings(ApiKey(info["api_key"]), info["dataset"], info["live_host"], info["live_port"])
-        stream = LiveStream(
-            settings, StreamSpec(SCHEMAS, {p: "HE" for p in PARENTS}), records.committed_ns, PipelineStats()
-        )
+        spec = StreamSpec(SCHEMAS, {p: "HE" for p in PARENTS})
+        stream = LiveStream(settings, spec, lambda schema: records.resume_starts(schema, SCHEMAS), PipelineStats())
         started, rows = time.perf_counter(), 0
         async with aclosing(stream.batches()) as batches:
             async for batch in batches:

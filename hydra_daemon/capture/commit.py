@@ -49,19 +49,20 @@ class MarketRecords:
     def flush_all(self) -> list[Commit]:
         return self.writer.flush_all()
 
-    def resume_ns(self, schema: str, schemas: Sequence[str]) -> int | None:
-        """Where a replay of `schema` must start: its committed watermark; for a schema with nothing stored yet, when
-        capture into `schemas` began (so what it published while we were down is filled from Historical); None on
-        a fresh store. A market with nothing stored at all (just added to the configuration) is new like a fresh
-        store, not behind: it does not pull the others back to when their capture began (a Historical re-fill of
-        their whole history, spending the day's budget on rows the writer then drops)."""
-        started = [m for m in self.markets if capture_start_ns(self.store, self.library, [m], schemas) is not None]
-        if not started:
-            return None
-        marks = [self.writer.watermark(self.library, data_symbol(market, schema)) for market in started]
-        if all(mark is not None for mark in marks):
-            return min(mark.ts_ns for mark in marks if mark is not None)
-        return capture_start_ns(self.store, self.library, started, schemas)
+    def resume_starts(self, schema: str, schemas: Sequence[str]) -> dict[str, int]:
+        """Per market, where a replay of `schema` must start: its committed watermark; for a market with nothing of
+        `schema` stored yet, when its capture into `schemas` began (so what it published while we were down is
+        filled from Historical). A market with nothing stored at all (just added to the configuration, or a fresh
+        store) is absent: new, not behind. Each market has its own start, so one far behind (a market re-added after
+        months) is filled from its own watermark, not the others with it (a Historical re-fill of their history
+        that the cost guard refuses, recording a gap in every market)."""
+        starts = {}
+        for market in self.markets:
+            mark = self.writer.watermark(self.library, data_symbol(market, schema))
+            start = mark.ts_ns if mark is not None else capture_start_ns(self.store, self.library, [market], schemas)
+            if start is not None:
+                starts[market] = start
+        return starts
 
 
 def capture_start_ns(store: Store, library: str, markets: Sequence[str], schemas: Sequence[str]) -> int | None:

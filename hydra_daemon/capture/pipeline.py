@@ -7,7 +7,7 @@ and per market what it delivered (`PipelineStats.markets`; market data only, not
 pass per frame, the decoder already groups a batch by market), flushing on idle ticks and committing everything
 buffered when `fetch()` ends (shielded from cancellation).
 Futures and options supply only their domain: what the session subscribes, where each schema resumes, and how a
-clean batch is stored (`resume_ns`, `commit`).
+clean batch is stored (`resume_starts`, `commit`).
 """
 
 from __future__ import annotations
@@ -58,15 +58,16 @@ class LiveCapturePipeline(IngestPipeline[DecodedBatch]):
         self.stream = LiveStream(
             LiveSettings.from_config(config.databento, key, config.state_dir),
             spec,
-            self.resume_ns,
+            self.resume_starts,
             self.stats,
             clock=clock,
             backoff=backoff,
         )
 
     @abstractmethod
-    def resume_ns(self, schema: str) -> int | None:
-        """Where the next session replays `schema` from, in UTC ns (None: the whole replay window). Worker thread."""
+    def resume_starts(self, schema: str) -> dict[str, int]:
+        """Per market, where the next session resumes `schema`, in UTC ns (a market absent: nothing of it stored;
+        empty: the whole replay window). Worker thread."""
 
     @abstractmethod
     def commit(self, batch: DecodedBatch) -> int:

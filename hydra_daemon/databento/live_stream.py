@@ -3,11 +3,13 @@ configured market, reconnected forever, resumed from the store's watermarks, gap
 
 Flow per connection:
 
-1. ask `resume(schema)` for the committed watermark of each schema (UTC ns, None = nothing stored yet);
-2. a watermark older than `now - replay_window_s` is first filled from Historical up to that limit
-   (`BatchSource.HISTORICAL` batches), so Live only has to replay the last window;
-3. subscribe each schema with ``start = watermark - REPLAY_OVERLAP_NS`` (``start=0``: the whole replay window when
-   nothing is stored) and start the session — in a child process (`LiveProcess`), so the client's per-record work
+1. ask `resume(schema)` for each market's committed watermark of each schema (UTC ns; a market absent: nothing of
+   it stored yet);
+2. a market's watermark older than `now - replay_window_s` is first filled from Historical up to that limit
+   (`BatchSource.HISTORICAL` batches), each market from its own watermark, so Live only has to replay the last
+   window;
+3. subscribe each schema with ``start = oldest watermark - REPLAY_OVERLAP_NS`` (``start=0``: the whole replay
+   window when nothing is stored) and start the session — in a child process (`LiveProcess`), so the client's per-record work
    runs under its own GIL, on another core than our decoding and commits;
 4. the child streams raw DBN bytes through a pipe; a `StreamDecoder` thread turns them into column batches with
    numpy (overlapping with the consumer committing the previous batch); while no rows come, `Idle.TICK` every
@@ -81,8 +83,12 @@ SKIP_STEPS_NS = tuple(seconds * NS_PER_S for seconds in (1, 10, 60, 600, 3600))
 decode: the first step after the second such end, the next after each further one (records the client lost with it
 may lie before the poison record, so a small first step can fall short)."""
 
-ResumePoint = Callable[[str], int | None]
-"""schema -> committed watermark in UTC ns (None = nothing stored yet). Called from a worker thread."""
+ResumePoint = Callable[[str], dict[str, int]]
+"""schema -> per market, its committed watermark in UTC ns (a market absent: nothing of it stored yet). Called from a
+worker thread."""
+
+Starts = dict[str, dict[str, int]]
+"""schema -> market -> where its records resume (UTC ns), advanced as fills cover them."""
 
 
 @dataclass(frozen=True)
@@ -257,13 +263,15 @@ class LiveStream:
     async def _session(self) -> AsyncGenerator[DecodedBatch | Idle, None]:
         self._stats.state = PipelineState.CONNECTING
         self._streamed = False
-        starts = {schema: await anyio.to_thread.run_sync(self._resume, schema) for schema in self.spec.schemas}
-        published = [start + BAR_NS.get(schema, 0) for schema, start in starts.items() if start is not None]
+        starts: Starts = {schema: await anyio.to_thread.run_sync(self._resume, schema) for schema in self.spec.schemas}
+        published = [start + BAR_NS.get(schema, 0) for schema, marks in starts.items() for start in marks.values()]
         newest = max(published, default=self._live_floor())  # the newest stored record's publication
         async with aclosing(self._fill_older_than_replay(starts)) as filled:
             async for batch in filled:
                 yield batch
-        replay = {schema: 0 if start is None else max(1, start - REPLAY_OVERLAP_NS) for schema, start in starts.items()}
+        replay = {
+            schema: max(1, min(marks.values()) - REPLAY_OVERLAP_NS) if marks else 0 for schema, marks in starts.items()
+        }
         skip_to = self._skip.target(newest, self._clock.now_ns())
         if skip_to is not None:
             log.error(
@@ -274,7 +282,7 @@ class LiveStream:
                 hint="the Live client could not decode a record (a newer DBN version?): upgrade databento; "
                 "what Live skips is filled from Historical",
             )
-            async with aclosing(self._fill_before(starts, skip_to + REPLAY_OVERLAP_NS)) as filled:
+            async with aclosing(self._fill_before(starts, skip_to + REPLAY_OVERLAP_NS, self._live_floor())) as filled:
                 async for batch in filled:
                     yield batch
             replay = dict.fromkeys(starts, skip_to)
@@ -307,38 +315,54 @@ class LiveStream:
         """The oldest time Live replays now."""
         return self._clock.now_ns() - self.settings.replay_window_s * NS_PER_S
 
-    async def _fill_older_than_replay(self, starts: dict[str, int | None]) -> AsyncGenerator[DecodedBatch, None]:
-        """Fill from Historical every schema whose resume point is older than the replay window now; advance
-        `starts` to the window's edge."""
-        live_floor = self._live_floor()
-        stored: dict[str, int | None] = {schema: start for schema, start in starts.items() if start is not None}
-        async with aclosing(self._fill_before(stored, live_floor)) as filled:
+    async def _fill_older_than_replay(self, starts: Starts) -> AsyncGenerator[DecodedBatch, None]:
+        """Fill from Historical every market whose resume point is older than the replay window now; advance `starts`
+        to the window's edge. A schema with nothing stored is left to Live's replay."""
+        async with aclosing(self._fill_before(starts, self._live_floor(), None)) as filled:
             async for batch in filled:
                 yield batch
-        starts.update(stored)
 
-    async def _fill_before(self, starts: dict[str, int | None], end_ns: int) -> AsyncGenerator[DecodedBatch, None]:
-        """Fill from Historical every schema of `starts` whose resume point is older than `end_ns` (nothing stored:
-        from the replay window's start); advance `starts` to `end_ns`."""
+    async def _fill_before(
+        self, starts: Starts, end_ns: int, unstored: int | None
+    ) -> AsyncGenerator[DecodedBatch, None]:
+        """Fill from Historical, schema by schema, every parent whose resume point is older than `end_ns`; advance
+        `starts` to `end_ns`. A schema with nothing stored at all starts at `unstored` (None: it is not filled)."""
         for schema in _fill_order(list(starts)):
-            start = starts[schema]
-            start = self._live_floor() if start is None else start
-            if start < end_ns:
-                self._stats.state = PipelineState.FILLING
-                refused = self._stats.historical_refusals
-                async with aclosing(self._fill(schema, start, end_ns)) as filled:
-                    async for batch in filled:
-                        yield batch
-                if self._stats.historical_refusals == refused:  # a refused range is left as a recorded gap
-                    self._stats.gaps_filled += 1
-                starts[schema] = end_ns
+            begin = self._parent_starts(starts[schema], unstored)
+            due = {parent: start for parent, start in begin.items() if start < end_ns}
+            if not due:
+                continue
+            self._stats.state = PipelineState.FILLING
+            refused = self._stats.historical_refusals
+            async with aclosing(self._fill(schema, due, end_ns)) as filled:
+                async for batch in filled:
+                    yield batch
+            if self._stats.historical_refusals == refused:  # a refused range is left as a recorded gap
+                self._stats.gaps_filled += 1
+            advanced = {self.spec.parents[parent]: max(start, end_ns) for parent, start in begin.items()}
+            starts[schema] = {**starts[schema], **advanced}
 
-    async def _fill(self, schema: str, start_ns: int, end_ns: int) -> AsyncGenerator[DecodedBatch, None]:
-        """Historical [start - overlap (- one bar), end) for every market, one batch per request chunk with rows."""
-        log.info("gap_fill_started", schema=schema, start_ns=start_ns, end_ns=end_ns)
+    def _parent_starts(self, marks: Mapping[str, int], unstored: int | None) -> dict[str, int]:
+        """Per parent symbol, where a fill of one schema starts: its market's resume point in `marks`. A parent whose
+        market has none there (an options session's underlying futures; a market with nothing stored yet) takes the
+        oldest of them, so it is filled with the others; with `marks` empty every parent takes `unstored` (None:
+        none is filled)."""
+        fallback = min(marks.values()) if marks else unstored
+        starts = {}
+        for parent, market in self.spec.parents.items():
+            start = marks.get(market, fallback)
+            if start is not None:
+                starts[parent] = start
+        return starts
+
+    async def _fill(self, schema: str, starts: Mapping[str, int], end_ns: int) -> AsyncGenerator[DecodedBatch, None]:
+        """Historical [start - overlap (- one bar), end) for each parent of `starts` from its own start, one batch
+        per request chunk with rows."""
+        log.info("gap_fill_started", schema=schema, start_ns=dict(starts), end_ns=end_ns)
         client = await anyio.to_thread.run_sync(self._historical.client)
         delivery = next(_DELIVERIES)
-        for parent, market in self.spec.parents.items():
+        for parent, start_ns in starts.items():
+            market = self.spec.parents[parent]
             first = max(0, start_ns - REPLAY_OVERLAP_NS - BAR_NS.get(schema, 0))
             chunks = self._historical.fetch_chunks(client, parent, schema, first, end_ns)
             while True:

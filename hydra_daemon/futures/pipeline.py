@@ -149,8 +149,8 @@ class FuturesIngestPipeline(LiveCapturePipeline):
         super().__init__(config, store, key, spec, clock=clock, backoff=backoff)
         self.sink = FuturesSink(store, self.writer, self.markets)
 
-    def resume_ns(self, schema: str) -> int | None:
-        return self.sink.records.resume_ns(schema, self.stream.spec.schemas)
+    def resume_starts(self, schema: str) -> dict[str, int]:
+        return self.sink.records.resume_starts(schema, self.stream.spec.schemas)
 
     def validate(self, batch: DecodedBatch) -> tuple[DecodedBatch, list[Problem]]:
         clean, problems = validate_frames(batch.frames)

@@ -171,17 +171,16 @@ class OptionsSink:
         self.records.flush_all()
         self.store.snapshot(SNAPSHOT_LABEL, (OPTIONS, FEATURES))
 
-    def resume_ns(self, schema: str) -> int | None:
-        """Replay start of `schema`: its committed watermark, or when capture began if nothing of it is stored yet
-        (what it published meanwhile is then filled from Historical); None on a fresh store. Quotes that are not
-        stored resume from the oldest newest-snapshot over the markets."""
+    def resume_starts(self, schema: str) -> dict[str, int]:
+        """Per market, the replay start of `schema`: its committed watermark, or when the market's capture began if
+        nothing of it is stored yet (what it published meanwhile is then filled from Historical); a market with
+        nothing stored is absent. Quotes that are not stored resume each market from its newest snapshot, and from
+        the whole replay window (empty) while a market has none."""
         stored = self.stored_schemas()
         if schema in stored:
-            return self.records.resume_ns(schema, stored)
+            return self.records.resume_starts(schema, stored)
         marks = self.chain_marks()
-        if len(marks) < len(self.markets):
-            return None
-        return min(marks.values())
+        return dict(marks) if len(marks) == len(self.markets) else {}
 
     def chain_marks(self) -> dict[str, int]:
         """Per market, the time of the newest stored snapshot (markets without one are absent)."""
@@ -276,8 +275,8 @@ class OptionsIngestPipeline(LiveCapturePipeline):
         self._last_data_monotonic = time.monotonic()
         self._session_open = True
 
-    def resume_ns(self, schema: str) -> int | None:
-        return self.sink.resume_ns(schema)
+    def resume_starts(self, schema: str) -> dict[str, int]:
+        return self.sink.resume_starts(schema)
 
     def watermark(self, market: str, schema: str) -> Watermark | None:
         """Committed watermark of ``options/<market>.<schema>`` (``"chain"`` for the chain snapshots)."""

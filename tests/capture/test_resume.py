@@ -24,7 +24,28 @@ def test_a_market_with_nothing_stored_does_not_pull_the_replay_back_to_the_start
     writer.flush_all()
     before = MarketRecords(store, writer, FUTURES, ["HE"])
     added = MarketRecords(store, writer, FUTURES, ["HE", "LE"])  # LE just added: nothing of it is stored
-    assert before.resume_ns("ohlcv-1d", SCHEMAS) == pd.Timestamp("2026-11-30", tz="UTC").value
-    assert added.resume_ns("ohlcv-1d", SCHEMAS) == pd.Timestamp("2026-11-30", tz="UTC").value
-    assert added.resume_ns("definition", SCHEMAS) == pd.Timestamp("2020-01-02", tz="UTC").value  # HE's own gap
-    assert MarketRecords(store, writer, FUTURES, ["LE"]).resume_ns("ohlcv-1d", SCHEMAS) is None
+    assert before.resume_starts("ohlcv-1d", SCHEMAS) == {"HE": pd.Timestamp("2026-11-30", tz="UTC").value}
+    assert added.resume_starts("ohlcv-1d", SCHEMAS) == {"HE": pd.Timestamp("2026-11-30", tz="UTC").value}
+    assert added.resume_starts("definition", SCHEMAS) == {"HE": pd.Timestamp("2020-01-02", tz="UTC").value}  # HE's gap
+    assert MarketRecords(store, writer, FUTURES, ["LE"]).resume_starts("ohlcv-1d", SCHEMAS) == {}
+
+
+def test_each_market_resumes_from_its_own_watermark(store: Store) -> None:
+    """One start per schema (the oldest market's) re-filled every other market from there: a market re-added after
+    months pulled the others into a Historical re-fill of their months, which the cost guard refuses, recording a
+    gap in every market."""
+    writer = StreamWriter(store)
+    key = ("instrument_id", "open", "high", "low", "close", "volume")
+    writer.add(FUTURES, "HE.ohlcv-1d", _bars(["2026-06-01"]), key)  # captured, then removed from the config
+    writer.add(FUTURES, "LE.ohlcv-1d", _bars(["2026-06-01", "2026-11-30"]), key)
+    writer.add(FUTURES, "LE.definition", _bars(["2026-11-27"]), key)
+    writer.flush_all()
+    records = MarketRecords(store, writer, FUTURES, ["HE", "LE"])
+    assert records.resume_starts("ohlcv-1d", SCHEMAS) == {
+        "HE": pd.Timestamp("2026-06-01", tz="UTC").value,
+        "LE": pd.Timestamp("2026-11-30", tz="UTC").value,
+    }
+    assert records.resume_starts("definition", SCHEMAS) == {
+        "HE": pd.Timestamp("2026-06-01", tz="UTC").value,  # none stored: from when its own capture began
+        "LE": pd.Timestamp("2026-11-27", tz="UTC").value,
+    }

@@ -35,7 +35,7 @@ async def test_the_first_connect_waits_for_the_launcher_off_the_event_loop() -> 
     previous = Launcher._shared
     Launcher._shared = None  # a fresh launcher: its first fork waits until it has imported the client
     settings = LiveSettings(ApiKey("db-test-key-0000"), gateway="127.0.0.1", port=_closed_port())
-    stream = LiveStream(settings, StreamSpec(("ohlcv-1m",), {"HE.FUT": "HE"}), lambda _: None, PipelineStats())
+    stream = LiveStream(settings, StreamSpec(("ohlcv-1m",), {"HE.FUT": "HE"}), lambda _: {}, PipelineStats())
     ticks = 0
     done = anyio.Event()
 
@@ -66,7 +66,7 @@ async def test_closing_a_session_leaves_the_event_loop_free_while_the_decoder_th
     settings = LiveSettings(
         ApiKey(info.api_key), dataset=info.dataset, gateway=info.live_host, port=info.live_port, heartbeat_interval_s=1
     )
-    stream = LiveStream(settings, StreamSpec(("ohlcv-1m",), {"HE.FUT": "HE"}), lambda _: None, PipelineStats())
+    stream = LiveStream(settings, StreamSpec(("ohlcv-1m",), {"HE.FUT": "HE"}), lambda _: {}, PipelineStats())
     armed, held, release = threading.Event(), threading.Event(), threading.Event()
     decoders: list[StreamDecoder] = []
     children: list[LiveProcess] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from hydra_daemon.databento import live_stream
 from hydra_daemon.futures.pipeline import FuturesIngestPipeline
 from hydra_daemon.ingest import PipelineState
 from hydra_daemon.secrets import ApiKey
+from hydra_daemon.sim.config import LEAN_HOGS, LIVE_CATTLE
 from hydra_daemon.sim.market import Emission
 from hydra_daemon.sim.venue import Venue, VenueConfig, VenueThread
 from hydra_daemon.store.arctic import Store
@@ -33,6 +35,7 @@ from tests.helpers import eventually, fast_config, futures_truth, record_keys, r
 
 SCHEMAS = ("ohlcv-1d", "ohlcv-1m", "definition")
 MINUTE_NS = 60 * 1_000_000_000
+CFTC_CODES = {"HE": "054642", "LE": "057642"}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,7 @@ def venue_config(tmp_path_factory: pytest.TempPathFactory) -> VenueConfig:
     return fast_config(record_path=tmp_path_factory.mktemp("venue") / "truth.dbn")
 
 
-def make_config(venue: VenueThread, state_dir: Path, **databento: Any) -> Config:
+def make_config(venue: VenueThread, state_dir: Path, markets: tuple[str, ...] = ("HE",), **databento: Any) -> Config:
     info = venue.info
     settings = {
         "live_gateway": info.live_host,
@@ -56,7 +59,7 @@ def make_config(venue: VenueThread, state_dir: Path, **databento: Any) -> Config
             "state_dir": str(state_dir),
             "storage": {"arctic_uri": default_lmdb_uri(state_dir), "flush_interval_s": 0.05},
             "databento": settings,
-            "markets": [{"name": "HE", "futures_root": "HE", "options_root": "HE", "cftc_code": "054642"}],
+            "markets": [{"name": m, "futures_root": m, "options_root": m, "cftc_code": CFTC_CODES[m]} for m in markets],
         }
     )
 
@@ -69,31 +72,38 @@ def make_pipeline(venue: VenueThread, config: Config, store: Store) -> FuturesIn
     )
 
 
-def minute_mark(pipeline: FuturesIngestPipeline) -> int:
-    mark = pipeline.watermark("HE", "ohlcv-1m")
+def minute_mark(pipeline: FuturesIngestPipeline, market: str = "HE") -> int:
+    mark = pipeline.watermark(market, "ohlcv-1m")
     return -1 if mark is None else mark.ts_ns
 
 
-async def caught_up(venue: VenueThread, pipeline: FuturesIngestPipeline, minutes: int = 3) -> None:
+async def caught_up(venue: VenueThread, pipeline: FuturesIngestPipeline, minutes: int = 3, market: str = "HE") -> None:
     """Wait until minute bars at least `minutes` sim-minutes newer than the venue's clock now are committed."""
     clock = venue.venue.clock
     assert clock is not None
     target = clock.now_ns() + minutes * MINUTE_NS
-    await eventually(lambda: minute_mark(pipeline) >= target, "minute bars newer than the fault to be committed")
+    await eventually(
+        lambda: minute_mark(pipeline, market) >= target, "minute bars newer than the fault to be committed"
+    )
 
 
-def assert_store_matches_truth(venue: VenueThread, store: Store, since_ns: int = 0) -> dict[str, int]:
-    """Every stored symbol equals the ground truth from `since_ns` (when capture began) up to its newest row;
-    returns the row counts compared."""
-    truth = {schema: frame[frame.index.asi8 >= since_ns] for schema, frame in futures_truth(venue, SCHEMAS).items()}
+def assert_store_matches_truth(
+    venue: VenueThread, store: Store, since_ns: int = 0, market: str = "HE"
+) -> dict[str, int]:
+    """Every stored symbol of `market` equals the ground truth from `since_ns` (when capture began) up to its newest
+    row; returns the row counts compared."""
+    truth = {
+        schema: frame[(frame.index.asi8 >= since_ns) & frame["symbol"].str.startswith(market)]
+        for schema, frame in futures_truth(venue, SCHEMAS).items()
+    }
     library = store.library(FUTURES)
     counts: dict[str, int] = {}
     for schema in SCHEMAS:
-        if not library.has_symbol(data_symbol("HE", schema)):
+        if not library.has_symbol(data_symbol(market, schema)):
             assert truth[schema].empty, f"{schema}: nothing stored, but the venue emitted {len(truth[schema])} rows"
             counts[schema] = 0
             continue
-        stored = library.read(data_symbol("HE", schema)).data
+        stored = library.read(data_symbol(market, schema)).data
         stored.index = pd.DatetimeIndex(stored.index).tz_localize("UTC") if stored.index.tz is None else stored.index
         stored = stored[stored.index.asi8 >= since_ns]
         if stored.empty:
@@ -250,6 +260,41 @@ async def test_gap_older_than_the_replay_window_is_filled_from_historical(store:
         fills = {e["schema"] for e in logs if e["event"] == "gap_fill_started"}
         assert {"ohlcv-1m", "definition"} <= fills
         assert_store_matches_truth(venue, store, since_ns=captured_from)
+
+
+async def test_a_market_behind_is_filled_from_its_own_watermark_not_the_others(store: Store, tmp_path: Path) -> None:
+    """HE is left out of the configuration while LE goes on; put back, HE is far behind the replay window. The fill
+    starts at HE's watermark for HE alone: LE, current, is not re-filled from HE's watermark (one start per schema
+    made every market's fill span the oldest market's gap). Both markets end up exact."""
+    truth = tmp_path / "truth.dbn"
+    venue_config = fast_config(seed=7, record_path=truth, replay_window_s=900.0)
+    venue_config = replace(venue_config, market=replace(venue_config.market, products=(LEAN_HOGS, LIVE_CATTLE)))
+    with VenueThread(venue_config) as venue:
+        clock = venue.venue.clock
+        assert clock is not None
+        both = make_config(venue, tmp_path, ("HE", "LE"), replay_window_s=600)
+        first = make_pipeline(venue, both, store)
+        async with running(first):
+            await eventually(lambda: min(minute_mark(first, m) for m in ("HE", "LE")) > 0, "both markets' minute bars")
+        captured_from = {
+            m: int(store.library(FUTURES).read(data_symbol(m, "ohlcv-1m")).data.index.asi8.min()) for m in ("HE", "LE")
+        }
+        he_mark = minute_mark(first, "HE")
+        only_le = make_pipeline(venue, make_config(venue, tmp_path, ("LE",), replay_window_s=600), store)
+        async with running(only_le):
+            await eventually(lambda: clock.now_ns() > he_mark + 1200 * 1_000_000_000, "the venue to move 20 min on")
+            await caught_up(venue, only_le, market="LE")
+        le_mark = minute_mark(only_le, "LE")
+        again = make_pipeline(venue, both, store)
+        with structlog.testing.capture_logs() as logs:
+            async with running(again):
+                await caught_up(venue, again)
+                await eventually(lambda: minute_mark(again, "HE") > le_mark, "HE caught up")
+        fills = [e["start_ns"] for e in logs if e["event"] == "gap_fill_started" and e["schema"] == "ohlcv-1m"]
+        # The first from HE's watermark; after connecting, what slipped out of the replay window meanwhile.
+        assert fills and fills[0] == {"HE.FUT": he_mark} and all(set(f) == {"HE.FUT"} for f in fills), fills
+        for market in ("HE", "LE"):
+            assert_store_matches_truth(venue, store, since_ns=captured_from[market], market=market)
 
 
 async def test_a_refused_key_parks_the_stream_says_so_once_and_never_leaks_the_key(

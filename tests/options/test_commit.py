@@ -128,8 +128,8 @@ def test_quotes_not_persisted_when_configured_off(store: Store, tmp_path: Path) 
     first.commit(frames([*opening(T0), quote(FUTURE, T0 + 61 * S, 90.0, 90.05)]))
     first.end_session()
     assert not stream_symbols(store.library(OPTIONS), data_symbol("HE", "mbp-1"))
-    assert first.resume_ns("mbp-1") == T0 + 61 * S  # replay quotes from the newest stored snapshot
-    assert first.resume_ns("definition") == T0
+    assert first.resume_starts("mbp-1") == {"HE": T0 + 61 * S}  # replay quotes from the newest stored snapshot
+    assert first.resume_starts("definition") == {"HE": T0}
 
 
 def test_with_quotes_not_persisted_the_chain_rows_stored_are_counted(store: Store, tmp_path: Path) -> None:
@@ -258,11 +258,11 @@ def test_evicting_quotes_that_wait_too_long_for_definitions_is_logged_once(store
 
 def test_a_schema_with_nothing_stored_resumes_from_capture_start(store: Store, tmp_path: Path) -> None:
     first = sink(make_config(tmp_path), store)
-    assert first.resume_ns("statistics") is None  # fresh store: the whole replay window
+    assert first.resume_starts("statistics") == {}  # fresh store: the whole replay window
     first.commit(frames([*(definition_record(i, T0, T0) for i in (FUTURE, CALL)), quote(CALL, T0 + 5 * S, 4.0, 4.05)]))
     first.end_session()
-    assert first.resume_ns("mbp-1") == T0 + 5 * S
-    assert first.resume_ns("statistics") == T0  # no statistic yet: from when capture began
+    assert first.resume_starts("mbp-1") == {"HE": T0 + 5 * S}
+    assert first.resume_starts("statistics") == {"HE": T0}  # no statistic yet: from when capture began
 
 
 class _ChainAppendFails:

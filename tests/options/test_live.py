@@ -48,7 +48,7 @@ def venue_config() -> VenueConfig:
     return two_markets()
 
 
-def make_config(venue: VenueThread, state_dir: Path) -> Config:
+def make_config(venue: VenueThread, state_dir: Path, **databento: object) -> Config:
     info = venue.info
     return parse_config(
         {
@@ -59,6 +59,7 @@ def make_config(venue: VenueThread, state_dir: Path) -> Config:
                 "live_port": info.live_port,
                 "historical_url": info.historical_url,
                 "heartbeat_interval_s": 1,
+                **databento,
             },
             "options": {"snapshot_interval_s": INTERVAL_S, "liquid_max_spread_ticks": 6},
             "markets": [
@@ -210,6 +211,30 @@ async def test_restart_stores_every_snapshot_once(venue: VenueThread, store: Sto
     quotes = read(store, data_symbol("HE", "mbp-1"))
     key = ["instrument_id", "ts_event", "sequence"]
     assert not quotes.reset_index().duplicated(["ts_recv", *key]).any()
+
+
+async def test_an_outage_beyond_the_replay_window_fills_the_underlying_too(store: Store, tmp_path: Path) -> None:
+    """Each market's options resume from its own watermark; the underlying futures, stored by no market, are filled
+    from the oldest of them, with the options they price (left out, the chains after an outage had no forward)."""
+    window = replace(two_markets(), replay_window_s=900.0)
+    with VenueThread(window) as venue:
+        config = make_config(venue, tmp_path, replay_window_s=600)
+        first = make_pipeline(venue, config, store)
+        async with running(first):
+            await snapshots_after(venue, first, 1)
+        marks = {m: first.watermark(m, "mbp-1") for m in ("HE", "CL")}
+        await eventually(lambda: venue.now_ns() > max(m.ts_ns for m in marks.values() if m) + 1200 * NS_PER_S, "20 min")
+        second = make_pipeline(venue, config, store)
+        with structlog.testing.capture_logs() as logs:
+            async with running(second):
+                await snapshots_after(venue, second, 1)
+    starts = {m: mark.ts_ns for m, mark in marks.items() if mark is not None}
+    [fill, *_] = [e["start_ns"] for e in logs if e["event"] == "gap_fill_started" and e["schema"] == "mbp-1"]
+    oldest = min(starts.values())
+    assert fill == {"HE.OPT": starts["HE"], "LO.OPT": starts["CL"], "HE.FUT": oldest, "CL.FUT": oldest}, fill
+    after = read(store, chain_symbol("HE"))
+    after = after[after.index > pd.Timestamp(starts["HE"], tz="UTC")]
+    assert not after.empty and after["underlying_price"].notna().all(), "every chain after the outage has a forward"
 
 
 def _inject_crossed_quote(venue: Venue, instrument_id: int) -> int:
