@@ -9,8 +9,8 @@ Flow per connection:
    (`BatchSource.HISTORICAL` batches), each market from its own watermark, so Live only has to replay the last
    window;
 3. subscribe each schema with ``start = oldest watermark - REPLAY_OVERLAP_NS`` (``start=0``: the whole replay
-   window when nothing is stored) and start the session — in a child process (`LiveProcess`), so the client's per-record work
-   runs under its own GIL, on another core than our decoding and commits;
+   window when nothing is stored) and start the session — in a child process (`LiveProcess`), so the client's
+   per-record work runs under its own GIL, on another core than our decoding and commits;
 4. the child streams raw DBN bytes through a pipe; a `StreamDecoder` thread turns them into column batches with
    numpy (overlapping with the consumer committing the previous batch); while no rows come, `Idle.TICK` every
    `idle_tick_s` lets the consumer flush on time;
